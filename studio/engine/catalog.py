@@ -1,0 +1,95 @@
+"""What a model spec points to, and which models ship with the studio.
+
+Free of torch so the UI thread can list and describe models without loading anything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from studio.engine.paths import EMBEDDED_MODELS_DIR
+
+log = logging.getLogger(__name__)
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+
+
+class ModelError(Exception):
+    """A model that cannot be found or loaded; str() is one sentence for the user."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model spec points: kind is embedded, folder, checkpoint or hub."""
+
+    spec: str
+    kind: str
+    location: str
+
+    @property
+    def is_local(self) -> bool:
+        return self.kind != "hub"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    kind: str
+    location: str
+    role: str  # "generator" or "upscaler"
+    description: str = ""
+
+
+def embedded_models() -> list[ModelInfo]:
+    """The models shipped in resources/models, with their studio.json descriptions."""
+    found = []
+    if EMBEDDED_MODELS_DIR.is_dir():
+        for folder in sorted(EMBEDDED_MODELS_DIR.iterdir()):
+            if (folder / "model_index.json").is_file():
+                card = read_model_card(folder)
+                role = "upscaler" if card.get("scale") else "generator"
+                found.append(
+                    ModelInfo(folder.name, "embedded", str(folder), role, card.get("summary", ""))
+                )
+    return found
+
+
+def read_model_card(folder: Path) -> dict[str, Any]:
+    """studio.json beside a model: defaults and vocabulary of our own models, {} elsewhere."""
+    path = folder / "studio.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def resolve(spec: str) -> ModelSource:
+    """Say where a model spec points, without loading anything."""
+    spec = spec.strip()
+    if not spec:
+        raise ModelError("No model is chosen.")
+    embedded = EMBEDDED_MODELS_DIR / spec
+    if "/" not in spec and (embedded / "model_index.json").is_file():
+        return ModelSource(spec, "embedded", str(embedded))
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise ModelError(
+                f"The folder '{path}' is not a diffusers model (it has no model_index.json)."
+            )
+        return ModelSource(spec, "folder", str(path))
+    if path.suffix.lower() in _CHECKPOINT_SUFFIXES:
+        if not path.is_file():
+            raise ModelError(f"The model file '{path}' does not exist.")
+        return ModelSource(spec, "checkpoint", str(path))
+    if _HUB_ID.match(spec) and not path.exists():
+        return ModelSource(spec, "hub", spec)
+    raise ModelError(
+        f"'{spec}' is not a known model, a diffusers folder, a checkpoint file or a hub id."
+    )

@@ -1,0 +1,352 @@
+"""Running a request: the diffusers pipelines, step reports with previews, cancel, cascade."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from PIL import Image
+
+from studio.engine import imaging
+from studio.engine.devices import wants_vae_tiling
+from studio.engine.guidance import GenerationCancelled, GuidanceSettings, GuidanceTap
+from studio.engine.models import ModelManager
+from studio.engine.preview import KNOWN_COEFFICIENTS, Previewer, load_coefficients
+from studio.engine.request import GenerationRequest, Mode, Upscaler
+from studio.engine.schedulers import make_scheduler
+from studio.engine.settings import EngineSettings
+
+log = logging.getLogger(__name__)
+
+
+class GenerationError(Exception):
+    """A job that failed for a reason the user can act on; str() is one sentence."""
+
+
+@dataclass(frozen=True)
+class StepProgress:
+    stage: str  # "generate", "upscale" or "hires"
+    step: int  # 1-based
+    total: int
+    elapsed: float  # seconds since this stage started
+    preview: np.ndarray | None  # (h, w, 3) uint8, the batch side by side
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.step / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def seconds_left(self) -> float:
+        rate = self.steps_per_second
+        return (self.total - self.step) / rate if rate > 0 else 0.0
+
+
+class Reporter(Protocol):
+    def status(self, message: str, fraction: float | None) -> None: ...
+
+    def step(self, progress: StepProgress) -> None: ...
+
+
+class NullReporter:
+    def status(self, message: str, fraction: float | None) -> None:
+        pass
+
+    def step(self, progress: StepProgress) -> None:
+        pass
+
+
+@dataclass
+class GenerationResult:
+    images: list[Image.Image]
+    request: GenerationRequest  # with the seed resolved
+    seeds: list[int]
+    timings: dict[str, float] = field(default_factory=dict)
+    cancelled: bool = False
+
+
+class Engine:
+    """Runs requests one at a time. Lives on one thread; `cancel()` may be called from any."""
+
+    def __init__(
+        self, settings: EngineSettings | None = None, models: ModelManager | None = None
+    ) -> None:
+        self.settings = settings or EngineSettings()
+        self.models = models or ModelManager(self.settings)
+        self._cancel = threading.Event()
+        self._reporter: Reporter = NullReporter()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def run(self, request: GenerationRequest, reporter: Reporter | None = None) -> GenerationResult:
+        request.validate()
+        self._cancel.clear()
+        self._reporter = reporter or NullReporter()
+        self.models.status = self._reporter.status
+        if request.seed < 0:
+            request = request.replace(seed=random.randrange(2**32))
+        seeds = [(request.seed + i) % 2**32 for i in range(request.batch_size)]
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                images = self._run_mode(request, seeds, timings)
+                if request.upscaler is not None and request.mode is not Mode.UPSCALE:
+                    images = self._upscale(request, images, seeds, timings)
+        except GenerationCancelled:
+            timings["total"] = time.perf_counter() - started
+            return GenerationResult([], request, seeds, timings, cancelled=True)
+        timings["total"] = time.perf_counter() - started
+        return GenerationResult(images, request, seeds, timings)
+
+    # -- modes ----------------------------------------------------------------------------
+
+    def _run_mode(
+        self, request: GenerationRequest, seeds: list[int], timings: dict[str, float]
+    ) -> list[Image.Image]:
+        if request.mode is Mode.UPSCALE:
+            assert request.init_image is not None
+            return self._upscale(request, [request.init_image.convert("RGB")], seeds, timings)
+
+        pipe = self._timed(
+            timings, "load", lambda: self.models.pipeline(request.model, request.mode)
+        )
+        common = {
+            "prompt": request.prompt,
+            "negative_prompt": request.negative_prompt or None,
+            "num_inference_steps": request.steps,
+            "guidance_scale": request.cfg_scale,
+            "num_images_per_prompt": request.batch_size,
+        }
+        if request.mode is Mode.TEXT_TO_IMAGE:
+            call = {**common, "width": request.width, "height": request.height}
+            return self._denoise(pipe, request, call, seeds, "generate", timings)
+
+        assert request.init_image is not None
+        if request.mode is Mode.IMAGE_TO_IMAGE:
+            init = imaging.fit(request.init_image, request.width, request.height)
+            call = {**common, "image": init, "strength": request.strength}
+            return self._denoise(pipe, request, call, seeds, "generate", timings)
+        return self._inpaint(pipe, request, common, seeds, timings)
+
+    def _inpaint(
+        self,
+        pipe: Any,
+        request: GenerationRequest,
+        common: dict[str, Any],
+        seeds: list[int],
+        timings: dict[str, float],
+    ) -> list[Image.Image]:
+        assert request.init_image is not None and request.mask is not None
+        original = request.init_image.convert("RGB")
+        soft_mask = imaging.feathered(request.mask, request.mask_blur)
+        box = (0, 0, *original.size)
+        if request.inpaint_only_masked:
+            aspect = request.width / request.height
+            box = imaging.mask_crop_box(request.mask, request.inpaint_padding, aspect)
+        image = imaging.fit(original.crop(box), request.width, request.height)
+        mask = (
+            request.mask.convert("L")
+            .crop(box)
+            .resize((request.width, request.height), Image.Resampling.BILINEAR)
+        )
+        call = {
+            **common,
+            "image": image,
+            "mask_image": mask,
+            "strength": request.strength,
+            "width": request.width,
+            "height": request.height,
+        }
+        painted = self._denoise(pipe, request, call, seeds, "generate", timings)
+        return [imaging.paste_into(original, p, box, soft_mask) for p in painted]
+
+    def _upscale(
+        self,
+        request: GenerationRequest,
+        images: list[Image.Image],
+        seeds: list[int],
+        timings: dict[str, float],
+    ) -> list[Image.Image]:
+        method = request.upscaler or Upscaler.X4
+        results = []
+        for image, seed in zip(images, seeds, strict=False):
+            if method is Upscaler.HIRES:
+                results.extend(self._hires_fix(request, image, seed, timings))
+            else:
+                results.extend(self._x4(request, image, seed, timings))
+        return results
+
+    def _x4(
+        self, request: GenerationRequest, image: Image.Image, seed: int, timings: dict[str, float]
+    ) -> list[Image.Image]:
+        pipe = self._timed(timings, "load", lambda: self.models.upscaler(request.upscale_model))
+        card = self.models.card(pipe)
+        call = {
+            "prompt": request.prompt,
+            "negative_prompt": request.negative_prompt or None,
+            "image": image.convert("RGB"),
+            "num_inference_steps": int(card.get("default_steps", min(request.steps, 50))),
+            "guidance_scale": float(card.get("default_cfg", request.cfg_scale)),
+            "noise_level": request.upscale_noise_level,
+        }
+        upscale_request = request.replace(
+            scheduler=card.get("default_scheduler", "DDIM"),
+            cfg_rescale=0.0,
+            dynamic_thresholding=False,
+        )
+        return self._denoise(pipe, upscale_request, call, [seed], "upscale", timings)
+
+    def _hires_fix(
+        self, request: GenerationRequest, image: Image.Image, seed: int, timings: dict[str, float]
+    ) -> list[Image.Image]:
+        width, height = image.width * 2, image.height * 2
+        enlarged = image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+        pipe = self._timed(
+            timings, "load", lambda: self.models.pipeline(request.model, Mode.IMAGE_TO_IMAGE)
+        )
+        call = {
+            "prompt": request.prompt,
+            "negative_prompt": request.negative_prompt or None,
+            "image": enlarged,
+            "strength": request.upscale_strength,
+            "num_inference_steps": request.steps,
+            "guidance_scale": request.cfg_scale,
+        }
+        hires_request = request.replace(width=width, height=height)
+        return self._denoise(pipe, hires_request, call, [seed], "hires", timings)
+
+    # -- the denoising loop ------------------------------------------------------------
+
+    def _denoise(
+        self,
+        pipe: Any,
+        request: GenerationRequest,
+        call: dict[str, Any],
+        seeds: list[int],
+        stage: str,
+        timings: dict[str, float],
+    ) -> list[Image.Image]:
+        if self._cancel.is_set():
+            raise GenerationCancelled
+        pipe.scheduler = make_scheduler(request.scheduler, pipe.scheduler.config)
+        if wants_vae_tiling(self.settings, request.width, request.height):
+            pipe.vae.enable_tiling()
+        else:
+            pipe.vae.disable_tiling()
+        # One CPU generator per image: image k of a batch is seed+k run alone, on any device.
+        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+        tap = GuidanceTap(
+            GuidanceSettings(
+                cfg_scale=request.cfg_scale,
+                cfg_rescale=request.cfg_rescale,
+                dynamic_thresholding=request.dynamic_thresholding,
+                threshold_percentile=request.threshold_percentile,
+                threshold_max=request.threshold_max,
+            ),
+            alphas_cumprod=pipe.scheduler.alphas_cumprod,
+            prediction_type=pipe.scheduler.config.get("prediction_type", "epsilon"),
+            latent_channels=pipe.vae.config.latent_channels,
+            cancel=self._cancel,
+        )
+        on_step = self._step_reporter(pipe, tap, stage)
+        if _has_step_end_callback(pipe):
+            call["callback_on_step_end"] = lambda p, i, t, kw: on_step(i) or {}
+        else:
+            call["callback"] = lambda i, t, latents: on_step(i)
+            call["callback_steps"] = 1
+
+        hooks = tap.attach(pipe.unet)
+        started = time.perf_counter()
+        try:
+            latents = self._call_with_memory_fallback(
+                pipe, {**call, "generator": generators, "output_type": "latent"}
+            )
+            if self._cancel.is_set():
+                raise GenerationCancelled
+            images = self._decode(pipe, latents)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started
+        return images
+
+    def _step_reporter(self, pipe: Any, tap: GuidanceTap, stage: str) -> Callable[[int], None]:
+        previewer = self._previewer(pipe)
+        every = max(1, self.settings.preview_every)
+        started = time.perf_counter()
+        reporter = self._reporter
+
+        def on_step(index: int) -> None:
+            total = len(pipe.scheduler.timesteps)
+            step = index + 1
+            preview = None
+            if previewer.enabled and (step % every == 0 or step == total):
+                x0 = tap.latest_x0()
+                preview = previewer(x0) if x0 is not None else None
+            reporter.step(StepProgress(stage, step, total, time.perf_counter() - started, preview))
+            if self._cancel.is_set():
+                raise GenerationCancelled
+
+        return on_step
+
+    def _previewer(self, pipe: Any) -> Previewer:
+        method = self.settings.preview_method
+        coefficients = load_coefficients(getattr(pipe, "_studio_folder", None))
+        if coefficients is None:
+            coefficients = KNOWN_COEFFICIENTS.get(self.models.family(pipe))
+        return Previewer(method, pipe.vae, coefficients)
+
+    def _call_with_memory_fallback(self, pipe: Any, call: dict[str, Any]) -> torch.Tensor:
+        try:
+            return pipe(**call, return_dict=False)[0]
+        except torch.OutOfMemoryError:
+            # Turn every memory saver on and try once more before giving up.
+            log.warning("out of memory; retrying with attention slicing and VAE tiling")
+            self.models._empty_cache()
+            self._reporter.status("Out of memory: retrying with memory savers on…", None)
+            pipe.enable_attention_slicing()
+            pipe.vae.enable_tiling()
+            try:
+                return pipe(**call, return_dict=False)[0]
+            except torch.OutOfMemoryError:
+                self.models._empty_cache()
+                raise GenerationError(
+                    "The GPU ran out of memory even with memory savers on: "
+                    "try a smaller size or batch."
+                ) from None
+
+    @staticmethod
+    def _decode(pipe: Any, latents: torch.Tensor) -> list[Image.Image]:
+        vae = pipe.vae
+        needs_upcast = vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
+        if needs_upcast:
+            vae.to(torch.float32)
+        try:
+            image = vae.decode(
+                latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False
+            )[0]
+        finally:
+            if needs_upcast:
+                vae.to(torch.float16)
+        return pipe.image_processor.postprocess(image, output_type="pil")
+
+    @staticmethod
+    def _timed(timings: dict[str, float], key: str, action: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        result = action()
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - started
+        return result
+
+
+def _has_step_end_callback(pipe: Any) -> bool:
+    import inspect
+
+    return "callback_on_step_end" in inspect.signature(pipe.__call__).parameters

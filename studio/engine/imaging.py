@@ -1,0 +1,65 @@
+"""Pixel work around the pipelines: resizing, mask feathering, inpaint crops and overlays."""
+
+from __future__ import annotations
+
+from PIL import Image, ImageFilter
+
+Box = tuple[int, int, int, int]
+
+
+def fit(image: Image.Image, width: int, height: int) -> Image.Image:
+    """RGB at exactly width×height (stretching, as A1111's "just resize")."""
+    image = image.convert("RGB")
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.Resampling.LANCZOS)
+    return image
+
+
+def feathered(mask: Image.Image, blur: int) -> Image.Image:
+    mask = mask.convert("L")
+    return mask.filter(ImageFilter.GaussianBlur(blur)) if blur > 0 else mask
+
+
+def mask_crop_box(mask: Image.Image, padding: int, aspect: float) -> Box:
+    """The masked area plus padding, widened to the output's aspect ratio, inside the image.
+
+    This is "inpaint only the masked area": a small region is cut out, worked on at the
+    full output resolution, and pasted back, so small details get all the pixels.
+    """
+    width, height = mask.size
+    bbox = mask.convert("L").point(lambda v: 255 if v > 0 else 0).getbbox()
+    if bbox is None:
+        return (0, 0, width, height)
+    left, top, right, bottom = bbox
+    left, top = max(0, left - padding), max(0, top - padding)
+    right, bottom = min(width, right + padding), min(height, bottom + padding)
+
+    box_w, box_h = right - left, bottom - top
+    if box_w / box_h < aspect:
+        box_w = min(width, round(box_h * aspect))
+    else:
+        box_h = min(height, round(box_w / aspect))
+    cx, cy = (left + right) / 2, (top + bottom) / 2
+    left = int(min(max(0, cx - box_w / 2), width - box_w))
+    top = int(min(max(0, cy - box_h / 2), height - box_h))
+    return (left, top, left + box_w, top + box_h)
+
+
+def overlay(original: Image.Image, painted: Image.Image, soft_mask: Image.Image) -> Image.Image:
+    """The painted pixels where the mask is, the original pixels everywhere else."""
+    painted = painted.convert("RGB")
+    if painted.size != original.size:
+        painted = painted.resize(original.size, Image.Resampling.LANCZOS)
+    return Image.composite(painted, original.convert("RGB"), soft_mask)
+
+
+def paste_into(
+    original: Image.Image, painted: Image.Image, box: Box, soft_mask: Image.Image
+) -> Image.Image:
+    """Paste a result made for `box` back into the whole picture through the soft mask."""
+    size = (box[2] - box[0], box[3] - box[1])
+    patch = painted.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+    canvas = original.convert("RGB").copy()
+    full_patch = canvas.copy()
+    full_patch.paste(patch, box[:2])
+    return Image.composite(full_patch, canvas, soft_mask)

@@ -1,0 +1,281 @@
+"""Finding and loading models: embedded names, hub ids, diffusers folders, checkpoint files.
+
+A model's weights are loaded once. Image→image and inpainting pipelines are derived from
+the loaded text→image pipeline with `from_pipe`, which shares every component, so
+switching mode costs no load. `weight_loads` counts real loads so tests can hold us to it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from studio.engine.catalog import ModelError, read_model_card, resolve
+from studio.engine.devices import memory_plan, pick_device, pick_dtype
+from studio.engine.request import Mode
+from studio.engine.settings import EngineSettings
+
+log = logging.getLogger(__name__)
+
+StatusCallback = Callable[[str, float | None], None]  # message, fraction done (None: unknown)
+
+_PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
+
+def check_checkpoint_is_safe(path: Path) -> None:
+    """Refuse pickled checkpoints that need code execution to load."""
+    if path.suffix.lower() not in _PICKLE_SUFFIXES:
+        return
+    import pickle
+
+    import torch
+
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, ValueError) as e:
+        log.info("refused %s: %s", path, e)
+        raise ModelError(
+            f"'{path.name}' is a pickled checkpoint that could run code when loaded, so the "
+            "studio refuses it: use a .safetensors version of this model."
+        ) from None
+    except (OSError, EOFError) as e:
+        raise ModelError(f"'{path.name}' cannot be read ({e.__class__.__name__}).") from None
+
+
+class ModelManager:
+    """Owns the loaded generator and upscaler; lives on the engine's worker thread."""
+
+    def __init__(
+        self, settings: EngineSettings | None = None, status: StatusCallback | None = None
+    ) -> None:
+        self.settings = settings or EngineSettings()
+        self.device = pick_device(self.settings.device)
+        self.dtype = pick_dtype(self.device, self.settings.dtype)
+        self.status = status or (lambda message, fraction: None)
+        self.weight_loads = 0
+        self._base: tuple[str, Any] | None = None  # (spec, text→image pipeline)
+        self._derived: dict[Mode, Any] = {}
+        self._upscaler: tuple[str, Any] | None = None
+
+    # -- public -------------------------------------------------------------------------
+
+    def pipeline(self, spec: str, mode: Mode) -> Any:
+        """The pipeline for a mode, loading the model only if it is not the loaded one."""
+        base = self._load_base(spec)
+        if mode in (Mode.TEXT_TO_IMAGE, Mode.UPSCALE):
+            return base
+        if mode not in self._derived:
+            from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
+
+            auto = (
+                AutoPipelineForImage2Image
+                if mode is Mode.IMAGE_TO_IMAGE
+                else (AutoPipelineForInpainting)
+            )
+            derived = auto.from_pipe(base)
+            derived.set_progress_bar_config(disable=True)
+            self._derived[mode] = derived
+        return self._derived[mode]
+
+    def upscaler(self, spec: str) -> Any:
+        if self._upscaler and self._upscaler[0] == spec:
+            return self._upscaler[1]
+        self._upscaler = None
+        from diffusers import StableDiffusionUpscalePipeline
+
+        pipe = self._load(spec, StableDiffusionUpscalePipeline)
+        self._upscaler = (spec, pipe)
+        return pipe
+
+    def family(self, pipe: Any) -> str:
+        """The latent family of a pipeline, which picks its latent→RGB preview coefficients."""
+        card_family = getattr(pipe, "_studio_family", None)
+        if card_family:
+            return card_family
+        cross = getattr(pipe.unet.config, "cross_attention_dim", None)
+        latent_channels = pipe.vae.config.latent_channels
+        if latent_channels != 4:
+            return "unknown"
+        return {768: "sd1", 1024: "sd2", 2048: "sdxl"}.get(cross, "sd1")
+
+    def card(self, pipe: Any) -> dict[str, Any]:
+        return getattr(pipe, "_studio_card", {})
+
+    def unload(self) -> None:
+        self._base = None
+        self._derived.clear()
+        self._upscaler = None
+        self._empty_cache()
+
+    # -- loading ------------------------------------------------------------------------
+
+    def _load_base(self, spec: str) -> Any:
+        if self._base and self._base[0] == spec:
+            return self._base[1]
+        # One generator at a time: free the old one before loading the next.
+        self._base = None
+        self._derived.clear()
+        self._empty_cache()
+        from diffusers import DiffusionPipeline
+
+        pipe = self._load(spec, DiffusionPipeline)
+        self._base = (spec, pipe)
+        return pipe
+
+    def _load(self, spec: str, pipeline_class: Any) -> Any:
+        source = resolve(spec)
+        _quiet_libraries()
+        self.status(f"Loading {spec}…", None)
+        try:
+            if source.kind == "checkpoint":
+                pipe = self._load_checkpoint(Path(source.location), pipeline_class)
+                folder = None
+            else:
+                folder = (
+                    Path(self._download(source.spec))
+                    if source.kind == "hub"
+                    else Path(source.location)
+                )
+                pipe = pipeline_class.from_pretrained(
+                    folder,
+                    dtype=self.dtype,
+                    local_files_only=True,
+                    **_no_safety_checker(folder),
+                )
+        except ModelError:
+            raise
+        except MemoryError:
+            raise ModelError(f"There is not enough memory to load '{spec}'.") from None
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+            log.exception("loading %s failed", spec)
+            raise ModelError(f"'{spec}' could not be loaded: {_first_sentence(e)}") from None
+        self.weight_loads += 1
+        card = read_model_card(folder) if folder else {}
+        pipe._studio_card = card
+        pipe._studio_family = card.get("family")
+        pipe._studio_folder = folder
+        self._place(pipe)
+        self.status(f"{spec} is ready.", 1.0)
+        return pipe
+
+    def _load_checkpoint(self, path: Path, pipeline_class: Any) -> Any:
+        from diffusers import StableDiffusionPipeline
+
+        check_checkpoint_is_safe(path)
+        cls = (
+            pipeline_class
+            if hasattr(pipeline_class, "from_single_file")
+            else (StableDiffusionPipeline)
+        )
+        try:
+            return cls.from_single_file(str(path), dtype=self.dtype)
+        except OSError as e:
+            raise ModelError(
+                f"'{path.name}' needs its model family's configuration, which is neither in "
+                f"the local cache nor reachable: {_first_sentence(e)}"
+            ) from None
+
+    def _download(self, repo_id: str) -> str:
+        """A hub model's local folder: the cache when it has it, else a download."""
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        patterns = ["*.json", "*.txt", "*.safetensors", "*.model"]
+        try:
+            return snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True)
+        except (LocalEntryNotFoundError, FileNotFoundError, OSError):
+            pass
+        if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+            raise ModelError(f"'{repo_id}' is not in the local cache and the studio is offline.")
+        try:
+            return snapshot_download(
+                repo_id, allow_patterns=patterns, tqdm_class=_status_tqdm(self.status, repo_id)
+            )
+        except Exception as e:  # noqa: BLE001 - any hub failure becomes one sentence
+            log.info("download of %s failed: %r", repo_id, e)
+            raise ModelError(
+                f"'{repo_id}' is not in the local cache and could not be downloaded "
+                f"({e.__class__.__name__})."
+            ) from None
+
+    def _place(self, pipe: Any) -> None:
+        pipe.set_progress_bar_config(disable=True)
+        plan = memory_plan(self.settings, self.device)
+        if plan["cpu_offload"] and self.device.type == "cuda":
+            pipe.enable_model_cpu_offload(device=self.device)
+        else:
+            pipe.to(self.device)
+        if plan["attention_slicing"]:
+            pipe.enable_attention_slicing()
+        if self.settings.channels_last:
+            import torch
+
+            pipe.unet.to(memory_format=torch.channels_last)
+        if self.settings.compile_unet:
+            import torch
+
+            pipe.unet = torch.compile(pipe.unet, mode="max-autotune", fullgraph=True)
+
+    def _empty_cache(self) -> None:
+        import gc
+
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+
+
+def _quiet_libraries() -> None:
+    """Progress bars of diffusers and transformers go to a terminal no one sees; we report
+    progress ourselves."""
+    import diffusers.utils.logging as diffusers_logging
+    import transformers.utils.logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+
+
+def _no_safety_checker(folder: Path) -> dict[str, Any]:
+    """Local studios run without the NSFW checker; only pass the override where one exists."""
+    try:
+        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if "safety_checker" in index:
+        return {"safety_checker": None, "requires_safety_checker": False}
+    return {}
+
+
+def _first_sentence(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
+    text = text[:200]
+    return text if text.endswith(".") else text + "."
+
+
+def _status_tqdm(status: StatusCallback, label: str) -> type:
+    """A tqdm class that reports download progress through the status callback."""
+    from tqdm.auto import tqdm
+
+    class StatusTqdm(tqdm):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["disable"] = False
+            kwargs["file"] = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the bar
+            super().__init__(*args, **kwargs)
+
+        def update(self, n: float | None = 1) -> bool | None:
+            result = super().update(n)
+            if self.total:
+                status(f"Downloading {label}…", min(1.0, self.n / self.total))
+            return result
+
+    return StatusTqdm

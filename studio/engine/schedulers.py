@@ -1,0 +1,45 @@
+"""Scheduler (sampler) names as artists know them from AUTOMATIC1111, mapped to diffusers.
+
+The names double as the `Sampler:` value written into PNG metadata, so files
+round-trip through every tool that reads the A1111 format.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# name -> (diffusers class name, config overrides)
+_SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "Euler a": ("EulerAncestralDiscreteScheduler", {}),
+    "Euler": ("EulerDiscreteScheduler", {}),
+    "DPM++ 2M": ("DPMSolverMultistepScheduler", {}),
+    "DPM++ 2M Karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+    "DPM++ 2M SDE": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
+    "DPM++ 2M SDE Karras": (
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": True},
+    ),
+    "DPM2": ("KDPM2DiscreteScheduler", {}),
+    "DPM2 a": ("KDPM2AncestralDiscreteScheduler", {}),
+    "Heun": ("HeunDiscreteScheduler", {}),
+    "LMS": ("LMSDiscreteScheduler", {}),
+    "DDIM": ("DDIMScheduler", {}),
+    "PNDM": ("PNDMScheduler", {}),
+    "DDPM": ("DDPMScheduler", {}),
+    "UniPC": ("UniPCMultistepScheduler", {}),
+}
+
+SCHEDULER_NAMES: tuple[str, ...] = tuple(_SCHEDULERS)
+
+# Config keys that belong to one scheduler family and confuse another when carried over.
+_NOT_CARRIED = ("use_karras_sigmas", "algorithm_type")
+
+
+def make_scheduler(name: str, base_config: Any) -> Any:
+    """A fresh scheduler instance for one run, built from the model's own scheduler config."""
+    import diffusers
+
+    class_name, overrides = _SCHEDULERS[name]
+    config = {k: v for k, v in dict(base_config).items() if k not in _NOT_CARRIED}
+    config.update(overrides)
+    return getattr(diffusers, class_name).from_config(config)
