@@ -93,3 +93,57 @@ def resolve(spec: str) -> ModelSource:
     raise ModelError(
         f"'{spec}' is not a known model, a diffusers folder, a checkpoint file or a hub id."
     )
+
+
+def _registry_path() -> Path:
+    from studio.engine.paths import config_dir
+
+    return config_dir() / "models.json"
+
+
+def added_models() -> list[str]:
+    """Model specs the user added (hub ids, folders, checkpoint files), oldest first."""
+    try:
+        data = json.loads(_registry_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [s for s in data.get("added", []) if isinstance(s, str)]
+
+
+def add_model(spec: str) -> ModelSource:
+    """Remember a model spec (checked with `resolve`, not loaded) for the CLI and the UI."""
+    source = resolve(spec)
+    specs = added_models()
+    if source.kind != "embedded" and spec not in specs:
+        _write_registry([*specs, spec])
+    return source
+
+
+def remove_model(spec: str) -> None:
+    _write_registry([s for s in added_models() if s != spec])
+
+
+def _write_registry(specs: list[str]) -> None:
+    path = _registry_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"added": specs}, indent=2), encoding="utf-8")
+    tmp.replace(path)
+
+
+def cached_hub_models() -> list[ModelInfo]:
+    """Diffusers models already in the Hugging Face cache, usable offline."""
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        cache = scan_cache_dir()
+    except Exception:  # noqa: BLE001 - no cache, or an unreadable one, means none
+        return []
+    found = []
+    for repo in sorted(cache.repos, key=lambda r: r.repo_id):
+        if repo.repo_type != "model":
+            continue
+        files = {f.file_name for rev in repo.revisions for f in rev.files}
+        if "model_index.json" in files:
+            found.append(ModelInfo(repo.repo_id, "hub", str(repo.repo_path), "generator"))
+    return found

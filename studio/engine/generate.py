@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
@@ -133,6 +134,7 @@ class Engine:
         if request.mode is Mode.IMAGE_TO_IMAGE:
             init = imaging.fit(request.init_image, request.width, request.height)
             call = {**common, "image": init, "strength": request.strength}
+            call["num_inference_steps"] = steps_for_strength(request.steps, request.strength)
             return self._denoise(pipe, request, call, seeds, "generate", timings)
         return self._inpaint(pipe, request, common, seeds, timings)
 
@@ -162,6 +164,7 @@ class Engine:
             "image": image,
             "mask_image": mask,
             "strength": request.strength,
+            "num_inference_steps": steps_for_strength(request.steps, request.strength),
             "width": request.width,
             "height": request.height,
         }
@@ -217,7 +220,7 @@ class Engine:
             "negative_prompt": request.negative_prompt or None,
             "image": enlarged,
             "strength": request.upscale_strength,
-            "num_inference_steps": request.steps,
+            "num_inference_steps": steps_for_strength(request.steps, request.upscale_strength),
             "guidance_scale": request.cfg_scale,
         }
         hires_request = request.replace(width=width, height=height)
@@ -285,7 +288,8 @@ class Engine:
         reporter = self._reporter
 
         def on_step(index: int) -> None:
-            total = len(pipe.scheduler.timesteps)
+            # image→image pipelines run only the tail of the schedule; they record its length
+            total = getattr(pipe, "_num_timesteps", None) or len(pipe.scheduler.timesteps)
             step = index + 1
             preview = None
             if previewer.enabled and (step % every == 0 or step == total):
@@ -344,6 +348,12 @@ class Engine:
         result = action()
         timings[key] = timings.get(key, 0.0) + time.perf_counter() - started
         return result
+
+
+def steps_for_strength(steps: int, strength: float) -> int:
+    """Schedule length for image→image: diffusers runs int(steps × strength) of them, so a
+    low strength with few steps would run none; stretch the schedule to run at least one."""
+    return max(steps, math.ceil(1 / strength)) if strength > 0 else steps
 
 
 def _has_step_end_callback(pipe: Any) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PIL import Image, ImageFilter
 
 Box = tuple[int, int, int, int]
@@ -63,3 +65,32 @@ def paste_into(
     full_patch = canvas.copy()
     full_patch.paste(patch, box[:2])
     return Image.composite(full_patch, canvas, soft_mask)
+
+
+class ImageLoadError(ValueError):
+    """An image file that cannot be used; str() is one sentence for the user."""
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """Open and fully decode an image file, turning every failure into one sentence."""
+    path = Path(path)
+    name = path.name
+    if not path.is_file():
+        raise ImageLoadError(f"'{name}' does not exist or is not a file.")
+    if path.stat().st_size == 0:
+        raise ImageLoadError(f"'{name}' is empty (0 bytes), so it holds no image.")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.width == 0 or image.height == 0:
+                raise ImageLoadError(f"'{name}' holds an image with no pixels.")
+            return image.copy()
+    except ImageLoadError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImageLoadError(f"'{name}' is too large to open safely.") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        reason = "it is truncated or damaged" if "truncat" in str(e).lower() else (
+            "it is not an image format the studio can read or it is damaged"
+        )
+        raise ImageLoadError(f"'{name}' cannot be opened: {reason}.") from None

@@ -26,7 +26,9 @@ def output_dir() -> Path:
 
 
 def config_dir() -> Path:
-    return Path(platformdirs.user_config_dir(APP_NAME))
+    """Settings and the list of added models (LATENT_STUDIO_CONFIG overrides it)."""
+    override = os.environ.get("LATENT_STUDIO_CONFIG")
+    return Path(override) if override else Path(platformdirs.user_config_dir(APP_NAME))
 
 
 def cache_dir() -> Path:

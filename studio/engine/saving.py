@@ -47,15 +47,25 @@ def parameters_of(
 
 
 def save_image(
-    image: Image.Image, request: GenerationRequest, seed: int, folder: Path, stem: str | None = None
+    image: Image.Image,
+    request: GenerationRequest,
+    seed: int,
+    folder: Path,
+    stem: str | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Save a PNG with its parameters; the file appears whole or not at all."""
+    """Save a PNG with its parameters; the file appears whole or not at all.
+
+    Without `overwrite`, an existing name gets a -1, -2… suffix instead of being replaced.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     stem = stem or default_stem(request, seed)
     # The request recorded is the one that regenerates exactly this image: its own seed, batch 1.
     own_request = request.replace(seed=seed, batch_size=1)
     info = metadata.png_info(parameters_of(request, seed, image), own_request.to_dict())
-    target = _unique(folder / f"{stem}.png")
+    target = folder / f"{stem}.png"
+    if not overwrite:
+        target = _unique(target)
     fd, tmp_name = tempfile.mkstemp(prefix=".partial-", suffix=".png", dir=folder)
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -1,0 +1,272 @@
+"""The command line: `studio` opens the window; subcommands generate, upscale, read and list.
+
+Bad input exits with status 2 and one line on stderr; progress goes to stderr and the
+paths of saved images to stdout, so the output can be piped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    """Bad input found by the command line itself; str() is one sentence."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line, like every other bad input."""
+
+    def error(self, message: str) -> Any:
+        self.exit(EXIT_BAD_INPUT, f"studio: {message} (see '{self.prog} --help').\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="studio",
+        description="Latent Studio: image generation on your own machine. "
+        "With no command, the studio window opens.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    gen = commands.add_parser("generate", help="make images from a prompt")
+    gen.add_argument("prompt")
+    gen.add_argument("--negative", default="", metavar="TEXT", help="negative prompt")
+    gen.add_argument("--model", metavar="SPEC", help="embedded name, hub id, folder or file")
+    gen.add_argument("--steps", type=int)
+    gen.add_argument("--cfg", type=float, help="classifier-free guidance scale")
+    gen.add_argument("--cfg-rescale", type=float, default=0.0)
+    gen.add_argument(
+        "--threshold",
+        type=float,
+        metavar="CEILING",
+        help="Imagen dynamic thresholding with this ceiling (off when not given)",
+    )
+    gen.add_argument("--threshold-percentile", type=float, default=99.5)
+    gen.add_argument("--seed", type=int, default=-1, help="-1 for a random seed")
+    gen.add_argument("--width", type=int)
+    gen.add_argument("--height", type=int)
+    gen.add_argument("--scheduler", default="Euler a", help="sampler name, e.g. 'DPM++ 2M'")
+    gen.add_argument("--batch", type=int, default=1)
+    gen.add_argument("--init-image", type=Path, metavar="PATH", help="image→image input")
+    gen.add_argument("--strength", type=float, default=0.75)
+    gen.add_argument("--mask", type=Path, metavar="PATH", help="inpaint mask (white = repaint)")
+    gen.add_argument("--mask-blur", type=int, default=4)
+    gen.add_argument("--only-masked", action="store_true", help="inpaint only the masked area")
+    gen.add_argument("--upscale", choices=["x4", "hires"])
+    gen.add_argument("--out", type=Path, metavar="PATH|DIR")
+
+    up = commands.add_parser("upscale", help="enlarge an image ×4 with a diffusion upscaler")
+    up.add_argument("image", type=Path)
+    up.add_argument("--model", metavar="SPEC", help="upscaler model (default: studio-tiny-x4)")
+    up.add_argument("--prompt", default="", help="what the image shows (helps some upscalers)")
+    up.add_argument("--seed", type=int, default=-1)
+    up.add_argument("--out", type=Path, metavar="PATH|DIR")
+
+    info = commands.add_parser("info", help="print the parameters found in an image as JSON")
+    info.add_argument("image", type=Path)
+
+    commands.add_parser("models", help="list the models the studio knows and where they are")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        from studio.ui.app import main as open_studio
+
+        return open_studio()
+    try:
+        return _COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("studio: interrupted.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as e:  # noqa: BLE001 - every failure is one line, never a traceback
+        if args.debug:
+            raise
+        status = EXIT_BAD_INPUT if _is_bad_input(e) else EXIT_FAILED
+        print(f"studio: {_one_line(e)}", file=sys.stderr)
+        return status
+
+
+def _is_bad_input(error: Exception) -> bool:
+    from studio.engine.catalog import ModelError
+    from studio.engine.imaging import ImageLoadError
+    from studio.engine.metadata import MetadataError
+    from studio.engine.request import RequestError
+
+    bad_input = UsageError | RequestError | ModelError | ImageLoadError | MetadataError
+    return isinstance(error, bad_input)
+
+
+def _one_line(error: Exception) -> str:
+    text = " ".join(str(error).split()) or error.__class__.__name__
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from studio.engine.imaging import open_image
+    from studio.engine.request import DEFAULT_MODEL, GenerationRequest, Mode
+
+    model = args.model or DEFAULT_MODEL
+    card = _card_of(model)
+    init_image = open_image(args.init_image) if args.init_image else None
+    mask = open_image(args.mask).convert("L") if args.mask else None
+    if mask is not None and init_image is None:
+        raise UsageError("--mask needs --init-image: the mask says which part of it to repaint.")
+    mode = Mode.INPAINT if mask else Mode.IMAGE_TO_IMAGE if init_image else Mode.TEXT_TO_IMAGE
+
+    default_w, default_h = card.get("default_size", [512, 512])
+    if init_image is not None:
+        default_w, default_h = (max(8, v // 8 * 8) for v in init_image.size)
+    request = GenerationRequest(
+        mode=mode,
+        prompt=args.prompt,
+        negative_prompt=args.negative,
+        model=model,
+        width=args.width or default_w,
+        height=args.height or default_h,
+        steps=args.steps or int(card.get("default_steps", 25)),
+        cfg_scale=args.cfg if args.cfg is not None else float(card.get("default_cfg", 7.0)),
+        cfg_rescale=args.cfg_rescale,
+        dynamic_thresholding=args.threshold is not None,
+        threshold_percentile=args.threshold_percentile,
+        threshold_max=args.threshold if args.threshold is not None else 2.5,
+        scheduler=args.scheduler,
+        seed=args.seed,
+        batch_size=args.batch,
+        init_image=init_image,
+        strength=args.strength,
+        mask=mask,
+        mask_blur=args.mask_blur,
+        inpaint_only_masked=args.only_masked,
+        upscaler=args.upscale,
+    )
+    return _run_and_save(request, args.out)
+
+
+def _upscale(args: argparse.Namespace) -> int:
+    from studio.engine.imaging import open_image
+    from studio.engine.request import DEFAULT_UPSCALE_MODEL, GenerationRequest, Mode
+
+    request = GenerationRequest(
+        mode=Mode.UPSCALE,
+        prompt=args.prompt,
+        init_image=open_image(args.image).convert("RGB"),
+        upscale_model=args.model or DEFAULT_UPSCALE_MODEL,
+        seed=args.seed,
+    )
+    return _run_and_save(request, args.out)
+
+
+def _info(args: argparse.Namespace) -> int:
+    from studio.engine.metadata import read_parameters
+
+    parameters = read_parameters(args.image)
+    print(json.dumps(parameters.to_json_dict(), indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+def _models(args: argparse.Namespace) -> int:
+    from studio.engine.catalog import (
+        ModelError,
+        added_models,
+        cached_hub_models,
+        embedded_models,
+        resolve,
+    )
+
+    rows = [(m.name, f"embedded {m.role}", m.location) for m in embedded_models()]
+    for spec in added_models():
+        try:
+            source = resolve(spec)
+            rows.append((spec, f"added {source.kind}", source.location))
+        except ModelError as e:
+            rows.append((spec, "added, missing", str(e)))
+    rows += [(m.name, "hub cache", m.location) for m in cached_hub_models()]
+    width = max((len(name) for name, _, _ in rows), default=0)
+    kind_width = max((len(kind) for _, kind, _ in rows), default=0)
+    for name, kind, location in rows:
+        print(f"{name:<{width}}  {kind:<{kind_width}}  {location}")
+    return EXIT_OK
+
+
+_COMMANDS = {"generate": _generate, "upscale": _upscale, "info": _info, "models": _models}
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _card_of(spec: str) -> dict[str, Any]:
+    from studio.engine.catalog import read_model_card, resolve
+
+    source = resolve(spec)
+    return read_model_card(Path(source.location)) if source.kind in ("embedded", "folder") else {}
+
+
+class _StderrProgress:
+    """Step progress on one rewritten stderr line (a line per step when not a terminal)."""
+
+    def __init__(self) -> None:
+        self._tty = sys.stderr.isatty()
+
+    def status(self, message: str, fraction: float | None) -> None:
+        suffix = f" {fraction:.0%}" if fraction is not None and fraction < 1 else ""
+        self._write(f"{message}{suffix}", final=fraction is None or fraction >= 1)
+
+    def step(self, progress: Any) -> None:
+        line = (
+            f"{progress.stage} {progress.step}/{progress.total} "
+            f"{progress.steps_per_second:.1f} it/s {progress.seconds_left:.1f} s left"
+        )
+        self._write(line, final=progress.step == progress.total)
+
+    def _write(self, line: str, final: bool) -> None:
+        if self._tty:
+            sys.stderr.write("\r\033[K" + line + ("\n" if final else ""))
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+def _run_and_save(request: Any, out: Path | None) -> int:
+    from studio.engine.paths import output_dir
+    from studio.engine.saving import save_image
+
+    request.validate()  # before loading torch, so bad input answers at once
+    folder, stem = _destination(out)
+    from studio.engine.generate import Engine
+
+    result = Engine().run(request, _StderrProgress())
+    if result.cancelled:
+        return EXIT_INTERRUPTED
+    folder = folder or output_dir()
+    for index, (image, seed) in enumerate(zip(result.images, result.seeds, strict=False)):
+        name = stem if stem is None or len(result.images) == 1 else f"{stem}-{index + 1}"
+        print(save_image(image, result.request, seed, folder, name, overwrite=stem is not None))
+    return EXIT_OK
+
+
+def _destination(out: Path | None) -> tuple[Path | None, str | None]:
+    """--out as (folder, file stem): a .png path names the file, anything else a folder."""
+    if out is None:
+        return None, None
+    if out.suffix.lower() == ".png":
+        return out.parent if str(out.parent) else Path("."), out.stem
+    if out.suffix:
+        raise UsageError(f"--out must be a folder or a .png file, not '{out.name}'.")
+    return out, None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

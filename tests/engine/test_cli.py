@@ -1,0 +1,197 @@
+"""The command line: exit codes, one-line errors, files written, JSON printed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from studio.cli import main
+
+INTEROP = Path(__file__).resolve().parents[3] / "shared" / "interop"
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_generate_writes_png_with_parameters(tiny_sd, tmp_path, capsys) -> None:
+    target = tmp_path / "pics" / "circle.png"
+    code, out, err = run(
+        [
+            "generate",
+            "a red circle",
+            "--model",
+            tiny_sd,
+            "--steps",
+            "2",
+            "--width",
+            "32",
+            "--height",
+            "32",
+            "--seed",
+            "4",
+            "--out",
+            str(target),
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert out.strip() == str(target) and target.is_file()
+    assert "generate 2/2" in err  # progress goes to stderr
+    code, out, err = run(["info", str(target)], capsys)
+    info = json.loads(out)
+    assert (info["source"], info["prompt"], info["seed"], info["steps"]) == (
+        "studio",
+        "a red circle",
+        4,
+        2,
+    )
+
+
+def test_generate_batch_into_a_folder(tiny_sd, tmp_path, capsys) -> None:
+    code, out, _ = run(
+        [
+            "generate",
+            "a red circle",
+            "--model",
+            tiny_sd,
+            "--steps",
+            "2",
+            "--width",
+            "32",
+            "--height",
+            "32",
+            "--batch",
+            "2",
+            "--out",
+            str(tmp_path),
+        ],
+        capsys,
+    )
+    assert code == 0 and len(out.split()) == 2
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".png", ".png"]
+
+
+def test_inpaint_and_upscale_from_the_command_line(
+    tiny_sd, tiny_upscaler, tmp_path, capsys
+) -> None:
+    image, mask = tmp_path / "in.png", tmp_path / "mask.png"
+    Image.new("RGB", (32, 32), "blue").save(image)
+    mask_image = Image.new("L", (32, 32), 0)
+    mask_image.paste(255, (4, 4, 12, 12))
+    mask_image.save(mask)
+    code, out, err = run(
+        [
+            "generate",
+            "a red circle",
+            "--model",
+            tiny_sd,
+            "--steps",
+            "2",
+            "--init-image",
+            str(image),
+            "--mask",
+            str(mask),
+            "--out",
+            str(tmp_path / "inpainted.png"),
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert Image.open(tmp_path / "inpainted.png").size == (32, 32)
+    code, out, err = run(
+        ["upscale", str(image), "--model", tiny_upscaler, "--out", str(tmp_path / "big.png")],
+        capsys,
+    )
+    assert code == 0, err
+    assert Image.open(tmp_path / "big.png").size == (128, 128)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["generate", "x", "--width", "33", "--model", "{sd}"], "Width must be a multiple of 8"),
+        (["generate", "x", "--model", "nobody/nothing"], "not in the local cache"),
+        (["generate", "x", "--model", "{sd}", "--mask", "{missing}"], "does not exist"),
+        (
+            ["generate", "x", "--model", "{sd}", "--mask", "{sd}/model_index.json"],
+            "cannot be opened",
+        ),
+        (["generate", "x", "--steps", "many"], "invalid int value"),
+        (["generate"], "required: prompt"),
+        (["info", "{missing}"], "does not exist"),
+        (["upscale", "{missing}"], "does not exist"),
+        (["generate", "x", "--model", "{sd}", "--out", "{sd}/a.jpg"], "must be a folder or"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args, words, tiny_sd, tmp_path, capsys) -> None:
+    args = [a.format(sd=tiny_sd, missing=tmp_path / "missing.png") for a in args]
+    with pytest.raises(SystemExit) if "required" in words or "invalid" in words else _no_raise():
+        code, _, err = run(args, capsys)
+        assert code == 2
+        # progress lines may come first; the error is one line, and the last
+        errors = [line for line in err.splitlines() if line.startswith("studio:")]
+        assert len(errors) == 1 and words in errors[0] and err.strip().endswith(errors[0]), err
+    if "required" in words or "invalid" in words:
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1
+
+
+class _no_raise:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.skipif(not INTEROP.is_dir(), reason="shared/interop is not beside the checkout")
+def test_info_reads_other_tools_files(capsys) -> None:
+    code, out, _ = run(
+        ["info", str(INTEROP / "AUTOMATIC1111" / "automatic1111_cropped.png")], capsys
+    )
+    info = json.loads(out)
+    assert code == 0 and info["source"] == "automatic1111"
+    for key in (
+        "prompt",
+        "negative_prompt",
+        "seed",
+        "steps",
+        "cfg_scale",
+        "sampler",
+        "width",
+        "height",
+        "model",
+        "strength",
+    ):
+        assert key in info
+    code, _, err = run(["info", str(INTEROP / "bad_images" / "empty_file.png")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_models_lists_added_models(tiny_sd, capsys) -> None:
+    from studio.engine.catalog import add_model
+
+    add_model(tiny_sd)
+    code, out, _ = run(["models"], capsys)
+    assert code == 0 and tiny_sd in out and "added folder" in out
+
+
+def test_a_real_process_never_prints_a_traceback(tmp_path) -> None:
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    done = subprocess.run(
+        [sys.executable, "-m", "studio.cli", "generate", "x", "--init-image", str(broken)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -1,0 +1,190 @@
+"""Every mode end to end on tiny random-weight pipelines: sizes, previews, cancel, seeds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from studio.engine.request import GenerationRequest, Mode, Upscaler
+from studio.engine.schedulers import SCHEDULER_NAMES
+from tests.engine.conftest import RecordingReporter
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image, dtype=np.int16)
+
+
+@pytest.fixture
+def base(tiny_sd: str) -> GenerationRequest:
+    return GenerationRequest(
+        prompt="a red circle", model=tiny_sd, width=32, height=32, steps=3, seed=11
+    )
+
+
+@pytest.fixture
+def picture() -> Image.Image:
+    gradient = np.linspace(0, 255, 32, dtype=np.uint8)
+    rgb = np.stack(
+        [
+            np.tile(gradient, (32, 1)),
+            np.tile(gradient[:, None], (1, 32)),
+            np.full((32, 32), 128, np.uint8),
+        ],
+        axis=-1,
+    )
+    return Image.fromarray(rgb)
+
+
+def test_text_to_image_reports_every_step_with_a_preview(engine, base) -> None:
+    reporter = RecordingReporter()
+    result = engine.run(base.replace(batch_size=2), reporter)
+    assert [im.size for im in result.images] == [(32, 32), (32, 32)]
+    assert result.seeds == [11, 12] and not result.cancelled
+    assert [p.step for p in reporter.steps] == [1, 2, 3]
+    assert all(p.total == 3 for p in reporter.steps)
+    # the denoised estimate at latent resolution (VAE factor 2), the batch side by side
+    assert all(
+        p.preview.shape == (16, 32, 3) and p.preview.dtype == np.uint8 for p in reporter.steps
+    )
+    assert result.timings["generate"] > 0
+
+
+def test_same_request_same_pixels(engine, base) -> None:
+    first = engine.run(base).images[0]
+    again = engine.run(base).images[0]
+    assert np.array_equal(pixels(first), pixels(again))
+    other = engine.run(base.replace(seed=12)).images[0]
+    assert not np.array_equal(pixels(first), pixels(other))
+
+
+def test_any_image_of_a_batch_can_be_made_again_alone(engine, base) -> None:
+    batch = engine.run(base.replace(batch_size=3)).images
+    alone = engine.run(base.replace(seed=13)).images[0]
+    assert np.abs(pixels(batch[2]) - pixels(alone)).max() <= 2
+
+
+def test_random_seed_is_resolved_and_recorded(engine, base) -> None:
+    result = engine.run(base.replace(seed=-1))
+    assert 0 <= result.request.seed < 2**32
+    assert result.seeds == [result.request.seed]
+    again = engine.run(result.request).images[0]
+    assert np.array_equal(pixels(again), pixels(result.images[0]))
+
+
+def test_cancel_at_a_step_returns_nothing_and_the_engine_runs_on(engine, base) -> None:
+    reporter = RecordingReporter(cancel_at=2, engine=engine)
+    result = engine.run(base.replace(steps=10), reporter)
+    assert result.cancelled and result.images == []
+    assert [p.step for p in reporter.steps] == [1, 2]  # stopped within one step
+    after = engine.run(base)
+    assert not after.cancelled and len(after.images) == 1
+
+
+def test_mode_switches_share_one_loaded_model(engine, base, picture) -> None:
+    engine.models.unload()
+    loads = engine.models.weight_loads
+    mask = Image.new("L", (32, 32), 0)
+    mask.paste(255, (8, 8, 24, 24))
+    engine.run(base)
+    engine.run(base.replace(mode=Mode.IMAGE_TO_IMAGE, init_image=picture, strength=0.5))
+    engine.run(base.replace(mode=Mode.INPAINT, init_image=picture, mask=mask))
+    engine.run(base)
+    assert engine.models.weight_loads == loads + 1
+    txt = engine.models.pipeline(base.model, Mode.TEXT_TO_IMAGE)
+    inpaint = engine.models.pipeline(base.model, Mode.INPAINT)
+    assert inpaint.unet is txt.unet and inpaint.vae is txt.vae
+
+
+def test_inpaint_repaints_the_mask_and_keeps_the_rest_exactly(engine, base, picture) -> None:
+    mask = Image.new("L", (32, 32), 0)
+    mask.paste(255, (8, 8, 24, 24))
+    request = base.replace(
+        mode=Mode.INPAINT, init_image=picture, mask=mask, mask_blur=0, strength=1.0
+    )
+    out = pixels(engine.run(request).images[0])
+    original = pixels(picture)
+    outside = np.asarray(mask) == 0
+    assert np.array_equal(out[outside], original[outside])
+    assert np.abs(out[~outside] - original[~outside]).mean() > 5
+
+
+def test_inpaint_only_masked_works_on_a_crop_of_a_larger_image(engine, base) -> None:
+    big = Image.new("RGB", (96, 64), (40, 90, 200))
+    mask = Image.new("L", big.size, 0)
+    mask.paste(255, (70, 40, 80, 50))
+    request = base.replace(
+        mode=Mode.INPAINT,
+        init_image=big,
+        mask=mask,
+        mask_blur=0,
+        inpaint_only_masked=True,
+        inpaint_padding=4,
+        strength=1.0,
+    )
+    out = pixels(engine.run(request).images[0])
+    assert out.shape == (64, 96, 3)  # the whole picture comes back
+    original = pixels(big)
+    outside = np.asarray(mask) == 0
+    assert np.array_equal(out[outside], original[outside])
+    assert np.abs(out[~outside] - original[~outside]).mean() > 5
+
+
+def test_x4_upscale_mode(engine, base, tiny_upscaler, picture) -> None:
+    reporter = RecordingReporter()
+    request = base.replace(mode=Mode.UPSCALE, init_image=picture, upscale_model=tiny_upscaler)
+    result = engine.run(request, reporter)
+    assert result.images[0].size == (128, 128)
+    assert reporter.steps and {p.stage for p in reporter.steps} == {"upscale"}
+
+
+def test_text_to_image_then_x4_is_a_cascade(engine, base, tiny_upscaler) -> None:
+    reporter = RecordingReporter()
+    request = base.replace(upscaler=Upscaler.X4, upscale_model=tiny_upscaler, batch_size=2)
+    result = engine.run(request, reporter)
+    assert [im.size for im in result.images] == [(128, 128), (128, 128)]
+    assert [p.stage for p in reporter.steps][:3] == ["generate"] * 3
+    assert "upscale" in {p.stage for p in reporter.steps}
+
+
+def test_hires_fix_doubles_the_size(engine, base) -> None:
+    reporter = RecordingReporter()
+    result = engine.run(base.replace(upscaler=Upscaler.HIRES, upscale_strength=0.4), reporter)
+    assert result.images[0].size == (64, 64)
+    assert "hires" in {p.stage for p in reporter.steps}
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULER_NAMES)
+def test_every_scheduler_runs_with_every_guidance_control(engine, base, scheduler) -> None:
+    request = base.replace(scheduler=scheduler, cfg_rescale=0.7, dynamic_thresholding=True)
+    result = engine.run(request)
+    assert result.images[0].size == (32, 32)
+
+
+def test_guidance_controls_change_the_picture(engine, base) -> None:
+    plain = pixels(engine.run(base.replace(cfg_scale=12)).images[0])
+    rescaled = pixels(engine.run(base.replace(cfg_scale=12, cfg_rescale=1.0)).images[0])
+    thresholded = pixels(
+        engine.run(base.replace(cfg_scale=12, dynamic_thresholding=True, threshold_max=0.5)).images[
+            0
+        ]
+    )
+    assert not np.array_equal(plain, rescaled)
+    assert not np.array_equal(plain, thresholded)
+
+
+def test_preview_cadence_and_methods(base, tiny_sd) -> None:
+    from studio.engine.generate import Engine
+    from studio.engine.settings import EngineSettings
+
+    every_two = RecordingReporter()
+    Engine(EngineSettings(preview_every=2)).run(base.replace(steps=5), every_two)
+    assert [p.preview is not None for p in every_two.steps] == [False, True, False, True, True]
+
+    vae = RecordingReporter()
+    Engine(EngineSettings(preview_method="vae")).run(base, vae)
+    assert vae.steps[-1].preview.shape == (32, 32, 3)  # decoded at full size
+
+    none = RecordingReporter()
+    Engine(EngineSettings(preview_method="none")).run(base, none)
+    assert all(p.preview is None for p in none.steps)

@@ -1,0 +1,114 @@
+"""Finding and loading models, and refusing the ones that are not safe or not there."""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from studio.engine.catalog import ModelError, add_model, added_models, remove_model, resolve
+from studio.engine.models import ModelManager, check_checkpoint_is_safe
+from studio.engine.request import Mode
+
+
+class _RunsCode:
+    """Unpickling this calls a function: what a malicious .ckpt does."""
+
+    def __reduce__(self):
+        return (Path.touch, (Path(_RunsCode.marker),))
+
+
+def test_specs_resolve_to_their_kind(tiny_sd: str, tmp_path: Path) -> None:
+    assert resolve(tiny_sd).kind == "folder"
+    assert resolve("someone/some-model").kind == "hub"
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"x")
+    assert resolve(str(weights)).kind == "checkpoint"
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ("", "No model is chosen"),
+        ("/nowhere/model.safetensors", "does not exist"),
+        ("not a model", "is not a known model"),
+    ],
+)
+def test_bad_specs_get_one_sentence(spec: str, words: str) -> None:
+    with pytest.raises(ModelError, match=words):
+        resolve(spec)
+
+
+def test_a_folder_that_is_not_a_model(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="has no model_index.json"):
+        resolve(str(tmp_path))
+
+
+def test_pickled_checkpoint_that_runs_code_is_refused_without_running_it(tmp_path: Path) -> None:
+    marker = tmp_path / "code-ran"
+    _RunsCode.marker = str(marker)
+    checkpoint = tmp_path / "evil.ckpt"
+    checkpoint.write_bytes(pickle.dumps({"state_dict": _RunsCode()}))
+    with pytest.raises(ModelError, match="pickled checkpoint that could run code"):
+        ModelManager()._load(str(checkpoint), object)
+    assert not marker.exists()
+
+
+def test_a_plain_tensor_checkpoint_passes_the_safety_check(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "plain.pt"
+    torch.save({"weight": torch.zeros(2)}, checkpoint)
+    check_checkpoint_is_safe(checkpoint)  # no error
+
+
+def test_hub_model_missing_offline_is_a_clear_error() -> None:
+    with pytest.raises(ModelError, match="not in the local cache and the studio is offline"):
+        ModelManager().pipeline("nobody/no-such-model", Mode.TEXT_TO_IMAGE)
+
+
+def test_hub_model_loads_from_the_local_cache_offline(
+    tiny_sd: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The hub cache layout: models--org--name/{refs/main, snapshots/<commit>/...}
+    cache = tmp_path / "hub"
+    repo = cache / "models--studio--cached-tiny"
+    commit = "0" * 40
+    shutil.copytree(tiny_sd, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
+    manager = ModelManager()
+    pipe = manager.pipeline("studio/cached-tiny", Mode.TEXT_TO_IMAGE)
+    assert pipe.unet is not None and manager.weight_loads == 1
+
+
+def test_broken_model_folder_is_one_sentence(tiny_sd: str, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_sd, broken)
+    for weights in (broken / "unet").glob("*.safetensors"):
+        weights.write_bytes(b"not really weights")
+    with pytest.raises(ModelError, match="could not be loaded"):
+        ModelManager().pipeline(str(broken), Mode.TEXT_TO_IMAGE)
+
+
+def test_added_models_are_remembered(tiny_sd: str) -> None:
+    add_model(tiny_sd)
+    add_model(tiny_sd)
+    assert added_models() == [tiny_sd]
+    remove_model(tiny_sd)
+    assert added_models() == []
+    with pytest.raises(ModelError):
+        add_model("/no/such/folder/model.safetensors")
+
+
+def test_loading_a_model_once_for_every_mode(tiny_sd: str) -> None:
+    manager = ModelManager()
+    for mode in (Mode.TEXT_TO_IMAGE, Mode.INPAINT, Mode.IMAGE_TO_IMAGE, Mode.TEXT_TO_IMAGE):
+        manager.pipeline(tiny_sd, mode)
+    assert manager.weight_loads == 1
+    assert manager.device.type == "cpu" and manager.dtype == torch.float32
