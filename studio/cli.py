@@ -34,6 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
         "With no command, the studio window opens.",
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    parser.add_argument("--device", help="cuda, cuda:1, mps or cpu (default: the best one here)")
+    parser.add_argument(
+        "--dtype", choices=["float16", "bfloat16", "float32"], help="default: fp16 on GPUs"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     gen = commands.add_parser("generate", help="make images from a prompt")
@@ -152,7 +156,7 @@ def _generate(args: argparse.Namespace) -> int:
         inpaint_only_masked=args.only_masked,
         upscaler=args.upscale,
     )
-    return _run_and_save(request, args.out)
+    return _run_and_save(request, args)
 
 
 def _upscale(args: argparse.Namespace) -> int:
@@ -166,7 +170,7 @@ def _upscale(args: argparse.Namespace) -> int:
         upscale_model=args.model or DEFAULT_UPSCALE_MODEL,
         seed=args.seed,
     )
-    return _run_and_save(request, args.out)
+    return _run_and_save(request, args)
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -239,15 +243,17 @@ class _StderrProgress:
         sys.stderr.flush()
 
 
-def _run_and_save(request: Any, out: Path | None) -> int:
+def _run_and_save(request: Any, args: argparse.Namespace) -> int:
     from studio.engine.paths import output_dir
     from studio.engine.saving import save_image
+    from studio.engine.settings import EngineSettings
 
     request.validate()  # before loading torch, so bad input answers at once
-    folder, stem = _destination(out)
+    folder, stem = _destination(args.out)
     from studio.engine.generate import Engine
 
-    result = Engine().run(request, _StderrProgress())
+    settings = EngineSettings(device=args.device, dtype=args.dtype, preview_method="none")
+    result = Engine(settings).run(request, _StderrProgress())
     if result.cancelled:
         return EXIT_INTERRUPTED
     folder = folder or output_dir()

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import torch
 
+from studio.engine.catalog import ModelError
 from studio.engine.settings import EngineSettings
 
 
 def pick_device(requested: str | None = None) -> torch.device:
     if requested:
-        return torch.device(requested)
+        try:
+            device = torch.device(requested)
+        except RuntimeError:
+            raise ModelError(f"'{requested}' is not a device: use cpu, cuda or mps.") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ModelError(
+                "CUDA was asked for, but this torch has no CUDA GPU to use: install the CUDA "
+                "build of torch, or use the CPU."
+            )
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
