@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, ImageOps
 
 Box = tuple[int, int, int, int]
 
@@ -81,16 +81,20 @@ def open_image(path: str | Path) -> Image.Image:
         raise ImageLoadError(f"'{name}' is empty (0 bytes), so it holds no image.")
     try:
         with Image.open(path) as image:
-            image.load()
+            image.load()  # decode now, so a truncated file fails here and not later
             if image.width == 0 or image.height == 0:
                 raise ImageLoadError(f"'{name}' holds an image with no pixels.")
-            return image.copy()
+            upright = ImageOps.exif_transpose(image)  # phone photos stand up; also a copy
+            upright.info = dict(image.info)  # keep text chunks: they carry parameters
+            return upright
     except ImageLoadError:
         raise
     except Image.DecompressionBombError:
         raise ImageLoadError(f"'{name}' is too large to open safely.") from None
     except (OSError, ValueError, SyntaxError, EOFError) as e:
-        reason = "it is truncated or damaged" if "truncat" in str(e).lower() else (
-            "it is not an image format the studio can read or it is damaged"
+        reason = (
+            "it is truncated or damaged"
+            if "truncat" in str(e).lower()
+            else ("it is not an image format the studio can read or it is damaged")
         )
         raise ImageLoadError(f"'{name}' cannot be opened: {reason}.") from None

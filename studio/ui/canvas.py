@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 from PySide6.QtCore import QEvent, QKeyCombination, QMimeData, QPoint, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QBrush,
@@ -56,6 +56,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.engine.imaging import open_image
 from studio.ui.mask_layer import Box, MaskLayer
 
 __all__ = ["EMPTY_HINT", "IMAGE_SUFFIXES", "ImageCanvas", "load_image_file"]
@@ -83,26 +84,7 @@ HINT_COLOR = QColor(150, 150, 156)
 
 def load_image_file(path: str | os.PathLike[str]) -> Image.Image:
     """Open and fully decode an image file, upright; ValueError with one sentence if it can't."""
-    name = Path(path).name
-    try:
-        if os.stat(path).st_size == 0:
-            raise ValueError(f"{name} is an empty file (0 bytes), not an image.")
-        with Image.open(path) as opened:
-            opened.load()  # decode now, so a truncated file fails here and not in a paint
-            image = ImageOps.exif_transpose(opened)  # a detached copy, phone photos upright
-    except ValueError:
-        raise
-    except FileNotFoundError as error:
-        raise ValueError(f"{name} does not exist.") from error
-    except Image.DecompressionBombError as error:
-        raise ValueError(f"{name} has too many pixels to open safely.") from error
-    except Exception as error:  # Pillow's decoders raise many kinds; all mean "unreadable"
-        raise ValueError(
-            f"{name} could not be read as an image: it is damaged, truncated or not a picture."
-        ) from error
-    if image.width == 0 or image.height == 0:
-        raise ValueError(f"{name} holds an image with no pixels.")
-    return image
+    return open_image(path)
 
 
 def _pil_to_qimage(image: Image.Image) -> QImage:
