@@ -23,6 +23,15 @@ _SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
     "DPM2 a": ("KDPM2AncestralDiscreteScheduler", {}),
     "Heun": ("HeunDiscreteScheduler", {}),
     "LMS": ("LMSDiscreteScheduler", {}),
+    "LMS Karras": ("LMSDiscreteScheduler", {"use_karras_sigmas": True}),
+    "DPM++ 3M SDE": (
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "sde-dpmsolver++", "solver_order": 3},
+    ),
+    "DPM++ 3M SDE Karras": (
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "sde-dpmsolver++", "solver_order": 3, "use_karras_sigmas": True},
+    ),
     "DDIM": ("DDIMScheduler", {}),
     "PNDM": ("PNDMScheduler", {}),
     "DDPM": ("DDPMScheduler", {}),
@@ -32,7 +41,35 @@ _SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 SCHEDULER_NAMES: tuple[str, ...] = tuple(_SCHEDULERS)
 
 # Config keys that belong to one scheduler family and confuse another when carried over.
-_NOT_CARRIED = ("use_karras_sigmas", "algorithm_type")
+_NOT_CARRIED = ("use_karras_sigmas", "algorithm_type", "solver_order")
+
+# Samplers other tools write that the studio runs as a close relative.
+_RELATIVES = {
+    "DPM++ SDE": "DPM++ 2M SDE",
+    "DPM++ SDE Karras": "DPM++ 2M SDE Karras",
+    "DPM++ 2S a": "Euler a",
+    "DPM++ 2S a Karras": "Euler a",
+    "DPM fast": "DPM++ 2M",
+    "DPM adaptive": "DPM++ 2M",
+    "PLMS": "PNDM",
+    "LCM": "Euler",
+}
+DEFAULT_SCHEDULER = "Euler a"
+
+
+def closest_scheduler(name: str | None) -> str:
+    """The studio's scheduler for a sampler name read from another tool's file."""
+    if not name:
+        return DEFAULT_SCHEDULER
+    if name in _SCHEDULERS:
+        return name
+    if name in _RELATIVES:
+        return _RELATIVES[name]
+    plain = name.removesuffix(" Karras")
+    if plain in _SCHEDULERS:
+        return plain
+    lowered = {n.lower(): n for n in _SCHEDULERS}
+    return lowered.get(name.lower(), DEFAULT_SCHEDULER)
 
 
 def make_scheduler(name: str, base_config: Any) -> Any:
