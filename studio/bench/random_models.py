@@ -8,6 +8,7 @@ SD 1.5-shaped one costs what the real model costs, for benchmarks, with no downl
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -216,8 +217,8 @@ SD15_SCHEDULER: dict[str, Any] = {
 }
 
 
-def build_sd15_folder(folder: Path) -> Path:
-    """Write an SD 1.5-shaped pipeline with random weights as a diffusers folder."""
+def build_sd15(dtype: Any = None) -> Any:
+    """An SD 1.5-shaped StableDiffusionPipeline with random weights, in memory."""
     import torch
     from diffusers import (
         AutoencoderKL,
@@ -227,17 +228,18 @@ def build_sd15_folder(folder: Path) -> Path:
     )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    write_byte_tokenizer(folder / "tokenizer", max_length=77)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_byte_tokenizer(Path(tmp), max_length=77)
+        tokenizer = CLIPTokenizer.from_pretrained(tmp)
     torch.manual_seed(0)
     pipe = StableDiffusionPipeline(
         vae=AutoencoderKL(**SD15_VAE),
         text_encoder=CLIPTextModel(CLIPTextConfig(**SD15_TEXT)),
-        tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"),
+        tokenizer=tokenizer,
         unet=UNet2DConditionModel(**SD15_UNET),
         scheduler=EulerAncestralDiscreteScheduler(**SD15_SCHEDULER),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    pipe.save_pretrained(folder)
-    return folder
+    return pipe.to(dtype=dtype) if dtype is not None else pipe

@@ -81,6 +81,13 @@ class ModelManager:
             self._derived[mode] = derived
         return self._derived[mode]
 
+    def adopt(self, spec: str, pipe: Any) -> None:
+        """Use an already built text→image pipeline under a name (benchmarks, embedding)."""
+        self.unload()
+        pipe._studio_card, pipe._studio_family, pipe._studio_folder = {}, None, None
+        self._place(pipe)
+        self._base = (spec, pipe)
+
     def upscaler(self, spec: str) -> Any:
         if self._upscaler and self._upscaler[0] == spec:
             return self._upscaler[1]
@@ -128,7 +135,7 @@ class ModelManager:
 
     def _load(self, spec: str, pipeline_class: Any) -> Any:
         source = resolve(spec)
-        _quiet_libraries()
+        quiet_libraries()
         self.status(f"Loading {spec}…", None)
         try:
             if source.kind == "checkpoint":
@@ -233,7 +240,7 @@ class ModelManager:
             pass
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     """Progress bars of diffusers and transformers go to a terminal no one sees; we report
     progress ourselves."""
     import diffusers.utils.logging as diffusers_logging
