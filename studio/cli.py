@@ -78,6 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("image", type=Path)
 
     commands.add_parser("models", help="list the models the studio knows and where they are")
+
+    bench = commands.add_parser("bench", help="measure the studio against bare diffusers")
+    bench.add_argument("--quick", action="store_true", help="fewer repetitions (minutes)")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--model", default="studio-tiny", metavar="SPEC")
+    bench.add_argument(
+        "--gpu", action="store_true", help="the SD 1.5 architecture benchmark (random weights)"
+    )
+    bench.add_argument("--size", type=int, default=512, help="--gpu: image size")
+    bench.add_argument("--steps", type=int, default=20, help="--gpu: denoising steps")
+    bench.add_argument("--repeats", type=int, default=5, help="--gpu: timed runs of each")
+    bench.add_argument("--no-compile", action="store_true", help="--gpu: skip torch.compile")
     return parser
 
 
@@ -86,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         from studio.ui.app import main as open_studio
 
-        return open_studio()
+        return open_studio([])
     try:
         return _COMMANDS[args.command](args)
     except KeyboardInterrupt:
@@ -205,7 +217,28 @@ def _models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"generate": _generate, "upscale": _upscale, "info": _info, "models": _models}
+def _bench(args: argparse.Namespace) -> int:
+    from studio.bench.runner import format_table, machine, run_bench
+
+    if args.gpu:
+        from studio.bench.gpu_bench import run_gpu_bench
+
+        compile_unet = False if args.no_compile else None
+        gpu = run_gpu_bench(args.device, args.size, args.steps, args.repeats, compile_unet)
+        results = {"machine": machine(), "gpu": gpu}
+    else:
+        results = run_bench(args.quick, args.model)
+    print(json.dumps(results, indent=2) if args.json else format_table(results))
+    return EXIT_OK
+
+
+_COMMANDS = {
+    "generate": _generate,
+    "upscale": _upscale,
+    "info": _info,
+    "models": _models,
+    "bench": _bench,
+}
 
 
 # -- helpers --------------------------------------------------------------------------------

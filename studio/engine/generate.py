@@ -8,16 +8,21 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
 from studio.engine import imaging
 from studio.engine.devices import wants_vae_tiling
 from studio.engine.guidance import GenerationCancelled, GuidanceSettings, GuidanceTap
+from studio.engine.jobs import (
+    GenerationError,
+    GenerationResult,
+    NullReporter,
+    Reporter,
+    StepProgress,
+)
 from studio.engine.models import ModelManager
 from studio.engine.preview import KNOWN_COEFFICIENTS, Previewer, load_coefficients
 from studio.engine.request import GenerationRequest, Mode, Upscaler
@@ -25,51 +30,6 @@ from studio.engine.schedulers import make_scheduler
 from studio.engine.settings import EngineSettings
 
 log = logging.getLogger(__name__)
-
-
-class GenerationError(Exception):
-    """A job that failed for a reason the user can act on; str() is one sentence."""
-
-
-@dataclass(frozen=True)
-class StepProgress:
-    stage: str  # "generate", "upscale" or "hires"
-    step: int  # 1-based
-    total: int
-    elapsed: float  # seconds since this stage started
-    preview: np.ndarray | None  # (h, w, 3) uint8, the batch side by side
-
-    @property
-    def steps_per_second(self) -> float:
-        return self.step / self.elapsed if self.elapsed > 0 else 0.0
-
-    @property
-    def seconds_left(self) -> float:
-        rate = self.steps_per_second
-        return (self.total - self.step) / rate if rate > 0 else 0.0
-
-
-class Reporter(Protocol):
-    def status(self, message: str, fraction: float | None) -> None: ...
-
-    def step(self, progress: StepProgress) -> None: ...
-
-
-class NullReporter:
-    def status(self, message: str, fraction: float | None) -> None:
-        pass
-
-    def step(self, progress: StepProgress) -> None:
-        pass
-
-
-@dataclass
-class GenerationResult:
-    images: list[Image.Image]
-    request: GenerationRequest  # with the seed resolved
-    seeds: list[int]
-    timings: dict[str, float] = field(default_factory=dict)
-    cancelled: bool = False
 
 
 class Engine:
@@ -86,9 +46,16 @@ class Engine:
     def cancel(self) -> None:
         self._cancel.set()
 
-    def run(self, request: GenerationRequest, reporter: Reporter | None = None) -> GenerationResult:
+    def run(
+        self,
+        request: GenerationRequest,
+        reporter: Reporter | None = None,
+        cancel: threading.Event | None = None,
+    ) -> GenerationResult:
+        """Run a request. `cancel`, when given, is this job's own flag: setting it before the
+        run starts cancels the job too, which a shared flag could not promise."""
         request.validate()
-        self._cancel.clear()
+        self._cancel = cancel or threading.Event()
         self._reporter = reporter or NullReporter()
         self.models.status = self._reporter.status
         if request.seed < 0:

@@ -534,10 +534,15 @@ def _from_studio(chunks: Mapping[str, str]) -> ImageParameters | None:
     p.width = _to_int(request.get("width"))
     p.height = _to_int(request.get("height"))
     p.model = _to_text(request.get("model"))
-    p.strength = _to_float(request.get("strength"))
+    mode = request.get("mode")
+    # Strength means something only where an input image is partly repainted.
+    p.strength = _to_float(request.get("strength")) if mode in ("img2img", "inpaint") else None
     if PARAMETERS_KEY in chunks:
+        written = parse_a1111(chunks[PARAMETERS_KEY])
         # Settings the request does not name (e.g. "Clip skip") are still worth showing.
-        p.extras = dict(parse_a1111(chunks[PARAMETERS_KEY]).extras)
+        p.extras = dict(written.extras)
+        if mode == "upscale":  # the request's size is unused there; the input's was written
+            p.width, p.height = written.width, written.height
     return p
 
 

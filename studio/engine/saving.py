@@ -30,6 +30,12 @@ def parameters_of(
     if request.mode.value != "txt2img":
         extras["Mode"] = request.mode.value
     uses_strength = request.mode.value in ("img2img", "inpaint")
+    # A1111's Size is the generation size; an upscaled result records its own size apart.
+    width, height = request.width, request.height
+    if request.mode.value == "upscale" and request.init_image is not None:
+        width, height = request.init_image.size
+    if image.size != (width, height):
+        extras["Output size"] = f"{image.width}x{image.height}"
     return metadata.ImageParameters(
         source="studio",
         prompt=request.prompt,
@@ -38,8 +44,8 @@ def parameters_of(
         steps=request.steps,
         cfg_scale=request.cfg_scale,
         sampler=request.scheduler,
-        width=image.width,
-        height=image.height,
+        width=width,
+        height=height,
         model=request.model,
         strength=request.strength if uses_strength else None,
         extras=extras,

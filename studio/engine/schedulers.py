@@ -33,7 +33,7 @@ _SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
         {"algorithm_type": "sde-dpmsolver++", "solver_order": 3, "use_karras_sigmas": True},
     ),
     "DDIM": ("DDIMScheduler", {}),
-    "PNDM": ("PNDMScheduler", {}),
+    "PNDM": ("PNDMScheduler", {"skip_prk_steps": True}),  # as Stable Diffusion runs it
     "DDPM": ("DDPMScheduler", {}),
     "UniPC": ("UniPCMultistepScheduler", {}),
 }
@@ -41,7 +41,7 @@ _SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 SCHEDULER_NAMES: tuple[str, ...] = tuple(_SCHEDULERS)
 
 # Config keys that belong to one scheduler family and confuse another when carried over.
-_NOT_CARRIED = ("use_karras_sigmas", "algorithm_type", "solver_order")
+_NOT_CARRIED = ("use_karras_sigmas", "algorithm_type", "solver_order", "skip_prk_steps")
 
 # Samplers other tools write that the studio runs as a close relative.
 _RELATIVES = {
