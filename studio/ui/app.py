@@ -1,0 +1,77 @@
+"""The `studio` entry point: show the window at once, load the engine behind it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QApplication
+
+from studio.ui.icons import app_icon
+from studio.ui.settings import Settings
+from studio.ui.theme import apply_theme
+
+if TYPE_CHECKING:
+    from studio.ui.main_window import MainWindow
+
+APP_ID = "io.github.latentstudio.LatentStudio"  # the AppStream id in packaging/
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="studio", description="Latent Studio, the window.")
+    parser.add_argument("image", nargs="?", help="an image to open (its parameters are offered)")
+    parser.add_argument("--no-preload", action="store_true", help="load the model on first use")
+    parser.add_argument("--settings", type=Path, help="a settings file other than the default")
+    return parser.parse_args(argv)
+
+
+def create_window(settings: Path | None = None, preload: bool | str = True) -> MainWindow:
+    """Build, theme and show the window, then start the engine behind it.
+
+    settings: a settings file, or a folder to keep studio.ini in (None: the user's).
+    preload: True loads the chosen model at once, a model spec loads that one.
+    """
+    if settings is not None and settings.is_dir():
+        settings = settings / "studio.ini"
+    store = Settings(settings)
+    app = QApplication.instance()
+    if isinstance(app, QApplication):
+        apply_theme(app, store.theme())
+    from studio.ui.main_window import MainWindow
+
+    window = MainWindow(store)
+    window.show()
+    # The engine thread starts once the window is on screen: torch loads behind it.
+    QTimer.singleShot(0, window, lambda: window.start_engine(preload))
+    return window
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the studio window; returns the exit code."""
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app.setApplicationName("Latent Studio")
+    app.setOrganizationName("Latent Studio")
+    app.setDesktopFileName("latent-studio")  # packaging/latent-studio.desktop
+    app.setWindowIcon(app_icon())
+    window = create_window(args.settings, preload=not args.no_preload)
+    window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    if args.image:
+        QTimer.singleShot(0, window, lambda: window.load_image(args.image))
+    code = app.exec()
+    if not window.engine_stopped:
+        # A model download cannot be interrupted; do not hang the desktop waiting for it.
+        logging.getLogger(__name__).warning("exiting while the engine thread is busy")
+        sys.stdout.flush()
+        os._exit(code)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,275 @@
+"""Job ids, the queue, and the rule that only the current job may touch the window.
+
+The controller lives on the UI thread. It numbers each request, sends one job at a time
+to the engine thread, and drops every late signal from a job that is no longer current
+(cancelled or replaced) — so a cancel can never leak a stale preview or result, as
+Orange3 insists. Step progress is coalesced to the latest one and delivered at most
+~30 times a second, so a fast model cannot flood the event loop with repaints.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
+
+from studio.engine.request import GenerationRequest
+from studio.engine.settings import EngineSettings
+from studio.ui.worker import UNKNOWN_FRACTION, EngineFactory, EngineThread, Job, JobOutcome
+
+if TYPE_CHECKING:
+    from studio.engine.jobs import StepProgress
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL_MS = 33  # ~30 repaints a second at most
+MAX_TIMELINE_FRAMES = 1000  # a safety cap; previews are latent-sized, so this is small
+
+
+class JobState(str, enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+@dataclass
+class JobRecord:
+    """What the window may ask about a job: its request, state, step previews and outcome."""
+
+    id: int
+    request: GenerationRequest
+    state: JobState = JobState.QUEUED
+    frames: list[StepProgress] = field(default_factory=list)  # every step with a preview
+    outcome: JobOutcome | None = None
+    error: str = ""
+
+
+class JobController(QObject):
+    jobQueued = Signal(int)
+    jobStarted = Signal(int)
+    progress = Signal(int, object)  # job id, latest StepProgress (throttled)
+    jobFinished = Signal(int, object)  # job id, JobOutcome: the files are already saved
+    jobFailed = Signal(int, str)  # job id, one sentence
+    jobCancelled = Signal(int)
+    busyChanged = Signal(bool)  # True while a job is current
+    engineStatus = Signal(str, float)  # message, fraction (UNKNOWN_FRACTION when unknown)
+    engineReady = Signal(str)
+
+    def __init__(
+        self,
+        output_dir: Path,
+        settings: EngineSettings | None = None,
+        engine_factory: EngineFactory | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.output_dir = output_dir
+        self._engine = EngineThread(settings, engine_factory, parent=self)
+        self._ids = itertools.count(1)
+        self._jobs: dict[int, JobRecord] = {}
+        self._queue: deque[int] = deque()
+        self._current: int | None = None
+        self._latest: StepProgress | None = None
+        self._closed = False
+
+        self._flush_timer = QTimer(self)
+        self._flush_timer.setSingleShot(True)
+        self._flush_timer.setInterval(PROGRESS_INTERVAL_MS)
+        self._flush_timer.timeout.connect(self._flush_progress)
+
+        worker = self._engine.worker
+        worker.stepped.connect(self._on_step)
+        worker.finished.connect(self._on_finished)
+        worker.failed.connect(self._on_failed)
+        worker.cancelled.connect(self._on_worker_cancelled)
+        worker.statusChanged.connect(self.engineStatus)
+        worker.engineReady.connect(self.engineReady)
+
+    # -- queries ------------------------------------------------------------------------------
+
+    @property
+    def current_job(self) -> int | None:
+        return self._current
+
+    @property
+    def is_busy(self) -> bool:
+        return self._current is not None
+
+    @property
+    def queued_jobs(self) -> list[int]:
+        return list(self._queue)
+
+    @property
+    def engine_running(self) -> bool:
+        return self._engine.is_running
+
+    def job(self, job_id: int) -> JobRecord | None:
+        return self._jobs.get(job_id)
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def start_engine(self, preload_model: str = "") -> None:
+        """Start the worker thread (imports torch there) after the window is shown."""
+        if not self._closed:
+            self._engine.start(preload_model)
+
+    def configure(self, settings: EngineSettings) -> None:
+        self._engine.configure(settings)
+
+    def submit(self, request: GenerationRequest) -> int:
+        """Queue a request; it runs when every job before it is done."""
+        if self._closed:
+            raise RuntimeError("the controller is shut down")
+        job_id = next(self._ids)
+        self._jobs[job_id] = JobRecord(job_id, request)
+        self._queue.append(job_id)
+        self.jobQueued.emit(job_id)
+        self._dispatch()
+        return job_id
+
+    def cancel(self, job_id: int | None = None) -> bool:
+        """Cancel a job (the current one by default); its late signals are ignored from now."""
+        job_id = self._current if job_id is None else job_id
+        record = self._jobs.get(job_id) if job_id is not None else None
+        if record is None or record.state not in (JobState.QUEUED, JobState.RUNNING):
+            return False
+        if record.state is JobState.QUEUED:
+            self._queue.remove(job_id)
+        else:
+            self._engine.cancel(job_id)  # thread-safe: stops the engine within one step
+        self._settle(record, JobState.CANCELLED)
+        self.jobCancelled.emit(job_id)
+        if job_id == self._current:
+            self._current = None
+            self._dispatch()
+        return True
+
+    def cancel_all(self) -> None:
+        for job_id in list(self._queue):
+            self.cancel(job_id)
+        self.cancel()
+
+    def shutdown(self, timeout_ms: int = 2000) -> bool:
+        """Cancel everything and stop the engine thread; True when it ended in time."""
+        if self._closed:
+            return True
+        self._closed = True
+        self._flush_timer.stop()
+        self._queue.clear()
+        for record in self._jobs.values():
+            if record.state in (JobState.QUEUED, JobState.RUNNING):
+                record.state = JobState.CANCELLED
+        self._current = None  # from now on every late signal is stale
+        return self._engine.stop(timeout_ms)
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        if self._current is not None or not self._queue:
+            if self._current is None:
+                self.busyChanged.emit(False)
+            return
+        job_id = self._queue.popleft()
+        record = self._jobs[job_id]
+        record.state = JobState.RUNNING
+        self._current = job_id
+        self._latest = None
+        self._engine.submit(Job(job_id, record.request, self.output_dir))
+        self.busyChanged.emit(True)
+        self.jobStarted.emit(job_id)
+
+    def _is_current(self, job_id: int) -> bool:
+        return job_id == self._current and not self._closed
+
+    @Slot(int, object)
+    def _on_step(self, job_id: int, progress: StepProgress) -> None:
+        if not self._is_current(job_id):
+            return  # a stale step from a cancelled or replaced job
+        record = self._jobs[job_id]
+        if progress.preview is not None and len(record.frames) < MAX_TIMELINE_FRAMES:
+            record.frames.append(progress)
+        self._latest = progress
+        if not self._flush_timer.isActive():
+            self._flush_timer.start()
+
+    @Slot()
+    def _flush_progress(self) -> None:
+        if self._current is not None and self._latest is not None:
+            self.progress.emit(self._current, self._latest)
+        self._latest = None
+
+    @Slot(int, object)
+    def _on_finished(self, job_id: int, outcome: JobOutcome) -> None:
+        if not self._is_current(job_id):
+            return
+        self._flush_timer.stop()
+        self._flush_progress()  # the last step's preview, so the timeline ends on it
+        record = self._jobs[job_id]
+        record.outcome = outcome
+        self._finish_current(record, JobState.DONE)
+        self.jobFinished.emit(job_id, outcome)
+        self._dispatch()
+
+    @Slot(int, str)
+    def _on_failed(self, job_id: int, message: str) -> None:
+        if not self._is_current(job_id):
+            log.info("dropped the failure of stale job %d: %s", job_id, message)
+            return
+        record = self._jobs[job_id]
+        record.error = message
+        self._finish_current(record, JobState.FAILED)
+        self.jobFailed.emit(job_id, message)
+        self._dispatch()
+
+    @Slot(int)
+    def _on_worker_cancelled(self, job_id: int) -> None:
+        # The controller marks a job cancelled the moment the user asks; the worker's
+        # confirmation only matters if the engine cancelled on its own.
+        if self._is_current(job_id):
+            record = self._jobs[job_id]
+            self._finish_current(record, JobState.CANCELLED)
+            self.jobCancelled.emit(job_id)
+            self._dispatch()
+
+    def _finish_current(self, record: JobRecord, state: JobState) -> None:
+        self._settle(record, state)
+        self._current = None
+        self._latest = None
+
+    def _settle(self, record: JobRecord, state: JobState) -> None:
+        record.state = state
+        # Keep the previews of finished jobs only: they feed the timeline.
+        if state is not JobState.DONE:
+            record.frames.clear()
+        self._prune()
+
+    def _prune(self, keep: int = 20) -> None:
+        """Old job records hold images and previews; keep only the recent ones."""
+        settled = [
+            i for i, r in self._jobs.items() if r.state not in (JobState.QUEUED, JobState.RUNNING)
+        ]
+        for job_id in settled[:-keep]:
+            del self._jobs[job_id]
+
+
+def fraction_or_none(fraction: float) -> float | None:
+    return None if fraction == UNKNOWN_FRACTION or fraction < 0 else fraction
+
+
+def describe_progress(progress: Any) -> str:
+    """'Step 12/25 · 9.8 it/s · 1.2 s left' (with the stage when it is not the main one)."""
+    stage = {"upscale": "Upscaling · ", "hires": "Hires fix · "}.get(progress.stage, "")
+    rate = progress.steps_per_second
+    speed = f"{rate:.1f} it/s" if rate >= 1 or rate == 0 else f"{1 / rate:.1f} s/it"
+    return (
+        f"{stage}Step {progress.step}/{progress.total} · {speed} · "
+        f"{progress.seconds_left:.1f} s left"
+    )

@@ -1,0 +1,824 @@
+"""The studio window: controls on the left, the canvas and its timeline in the centre,
+the gallery on the right, engine status and step progress in the status bar.
+
+The window builds one GenerationRequest from its panels and hands it to the controller;
+it never touches torch. The engine thread starts only after the window is shown.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtGui import (
+    QAction,
+    QActionGroup,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QGuiApplication,
+    QImage,
+    QKeySequence,
+)
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt import QElidingLabel, QLabeledSlider
+
+from studio.engine.catalog import ModelError
+from studio.engine.metadata import MetadataError, read_parameters
+from studio.engine.request import GenerationRequest, Mode
+from studio.engine.settings import EngineSettings
+from studio.ui import icons
+from studio.ui.banner import Banner
+from studio.ui.canvas import ImageCanvas, load_image_file
+from studio.ui.controller import JobController, describe_progress, fraction_or_none
+from studio.ui.dialogs import SettingsDialog, ShortcutsDialog
+from studio.ui.gallery import IMAGE_SUFFIXES, GalleryPanel
+from studio.ui.panels.guidance_panel import GuidancePanel, round_to_8
+from studio.ui.panels.mode_bar import ModeBar
+from studio.ui.panels.model_picker import AddModelDialog, ModelPicker
+from studio.ui.panels.prompt_panel import PromptPanel
+from studio.ui.qt_images import pil_to_qimage, qimage_to_pil
+from studio.ui.restore import RestorePlan, plan_restore
+from studio.ui.settings import Settings
+from studio.ui.theme import apply_theme
+from studio.ui.timeline import Timeline
+from studio.ui.worker import EngineFactory, JobOutcome
+
+log = logging.getLogger(__name__)
+
+TITLE = "Latent Studio"
+LEFT_WIDTH = 370
+
+
+class MainWindow(QMainWindow):
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        engine_factory: EngineFactory | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.settings = settings or Settings()
+        self.setWindowTitle(TITLE)
+        self.setWindowIcon(icons.app_icon())
+        self.setAcceptDrops(True)
+        self.setDockOptions(QMainWindow.DockOption.AnimatedDocks)
+        self.controller = JobController(
+            self.settings.output_dir(), self.settings.engine_settings(), engine_factory, self
+        )
+        self._last_outcome: JobOutcome | None = None
+        self.engine_stopped = True  # False if the engine thread outlived closing
+        self._shown_job: int | None = None
+
+        self._build_centre()
+        self._build_controls()
+        self._build_gallery()
+        self._build_status_bar()
+        self._build_actions()
+        self._connect()
+        self._restore_settings()
+        self._on_mode_changed(self.mode_bar.mode())
+        self._set_busy(False)
+        self.prompt_panel.prompt_edit.setFocus()  # ready to type a prompt at once
+
+    # ------------------------------------------------------------------ building
+
+    def _build_centre(self) -> None:
+        self.banner = Banner()
+        self.canvas = ImageCanvas()
+        self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.timeline = Timeline()
+        self.mask_bar = self._build_mask_bar()
+        centre = QWidget()
+        layout = QVBoxLayout(centre)
+        layout.setContentsMargins(6, 6, 6, 4)
+        layout.setSpacing(4)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.mask_bar)
+        layout.addWidget(self.canvas, 1)
+        layout.addWidget(self.timeline)
+        self.setCentralWidget(centre)
+
+    def _build_mask_bar(self) -> QWidget:
+        bar = QWidget()
+        row = QHBoxLayout(bar)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(3)
+
+        def tool(icon_name: str, tip: str, checkable: bool = False) -> QToolButton:
+            button = QToolButton()
+            icons.themed(button, icon_name)
+            button.setToolTip(tip)
+            button.setCheckable(checkable)
+            row.addWidget(button)
+            return button
+
+        self.brush_button = tool("brush", "Brush: paint the area to repaint (B)", True)
+        self.eraser_button = tool("eraser", "Eraser: unpaint (E)", True)
+        self.brush_button.setChecked(True)
+        label = QLabel("Size")
+        label.setContentsMargins(8, 0, 2, 0)
+        row.addWidget(label)
+        self.brush_size = QLabeledSlider(Qt.Orientation.Horizontal)
+        self.brush_size.setRange(1, 512)
+        self.brush_size.setValue(self.canvas.brush_size)
+        self.brush_size.setToolTip("Brush size in image pixels ([ and ])")
+        self.brush_size.setMaximumWidth(220)
+        row.addWidget(self.brush_size)
+        row.addSpacing(8)
+        self.undo_button = tool("undo", "Undo (Ctrl+Z)")
+        self.redo_button = tool("redo", "Redo (Ctrl+Shift+Z)")
+        self.invert_button = tool("invert", "Invert the mask (Ctrl+I)")
+        self.clear_button = tool("clear", "Clear the mask")
+        row.addStretch(1)
+        hint = QLabel("Paint over the area to repaint")
+        hint.setObjectName("hint")
+        row.addWidget(hint)
+        return bar
+
+    def _build_controls(self) -> None:
+        self.mode_bar = ModeBar()
+        self.model_picker = ModelPicker("generator")
+        self.prompt_panel = PromptPanel()
+        self.generate_button = QPushButton("Generate")
+        self.generate_button.setObjectName("generateButton")
+        self.generate_button.setToolTip("Generate (Ctrl+Enter); queues another job while one runs")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Cancel the current job (Esc)")
+        self.queue_label = QLabel()
+        self.queue_label.setObjectName("hint")
+        self.guidance = GuidancePanel()
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.generate_button, 2)
+        buttons.addWidget(self.cancel_button, 1)
+        model_title = QLabel("Model")
+        model_title.setObjectName("sectionTitle")
+
+        panel = QWidget()
+        layout = QVBoxLayout(panel)
+        layout.setContentsMargins(8, 8, 8, 8)
+        layout.setSpacing(6)
+        layout.addWidget(self.mode_bar)
+        layout.addWidget(model_title)
+        layout.addWidget(self.model_picker)
+        layout.addWidget(self.prompt_panel)
+        layout.addLayout(buttons)
+        layout.addWidget(self.queue_label)
+        layout.addWidget(self.guidance)
+        layout.addStretch(1)
+
+        scroll = QScrollArea()
+        scroll.setWidget(panel)
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        # Room for the panel and a scroll bar, so nothing is clipped when the Inpaint
+        # controls make the column scroll.
+        scrollbar = scroll.verticalScrollBar().sizeHint().width()
+        scroll.setMinimumWidth(max(LEFT_WIDTH, panel.minimumSizeHint().width()) + scrollbar)
+        self.controls_dock = QDockWidget("Controls", self)
+        self.controls_dock.setObjectName("controlsDock")
+        self.controls_dock.setWidget(scroll)
+        self.controls_dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+        )
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.controls_dock)
+
+    def _build_gallery(self) -> None:
+        self.gallery = GalleryPanel(self.controller.output_dir)
+        self.gallery_dock = QDockWidget("Gallery", self)
+        self.gallery_dock.setObjectName("galleryDock")
+        self.gallery_dock.setWidget(self.gallery)
+        self.gallery_dock.setMinimumWidth(280)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.gallery_dock)
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.engine_label = QElidingLabel("Starting…")
+        self.engine_label.setMinimumWidth(220)
+        self.step_label = QLabel()
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setMaximumWidth(220)
+        self.progress_bar.setTextVisible(False)
+        self.progress_bar.setVisible(False)
+        bar.addWidget(self.engine_label, 1)
+        bar.addPermanentWidget(self.step_label)
+        bar.addPermanentWidget(self.progress_bar)
+
+    def _action(self, menu: Any, text: str, slot: Any, keys: Any = None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if keys is not None:
+            sequences = keys if isinstance(keys, list) else [keys]
+            action.setShortcuts([QKeySequence(k) for k in sequences])
+        if tip:
+            action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        if menu is not None:
+            menu.addAction(action)
+        self.addAction(action)  # shortcuts work even while menus are hidden
+        return action
+
+    def _build_actions(self) -> None:
+        menus = self.menuBar()
+        file_menu = menus.addMenu("&File")
+        self._action(
+            file_menu, "&Open image…", self.open_image_dialog, QKeySequence.StandardKey.Open
+        )
+        self._action(file_menu, "&Paste image", self.paste_image, QKeySequence.StandardKey.Paste)
+        self._action(file_menu, "Open the output &folder", self.gallery.open_folder)
+        file_menu.addSeparator()
+        self._action(file_menu, "&Settings…", self.open_settings, "Ctrl+,")
+        file_menu.addSeparator()
+        self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        image_menu = menus.addMenu("&Image")
+        self.generate_action = self._action(
+            image_menu, "&Generate", self.generate, ["Ctrl+Return", "Ctrl+Enter"]
+        )
+        self.cancel_action = self._action(image_menu, "&Cancel", self.cancel, "Esc")
+        image_menu.addSeparator()
+        for index, mode in enumerate(Mode, start=1):
+            self._action(
+                image_menu, mode.label, lambda _=False, m=mode: self.set_mode(m), f"Ctrl+{index}"
+            )
+
+        mask_menu = menus.addMenu("&Mask")
+        self.mask_actions = [
+            self._action(mask_menu, "&Undo", self.canvas.undo, QKeySequence.StandardKey.Undo),
+            self._action(mask_menu, "&Redo", self.canvas.redo, ["Ctrl+Shift+Z", "Ctrl+Y"]),
+            self._action(mask_menu, "&Invert", self.canvas.invert_mask, "Ctrl+I"),
+            self._action(mask_menu, "&Clear", self.canvas.clear_mask),
+            # B, E, [ and ] are the canvas's own keys (while it has the focus).
+            self._action(mask_menu, "&Brush", lambda: self._set_tool("brush")),
+            self._action(mask_menu, "&Eraser", lambda: self._set_tool("eraser")),
+        ]
+
+        view_menu = menus.addMenu("&View")
+        self._action(view_menu, "Zoom to &fit", self.canvas.fit_to_view, "Ctrl+0")
+        view_menu.addSeparator()
+        view_menu.addAction(self.controls_dock.toggleViewAction())
+        view_menu.addAction(self.gallery_dock.toggleViewAction())
+        view_menu.addSeparator()
+        theme_group = QActionGroup(self)
+        self.theme_actions: dict[str, QAction] = {}
+        for name in ("dark", "light"):
+            action = QAction(f"{name.capitalize()} theme", self, checkable=True)
+            action.triggered.connect(lambda _=False, n=name: self.set_theme(n))
+            theme_group.addAction(action)
+            view_menu.addAction(action)
+            self.theme_actions[name] = action
+        self.theme_actions[self.settings.theme()].setChecked(True)
+
+        help_menu = menus.addMenu("&Help")
+        self._action(help_menu, "Keyboard &shortcuts", self.show_shortcuts, "F1")
+        self._action(help_menu, "&About Latent Studio", self.show_about)
+
+    def _connect(self) -> None:
+        c = self.controller
+        c.jobStarted.connect(self._on_job_started)
+        c.progress.connect(self._on_progress)
+        c.jobFinished.connect(self._on_job_finished)
+        c.jobFailed.connect(self._on_job_failed)
+        c.jobCancelled.connect(self._on_job_cancelled)
+        c.busyChanged.connect(self._set_busy)
+        c.jobQueued.connect(lambda _id: self._update_queue_label())
+        c.engineStatus.connect(self._on_engine_status)
+        c.engineReady.connect(self._on_engine_ready)
+
+        self.generate_button.clicked.connect(self.generate)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.mode_bar.modeChanged.connect(self._on_mode_changed)
+        self.model_picker.addRequested.connect(lambda: self._ask_for_model(self.model_picker))
+        self.guidance.upscale_model.addRequested.connect(
+            lambda: self._ask_for_model(self.guidance.upscale_model)
+        )
+
+        self.brush_button.clicked.connect(lambda: self._set_tool("brush"))
+        self.eraser_button.clicked.connect(lambda: self._set_tool("eraser"))
+        self.brush_size.valueChanged.connect(self.canvas.set_brush_size)
+        self.canvas.brushSizeChanged.connect(self._on_canvas_brush_size)
+        self.canvas.toolChanged.connect(self._on_canvas_tool)
+        self.undo_button.clicked.connect(self.canvas.undo)
+        self.redo_button.clicked.connect(self.canvas.redo)
+        self.invert_button.clicked.connect(self.canvas.invert_mask)
+        self.clear_button.clicked.connect(self.canvas.clear_mask)
+        self.canvas.imageDropped.connect(self.load_image)
+        self.canvas.imagePasted.connect(self._on_image_pasted)
+        self.timeline.frameChosen.connect(self._on_frame_chosen)
+
+        self.gallery.selected.connect(self._on_gallery_selected)
+        self.gallery.activated.connect(self._show_file_in_canvas)
+        self.gallery.restoreRequested.connect(self.restore_parameters_from)
+        self.gallery.sendRequested.connect(self.send_to)
+        self.gallery.message.connect(self._on_gallery_message)
+        self.gallery.trashFailed.connect(self._offer_permanent_delete)
+
+    # ------------------------------------------------------------------ engine
+
+    def start_engine(self, preload: bool | str = True) -> None:
+        """Start the engine thread (torch loads there); call after the window is shown.
+
+        `preload`: True loads the chosen model at once, a spec selects and loads that one.
+        """
+        if isinstance(preload, str) and preload:
+            self.model_picker.set_model(preload)
+        model = (
+            (preload if isinstance(preload, str) else self.model_picker.model()) if preload else ""
+        )
+        self.controller.start_engine(model)
+        self.engine_label.setText(f"Loading {model}…" if model else "Loading the engine…")
+
+    @Slot(str, float)
+    def _on_engine_status(self, message: str, fraction: float) -> None:
+        self._set_status(message)
+        value = fraction_or_none(fraction)
+        if not self.controller.is_busy:
+            self.progress_bar.setVisible(value is not None and value < 1.0)
+            if value is not None:
+                self.progress_bar.setRange(0, 1000)
+                self.progress_bar.setValue(int(value * 1000))
+
+    @Slot(str)
+    def _on_engine_ready(self, summary: str) -> None:
+        if not self.controller.is_busy:
+            self._set_status(summary)
+            self.progress_bar.setVisible(False)
+
+    # ------------------------------------------------------------------ generation
+
+    def mode(self) -> Mode:
+        return self.mode_bar.mode()
+
+    def set_mode(self, mode: Mode) -> None:
+        self.mode_bar.set_mode(mode)
+
+    def build_request(self) -> GenerationRequest:
+        """One frozen request from every panel; the canvas gives the image and the mask."""
+        mode = self.mode()
+        values = self.guidance.values()
+        if mode is Mode.UPSCALE and not values.get("upscaler"):
+            values["upscaler"] = "x4"
+        needs_image = mode is not Mode.TEXT_TO_IMAGE
+        return GenerationRequest(
+            mode=mode,
+            prompt=self.prompt_panel.prompt(),
+            negative_prompt=self.prompt_panel.negative_prompt(),
+            model=self.model_picker.model(),
+            init_image=self.canvas.image() if needs_image else None,
+            mask=self.canvas.mask() if mode is Mode.INPAINT else None,
+            **values,
+        )
+
+    @Slot()
+    def generate(self) -> int | None:
+        """Queue a job from the current widgets; returns its id, or None with a message."""
+        try:
+            request = self.build_request()
+        except (TypeError, ValueError) as e:
+            self.show_error(f"The parameters are not valid: {e}.")
+            return None
+        problems = request.problems()
+        if problems:
+            # One clear sentence at a time: the first problem is the one to fix first.
+            self.show_error(problems[0])
+            self.banner.setToolTip("\n".join(problems))
+            return None
+        self.banner.dismiss()
+        self.prompt_panel.remember(request.prompt, request.negative_prompt)
+        self.settings.set_last_request(request.to_dict())
+        return self.controller.submit(request)
+
+    @Slot()
+    def cancel(self) -> None:
+        if self.controller.cancel():
+            self._set_status("Cancelled.")
+
+    @Slot(int)
+    def _on_job_started(self, job_id: int) -> None:
+        self._shown_job = job_id
+        self.timeline.clear("Generating…")
+        self.step_label.setText("")
+        self.progress_bar.setRange(0, 100)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setVisible(True)
+        record = self.controller.job(job_id)
+        verb = "Upscaling" if record and record.request.mode is Mode.UPSCALE else "Generating"
+        self._set_status(f"{verb}…")
+        self._update_queue_label()
+
+    @Slot(int, object)
+    def _on_progress(self, job_id: int, progress: Any) -> None:
+        self.step_label.setText(describe_progress(progress))
+        self.progress_bar.setRange(0, progress.total)
+        self.progress_bar.setValue(progress.step)
+        if progress.preview is not None:
+            record = self.controller.job(job_id)
+            size = None
+            if record is not None and progress.stage == "generate":
+                size = (record.request.width, record.request.height)
+            self.canvas.show_preview(progress.preview, size)
+
+    @Slot(int, object)
+    def _on_job_finished(self, job_id: int, outcome: JobOutcome) -> None:
+        self._last_outcome = outcome
+        self.canvas.clear_preview()
+        if outcome.images:
+            self._show_result(outcome)
+        self.gallery.add(outcome.paths)
+        record = self.controller.job(job_id)
+        result = pil_to_qimage(outcome.images[0]) if outcome.images else None
+        self.timeline.set_frames(record.frames if record else [], result)
+        self.guidance.show_used_seed(outcome.request.seed)
+        seconds = outcome.timings.get("total")
+        took = f" in {seconds:.1f} s" if seconds else ""
+        names = outcome.paths[0].name if len(outcome.paths) == 1 else f"{len(outcome.paths)} images"
+        self._set_status(f"Done{took} · saved {names}")
+        self._finish_progress()
+
+    @Slot(int, str)
+    def _on_job_failed(self, job_id: int, message: str) -> None:
+        self.canvas.clear_preview()
+        self.timeline.clear()
+        self.show_error(message)
+        self._set_status("The last job failed.")
+        self._finish_progress()
+
+    @Slot(int)
+    def _on_job_cancelled(self, job_id: int) -> None:
+        if job_id == self._shown_job:
+            self.canvas.clear_preview()
+            self.timeline.clear("Cancelled")
+            self._finish_progress()
+        self._set_status("Cancelled.")
+        self._update_queue_label()
+
+    def _show_result(self, outcome: JobOutcome) -> None:
+        """The canvas shows the result (the mask of a same-size image stays, to repaint)."""
+        self.canvas.set_image(outcome.images[0])
+
+    def _finish_progress(self) -> None:
+        self.step_label.setText("")
+        self.progress_bar.setVisible(False)
+        self._update_queue_label()
+
+    @Slot(bool)
+    def _set_busy(self, busy: bool) -> None:
+        self.cancel_button.setEnabled(busy)
+        self.cancel_action.setEnabled(busy)
+        self._update_queue_label()
+
+    def _update_queue_label(self) -> None:
+        queued = len(self.controller.queued_jobs)
+        self.queue_label.setText(f"{queued} job(s) waiting" if queued else "")
+        self.queue_label.setVisible(bool(queued))
+
+    @Slot(int)
+    def _on_frame_chosen(self, index: int) -> None:
+        record = self.controller.job(self._shown_job) if self._shown_job else None
+        if record is None or index >= len(record.frames):
+            self.canvas.clear_preview()  # the last position is the result itself
+        else:
+            self.canvas.show_preview(record.frames[index].preview)
+
+    # ------------------------------------------------------------------ modes and tools
+
+    @Slot(object)
+    def _on_mode_changed(self, mode: Mode) -> None:
+        self.guidance.set_mode(mode)
+        inpaint = mode is Mode.INPAINT
+        self.canvas.set_mask_editing(inpaint)
+        self.mask_bar.setVisible(inpaint)
+        for action in self.mask_actions:
+            action.setEnabled(inpaint)
+        self.generate_button.setText("Upscale" if mode is Mode.UPSCALE else "Generate")
+        self.prompt_panel.prompt_edit.setPlaceholderText(
+            "Optional: what the enlarged image shows"
+            if mode is Mode.UPSCALE
+            else "Describe the image: a large yellow star in the centre…"
+        )
+
+    def _set_tool(self, tool: str) -> None:
+        self.canvas.set_tool(tool)
+        self._on_canvas_tool(tool)
+
+    @Slot(str)
+    def _on_canvas_tool(self, tool: str) -> None:
+        self.brush_button.setChecked(tool == "brush")
+        self.eraser_button.setChecked(tool == "eraser")
+
+    @Slot(int)
+    def _on_canvas_brush_size(self, size: int) -> None:
+        if self.brush_size.value() != size:
+            self.brush_size.blockSignals(True)
+            self.brush_size.setValue(size)
+            self.brush_size.blockSignals(False)
+
+    # ------------------------------------------------------------------ images in
+
+    def load_image(self, path: str | Path) -> bool:
+        """Open an image as the canvas image; offer to restore its parameters if it has any."""
+        path = Path(path)
+        try:
+            image = load_image_file(path)
+        except ValueError as e:
+            self.show_error(str(e))
+            return False
+        self._set_input_image(image)
+        self._set_status(f"Opened {path.name} ({image.width}×{image.height}).")
+        self.offer_restore(path)
+        return True
+
+    def offer_restore(self, path: Path) -> None:
+        try:
+            params = read_parameters(path)
+        except MetadataError:
+            self.banner.dismiss()
+            return
+        plan = plan_restore(params)
+        self.banner.show_info(
+            f"{path.name} carries parameters from {plan.source_name}.",
+            "Restore parameters",
+            lambda: self.apply_restore(plan, path.name),
+        )
+
+    def _set_input_image(self, image: Image.Image) -> None:
+        """A new input: the canvas shows it and the size follows it (in multiples of 8)."""
+        self.canvas.set_image(image)
+        self.canvas.fit_to_view()
+        if self.mode() is Mode.TEXT_TO_IMAGE:
+            self.set_mode(Mode.IMAGE_TO_IMAGE)
+        if self.mode() is not Mode.UPSCALE:
+            self.guidance.set_size(round_to_8(image.width), round_to_8(image.height))
+
+    @Slot()
+    def open_image_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open an image", "", "Images (*.png *.jpg *.jpeg *.webp *.bmp)"
+        )
+        if path:
+            self.load_image(path)
+
+    @Slot()
+    def paste_image(self) -> None:
+        clipboard = QGuiApplication.clipboard()
+        mime = clipboard.mimeData()
+        if mime is not None and mime.hasUrls():
+            local = [u.toLocalFile() for u in mime.urls() if u.isLocalFile()]
+            if local:
+                self.load_image(local[0])
+                return
+        image = clipboard.image()
+        if image.isNull():
+            self.show_error("The clipboard holds no image.")
+            return
+        self._on_image_pasted(image)
+
+    @Slot(QImage)
+    def _on_image_pasted(self, image: QImage) -> None:
+        self._set_input_image(qimage_to_pil(image).convert("RGB"))
+        self._set_status(f"Pasted an image ({image.width()}×{image.height()}).")
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt API
+        if _dropped_image(event) is not None:
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt API
+        path = _dropped_image(event)
+        if path is not None:
+            event.acceptProposedAction()
+            self.load_image(path)
+
+    # ------------------------------------------------------------------ gallery
+
+    @Slot(object)
+    def _on_gallery_selected(self, path: Path | None) -> None:
+        # In Text→Image the canvas is only a viewer, so the selection shows there; in the
+        # other modes the canvas holds the input, which a click must not replace.
+        if path is not None and self.mode() is Mode.TEXT_TO_IMAGE and not self.controller.is_busy:
+            self._show_file_in_canvas(path, quiet=True)
+
+    def _show_file_in_canvas(self, path: Path, quiet: bool = False) -> None:
+        try:
+            image = load_image_file(path)
+        except ValueError as e:
+            if not quiet:
+                self.show_error(str(e))
+            return
+        self.canvas.set_image(image)
+        self.timeline.clear()
+
+    @Slot(object)
+    def restore_parameters_from(self, path: Path) -> bool:
+        try:
+            params = read_parameters(path)
+        except MetadataError as e:
+            self.show_error(str(e))
+            return False
+        self.apply_restore(plan_restore(params), path.name)
+        return True
+
+    def apply_restore(self, plan: RestorePlan, name: str = "") -> None:
+        """Fill the widgets from an image's parameters (the mode and the canvas stay)."""
+        self.prompt_panel.set_prompts(plan.prompt, plan.negative_prompt)
+        self.guidance.set_values(plan.values)
+        notes = list(plan.notes)
+        unchanged = not plan.model or plan.model == self.model_picker.model()
+        if not unchanged and not self.model_picker.set_model(plan.model):
+            notes.append(f"its model '{plan.model}' is not installed, so the current one stays")
+        what = "all parameters" if plan.complete else "the parameters"
+        source = f" from {plan.source_name}" if plan.source != "studio" else ""
+        message = f"Restored {what}{source}" + (f" of {name}" if name else "")
+        message += f"; {' and '.join(notes)}." if notes else "."
+        self.banner.show_info(message)
+        self._set_status(message)
+
+    @Slot(object, object)
+    def send_to(self, path: Path, mode: Mode) -> None:
+        try:
+            image = load_image_file(path)
+        except ValueError as e:
+            self.show_error(str(e))
+            return
+        self.set_mode(mode)
+        self._set_input_image(image)
+        self.timeline.clear()
+        self._set_status(f"{path.name} is the input of {mode.label}.")
+
+    @Slot(str, bool)
+    def _on_gallery_message(self, text: str, is_error: bool) -> None:
+        if is_error:
+            self.show_error(text)
+        else:
+            self._set_status(text)
+
+    @Slot(object)
+    def _offer_permanent_delete(self, path: Path) -> None:
+        self.banner.show_info(
+            f"{path.name} cannot go to the trash on this system.",
+            "Delete for good",
+            lambda: self.gallery.delete_for_good(path),
+        )
+
+    # ------------------------------------------------------------------ models
+
+    def _ask_for_model(self, picker: ModelPicker) -> None:
+        dialog = AddModelDialog(self)
+        try:
+            if dialog.exec() != AddModelDialog.DialogCode.Accepted:
+                return
+            spec = dialog.spec()
+        finally:
+            dialog.deleteLater()
+        try:
+            picker.add_model(spec)
+        except ModelError as e:
+            self.show_error(str(e))
+            return
+        self._set_status(f"Added {spec}; it loads (or downloads) when first used.")
+
+    # ------------------------------------------------------------------ messages
+
+    def show_error(self, message: str) -> None:
+        """Errors are one sentence in the window: never a traceback, never a frozen window."""
+        self.banner.show_error(message)
+        self._set_status(message, error=True)
+
+    def _set_status(self, message: str, error: bool = False) -> None:
+        self.engine_label.setText(message)
+        self.engine_label.setObjectName("errorStatus" if error else "")
+        self.engine_label.style().unpolish(self.engine_label)
+        self.engine_label.style().polish(self.engine_label)
+
+    # ------------------------------------------------------------------ settings and dialogs
+
+    def set_theme(self, name: str) -> None:
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            apply_theme(app, name)
+            icons.refresh_all()
+        self.settings.set_theme(name)
+        self.theme_actions[name].setChecked(True)
+
+    def open_settings(self) -> None:
+        dialog = SettingsDialog(
+            self.controller.output_dir,
+            self.settings.preview_method(),
+            self.settings.preview_every(),
+            self.settings.theme(),
+            self,
+        )
+        try:
+            if dialog.exec() != SettingsDialog.DialogCode.Accepted:
+                return
+            folder, method, every, theme = dialog.values()
+        finally:
+            dialog.deleteLater()
+        self.apply_settings(folder, method, every, theme)
+
+    def apply_settings(self, folder: Path, method: str, every: int, theme: str) -> None:
+        self.settings.set_output_dir(folder)
+        self.settings.set_preview(method, every)
+        self.controller.output_dir = folder
+        self.controller.configure(self.settings.engine_settings())
+        self.gallery.set_folder(folder)
+        if theme != self.settings.theme():
+            self.set_theme(theme)
+
+    def engine_settings(self) -> EngineSettings:
+        return self.settings.engine_settings()
+
+    def show_shortcuts(self) -> None:
+        dialog = ShortcutsDialog(self)
+        dialog.exec()
+        dialog.deleteLater()
+
+    def show_about(self) -> None:
+        QMessageBox.about(
+            self,
+            "About Latent Studio",
+            "<b>Latent Studio</b><br>Latent diffusion on your own machine: text→image, "
+            "image→image, inpainting and upscaling, with a live view of every step.",
+        )
+
+    def _restore_settings(self) -> None:
+        geometry = self.settings.geometry()
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.resize(1280, 800)
+        state = self.settings.window_state()
+        if state is not None:
+            self.restoreState(state)
+        else:
+            self.resizeDocks(
+                [self.controls_dock, self.gallery_dock],
+                [LEFT_WIDTH, 300],
+                Qt.Orientation.Horizontal,
+            )
+        self.prompt_panel.set_history(self.settings.prompt_history())
+        last = self.settings.last_request()
+        if last:
+            self.prompt_panel.set_prompts(
+                str(last.get("prompt", "")), str(last.get("negative_prompt", ""))
+            )
+            if last.get("model"):
+                self.model_picker.set_model(str(last["model"]))
+            self.guidance.set_values({k: v for k, v in last.items() if k != "seed"})
+            if last.get("mode") in {m.value for m in Mode}:
+                self.set_mode(Mode(last["mode"]))
+        self.guidance.set_seed_locked(self.settings.seed_locked())
+        if last and self.guidance.seed_locked() and isinstance(last.get("seed"), int):
+            self.guidance.set_values({"seed": last["seed"]})
+
+    def save_settings(self) -> None:
+        self.settings.save_window(self.saveGeometry(), self.saveState())
+        try:
+            data = self.build_request().to_dict()
+        except (TypeError, ValueError):
+            data = None
+        if data is not None:
+            self.settings.set_last_request(data)
+        self.settings.set_prompt_history(self.prompt_panel.history())
+        self.settings.set_seed_locked(self.guidance.seed_locked())
+        self.settings.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
+        """Cancel any job and end the engine thread (within two seconds), then close."""
+        try:
+            self.save_settings()
+        except Exception:  # noqa: BLE001 - settings must never keep the window open
+            log.exception("saving the settings failed")
+        ended = self.controller.shutdown(2000)
+        self.engine_stopped = ended
+        self.gallery.shutdown()
+        if not ended:
+            log.warning("the engine thread was still busy at exit")
+        super().closeEvent(event)
+
+
+def _dropped_image(event: QDragEnterEvent | QDropEvent) -> Path | None:
+    mime = event.mimeData()
+    if mime is None or not mime.hasUrls():
+        return None
+    for url in mime.urls():
+        if url.isLocalFile() and url.toLocalFile().lower().endswith(IMAGE_SUFFIXES):
+            return Path(url.toLocalFile())
+    return None

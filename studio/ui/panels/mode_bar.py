@@ -1,0 +1,50 @@
+"""Segmented buttons choosing the mode: Text→Image, Image→Image, Inpaint, Upscale."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QSizePolicy, QToolButton, QWidget
+
+from studio.engine.request import Mode
+
+_TIPS = {
+    Mode.TEXT_TO_IMAGE: "Make an image from the prompt (Ctrl+1)",
+    Mode.IMAGE_TO_IMAGE: "Push the canvas image towards the prompt (Ctrl+2)",
+    Mode.INPAINT: "Repaint the masked part of the canvas image (Ctrl+3)",
+    Mode.UPSCALE: "Enlarge the canvas image ×4 with a diffusion upscaler (Ctrl+4)",
+}
+
+
+class ModeBar(QWidget):
+    modeChanged = Signal(object)  # Mode
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        self._group = QButtonGroup(self)
+        self._group.setExclusive(True)
+        self.buttons: dict[Mode, QToolButton] = {}
+        for index, mode in enumerate(Mode):
+            button = QToolButton(self)
+            button.setObjectName("modeButton")
+            button.setText(mode.label)
+            button.setToolTip(_TIPS[mode])
+            button.setCheckable(True)
+            button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+            self._group.addButton(button, index)
+            layout.addWidget(button)
+            self.buttons[mode] = button
+        self.buttons[Mode.TEXT_TO_IMAGE].setChecked(True)
+        self._group.idToggled.connect(self._on_toggled)
+
+    def mode(self) -> Mode:
+        return list(Mode)[self._group.checkedId()]
+
+    def set_mode(self, mode: Mode) -> None:
+        self.buttons[Mode(mode)].setChecked(True)
+
+    def _on_toggled(self, index: int, checked: bool) -> None:
+        if checked:
+            self.modeChanged.emit(list(Mode)[index])

@@ -1,0 +1,225 @@
+"""Choosing a model: the embedded ones, and any added by hub id, folder or checkpoint file.
+
+Nothing is loaded here (the catalog only looks at names and files); loading and
+download progress happen on the engine thread and show in the status bar.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.engine import catalog
+from studio.engine.catalog import ModelError
+from studio.engine.request import DEFAULT_MODEL, DEFAULT_UPSCALE_MODEL
+
+log = logging.getLogger(__name__)
+
+ADD_MODEL = "__add__"
+
+
+def vocabulary_text() -> str:
+    """What studio-tiny understands, from studio.tiny.vocabulary (optional at runtime)."""
+    try:
+        from studio.tiny.vocabulary import describe
+
+        return describe()
+    except Exception:  # noqa: BLE001 - a missing or broken module only hides the hint
+        return "studio-tiny draws coloured shapes on plain, striped or gradient backgrounds."
+
+
+def describe_model(spec: str, role: str) -> str:
+    """One or two lines about a model for the hint under the picker."""
+    if spec == DEFAULT_MODEL:
+        return vocabulary_text()
+    for info in catalog.embedded_models():
+        if info.name == spec:
+            return info.description or f"Embedded {info.role}."
+    try:
+        source = catalog.resolve(spec)
+    except ModelError as e:
+        return str(e)
+    return {
+        "hub": "A Hugging Face hub model: downloaded once on first use, then cached.",
+        "folder": f"A diffusers folder: {source.location}",
+        "checkpoint": f"A single-file checkpoint: {source.location}",
+        "embedded": "Embedded model.",
+    }.get(source.kind, "")
+
+
+class AddModelDialog(QDialog):
+    """Asks for a hub id, a diffusers folder or a .safetensors file, and checks it."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Add a model")
+        self.spec_edit = QLineEdit()
+        self.spec_edit.setPlaceholderText("stabilityai/sd-turbo, a folder, or a .safetensors file")
+        folder = QPushButton("Folder…")
+        file = QPushButton("File…")
+        folder.clicked.connect(self._pick_folder)
+        file.clicked.connect(self._pick_file)
+        self.error = QLabel()
+        self.error.setObjectName("hint")
+        self.error.setWordWrap(True)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(self._check_and_accept)
+        buttons.rejected.connect(self.reject)
+
+        row = QHBoxLayout()
+        row.addWidget(self.spec_edit, 1)
+        row.addWidget(folder)
+        row.addWidget(file)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("A Hugging Face hub id, a diffusers folder or a checkpoint file:"))
+        layout.addLayout(row)
+        layout.addWidget(self.error)
+        layout.addWidget(buttons)
+        self.resize(520, 0)
+
+    def spec(self) -> str:
+        return self.spec_edit.text().strip()
+
+    def _pick_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "A diffusers model folder")
+        if folder:
+            self.spec_edit.setText(folder)
+
+    def _pick_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "A checkpoint file", "", "Safetensors checkpoints (*.safetensors)"
+        )
+        if path:
+            self.spec_edit.setText(path)
+
+    def _check_and_accept(self) -> None:
+        try:
+            catalog.resolve(self.spec())
+        except ModelError as e:
+            self.error.setText(str(e))
+            return
+        self.accept()
+
+
+class ModelPicker(QWidget):
+    """A combo of models for one role ("generator" or "upscaler") with a hint below it."""
+
+    modelChanged = Signal(str)
+    addRequested = Signal()
+
+    def __init__(
+        self, role: str = "generator", show_hint: bool = True, parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.role = role
+        self.combo = QComboBox()
+        self.combo.setToolTip("The model; 'Add model…' takes a hub id, a folder or a file")
+        self.hint = QLabel()
+        self.hint.setObjectName("hint")
+        self.hint.setWordWrap(True)
+        self.hint.setVisible(show_hint)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.combo)
+        layout.addWidget(self.hint)
+        self._show_hint = show_hint
+        self._current = self._default
+        self.reload()
+        self.combo.activated.connect(self._on_activated)
+
+    @property
+    def _default(self) -> str:
+        return DEFAULT_MODEL if self.role == "generator" else DEFAULT_UPSCALE_MODEL
+
+    # -- values ------------------------------------------------------------------------------
+
+    def model(self) -> str:
+        return self._current
+
+    def set_model(self, spec: str) -> bool:
+        """Select a model, adding it to the list if it exists; False if it cannot be used."""
+        spec = spec.strip()
+        if self.combo.findData(spec) < 0:
+            try:
+                catalog.resolve(spec)
+            except ModelError:
+                return False
+            self._insert(spec, spec)
+        self._select(spec)
+        return True
+
+    def add_model(self, spec: str) -> str:
+        """Remember a model spec (shared with the command line) and select it.
+
+        Raises ModelError (one sentence) when the spec points nowhere usable.
+        """
+        catalog.add_model(spec)
+        if self.combo.findData(spec) < 0:
+            self._insert(spec, spec)
+        self._select(spec)
+        return spec
+
+    def reload(self) -> None:
+        self.combo.blockSignals(True)
+        self.combo.clear()
+        names = [m.name for m in catalog.embedded_models() if m.role == self.role]
+        if self._default not in names:
+            names.insert(0, self._default)
+        for name in names:
+            self.combo.addItem(name, name)
+        for spec in catalog.added_models():
+            if self.combo.findData(spec) < 0:
+                self.combo.addItem(_short(spec), spec)
+        self.combo.insertSeparator(self.combo.count())
+        self.combo.addItem("Add model…", ADD_MODEL)
+        self.combo.blockSignals(False)
+        if self.combo.findData(self._current) < 0:
+            self._current = self._default
+        self._select(self._current)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _insert(self, label: str, spec: str) -> None:
+        separator = self.combo.count() - 2
+        self.combo.insertItem(separator, _short(label), spec)
+
+    def _select(self, spec: str) -> None:
+        self.combo.blockSignals(True)
+        self.combo.setCurrentIndex(max(0, self.combo.findData(spec)))
+        self.combo.blockSignals(False)
+        changed = spec != self._current
+        self._current = spec
+        self.combo.setToolTip(spec)
+        if self._show_hint:
+            self.hint.setText(describe_model(spec, self.role))
+        if changed:
+            self.modelChanged.emit(spec)
+
+    def _on_activated(self, index: int) -> None:
+        spec = self.combo.itemData(index)
+        if spec == ADD_MODEL:
+            self._select(self._current)  # keep showing the model in use while asking
+            self.addRequested.emit()
+            return
+        self._select(spec)
+
+
+def _short(spec: str) -> str:
+    """Long folder paths read badly in a combo: show the last two parts."""
+    parts = spec.replace("\\", "/").rstrip("/").split("/")
+    return spec if len(parts) <= 2 else "…/" + "/".join(parts[-2:])

@@ -1,0 +1,127 @@
+"""What the studio remembers between runs, kept in QSettings (an INI file).
+
+Typed accessors keep key names and defaults in one place. Tests give the file a temporary
+path so they never touch the user's settings.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QByteArray, QSettings
+
+from studio.engine.paths import config_dir, output_dir
+from studio.engine.settings import PREVIEW_METHODS, EngineSettings
+
+MAX_HISTORY = 50
+
+
+class Settings:
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or config_dir() / "studio.ini"
+        self._qs = QSettings(str(self.path), QSettings.Format.IniFormat)
+
+    def sync(self) -> None:
+        self._qs.sync()
+
+    # -- window -----------------------------------------------------------------------------
+
+    def geometry(self) -> QByteArray | None:
+        value = self._qs.value("window/geometry")
+        return value if isinstance(value, QByteArray) else None
+
+    def window_state(self) -> QByteArray | None:
+        value = self._qs.value("window/state")
+        return value if isinstance(value, QByteArray) else None
+
+    def save_window(self, geometry: QByteArray, state: QByteArray) -> None:
+        self._qs.setValue("window/geometry", geometry)
+        self._qs.setValue("window/state", state)
+
+    # -- parameters ---------------------------------------------------------------------------
+
+    def last_request(self) -> dict[str, Any] | None:
+        return self._json("parameters/last_request")
+
+    def set_last_request(self, data: dict[str, Any]) -> None:
+        self._qs.setValue("parameters/last_request", json.dumps(data))
+
+    def prompt_history(self) -> list[tuple[str, str]]:
+        """(prompt, negative prompt) pairs, newest first."""
+        data = self._json("parameters/prompt_history")
+        if not isinstance(data, list):
+            return []
+        pairs = [
+            (str(item[0]), str(item[1]))
+            for item in data
+            if isinstance(item, list) and len(item) == 2
+        ]
+        return pairs[:MAX_HISTORY]
+
+    def set_prompt_history(self, pairs: list[tuple[str, str]]) -> None:
+        data = [list(pair) for pair in pairs[:MAX_HISTORY]]
+        self._qs.setValue("parameters/prompt_history", json.dumps(data))
+
+    def seed_locked(self) -> bool:
+        return self._bool("parameters/seed_locked", False)
+
+    def set_seed_locked(self, locked: bool) -> None:
+        self._qs.setValue("parameters/seed_locked", locked)
+
+    # -- studio -------------------------------------------------------------------------------
+
+    def output_dir(self) -> Path:
+        value = self._qs.value("studio/output_dir")
+        return Path(value) if isinstance(value, str) and value else output_dir()
+
+    def set_output_dir(self, folder: Path | None) -> None:
+        """None goes back to the default folder (and follows LATENT_STUDIO_OUTPUT)."""
+        if folder is None:
+            self._qs.remove("studio/output_dir")
+        else:
+            self._qs.setValue("studio/output_dir", str(folder))
+
+    def preview_method(self) -> str:
+        value = self._qs.value("studio/preview_method", "linear")
+        return value if value in PREVIEW_METHODS else "linear"
+
+    def preview_every(self) -> int:
+        try:
+            return max(1, int(self._qs.value("studio/preview_every", 1)))
+        except (TypeError, ValueError):
+            return 1
+
+    def set_preview(self, method: str, every: int) -> None:
+        self._qs.setValue("studio/preview_method", method)
+        self._qs.setValue("studio/preview_every", max(1, int(every)))
+
+    def engine_settings(self) -> EngineSettings:
+        return EngineSettings(
+            preview_method=self.preview_method(), preview_every=self.preview_every()
+        )
+
+    def theme(self) -> str:
+        value = self._qs.value("studio/theme", "dark")
+        return value if value in ("dark", "light") else "dark"
+
+    def set_theme(self, name: str) -> None:
+        self._qs.setValue("studio/theme", name)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _json(self, key: str) -> Any:
+        value = self._qs.value(key)
+        if not isinstance(value, str):
+            return None
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+
+    def _bool(self, key: str, default: bool) -> bool:
+        value = self._qs.value(key, default)
+        if isinstance(value, str):
+            return value.lower() in ("true", "1", "yes")
+        return bool(value)

@@ -1,0 +1,140 @@
+"""The denoising timeline: after a job, scrub through the preview of every step.
+
+The frames are the step previews the controller kept for the job (small, latent-sized
+arrays), shown as a filmstrip with a slider; the last position is the finished image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.ui.qt_images import array_to_qimage
+
+THUMB = 44
+
+
+def _thumbnail(image: QImage) -> QIcon:
+    scaled = image.scaled(
+        THUMB,
+        THUMB,
+        Qt.AspectRatioMode.KeepAspectRatio,
+        Qt.TransformationMode.FastTransformation,  # previews are tiny: keep them crisp
+    )
+    return QIcon(QPixmap.fromImage(scaled))
+
+
+class Timeline(QWidget):
+    """Emits `frameChosen(index)`; index == frame_count() - 1 is the finished image."""
+
+    frameChosen = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.strip = QListWidget()
+        self.strip.setViewMode(QListView.ViewMode.IconMode)
+        self.strip.setFlow(QListView.Flow.LeftToRight)
+        self.strip.setWrapping(False)
+        self.strip.setMovement(QListView.Movement.Static)
+        self.strip.setIconSize(QSize(THUMB, THUMB))
+        self.strip.setSpacing(2)
+        self.strip.setFixedHeight(THUMB + 26)
+        self.strip.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.strip.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setToolTip("Scrub through the denoising steps of the last job")
+        self.label = QLabel("Timeline: generate an image to scrub through its steps")
+        self.label.setObjectName("hint")
+        self.label.setMinimumWidth(170)
+
+        row = QHBoxLayout()
+        row.addWidget(self.label)
+        row.addWidget(self.slider, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addLayout(row)
+        layout.addWidget(self.strip)
+
+        self._labels: list[str] = []
+        self.slider.valueChanged.connect(self._on_slider)
+        self.strip.currentRowChanged.connect(self._on_strip)
+        self.clear()
+
+    def frame_count(self) -> int:
+        return len(self._labels)
+
+    def current(self) -> int:
+        return self.slider.value()
+
+    def clear(self, message: str = "") -> None:
+        self._labels = []
+        self.strip.clear()
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, 0)
+        self.slider.blockSignals(False)
+        self.slider.setEnabled(False)
+        self.strip.setVisible(False)
+        self.label.setText(message or "Timeline: generate an image to scrub through its steps")
+
+    def set_frames(self, frames: Sequence[Any], result: QImage | None) -> None:
+        """frames: StepProgress objects with a preview; the result comes last."""
+        self.strip.clear()
+        self._labels = []
+        for progress in frames:
+            stage = {"upscale": "Upscale ", "hires": "Hires "}.get(progress.stage, "")
+            label = f"{stage}{progress.step}/{progress.total}"
+            self._add(array_to_qimage(progress.preview), label)
+        if result is not None:
+            self._add(result, "Result")
+        last = max(0, len(self._labels) - 1)
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, last)
+        self.slider.setValue(last)
+        self.slider.blockSignals(False)
+        self.slider.setEnabled(len(self._labels) > 1)
+        self.strip.setVisible(bool(self._labels))
+        self.strip.blockSignals(True)
+        self.strip.setCurrentRow(last)
+        self.strip.blockSignals(False)
+        self._update_label(last)
+
+    def select(self, index: int) -> None:
+        self.slider.setValue(index)
+
+    def _add(self, image: QImage, label: str) -> None:
+        item = QListWidgetItem(_thumbnail(image), "")
+        item.setToolTip(label)
+        self.strip.addItem(item)
+        self._labels.append(label)
+
+    def _on_slider(self, index: int) -> None:
+        self.strip.blockSignals(True)
+        self.strip.setCurrentRow(index)
+        self.strip.blockSignals(False)
+        self.strip.scrollToItem(self.strip.item(index))
+        self._update_label(index)
+        self.frameChosen.emit(index)
+
+    def _on_strip(self, row: int) -> None:
+        if row >= 0:
+            self.slider.setValue(row)
+
+    def _update_label(self, index: int) -> None:
+        if not self._labels:
+            return
+        label = self._labels[index]
+        self.label.setText(f"Step {label}" if label != "Result" else "Result")

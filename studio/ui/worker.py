@@ -1,0 +1,297 @@
+"""The long-lived worker thread that owns the engine, and so torch and the loaded model.
+
+`EngineWorker` is a QObject moved to a QThread; the UI talks to it only through queued
+signals, except `cancel()`, which is thread-safe and must act at once. The engine module
+(which imports torch) is imported inside the worker's slots, on the worker thread, so the
+UI thread never pays for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from PIL import Image
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from studio.engine.catalog import ModelError
+from studio.engine.request import GenerationRequest, Mode, RequestError
+from studio.engine.settings import EngineSettings
+
+if TYPE_CHECKING:
+    from studio.engine.jobs import GenerationResult, StepProgress
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_FRACTION = -1.0  # status fraction when progress cannot be measured
+
+
+class EngineLike(Protocol):
+    """What the worker needs from an engine; tests pass a fake with the same shape."""
+
+    settings: EngineSettings
+
+    def run(self, request: GenerationRequest, reporter: Any) -> GenerationResult: ...
+
+    def cancel(self) -> None: ...
+
+
+EngineFactory = Callable[[EngineSettings], EngineLike]
+
+
+def real_engine(settings: EngineSettings) -> EngineLike:
+    """Build the diffusers engine; imports torch, so only call it on the worker thread."""
+    from studio.engine.jobs import Engine
+
+    return Engine(settings)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work for the worker: the request and where its images go."""
+
+    id: int
+    request: GenerationRequest
+    output_dir: Path
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """A finished job: its images are on disk (`paths`) before this object exists."""
+
+    job_id: int
+    request: GenerationRequest  # seed resolved
+    images: list[Image.Image]
+    paths: list[Path]
+    seeds: list[int]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class _SignalReporter:
+    """The engine's reporter for one job: turns callbacks into queued signals."""
+
+    def __init__(self, worker: EngineWorker, job_id: int) -> None:
+        self._worker = worker
+        self._job_id = job_id
+
+    def status(self, message: str, fraction: float | None) -> None:
+        self._worker.statusChanged.emit(
+            message, UNKNOWN_FRACTION if fraction is None else float(fraction)
+        )
+
+    def step(self, progress: StepProgress) -> None:
+        # A cancel that raced with the start of engine.run() (which clears the engine's
+        # flag) is caught here, one step later at most.
+        if self._worker.is_cancelled(self._job_id):
+            self._worker.cancel_engine()
+        self._worker.stepped.emit(self._job_id, progress)
+
+
+class EngineWorker(QObject):
+    """Owns the engine on the worker thread and runs one job at a time."""
+
+    statusChanged = Signal(str, float)  # message, fraction done (UNKNOWN_FRACTION: unknown)
+    engineReady = Signal(str)  # a one-line summary ("Ready", or why the preload failed)
+    stepped = Signal(int, object)  # job id, StepProgress
+    finished = Signal(int, object)  # job id, JobOutcome
+    failed = Signal(int, str)  # job id, one sentence
+    cancelled = Signal(int)  # job id
+
+    def __init__(
+        self, settings: EngineSettings | None = None, engine_factory: EngineFactory | None = None
+    ) -> None:
+        super().__init__()
+        self._settings = settings or EngineSettings()
+        self._factory = engine_factory or real_engine
+        self._engine: EngineLike | None = None
+        self._lock = threading.Lock()
+        self._cancelled: set[int] = set()
+        self._running: int | None = None
+        self._stopping = False
+
+    # -- thread-safe, called from the UI thread ---------------------------------------------
+
+    def cancel(self, job_id: int) -> None:
+        """Stop a job now if it runs, or skip it when its turn comes."""
+        with self._lock:
+            self._cancelled.add(job_id)
+            running = self._running == job_id
+        if running:
+            self.cancel_engine()
+
+    def stop(self) -> None:
+        """Cancel everything, running or queued; used when the window closes."""
+        with self._lock:
+            self._stopping = True
+        self.cancel_engine()
+
+    def is_cancelled(self, job_id: int) -> bool:
+        with self._lock:
+            return self._stopping or job_id in self._cancelled
+
+    def cancel_engine(self) -> None:
+        engine = self._engine  # read once: the worker thread may be creating it
+        if engine is not None:
+            engine.cancel()
+
+    # -- slots, run on the worker thread -----------------------------------------------------
+
+    @Slot(str)
+    def start(self, preload_model: str) -> None:
+        """Import the engine (torch, diffusers) and optionally load a model, with status."""
+        if self._stopping:
+            return
+        try:
+            self.statusChanged.emit("Loading the engine (torch, diffusers)…", UNKNOWN_FRACTION)
+            engine = self._ensure_engine()
+            if preload_model and hasattr(engine, "models"):
+                self.statusChanged.emit(f"Loading {preload_model}…", UNKNOWN_FRACTION)
+                engine.models.pipeline(preload_model, Mode.TEXT_TO_IMAGE)  # type: ignore[attr-defined]
+        except ModelError as e:
+            self.engineReady.emit(f"Ready. {e}")
+            return
+        except Exception as e:  # noqa: BLE001 - the window must stay usable whatever happens
+            log.exception("engine start failed")
+            self.engineReady.emit(f"The engine could not start ({e.__class__.__name__}).")
+            return
+        self.engineReady.emit("Ready")
+
+    @Slot(object)
+    def configure(self, settings: EngineSettings) -> None:
+        """New preview settings apply from the next job on."""
+        self._settings = settings
+        if self._engine is not None:
+            self._engine.settings = settings
+
+    @Slot(object)
+    def run(self, job: Job) -> None:
+        if self.is_cancelled(job.id):
+            self._forget(job.id)
+            self.cancelled.emit(job.id)
+            return
+        with self._lock:
+            self._running = job.id
+        try:
+            self._run(job)
+        finally:
+            with self._lock:
+                self._running = None
+            self._forget(job.id)
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _run(self, job: Job) -> None:
+        try:
+            engine = self._ensure_engine()
+            result = engine.run(job.request, _SignalReporter(self, job.id))
+        except (RequestError, ModelError) as e:
+            self.failed.emit(job.id, str(e))
+            return
+        except Exception as e:  # noqa: BLE001 - GenerationError and anything unexpected
+            self.failed.emit(job.id, _one_sentence(e))
+            return
+        if result.cancelled or self.is_cancelled(job.id):
+            self.cancelled.emit(job.id)
+            return
+        try:
+            paths = _save_all(result, job.output_dir)
+        except OSError as e:
+            reason = e.strerror or e.__class__.__name__
+            self.failed.emit(job.id, f"The image could not be saved in {job.output_dir}: {reason}.")
+            return
+        outcome = JobOutcome(
+            job.id, result.request, list(result.images), paths, list(result.seeds), result.timings
+        )
+        self.finished.emit(job.id, outcome)
+
+    def _ensure_engine(self) -> EngineLike:
+        if self._engine is None:
+            self._engine = self._factory(self._settings)
+        return self._engine
+
+    def _forget(self, job_id: int) -> None:
+        with self._lock:
+            self._cancelled.discard(job_id)
+
+
+def _save_all(result: GenerationResult, folder: Path) -> list[Path]:
+    """Every image of a job on disk, each with the request that makes exactly it."""
+    from studio.engine.saving import save_image
+
+    seeds = result.seeds
+    paths = []
+    for index, image in enumerate(result.images):
+        # An upscaled batch keeps one image per seed; guard against an engine returning more.
+        seed = seeds[index] if index < len(seeds) else seeds[-1]
+        paths.append(save_image(image, result.request, seed, folder))
+    return paths
+
+
+def _one_sentence(error: BaseException) -> str:
+    """The engine's own errors already are one sentence; anything else gets a plain one."""
+    if error.__class__.__name__ == "GenerationError":
+        return str(error)
+    log.error("generation failed", exc_info=error)
+    return f"The generation failed unexpectedly ({error.__class__.__name__}); see the log."
+
+
+class EngineThread(QObject):
+    """Owns the QThread and the worker on it; start once, stop once."""
+
+    _startRequested = Signal(str)
+    _runRequested = Signal(object)
+    _configureRequested = Signal(object)
+
+    def __init__(
+        self,
+        settings: EngineSettings | None = None,
+        engine_factory: EngineFactory | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.worker = EngineWorker(settings, engine_factory)
+        self._thread = QThread()
+        self._thread.setObjectName("studio-engine")
+        self.worker.moveToThread(self._thread)
+        self._startRequested.connect(self.worker.start)
+        self._runRequested.connect(self.worker.run)
+        self._configureRequested.connect(self.worker.configure)
+        self._started = False
+
+    @property
+    def is_running(self) -> bool:
+        return self._thread.isRunning()
+
+    def start(self, preload_model: str = "") -> None:
+        """Start the thread; it imports the engine and preloads `preload_model` if given."""
+        if self._started:
+            return
+        self._started = True
+        self._thread.start()
+        self._startRequested.emit(preload_model)
+
+    def submit(self, job: Job) -> None:
+        if not self._started:
+            self.start()
+        self._runRequested.emit(job)
+
+    def configure(self, settings: EngineSettings) -> None:
+        self._configureRequested.emit(settings)
+
+    def cancel(self, job_id: int) -> None:
+        self.worker.cancel(job_id)
+
+    def stop(self, timeout_ms: int = 2000) -> bool:
+        """Cancel everything and end the thread; False if it did not end in time."""
+        self.worker.stop()
+        if not self._thread.isRunning():
+            return True
+        self._thread.quit()
+        ended = self._thread.wait(timeout_ms)
+        if not ended:
+            log.warning("the engine thread did not stop within %d ms", timeout_ms)
+        return ended

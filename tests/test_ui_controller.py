@@ -1,0 +1,218 @@
+"""The job lifecycle through the controller and the engine thread (krita-ai-diffusion's
+mock-backend idea): ids, queue, throttled progress, cancel without stale leaks, shutdown."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from studio.engine.jobs import GenerationResult, StepProgress
+from studio.engine.metadata import read_parameters
+from studio.engine.request import GenerationRequest
+from studio.engine.settings import EngineSettings
+from studio.ui.controller import JobController, JobState, describe_progress
+
+
+class FakeEngine:
+    """Steps on a timer and paints a flat colour; cancel works as the real engine's does."""
+
+    step_time = 0.01
+
+    def __init__(self, settings: EngineSettings) -> None:
+        self.settings = settings
+        self._cancel = threading.Event()
+        self.runs = 0
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def run(self, request: GenerationRequest, reporter) -> GenerationResult:  # noqa: ANN001
+        request.validate()
+        self._cancel.clear()
+        self.runs += 1
+        seed = request.seed if request.seed >= 0 else 1234
+        request = request.replace(seed=seed)
+        seeds = [seed + i for i in range(request.batch_size)]
+        started = time.perf_counter()
+        for step in range(1, request.steps + 1):
+            if self.step_time:
+                time.sleep(self.step_time)
+            preview = np.full((8, 8, 3), step % 256, np.uint8)
+            reporter.step(
+                StepProgress(
+                    "generate", step, request.steps, time.perf_counter() - started, preview
+                )
+            )
+            if self._cancel.is_set():
+                return GenerationResult([], request, seeds, cancelled=True)
+        images = [Image.new("RGB", (request.width, request.height), (200, 0, 0)) for _ in seeds]
+        return GenerationResult(images, request, seeds)
+
+
+class SlowEngine(FakeEngine):
+    step_time = 0.05
+
+
+class FloodEngine(FakeEngine):
+    step_time = 0.0
+
+
+def _request(**changes) -> GenerationRequest:  # noqa: ANN003
+    base = GenerationRequest(prompt="a red circle", steps=4, width=16, height=16, seed=7)
+    return base.replace(**changes)
+
+
+@pytest.fixture
+def make_controller(tmp_path: Path, qtbot):  # noqa: ANN001
+    made: list[JobController] = []
+
+    def make(engine=FakeEngine) -> JobController:  # noqa: ANN001
+        controller = JobController(tmp_path / "out", EngineSettings(), engine_factory=engine)
+        controller.start_engine()
+        made.append(controller)
+        return controller
+
+    yield make
+    for controller in made:
+        assert controller.shutdown(2000)
+        controller.deleteLater()
+
+
+def _pngs(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.png")) if folder.is_dir() else []
+
+
+def test_a_job_runs_and_its_file_is_saved_before_done(make_controller, qtbot, tmp_path):  # noqa: ANN001
+    controller = make_controller()
+    seen_on_disk: list[bool] = []
+    controller.jobFinished.connect(
+        lambda i, o: seen_on_disk.append(all(p.is_file() for p in o.paths))
+    )
+    with qtbot.waitSignal(controller.jobFinished, timeout=5000) as blocker:
+        job_id = controller.submit(_request(batch_size=2))
+    finished_id, outcome = blocker.args
+    assert finished_id == job_id
+    assert seen_on_disk == [True]
+    assert len(outcome.paths) == 2 and _pngs(tmp_path / "out") == sorted(outcome.paths)
+    params = read_parameters(outcome.paths[1])
+    assert params.prompt == "a red circle" and params.seed == 8
+    record = controller.job(job_id)
+    assert record.state is JobState.DONE and len(record.frames) == 4
+    assert not controller.is_busy
+
+
+def test_jobs_queue_and_run_in_order(make_controller, qtbot):  # noqa: ANN001
+    controller = make_controller()
+    finished: list[int] = []
+    controller.jobFinished.connect(lambda i, o: finished.append(i))
+    ids = [controller.submit(_request(seed=s)) for s in (1, 2, 3)]
+    assert controller.current_job == ids[0] and controller.queued_jobs == ids[1:]
+    qtbot.waitUntil(lambda: len(finished) == 3, timeout=5000)
+    assert finished == ids
+
+
+def test_cancel_saves_nothing_leaks_nothing_and_the_next_job_runs(make_controller, qtbot, tmp_path):  # noqa: ANN001
+    controller = make_controller(SlowEngine)
+    progress_ids: list[int] = []
+    finished: list[int] = []
+    controller.progress.connect(lambda i, p: progress_ids.append(i))
+    controller.jobFinished.connect(lambda i, o: finished.append(i))
+    first = controller.submit(_request(steps=40))
+    qtbot.waitUntil(lambda: first in progress_ids, timeout=5000)
+    with qtbot.waitSignal(controller.jobCancelled, timeout=1000):
+        assert controller.cancel()
+    assert controller.job(first).state is JobState.CANCELLED
+    assert not controller.is_busy  # idle at once, without waiting for the engine
+    progress_ids.clear()
+    second = controller.submit(_request(steps=3))
+    qtbot.waitUntil(lambda: finished == [second], timeout=5000)
+    assert set(progress_ids) == {second}  # nothing from the cancelled job leaked through
+    files = _pngs(tmp_path / "out")
+    assert len(files) == 1 and read_parameters(files[0]).steps == 3
+
+
+def test_cancel_before_the_engine_starts_the_job(make_controller, qtbot, tmp_path):  # noqa: ANN001
+    controller = make_controller(SlowEngine)
+    cancelled: list[int] = []
+    controller.jobCancelled.connect(cancelled.append)
+    first = controller.submit(_request(steps=10))
+    queued = controller.submit(_request(steps=10))
+    controller.cancel(queued)
+    controller.cancel(first)
+    assert cancelled == [queued, first]
+    last = controller.submit(_request(steps=2))
+    with qtbot.waitSignal(controller.jobFinished, timeout=5000) as blocker:
+        pass
+    assert blocker.args[0] == last
+    assert len(_pngs(tmp_path / "out")) == 1
+
+
+def test_a_bad_request_fails_with_one_sentence_and_the_queue_goes_on(make_controller, qtbot):  # noqa: ANN001
+    controller = make_controller()
+    failures: list[str] = []
+    controller.jobFailed.connect(lambda i, m: failures.append(m))
+    controller.submit(_request(prompt=""))
+    with qtbot.waitSignal(controller.jobFinished, timeout=5000):
+        controller.submit(_request())
+    assert failures == ["The prompt is empty: describe the image you want."]
+
+
+def test_progress_is_throttled(make_controller, qtbot):  # noqa: ANN001
+    controller = make_controller(FloodEngine)
+    emitted: list[int] = []
+    controller.progress.connect(lambda i, p: emitted.append(p.step))
+    started = time.perf_counter()
+    with qtbot.waitSignal(controller.jobFinished, timeout=10000) as blocker:
+        job = controller.submit(_request(steps=400))
+    elapsed = time.perf_counter() - started
+    assert emitted[-1] == 400  # the final step is always delivered
+    assert len(emitted) <= elapsed / 0.033 + 3 < 400
+    assert len(controller.job(blocker.args[0]).frames) == 400 and job == blocker.args[0]
+
+
+def test_shutdown_during_a_job_ends_the_thread_quickly(tmp_path, qtbot):  # noqa: ANN001
+    controller = JobController(tmp_path / "out", engine_factory=SlowEngine)
+    controller.start_engine()
+    steps: list[int] = []
+    controller.progress.connect(lambda i, p: steps.append(p.step))
+    controller.submit(_request(steps=200))
+    qtbot.waitUntil(lambda: bool(steps), timeout=5000)
+    started = time.perf_counter()
+    assert controller.shutdown(2000)
+    assert time.perf_counter() - started < 2.0
+    assert not controller.engine_running
+    assert _pngs(tmp_path / "out") == []
+    controller.deleteLater()
+
+
+def test_describe_progress() -> None:
+    progress = StepProgress("generate", 12, 25, 12 / 9.8, None)
+    assert describe_progress(progress) == "Step 12/25 · 9.8 it/s · 1.3 s left"
+    slow = StepProgress("upscale", 1, 4, 2.0, None)
+    assert describe_progress(slow) == "Upscaling · Step 1/4 · 2.0 s/it · 6.0 s left"
+
+
+def test_the_real_engine_runs_a_job_on_its_thread(tmp_path, qtbot, tiny_sd):  # noqa: ANN001
+    controller = JobController(tmp_path / "out")
+    statuses: list[str] = []
+    controller.engineStatus.connect(lambda m, f: statuses.append(m))
+    try:
+        with qtbot.waitSignal(controller.engineReady, timeout=60000) as ready:
+            controller.start_engine(str(tiny_sd))
+        assert ready.args == ["Ready"]
+        assert any(m.startswith("Loading") for m in statuses)
+        request = _request(model=str(tiny_sd), width=32, height=32, steps=2)
+        with qtbot.waitSignal(controller.jobFinished, timeout=30000) as blocker:
+            job_id = controller.submit(request)
+        outcome = blocker.args[1]
+        assert outcome.images[0].size == (32, 32)
+        assert read_parameters(outcome.paths[0]).request["model"] == str(tiny_sd)
+        assert len(controller.job(job_id).frames) == 2
+    finally:
+        assert controller.shutdown(2000)
+        controller.deleteLater()

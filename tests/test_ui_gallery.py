@@ -1,0 +1,100 @@
+"""The gallery: it lists the output folder (so it survives a restart), shows parameters,
+and sends, restores or deletes images; the timeline scrubs the last job's steps."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from PIL import Image
+from PySide6.QtCore import Qt
+
+from studio.engine.request import GenerationRequest, Mode
+from studio.engine.saving import save_image
+
+
+def _fill(folder: Path, count: int) -> list[Path]:
+    """count saved images, oldest first, with distinct modification times."""
+    paths = []
+    for index in range(count):
+        request = GenerationRequest(prompt=f"picture {index}", steps=5 + index, width=40, height=24)
+        image = Image.new("RGB", (40, 24), (index * 60, 80, 120))
+        path = save_image(image, request, 100 + index, folder, stem=f"image-{index}")
+        stamp = time.time() - 100 + index
+        os.utime(path, (stamp, stamp))
+        paths.append(path)
+    return paths
+
+
+def test_the_gallery_lists_the_output_folder_newest_first(qtbot, make_window, out_dir):  # noqa: ANN001
+    paths = _fill(out_dir, 3)
+    (out_dir / ".partial-123.png").write_bytes(b"half")  # a save in progress is not listed
+    window = make_window()
+    gallery = window.gallery
+    assert gallery.model.paths() == paths[::-1]
+    qtbot.waitUntil(lambda: all(str(p) in gallery.model._thumbs for p in paths), timeout=5000)
+    assert "3 images" in gallery.count_label.text()
+
+
+def test_selecting_shows_the_image_and_its_parameters(qtbot, make_window, out_dir):  # noqa: ANN001
+    paths = _fill(out_dir, 2)
+    window = make_window()
+    window.gallery.select(paths[0])
+    assert "picture 0" in window.gallery.params.text.toPlainText()
+    assert "Steps: 5" in window.gallery.params.text.toPlainText()
+    assert window.canvas.image().size == (40, 24)  # Text→Image: the canvas is a viewer
+    assert window.gallery.buttons["restore"].isEnabled()
+    window.gallery.buttons["restore"].click()
+    assert window.prompt_panel.prompt() == "picture 0"
+    assert window.guidance.seed.value() == 100
+
+
+def test_send_to_inpaint_sets_the_canvas_mode_and_size(qtbot, make_window, out_dir):  # noqa: ANN001
+    paths = _fill(out_dir, 1)
+    window = make_window()
+    window.gallery.select(paths[0])
+    window.gallery.buttons["inpaint"].click()
+    assert window.mode() is Mode.INPAINT
+    assert window.canvas.image().size == (40, 24)
+    assert window.canvas.mask_editing() and window.mask_bar.isVisible()
+    assert window.guidance.size() == (40, 24)
+    # Selecting another image now does not replace the input being painted on.
+    other = _fill(out_dir / "more", 1)[0]
+    window.gallery.add([other])
+    assert window.canvas.image().size == (40, 24)
+
+
+def test_delete_moves_the_file_to_the_trash(qtbot, make_window, out_dir, tmp_path):  # noqa: ANN001
+    paths = _fill(out_dir, 2)
+    window = make_window()
+    window.gallery.select(paths[1])
+    window.gallery.buttons["delete"].click()
+    assert not paths[1].exists() and paths[0].exists()
+    assert window.gallery.model.paths() == [paths[0]]
+    trash = Path(os.environ["XDG_DATA_HOME"]) / "Trash" / "files"
+    assert (trash / paths[1].name).is_file()
+    assert window.gallery.selected_path() == paths[0]
+
+
+def test_a_finished_job_lands_in_the_gallery_and_the_timeline(  # noqa: ANN001
+    qtbot, make_window, out_dir, ui_models, shared_engine_factory
+):
+    _fill(out_dir, 1)
+    window = make_window(engine_factory=shared_engine_factory)
+    window.model_picker.set_model(ui_models.generator)
+    window.prompt_panel.set_prompts("a red circle", "")
+    size = ui_models.size
+    window.guidance.set_values({"steps": 3, "width": size, "height": size})
+    window.start_engine(preload=False)
+    with qtbot.waitSignal(window.controller.jobFinished, timeout=60000) as blocker:
+        qtbot.mouseClick(window.generate_button, Qt.MouseButton.LeftButton)
+    outcome = blocker.args[1]
+    assert window.gallery.model.paths()[0] == outcome.paths[0]
+    assert window.gallery.selected_path() == outcome.paths[0]
+    timeline = window.timeline
+    assert timeline.frame_count() == 4 and timeline.current() == 3
+    timeline.select(0)
+    assert window.canvas.has_preview() and timeline.label.text() == "Step 1/3"
+    timeline.select(3)
+    assert not window.canvas.has_preview() and timeline.label.text() == "Result"

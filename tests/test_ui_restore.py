@@ -1,0 +1,146 @@
+"""Restoring parameters into the window: from the studio's own PNGs (everything) and from
+files other tools wrote (whatever they carry)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from studio.engine.metadata import read_parameters
+from studio.engine.request import GenerationRequest, Mode, Upscaler
+from studio.engine.saving import save_image
+from studio.ui.restore import plan_restore
+
+INTEROP_FILES = [
+    "AUTOMATIC1111/automatic1111_cropped.png",
+    "AUTOMATIC1111/automatic1111_cropped.jpg",
+    "AUTOMATIC1111/automatic1111_stealth.png",
+    "ComfyUI/img2img_cropped.png",
+    "ComfyUI/night_evening_day_morning_cropped.png",
+    "Fooocus/fooocus1_cropped.png",
+    "InvokeAI/invokeai_imeta1.png",
+    "InvokeAI/invokeai_sdmeta1.png",
+    "InvokeAI/invokeai_dream1.png",
+    "NovelAI/novelai1_cropped.png",
+]
+
+
+def _own_png(folder: Path) -> Path:
+    request = GenerationRequest(
+        prompt="a large yellow star in the centre on a black background",
+        negative_prompt="blurry",
+        steps=13,
+        cfg_scale=5.5,
+        cfg_rescale=0.3,
+        dynamic_thresholding=True,
+        threshold_percentile=98.5,
+        scheduler="DDIM",
+        width=96,
+        height=64,
+        upscaler=Upscaler.HIRES,
+        upscale_strength=0.4,
+    )
+    return save_image(Image.new("RGB", (96, 64), "black"), request, 1234, folder)
+
+
+def test_restoring_our_own_png_fills_every_widget(qtbot, make_window, tmp_path):  # noqa: ANN001
+    window = make_window()
+    path = _own_png(tmp_path / "elsewhere")
+    assert window.restore_parameters_from(path)
+    assert window.prompt_panel.prompt() == "a large yellow star in the centre on a black background"
+    assert window.prompt_panel.negative_prompt() == "blurry"
+    g = window.guidance
+    assert g.steps.value() == 13 and g.cfg_scale.value() == pytest.approx(5.5)
+    assert g.scheduler.currentText() == "DDIM"
+    assert g.seed.value() == 1234 and g.seed_locked()  # a restored seed is kept
+    assert g.size() == (96, 64)
+    assert g.cfg_rescale.value() == pytest.approx(0.3)
+    assert g.dynamic_thresholding.isChecked() and g.percentile.value() == pytest.approx(98.5)
+    assert g.upscaler_choice() is Upscaler.HIRES
+    assert g.upscale_strength.value() == pytest.approx(0.4)
+    assert window.mode() is Mode.TEXT_TO_IMAGE  # the mode and the canvas are the artist's
+    # ...and the next request is exactly the saved one.
+    saved = read_parameters(path).request
+    rebuilt = window.build_request().to_dict()
+    assert {k: rebuilt[k] for k in saved if k != "mode"} == {
+        k: v for k, v in saved.items() if k != "mode"
+    }
+
+
+@pytest.mark.parametrize("name", INTEROP_FILES)
+def test_restoring_other_tools_files_fills_the_widgets(qtbot, make_window, interop_dir, name):  # noqa: ANN001
+    path = interop_dir / name
+    params = read_parameters(path)
+    window = make_window()
+    assert window.restore_parameters_from(path)
+    assert window.prompt_panel.prompt() == params.prompt.strip()
+    assert window.prompt_panel.negative_prompt() == params.negative_prompt.strip()
+    g = window.guidance
+    if params.steps:
+        assert g.steps.value() == params.steps
+    if params.cfg_scale is not None:
+        assert g.cfg_scale.value() == pytest.approx(params.cfg_scale)
+    if params.seed is not None and params.seed < 2**32:
+        assert g.seed.value() == params.seed and g.seed_locked()
+    if params.width and params.height:
+        assert g.size() == (params.width, params.height)
+    plan = plan_restore(params)
+    if "scheduler" in plan.values:
+        assert g.scheduler.currentText() == plan.values["scheduler"]
+    assert window.banner.kind == "info" and window.banner.text().startswith("Restored")
+
+
+def test_dropping_an_image_with_parameters_offers_to_restore_them(qtbot, make_window, interop_dir):  # noqa: ANN001
+    window = make_window()
+    path = interop_dir / "AUTOMATIC1111" / "automatic1111_cropped.png"
+    assert window.load_image(path)
+    assert window.canvas.image() is not None and window.mode() is Mode.IMAGE_TO_IMAGE
+    assert window.banner.kind == "info" and "AUTOMATIC1111" in window.banner.text()
+    assert window.prompt_panel.prompt() == ""  # nothing restored before the artist agrees
+    assert window.banner.action_button.isVisible()
+    window.banner.action_button.click()
+    assert window.prompt_panel.prompt() == "photo of a duck"
+    assert window.guidance.steps.value() == 15
+
+
+def test_an_image_without_parameters_just_opens(qtbot, make_window, tmp_path):  # noqa: ANN001
+    window = make_window()
+    path = tmp_path / "plain.png"
+    Image.new("RGB", (50, 30), "green").save(path)
+    assert window.load_image(path)
+    assert not window.banner.isVisible()
+    assert window.guidance.size() == (48, 32)  # the size follows, in multiples of 8
+
+
+def test_a_file_without_parameters_cannot_be_restored(qtbot, make_window, interop_dir):  # noqa: ANN001
+    window = make_window()
+    assert not window.restore_parameters_from(interop_dir / "bad_images" / "empty_image.png")
+    assert window.banner.kind == "error"
+    assert window.banner.text().endswith(
+        "carries no generation parameters that the studio recognises."
+    )
+
+
+def test_dropping_a_file_on_the_window_or_the_canvas_opens_it(qtbot, make_window, interop_dir):  # noqa: ANN001
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    window = make_window()
+    path = interop_dir / "ComfyUI" / "img2img_cropped.png"
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    event = QDropEvent(
+        QPointF(10, 10),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    window.dropEvent(event)
+    assert window.canvas.image() is not None
+    assert "ComfyUI" in window.banner.text()
+    window.banner.dismiss()
+    window.canvas.imageDropped.emit(str(interop_dir / "NovelAI" / "novelai1_cropped.png"))
+    assert "NovelAI" in window.banner.text()

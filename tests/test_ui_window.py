@@ -1,0 +1,235 @@
+"""The studio window end to end: each mode through the real window and the real engine
+thread (studio-tiny when shipped, else a random tiny pipeline), cancel, close, errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtCore import QPoint, Qt
+
+from studio.engine.metadata import read_parameters
+from studio.engine.request import Mode
+from studio.ui.main_window import MainWindow
+
+PROMPT = "a small red circle at the top left on a blue background"
+
+
+@pytest.fixture
+def window(make_window, ui_models, shared_engine_factory):  # noqa: ANN001
+    window = make_window(engine_factory=shared_engine_factory)
+    assert window.model_picker.set_model(ui_models.generator)
+    assert window.guidance.upscale_model.set_model(ui_models.upscaler)
+    window.start_engine(preload=False)
+    size = ui_models.size
+    window.guidance.set_values({"steps": 2, "width": size, "height": size, "seed": 42})
+    window.prompt_panel.set_prompts(PROMPT, "")
+    return window
+
+
+def _input_image(tmp_path: Path, size: int, colour=(200, 40, 40)) -> Path:  # noqa: ANN001
+    path = tmp_path / "input.png"
+    image = Image.new("RGB", (size, size), (30, 60, 200))
+    image.paste(colour, (size // 4, size // 4, size // 2, size // 2))
+    image.save(path)
+    return path
+
+
+def _generate(qtbot, window: MainWindow, timeout: int = 60000):  # noqa: ANN001, ANN202
+    with qtbot.waitSignal(window.controller.jobFinished, timeout=timeout) as blocker:
+        qtbot.mouseClick(window.generate_button, Qt.MouseButton.LeftButton)
+    return blocker.args[1]
+
+
+def _pngs(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.png")) if folder.is_dir() else []
+
+
+def test_the_ui_thread_never_imports_torch() -> None:
+    code = (
+        "import sys, time; started = time.perf_counter()\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "app = QApplication([])\n"
+        "from studio.ui.main_window import MainWindow\n"
+        "from studio.ui.settings import Settings\n"
+        "import tempfile, pathlib\n"
+        "w = MainWindow(Settings(pathlib.Path(tempfile.mkdtemp()) / 's.ini'))\n"
+        "w.show(); app.processEvents()\n"
+        "print(round(time.perf_counter() - started, 2))\n"
+        "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules\n"
+        "w.close()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout.split()[-1]) < 5  # about 1 s on a desktop; CI is slower
+
+
+def test_text_to_image_end_to_end(qtbot, window, out_dir, ui_models):  # noqa: ANN001
+    assert window.windowTitle() == "Latent Studio"
+    outcome = _generate(qtbot, window)
+    size = ui_models.size
+    assert window.canvas.image().size == (size, size)
+    files = _pngs(out_dir)
+    assert files == outcome.paths and window.gallery.model.paths() == files
+    params = read_parameters(files[0])
+    assert params.prompt == PROMPT and params.seed == 42 and params.request["mode"] == "txt2img"
+    assert window.timeline.frame_count() == 3  # two steps and the result
+    assert not window.controller.is_busy and not window.cancel_button.isEnabled()
+    assert window.engine_label.text().startswith("Done")
+
+
+def test_image_to_image_end_to_end(qtbot, window, out_dir, ui_models, tmp_path):  # noqa: ANN001
+    size = ui_models.size
+    assert window.load_image(_input_image(tmp_path, size))
+    assert window.mode() is Mode.IMAGE_TO_IMAGE  # opening an image in Text→Image moves on
+    window.guidance.set_values({"strength": 0.5, "steps": 4})
+    outcome = _generate(qtbot, window)
+    assert outcome.request.mode is Mode.IMAGE_TO_IMAGE
+    assert window.canvas.image().size == (size, size)
+    assert read_parameters(_pngs(out_dir)[0]).request["strength"] == 0.5
+
+
+def test_inpaint_uses_the_mask_painted_in_the_window(qtbot, window, out_dir, ui_models, tmp_path):  # noqa: ANN001
+    size = ui_models.size
+    window.set_mode(Mode.INPAINT)
+    window.load_image(_input_image(tmp_path, size))
+    original = np.asarray(window.canvas.image()).copy()
+    window.guidance.set_values({"mask_blur": 0, "strength": 1.0})
+    window.brush_size.setValue(max(2, size // 8))
+    # Paint a stroke along the top-left quarter with the mouse, as an artist would.
+    canvas = window.canvas
+    start = canvas.image_to_widget(size * 0.1, size * 0.1).toPoint()
+    end = canvas.image_to_widget(size * 0.35, size * 0.2).toPoint()
+    qtbot.mousePress(canvas.viewport(), Qt.MouseButton.LeftButton, pos=start)
+    for t in np.linspace(0, 1, 8):
+        point = QPoint(
+            int(start.x() + t * (end.x() - start.x())), int(start.y() + t * (end.y() - start.y()))
+        )
+        qtbot.mouseMove(canvas.viewport(), point)
+    qtbot.mouseRelease(canvas.viewport(), Qt.MouseButton.LeftButton, pos=end)
+    mask = np.asarray(canvas.mask())
+    assert mask[: size // 2, : size // 2].any() and not mask[size // 2 :, :].any()
+
+    outcome = _generate(qtbot, window)
+    result = np.asarray(outcome.images[0])
+    assert outcome.request.mode is Mode.INPAINT
+    # Outside the painted area (and with no feather) the picture is untouched.
+    assert (result[size // 2 :, :] == original[size // 2 :, :]).all()
+    assert (result[mask > 0] != original[mask > 0]).any()
+    assert not canvas.mask_is_empty()  # the mask stays for another try
+    assert read_parameters(_pngs(out_dir)[0]).request["mode"] == "inpaint"
+
+
+def test_upscale_end_to_end(qtbot, window, out_dir, ui_models, tmp_path):  # noqa: ANN001
+    low = ui_models.size // 2
+    window.set_mode(Mode.UPSCALE)
+    window.load_image(_input_image(tmp_path, low))
+    assert window.mode() is Mode.UPSCALE and window.generate_button.text() == "Upscale"
+    outcome = _generate(qtbot, window)
+    assert window.canvas.image().size == (low * 4, low * 4)
+    assert read_parameters(_pngs(out_dir)[0]).request["mode"] == "upscale"
+    assert outcome.request.upscaler.value == "x4"
+
+
+def test_cancel_saves_nothing_and_the_next_job_runs(qtbot, window, out_dir):  # noqa: ANN001
+    window.guidance.set_values({"steps": 150})
+    steps: list[int] = []
+    window.controller.progress.connect(lambda _job, p: steps.append(p.step))
+    qtbot.mouseClick(window.generate_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: bool(steps), timeout=60000)
+    with qtbot.waitSignal(window.controller.jobCancelled, timeout=1000):
+        qtbot.keyClick(window, Qt.Key.Key_Escape)
+    assert not window.controller.is_busy and not window.cancel_button.isEnabled()
+    assert not window.progress_bar.isVisible()
+    window.guidance.set_values({"steps": 2})
+    outcome = _generate(qtbot, window)
+    assert _pngs(out_dir) == outcome.paths and len(outcome.paths) == 1
+    assert read_parameters(outcome.paths[0]).steps == 2
+
+
+def test_closing_during_a_generation_ends_everything_quickly(qtbot, window, out_dir):  # noqa: ANN001
+    window.guidance.set_values({"steps": 500})
+    steps: list[int] = []
+    window.controller.progress.connect(lambda _job, p: steps.append(p.step))
+    window.generate()
+    qtbot.waitUntil(lambda: bool(steps), timeout=60000)
+    started = time.perf_counter()
+    window.close()
+    assert time.perf_counter() - started < 2.0
+    assert not window.controller.engine_running
+    assert _pngs(out_dir) == []
+
+
+def test_ctrl_enter_generates_from_the_prompt_box(qtbot, window):  # noqa: ANN001
+    window.prompt_panel.prompt_edit.setFocus()
+    with qtbot.waitSignal(window.controller.jobFinished, timeout=60000):
+        qtbot.keyClick(
+            window.prompt_panel.prompt_edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier
+        )
+    assert window.prompt_panel.prompt() == PROMPT  # no newline was typed
+
+
+def test_a_bad_request_is_one_sentence_in_the_window(qtbot, make_window):  # noqa: ANN001
+    window = make_window()
+    window.prompt_panel.set_prompts("", "")
+    assert window.generate() is None
+    assert window.banner.kind == "error"
+    assert window.banner.text() == "The prompt is empty: describe the image you want."
+    window.set_mode(Mode.INPAINT)
+    window.prompt_panel.set_prompts("a red circle", "")
+    window.generate()
+    assert window.banner.text() == "Inpaint needs an input image: open, paste or drop one."
+    assert not window.controller.engine_running  # nothing was sent
+
+
+def test_a_model_error_is_shown_and_the_window_stays_usable(qtbot, make_window, tmp_path):  # noqa: ANN001
+    window = make_window()
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "model_index.json").write_text("{not json", encoding="utf-8")
+    assert window.model_picker.set_model(str(broken))
+    window.prompt_panel.set_prompts("a red circle", "")
+    window.guidance.set_values({"steps": 1, "width": 32, "height": 32})
+    with qtbot.waitSignal(window.controller.jobFailed, timeout=60000) as blocker:
+        window.generate()
+    message = blocker.args[1]
+    assert window.banner.kind == "error" and window.banner.text() == message
+    assert "Traceback" not in message and message.count("\n") == 0
+    assert not window.controller.is_busy
+
+
+def test_broken_image_files_get_one_sentence(qtbot, make_window, interop_dir):  # noqa: ANN001
+    window = make_window()
+    for path in sorted((interop_dir / "bad_images").iterdir()):
+        loaded = window.load_image(path)
+        if not loaded:
+            assert window.banner.kind == "error"
+            assert window.banner.text() and "\n" not in window.banner.text()
+
+
+def test_main_shows_the_window_and_exits_cleanly(qtbot, tmp_path):  # noqa: ANN001
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    import studio.engine.generate  # noqa: F401 - torch already loaded, as in a running studio
+    from studio.ui.app import main
+
+    seen: list[str] = []
+
+    def close_it() -> None:
+        for widget in QApplication.topLevelWidgets():
+            if isinstance(widget, MainWindow):
+                seen.append(widget.windowTitle())
+                widget.close()
+
+    QTimer.singleShot(300, close_it)
+    assert main(["--no-preload", "--settings", str(tmp_path / "studio.ini")]) == 0
+    assert seen == ["Latent Studio"]
+    assert (tmp_path / "studio.ini").is_file()  # the layout and parameters were saved
