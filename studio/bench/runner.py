@@ -1,0 +1,118 @@
+"""`studio bench`: a fixed set of measurements, printed as a table or one JSON object."""
+
+from __future__ import annotations
+
+import math
+import platform
+from typing import Any
+
+# figure -> (label, target as text, whether lower is better)
+_ROWS: list[tuple[str, str, str]] = [
+    ("engine_overhead_ratio", "Engine time / bare diffusers (25 steps, previews)", "≤ 1.03"),
+    ("preview_cost_share.linear", "Preview cost per step, linear", "≤ 2%"),
+    ("preview_cost_share.vae", "Preview cost per step, full VAE", ""),
+    ("event_loop_gap_ms.p50", "Event-loop gap p50 (ms, 5 ms timer)", ""),
+    ("event_loop_gap_ms.p99", "Event-loop gap p99 (ms)", "≤ 16"),
+    ("event_loop_gap_ms.max", "Event-loop gap max (ms)", "≤ 50"),
+    ("startup_window_s", "Start-up to window shown (s)", "≤ 1.0"),
+    ("startup_first_image_s", "Start-up to first image (s)", ""),
+    ("mode_switch_ms", "Mode switches txt→inpaint→img→txt (ms)", "≤ 50"),
+    ("mode_switch_weight_loads", "Weights loaded by those switches", "0"),
+    ("peak_rss_mb", "Peak resident memory of a generation (MB)", ""),
+]
+
+
+def run_bench(quick: bool, model: str) -> dict[str, Any]:
+    from studio.bench import engine_bench, ui_bench
+    from studio.engine.generate import Engine
+    from studio.engine.settings import EngineSettings
+
+    repeats = 3 if quick else 9
+    request = engine_bench.bench_request(model, steps=25)
+    engine = Engine(EngineSettings(preview_method="linear", preview_every=1))
+    results: dict[str, Any] = {"machine": machine(), "model": model, "repeats": repeats}
+    overhead = engine_bench.engine_overhead(engine, request, repeats)
+    results.update(overhead)
+    results["preview_cost_share"] = engine_bench.preview_cost(
+        engine, request, overhead["step_seconds"]
+    )
+    results.update(engine_bench.mode_switches(engine, model))
+    engine.models.unload()
+    results["event_loop_gap_ms"] = ui_bench.event_loop_gaps(model, runs=1 if quick else 3)
+    results.update(ui_bench.startup_times(model, runs=1 if quick else 3))
+    results["peak_rss_mb"] = engine_bench.peak_rss_mb(model, steps=25)
+    return results
+
+
+def machine() -> dict[str, Any]:
+    import os
+
+    import torch
+
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def lookup(results: dict[str, Any], dotted: str) -> Any:
+    value: Any = results
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def format_table(results: dict[str, Any]) -> str:
+    lines = [f"{'measure':<52} {'value':>10}  target", "-" * 72]
+    for key, label, target in _ROWS:
+        value = lookup(results, key)
+        if value is None:
+            continue
+        if key.startswith("preview_cost_share"):
+            shown = f"{value:.2%}"
+        elif isinstance(value, float):
+            shown = f"{value:.3f}" if value < 10 else f"{value:.1f}"
+        else:
+            shown = str(value)
+        lines.append(f"{label:<52} {shown:>10}  {target}")
+    gpu = results.get("gpu")
+    if gpu:
+        lines += [
+            "",
+            f"GPU ({gpu.get('device_name', gpu['device'])}, SD 1.5 architecture, "
+            f"{gpu['size']}×{gpu['size']}, {gpu['steps']} steps, CFG, batch 1)",
+        ]
+        lines.append(f"{'':<22} {'it/s':>8} {'s/image':>9} {'VRAM MB':>9} {'util.':>7}")
+        for key in ("bare_diffusers", "engine", "engine_speedups"):
+            row = gpu[key]
+            vram = row.get("peak_vram_mb")
+            lines.append(
+                f"{key:<22} {row['it_per_s']:>8.2f} {row['s_per_image']:>9.3f} "
+                f"{(f'{vram:.0f}' if vram else '-'):>9} {row['utilisation']:>7.1%}"
+            )
+        lines.append(
+            f"UNet GFLOP per CFG step: {gpu['engine']['unet_flops_per_step'] / 1e9:.1f}; "
+            f"bf16 matmul peak: {gpu['matmul_peak_tflops_bf16']:.1f} TFLOP/s"
+        )
+    return "\n".join(lines)
+
+
+def all_finite(results: dict[str, Any], keys: list[str]) -> list[str]:
+    """The keys whose figures are missing or not finite numbers (for the bench's own test)."""
+    bad = []
+    for key in keys:
+        value = lookup(results, key)
+        values = value.values() if isinstance(value, dict) else [value]
+        if value is None or not all(
+            isinstance(v, int | float) and math.isfinite(v) for v in values
+        ):
+            bad.append(key)
+    return bad

@@ -1,0 +1,138 @@
+"""Window measurements: event-loop gaps while generating, and start-up times.
+
+Both use the real window, the real controller and the real worker thread, offscreen.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+TICK_MS = 5
+WAIT_S = 300
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def event_loop_gaps(model: str, runs: int) -> dict[str, float]:
+    """Gaps between the ticks of a 5 ms timer while the window shows a generation."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QEventLoop, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from studio.bench.engine_bench import bench_request
+    from studio.ui.app import create_window
+
+    app = QApplication.instance() or QApplication([])
+    gaps: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["LATENT_STUDIO_OUTPUT"] = tmp  # the bench's images are thrown away
+        window = create_window(Path(tmp), preload=model)
+        try:
+            _wait_for(window.controller.engineReady, app)
+            request = bench_request(model, steps=25)
+            for _ in range(runs):
+                ticks: list[float] = []
+                timer = QTimer()
+                timer.setInterval(TICK_MS)
+                timer.timeout.connect(lambda t=ticks: t.append(time.perf_counter()))
+                loop = QEventLoop()
+                window.controller.jobFinished.connect(loop.quit)
+                window.controller.jobFailed.connect(loop.quit)
+                timer.start()
+                window.controller.submit(request)
+                QTimer.singleShot(WAIT_S * 1000, loop.quit)
+                loop.exec()
+                timer.stop()
+                window.controller.jobFinished.disconnect(loop.quit)
+                window.controller.jobFailed.disconnect(loop.quit)
+                gaps += [(b - a) * 1000 for a, b in zip(ticks, ticks[1:], strict=False)]
+        finally:
+            window.close()
+            window.deleteLater()
+            app.processEvents()
+    return {
+        "p50": statistics.median(gaps),
+        "p99": _percentile(gaps, 0.99),
+        "max": max(gaps),
+        "ticks": len(gaps),
+    }
+
+
+def _wait_for(signal: Any, app: Any) -> None:
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    signal.connect(loop.quit)
+    QTimer.singleShot(WAIT_S * 1000, loop.quit)
+    loop.exec()
+    signal.disconnect(loop.quit)
+
+
+def startup_times(model: str, runs: int) -> dict[str, float]:
+    """Process start to the window shown, and to the first finished image (medians)."""
+    window_s, image_s = [], []
+    for _ in range(runs):
+        started = time.time()
+        env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "STUDIO_BENCH_T0": str(started)}
+        done = subprocess.run(
+            [sys.executable, "-m", "studio.bench.ui_bench", model],
+            capture_output=True,
+            text=True,
+            timeout=WAIT_S,
+            env=env,
+            check=True,
+        )
+        figures = json.loads(done.stdout.strip().splitlines()[-1])
+        window_s.append(figures["window"] - started)
+        image_s.append(figures["image"] - started)
+    return {
+        "startup_window_s": statistics.median(window_s),
+        "startup_first_image_s": statistics.median(image_s),
+    }
+
+
+def _startup_child(model: str) -> None:
+    """Launch as `studio` does, then print when the window was shown and the image done."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from studio.ui.app import create_window
+
+    marks: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["LATENT_STUDIO_OUTPUT"] = tmp
+        app = QApplication.instance() or QApplication([sys.argv[0]])
+        window = create_window(Path(tmp), preload=model)
+        # The first turn of the event loop comes after the window's first paint.
+        QTimer.singleShot(0, lambda: marks.setdefault("window", time.time()))
+
+        def generate() -> None:
+            from studio.bench.engine_bench import bench_request
+
+            window.controller.submit(bench_request(model, steps=25))
+
+        def finished(*_: Any) -> None:
+            marks["image"] = time.time()
+            window.close()
+            app.quit()
+
+        window.controller.engineReady.connect(generate)
+        window.controller.jobFinished.connect(finished)
+        window.controller.jobFailed.connect(lambda *_: app.quit())
+        app.exec()
+    print(json.dumps(marks))
+
+
+if __name__ == "__main__":
+    _startup_child(sys.argv[1])

@@ -1,0 +1,83 @@
+"""`studio bench` runs end to end and reports every figure, so it never rots.
+
+Times are not asserted: the bench reports them; only their presence and sanity are checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from studio.bench.runner import all_finite
+from studio.engine.catalog import ModelError, resolve
+
+REQUIRED = [
+    "engine_overhead_ratio",
+    "preview_cost_share",
+    "event_loop_gap_ms",
+    "startup_window_s",
+    "startup_first_image_s",
+    "mode_switch_ms",
+    "mode_switch_weight_loads",
+    "peak_rss_mb",
+]
+
+
+def _have_embedded() -> bool:
+    try:
+        resolve("studio-tiny")
+        return True
+    except ModelError:
+        return False
+
+
+def _bench(*args: str, timeout: int) -> dict:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "studio.cli", *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+@pytest.mark.skipif(not _have_embedded(), reason="the embedded model is not built yet")
+def test_quick_bench_reports_every_figure() -> None:
+    results = _bench("bench", "--quick", timeout=600)
+    assert all_finite(results, REQUIRED) == []
+    assert set(results["event_loop_gap_ms"]) >= {"p50", "p99", "max"}
+    assert "linear" in results["preview_cost_share"]
+    assert results["mode_switch_weight_loads"] == 0
+    assert results["engine_overhead_ratio"] > 0.5  # a sane ratio, not a target
+
+
+def test_gpu_bench_runs_on_a_cpu_at_a_small_size() -> None:
+    results = _bench(
+        "--device",
+        "cpu",
+        "bench",
+        "--gpu",
+        "--size",
+        "64",
+        "--steps",
+        "2",
+        "--repeats",
+        "1",
+        "--no-compile",
+        timeout=900,
+    )
+    gpu = results["gpu"]
+    keys = [
+        f"{row}.{figure}"
+        for row in ("bare_diffusers", "engine", "engine_speedups")
+        for figure in ("it_per_s", "s_per_image", "utilisation")
+    ]
+    assert all_finite(gpu, [*keys, "matmul_peak_tflops_bf16"]) == []
+    assert gpu["engine"]["unet_flops_per_step"] > 1e10  # the SD 1.5 UNet, not a toy
