@@ -46,6 +46,20 @@ def check_checkpoint_is_safe(path: Path) -> None:
         raise ModelError(f"'{path.name}' cannot be read ({e.__class__.__name__}).") from None
 
 
+def check_safetensors_header(path: Path) -> None:
+    """A damaged or half-downloaded .safetensors file fails here, with a sentence to match."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            handle.keys()
+    except Exception:  # noqa: BLE001 - the library raises several kinds for a bad header
+        raise ModelError(
+            f"'{path.name}' is not a readable .safetensors file (damaged or incompletely "
+            "downloaded)."
+        ) from None
+
+
 class ModelManager:
     """Owns the loaded generator and upscaler; lives on the engine's worker thread."""
 
@@ -173,17 +187,17 @@ class ModelManager:
         from diffusers import StableDiffusionPipeline
 
         check_checkpoint_is_safe(path)
-        cls = (
-            pipeline_class
-            if hasattr(pipeline_class, "from_single_file")
-            else (StableDiffusionPipeline)
-        )
+        if path.suffix.lower() == ".safetensors":
+            check_safetensors_header(path)
+        single_file = hasattr(pipeline_class, "from_single_file")
+        cls = pipeline_class if single_file else StableDiffusionPipeline
         try:
             return cls.from_single_file(str(path), dtype=self.dtype)
-        except OSError as e:
+        except OSError:
             raise ModelError(
-                f"'{path.name}' needs its model family's configuration, which is neither in "
-                f"the local cache nor reachable: {_first_sentence(e)}"
+                f"'{path.name}' needs the configuration of its model family, which is not in "
+                "the local cache: connect once so the studio can fetch it, or use a diffusers "
+                "folder of the model."
             ) from None
 
     def _download(self, repo_id: str) -> str:

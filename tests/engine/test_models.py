@@ -112,3 +112,44 @@ def test_loading_a_model_once_for_every_mode(tiny_sd: str) -> None:
         manager.pipeline(tiny_sd, mode)
     assert manager.weight_loads == 1
     assert manager.device.type == "cpu" and manager.dtype == torch.float32
+
+
+def test_hub_download_reports_progress(tiny_sd: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hub model not in the cache is downloaded, with progress through the status callback."""
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def fake_snapshot_download(
+        repo_id, allow_patterns=None, local_files_only=False, tqdm_class=None
+    ):
+        if local_files_only:
+            raise LocalEntryNotFoundError("not cached")
+        bar = tqdm_class(total=4)
+        for _ in range(4):
+            bar.update(1)
+        bar.close()
+        return tiny_sd
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    statuses: list[tuple[str, float | None]] = []
+    manager = ModelManager(status=lambda message, fraction: statuses.append((message, fraction)))
+    manager.pipeline("studio/remote-tiny", Mode.TEXT_TO_IMAGE)
+    fractions = [f for message, f in statuses if message.startswith("Downloading studio/")]
+    assert fractions == [0.25, 0.5, 0.75, 1.0]
+    assert statuses[-1] == ("studio/remote-tiny is ready.", 1.0)
+
+
+def test_single_file_checkpoints_give_clear_sentences(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    damaged = tmp_path / "half-downloaded.safetensors"
+    damaged.write_bytes(b"\x10\x00\x00\x00garbage")
+    with pytest.raises(ModelError, match="not a readable .safetensors file"):
+        ModelManager().pipeline(str(damaged), Mode.TEXT_TO_IMAGE)
+
+    # A real SD-shaped key: diffusers recognises the family, then needs its config (offline).
+    sd_like = tmp_path / "sd-like.safetensors"
+    save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(8, 4, 3, 3)}, sd_like)
+    with pytest.raises(ModelError, match="needs the configuration of its model family"):
+        ModelManager().pipeline(str(sd_like), Mode.TEXT_TO_IMAGE)
