@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
+import threading
+from dataclasses import replace
+
+import pytest
+from PIL import Image
 from PySide6.QtCore import Qt
 
-from studio.engine.request import Mode
+from studio.engine.jobs import GenerationResult, StepProgress
+from studio.engine.request import GenerationRequest, Mode
+from studio.engine.settings import EngineSettings
+from studio.ui.controller import JobController
+from studio.ui.dialogs import SettingsDialog, StudioSettings
 from studio.ui.panels.guidance_panel import GuidancePanel
 from studio.ui.panels.prompt_panel import PromptPanel
+from studio.ui.settings import Settings
+from studio.ui.worker import EngineWorker, Job, real_engine
+
+# Every engine setting away from its default, so a field that is lost shows.
+CHANGED = EngineSettings(
+    device="cuda",
+    dtype="bfloat16",
+    attention_slicing=False,
+    vae_tiling=True,
+    cpu_offload=True,
+    preview_method="vae",
+    preview_every=4,
+    channels_last=True,
+    compile_unet=True,
+)
 
 
 def test_parameters_layout_and_theme_survive_a_restart(qtbot, make_window, out_dir):  # noqa: ANN001
@@ -37,7 +61,8 @@ def test_parameters_layout_and_theme_survive_a_restart(qtbot, make_window, out_d
 def test_settings_change_the_output_folder_and_previews(qtbot, make_window, tmp_path):  # noqa: ANN001
     window = make_window()
     folder = tmp_path / "elsewhere"
-    window.apply_settings(folder, "none", 3, "dark")
+    engine = EngineSettings(preview_method="none", preview_every=3)
+    window.apply_settings(StudioSettings(folder, engine, "dark"))
     assert window.controller.output_dir == folder
     assert window.gallery.model.folder == folder
     settings = window.settings.engine_settings()
@@ -96,3 +121,208 @@ def test_prompt_history_with_ctrl_up_and_down(qtbot):  # noqa: ANN001
     assert panel.prompt() == "first"
     qtbot.keyClick(edit, Qt.Key.Key_Down, Qt.KeyboardModifier.ControlModifier)
     assert panel.prompt() == "second"
+
+
+# -- engine settings: the dialog, persistence, and the worker applying them ----------------
+
+
+def test_the_settings_dialog_shows_the_stored_values(qtbot, tmp_path):  # noqa: ANN001
+    settings = Settings(tmp_path / "studio.ini")
+    assert settings.engine_settings() == EngineSettings()  # nothing stored: all automatic
+    dialog = SettingsDialog(StudioSettings(tmp_path, settings.engine_settings(), "dark"))
+    qtbot.addWidget(dialog)
+    combos = (dialog.device, dialog.dtype, dialog.attention_slicing, dialog.cpu_offload)
+    assert {combo.currentText() for combo in combos} == {"Automatic"}
+    assert not dialog.channels_last.isChecked() and not dialog.compile_unet.isChecked()
+    assert "slower first generation" in dialog.compile_unet.toolTip().lower()
+
+    settings.set_engine_settings(CHANGED)
+    dialog = SettingsDialog(StudioSettings(tmp_path, settings.engine_settings(), "light"))
+    qtbot.addWidget(dialog)
+    assert dialog.device.currentText() == "CUDA (NVIDIA GPU)"
+    assert dialog.dtype.currentText() == "bfloat16"
+    assert (dialog.attention_slicing.currentText(), dialog.vae_tiling.currentText()) == (
+        "Off",
+        "On",
+    )
+    assert dialog.cpu_offload.currentText() == "On"
+    assert dialog.preview_method.currentData() == "vae" and dialog.preview_every.value() == 4
+    assert dialog.channels_last.isChecked() and dialog.compile_unet.isChecked()
+    assert dialog.values() == StudioSettings(tmp_path, CHANGED, "light")
+
+
+def test_odd_stored_engine_values_read_as_automatic(qtbot, tmp_path):  # noqa: ANN001
+    settings = Settings(tmp_path / "studio.ini")
+    settings.set_engine_settings(replace(CHANGED, device="cuda:1"))
+    settings._qs.setValue("engine/dtype", "float8")
+    settings._qs.setValue("engine/vae_tiling", "sometimes")
+    read = settings.engine_settings()
+    assert (read.device, read.dtype, read.vae_tiling) == ("cuda:1", None, None)
+    dialog = SettingsDialog(StudioSettings(tmp_path, read, "dark"))  # cuda:1 stays choosable
+    qtbot.addWidget(dialog)
+    assert dialog.values().engine == read
+
+
+def test_settings_chosen_in_the_dialog_persist_and_reach_the_engine(  # noqa: ANN001
+    qtbot, make_window, tmp_path, monkeypatch
+):
+    window = make_window()
+    configured: list[EngineSettings] = []
+    monkeypatch.setattr(window.controller, "configure", configured.append)
+
+    def choose(dialog: SettingsDialog) -> int:  # what the user clicks, then OK
+        dialog.device.setCurrentIndex(dialog.device.findText("CUDA (NVIDIA GPU)"))
+        dialog.dtype.setCurrentIndex(dialog.dtype.findText("bfloat16"))
+        dialog.attention_slicing.setCurrentIndex(dialog.attention_slicing.findText("Off"))
+        dialog.vae_tiling.setCurrentIndex(dialog.vae_tiling.findText("On"))
+        dialog.cpu_offload.setCurrentIndex(dialog.cpu_offload.findText("On"))
+        dialog.preview_method.setCurrentIndex(dialog.preview_method.findData("vae"))
+        dialog.preview_every.setValue(4)
+        dialog.channels_last.setChecked(True)
+        dialog.compile_unet.setChecked(True)
+        return SettingsDialog.DialogCode.Accepted
+
+    monkeypatch.setattr(SettingsDialog, "exec", choose)
+    window.open_settings()
+    assert window.engine_settings() == CHANGED
+    assert configured == [CHANGED]
+    window.settings.sync()
+    assert Settings(tmp_path / "studio.ini").engine_settings() == CHANGED
+
+
+class _FakeModels:
+    """A model manager's shape: one loaded model, dropped by unload()."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+        self.loaded: str | None = None
+
+    def pipeline(self, spec: str, mode: Mode) -> str:  # noqa: ARG002
+        self.loaded = spec
+        return spec
+
+    def unload(self) -> None:
+        self.events.append("unload")
+        self.loaded = None
+
+
+class _ModelEngine:
+    """A fake engine with a model manager; `events` records what happened in which order, and
+    a run waits for `gate` before it ends."""
+
+    def __init__(self, settings: EngineSettings, events: list[str], gate: threading.Event) -> None:
+        self.settings = settings
+        self.models = _FakeModels(events)
+        self.events = events
+        self.gate = gate
+
+    def cancel(self) -> None:
+        pass
+
+    def run(self, request: GenerationRequest, reporter) -> GenerationResult:  # noqa: ANN001
+        self.events.append("run")
+        self.models.pipeline(request.model, request.mode)
+        reporter.step(StepProgress("generate", 1, 1, 0.01, None))
+        assert self.gate.wait(5)
+        self.events.append("done")
+        image = Image.new("RGB", (request.width, request.height), (0, 90, 200))
+        return GenerationResult([image], request, [request.seed])
+
+
+def _engines(gate: threading.Event | None = None):  # noqa: ANN202
+    """An engine factory, the engines it built in order, and the events they recorded."""
+    built: list[_ModelEngine] = []
+    events: list[str] = []
+    if gate is None:
+        gate = threading.Event()
+        gate.set()
+
+    def factory(settings: EngineSettings) -> _ModelEngine:
+        built.append(_ModelEngine(settings, events, gate))
+        return built[-1]
+
+    return factory, built, events
+
+
+def _request(prompt: str = "a ring") -> GenerationRequest:
+    return GenerationRequest(prompt=prompt, model="m", steps=2, width=16, height=16, seed=5)
+
+
+def test_a_new_device_or_precision_drops_the_loaded_model(qtbot, tmp_path):  # noqa: ANN001
+    factory, built, _ = _engines()
+    worker = EngineWorker(EngineSettings(), factory)  # slots called directly, on this thread
+    worker.start("m")
+    first = built[0]
+    assert first.models.loaded == "m"
+
+    # Previews and VAE tiling are read at every job: no reload, same engine, same model.
+    preview_only = EngineSettings(preview_method="none", preview_every=3, vae_tiling=True)
+    worker.configure(preview_only)
+    assert len(built) == 1 and first.models.loaded == "m" and first.settings == preview_only
+
+    worker.configure(replace(preview_only, device="cpu", dtype="float32"))
+    assert first.models.loaded is None  # the old model's memory is freed at once
+    finished: list[int] = []
+    worker.finished.connect(lambda job_id, outcome: finished.append(job_id))
+    worker.run(Job(1, _request(), tmp_path))
+    assert finished == [1]
+    second = built[1]  # the next job built the engine anew, under the new settings
+    assert (second.settings.device, second.settings.dtype) == ("cpu", "float32")
+    assert second.models.loaded == "m"
+
+    worker.configure(replace(second.settings, compile_unet=True))
+    assert second.models.loaded is None
+
+
+def test_settings_apply_between_jobs_never_during_one(qtbot, tmp_path):  # noqa: ANN001
+    gate = threading.Event()
+    factory, built, events = _engines(gate)
+    controller = JobController(tmp_path / "out", EngineSettings(), engine_factory=factory)
+    controller.start_engine()
+    try:
+        controller.submit(_request())
+        qtbot.waitUntil(lambda: events == ["run"], timeout=5000)
+        controller.configure(EngineSettings(dtype="float32"))  # while the job runs
+        qtbot.wait(100)  # time enough for a configure that did not wait to show
+        assert events == ["run"]
+        with qtbot.waitSignal(controller.jobFinished, timeout=5000):
+            gate.set()
+        qtbot.waitUntil(lambda: "unload" in events, timeout=5000)
+        assert events == ["run", "done", "unload"]  # the job ran to its end first
+        with qtbot.waitSignal(controller.jobFinished, timeout=5000):
+            controller.submit(_request("b"))
+        assert len(built) == 2 and built[1].settings.dtype == "float32"
+    finally:
+        gate.set()
+        assert controller.shutdown(2000)
+        controller.deleteLater()
+
+
+def test_the_real_engine_reloads_under_a_new_precision(qtbot, tmp_path, tiny_sd):  # noqa: ANN001
+    import torch
+
+    worker = EngineWorker(EngineSettings(device="cpu"), real_engine)
+    ready: list[str] = []
+    worker.engineReady.connect(ready.append)
+    worker.start(str(tiny_sd))
+    assert ready == ["Ready"]
+    old = worker._engine
+    assert old.models.weight_loads == 1 and old.models.dtype == torch.float32
+
+    worker.configure(EngineSettings(device="cpu", preview_every=2))
+    assert worker._engine is old and old.settings.preview_every == 2
+
+    worker.configure(EngineSettings(device="cpu", dtype="bfloat16"))
+    assert old.models._base is None  # unloaded
+    worker.start(str(tiny_sd))
+    pipe = worker._engine.models.pipeline(str(tiny_sd), Mode.TEXT_TO_IMAGE)
+    assert pipe.unet.dtype == torch.bfloat16
+
+    # A device this machine lacks fails the next job with one sentence, when it loads.
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    failed: list[str] = []
+    worker.failed.connect(lambda job_id, message: failed.append(message))
+    worker.configure(EngineSettings(device="cuda"))
+    worker.run(Job(1, _request(), tmp_path))
+    assert len(failed) == 1 and failed[0].startswith("CUDA was asked for")

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
     QFormLayout,
+    QGroupBox,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QPushButton,
     QSpinBox,
@@ -21,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.engine.paths import output_dir
-from studio.engine.settings import PREVIEW_METHODS
+from studio.engine.settings import PREVIEW_METHODS, EngineSettings
 from studio.ui.theme import THEMES
 
 SHORTCUTS: tuple[tuple[str, str], ...] = (
@@ -50,18 +55,43 @@ _PREVIEW_LABELS = {
 }
 
 
+@dataclass(frozen=True)
+class StudioSettings:
+    """What the Settings dialog edits: where images go, how the engine runs, the theme."""
+
+    output_dir: Path
+    engine: EngineSettings
+    theme: str
+
+
+class _Choice(QComboBox):
+    """A combo box over a fixed list of values, `None` ("Automatic") included."""
+
+    def __init__(self, choices: list[tuple[str, Any]], value: Any, tip: str = "") -> None:
+        super().__init__()
+        self._values: list[Any] = []
+        for label, choice in choices:
+            self.addItem(label)
+            self._values.append(choice)
+        if value not in self._values:  # a hand-edited setting ("cuda:1") stays choosable
+            self.addItem(str(value))
+            self._values.append(value)
+        self.setCurrentIndex(self._values.index(value))
+        self.setToolTip(tip)
+
+    def value(self) -> Any:
+        return self._values[self.currentIndex()]
+
+
+_AUTO_ON_OFF: list[tuple[str, bool | None]] = [("Automatic", None), ("On", True), ("Off", False)]
+
+
 class SettingsDialog(QDialog):
-    def __init__(
-        self,
-        folder: Path,
-        preview_method: str,
-        preview_every: int,
-        theme: str,
-        parent: QWidget | None = None,
-    ) -> None:
+    def __init__(self, values: StudioSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
-        self.folder_edit = QLineEdit(str(folder))
+        engine = values.engine
+        self.folder_edit = QLineEdit(str(values.output_dir))
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
         reset = QPushButton("Default")
@@ -71,50 +101,155 @@ class SettingsDialog(QDialog):
         folder_row.addWidget(self.folder_edit, 1)
         folder_row.addWidget(browse)
         folder_row.addWidget(reset)
+        self.theme = QComboBox()
+        for name in THEMES:
+            self.theme.addItem(name.capitalize(), name)
+        self.theme.setCurrentIndex(max(0, self.theme.findData(values.theme)))
+        studio_box = QGroupBox("Studio")
+        studio_form = _form(studio_box)
+        studio_form.addRow("Output folder", folder_row)
+        studio_form.addRow("Theme", self.theme)
 
         self.preview_method = QComboBox()
         for method in PREVIEW_METHODS:
             self.preview_method.addItem(_PREVIEW_LABELS.get(method, method), method)
-        self.preview_method.setCurrentIndex(max(0, self.preview_method.findData(preview_method)))
+        self.preview_method.setCurrentIndex(
+            max(0, self.preview_method.findData(engine.preview_method))
+        )
         self.preview_every = QSpinBox()
         self.preview_every.setRange(1, 50)
-        self.preview_every.setValue(preview_every)
+        self.preview_every.setValue(engine.preview_every)
         self.preview_every.setSuffix(" step(s)")
-        self.theme = QComboBox()
-        for name in THEMES:
-            self.theme.addItem(name.capitalize(), name)
-        self.theme.setCurrentIndex(max(0, self.theme.findData(theme)))
+        preview_box = QGroupBox("Live preview")
+        preview_form = _form(preview_box)
+        preview_form.addRow("Method", self.preview_method)
+        preview_form.addRow("Every", self.preview_every)
 
-        form = QFormLayout()
-        form.addRow("Output folder", folder_row)
-        form.addRow("Live preview", self.preview_method)
-        form.addRow("Preview every", self.preview_every)
-        form.addRow("Theme", self.theme)
+        performance_box = self._build_performance(engine)
+        _align_labels(studio_form, preview_form, performance_box.layout())
+        layout = QVBoxLayout(self)
+        layout.addWidget(studio_box)
+        layout.addWidget(preview_box)
+        layout.addWidget(performance_box)
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
         layout.addWidget(buttons)
-        self.resize(560, 0)
+        # The wrapped hint needs its height for this width, which a plain resize ignores.
+        self.resize(580, layout.totalHeightForWidth(580))
+
+    def _build_performance(self, engine: EngineSettings) -> QGroupBox:
+        # Only names here: probing CUDA or MPS would import torch on the UI thread. A device
+        # this machine lacks is reported by the engine, in one sentence, when it loads.
+        self.device = _Choice(
+            [
+                ("Automatic", None),
+                ("CPU", "cpu"),
+                ("CUDA (NVIDIA GPU)", "cuda"),
+                ("Apple MPS", "mps"),
+            ],
+            engine.device,
+            "Where models run. Automatic picks a CUDA GPU, then Apple MPS, then the CPU.",
+        )
+        self.dtype = _Choice(
+            [("Automatic", None)] + [(name, name) for name in ("float16", "bfloat16", "float32")],
+            engine.dtype,
+            "Automatic: float16 on GPUs, float32 on the CPU. float32 is exact but needs twice "
+            "the memory; bfloat16 needs a recent GPU.",
+        )
+        self.attention_slicing = _Choice(
+            _AUTO_ON_OFF,
+            engine.attention_slicing,
+            "Attention in slices: less GPU memory, a little slower. Automatic: on for GPUs "
+            "with less than 8 GB.",
+        )
+        self.vae_tiling = _Choice(
+            _AUTO_ON_OFF,
+            engine.vae_tiling,
+            "Decode the image in tiles so large sizes fit in memory. Automatic: on above "
+            "1536×1536.",
+        )
+        self.cpu_offload = _Choice(
+            _AUTO_ON_OFF,
+            engine.cpu_offload,
+            "Keep each part of the model on the CPU until it is needed: the least GPU memory, "
+            "much slower. CUDA only. Automatic: on for GPUs with less than 5 GB.",
+        )
+        self.channels_last = QCheckBox("Channels-last memory layout")
+        self.channels_last.setChecked(engine.channels_last)
+        self.channels_last.setToolTip(
+            "Store the UNet channels-last, the layout tensor cores prefer: faster on recent "
+            "GPUs, no gain on the CPU."
+        )
+        self.compile_unet = QCheckBox("Compile the UNet with torch.compile")
+        self.compile_unet.setChecked(engine.compile_unet)
+        self.compile_unet.setToolTip(
+            "Slower first generation while it compiles, faster after, on GPUs. Off by default."
+        )
+        box = QGroupBox("Performance")
+        form = _form(box)
+        form.addRow("Device", self.device)
+        form.addRow("Precision", self.dtype)
+        form.addRow("Attention slicing", self.attention_slicing)
+        form.addRow("VAE tiling", self.vae_tiling)
+        form.addRow("Model CPU offload", self.cpu_offload)
+        form.addRow("Speed-ups", self.channels_last)
+        form.addRow("", self.compile_unet)
+        hint = QLabel(
+            "Compilation and channels-last speed up GPUs after a slow first run; memory savers "
+            "let large images fit on small GPUs at some cost in speed. Changes reload the "
+            "model at the next generation. <code>studio bench --gpu</code> measures them on "
+            "your machine."
+        )
+        hint.setObjectName("hint")
+        hint.setWordWrap(True)
+        form.addRow(hint)
+        return box
 
     def folder(self) -> Path:
         return Path(self.folder_edit.text().strip() or str(output_dir())).expanduser()
 
-    def values(self) -> tuple[Path, str, int, str]:
-        return (
-            self.folder(),
-            self.preview_method.currentData(),
-            self.preview_every.value(),
-            self.theme.currentData(),
+    def engine_settings(self) -> EngineSettings:
+        return EngineSettings(
+            device=self.device.value(),
+            dtype=self.dtype.value(),
+            attention_slicing=self.attention_slicing.value(),
+            vae_tiling=self.vae_tiling.value(),
+            cpu_offload=self.cpu_offload.value(),
+            preview_method=self.preview_method.currentData(),
+            preview_every=self.preview_every.value(),
+            channels_last=self.channels_last.isChecked(),
+            compile_unet=self.compile_unet.isChecked(),
         )
+
+    def values(self) -> StudioSettings:
+        return StudioSettings(self.folder(), self.engine_settings(), self.theme.currentData())
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Output folder", self.folder_edit.text())
         if folder:
             self.folder_edit.setText(folder)
+
+
+def _form(box: QGroupBox) -> QFormLayout:
+    form = QFormLayout(box)
+    form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+    return form
+
+
+def _align_labels(*forms: Any) -> None:
+    """One label width for several forms, so their fields line up from group to group."""
+    labels = []
+    for form in forms:
+        for row in range(form.rowCount()):
+            item = form.itemAt(row, QFormLayout.ItemRole.LabelRole)
+            if item is not None and isinstance(item.widget(), QLabel):
+                labels.append(item.widget())
+    width = max((label.sizeHint().width() for label in labels), default=0)
+    for label in labels:
+        label.setMinimumWidth(width)
 
 
 class ShortcutsDialog(QDialog):

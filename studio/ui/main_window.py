@@ -49,7 +49,7 @@ from studio.ui import icons
 from studio.ui.banner import Banner
 from studio.ui.canvas import ImageCanvas, load_image_file
 from studio.ui.controller import JobController, describe_progress, fraction_or_none
-from studio.ui.dialogs import SettingsDialog, ShortcutsDialog
+from studio.ui.dialogs import SettingsDialog, ShortcutsDialog, StudioSettings
 from studio.ui.gallery import IMAGE_SUFFIXES, GalleryPanel
 from studio.ui.panels.guidance_panel import GuidancePanel, round_to_8
 from studio.ui.panels.mode_bar import ModeBar
@@ -720,29 +720,28 @@ class MainWindow(QMainWindow):
         self.theme_actions[name].setChecked(True)
 
     def open_settings(self) -> None:
-        dialog = SettingsDialog(
-            self.controller.output_dir,
-            self.settings.preview_method(),
-            self.settings.preview_every(),
-            self.settings.theme(),
-            self,
+        current = StudioSettings(
+            self.controller.output_dir, self.settings.engine_settings(), self.settings.theme()
         )
+        dialog = SettingsDialog(current, self)
         try:
             if dialog.exec() != SettingsDialog.DialogCode.Accepted:
                 return
-            folder, method, every, theme = dialog.values()
+            chosen = dialog.values()
         finally:
             dialog.deleteLater()
-        self.apply_settings(folder, method, every, theme)
+        self.apply_settings(chosen)
 
-    def apply_settings(self, folder: Path, method: str, every: int, theme: str) -> None:
-        self.settings.set_output_dir(folder)
-        self.settings.set_preview(method, every)
-        self.controller.output_dir = folder
+    def apply_settings(self, chosen: StudioSettings) -> None:
+        """Persist the dialog's choices and apply them: the engine takes new settings between
+        jobs (reloading its model only when placement changed), the gallery its folder."""
+        self.settings.set_output_dir(chosen.output_dir)
+        self.settings.set_engine_settings(chosen.engine)
+        self.controller.output_dir = chosen.output_dir
         self.controller.configure(self.settings.engine_settings())
-        self.gallery.set_folder(folder)
-        if theme != self.settings.theme():
-            self.set_theme(theme)
+        self.gallery.set_folder(chosen.output_dir)
+        if chosen.theme != self.settings.theme():
+            self.set_theme(chosen.theme)
 
     def engine_settings(self) -> EngineSettings:
         return self.settings.engine_settings()

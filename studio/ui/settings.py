@@ -17,6 +17,11 @@ from studio.engine.settings import PREVIEW_METHODS, EngineSettings
 
 MAX_HISTORY = 50
 
+AUTO = "auto"  # stored for an engine setting left to the studio (None in EngineSettings)
+DEVICES = ("cpu", "cuda", "mps")
+DTYPES = ("float16", "bfloat16", "float32")
+_TRISTATE_NAMES = {None: AUTO, True: "on", False: "off"}
+
 
 class Settings:
     def __init__(self, path: Path | None = None) -> None:
@@ -98,9 +103,32 @@ class Settings:
         self._qs.setValue("studio/preview_every", max(1, int(every)))
 
     def engine_settings(self) -> EngineSettings:
+        """How the engine runs models: previews (under studio/…) and placement (engine/…)."""
         return EngineSettings(
-            preview_method=self.preview_method(), preview_every=self.preview_every()
+            device=self._choice("engine/device", DEVICES),
+            dtype=self._choice("engine/dtype", DTYPES),
+            attention_slicing=self._tristate("engine/attention_slicing"),
+            vae_tiling=self._tristate("engine/vae_tiling"),
+            cpu_offload=self._tristate("engine/cpu_offload"),
+            preview_method=self.preview_method(),
+            preview_every=self.preview_every(),
+            channels_last=self._bool("engine/channels_last", False),
+            compile_unet=self._bool("engine/compile_unet", False),
         )
+
+    def set_engine_settings(self, settings: EngineSettings) -> None:
+        """Every field; `None` ("automatic") is stored as "auto"."""
+        self.set_preview(settings.preview_method, settings.preview_every)
+        self._qs.setValue("engine/device", settings.device or AUTO)
+        self._qs.setValue("engine/dtype", settings.dtype or AUTO)
+        for key, value in (
+            ("engine/attention_slicing", settings.attention_slicing),
+            ("engine/vae_tiling", settings.vae_tiling),
+            ("engine/cpu_offload", settings.cpu_offload),
+        ):
+            self._qs.setValue(key, _TRISTATE_NAMES[value])
+        self._qs.setValue("engine/channels_last", bool(settings.channels_last))
+        self._qs.setValue("engine/compile_unet", bool(settings.compile_unet))
 
     def theme(self) -> str:
         value = self._qs.value("studio/theme", "dark")
@@ -119,6 +147,25 @@ class Settings:
             return json.loads(value)
         except ValueError:
             return None
+
+    def _choice(self, key: str, allowed: tuple[str, ...]) -> str | None:
+        """A stored name from `allowed` (a device may carry an index: "cuda:1"), else None."""
+        value = self._qs.value(key)
+        if not isinstance(value, str):
+            return None
+        value = value.strip().lower()
+        base, _, index = value.partition(":")
+        if base in allowed and (not index or (base == "cuda" and index.isdigit())):
+            return value
+        return None
+
+    def _tristate(self, key: str) -> bool | None:
+        value = self._qs.value(key)
+        if isinstance(value, bool):
+            return value
+        if not isinstance(value, str):
+            return None
+        return {"on": True, "true": True, "off": False, "false": False}.get(value.strip().lower())
 
     def _bool(self, key: str, default: bool) -> bool:
         value = self._qs.value(key, default)

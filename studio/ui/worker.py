@@ -45,9 +45,26 @@ EngineFactory = Callable[[EngineSettings], EngineLike]
 
 def real_engine(settings: EngineSettings) -> EngineLike:
     """Build the diffusers engine; imports torch, so only call it on the worker thread."""
-    from studio.engine.jobs import Engine
+    from studio.engine.generate import Engine
 
     return Engine(settings)
+
+
+# The settings a model is loaded and placed under. The rest (previews, VAE tiling) the engine
+# reads at every job, so changing them costs no reload.
+PLACEMENT_FIELDS = (
+    "device",
+    "dtype",
+    "attention_slicing",
+    "cpu_offload",
+    "channels_last",
+    "compile_unet",
+)
+
+
+def needs_reload(old: EngineSettings, new: EngineSettings) -> bool:
+    """Whether a loaded model must be loaded again to follow `new`."""
+    return any(getattr(old, name) != getattr(new, name) for name in PLACEMENT_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -162,10 +179,25 @@ class EngineWorker(QObject):
 
     @Slot(object)
     def configure(self, settings: EngineSettings) -> None:
-        """New preview settings apply from the next job on."""
-        self._settings = settings
-        if self._engine is not None:
-            self._engine.settings = settings
+        """New settings apply from the next job on.
+
+        A queued slot on the worker thread, which runs one job per slot call, so this runs
+        between jobs, never during one. Preview and VAE tiling changes go straight to the
+        engine. A change of device, precision or placement drops the engine and its loaded
+        model; the next job builds both anew under the new settings, and a device this
+        machine lacks fails that job with one sentence.
+        """
+        previous, self._settings = self._settings, settings
+        engine = self._engine
+        if engine is None:
+            return
+        if not needs_reload(previous, settings):
+            engine.settings = settings
+            return
+        self._engine = None
+        models = getattr(engine, "models", None)
+        if models is not None:
+            models.unload()  # free the old model's memory before the next load
 
     @Slot(object)
     def run(self, job: Job) -> None:
