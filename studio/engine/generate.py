@@ -119,7 +119,7 @@ class Engine:
         box = (0, 0, *original.size)
         if request.inpaint_only_masked:
             aspect = request.width / request.height
-            box = imaging.mask_crop_box(request.mask, request.inpaint_padding, aspect)
+            box = imaging.mask_crop_box(soft_mask, request.inpaint_padding, aspect)
         image = imaging.fit(original.crop(box), request.width, request.height)
         mask = (
             request.mask.convert("L")
@@ -159,18 +159,22 @@ class Engine:
     ) -> list[Image.Image]:
         pipe = self._timed(timings, "load", lambda: self.models.upscaler(request.upscale_model))
         card = self.models.card(pipe)
+        cfg = float(card.get("default_cfg", request.cfg_scale))
         call = {
             "prompt": request.prompt,
             "negative_prompt": request.negative_prompt or None,
             "image": image.convert("RGB"),
             "num_inference_steps": int(card.get("default_steps", min(request.steps, 50))),
-            "guidance_scale": float(card.get("default_cfg", request.cfg_scale)),
-            "noise_level": request.upscale_noise_level,
+            "guidance_scale": cfg,
+            "noise_level": min(request.upscale_noise_level, pipe.config.max_noise_level),
         }
         upscale_request = request.replace(
             scheduler=card.get("default_scheduler", "DDIM"),
+            cfg_scale=cfg,
             cfg_rescale=0.0,
             dynamic_thresholding=False,
+            width=image.width * 4,  # the decode's size decides VAE tiling
+            height=image.height * 4,
         )
         return self._denoise(pipe, upscale_request, call, [seed], "upscale", timings)
 
@@ -211,8 +215,6 @@ class Engine:
             pipe.vae.enable_tiling()
         else:
             pipe.vae.disable_tiling()
-        # One CPU generator per image: image k of a batch is seed+k run alone, on any device.
-        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
         tap = GuidanceTap(
             GuidanceSettings(
                 cfg_scale=request.cfg_scale,
@@ -236,12 +238,7 @@ class Engine:
         hooks = tap.attach(pipe.unet)
         started = time.perf_counter()
         try:
-            latents = self._call_with_memory_fallback(
-                pipe, {**call, "generator": generators, "output_type": "latent"}
-            )
-            if self._cancel.is_set():
-                raise GenerationCancelled
-            images = self._decode(pipe, latents)
+            images = self._call_with_memory_fallback(pipe, call, seeds)
         finally:
             for hook in hooks:
                 hook.remove()
@@ -275,29 +272,49 @@ class Engine:
             coefficients = KNOWN_COEFFICIENTS.get(self.models.family(pipe))
         return Previewer(method, pipe.vae, coefficients)
 
-    def _call_with_memory_fallback(self, pipe: Any, call: dict[str, Any]) -> torch.Tensor:
+    def _call_with_memory_fallback(
+        self, pipe: Any, call: dict[str, Any], seeds: list[int]
+    ) -> list[Image.Image]:
+        """Denoise and decode; out of GPU memory, once more with every memory saver on."""
         try:
-            return pipe(**call, return_dict=False)[0]
-        except torch.OutOfMemoryError:
-            # Turn every memory saver on and try once more before giving up.
+            return self._call(pipe, call, seeds)
+        except torch.cuda.OutOfMemoryError:
             log.warning("out of memory; retrying with attention slicing and VAE tiling")
-            self.models._empty_cache()
-            self._reporter.status("Out of memory: retrying with memory savers on…", None)
-            pipe.enable_attention_slicing()
-            pipe.vae.enable_tiling()
-            try:
-                return pipe(**call, return_dict=False)[0]
-            except torch.OutOfMemoryError:
-                self.models._empty_cache()
-                raise GenerationError(
-                    "The GPU ran out of memory even with memory savers on: "
-                    "try a smaller size or batch."
-                ) from None
+        # Out of the except block, so the failed attempt's tensors can really be freed.
+        self.models._empty_cache()
+        self._reporter.status("Out of memory: retrying with memory savers on…", None)
+        pipe.enable_attention_slicing()
+        pipe.vae.enable_tiling()
+        try:
+            return self._call(pipe, call, seeds)
+        except torch.cuda.OutOfMemoryError:
+            pass
+        finally:
+            pipe.disable_attention_slicing()  # slower: only for the run that needed it
+        self.models._empty_cache()
+        raise GenerationError(
+            "The GPU ran out of memory even with memory savers on: try a smaller size or batch."
+        )
+
+    def _call(self, pipe: Any, call: dict[str, Any], seeds: list[int]) -> list[Image.Image]:
+        # One CPU generator per image: image k of a batch is seed+k run alone, on any device;
+        # made afresh for every attempt, so a retry gives the pixels its seed promises.
+        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+        latents = pipe(**call, generator=generators, output_type="latent", return_dict=False)[0]
+        if self._cancel.is_set():
+            raise GenerationCancelled
+        return self._decode(pipe, latents)
 
     @staticmethod
     def _decode(pipe: Any, latents: torch.Tensor) -> list[Image.Image]:
         vae = pipe.vae
-        needs_upcast = vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
+        # Only pipelines that upcast their own VAE (SDXL, the x4 upscaler) need it; SD 1.x/2.x
+        # decode in fp16, and doing otherwise would cost time the bare pipeline does not spend.
+        needs_upcast = (
+            vae.dtype == torch.float16
+            and getattr(vae.config, "force_upcast", False)
+            and hasattr(pipe, "upcast_vae")
+        )
         if needs_upcast:
             vae.to(torch.float32)
         try:

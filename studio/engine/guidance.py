@@ -35,7 +35,12 @@ class GuidanceSettings:
 
 
 class GuidanceTap:
-    """The UNet forward hook. `latest_x0()` is the denoised estimate of the last call."""
+    """The UNet forward hook. `latest_x0()` is the denoised estimate of the last call.
+
+    It never reads a GPU value back to the CPU (that would stall the pipeline every step),
+    and when it does not reshape the prediction it only keeps references: the guided
+    prediction and x0 are computed in `latest_x0()`, when a preview asks for them.
+    """
 
     def __init__(
         self,
@@ -46,12 +51,12 @@ class GuidanceTap:
         cancel: threading.Event,
     ) -> None:
         self.settings = settings
-        self.alphas_cumprod = alphas_cumprod.double().cpu()
+        self.alphas_cumprod = alphas_cumprod.float()
         self.prediction_type = prediction_type
         self.latent_channels = latent_channels
         self.cancel = cancel
         self.calls = 0
-        self._last: tuple[torch.Tensor, torch.Tensor, float] | None = None
+        self._last: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, Any] | None = None
 
     def attach(self, unet: torch.nn.Module) -> Any:
         pre = unet.register_forward_pre_hook(self._before, with_kwargs=True)
@@ -68,51 +73,61 @@ class GuidanceTap:
         timestep = args[1] if len(args) > 1 else kwargs["timestep"]
         prediction = output[0] if isinstance(output, tuple) else output.sample
         latents = sample[:, : self.latent_channels]
-
-        halves = 2 if self.settings.cfg_scale > 1 and prediction.shape[0] % 2 == 0 else 1
-        if halves == 2:
+        with_cfg = self.settings.cfg_scale > 1 and prediction.shape[0] % 2 == 0
+        if with_cfg:
             uncond, cond = prediction.chunk(2)
-            guided = uncond + self.settings.cfg_scale * (cond - uncond)
-            if self.settings.cfg_rescale > 0:
-                guided = rescale_cfg(guided, cond, self.settings.cfg_rescale)
-            latents = latents[: guided.shape[0]]
+            latents = latents[: uncond.shape[0]]
         else:
-            guided = prediction
-
-        alpha = self._alpha_cumprod(timestep)
-        self._last = (latents, guided, alpha)
+            uncond, cond = None, prediction
+        self._last = (latents, cond, uncond, timestep)
         if not self.settings.reshapes_prediction:
             return None  # the pipeline's own CFG gives the same prediction: leave it be
 
+        guided = self._guided(cond, uncond)
         if self.settings.dynamic_thresholding:
+            alpha = self._alpha_cumprod(timestep, latents.device)
             x0 = to_x0(latents, guided, alpha, self.prediction_type)
             x0 = dynamic_threshold(
                 x0, self.settings.threshold_percentile, self.settings.threshold_max
             )
             guided = from_x0(latents, x0, alpha, self.prediction_type).to(prediction.dtype)
-            self._last = (latents, guided, alpha)
-        shaped = torch.cat([guided] * halves)
+        self._last = (latents, guided, None, timestep)
+        shaped = torch.cat([guided] * (2 if with_cfg else 1))
         return (shaped,) if isinstance(output, tuple) else type(output)(sample=shaped)
+
+    def _guided(self, cond: torch.Tensor, uncond: torch.Tensor | None) -> torch.Tensor:
+        if uncond is None:
+            return cond
+        guided = uncond + self.settings.cfg_scale * (cond - uncond)
+        if self.settings.cfg_rescale > 0:
+            guided = rescale_cfg(guided, cond, self.settings.cfg_rescale)
+        return guided
 
     def latest_x0(self) -> torch.Tensor | None:
         if self._last is None:
             return None
-        latents, guided, alpha = self._last
-        return to_x0(latents, guided, alpha, self.prediction_type)
+        latents, cond, uncond, timestep = self._last
+        alpha = self._alpha_cumprod(timestep, latents.device)
+        return to_x0(latents, self._guided(cond, uncond), alpha, self.prediction_type)
 
-    def _alpha_cumprod(self, timestep: Any) -> float:
-        t = float(timestep.flatten()[0]) if torch.is_tensor(timestep) else float(timestep)
+    def _alpha_cumprod(self, timestep: Any, device: torch.device) -> torch.Tensor:
+        """ᾱ at a possibly fractional timestep, interpolated on the device (no sync)."""
+        if self.alphas_cumprod.device != device:
+            self.alphas_cumprod = self.alphas_cumprod.to(device)
         table = self.alphas_cumprod
-        t = min(max(t, 0.0), len(table) - 1.0)
-        low = int(t)
-        high = min(low + 1, len(table) - 1)
+        t = torch.as_tensor(timestep, device=device).flatten()[0].float()
+        t = t.clamp(0, len(table) - 1)
+        low = t.floor().long()
+        high = (low + 1).clamp(max=len(table) - 1)
         frac = t - low
-        return float(table[low] * (1 - frac) + table[high] * frac)
+        return table[low] * (1 - frac) + table[high] * frac
 
 
-def to_x0(latents: torch.Tensor, prediction: torch.Tensor, alpha: float, kind: str) -> torch.Tensor:
+def to_x0(
+    latents: torch.Tensor, prediction: torch.Tensor, alpha: torch.Tensor, kind: str
+) -> torch.Tensor:
     """The denoised estimate from the noisy latents and the model's prediction."""
-    a, s = alpha**0.5, (1 - alpha) ** 0.5
+    a, s = alpha.sqrt(), (1 - alpha).sqrt()
     x = latents.float()
     p = prediction.float()
     if kind == "v_prediction":
@@ -122,9 +137,11 @@ def to_x0(latents: torch.Tensor, prediction: torch.Tensor, alpha: float, kind: s
     return (x - s * p) / a
 
 
-def from_x0(latents: torch.Tensor, x0: torch.Tensor, alpha: float, kind: str) -> torch.Tensor:
+def from_x0(
+    latents: torch.Tensor, x0: torch.Tensor, alpha: torch.Tensor, kind: str
+) -> torch.Tensor:
     """The model prediction that gives `x0` from the noisy latents (inverse of to_x0)."""
-    a, s = alpha**0.5, (1 - alpha) ** 0.5
+    a, s = alpha.sqrt(), (1 - alpha).sqrt()
     x = latents.float()
     if kind == "v_prediction":
         return (a * x - x0) / s

@@ -29,7 +29,7 @@ def mask_crop_box(mask: Image.Image, padding: int, aspect: float) -> Box:
     full output resolution, and pasted back, so small details get all the pixels.
     """
     width, height = mask.size
-    bbox = mask.convert("L").point(lambda v: 255 if v > 0 else 0).getbbox()
+    bbox = mask.convert("L").getbbox()  # of the feathered mask: the soft edge is repainted too
     if bbox is None:
         return (0, 0, width, height)
     left, top, right, bottom = bbox

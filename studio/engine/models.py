@@ -201,27 +201,49 @@ class ModelManager:
             ) from None
 
     def _download(self, repo_id: str) -> str:
-        """A hub model's local folder: the cache when it has it, else a download."""
-        from huggingface_hub import snapshot_download
+        """A hub model's local folder: the cache when it has it, else a download of just the
+        files a diffusers pipeline loads (not the repo's single-file checkpoints or variants)."""
+        from huggingface_hub import hf_hub_download, snapshot_download
         from huggingface_hub.errors import LocalEntryNotFoundError
 
-        patterns = ["*.json", "*.txt", "*.safetensors", "*.model"]
+        offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+        def fetch(action: Callable[..., str], *args: Any, **kwargs: Any) -> str:
+            try:
+                return action(*args, local_files_only=True, **kwargs)
+            except (LocalEntryNotFoundError, FileNotFoundError):
+                if offline:
+                    raise ModelError(
+                        f"'{repo_id}' is not in the local cache and the studio is offline."
+                    ) from None
+            try:
+                return action(*args, **kwargs)
+            except Exception as e:  # noqa: BLE001 - any hub failure becomes one sentence
+                log.info("download of %s failed: %r", repo_id, e)
+                raise ModelError(
+                    f"'{repo_id}' is not in the local cache and could not be downloaded "
+                    f"({e.__class__.__name__})."
+                ) from None
+
+        index = Path(fetch(hf_hub_download, repo_id, "model_index.json"))
         try:
-            return snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True)
-        except (LocalEntryNotFoundError, FileNotFoundError, OSError):
-            pass
-        if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-            raise ModelError(f"'{repo_id}' is not in the local cache and the studio is offline.")
-        try:
-            return snapshot_download(
-                repo_id, allow_patterns=patterns, tqdm_class=_status_tqdm(self.status, repo_id)
-            )
-        except Exception as e:  # noqa: BLE001 - any hub failure becomes one sentence
-            log.info("download of %s failed: %r", repo_id, e)
-            raise ModelError(
-                f"'{repo_id}' is not in the local cache and could not be downloaded "
-                f"({e.__class__.__name__})."
-            ) from None
+            components = [
+                name
+                for name, value in json.loads(index.read_text(encoding="utf-8")).items()
+                if isinstance(value, list) and value[0] is not None
+            ]
+        except (OSError, ValueError):
+            raise ModelError(f"'{repo_id}' has a broken model_index.json.") from None
+        patterns = ["model_index.json"] + [
+            f"{c}/*.{ext}" for c in components for ext in ("json", "txt", "model", "safetensors")
+        ]
+        return fetch(
+            snapshot_download,
+            repo_id,
+            allow_patterns=patterns,
+            ignore_patterns=["*.fp16.*", "*non_ema*", "*.ema.*"],
+            tqdm_class=_status_tqdm(self.status, repo_id),
+        )
 
     def _place(self, pipe: Any) -> None:
         pipe.set_progress_bar_config(disable=True)
@@ -236,10 +258,11 @@ class ModelManager:
             import torch
 
             pipe.unet.to(memory_format=torch.channels_last)
-        if self.settings.compile_unet:
+        if self.settings.compile_unet and self.device.type == "cuda":
             import torch
 
-            pipe.unet = torch.compile(pipe.unet, mode="max-autotune", fullgraph=True)
+            # No CUDA graphs: they recompile for every new size and hold memory per size.
+            pipe.unet = torch.compile(pipe.unet, mode="max-autotune-no-cudagraphs")
 
     def _empty_cache(self) -> None:
         import gc

@@ -178,8 +178,8 @@ def _validate(r: GenerationRequest) -> list[str]:
         problems.append(
             f"The hires fix strength must be above 0 and at most 1, not {r.upscale_strength:g}."
         )
-    if not 0 <= r.upscale_noise_level <= 1000:
-        problems.append("The upscaler noise level must be between 0 and 1000.")
+    if not 0 <= r.upscale_noise_level <= 350:
+        problems.append("The upscaler noise level must be between 0 and 350.")
     return problems
 
 

@@ -32,16 +32,25 @@ _SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
         "DPMSolverMultistepScheduler",
         {"algorithm_type": "sde-dpmsolver++", "solver_order": 3, "use_karras_sigmas": True},
     ),
-    "DDIM": ("DDIMScheduler", {}),
+    # As Stable Diffusion's own configs: no clipping of x0 to [-1, 1], which is wrong in
+    # latent space, and no final alpha of one.
+    "DDIM": ("DDIMScheduler", {"clip_sample": False, "set_alpha_to_one": False}),
     "PNDM": ("PNDMScheduler", {"skip_prk_steps": True}),  # as Stable Diffusion runs it
-    "DDPM": ("DDPMScheduler", {}),
+    "DDPM": ("DDPMScheduler", {"clip_sample": False}),
     "UniPC": ("UniPCMultistepScheduler", {}),
 }
 
 SCHEDULER_NAMES: tuple[str, ...] = tuple(_SCHEDULERS)
 
 # Config keys that belong to one scheduler family and confuse another when carried over.
-_NOT_CARRIED = ("use_karras_sigmas", "algorithm_type", "solver_order", "skip_prk_steps")
+_NOT_CARRIED = (
+    "use_karras_sigmas",
+    "algorithm_type",
+    "solver_order",
+    "skip_prk_steps",
+    "clip_sample",
+    "set_alpha_to_one",
+)
 
 # Samplers other tools write that the studio runs as a close relative.
 _RELATIVES = {

@@ -119,11 +119,23 @@ def test_hub_download_reports_progress(tiny_sd: str, monkeypatch: pytest.MonkeyP
     import huggingface_hub
     from huggingface_hub.errors import LocalEntryNotFoundError
 
+    asked: dict[str, list[str]] = {}
+
+    def fake_index_download(repo_id, filename, local_files_only=False):
+        if local_files_only:
+            raise LocalEntryNotFoundError("not cached")
+        return str(Path(tiny_sd) / filename)
+
     def fake_snapshot_download(
-        repo_id, allow_patterns=None, local_files_only=False, tqdm_class=None
+        repo_id,
+        allow_patterns=None,
+        ignore_patterns=None,
+        local_files_only=False,
+        tqdm_class=None,
     ):
         if local_files_only:
             raise LocalEntryNotFoundError("not cached")
+        asked["allow"], asked["ignore"] = allow_patterns, ignore_patterns
         bar = tqdm_class(total=4)
         for _ in range(4):
             bar.update(1)
@@ -131,6 +143,7 @@ def test_hub_download_reports_progress(tiny_sd: str, monkeypatch: pytest.MonkeyP
         return tiny_sd
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_index_download)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
     statuses: list[tuple[str, float | None]] = []
     manager = ModelManager(status=lambda message, fraction: statuses.append((message, fraction)))
@@ -138,6 +151,9 @@ def test_hub_download_reports_progress(tiny_sd: str, monkeypatch: pytest.MonkeyP
     fractions = [f for message, f in statuses if message.startswith("Downloading studio/")]
     assert fractions == [0.25, 0.5, 0.75, 1.0]
     assert statuses[-1] == ("studio/remote-tiny is ready.", 1.0)
+    # only the pipeline's component folders, never root checkpoints or fp16 duplicates
+    assert "unet/*.safetensors" in asked["allow"] and "*.safetensors" not in asked["allow"]
+    assert "*.fp16.*" in asked["ignore"]
 
 
 def test_single_file_checkpoints_give_clear_sentences(tmp_path: Path) -> None:
