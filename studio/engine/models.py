@@ -145,6 +145,13 @@ class ModelManager:
 
         pipe = self._load(spec, DiffusionPipeline)
         self._base = (spec, pipe)
+        # Derive the other modes now, while the user waits for the load anyway: building a
+        # pipeline object takes a few hundred ms, which a mode switch should not cost.
+        for mode in (Mode.IMAGE_TO_IMAGE, Mode.INPAINT):
+            try:
+                self.pipeline(spec, mode)
+            except (ValueError, TypeError, AttributeError) as e:  # a model without that mode
+                log.info("%s has no %s pipeline: %s", spec, mode.value, e)
         return pipe
 
     def _load(self, spec: str, pipeline_class: Any) -> Any:
