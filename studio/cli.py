@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=-1, help="-1 for a random seed")
     gen.add_argument("--width", type=int)
     gen.add_argument("--height", type=int)
-    gen.add_argument("--scheduler", default="Euler a", help="sampler name, e.g. 'DPM++ 2M'")
+    gen.add_argument("--scheduler", help="sampler name, e.g. 'DPM++ 2M' (default: the model's)")
     gen.add_argument("--batch", type=int, default=1)
     gen.add_argument("--init-image", type=Path, metavar="PATH", help="image→image input")
     gen.add_argument("--strength", type=float, default=0.75)
@@ -158,7 +158,7 @@ def _generate(args: argparse.Namespace) -> int:
         dynamic_thresholding=args.threshold is not None,
         threshold_percentile=args.threshold_percentile,
         threshold_max=args.threshold if args.threshold is not None else 2.5,
-        scheduler=args.scheduler,
+        scheduler=args.scheduler or card.get("default_scheduler", "Euler a"),
         seed=args.seed,
         batch_size=args.batch,
         init_image=init_image,

@@ -1,0 +1,261 @@
+"""Measure studio-tiny: does the picture match the prompt, does guidance matter, is the
+x4 upscaler better than Lanczos, and how fast is it on this machine.
+
+    python -m studio.tiny.evaluate                 # print the tables
+    python -m studio.tiny.evaluate --record        # also store them in training.json + README
+
+Prompts are full captions of held-out scenes; each image is judged by `studio.tiny.judge`
+against its scene's ground truth, never by the diffusion model itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import (
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    StableDiffusionPipeline,
+    StableDiffusionUpscalePipeline,
+    UniPCMultistepScheduler,
+)
+from PIL import Image
+
+from studio.tiny import card, export
+from studio.tiny.judge import Judge, Verdict, train_shape_classifier
+from studio.tiny.scenes import Scene, caption, draw_scene, sample_scene
+
+MODELS = Path(__file__).resolve().parents[2] / "resources" / "models"
+SCHEDULERS = {
+    "Euler a": EulerAncestralDiscreteScheduler,
+    "Euler": EulerDiscreteScheduler,
+    "DPM++ 2M": DPMSolverMultistepScheduler,
+    "DDIM": DDIMScheduler,
+    "UniPC": UniPCMultistepScheduler,
+}
+EVAL_SEED = 424242  # held out: training scenes come from seeds below 100
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m studio.tiny.evaluate", description=__doc__)
+    p.add_argument("--models", type=Path, default=MODELS)
+    p.add_argument("--single", type=int, default=100, help="single-object prompts")
+    p.add_argument("--double", type=int, default=50, help="two-object prompts")
+    p.add_argument("--steps", type=int, default=None, help="default: the model's studio.json")
+    p.add_argument("--cfg", type=float, nargs="*", default=None, help="default: 1 and the model's")
+    p.add_argument("--scheduler", default=None, choices=sorted(SCHEDULERS))
+    p.add_argument("--upscale", type=int, default=16, help="scenes for the x4 comparison")
+    p.add_argument("--samples", type=Path, default=Path("/tmp/tiny_samples.png"))
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--record", action="store_true", help="write results into the model folders")
+    return p.parse_args(argv)
+
+
+def load(folder: Path, cls=StableDiffusionPipeline, scheduler: str | None = None):
+    pipe = cls.from_pretrained(folder, local_files_only=True, torch_dtype=torch.float32)
+    if scheduler:
+        pipe.scheduler = SCHEDULERS[scheduler].from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def eval_scenes(n_objects: int, count: int) -> list[Scene]:
+    rng = random.Random(EVAL_SEED + n_objects)
+    return [sample_scene(rng, n_objects) for _ in range(count)]
+
+
+def generate(
+    pipe, scenes: list[Scene], steps: int, cfg: float, batch: int = 10
+) -> list[Image.Image]:
+    images = []
+    for start in range(0, len(scenes), batch):
+        chunk = scenes[start : start + batch]
+        prompts = [caption(s, full=True) for s in chunk]
+        gens = [torch.Generator().manual_seed(start + i) for i in range(len(chunk))]
+        out = pipe(prompts, num_inference_steps=steps, guidance_scale=cfg, generator=gens)
+        images.extend(out.images)
+    return images
+
+
+def score(verdicts: list[Verdict]) -> dict[str, float]:
+    objs = [o for v in verdicts for o in v.objects]
+    pct = lambda xs: round(100 * sum(xs) / max(1, len(xs)), 1)  # noqa: E731
+    return {
+        "colour": pct([o.colour for o in objs]),
+        "shape": pct([o.shape for o in objs]),
+        "position": pct([o.position for o in objs]),
+        "background": pct([v.background for v in verdicts]),
+        "all": pct(
+            [
+                v.background and all(o.colour and o.shape and o.position for o in v.objects)
+                for v in verdicts
+            ]
+        ),
+    }
+
+
+def seconds_per_image(pipe, steps: int, cfg: float, runs: int = 5) -> float:
+    prompt = "a small red circle at the top left on a blue background"
+    pipe(prompt, num_inference_steps=steps, guidance_scale=cfg)  # warm-up
+    times = []
+    for i in range(runs):
+        t = time.perf_counter()
+        pipe(
+            prompt,
+            num_inference_steps=steps,
+            guidance_scale=cfg,
+            generator=torch.Generator().manual_seed(i),
+        )
+        times.append(time.perf_counter() - t)
+    return round(statistics.median(times), 3)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
+    return 10 * np.log10(255.0**2 / max(mse, 1e-10))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM over 8x8 windows of the grey images (Wang et al. constants)."""
+
+    def grey(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(x.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))[
+            None, None
+        ]
+
+    x, y = grey(a), grey(b)
+    pool = lambda t: torch.nn.functional.avg_pool2d(t, 8, stride=4)  # noqa: E731
+    mx, my = pool(x), pool(y)
+    vx, vy, cxy = pool(x * x) - mx**2, pool(y * y) - my**2, pool(x * y) - mx * my
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    return float(s.mean())
+
+
+def upscale_table(folder: Path, count: int, steps: int, noise_level: int) -> dict[str, dict]:
+    """Render each scene at 64 (the input) and 256 (the truth); compare x4 with Lanczos."""
+    pipe = load(folder, StableDiffusionUpscalePipeline)
+    rng = random.Random(EVAL_SEED + 7)
+    rows: dict[str, list[tuple[float, float]]] = {
+        "studio-tiny-x4": [],
+        "lanczos": [],
+        "bicubic": [],
+    }
+    for i in range(count):
+        scene = sample_scene(rng)
+        low, truth = draw_scene(scene, 64), np.asarray(draw_scene(scene, 256))
+        out = pipe(
+            "",
+            image=low,
+            num_inference_steps=steps,
+            guidance_scale=1.0,
+            noise_level=noise_level,
+            generator=torch.Generator().manual_seed(i),
+        ).images[0]
+        for name, im in (
+            ("studio-tiny-x4", out),
+            ("lanczos", low.resize((256, 256), Image.Resampling.LANCZOS)),
+            ("bicubic", low.resize((256, 256), Image.Resampling.BICUBIC)),
+        ):
+            arr = np.asarray(im.convert("RGB"))
+            rows[name].append((psnr(arr, truth), ssim(arr, truth)))
+    return {
+        k: {
+            "psnr": round(statistics.mean(p for p, _ in v), 2),
+            "ssim": round(statistics.mean(s for _, s in v), 4),
+        }
+        for k, v in rows.items()
+    }
+
+
+def sample_grid(images: list[Image.Image], path: Path, cols: int = 10) -> None:
+    w, h = images[0].size
+    rows = (len(images) + cols - 1) // cols
+    grid = Image.new("RGB", (cols * (w + 2), rows * (h + 2)), "grey")
+    for i, im in enumerate(images):
+        grid.paste(im, ((i % cols) * (w + 2), (i // cols) * (h + 2)))
+    grid.resize((grid.width * 2, grid.height * 2), Image.Resampling.NEAREST).save(path)
+
+
+def format_table(rows: dict[str, dict[str, float]]) -> str:
+    cols = ["colour", "shape", "position", "background", "all"]
+    lines = [f"{'setting':<34}" + "".join(f"{c:>11}" for c in cols)]
+    lines += [f"{name:<34}" + "".join(f"{r[c]:>10.1f}%" for c in cols) for name, r in rows.items()]
+    return "\n".join(lines)
+
+
+def record(models: Path, result: dict) -> None:
+    """Store the figures in each model's training.json and rewrite the model cards."""
+    x4 = result.pop("upscale_64_to_256", None)
+    path = models / "studio-tiny" / "training.json"
+    export.write_json(path, {**export.read_json(path), "evaluation": result})
+    if x4 is not None:
+        path = models / "studio-tiny-x4" / "training.json"
+        export.write_json(path, {**export.read_json(path), "evaluation": {"upscale_64_to_256": x4}})
+    card.write_cards(models)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(args.threads)
+    base = args.models / "studio-tiny"
+    meta = export.read_json(base / "studio.json")
+    steps = args.steps or meta["default_steps"]
+    default_cfg = meta["default_cfg"]
+    cfgs = args.cfg if args.cfg else [1.0, default_cfg]
+    scheduler = args.scheduler or meta.get("default_scheduler", "Euler a")
+    pipe = load(base, scheduler=scheduler)
+    judge = Judge(train_shape_classifier())
+    single, double = eval_scenes(1, args.single), eval_scenes(2, args.double)
+    rows: dict[str, dict[str, float]] = {
+        "renderer (judge sanity check)": score([judge(draw_scene(s, 64), s) for s in single]),
+    }
+    shown: list[Image.Image] = []
+    for cfg in cfgs:
+        for label, scenes in (("1 object", single), ("2 objects", double)):
+            if not scenes:
+                continue
+            images = generate(pipe, scenes, steps, cfg)
+            rows[f"{label}, CFG {cfg:g}, {steps} steps"] = score(
+                [judge(im, s) for im, s in zip(images, scenes, strict=True)]
+            )
+            shown += images[:10]
+            print(format_table(rows), flush=True)
+    sample_grid(shown, args.samples)
+    speed = seconds_per_image(pipe, steps, default_cfg)
+    result: dict[str, object] = {
+        "scheduler": scheduler,
+        "steps": steps,
+        "table": rows,
+        "seconds_per_image_64px": speed,
+        "threads": args.threads,
+    }
+    print(format_table(rows))
+    print(f"{scheduler}, {steps} steps, CFG {default_cfg:g}, 64x64: {speed:.3f} s/image")
+    x4 = args.models / "studio-tiny-x4"
+    if args.upscale and (x4 / "unet").is_dir():
+        x4_meta = export.read_json(x4 / "studio.json")
+        up = upscale_table(
+            x4, args.upscale, x4_meta["default_steps"], x4_meta["default_noise_level"]
+        )
+        result["upscale_64_to_256"] = up
+        for name, r in up.items():
+            print(f"x4 {name:<16} PSNR {r['psnr']:6.2f} dB  SSIM {r['ssim']:.4f}")
+    if args.record:
+        record(args.models, result)
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,501 @@
+"""Train studio-tiny (text->image) and studio-tiny-x4 (upscaler) from scratch.
+
+    python -m studio.tiny.train --model studio-tiny      # tokenizer, VAE, text encoder + UNet
+    python -m studio.tiny.train --model studio-tiny-x4   # x4 upscaler on studio-tiny's VAE
+    python -m studio.tiny.train --model decoder          # sharpen the shared VAE decoder
+    python -m studio.tiny.train --model all --quick      # a smoke run in a minute or two
+
+Fixed seeds; the command line, wall times and final losses are written to training.json
+in each model folder. Checkpoints of the EMA weights go to --work as training goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import platform
+import random
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from safetensors.torch import save_file
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from studio.tiny import data, export, latents, models
+from studio.tiny.tokenizer import train_tokenizer
+
+RESOURCES = Path(__file__).resolve().parents[2] / "resources" / "models"
+CFG_DROP = 0.12  # share of steps trained on the empty caption, for classifier-free guidance
+MIN_SNR_GAMMA = 5.0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m studio.tiny.train", description=__doc__)
+    p.add_argument(
+        "--model", choices=["studio-tiny", "studio-tiny-x4", "decoder", "all"], default="all"
+    )
+    p.add_argument("--out", type=Path, default=RESOURCES, help="folder holding the model folders")
+    p.add_argument("--work", type=Path, default=Path("/tmp/studio-tiny-work"))
+    p.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda if available)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for torch")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vae-from", type=Path, default=None, help="reuse a trained VAE folder")
+    p.add_argument("--vae-steps", type=int, default=2400)
+    p.add_argument("--vae-batch", type=int, default=32)
+    p.add_argument("--unet-steps", type=int, default=5000)
+    p.add_argument("--unet-batch", type=int, default=64)
+    p.add_argument("--unet-scenes", type=int, default=40000)
+    p.add_argument("--unet-lr", type=float, default=5e-4)
+    p.add_argument("--x4-steps", type=int, default=3000)
+    p.add_argument("--x4-batch", type=int, default=64)
+    p.add_argument("--x4-scenes", type=int, default=12000)
+    p.add_argument("--vae-minutes", type=float, default=1e9, help="wall-clock cap for the stage")
+    p.add_argument("--unet-minutes", type=float, default=1e9)
+    p.add_argument("--x4-minutes", type=float, default=1e9)
+    p.add_argument("--decoder-steps", type=int, default=3000)
+    p.add_argument("--decoder-minutes", type=float, default=1e9)
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--quick", action="store_true", help="tiny step counts: checks the plumbing")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.vae_steps, args.unet_steps, args.x4_steps, args.decoder_steps = 30, 30, 30, 30
+        args.unet_scenes, args.x4_scenes, args.checkpoint_every = 512, 256, 20
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    return args
+
+
+class Schedule:
+    """Warmup then cosine decay, over whichever ends first: `steps`, or `minutes` of wall
+    clock. The time limit keeps a run on a busy shared CPU inside its budget; the steps
+    actually taken are recorded, and on a fast device the step count decides."""
+
+    def __init__(self, opt: torch.optim.Optimizer, steps: int, minutes: float, warmup: int) -> None:
+        self.opt, self.steps, self.seconds, self.warmup = opt, steps, minutes * 60, warmup
+        self.base = [g["lr"] for g in opt.param_groups]
+        self.start = time.time()
+        self.step_count = 0
+        self.stop_file: Path | None = None
+
+    @property
+    def progress(self) -> float:
+        return max(self.step_count / self.steps, (time.time() - self.start) / self.seconds)
+
+    def done(self) -> bool:
+        stopped = self.stop_file is not None and self.stop_file.exists()
+        return stopped or self.progress >= 1.0
+
+    def step(self) -> None:
+        """Set the learning rate for the next step."""
+        if self.step_count < self.warmup:
+            factor = (self.step_count + 1) / self.warmup
+        else:
+            factor = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, self.progress)))
+        for group, lr in zip(self.opt.param_groups, self.base, strict=True):
+            group["lr"] = lr * factor
+        self.step_count += 1
+
+
+class Ema:
+    """Exponential moving average of a module's weights, warming up from short averages."""
+
+    def __init__(self, module: torch.nn.Module, decay: float = 0.999) -> None:
+        self.module = copy.deepcopy(module).eval().requires_grad_(False)
+        self.decay = decay
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for e, p in zip(self.module.parameters(), module.parameters(), strict=True):
+            e.lerp_(p.detach(), 1 - d)
+
+
+class LossLog:
+    """Running mean of recent losses, printed as training goes."""
+
+    def __init__(self, name: str, total: int, every: int = 50) -> None:
+        self.name, self.total, self.every = name, total, every
+        self.recent: list[float] = []
+        self.start = time.time()
+
+    def add(self, step: int, loss: float) -> None:
+        self.recent = (self.recent + [loss])[-200:]
+        if (step + 1) % self.every == 0:
+            elapsed = time.time() - self.start
+            print(
+                f"[{self.name}] step {step + 1} (of at most {self.total}) loss {self.final:.5f} "
+                f"{elapsed:.0f}s",
+                flush=True,
+            )
+
+    @property
+    def final(self) -> float:
+        return sum(self.recent) / max(1, len(self.recent))
+
+
+def _adamw(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.AdamW:
+    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), weight_decay=0.01)
+
+
+def _schedule(
+    opt: torch.optim.Optimizer, steps: int, minutes: float, warmup: int, args: argparse.Namespace
+) -> Schedule:
+    sched = Schedule(opt, steps, minutes, warmup)
+    sched.stop_file = args.work / "STOP"  # touch it to end the current stage early, keeping it
+    sched.stop_file.unlink(missing_ok=True)
+    return sched
+
+
+def min_snr_weights(scheduler, t: torch.Tensor) -> torch.Tensor:
+    """Min-SNR-gamma loss weights for v-prediction: steadier training on few steps."""
+    alpha_bar = scheduler.alphas_cumprod.to(t.device)[t]
+    snr = alpha_bar / (1 - alpha_bar)
+    return torch.clamp(snr, max=MIN_SNR_GAMMA) / (snr + 1)
+
+
+def train_vae(args: argparse.Namespace) -> tuple[AutoencoderKL, dict]:
+    """Reconstruction (L1 + MSE) with a tiny KL term, on 32x32 crops of renders at three
+    scales: the same VAE decodes 64x64 images and the x4 upscaler's 256x256 ones."""
+    dev = args.device
+    torch.manual_seed(args.seed)
+    n = max(64, args.vae_steps * args.vae_batch // 8)
+    pools = [
+        data.render_scenes(n, 64, args.seed + 1)[1],
+        data.render_scenes(n // 3, 128, args.seed + 2)[1],
+        data.render_scenes(n // 8, 256, args.seed + 3)[1],
+    ]
+    shares = [0.5, 0.3, 0.2]
+    vae = models.make_vae().to(dev).train()
+    opt = _adamw(vae.parameters(), 5e-4)
+    sched = _schedule(opt, args.vae_steps, args.vae_minutes, 100, args)
+    gen = torch.Generator().manual_seed(args.seed)
+    log = LossLog("vae", args.vae_steps)
+    step = 0
+    while not sched.done():
+        sched.step()
+        parts = []
+        for pool, share in zip(pools, shares, strict=True):
+            k = max(1, round(args.vae_batch * share))
+            idx = torch.randint(0, len(pool), (k,), generator=gen)
+            parts.append(data.random_crops(pool[idx], 32, gen))
+        x = data.to_unit(torch.cat(parts)).to(dev)
+        post = vae.encode(x).latent_dist
+        rec = vae.decode(post.sample()).sample
+        loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + 1e-6 * post.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        log.add(step, loss.item())
+        step += 1
+    vae.eval().cpu()
+    probe = data.to_unit(data.render_scenes(512, 64, args.seed + 4)[1])
+    stats = latents.standardise(vae, probe)
+    with torch.no_grad():
+        mae = (vae.decode(vae.encode(probe[:256]).latent_dist.mean).sample - probe[:256]).abs()
+    info = {"loss": log.final, "steps": step, "probe_mae_64": mae.mean().item()}
+    info["seconds"] = round(time.time() - log.start)
+    return vae, {**info, "latent_stats": stats}
+
+
+def _checkpoint(path: Path, modules: dict[str, torch.nn.Module]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        f"{name}.{k}": v.detach().cpu().contiguous()
+        for name, m in modules.items()
+        for k, v in m.state_dict().items()
+    }
+    save_file(tensors, str(path))
+
+
+def train_base(
+    args: argparse.Namespace, vae: AutoencoderKL, tokenizer: CLIPTokenizer
+) -> tuple[UNet2DConditionModel, CLIPTextModel, dict]:
+    """Text encoder and UNet together on precomputed latents; the caption is replaced by the
+    empty one for CFG_DROP of the samples so the same model gives the unconditional guess."""
+    dev = args.device
+    torch.manual_seed(args.seed)
+    scenes, images = data.render_scenes(args.unet_scenes, 64, args.seed + 10)
+    ids = data.caption_ids(scenes, tokenizer, per_scene=4, seed=args.seed + 11)
+    z = latents.encode_mean(vae.to(dev), data.to_unit(images)) * models.SCALING_FACTOR
+    vae.cpu()
+    del images
+    empty = torch.tensor(
+        tokenizer("", padding="max_length", max_length=tokenizer.model_max_length).input_ids
+    )
+    text = models.make_text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
+    unet = models.make_unet()
+    text, unet = text.to(dev).train(), unet.to(dev).train()
+    ema_unet, ema_text = Ema(unet), Ema(text)
+    noise_sched = models.make_train_scheduler()
+    opt = _adamw(list(unet.parameters()) + list(text.parameters()), args.unet_lr)
+    sched = _schedule(opt, args.unet_steps, args.unet_minutes, 200, args)
+    gen = torch.Generator().manual_seed(args.seed + 12)
+    log = LossLog("unet", args.unet_steps)
+    step = 0
+    while not sched.done():
+        sched.step()
+        idx = torch.randint(0, len(z), (args.unet_batch,), generator=gen)
+        which = torch.randint(0, ids.shape[1], (args.unet_batch,), generator=gen)
+        tok = ids[idx, which]
+        drop = torch.rand(args.unet_batch, generator=gen) < CFG_DROP
+        tok[drop] = empty
+        x0 = z[idx].to(dev)
+        noise = torch.randn(x0.shape, generator=gen).to(dev)
+        t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(x0),), generator=gen)
+        t = t.to(dev)
+        xt = noise_sched.add_noise(x0, noise, t)
+        hidden = text(tok.to(dev)).last_hidden_state
+        pred = unet(xt, t, encoder_hidden_states=hidden).sample
+        target = noise_sched.get_velocity(x0, noise, t)
+        per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
+        loss = (per_sample * min_snr_weights(noise_sched, t)).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], 1.0)
+        opt.step()
+        ema_unet.update(unet)
+        ema_text.update(text)
+        log.add(step, per_sample.mean().item())
+        step += 1
+        if step % args.checkpoint_every == 0:
+            _checkpoint(
+                args.work / "base_ema.safetensors",
+                {"unet": ema_unet.module, "text_encoder": ema_text.module},
+            )
+    return ema_unet.module.cpu(), ema_text.module.cpu(), {"unet_v_mse": log.final, "steps": step}
+
+
+def _x4_dataset(args: argparse.Namespace, vae: AutoencoderKL) -> tuple[torch.Tensor, torch.Tensor]:
+    """Low-resolution 16x16 patches (uint8) and the scaled latents of the matching 64x64
+    patches of the 4x render, from scenes drawn at low resolutions 16, 32 and 64."""
+    gen = torch.Generator().manual_seed(args.seed + 20)
+    lows_all, z_all = [], []
+    for low, share in ((16, 0.3), (32, 0.35), (64, 0.35)):
+        n = max(8, int(args.x4_scenes * share))
+        for start in range(0, n, 1000):
+            count, seed = min(1000, n - start), args.seed + 21 + start + low
+            lows, highs = data.upscale_pairs(count, low, seed)
+            for _ in range(2 if low > 16 else 1):
+                ys = torch.randint(0, low - 16 + 1, (len(lows),), generator=gen)
+                xs = torch.randint(0, low - 16 + 1, (len(lows),), generator=gen)
+                lo = torch.stack(
+                    [im[:, y : y + 16, x : x + 16] for im, y, x in zip(lows, ys, xs, strict=True)]
+                )
+                hi = torch.stack(
+                    [
+                        im[:, 4 * y : 4 * y + 64, 4 * x : 4 * x + 64]
+                        for im, y, x in zip(highs, ys, xs, strict=True)
+                    ]
+                )
+                lows_all.append(lo)
+                z_all.append(latents.encode_mean(vae, data.to_unit(hi)) * models.SCALING_FACTOR)
+    return torch.cat(lows_all), torch.cat(z_all)
+
+
+def train_x4(args: argparse.Namespace, vae: AutoencoderKL) -> tuple[UNet2DConditionModel, dict]:
+    """The SD x4 recipe: UNet input = noisy latents of the 4x image + the low-resolution
+    image with noise at a random level, which the UNet also gets as a class label."""
+    dev = args.device
+    torch.manual_seed(args.seed)
+    lows, z = _x4_dataset(args, vae.to(dev))
+    vae.cpu()
+    unet = models.make_upscaler_unet().to(dev).train()
+    ema = Ema(unet)
+    noise_sched = models.make_train_scheduler()
+    low_sched = models.make_low_res_scheduler()
+    opt = _adamw(unet.parameters(), 5e-4)
+    sched = _schedule(opt, args.x4_steps, args.x4_minutes, 200, args)
+    gen = torch.Generator().manual_seed(args.seed + 22)
+    context = torch.zeros(args.x4_batch, 1, models.TEXT_DIM, device=dev)
+    log = LossLog("x4", args.x4_steps)
+    step = 0
+    while not sched.done():
+        sched.step()
+        b = args.x4_batch
+        idx = torch.randint(0, len(z), (b,), generator=gen)
+        x0, low = z[idx].to(dev), data.to_unit(lows[idx]).to(dev)
+        # Half the batch near the default noise level (20), half over the whole range.
+        level = torch.where(
+            torch.rand(b, generator=gen) < 0.5,
+            torch.randint(0, 60, (b,), generator=gen),
+            torch.randint(0, 351, (b,), generator=gen),
+        ).to(dev)
+        low = low_sched.add_noise(low, torch.randn(low.shape, generator=gen).to(dev), level)
+        noise = torch.randn(x0.shape, generator=gen).to(dev)
+        t = torch.randint(0, noise_sched.config.num_train_timesteps, (b,), generator=gen).to(dev)
+        xt = noise_sched.add_noise(x0, noise, t)
+        pred = unet(
+            torch.cat([xt, low], dim=1), t, encoder_hidden_states=context, class_labels=level
+        ).sample
+        target = noise_sched.get_velocity(x0, noise, t)
+        per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
+        loss = (per_sample * min_snr_weights(noise_sched, t)).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        ema.update(unet)
+        log.add(step, per_sample.mean().item())
+        step += 1
+        if step % args.checkpoint_every == 0:
+            _checkpoint(args.work / "x4_ema.safetensors", {"unet": ema.module})
+    return ema.module.cpu(), {"x4_v_mse": log.final, "steps": step}
+
+
+def train_decoder(args: argparse.Namespace, vae: AutoencoderKL) -> tuple[AutoencoderKL, dict]:
+    """Fine-tune only the VAE's decoder, as SD's ft-MSE VAE did: the encoder and so the
+    latent space stay fixed, so UNets trained on these latents stay valid, while the
+    pictures they decode to get sharper and truer in colour."""
+    dev = args.device
+    torch.manual_seed(args.seed)
+    n = max(64, args.decoder_steps * args.vae_batch // 8)
+    pools = [
+        data.render_scenes(n, 64, args.seed + 31)[1],
+        data.render_scenes(n // 3, 128, args.seed + 32)[1],
+        data.render_scenes(n // 8, 256, args.seed + 33)[1],
+    ]
+    shares = [0.5, 0.3, 0.2]
+    vae = vae.to(dev).train().requires_grad_(False)
+    trainable = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+    for p in trainable:
+        p.requires_grad_(True)
+    opt = _adamw(trainable, 3e-4)
+    sched = _schedule(opt, args.decoder_steps, args.decoder_minutes, 50, args)
+    gen = torch.Generator().manual_seed(args.seed + 34)
+    log = LossLog("decoder", args.decoder_steps)
+    step = 0
+    while not sched.done():
+        sched.step()
+        parts = []
+        for pool, share in zip(pools, shares, strict=True):
+            k = max(1, round(args.vae_batch * share))
+            idx = torch.randint(0, len(pool), (k,), generator=gen)
+            parts.append(data.random_crops(pool[idx], 32, gen, align=4))
+        x = data.to_unit(torch.cat(parts)).to(dev)
+        with torch.no_grad():
+            z = vae.encode(x).latent_dist.mean
+        rec = vae.decode(z).sample
+        loss = F.l1_loss(rec, x) + F.mse_loss(rec, x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        opt.step()
+        log.add(step, loss.item())
+        step += 1
+    return vae.eval().cpu(), {"decoder_rec_l1_mse": log.final, "steps": step}
+
+
+def _record(args: argparse.Namespace, started: float, extra: dict) -> dict:
+    return {
+        "command": "python -m studio.tiny.train " + " ".join(sys.argv[1:]),
+        "seed": args.seed,
+        "device": args.device,
+        "threads": args.threads,
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "torch": torch.__version__,
+        "wall_seconds": round(time.time() - started, 1),
+        **extra,
+    }
+
+
+def build_base(args: argparse.Namespace) -> None:
+    started = time.time()
+    tokenizer = train_tokenizer(args.work / "tokenizer", seed=args.seed + 1234)
+    t0 = time.time()
+    if args.vae_from:
+        vae = AutoencoderKL.from_pretrained(args.vae_from, torch_dtype=torch.float32).eval()
+        vae_info = export.read_json(args.vae_from / "vae_training.json")
+    else:
+        vae, vae_info = train_vae(args)
+        vae.save_pretrained(args.work / "vae")
+        export.write_json(args.work / "vae" / "vae_training.json", vae_info)
+    vae_seconds = vae_info.get("seconds", time.time() - t0)
+    t0 = time.time()
+    unet, text, base_info = train_base(args, vae, tokenizer)
+    unet_steps = base_info.pop("steps")
+    folder = args.out / "studio-tiny"
+    export.save_base(folder, vae, text, tokenizer, unet)
+    record = _record(
+        args,
+        started,
+        {
+            "stages_seconds": {"vae": round(vae_seconds), "unet_text": round(time.time() - t0)},
+            "final_losses": {"vae_rec_l1_mse": vae_info["loss"], **base_info},
+            "vae_from": str(args.vae_from) if args.vae_from else None,
+            "vae_command": vae_info.get("command", "this command"),
+            "vae_probe_mae_64": vae_info["probe_mae_64"],
+            "latent_stats": vae_info["latent_stats"],
+            "cfg_drop": CFG_DROP,
+            "steps_done": {"vae": vae_info["steps"], "unet": unet_steps},
+            "batch": {"vae": args.vae_batch, "unet": args.unet_batch},
+            "params": export.param_counts(folder),
+        },
+    )
+    export.write_json(folder / "training.json", record)
+    print(json.dumps(record, indent=1), flush=True)
+
+
+def build_x4(args: argparse.Namespace) -> None:
+    started = time.time()
+    base = args.out / "studio-tiny"
+    if not (base / "vae").is_dir():
+        raise SystemExit("studio-tiny-x4 uses studio-tiny's VAE: train --model studio-tiny first")
+    vae = AutoencoderKL.from_pretrained(base / "vae", torch_dtype=torch.float32).eval()
+    unet, info = train_x4(args, vae)
+    x4_steps = info.pop("steps")
+    folder = args.out / "studio-tiny-x4"
+    export.save_x4(folder, base, unet)
+    record = _record(
+        args,
+        started,
+        {
+            "final_losses": info,
+            "steps_done": {"x4": x4_steps},
+            "batch": {"x4": args.x4_batch},
+            "params": export.param_counts(folder),
+        },
+    )
+    export.write_json(folder / "training.json", record)
+    print(json.dumps(record, indent=1), flush=True)
+
+
+def build_decoder(args: argparse.Namespace) -> None:
+    """Fine-tune the shared VAE decoder and write it into both model folders."""
+    started = time.time()
+    base, x4 = args.out / "studio-tiny", args.out / "studio-tiny-x4"
+    vae = AutoencoderKL.from_pretrained(base / "vae", torch_dtype=torch.float32)
+    vae, info = train_decoder(args, vae)
+    for folder in (base, x4):
+        if (folder / "vae").is_dir():
+            vae.to(torch.float16).save_pretrained(folder / "vae", safe_serialization=True)
+            record = export.read_json(folder / "training.json")
+            record["decoder_finetune"] = _record(args, started, {"final_losses": info})
+            export.write_json(folder / "training.json", record)
+    print(json.dumps(info), flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    random.seed(args.seed)
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.model in ("studio-tiny", "all"):
+        build_base(args)
+    if args.model in ("studio-tiny-x4", "all"):
+        build_x4(args)
+    if args.model in ("decoder", "all"):
+        build_decoder(args)
+
+
+if __name__ == "__main__":
+    main()
