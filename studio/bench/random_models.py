@@ -75,14 +75,9 @@ def _text_encoder(vocab_size: int):
     return CLIPTextModel(config)
 
 
-def build_tiny_sd(folder: Path) -> Path:
-    """A random-weight Stable Diffusion pipeline folder (VAE factor 2, 32×32 default)."""
-    from diffusers import (
-        AutoencoderKL,
-        EulerDiscreteScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
+def _tiny_parts(folder: Path, unet_inputs: int, vae_levels: int, **unet_extra: Any) -> dict:
+    """Tokenizer, text encoder, UNet and VAE small enough to run in milliseconds."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTokenizer
 
     write_byte_tokenizer(folder / "tokenizer")
@@ -92,33 +87,44 @@ def build_tiny_sd(folder: Path) -> Path:
         block_out_channels=(16, 32),
         layers_per_block=1,
         sample_size=16,
-        in_channels=4,
+        in_channels=unet_inputs,
         out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=32,
         norm_num_groups=8,
         attention_head_dim=4,
+        **unet_extra,
     )
     torch.manual_seed(0)
     vae = AutoencoderKL(
-        block_out_channels=(16, 32),
+        block_out_channels=(16,) * (vae_levels - 1) + (32,),
         in_channels=3,
         out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
+        down_block_types=("DownEncoderBlock2D",) * vae_levels,
+        up_block_types=("UpDecoderBlock2D",) * vae_levels,
         latent_channels=4,
         norm_num_groups=8,
-        sample_size=32,
+        # the x4 upscale pipeline insists on the real upscaler's factor
+        scaling_factor=0.08333 if vae_levels == 3 else 0.18215,
     )
+    return {
+        "tokenizer": tokenizer,
+        "text_encoder": _text_encoder(len(tokenizer)),
+        "unet": unet,
+        "vae": vae,
+    }
+
+
+def build_tiny_sd(folder: Path) -> Path:
+    """A random-weight Stable Diffusion pipeline folder (VAE factor 2, 32×32 default)."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+
     scheduler = EulerDiscreteScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1
     )
     pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=_text_encoder(len(tokenizer)),
-        tokenizer=tokenizer,
-        unet=unet,
+        **_tiny_parts(folder, unet_inputs=4, vae_levels=2),
         scheduler=scheduler,
         safety_checker=None,
         feature_extractor=None,
@@ -130,47 +136,10 @@ def build_tiny_sd(folder: Path) -> Path:
 
 def build_tiny_upscaler(folder: Path) -> Path:
     """A random-weight ×4 upscaler folder (VAE factor 4, UNet on latents + low-res RGB)."""
-    from diffusers import (
-        AutoencoderKL,
-        DDIMScheduler,
-        DDPMScheduler,
-        StableDiffusionUpscalePipeline,
-        UNet2DConditionModel,
-    )
-    from transformers import CLIPTokenizer
+    from diffusers import DDIMScheduler, DDPMScheduler, StableDiffusionUpscalePipeline
 
-    write_byte_tokenizer(folder / "tokenizer")
-    tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        block_out_channels=(16, 32),
-        layers_per_block=1,
-        sample_size=16,
-        in_channels=7,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        norm_num_groups=8,
-        attention_head_dim=4,
-        num_class_embeds=400,
-    )
-    torch.manual_seed(0)
-    vae = AutoencoderKL(
-        block_out_channels=(16, 16, 32),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3,
-        latent_channels=4,
-        norm_num_groups=8,
-        scaling_factor=0.08333,
-    )
     pipe = StableDiffusionUpscalePipeline(
-        vae=vae,
-        text_encoder=_text_encoder(len(tokenizer)),
-        tokenizer=tokenizer,
-        unet=unet,
+        **_tiny_parts(folder, unet_inputs=7, vae_levels=3, num_class_embeds=400),
         low_res_scheduler=DDPMScheduler(),
         scheduler=DDIMScheduler(prediction_type="v_prediction"),
         max_noise_level=350,
