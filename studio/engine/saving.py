@@ -78,7 +78,7 @@ def save_image(
             image.save(handle, format="PNG", pnginfo=info)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes it owner-only; others may read
+        os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes it owner-only; others may read
         os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -86,10 +86,15 @@ def save_image(
     return target
 
 
-def _umask() -> int:
+def _read_umask() -> int:
+    # os.umask can only be read by setting it, which is process-wide: do it once, at import
+    # (before the worker and thumbnail threads exist), never while other threads make files.
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+_UMASK = _read_umask()
 
 
 def default_stem(request: GenerationRequest, seed: int) -> str:
