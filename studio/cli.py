@@ -131,18 +131,19 @@ def _one_line(error: Exception) -> str:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    from studio.engine.catalog import model_defaults
     from studio.engine.imaging import open_image
     from studio.engine.request import DEFAULT_MODEL, GenerationRequest, Mode
 
     model = args.model or DEFAULT_MODEL
-    card = _card_of(model)
+    defaults = model_defaults(model)
     init_image = open_image(args.init_image) if args.init_image else None
     mask = open_image(args.mask).convert("L") if args.mask else None
     if mask is not None and init_image is None:
         raise UsageError("--mask needs --init-image: the mask says which part of it to repaint.")
     mode = Mode.INPAINT if mask else Mode.IMAGE_TO_IMAGE if init_image else Mode.TEXT_TO_IMAGE
 
-    default_w, default_h = card.get("default_size", [512, 512])
+    default_w, default_h = defaults.get("width", 512), defaults.get("height", 512)
     if init_image is not None:
         default_w, default_h = (max(8, v // 8 * 8) for v in init_image.size)
     request = GenerationRequest(
@@ -152,13 +153,13 @@ def _generate(args: argparse.Namespace) -> int:
         model=model,
         width=default_w if args.width is None else args.width,
         height=default_h if args.height is None else args.height,
-        steps=int(card.get("default_steps", 25)) if args.steps is None else args.steps,
-        cfg_scale=args.cfg if args.cfg is not None else float(card.get("default_cfg", 7.0)),
+        steps=int(defaults.get("steps", 25)) if args.steps is None else args.steps,
+        cfg_scale=args.cfg if args.cfg is not None else float(defaults.get("cfg_scale", 7.0)),
         cfg_rescale=args.cfg_rescale,
         dynamic_thresholding=args.threshold is not None,
         threshold_percentile=args.threshold_percentile,
         threshold_max=args.threshold if args.threshold is not None else 2.5,
-        scheduler=args.scheduler or card.get("default_scheduler", "Euler a"),
+        scheduler=args.scheduler or defaults.get("scheduler", "Euler a"),
         seed=args.seed,
         batch_size=args.batch,
         init_image=init_image,
@@ -242,13 +243,6 @@ _COMMANDS = {
 
 
 # -- helpers --------------------------------------------------------------------------------
-
-
-def _card_of(spec: str) -> dict[str, Any]:
-    from studio.engine.catalog import read_model_card, resolve
-
-    source = resolve(spec)
-    return read_model_card(Path(source.location)) if source.kind in ("embedded", "folder") else {}
 
 
 class _StderrProgress:

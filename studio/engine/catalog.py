@@ -69,6 +69,71 @@ def read_model_card(folder: Path) -> dict[str, Any]:
         return {}
 
 
+# Model card keys -> GenerationRequest fields they give defaults for.
+_CARD_DEFAULTS = {
+    "default_steps": "steps",
+    "default_cfg": "cfg_scale",
+    "default_scheduler": "scheduler",
+}
+
+
+def model_defaults(spec: str) -> dict[str, Any]:
+    """The request fields a model says it wants (steps, cfg_scale, scheduler, width, height),
+    without loading it: from studio.json for our models, and the native size from the UNet
+    and VAE configs for any diffusers folder or cached hub model. Fields it does not state
+    are absent; an unknown or unreadable model gives {}."""
+    try:
+        source = resolve(spec)
+    except ModelError:
+        return {}
+    folder = _local_folder(source)
+    if folder is None:
+        return {}
+    card = read_model_card(folder)
+    found: dict[str, Any] = {
+        field: card[key] for key, field in _CARD_DEFAULTS.items() if card.get(key) is not None
+    }
+    size = card.get("default_size") or _native_size(folder)
+    if size:
+        found["width"], found["height"] = int(size[0]), int(size[1])
+    return found
+
+
+def _local_folder(source: ModelSource) -> Path | None:
+    if source.kind in ("embedded", "folder"):
+        return Path(source.location)
+    if source.kind == "hub":
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            index = try_to_load_from_cache(source.location, "model_index.json")
+        except Exception:  # noqa: BLE001 - no cache means nothing known
+            return None
+        return Path(index).parent if isinstance(index, str) else None
+    return None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _native_size(folder: Path) -> tuple[int, int] | None:
+    """The size a diffusers model was trained at: UNet sample size x VAE downscale."""
+    unet = _read_json(folder / "unet" / "config.json")
+    vae = _read_json(folder / "vae" / "config.json")
+    sample, blocks = unet.get("sample_size"), vae.get("block_out_channels")
+    if isinstance(sample, list | tuple):
+        sample = sample[0] if sample else None
+    if not isinstance(sample, int) or not isinstance(blocks, list) or not blocks:
+        return None
+    side = sample * 2 ** (len(blocks) - 1)
+    return side, side
+
+
 def resolve(spec: str) -> ModelSource:
     """Say where a model spec points, without loading anything."""
     spec = spec.strip()

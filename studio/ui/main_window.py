@@ -41,7 +41,7 @@ from PySide6.QtWidgets import (
 )
 from superqt import QElidingLabel, QLabeledSlider
 
-from studio.engine.catalog import ModelError
+from studio.engine.catalog import ModelError, model_defaults
 from studio.engine.metadata import MetadataError, read_parameters
 from studio.engine.request import GenerationRequest, Mode
 from studio.engine.settings import EngineSettings
@@ -309,6 +309,7 @@ class MainWindow(QMainWindow):
         self.cancel_button.clicked.connect(self.cancel)
         self.mode_bar.modeChanged.connect(self._on_mode_changed)
         self.model_picker.addRequested.connect(lambda: self._ask_for_model(self.model_picker))
+        self.model_picker.modelChosen.connect(self.apply_model_defaults)
         self.guidance.upscale_model.addRequested.connect(
             lambda: self._ask_for_model(self.guidance.upscale_model)
         )
@@ -637,6 +638,26 @@ class MainWindow(QMainWindow):
         self.apply_restore(plan_restore(params), path.name)
         return True
 
+    def apply_model_defaults(self, spec: str, announce: bool = True) -> None:
+        """Set size, steps, CFG and sampler to what the model says it wants (its card, or
+        its native size): a 64x64 model left at 512x512, or the reverse, gives noise."""
+        defaults = model_defaults(spec)
+        if not defaults:
+            return
+        self.guidance.set_values(defaults)
+        if announce:
+            parts = []
+            if "width" in defaults:
+                parts.append(f"{defaults['width']}×{defaults['height']}")
+            if "steps" in defaults:
+                parts.append(f"{defaults['steps']} steps")
+            if "cfg_scale" in defaults:
+                parts.append(f"CFG {defaults['cfg_scale']:g}")
+            if "scheduler" in defaults:
+                parts.append(str(defaults["scheduler"]))
+            name = Path(spec).name or spec
+            self._set_status(f"Using {name}'s defaults: {', '.join(parts)}.")
+
     def apply_restore(self, plan: RestorePlan, name: str = "") -> None:
         """Fill the widgets from an image's parameters (the mode and the canvas stay)."""
         self.prompt_panel.set_prompts(plan.prompt, plan.negative_prompt)
@@ -783,6 +804,8 @@ class MainWindow(QMainWindow):
             self.guidance.set_values({k: v for k, v in last.items() if k != "seed"})
             if last.get("mode") in {m.value for m in Mode}:
                 self.set_mode(Mode(last["mode"]))
+        else:
+            self.apply_model_defaults(self.model_picker.model(), announce=False)
         self.guidance.set_seed_locked(self.settings.seed_locked())
         if last and self.guidance.seed_locked() and isinstance(last.get("seed"), int):
             self.guidance.set_values({"seed": last["seed"]})

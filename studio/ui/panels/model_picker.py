@@ -119,7 +119,8 @@ class AddModelDialog(QDialog):
 class ModelPicker(QWidget):
     """A combo of models for one role ("generator" or "upscaler") with a hint below it."""
 
-    modelChanged = Signal(str)
+    modelChanged = Signal(str)  # any change, also from code (restoring a file)
+    modelChosen = Signal(str)  # the user picked or added a model
     addRequested = Signal()
 
     def __init__(
@@ -172,6 +173,7 @@ class ModelPicker(QWidget):
         if self.combo.findData(spec) < 0:
             self._insert(spec, spec)
         self._select(spec)
+        self.modelChosen.emit(spec)
         return spec
 
     def reload(self) -> None:
@@ -216,7 +218,9 @@ class ModelPicker(QWidget):
             self._select(self._current)  # keep showing the model in use while asking
             self.addRequested.emit()
             return
-        self._select(spec)
+        if spec != self._current:
+            self._select(spec)
+            self.modelChosen.emit(spec)
 
 
 def _short(spec: str) -> str:

@@ -1,0 +1,86 @@
+"""A model's own defaults (size, steps, CFG, sampler) reach the window: on a first start,
+and when the artist picks another model, but never over values restored from a file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from studio.engine.catalog import model_defaults
+from studio.engine.paths import EMBEDDED_MODELS_DIR
+from studio.ui.settings import Settings
+
+CARD = EMBEDDED_MODELS_DIR / "studio-tiny" / "studio.json"
+needs_tiny = pytest.mark.skipif(not CARD.is_file(), reason="studio-tiny is not shipped")
+
+
+def _card() -> dict:
+    return json.loads(CARD.read_text(encoding="utf-8"))
+
+
+def _native_side(folder: Path) -> int:
+    unet = json.loads((folder / "unet" / "config.json").read_text())
+    vae = json.loads((folder / "vae" / "config.json").read_text())
+    return unet["sample_size"] * 2 ** (len(vae["block_out_channels"]) - 1)
+
+
+def _pick(picker, spec: str) -> None:  # noqa: ANN001
+    """Choose `spec` in the combo as a user does (the activated signal, not set_model)."""
+    index = picker.combo.findData(spec)
+    assert index >= 0, spec
+    picker.combo.setCurrentIndex(index)
+    picker.combo.activated.emit(index)
+
+
+@needs_tiny
+def test_a_first_start_uses_the_embedded_models_card(make_window) -> None:  # noqa: ANN001
+    card = _card()
+    values = make_window().guidance.values()
+    assert values["steps"] == card["default_steps"]
+    assert values["cfg_scale"] == card["default_cfg"]
+    assert values["scheduler"] == card["default_scheduler"]
+    assert [values["width"], values["height"]] == card["default_size"]
+
+
+@needs_tiny
+def test_picking_a_model_applies_its_defaults(make_window, tiny_sd: Path) -> None:  # noqa: ANN001
+    window = make_window()
+    window.guidance.set_values({"cfg_scale": 9.5, "steps": 7})
+    assert window.model_picker.set_model(str(tiny_sd))  # listed, as if added earlier
+    _pick(window.model_picker, "studio-tiny")
+    card = _card()
+    values = window.guidance.values()
+    assert (values["cfg_scale"], values["steps"]) == (card["default_cfg"], card["default_steps"])
+    assert "studio-tiny's defaults" in window.engine_label.text()
+
+    # A plain diffusers folder states only its native size; the rest stays as the user set it.
+    window.guidance.set_values({"cfg_scale": 6.5})
+    _pick(window.model_picker, str(tiny_sd))
+    values = window.guidance.values()
+    side = _native_side(tiny_sd)
+    assert (values["width"], values["height"]) == (side, side)
+    assert values["cfg_scale"] == 6.5
+
+
+@needs_tiny
+def test_restored_values_are_not_replaced_by_defaults(qtbot, tmp_path: Path) -> None:  # noqa: ANN001
+    from studio.ui.main_window import MainWindow
+
+    settings = Settings(tmp_path / "studio.ini")
+    settings.set_last_request({"model": "studio-tiny", "cfg_scale": 8.5, "steps": 12})
+    settings.sync()
+    window = MainWindow(Settings(tmp_path / "studio.ini"))
+    qtbot.addWidget(window)
+    values = window.guidance.values()
+    assert (values["cfg_scale"], values["steps"]) == (8.5, 12)
+
+
+def test_model_defaults_without_a_card(tiny_sd: Path, tmp_path: Path) -> None:
+    side = _native_side(tiny_sd)
+    assert model_defaults(str(tiny_sd)) == {"width": side, "height": side}
+    assert model_defaults("no-such-model") == {}
+    not_a_model = tmp_path / "empty"
+    not_a_model.mkdir()
+    assert model_defaults(str(not_a_model)) == {}
