@@ -212,7 +212,9 @@ def ui_models(request: pytest.FixtureRequest) -> UiModels:
 @pytest.fixture(scope="session")
 def shared_engine_factory():  # noqa: ANN201
     """An engine factory handing every window the same engine, as if the studio had been
-    left open: the model loads once per session instead of once per window."""
+    left open: the model loads once per session instead of once per window. The engine keeps
+    no cancel state between jobs: each window's worker passes every job its own cancel flag
+    (`Engine.run(..., cancel=)`), so one window's cancel or close never reaches another's job."""
     engines: list = []
 
     def factory(settings):  # noqa: ANN001, ANN202

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,38 +20,57 @@ from studio.engine.settings import EngineSettings
 from studio.ui.controller import JobController, JobState, describe_progress
 
 
+@dataclass
+class FakeRun:
+    """What one call of FakeEngine.run did: the prompt, the steps it made, how it ended."""
+
+    prompt: str
+    steps: int = 0
+    cancelled: bool = False
+
+
 class FakeEngine:
-    """Steps on a timer and paints a flat colour; cancel works as the real engine's does."""
+    """Steps on a timer and paints a flat colour. Cancel works as the real engine's does:
+    the job's own `cancel` flag is checked before every step (the real one checks it before
+    every UNet call), so a flag set before the run starts stops it before its first step."""
 
     step_time = 0.01
 
     def __init__(self, settings: EngineSettings) -> None:
         self.settings = settings
-        self._cancel = threading.Event()
-        self.runs = 0
+        self.runs: list[FakeRun] = []
 
-    def cancel(self) -> None:
-        self._cancel.set()
+    def before_steps(self) -> None:
+        """Called once a run has started, before its first step; subclasses hold it here."""
 
-    def run(self, request: GenerationRequest, reporter) -> GenerationResult:  # noqa: ANN001
+    def run(
+        self,
+        request: GenerationRequest,
+        reporter,  # noqa: ANN001
+        cancel: threading.Event | None = None,
+    ) -> GenerationResult:
         request.validate()
-        self._cancel.clear()
-        self.runs += 1
+        cancel = cancel or threading.Event()
+        record = FakeRun(request.prompt)
+        self.runs.append(record)
         seed = request.seed if request.seed >= 0 else 1234
         request = request.replace(seed=seed)
         seeds = [seed + i for i in range(request.batch_size)]
+        self.before_steps()
         started = time.perf_counter()
         for step in range(1, request.steps + 1):
+            if cancel.is_set():
+                record.cancelled = True
+                return GenerationResult([], request, seeds, cancelled=True)
             if self.step_time:
-                time.sleep(self.step_time)
+                time.sleep(self.step_time)  # the step's work, not a synchronisation
             preview = np.full((8, 8, 3), step % 256, np.uint8)
             reporter.step(
                 StepProgress(
                     "generate", step, request.steps, time.perf_counter() - started, preview
                 )
             )
-            if self._cancel.is_set():
-                return GenerationResult([], request, seeds, cancelled=True)
+            record.steps = step
         images = [Image.new("RGB", (request.width, request.height), (200, 0, 0)) for _ in seeds]
         return GenerationResult(images, request, seeds)
 
@@ -68,11 +89,21 @@ def _request(**changes) -> GenerationRequest:  # noqa: ANN003
 
 
 @pytest.fixture
-def make_controller(tmp_path: Path, qtbot):  # noqa: ANN001
+def engines() -> list[FakeEngine]:
+    """Every engine the controllers of a test built, in order."""
+    return []
+
+
+@pytest.fixture
+def make_controller(tmp_path: Path, qtbot, engines):  # noqa: ANN001
     made: list[JobController] = []
 
-    def make(engine=FakeEngine) -> JobController:  # noqa: ANN001
-        controller = JobController(tmp_path / "out", EngineSettings(), engine_factory=engine)
+    def make(engine: Callable[[EngineSettings], FakeEngine] = FakeEngine) -> JobController:
+        def factory(settings: EngineSettings) -> FakeEngine:
+            engines.append(engine(settings))
+            return engines[-1]
+
+        controller = JobController(tmp_path / "out", EngineSettings(), engine_factory=factory)
         controller.start_engine()
         made.append(controller)
         return controller
@@ -116,24 +147,89 @@ def test_jobs_queue_and_run_in_order(make_controller, qtbot):  # noqa: ANN001
     assert finished == ids
 
 
-def test_cancel_saves_nothing_leaks_nothing_and_the_next_job_runs(make_controller, qtbot, tmp_path):  # noqa: ANN001
+def test_cancel_mid_run_stops_it_saves_nothing_and_the_next_job_runs(
+    make_controller, engines, qtbot, tmp_path
+):  # noqa: ANN001
     controller = make_controller(SlowEngine)
     progress_ids: list[int] = []
     finished: list[int] = []
     controller.progress.connect(lambda i, p: progress_ids.append(i))
     controller.jobFinished.connect(lambda i, o: finished.append(i))
-    first = controller.submit(_request(steps=40))
+    first = controller.submit(_request(prompt="first", steps=40))
     qtbot.waitUntil(lambda: first in progress_ids, timeout=5000)
     with qtbot.waitSignal(controller.jobCancelled, timeout=1000):
         assert controller.cancel()
     assert controller.job(first).state is JobState.CANCELLED
+    assert controller.job(first).outcome is None
     assert not controller.is_busy  # idle at once, without waiting for the engine
     progress_ids.clear()
-    second = controller.submit(_request(steps=3))
+    second = controller.submit(_request(prompt="second", steps=3))
     qtbot.waitUntil(lambda: finished == [second], timeout=5000)
     assert set(progress_ids) == {second}  # nothing from the cancelled job leaked through
     files = _pngs(tmp_path / "out")
-    assert len(files) == 1 and read_parameters(files[0]).steps == 3
+    assert len(files) == 1 and read_parameters(files[0]).prompt == "second"
+    # The cancelled run stopped mid-way instead of finishing its 40 steps unseen.
+    cancelled_run, second_run = engines[0].runs
+    assert cancelled_run.prompt == "first" and cancelled_run.cancelled
+    assert 1 <= cancelled_run.steps < 40
+    assert second_run == FakeRun("second", steps=3, cancelled=False)
+
+
+def test_cancelled_before_its_run_it_never_runs(make_controller, engines, qtbot, tmp_path):  # noqa: ANN001
+    # The engine's construction holds the worker thread, so both jobs are accepted by the
+    # worker, with their runs queued behind it, when the first one is cancelled.
+    gate = threading.Event()
+
+    def held_engine(settings: EngineSettings) -> FakeEngine:
+        assert gate.wait(5)
+        return FakeEngine(settings)
+
+    controller = make_controller(held_engine)
+    finished: list[int] = []
+    controller.jobFinished.connect(lambda i, o: finished.append(i))
+    first = controller.submit(_request(prompt="first"))
+    assert controller.current_job == first  # sent to the worker, which has not run it yet
+    with qtbot.waitSignal(controller.jobCancelled, timeout=1000):
+        assert controller.cancel(first)
+    second = controller.submit(_request(prompt="second"))
+    gate.set()
+    qtbot.waitUntil(lambda: finished == [second], timeout=5000)
+    assert controller.job(first).state is JobState.CANCELLED
+    assert controller.job(first).outcome is None
+    assert controller.job(second).state is JobState.DONE
+    files = _pngs(tmp_path / "out")
+    assert len(files) == 1 and read_parameters(files[0]).prompt == "second"
+    assert [run.prompt for run in engines[0].runs] == ["second"]  # the first never started
+
+
+class HeldAtStartEngine(FakeEngine):
+    """Holds each run after it has started and before its first step, until `go` is set:
+    a cancel then lands while the engine is starting the job."""
+
+    def __init__(self, settings: EngineSettings) -> None:
+        super().__init__(settings)
+        self.started = threading.Event()
+        self.go = threading.Event()
+
+    def before_steps(self) -> None:
+        self.started.set()
+        assert self.go.wait(5)
+
+
+def test_a_cancel_as_the_run_starts_is_kept(make_controller, engines, qtbot, tmp_path):  # noqa: ANN001
+    controller = make_controller(HeldAtStartEngine)
+    finished: list[int] = []
+    controller.jobFinished.connect(lambda i, o: finished.append(i))
+    first = controller.submit(_request(prompt="first"))
+    qtbot.waitUntil(lambda: bool(engines) and engines[0].started.is_set(), timeout=5000)
+    engine = engines[0]
+    assert controller.cancel(first)
+    engine.go.set()
+    second = controller.submit(_request(prompt="second"))
+    qtbot.waitUntil(lambda: finished == [second], timeout=5000)
+    assert engine.runs[0] == FakeRun("first", steps=0, cancelled=True)  # not one step
+    files = _pngs(tmp_path / "out")
+    assert len(files) == 1 and read_parameters(files[0]).prompt == "second"
 
 
 def test_cancel_before_the_engine_starts_the_job(make_controller, qtbot, tmp_path):  # noqa: ANN001
@@ -145,9 +241,8 @@ def test_cancel_before_the_engine_starts_the_job(make_controller, qtbot, tmp_pat
     controller.cancel(queued)
     controller.cancel(first)
     assert cancelled == [queued, first]
-    last = controller.submit(_request(steps=2))
     with qtbot.waitSignal(controller.jobFinished, timeout=5000) as blocker:
-        pass
+        last = controller.submit(_request(steps=2))
     assert blocker.args[0] == last
     assert len(_pngs(tmp_path / "out")) == 1
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 
 import pytest
@@ -208,7 +209,7 @@ class _FakeModels:
 
 class _ModelEngine:
     """A fake engine with a model manager; `events` records what happened in which order, and
-    a run waits for `gate` before it ends."""
+    a run waits for `gate` before it ends, or for its `cancel` flag, which ends it unfinished."""
 
     def __init__(self, settings: EngineSettings, events: list[str], gate: threading.Event) -> None:
         self.settings = settings
@@ -216,14 +217,24 @@ class _ModelEngine:
         self.events = events
         self.gate = gate
 
-    def cancel(self) -> None:
-        pass
-
-    def run(self, request: GenerationRequest, reporter) -> GenerationResult:  # noqa: ANN001
+    def run(
+        self,
+        request: GenerationRequest,
+        reporter,  # noqa: ANN001
+        cancel: threading.Event | None = None,
+    ) -> GenerationResult:
+        cancel = cancel or threading.Event()
+        if cancel.is_set():
+            return GenerationResult([], request, [request.seed], cancelled=True)
         self.events.append("run")
         self.models.pipeline(request.model, request.mode)
         reporter.step(StepProgress("generate", 1, 1, 0.01, None))
-        assert self.gate.wait(5)
+        deadline = time.monotonic() + 5
+        while not self.gate.wait(0.01):  # the job's "work", until the test lets it end
+            if cancel.is_set():
+                self.events.append("cancelled")
+                return GenerationResult([], request, [request.seed], cancelled=True)
+            assert time.monotonic() < deadline, "the gate never opened"
         self.events.append("done")
         image = Image.new("RGB", (request.width, request.height), (0, 90, 200))
         return GenerationResult([image], request, [request.seed])

@@ -1,9 +1,15 @@
 """The long-lived worker thread that owns the engine, and so torch and the loaded model.
 
 `EngineWorker` is a QObject moved to a QThread; the UI talks to it only through queued
-signals, except `cancel()`, which is thread-safe and must act at once. The engine module
-(which imports torch) is imported inside the worker's slots, on the worker thread, so the
-UI thread never pays for it.
+signals, except `accept()`, `cancel()` and `stop()`, which are thread-safe and act at once.
+The engine module (which imports torch) is imported inside the worker's slots, on the
+worker thread, so the UI thread never pays for it.
+
+Cancelling has one mechanism: every job gets its own `threading.Event` when the worker
+accepts it (before its run is even queued), `cancel(job_id)` sets that event, and the
+worker hands it to `engine.run(..., cancel=event)`, which checks it before every UNet
+call. A cancel that lands before the run starts, or while it is starting, is therefore
+never lost: a job whose event is set when its turn comes does not run at all.
 """
 
 from __future__ import annotations
@@ -35,9 +41,11 @@ class EngineLike(Protocol):
 
     settings: EngineSettings
 
-    def run(self, request: GenerationRequest, reporter: Any) -> GenerationResult: ...
-
-    def cancel(self) -> None: ...
+    def run(
+        self, request: GenerationRequest, reporter: Any, cancel: threading.Event | None = None
+    ) -> GenerationResult:
+        """Run one request; return a cancelled result soon after `cancel` is set."""
+        ...
 
 
 EngineFactory = Callable[[EngineSettings], EngineLike]
@@ -101,10 +109,6 @@ class _SignalReporter:
         )
 
     def step(self, progress: StepProgress) -> None:
-        # A cancel that raced with the start of engine.run() (which clears the engine's
-        # flag) is caught here, one step later at most.
-        if self._worker.is_cancelled(self._job_id):
-            self._worker.cancel_engine()
         self._worker.stepped.emit(self._job_id, progress)
 
 
@@ -126,34 +130,43 @@ class EngineWorker(QObject):
         self._factory = engine_factory or real_engine
         self._engine: EngineLike | None = None
         self._lock = threading.Lock()
-        self._cancelled: set[int] = set()
-        self._running: int | None = None
+        self._cancels: dict[int, threading.Event] = {}  # accepted jobs not yet done
         self._stopping = False
 
     # -- thread-safe, called from the UI thread ---------------------------------------------
 
-    def cancel(self, job_id: int) -> None:
-        """Stop a job now if it runs, or skip it when its turn comes."""
+    def accept(self, job_id: int) -> threading.Event:
+        """Take a job on: from now on `cancel(job_id)` reaches it, even before it starts.
+
+        Returns the job's cancel flag. Accepting a job twice returns the same flag; after
+        `stop()` the flag comes back already set, so the job never runs.
+        """
         with self._lock:
-            self._cancelled.add(job_id)
-            running = self._running == job_id
-        if running:
-            self.cancel_engine()
+            event = self._cancels.get(job_id)
+            if event is None:
+                event = self._cancels[job_id] = threading.Event()
+            if self._stopping:
+                event.set()
+            return event
+
+    def cancel(self, job_id: int) -> None:
+        """Stop a job within one step if it runs, or make it end unrun when its turn comes.
+
+        A job the worker never accepted, or one that is already over, has nothing to cancel.
+        """
+        with self._lock:
+            event = self._cancels.get(job_id)
+        if event is not None:
+            event.set()
 
     def stop(self) -> None:
-        """Cancel everything, running or queued; used when the window closes."""
+        """Cancel everything, running or accepted, and every job accepted from now on; used
+        when the window closes."""
         with self._lock:
             self._stopping = True
-        self.cancel_engine()
-
-    def is_cancelled(self, job_id: int) -> bool:
-        with self._lock:
-            return self._stopping or job_id in self._cancelled
-
-    def cancel_engine(self) -> None:
-        engine = self._engine  # read once: the worker thread may be creating it
-        if engine is not None:
-            engine.cancel()
+            events = list(self._cancels.values())
+        for event in events:
+            event.set()
 
     # -- slots, run on the worker thread -----------------------------------------------------
 
@@ -201,32 +214,28 @@ class EngineWorker(QObject):
 
     @Slot(object)
     def run(self, job: Job) -> None:
-        if self.is_cancelled(job.id):
-            self._forget(job.id)
-            self.cancelled.emit(job.id)
-            return
-        with self._lock:
-            self._running = job.id
+        cancel = self.accept(job.id)  # the flag EngineThread.submit made, or a new one
         try:
-            self._run(job)
+            if cancel.is_set():
+                self.cancelled.emit(job.id)  # cancelled before its turn: it never starts
+                return
+            self._run(job, cancel)
         finally:
-            with self._lock:
-                self._running = None
             self._forget(job.id)
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _run(self, job: Job) -> None:
+    def _run(self, job: Job, cancel: threading.Event) -> None:
         try:
             engine = self._ensure_engine()
-            result = engine.run(job.request, _SignalReporter(self, job.id))
+            result = engine.run(job.request, _SignalReporter(self, job.id), cancel=cancel)
         except (RequestError, ModelError) as e:
             self.failed.emit(job.id, str(e))
             return
         except Exception as e:  # noqa: BLE001 - GenerationError and anything unexpected
             self.failed.emit(job.id, _one_sentence(e))
             return
-        if result.cancelled or self.is_cancelled(job.id):
+        if result.cancelled or cancel.is_set():  # set after the last step: still save nothing
             self.cancelled.emit(job.id)
             return
         try:
@@ -247,7 +256,7 @@ class EngineWorker(QObject):
 
     def _forget(self, job_id: int) -> None:
         with self._lock:
-            self._cancelled.discard(job_id)
+            self._cancels.pop(job_id, None)
 
 
 def _save_all(result: GenerationResult, folder: Path) -> list[Path]:
@@ -309,6 +318,7 @@ class EngineThread(QObject):
     def submit(self, job: Job) -> None:
         if not self._started:
             self.start()
+        self.worker.accept(job.id)  # before the queued run: a cancel from now on is kept
         self._runRequested.emit(job)
 
     def configure(self, settings: EngineSettings) -> None:
