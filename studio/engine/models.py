@@ -26,16 +26,22 @@ StatusCallback = Callable[[str, float | None], None]  # message, fraction done (
 _PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
 
-def check_checkpoint_is_safe(path: Path) -> None:
-    """Refuse pickled checkpoints that need code execution to load."""
+# Only SDXL checkpoints have a second text encoder under this prefix (SD 1.x/2.x have one,
+# under cond_stage_model); the keys are enough to pick the pipeline class.
+_SDXL_PREFIX = "conditioner.embedders.1."
+
+
+def check_checkpoint_is_safe(path: Path) -> list[str]:
+    """Refuse pickled checkpoints that need code execution to load; the tensor names of
+    the ones that load with weights_only=True ([] for other files)."""
     if path.suffix.lower() not in _PICKLE_SUFFIXES:
-        return
+        return []
     import pickle
 
     import torch
 
     try:
-        torch.load(path, map_location="cpu", weights_only=True)
+        data = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, ValueError) as e:
         log.info("refused %s: %s", path, e)
         raise ModelError(
@@ -44,20 +50,29 @@ def check_checkpoint_is_safe(path: Path) -> None:
         ) from None
     except (OSError, EOFError) as e:
         raise ModelError(f"'{path.name}' cannot be read ({e.__class__.__name__}).") from None
+    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = data["state_dict"]
+    return [k for k in data if isinstance(k, str)] if isinstance(data, dict) else []
 
 
-def check_safetensors_header(path: Path) -> None:
-    """A damaged or half-downloaded .safetensors file fails here, with a sentence to match."""
+def check_safetensors_header(path: Path) -> list[str]:
+    """A damaged or half-downloaded .safetensors file fails here, with a sentence to match;
+    a good one gives its tensor names (the header only: no weights are read)."""
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt") as handle:
-            handle.keys()
+            return list(handle.keys())
     except Exception:  # noqa: BLE001 - the library raises several kinds for a bad header
         raise ModelError(
             f"'{path.name}' is not a readable .safetensors file (damaged or incompletely "
             "downloaded)."
         ) from None
+
+
+def checkpoint_family(keys: list[str]) -> str:
+    """'sdxl' or 'sd' (1.x and 2.x, which diffusers tells apart itself) from tensor names."""
+    return "sdxl" if any(k.startswith(_SDXL_PREFIX) for k in keys) else "sd"
 
 
 class ModelManager:
@@ -191,13 +206,16 @@ class ModelManager:
         return pipe
 
     def _load_checkpoint(self, path: Path, pipeline_class: Any) -> Any:
-        from diffusers import StableDiffusionPipeline
+        from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
-        check_checkpoint_is_safe(path)
         if path.suffix.lower() == ".safetensors":
-            check_safetensors_header(path)
-        single_file = hasattr(pipeline_class, "from_single_file")
-        cls = pipeline_class if single_file else StableDiffusionPipeline
+            keys = check_safetensors_header(path)
+        else:
+            keys = check_checkpoint_is_safe(path)
+        cls = pipeline_class
+        if not hasattr(pipeline_class, "from_single_file"):  # an AutoPipeline: pick the family
+            sdxl = checkpoint_family(keys) == "sdxl"
+            cls = StableDiffusionXLPipeline if sdxl else StableDiffusionPipeline
         try:
             return cls.from_single_file(str(path), dtype=self.dtype)
         except OSError:

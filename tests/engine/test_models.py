@@ -169,3 +169,36 @@ def test_single_file_checkpoints_give_clear_sentences(tmp_path: Path) -> None:
     save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(8, 4, 3, 3)}, sd_like)
     with pytest.raises(ModelError, match="needs the configuration of its model family"):
         ModelManager().pipeline(str(sd_like), Mode.TEXT_TO_IMAGE)
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight", "sdxl"),
+        ("cond_stage_model.transformer.text_model.embeddings.position_ids", "sd"),
+    ],
+)
+def test_a_single_file_loads_with_its_familys_pipeline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str, expected: str
+) -> None:
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+    from safetensors.torch import save_file
+
+    used: list[str] = []
+
+    def recorder(name: str):  # noqa: ANN202
+        def from_single_file(path: str, **kwargs):  # noqa: ANN003, ANN202, ARG001
+            used.append(name)
+            raise OSError("no config offline")
+
+        return from_single_file
+
+    monkeypatch.setattr(StableDiffusionPipeline, "from_single_file", recorder("sd"))
+    monkeypatch.setattr(StableDiffusionXLPipeline, "from_single_file", recorder("sdxl"))
+    checkpoint = tmp_path / "model.safetensors"
+    save_file(
+        {key: torch.zeros(2), "model.diffusion_model.out.0.weight": torch.zeros(2)}, checkpoint
+    )
+    with pytest.raises(ModelError, match="needs the configuration of its model family"):
+        ModelManager().pipeline(str(checkpoint), Mode.TEXT_TO_IMAGE)
+    assert used == [expected]
