@@ -56,14 +56,18 @@ A small latent diffusion model trained from scratch on procedurally rendered sce
 (`studio/tiny/scenes.py`), so that Latent Studio works offline. It is a standard
 diffusers Stable Diffusion folder: `StableDiffusionPipeline.from_pretrained(this_folder)`.
 
-- VAE: AutoencoderKL, 3 levels (images are 4x the latent size), 4 latent channels,
-  latents standardised so that `scaling_factor` 0.08333 gives unit variance.
+- VAE: AutoencoderKL, 3 levels of 48/96/96 channels (images are 4x the latent size),
+  4 latent channels, latents standardised so that `scaling_factor` 0.08333 gives unit
+  variance. Trained with bf16 autocast on 32x32 crops of renders at 64, 128 and 256 pixels.
 - Text encoder: CLIPTextModel, 3 layers, width 128; tokenizer: CLIP BPE learned on the
   captions (`vocab.json`, `merges.txt`), at most 32 tokens.
 - UNet2DConditionModel, cross-attention at 8x8 and 4x4 latent resolution.
-- Scheduler: DDPM linear betas, 1000 steps, epsilon prediction; works with Euler a, Euler,
-  DPM++ 2M, DDIM and UniPC. Defaults in `studio.json`: {meta.get("default_steps")} steps,
-  CFG {meta.get("default_cfg")}, {meta.get("default_scheduler")}, {meta.get("default_size")}.
+- Scheduler: DDPM linear betas, 1000 steps, v-prediction; works with Euler a, Euler,
+  DPM++ 2M, DDIM and UniPC. The v loss keeps full weight at the noisy steps, where layout
+  is decided (see `v_loss_weights` in `studio/tiny/train.py`); the caption is dropped for
+  12% of the samples, for classifier-free guidance.
+- Defaults in `studio.json`: {meta.get("default_steps")} steps, CFG {meta.get("default_cfg")},
+  {meta.get("default_scheduler")}, {meta.get("default_size")}.
 - `latent_rgb.json`: least-squares map from scaled latents to RGB for live previews.
 - Weights stored in fp16; load with `torch_dtype=torch.float32` on CPU.
 
