@@ -36,6 +36,16 @@ def _decoder_note(rec: dict) -> str:
     )
 
 
+def _commands(rec: dict) -> str:
+    """The training commands in order: a run made with --unet-from records the one before."""
+    earlier = rec.get("continues")
+    before = _commands(earlier) + "\n" if earlier else ""
+    if earlier:
+        minutes = earlier.get("wall_seconds", 0) / 60
+        before = before.rstrip("\n") + f"   # {minutes:.0f} minutes\n"
+    return before + rec.get("command", "python -m studio.tiny.train --model studio-tiny")
+
+
 def base_card(folder: Path) -> str:
     rec = export.read_json(folder / "training.json")
     meta = export.read_json(folder / "studio.json")
@@ -82,12 +92,12 @@ diffusers Stable Diffusion folder: `StableDiffusionPipeline.from_pretrained(this
 ## Reproduce
 
 ```
-{rec.get("command", "python -m studio.tiny.train --model studio-tiny")}
+{_commands(rec)}
 ```
 
 Seed {rec.get("seed")}, device {rec.get("device")} ({rec.get("threads")} threads),
-{rec.get("wall_seconds", 0) / 60:.0f} minutes wall clock; steps {rec.get("steps_done")}.
-Final losses:
+{rec.get("wall_seconds", 0) / 60:.0f} minutes wall clock for the last command; steps
+{rec.get("steps_done")}. Final losses:
 
 {losses}
 {_decoder_note(rec)}
