@@ -62,11 +62,7 @@ def embedded_models() -> list[ModelInfo]:
 
 def read_model_card(folder: Path) -> dict[str, Any]:
     """studio.json beside a model: defaults and vocabulary of our own models, {} elsewhere."""
-    path = folder / "studio.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (OSError, ValueError):
-        return {}
+    return _read_json(folder / "studio.json")
 
 
 # Model card keys -> GenerationRequest fields they give defaults for.
@@ -114,6 +110,7 @@ def _local_folder(source: ModelSource) -> Path | None:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a file; {} when it is missing, unreadable or not an object."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
