@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from studio.tiny import vocabulary
+from studio.tiny import data, vocabulary
 from studio.tiny.scenes import caption, draw_scene, render_seed, sample_scene
 from studio.tiny.vocabulary import COLOURS, POSITION_PHRASES, SHAPES
 
@@ -103,3 +103,16 @@ def test_textured_backgrounds_keep_their_colour_dominant() -> None:
         seen.add(scene.background.texture)
         px = np.asarray(draw_scene(scene, 64), dtype=np.float32)
         assert _near(px, scene.background.rgb, tol=30).mean() > 0.4
+
+
+def test_pair_targets_name_what_every_caption_says() -> None:
+    """The text encoder's auxiliary target must be readable from any phrasing."""
+    rng = random.Random(5)
+    scenes = [sample_scene(rng) for _ in range(60)]
+    targets = data.pair_targets(scenes)
+    for scene, row in zip(scenes, targets, strict=True):
+        named = [data.PAIRS[i] for i in row.nonzero().flatten().tolist()]
+        assert len(named) == len(scene.objects)
+        for _ in range(5):
+            text = caption(scene, rng)
+            assert all(f"{colour} {shape}" in text for colour, shape in named), text

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from studio.tiny.scenes import Scene, caption, draw_scene, sample_scene
+from studio.tiny.vocabulary import COLOURS, SHAPES
 
 
 def to_uint8(images: list[Image.Image]) -> torch.Tensor:
@@ -39,6 +40,20 @@ def caption_ids(scenes: list[Scene], tokenizer, per_scene: int, seed: int) -> to
         texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True
     ).input_ids
     return torch.tensor(ids, dtype=torch.long).view(len(scenes), per_scene, -1)
+
+
+# The text encoder's auxiliary target: which (colour, shape) pairs a caption names. Every
+# phrasing names both for every object, so the target is known from any caption.
+PAIRS = [(c, s) for c in COLOURS for s in SHAPES]
+
+
+def pair_targets(scenes: list[Scene]) -> torch.Tensor:
+    """Multi-hot [N, len(PAIRS)]: the (colour, shape) of each object of each scene."""
+    out = torch.zeros(len(scenes), len(PAIRS))
+    for i, scene in enumerate(scenes):
+        for o in scene.objects:
+            out[i, PAIRS.index((o.colour, o.shape))] = 1.0
+    return out
 
 
 def upscale_pairs(n: int, low: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
