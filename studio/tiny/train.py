@@ -78,6 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--quick", action="store_true", help="tiny step counts: checks the plumbing")
     args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded as the command
     if args.quick:
         args.vae_steps, args.unet_steps, args.x4_steps, args.decoder_steps = 30, 30, 30, 30
         args.unet_scenes, args.x4_scenes, args.checkpoint_every = 512, 256, 20
@@ -456,7 +457,7 @@ def train_decoder(args: argparse.Namespace, vae: AutoencoderKL) -> tuple[Autoenc
 
 def _record(args: argparse.Namespace, started: float, extra: dict) -> dict:
     return {
-        "command": "python -m studio.tiny.train " + " ".join(sys.argv[1:]),
+        "command": "python -m studio.tiny.train " + " ".join(args.argv),
         "seed": args.seed,
         "device": args.device,
         "threads": args.threads,
