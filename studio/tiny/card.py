@@ -36,6 +36,30 @@ def _decoder_note(rec: dict) -> str:
     )
 
 
+def _chain(rec: dict | None) -> list[dict]:
+    """This run's record and those of the runs it continued, oldest first."""
+    return _chain(rec.get("continues")) + [rec] if rec else []
+
+
+def _text_note(rec: dict) -> str:
+    if not any("--text-aux" in r.get("command", "") for r in _chain(rec)):
+        return ""
+    return (
+        "\n  While the UNet trains, a linear probe on the encoder's mean hidden state names"
+        " each\n  (colour, shape) pair of the caption (`--text-aux`), so that shape words get"
+        " distinct\n  embeddings; the probe is not part of the model."
+    )
+
+
+def _chain_note(rec: dict) -> str:
+    if not rec.get("continues"):
+        return ""
+    return (
+        "Each command after the first goes on from the folder the one before it wrote (its\n"
+        "`--unet-from`), with the first command's `vae` folder as `--vae-from`.\n"
+    )
+
+
 def _commands(rec: dict) -> str:
     """The training commands in order: a run made with --unet-from records the one before."""
     earlier = rec.get("continues")
@@ -70,7 +94,7 @@ diffusers Stable Diffusion folder: `StableDiffusionPipeline.from_pretrained(this
   4 latent channels, latents standardised so that `scaling_factor` 0.08333 gives unit
   variance. Trained with bf16 autocast on 32x32 crops of renders at 64, 128 and 256 pixels.
 - Text encoder: CLIPTextModel, 3 layers, width 128; tokenizer: CLIP BPE learned on the
-  captions (`vocab.json`, `merges.txt`), at most 32 tokens.
+  captions (`vocab.json`, `merges.txt`), at most 32 tokens.{_text_note(rec)}
 - UNet2DConditionModel, cross-attention at 8x8 and 4x4 latent resolution.
 - Scheduler: DDPM linear betas, 1000 steps, v-prediction; works with Euler a, Euler,
   DPM++ 2M, DDIM and UniPC. The v loss keeps full weight at the noisy steps, where layout
@@ -95,7 +119,7 @@ diffusers Stable Diffusion folder: `StableDiffusionPipeline.from_pretrained(this
 {_commands(rec)}
 ```
 
-Seed {rec.get("seed")}, device {rec.get("device")} ({rec.get("threads")} threads),
+{_chain_note(rec)}Seed {rec.get("seed")}, device {rec.get("device")} ({rec.get("threads")} threads),
 {rec.get("wall_seconds", 0) / 60:.0f} minutes wall clock for the last command; steps
 {rec.get("steps_done")}. Final losses:
 
