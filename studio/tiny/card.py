@@ -62,12 +62,11 @@ def _chain_note(rec: dict) -> str:
 
 def _commands(rec: dict) -> str:
     """The training commands in order: a run made with --unet-from records the one before."""
-    earlier = rec.get("continues")
-    before = _commands(earlier) + "\n" if earlier else ""
-    if earlier:
-        minutes = earlier.get("wall_seconds", 0) / 60
-        before = before.rstrip("\n") + f"   # {minutes:.0f} minutes\n"
-    return before + rec.get("command", "python -m studio.tiny.train --model studio-tiny")
+    *earlier, last = _chain(rec)
+    lines = [f"{r.get('command')}   # {r.get('wall_seconds', 0) / 60:.0f} minutes" for r in earlier]
+    return "\n".join(
+        [*lines, last.get("command", "python -m studio.tiny.train --model studio-tiny")]
+    )
 
 
 def base_card(folder: Path) -> str:
