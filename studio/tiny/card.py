@@ -42,7 +42,7 @@ def _chain(rec: dict | None) -> list[dict]:
 
 
 def _text_note(rec: dict) -> str:
-    if not any("--text-aux" in r.get("command", "") for r in _chain(rec)):
+    if not any("text_pair_bce" in r.get("final_losses", {}) for r in _chain(rec)):
         return ""
     return (
         "\n  While the UNet trains, a linear probe on the encoder's mean hidden state names"

@@ -1,9 +1,10 @@
 """Train studio-tiny (text->image) and studio-tiny-x4 (upscaler) from scratch.
 
+    python -m studio.tiny.train                          # both models, from scratch
     python -m studio.tiny.train --model studio-tiny      # tokenizer, VAE, text encoder + UNet
     python -m studio.tiny.train --model studio-tiny-x4   # x4 upscaler on studio-tiny's VAE
     python -m studio.tiny.train --model decoder          # sharpen the shared VAE decoder
-    python -m studio.tiny.train --model all --quick      # a smoke run in a minute or two
+    python -m studio.tiny.train --quick                  # a smoke run in a minute or two
 
 Fixed seeds; the command line, wall times and final losses are written to training.json
 in each model folder. Checkpoints of the EMA weights go to --work as training goes.
@@ -39,7 +40,10 @@ SNR_CLIP = 5.0
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m studio.tiny.train", description=__doc__)
     p.add_argument(
-        "--model", choices=["studio-tiny", "studio-tiny-x4", "decoder", "all"], default="all"
+        "--model",
+        choices=["studio-tiny", "studio-tiny-x4", "decoder", "all"],
+        default="all",
+        help="all: studio-tiny, then studio-tiny-x4 on its VAE (the decoder stage is extra)",
     )
     p.add_argument("--out", type=Path, default=RESOURCES, help="folder holding the model folders")
     p.add_argument("--work", type=Path, default=Path("/tmp/studio-tiny-work"))
@@ -54,18 +58,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="go on training the UNet and text encoder of this studio-tiny folder (its tokenizer"
         " too), with a new warmup and cosine decay",
     )
-    p.add_argument("--vae-steps", type=int, default=2400)
+    p.add_argument("--vae-steps", type=int, default=4000)
     p.add_argument("--vae-batch", type=int, default=32)
     p.add_argument("--vae-lr", type=float, default=8e-4)
-    p.add_argument("--unet-steps", type=int, default=5000)
+    p.add_argument("--unet-steps", type=int, default=7000)
     p.add_argument("--unet-batch", type=int, default=64)
     p.add_argument("--unet-scenes", type=int, default=40000)
     p.add_argument("--unet-lr", type=float, default=5e-4)
     p.add_argument(
         "--text-aux",
         type=float,
-        default=0.0,
-        help="weight of the text encoder's auxiliary loss: name each (colour, shape) pair",
+        default=1.0,
+        help="weight of the text encoder's auxiliary loss: name each (colour, shape) pair (0: off)",
     )
     p.add_argument("--x4-steps", type=int, default=3000)
     p.add_argument("--x4-batch", type=int, default=64)
@@ -290,15 +294,16 @@ def train_base(
     # (shape changes few latent pixels, so the diffusion loss pushes those words apart
     # last). A linear probe naming each (colour, shape) pair from the mean hidden state
     # pulls them apart within a few hundred steps; the probe is dropped after training.
-    pairs = data.pair_targets(scenes)
-    pair_head = torch.nn.Linear(models.TEXT_DIM, len(data.PAIRS))
-    with torch.no_grad():  # start from the pairs' base rate, not from 50%
-        pair_head.bias.fill_(torch.logit(pairs.mean()).item())
-    pair_head = pair_head.to(dev)
     params = list(unet.parameters()) + list(text.parameters())
     opt = _adamw(params, args.unet_lr)
-    # The probe starts from nothing and must keep up with the encoder: a larger step.
-    opt.add_param_group({"params": list(pair_head.parameters()), "lr": args.unet_lr * 50})
+    if args.text_aux > 0:
+        pairs = data.pair_targets(scenes)
+        pair_head = torch.nn.Linear(models.TEXT_DIM, len(data.PAIRS))
+        with torch.no_grad():  # start from the pairs' base rate, not from 50%
+            pair_head.bias.fill_(torch.logit(pairs.mean()).item())
+        pair_head = pair_head.to(dev)
+        # The probe starts from nothing and must keep up with the encoder: a larger step.
+        opt.add_param_group({"params": list(pair_head.parameters()), "lr": args.unet_lr * 50})
     sched = _schedule(opt, args.unet_steps, args.unet_minutes, 200, args)
     gen = torch.Generator().manual_seed(args.seed + 12)
     log = LossLog("unet", args.unet_steps)
@@ -504,6 +509,7 @@ def build_base(args: argparse.Namespace) -> None:
             "vae_probe_mae_64": vae_info["probe_mae_64"],
             "latent_stats": vae_info["latent_stats"],
             "cfg_drop": CFG_DROP,
+            "text_aux": args.text_aux,
             "steps_done": {"vae": vae_info["steps"], "unet": unet_steps},
             "batch": {"vae": args.vae_batch, "unet": args.unet_batch},
             "params": export.param_counts(folder),
@@ -561,7 +567,7 @@ def main(argv: list[str] | None = None) -> None:
         build_base(args)
     if args.model in ("studio-tiny-x4", "all"):
         build_x4(args)
-    if args.model in ("decoder", "all"):
+    if args.model == "decoder":
         build_decoder(args)
 
 
