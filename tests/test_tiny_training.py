@@ -21,11 +21,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("models")
     work = tmp_path_factory.mktemp("work")
     threads = torch.get_num_threads()
+    folders = ["--device", "cpu", "--out", str(out), "--work", str(work)]
     try:
-        train.main(
-            ["--model", "all", "--quick", "--text-aux", "1", "--device", "cpu"]
-            + ["--out", str(out), "--work", str(work)]
-        )
+        train.main(["--quick", *folders])  # the README's command: both models, from scratch
+        train.main(["--model", "decoder", "--quick", *folders])  # the optional extra stage
     finally:
         torch.set_num_threads(threads)
     return out
@@ -49,10 +48,21 @@ def test_quick_run_writes_pipelines_that_generate(trained: Path) -> None:
 
 def test_quick_run_records_its_command_and_the_text_probe(trained: Path) -> None:
     record = json.loads((trained / "studio-tiny" / "training.json").read_text())
-    assert "--text-aux 1" in record["command"]
+    assert record["command"].startswith("python -m studio.tiny.train --quick")
+    assert record["text_aux"] == 1.0  # on by default
     losses = record["final_losses"]
     # Thirty steps cannot learn much, but the probe must have trained and scored.
     assert 0 < losses["text_pair_bce"] < 0.7
     assert losses["unet_v_mse"] > 0
     text = card.base_card(trained / "studio-tiny")
     assert record["command"] in text and "linear probe" in text
+
+
+def test_decoder_stage_rewrites_the_shared_vae_of_both_models(trained: Path) -> None:
+    for name in ("studio-tiny", "studio-tiny-x4"):
+        record = json.loads((trained / name / "training.json").read_text())
+        assert record["decoder_finetune"]["final_losses"]["steps"] == 30
+    base = (trained / "studio-tiny" / "vae" / "diffusion_pytorch_model.safetensors").read_bytes()
+    x4 = (trained / "studio-tiny-x4" / "vae" / "diffusion_pytorch_model.safetensors").read_bytes()
+    assert base == x4
+    assert "decoder is fine-tuned" in card.base_card(trained / "studio-tiny")
