@@ -20,7 +20,7 @@ import platform
 import random
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
@@ -174,6 +174,30 @@ def _schedule(
     return sched
 
 
+def _fit(
+    opt: torch.optim.Optimizer,
+    sched: Schedule,
+    clipped: list[torch.nn.Parameter],
+    loss_at: Callable[[int], torch.Tensor],
+    after_step: Callable[[int], None] | None = None,
+) -> int:
+    """The loop every stage shares: `loss_at(step)` draws a batch, logs and returns the
+    loss; `after_step(steps_done)` updates EMAs and writes checkpoints. Returns the steps
+    taken, which a wall-clock cap or the STOP file can make fewer than asked for."""
+    step = 0
+    while not sched.done():
+        sched.step()
+        loss = loss_at(step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(clipped, 1.0)
+        opt.step()
+        step += 1
+        if after_step is not None:
+            after_step(step)
+    return step
+
+
 def v_loss_weights(scheduler, t: torch.Tensor) -> torch.Tensor:
     """Weights on the v-prediction MSE: 1 up to SNR_CLIP, then falling as 1/(1+snr).
 
@@ -226,20 +250,17 @@ def train_vae(args: argparse.Namespace) -> tuple[AutoencoderKL, dict]:
     sched = _schedule(opt, args.vae_steps, args.vae_minutes, 100, args)
     gen = torch.Generator().manual_seed(args.seed)
     log = LossLog("vae", args.vae_steps)
-    step = 0
-    while not sched.done():
-        sched.step()
+
+    def loss_at(step: int) -> torch.Tensor:
         x = _vae_batch(pools, args.vae_batch, gen).to(dev)
         with _autocast(dev):
             post = vae.encode(x).latent_dist
             rec = vae.decode(post.sample()).sample.float()
         loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + 1e-6 * post.kl().float().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
         log.add(step, loss.item())
-        step += 1
+        return loss
+
+    step = _fit(opt, sched, list(vae.parameters()), loss_at)
     vae.eval().cpu()
     probe = data.to_unit(data.render_scenes(512, 64, args.seed + 4)[1])
     stats = latents.standardise(vae, probe)
@@ -308,9 +329,8 @@ def train_base(
     gen = torch.Generator().manual_seed(args.seed + 12)
     log = LossLog("unet", args.unet_steps)
     aux_log = LossLog("text-aux", args.unet_steps, every=250)
-    step = 0
-    while not sched.done():
-        sched.step()
+
+    def loss_at(step: int) -> torch.Tensor:
         idx = torch.randint(0, len(z), (args.unet_batch,), generator=gen)
         which = torch.randint(0, ids.shape[1], (args.unet_batch,), generator=gen)
         tok = ids[idx, which]
@@ -331,19 +351,19 @@ def train_base(
             aux = F.binary_cross_entropy_with_logits(logits, pairs[idx][~drop].to(dev))
             loss = loss + args.text_aux * aux
             aux_log.add(step, aux.item())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], 1.0)
-        opt.step()
+        log.add(step, per_sample.mean().item())
+        return loss
+
+    def after_step(step: int) -> None:
         ema_unet.update(unet)
         ema_text.update(text)
-        log.add(step, per_sample.mean().item())
-        step += 1
         if step % args.checkpoint_every == 0:
             _checkpoint(
                 args.work / "base_ema.safetensors",
                 {"unet": ema_unet.module, "text_encoder": ema_text.module},
             )
+
+    step = _fit(opt, sched, params, loss_at, after_step)
     losses = {"unet_v_mse": log.final, "steps": step}
     if args.text_aux > 0:
         losses["text_pair_bce"] = aux_log.final
@@ -393,9 +413,8 @@ def train_x4(args: argparse.Namespace, vae: AutoencoderKL) -> tuple[UNet2DCondit
     gen = torch.Generator().manual_seed(args.seed + 22)
     context = torch.zeros(args.x4_batch, 1, models.TEXT_DIM, device=dev)
     log = LossLog("x4", args.x4_steps)
-    step = 0
-    while not sched.done():
-        sched.step()
+
+    def loss_at(step: int) -> torch.Tensor:
         b = args.x4_batch
         idx = torch.randint(0, len(z), (b,), generator=gen)
         x0, low = z[idx].to(dev), data.to_unit(lows[idx]).to(dev)
@@ -415,15 +434,15 @@ def train_x4(args: argparse.Namespace, vae: AutoencoderKL) -> tuple[UNet2DCondit
         target = noise_sched.get_velocity(x0, noise, t)
         per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
         loss = (per_sample * v_loss_weights(noise_sched, t)).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        ema.update(unet)
         log.add(step, per_sample.mean().item())
-        step += 1
+        return loss
+
+    def after_step(step: int) -> None:
+        ema.update(unet)
         if step % args.checkpoint_every == 0:
             _checkpoint(args.work / "x4_ema.safetensors", {"unet": ema.module})
+
+    step = _fit(opt, sched, list(unet.parameters()), loss_at, after_step)
     return ema.module.cpu(), {"x4_v_mse": log.final, "steps": step}
 
 
@@ -442,21 +461,18 @@ def train_decoder(args: argparse.Namespace, vae: AutoencoderKL) -> tuple[Autoenc
     sched = _schedule(opt, args.decoder_steps, args.decoder_minutes, 50, args)
     gen = torch.Generator().manual_seed(args.seed + 34)
     log = LossLog("decoder", args.decoder_steps)
-    step = 0
-    while not sched.done():
-        sched.step()
+
+    def loss_at(step: int) -> torch.Tensor:
         x = _vae_batch(pools, args.vae_batch, gen, align=4).to(dev)
         with torch.no_grad(), _autocast(dev):
             z = vae.encode(x).latent_dist.mean
         with _autocast(dev):
             rec = vae.decode(z).sample.float()
         loss = F.l1_loss(rec, x) + F.mse_loss(rec, x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        opt.step()
         log.add(step, loss.item())
-        step += 1
+        return loss
+
+    step = _fit(opt, sched, trainable, loss_at)
     return vae.eval().cpu(), {"decoder_rec_l1_mse": log.final, "steps": step}
 
 
