@@ -23,6 +23,20 @@ def _table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(out)
 
 
+def _losses(rec: dict) -> str:
+    return "\n".join(f"- {k}: {v:.5g}" for k, v in rec.get("final_losses", {}).items())
+
+
+def _run(rec: dict) -> str:
+    """Seed, device, wall clock and steps of the run that wrote this record."""
+    chained = " (the last command)" if rec.get("continues") else ""
+    steps = ", ".join(f"{k} {v:,}" for k, v in rec.get("steps_done", {}).items())
+    return (
+        f"Seed {rec.get('seed')}, device {rec.get('device')} ({rec.get('threads')} threads),"
+        f" {rec.get('wall_seconds', 0) / 60:.0f} minutes wall clock{chained}; steps: {steps}."
+    )
+
+
 def _decoder_note(rec: dict) -> str:
     ft = rec.get("decoder_finetune")
     if not ft:
@@ -73,7 +87,6 @@ def base_card(folder: Path) -> str:
     rec = export.read_json(folder / "training.json")
     meta = export.read_json(folder / "studio.json")
     ev = rec.get("evaluation", {})
-    losses = "\n".join(f"- {k}: {v:.5f}" for k, v in rec.get("final_losses", {}).items())
     measured = (
         f"Judged by `python -m studio.tiny.evaluate` ({ev.get('scheduler')}, {ev.get('steps')} "
         "steps; percentages of objects, of images for background and all):\n\n"
@@ -118,11 +131,9 @@ diffusers Stable Diffusion folder: `StableDiffusionPipeline.from_pretrained(this
 {_commands(rec)}
 ```
 
-{_chain_note(rec)}Seed {rec.get("seed")}, device {rec.get("device")} ({rec.get("threads")} threads),
-{rec.get("wall_seconds", 0) / 60:.0f} minutes wall clock for the last command; steps
-{rec.get("steps_done")}. Final losses:
+{_chain_note(rec)}{_run(rec)} Final losses:
 
-{losses}
+{_losses(rec)}
 {_decoder_note(rec)}
 ## Measured
 
@@ -141,7 +152,6 @@ def x4_card(folder: Path) -> str:
         if up
         else "Not evaluated yet: run `python -m studio.tiny.evaluate --record`."
     )
-    losses = "\n".join(f"- {k}: {v:.5f}" for k, v in rec.get("final_losses", {}).items())
     return f"""# studio-tiny-x4
 
 A x4 diffusion upscaler in the layout of the Stable Diffusion x4 upscaler
@@ -162,11 +172,10 @@ used, so CFG 1 is the right setting. Defaults in `studio.json`:
 {rec.get("command", "python -m studio.tiny.train --model studio-tiny-x4")}
 ```
 
-Needs studio-tiny's folder (for the VAE). Seed {rec.get("seed")}, device
-{rec.get("device")}, {rec.get("wall_seconds", 0) / 60:.0f} minutes wall clock; steps
-{rec.get("steps_done")}. Final losses:
+Needs studio-tiny's folder (for the VAE): the command trains it first unless given
+`--model studio-tiny-x4`. {_run(rec)} Final losses:
 
-{losses}
+{_losses(rec)}
 {_decoder_note(rec)}
 ## Measured
 
