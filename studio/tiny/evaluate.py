@@ -87,6 +87,15 @@ def generate(
     return images
 
 
+@torch.no_grad()
+def vae_round_trip(pipe, images: list[Image.Image]) -> list[Image.Image]:
+    """The images encoded and decoded by the model's VAE. Every generated image passes
+    through this decoder, so the renders' score after it is a ceiling for the model's:
+    a shape the VAE cannot keep, the UNet cannot draw."""
+    z = pipe.vae.encode(pipe.image_processor.preprocess(images)).latent_dist.mean
+    return pipe.image_processor.postprocess(pipe.vae.decode(z).sample, output_type="pil")
+
+
 def score(verdicts: list[Verdict]) -> dict[str, float]:
     objs = [o for v in verdicts for o in v.objects]
     pct = lambda xs: round(100 * sum(xs) / max(1, len(xs)), 1)  # noqa: E731
@@ -218,8 +227,14 @@ def main(argv: list[str] | None = None) -> None:
     pipe = load(base, scheduler=scheduler)
     judge = Judge(train_shape_classifier())
     single, double = eval_scenes(1, args.single), eval_scenes(2, args.double)
+
+    def judged(images: list[Image.Image], scenes: list[Scene]) -> dict[str, float]:
+        return score([judge(im, s) for im, s in zip(images, scenes, strict=True)])
+
+    renders = [draw_scene(s, 64) for s in single]
     rows: dict[str, dict[str, float]] = {
-        "renderer (judge sanity check)": score([judge(draw_scene(s, 64), s) for s in single]),
+        "renderer (judge sanity check)": judged(renders, single),
+        "renderer through the VAE (ceiling)": judged(vae_round_trip(pipe, renders), single),
     }
     shown: list[Image.Image] = []
     for cfg in cfgs:
@@ -227,9 +242,7 @@ def main(argv: list[str] | None = None) -> None:
             if not scenes:
                 continue
             images = generate(pipe, scenes, steps, cfg)
-            rows[f"{label}, CFG {cfg:g}, {steps} steps"] = score(
-                [judge(im, s) for im, s in zip(images, scenes, strict=True)]
-            )
+            rows[f"{label}, CFG {cfg:g}, {steps} steps"] = judged(images, scenes)
             shown += images[:10]
             print(format_table(rows), flush=True)
     sample_grid(shown, args.samples)
