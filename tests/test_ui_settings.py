@@ -30,7 +30,9 @@ CHANGED = EngineSettings(
     preview_method="vae",
     preview_every=4,
     channels_last=True,
+    fuse_qkv=True,
     compile_unet=True,
+    cuda_graphs=True,
 )
 
 
@@ -134,8 +136,12 @@ def test_the_settings_dialog_shows_the_stored_values(qtbot, tmp_path):  # noqa: 
     qtbot.addWidget(dialog)
     combos = (dialog.device, dialog.dtype, dialog.attention_slicing, dialog.cpu_offload)
     assert {combo.currentText() for combo in combos} == {"Automatic"}
-    assert not dialog.channels_last.isChecked() and not dialog.compile_unet.isChecked()
-    assert "slower first generation" in dialog.compile_unet.toolTip().lower()
+    assert not any(check.isChecked() for check in dialog.speedups.values())
+    assert "slower first generation" in dialog.speedups["compile_unet"].toolTip().lower()
+    # CUDA graphs are recorded by the compiler: not choosable without it
+    assert not dialog.speedups["cuda_graphs"].isEnabled()
+    dialog.speedups["compile_unet"].setChecked(True)
+    assert dialog.speedups["cuda_graphs"].isEnabled()
 
     settings.set_engine_settings(CHANGED)
     dialog = SettingsDialog(StudioSettings(tmp_path, settings.engine_settings(), "light"))
@@ -148,8 +154,10 @@ def test_the_settings_dialog_shows_the_stored_values(qtbot, tmp_path):  # noqa: 
     )
     assert dialog.cpu_offload.currentText() == "On"
     assert dialog.preview_method.currentData() == "vae" and dialog.preview_every.value() == 4
-    assert dialog.channels_last.isChecked() and dialog.compile_unet.isChecked()
+    assert all(check.isChecked() for check in dialog.speedups.values())
     assert dialog.values() == StudioSettings(tmp_path, CHANGED, "light")
+    dialog.speedups["compile_unet"].setChecked(False)  # graphs go with the compiler
+    assert dialog.values().engine == replace(CHANGED, compile_unet=False, cuda_graphs=False)
 
 
 def test_odd_stored_engine_values_read_as_automatic(qtbot, tmp_path):  # noqa: ANN001
@@ -179,8 +187,8 @@ def test_settings_chosen_in_the_dialog_persist_and_reach_the_engine(  # noqa: AN
         dialog.cpu_offload.setCurrentIndex(dialog.cpu_offload.findText("On"))
         dialog.preview_method.setCurrentIndex(dialog.preview_method.findData("vae"))
         dialog.preview_every.setValue(4)
-        dialog.channels_last.setChecked(True)
-        dialog.compile_unet.setChecked(True)
+        for check in dialog.speedups.values():
+            check.setChecked(True)
         return SettingsDialog.DialogCode.Accepted
 
     monkeypatch.setattr(SettingsDialog, "exec", choose)

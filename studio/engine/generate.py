@@ -235,15 +235,31 @@ class Engine:
             call["callback"] = lambda i, t, latents: on_step(i)
             call["callback_steps"] = 1
 
-        hooks = tap.attach(pipe.unet)
         started = time.perf_counter()
         try:
-            images = self._call_with_memory_fallback(pipe, call, seeds)
+            images = self._tapped_call(pipe, tap, call, seeds)
+        except (GenerationCancelled, GenerationError):
+            raise
+        except Exception:
+            if not self.models.uncompile():
+                raise
+            # The compiler failed (no C++ compiler or Triton, an unsupported operation): the
+            # eager UNet computes the same picture, only slower.
+            log.warning("the compiled UNet failed; running it uncompiled", exc_info=True)
+            self._reporter.status("Compilation failed: generating without it…", None)
+            images = self._tapped_call(pipe, tap, call, seeds)
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started
+        return images
+
+    def _tapped_call(
+        self, pipe: Any, tap: GuidanceTap, call: dict[str, Any], seeds: list[int]
+    ) -> list[Image.Image]:
+        hooks = tap.attach(pipe.unet)
+        try:
+            return self._call_with_memory_fallback(pipe, call, seeds)
         finally:
             for hook in hooks:
                 hook.remove()
-        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started
-        return images
 
     def _step_reporter(self, pipe: Any, tap: GuidanceTap, stage: str) -> Callable[[int], None]:
         previewer = self._previewer(pipe)
@@ -290,7 +306,7 @@ class Engine:
         except torch.cuda.OutOfMemoryError:
             pass
         finally:
-            pipe.disable_attention_slicing()  # slower: only for the run that needed it
+            self.models.set_attention(pipe)  # slicing was only for the run that needed it
         self.models._empty_cache()
         raise GenerationError(
             "The GPU ran out of memory even with memory savers on: try a smaller size or batch."

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from studio.engine import speedups
 from studio.engine.catalog import ModelError, read_model_card, resolve
 from studio.engine.devices import memory_plan, pick_device, pick_dtype
 from studio.engine.request import Mode
@@ -86,6 +87,7 @@ class ModelManager:
         self.dtype = pick_dtype(self.device, self.settings.dtype)
         self.status = status or (lambda message, fraction: None)
         self.weight_loads = 0
+        self.compile_failed = False  # a compiled UNet failed here once: compile no more
         self._base: tuple[str, Any] | None = None  # (spec, text→image pipeline)
         self._derived: dict[Mode, Any] = {}
         self._upscaler: tuple[str, Any] | None = None
@@ -277,17 +279,35 @@ class ModelManager:
             pipe.enable_model_cpu_offload(device=self.device)
         else:
             pipe.to(self.device)
-        if plan["attention_slicing"]:
-            pipe.enable_attention_slicing()
+        self.set_attention(pipe)
         if self.settings.channels_last:
             import torch
 
             pipe.unet.to(memory_format=torch.channels_last)
-        if self.settings.compile_unet and self.device.type == "cuda":
+        mode = speedups.compile_mode(self.settings, self.device)
+        if mode is not None and not self.compile_failed:
             import torch
 
-            # No CUDA graphs: they recompile for every new size and hold memory per size.
-            pipe.unet = torch.compile(pipe.unet, mode="max-autotune-no-cudagraphs")
+            pipe.unet = torch.compile(pipe.unet, mode=mode)
+
+    def set_attention(self, pipe: Any) -> None:
+        """Attention as the settings place it: sliced when memory asks for it (slicing
+        replaces fusion: memory comes first), else fused when asked, else diffusers' own.
+        Also what puts it back after a retry with memory savers."""
+        if memory_plan(self.settings, self.device)["attention_slicing"]:
+            pipe.enable_attention_slicing()
+            return
+        pipe.disable_attention_slicing()
+        if self.settings.fuse_qkv:
+            speedups.fuse_attention(getattr(pipe.unet, "_orig_mod", pipe.unet))
+
+    def uncompile(self) -> bool:
+        """Run every loaded UNet eager (all of them, the derived pipelines too) and compile
+        none of the next models: called when a compiled UNet failed. Whether any was."""
+        pipes = [p for _, p in filter(None, (self._base, self._upscaler))]
+        unwrapped = [speedups.uncompile(p) for p in [*pipes, *self._derived.values()]]
+        self.compile_failed = self.compile_failed or any(unwrapped)
+        return any(unwrapped)
 
     def _empty_cache(self) -> None:
         import gc

@@ -18,5 +18,49 @@ class EngineSettings:
     cpu_offload: bool | None = None
     preview_method: str = "linear"  # "linear", "vae" or "none"
     preview_every: int = 1  # a preview every N steps
+    # speed-ups (SPEEDUPS below), all off by default
     channels_last: bool = False
+    fuse_qkv: bool = False
     compile_unet: bool = False
+    cuda_graphs: bool = False
+
+
+@dataclass(frozen=True)
+class Speedup:
+    """An optional speed-up: its EngineSettings field, how the user sees it, and the
+    speed-up it works through (CUDA graphs are recorded by the compiler)."""
+
+    field: str
+    label: str
+    tip: str
+    needs: str | None = None
+
+
+SPEEDUPS: tuple[Speedup, ...] = (
+    Speedup(
+        "channels_last",
+        "Channels-last memory layout",
+        "Store the UNet channels-last, the layout tensor cores prefer: faster on recent "
+        "GPUs, little or no gain on the CPU.",
+    ),
+    Speedup(
+        "fuse_qkv",
+        "Fused attention projections",
+        "One matrix product for attention's query, key and value instead of three: fewer, "
+        "larger GPU kernels. The picture is the same.",
+    ),
+    Speedup(
+        "compile_unet",
+        "Compile the UNet with torch.compile",
+        "Slower first generation while it compiles (half a minute or more, again for each "
+        "new size), faster after. CUDA GPUs and the CPU. Off by default.",
+    ),
+    Speedup(
+        "cuda_graphs",
+        "CUDA graphs",
+        "Record each compiled step once and replay it: the least launch overhead on NVIDIA "
+        "GPUs. Each new size is recorded again and keeps its own GPU memory. Needs "
+        "compilation.",
+        needs="compile_unet",
+    ),
+)

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.engine.paths import output_dir
-from studio.engine.settings import PREVIEW_METHODS, EngineSettings
+from studio.engine.settings import PREVIEW_METHODS, SPEEDUPS, EngineSettings
 from studio.ui.theme import THEMES
 
 SHORTCUTS: tuple[tuple[str, str], ...] = (
@@ -177,17 +177,15 @@ class SettingsDialog(QDialog):
             "Keep each part of the model on the CPU until it is needed: the least GPU memory, "
             "much slower. CUDA only. Automatic: on for GPUs with less than 5 GB.",
         )
-        self.channels_last = QCheckBox("Channels-last memory layout")
-        self.channels_last.setChecked(engine.channels_last)
-        self.channels_last.setToolTip(
-            "Store the UNet channels-last, the layout tensor cores prefer: faster on recent "
-            "GPUs, no gain on the CPU."
-        )
-        self.compile_unet = QCheckBox("Compile the UNet with torch.compile")
-        self.compile_unet.setChecked(engine.compile_unet)
-        self.compile_unet.setToolTip(
-            "Slower first generation while it compiles, faster after, on GPUs. Off by default."
-        )
+        self.speedups = {s.field: QCheckBox(s.label) for s in SPEEDUPS}
+        for speedup in SPEEDUPS:
+            check = self.speedups[speedup.field]
+            check.setChecked(getattr(engine, speedup.field))
+            check.setToolTip(speedup.tip)
+            if speedup.needs:  # e.g. CUDA graphs are recorded by the compiler
+                needed = self.speedups[speedup.needs]
+                check.setEnabled(needed.isChecked())
+                needed.toggled.connect(check.setEnabled)
         box = QGroupBox("Performance")
         form = _form(box)
         form.addRow("Device", self.device)
@@ -195,13 +193,13 @@ class SettingsDialog(QDialog):
         form.addRow("Attention slicing", self.attention_slicing)
         form.addRow("VAE tiling", self.vae_tiling)
         form.addRow("Model CPU offload", self.cpu_offload)
-        form.addRow("Speed-ups", self.channels_last)
-        form.addRow("", self.compile_unet)
+        for index, check in enumerate(self.speedups.values()):
+            form.addRow("Speed-ups" if index == 0 else "", check)
         hint = QLabel(
-            "Compilation and channels-last speed up GPUs after a slow first run; memory savers "
-            "let large images fit on small GPUs at some cost in speed. Changes reload the "
-            "model at the next generation. <code>studio bench --gpu</code> measures them on "
-            "your machine."
+            "Compilation makes the first generation at each size slow and the rest faster; "
+            "the other speed-ups cost nothing. Memory savers let large images fit on small "
+            "GPUs at some cost in speed. Changes reload the model at the next generation. "
+            "<code>studio bench --gpu</code> measures each on your machine."
         )
         hint.setObjectName("hint")
         hint.setWordWrap(True)
@@ -220,8 +218,11 @@ class SettingsDialog(QDialog):
             cpu_offload=self.cpu_offload.value(),
             preview_method=self.preview_method.currentData(),
             preview_every=self.preview_every.value(),
-            channels_last=self.channels_last.isChecked(),
-            compile_unet=self.compile_unet.isChecked(),
+            **{
+                s.field: self.speedups[s.field].isChecked()
+                and (s.needs is None or self.speedups[s.needs].isChecked())
+                for s in SPEEDUPS
+            },
         )
 
     def values(self) -> StudioSettings:

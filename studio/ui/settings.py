@@ -13,7 +13,7 @@ from typing import Any
 from PySide6.QtCore import QByteArray, QSettings
 
 from studio.engine.paths import config_dir, output_dir
-from studio.engine.settings import PREVIEW_METHODS, EngineSettings
+from studio.engine.settings import PREVIEW_METHODS, SPEEDUPS, EngineSettings
 
 MAX_HISTORY = 50
 
@@ -112,8 +112,7 @@ class Settings:
             cpu_offload=self._tristate("engine/cpu_offload"),
             preview_method=self.preview_method(),
             preview_every=self.preview_every(),
-            channels_last=self._bool("engine/channels_last", False),
-            compile_unet=self._bool("engine/compile_unet", False),
+            **{s.field: self._bool(f"engine/{s.field}", False) for s in SPEEDUPS},
         )
 
     def set_engine_settings(self, settings: EngineSettings) -> None:
@@ -127,8 +126,8 @@ class Settings:
             ("engine/cpu_offload", settings.cpu_offload),
         ):
             self._qs.setValue(key, _TRISTATE_NAMES[value])
-        self._qs.setValue("engine/channels_last", bool(settings.channels_last))
-        self._qs.setValue("engine/compile_unet", bool(settings.compile_unet))
+        for speedup in SPEEDUPS:
+            self._qs.setValue(f"engine/{speedup.field}", bool(getattr(settings, speedup.field)))
 
     def theme(self) -> str:
         value = self._qs.value("studio/theme", "dark")

@@ -26,7 +26,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from studio.engine.catalog import ModelError
 from studio.engine.request import GenerationRequest, Mode, RequestError
-from studio.engine.settings import EngineSettings
+from studio.engine.settings import SPEEDUPS, EngineSettings
 
 if TYPE_CHECKING:
     from studio.engine.jobs import GenerationResult, StepProgress
@@ -65,8 +65,7 @@ PLACEMENT_FIELDS = (
     "dtype",
     "attention_slicing",
     "cpu_offload",
-    "channels_last",
-    "compile_unet",
+    *(speedup.field for speedup in SPEEDUPS),
 )
 
 

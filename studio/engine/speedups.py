@@ -1,0 +1,50 @@
+"""The optional speed-ups of the denoising UNet, applied when a model is placed.
+
+Fused projections and channels-last change how the weights are laid out, not what they
+compute. Compilation wraps the UNet; when a compiled UNet fails (no compiler on this
+machine, an operation the compiler cannot handle), the engine unwraps it and runs eager.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from studio.engine.settings import EngineSettings
+
+log = logging.getLogger(__name__)
+
+# Devices torch.compile is used on: its MPS backend is still experimental.
+COMPILED_DEVICES = ("cuda", "cpu")
+
+
+def compile_mode(settings: EngineSettings, device: torch.device) -> str | None:
+    """The torch.compile mode for these settings on this device; None: run eager."""
+    if not settings.compile_unet or device.type not in COMPILED_DEVICES:
+        return None
+    if device.type == "cpu":
+        return "default"  # measured: ~30 s to compile the embedded model, then ~20% faster
+    return "max-autotune" if settings.cuda_graphs else "max-autotune-no-cudagraphs"
+
+
+def fuse_attention(unet: Any) -> None:
+    """One projection for q, k and v (k and v for cross-attention). Models with added
+    key/value projections cannot be fused; they run as they are."""
+    try:
+        unet.fuse_qkv_projections()
+    except ValueError as e:
+        log.info("attention projections not fused: %s", e)
+
+
+def is_compiled(unet: Any) -> bool:
+    return hasattr(unet, "_orig_mod")
+
+
+def uncompile(pipe: Any) -> bool:
+    """Put the eager UNet back in place of its compiled wrapper; whether there was one."""
+    if not is_compiled(pipe.unet):
+        return False
+    pipe.unet = pipe.unet._orig_mod
+    return True

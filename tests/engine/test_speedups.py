@@ -1,0 +1,129 @@
+"""Speed-ups change how fast, never what: fused attention, channels-last and a compiled UNet
+draw the same picture, and a compiler that fails or a GPU out of memory costs a retry, not
+the image."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from studio.engine.generate import Engine
+from studio.engine.jobs import GenerationError
+from studio.engine.request import GenerationRequest, Mode
+from studio.engine.settings import EngineSettings
+from studio.engine.speedups import is_compiled
+from tests.engine.conftest import RecordingReporter
+
+
+@pytest.fixture
+def base(tiny_sd: str) -> GenerationRequest:
+    return GenerationRequest(
+        prompt="a red circle", model=tiny_sd, width=32, height=32, steps=3, seed=11
+    )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_compiler() -> Iterator[None]:
+    # The compiler caches what it made (or failed to make) for the UNet's code: start and
+    # leave each test with none of it.
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+def _pixels(engine: Engine, request: GenerationRequest, **kwargs) -> np.ndarray:
+    return np.asarray(engine.run(request, **kwargs).images[0], dtype=np.int16)
+
+
+def _largest_difference(a: np.ndarray, b: np.ndarray) -> int:
+    return int(np.abs(a - b).max())
+
+
+def _fused(unet: torch.nn.Module) -> bool:
+    processors = getattr(unet, "_orig_mod", unet).attn_processors.values()
+    return all(type(p).__name__ == "FusedAttnProcessor2_0" for p in processors)
+
+
+def test_fused_attention_and_channels_last_draw_the_same_picture(base, tiny_sd) -> None:
+    plain = _pixels(Engine(), base)
+    engine = Engine(EngineSettings(fuse_qkv=True, channels_last=True))
+    fast = _pixels(engine, base)
+    unet = engine.models.pipeline(tiny_sd, Mode.TEXT_TO_IMAGE).unet
+    assert _fused(unet)
+    assert unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    assert _largest_difference(plain, fast) <= 2  # rounding, not a different picture
+
+
+def test_a_compiled_unet_draws_the_same_pictures_with_every_preview(base, tiny_sd) -> None:
+    thresholded = base.replace(cfg_scale=12.0, dynamic_thresholding=True, cfg_rescale=0.5)
+    eager = Engine()
+    engine = Engine(EngineSettings(compile_unet=True))
+    reporter = RecordingReporter()
+    compiled = _pixels(engine, base, reporter=reporter)
+    assert is_compiled(engine.models.pipeline(tiny_sd, Mode.TEXT_TO_IMAGE).unet)
+    assert is_compiled(engine.models.pipeline(tiny_sd, Mode.IMAGE_TO_IMAGE).unet)
+    # the guidance hooks see the compiled UNet's every call: a preview at every step
+    assert [p.step for p in reporter.steps] == [1, 2, 3]
+    assert all(p.preview is not None for p in reporter.steps)
+    assert _largest_difference(_pixels(eager, base), compiled) <= 2
+    # and guidance that reshapes the UNet's output works through it
+    assert _largest_difference(_pixels(eager, thresholded), _pixels(engine, thresholded)) <= 2
+    assert not engine.models.compile_failed
+
+
+def test_a_failing_compiler_costs_a_retry_not_the_image(base, tiny_sd, monkeypatch) -> None:
+    def broken_backend(graph: torch.fx.GraphModule, inputs: list) -> None:
+        raise RuntimeError("no working C++ compiler")
+
+    compile_ = torch.compile
+    monkeypatch.setattr(
+        torch, "compile", lambda model, mode: compile_(model, backend=broken_backend)
+    )
+    expected = _pixels(Engine(), base)
+    engine = Engine(EngineSettings(compile_unet=True))
+    reporter = RecordingReporter()
+    assert np.array_equal(_pixels(engine, base, reporter=reporter), expected)
+    assert any("Compilation failed" in message for message, _ in reporter.statuses)
+    assert [p.step for p in reporter.steps][-3:] == [1, 2, 3]  # the retry, in full
+    # every pipeline of the model runs eager now, and the next job goes straight to it
+    for mode in (Mode.TEXT_TO_IMAGE, Mode.IMAGE_TO_IMAGE, Mode.INPAINT):
+        assert not is_compiled(engine.models.pipeline(tiny_sd, mode).unet)
+    again = RecordingReporter()
+    assert np.array_equal(_pixels(engine, base, reporter=again), expected)
+    assert not any("Compilation failed" in message for message, _ in again.statuses)
+
+
+def test_out_of_gpu_memory_retries_with_memory_savers_then_puts_them_back(base, tiny_sd) -> None:
+    engine = Engine(EngineSettings(fuse_qkv=True))
+    expected = _pixels(engine, base)
+    unet = engine.models.pipeline(tiny_sd, Mode.TEXT_TO_IMAGE).unet
+    calls: list[int] = []
+
+    def out_of_memory(first_only: bool):
+        def hook(module: torch.nn.Module, args: tuple) -> None:
+            calls.append(1)
+            if not first_only or len(calls) == 1:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+
+        return unet.register_forward_pre_hook(hook)
+
+    hook = out_of_memory(first_only=True)
+    reporter = RecordingReporter()
+    try:
+        retried = _pixels(engine, base, reporter=reporter)
+    finally:
+        hook.remove()
+    assert any("Out of memory" in message for message, _ in reporter.statuses)
+    assert _largest_difference(retried, expected) <= 2  # sliced attention, same picture
+    assert _fused(unet)  # slicing was for that run only: the chosen attention is back
+
+    hook = out_of_memory(first_only=False)
+    try:
+        with pytest.raises(GenerationError, match="ran out of memory even with memory savers"):
+            engine.run(base)
+    finally:
+        hook.remove()
+    assert np.array_equal(_pixels(engine, base), expected)  # and the engine runs on
