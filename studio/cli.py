@@ -89,7 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--size", type=int, default=512, help="--gpu: image size")
     bench.add_argument("--steps", type=int, default=20, help="--gpu: denoising steps")
     bench.add_argument("--repeats", type=int, default=5, help="--gpu: timed runs of each")
-    bench.add_argument("--no-compile", action="store_true", help="--gpu: skip torch.compile")
+    bench.add_argument(
+        "--rows",
+        type=_bench_rows,
+        metavar="ROW,…",
+        help="--gpu: measure only these rows (bare_diffusers, engine, channels_last, "
+        "fused_qkv, compiled, cuda_graphs); each keeps the speed-ups of the rows above it",
+    )
+    bench.add_argument("--no-compile", action="store_true", help="--gpu: skip the compiled rows")
+    bench.add_argument(
+        "--out", type=Path, metavar="FILE", help="also write the JSON here, after every row"
+    )
     return parser
 
 
@@ -220,17 +230,43 @@ def _models(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from studio.bench.runner import format_table, machine, run_bench
+    from studio.engine.saving import write_atomically
+
+    def save(results: dict) -> None:
+        if args.out is not None:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            text = json.dumps(results, indent=2).encode()
+            write_atomically(args.out, lambda handle: handle.write(text))
 
     if args.gpu:
-        from studio.bench.gpu_bench import run_gpu_bench
+        from studio.bench.gpu_bench import COMPILED_ROWS, ROWS, run_gpu_bench
 
-        compile_unet = False if args.no_compile else None
-        gpu = run_gpu_bench(args.device, args.size, args.steps, args.repeats, compile_unet)
-        results = {"machine": machine(), "gpu": gpu}
+        rows = [r for r in args.rows or ROWS if not (args.no_compile and r in COMPILED_ROWS)]
+        results: dict = {"machine": machine()}
+
+        def save_gpu(gpu: dict) -> None:
+            save({**results, "gpu": gpu})
+
+        results["gpu"] = run_gpu_bench(
+            args.device, args.size, args.steps, args.repeats, tuple(rows), save_gpu
+        )
     else:
         results = run_bench(args.quick, args.model)
+    save(results)
     print(json.dumps(results, indent=2) if args.json else format_table(results))
     return EXIT_OK
+
+
+def _bench_rows(text: str) -> list[str]:
+    from studio.bench.gpu_bench import ROWS
+
+    rows = [row.strip() for row in text.split(",") if row.strip()]
+    unknown = [row for row in rows if row not in ROWS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"no row called {', '.join(unknown)}: choose from {', '.join(ROWS)}"
+        )
+    return rows
 
 
 _COMMANDS = {

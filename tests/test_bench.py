@@ -58,7 +58,8 @@ def test_quick_bench_reports_every_figure() -> None:
     assert results["engine_overhead_ratio"] > 0.5  # a sane ratio, not a target
 
 
-def test_gpu_bench_runs_on_a_cpu_at_a_small_size() -> None:
+def test_gpu_bench_runs_on_a_cpu_at_a_small_size(tmp_path) -> None:  # noqa: ANN001
+    saved = tmp_path / "bench" / "gpu.json"
     results = _bench(
         "--device",
         "cpu",
@@ -70,14 +71,30 @@ def test_gpu_bench_runs_on_a_cpu_at_a_small_size() -> None:
         "2",
         "--repeats",
         "1",
-        "--no-compile",
+        "--no-compile",  # compiling the SD 1.5 UNet takes minutes on this CPU
+        "--out",
+        str(saved),
         timeout=900,
     )
     gpu = results["gpu"]
+    rows = ("bare_diffusers", "engine", "channels_last", "fused_qkv")
     keys = [
         f"{row}.{figure}"
-        for row in ("bare_diffusers", "engine", "engine_speedups")
-        for figure in ("it_per_s", "s_per_image", "utilisation")
+        for row in rows
+        for figure in ("it_per_s", "s_per_image", "first_run_s", "utilisation")
     ]
     assert all_finite(gpu, [*keys, "matmul_peak_tflops_bf16"]) == []
-    assert gpu["engine"]["unet_flops_per_step"] > 1e10  # the SD 1.5 UNet, not a toy
+    assert "compiled" not in gpu and "cuda_graphs" not in gpu
+    assert gpu["unet_flops_per_step"] > 1e10  # the SD 1.5 UNet, not a toy
+    assert json.loads(saved.read_text()) == results  # the file a cut-short run would leave
+
+
+def test_gpu_bench_rows_are_checked_before_anything_runs() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "studio.cli", "bench", "--gpu", "--rows", "engine,turbo"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "no row called turbo" in done.stderr and "Traceback" not in done.stderr

@@ -7,9 +7,13 @@ It also runs on a CPU at a small size, so that it never rots.
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 class _LoopClock:
@@ -80,52 +84,89 @@ def _unet_flops_per_step(pipe: Any, size: int) -> float:
     return float(counter.get_total_flops())
 
 
+# Rows after the bare call, each adding one speed-up to the row before, so the table says
+# what each one buys: (row, the EngineSettings field it switches on; None for none).
+LADDER: tuple[tuple[str, str | None], ...] = (
+    ("engine", None),
+    ("channels_last", "channels_last"),
+    ("fused_qkv", "fuse_qkv"),
+    ("compiled", "compile_unet"),
+    ("cuda_graphs", "cuda_graphs"),
+)
+ROWS = ("bare_diffusers", *(row for row, _ in LADDER))
+COMPILED_ROWS = ("compiled", "cuda_graphs")
+
+
 def run_gpu_bench(
-    device: str | None, size: int, steps: int, repeats: int, compile_unet: bool | None
+    device: str | None,
+    size: int,
+    steps: int,
+    repeats: int,
+    rows: tuple[str, ...] = ROWS,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
+    """Measure `rows` (of ROWS) in order; `on_row` gets the results so far after each, so
+    a run cut short still leaves every row it finished. A row that fails records its error
+    and the next one runs."""
     import torch
 
+    from studio.bench.random_models import build_sd15
     from studio.engine.devices import pick_device
+    from studio.engine.models import quiet_libraries
     from studio.engine.settings import EngineSettings
+    from studio.engine.speedups import uncompile
 
     target = pick_device(device)
     dtype = "float16" if target.type == "cuda" else "float32"
-    compile_unet = target.type == "cuda" if compile_unet is None else compile_unet
     results: dict[str, Any] = {"device": str(target), "size": size, "steps": steps}
     if target.type == "cuda":
         results["device_name"] = torch.cuda.get_device_name(target)
-
-    from studio.bench.random_models import build_sd15
-    from studio.engine.models import quiet_libraries
-
     quiet_libraries()
     pipe = build_sd15(getattr(torch, dtype))  # built once: random init of 1B weights is slow
-    base = EngineSettings(dtype=dtype, device=str(target))
-    fast = EngineSettings(
-        dtype=dtype, device=str(target), channels_last=True, compile_unet=compile_unet
-    )
-    results["bare_diffusers"] = _measure(pipe, base, True, target, size, steps, repeats)
-    results["engine"] = _measure(pipe, base, False, target, size, steps, repeats)
-    # last: the speed-ups change the pipeline in place (channels-last, a compiled UNet)
-    results["engine_speedups"] = {
-        **_measure(pipe, fast, False, target, size, steps, repeats),
-        "compiled": compile_unet,
-    }
+    results["unet_flops_per_step"] = _unet_flops_per_step(pipe.to(target), size)
+    results["matmul_peak_tflops_bf16"] = _matmul_peak_tflops(target)
+    report = on_row or (lambda _results: None)
+    report(results)
 
-    flops = results["engine"]["unet_flops_per_step"]
-    peak = _matmul_peak_tflops(target)
-    results["matmul_peak_tflops_bf16"] = peak
-    for key in ("bare_diffusers", "engine", "engine_speedups"):
-        achieved = flops * results[key]["it_per_s"] / 1e12
-        results[key]["achieved_tflops"] = achieved
-        results[key]["utilisation"] = achieved / peak
+    chosen: dict[str, bool] = {}
+    for row, field in (("bare_diffusers", None), *LADDER):
+        if field is not None:
+            chosen[field] = True  # cumulative: a row has every speed-up above it
+        if row not in rows:
+            continue
+        if row == "cuda_graphs" and target.type != "cuda":
+            results[row] = {"skipped": "CUDA graphs need a CUDA GPU."}
+            continue
+        settings = EngineSettings(dtype=dtype, device=str(target), **chosen)
+        try:
+            figures = _measure(
+                pipe, settings, row == "bare_diffusers", target, size, steps, repeats
+            )
+        except Exception as e:  # noqa: BLE001 - a row that fails must not cost the others
+            log.exception("bench row %s failed", row)
+            figures = {"error": f"{e.__class__.__name__}: {_first_line(e)}"}
+        finally:
+            uncompile(pipe)  # the next row compiles afresh, or not at all
+            torch._dynamo.reset()
+        if "it_per_s" in figures:
+            achieved = results["unet_flops_per_step"] * figures["it_per_s"] / 1e12
+            figures["achieved_tflops"] = achieved
+            figures["utilisation"] = achieved / results["matmul_peak_tflops_bf16"]
+        results[row] = figures
+        report(results)
     return results
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else "(no message)"
 
 
 def _measure(
     built: Any, settings: Any, bare: bool, target: Any, size: int, steps: int, repeats: int
 ) -> dict[str, Any]:
-    """Seconds per image and loop steps per second, bare diffusers or through the engine."""
+    """Seconds per image and loop steps per second, bare diffusers or through the engine;
+    the first run's seconds too, which is where compilation is paid."""
     import torch
 
     from studio.bench.engine_bench import BENCH_PROMPT, preview_cost
@@ -147,7 +188,12 @@ def _measure(
     sync = _synchroniser(target)
     engine = Engine(settings)
     engine.models.adopt(model, built)
+    started = time.perf_counter()
     engine.run(request)  # warm up (and compile)
+    sync()
+    first_run_s = time.perf_counter() - started
+    if engine.models.compile_failed:
+        raise RuntimeError("the compiled UNet failed and the engine fell back to eager")
     pipe = engine.models.pipeline(model, Mode.TEXT_TO_IMAGE)
     clock = _LoopClock()
     hook = pipe.unet.register_forward_pre_hook(clock.before_unet)
@@ -179,13 +225,13 @@ def _measure(
     figures: dict[str, Any] = {
         "it_per_s": statistics.median(rates),
         "s_per_image": statistics.median(seconds),
+        "first_run_s": first_run_s,
     }
     if target.type == "cuda":
         figures["peak_vram_mb"] = torch.cuda.max_memory_allocated(target) / 2**20
     if not bare:
         step_seconds = 1 / figures["it_per_s"]
         figures["preview_cost_share"] = preview_cost(engine, request, step_seconds)["linear"]
-    figures["unet_flops_per_step"] = _unet_flops_per_step(pipe, size)
     engine.models.unload()
     return figures
 

@@ -71,11 +71,13 @@ def lookup(results: dict[str, Any], dotted: str) -> Any:
 
 
 def format_table(results: dict[str, Any]) -> str:
-    lines = [f"{'measure':<52} {'value':>10}  target", "-" * 72]
+    lines = []
     for key, label, target in _ROWS:
         value = lookup(results, key)
         if value is None:
             continue
+        if not lines:
+            lines = [f"{'measure':<52} {'value':>10}  target", "-" * 72]
         if key.startswith("preview_cost_share"):
             shown = f"{value:.2%}"
         elif isinstance(value, float):
@@ -85,24 +87,37 @@ def format_table(results: dict[str, Any]) -> str:
         lines.append(f"{label:<52} {shown:>10}  {target}")
     gpu = results.get("gpu")
     if gpu:
-        lines += [
-            "",
-            f"GPU ({gpu.get('device_name', gpu['device'])}, SD 1.5 architecture, "
-            f"{gpu['size']}×{gpu['size']}, {gpu['steps']} steps, CFG, batch 1)",
-        ]
-        lines.append(f"{'':<22} {'it/s':>8} {'s/image':>9} {'VRAM MB':>9} {'util.':>7}")
-        for key in ("bare_diffusers", "engine", "engine_speedups"):
-            row = gpu[key]
-            vram = row.get("peak_vram_mb")
-            lines.append(
-                f"{key:<22} {row['it_per_s']:>8.2f} {row['s_per_image']:>9.3f} "
-                f"{(f'{vram:.0f}' if vram else '-'):>9} {row['utilisation']:>7.1%}"
-            )
-        lines.append(
-            f"UNet GFLOP per CFG step: {gpu['engine']['unet_flops_per_step'] / 1e9:.1f}; "
-            f"bf16 matmul peak: {gpu['matmul_peak_tflops_bf16']:.1f} TFLOP/s"
-        )
+        lines += ["", *_gpu_table(gpu)] if lines else _gpu_table(gpu)
     return "\n".join(lines)
+
+
+def _gpu_table(gpu: dict[str, Any]) -> list[str]:
+    from studio.bench.gpu_bench import ROWS
+
+    lines = [
+        f"GPU bench: {gpu.get('device_name', gpu['device'])}, SD 1.5 architecture, "
+        f"{gpu['size']}×{gpu['size']}, {gpu['steps']} steps, CFG, batch 1",
+        "(each row adds one speed-up to the row above)",
+        f"{'':<16} {'it/s':>8} {'s/image':>9} {'1st run s':>10} {'VRAM MB':>9} {'util.':>7}",
+    ]
+    for key in ROWS:
+        row = gpu.get(key)
+        if row is None:
+            continue
+        if "it_per_s" not in row:
+            lines.append(f"{key:<16} {row.get('error') or row.get('skipped')}")
+            continue
+        vram = row.get("peak_vram_mb")
+        lines.append(
+            f"{key:<16} {row['it_per_s']:>8.2f} {row['s_per_image']:>9.3f} "
+            f"{row['first_run_s']:>10.1f} {(f'{vram:.0f}' if vram else '-'):>9} "
+            f"{row['utilisation']:>7.1%}"
+        )
+    lines.append(
+        f"UNet GFLOP per CFG step: {gpu['unet_flops_per_step'] / 1e9:.1f}; "
+        f"bf16 matmul peak: {gpu['matmul_peak_tflops_bf16']:.1f} TFLOP/s"
+    )
+    return lines
 
 
 def all_finite(results: dict[str, Any], keys: list[str]) -> list[str]:

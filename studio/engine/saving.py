@@ -6,7 +6,9 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image
 
@@ -72,10 +74,17 @@ def save_image(
     target = folder / f"{stem}.png"
     if not overwrite:
         target = _unique(target)
-    fd, tmp_name = tempfile.mkstemp(prefix=".partial-", suffix=".png", dir=folder)
+    write_atomically(target, lambda handle: image.save(handle, format="PNG", pnginfo=info))
+    return target
+
+
+def write_atomically(target: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write a file that appears whole or not at all: into a temporary file beside it,
+    renamed over it once complete."""
+    fd, tmp_name = tempfile.mkstemp(prefix=".partial-", suffix=target.suffix, dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG", pnginfo=info)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes it owner-only; others may read
@@ -83,7 +92,6 @@ def save_image(
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
-    return target
 
 
 def _read_umask() -> int:
