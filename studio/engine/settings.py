@@ -52,8 +52,9 @@ SPEEDUPS: tuple[Speedup, ...] = (
     Speedup(
         "compile_unet",
         "Compile the UNet with torch.compile",
-        "Slower first generation while it compiles (half a minute or more, again for each "
-        "new size), faster after. CUDA GPUs and the CPU. Off by default.",
+        "Slower first generation while it compiles (half a minute to minutes, again for "
+        "each new size), then faster on GPUs; on the CPU it depends on the model. Off by "
+        "default.",
     ),
     Speedup(
         "cuda_graphs",
