@@ -16,17 +16,25 @@ from diffusers import StableDiffusionPipeline, StableDiffusionUpscalePipeline
 from studio.tiny import card, train
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("models")
-    work = tmp_path_factory.mktemp("work")
+def _train(*argv: str) -> None:
     threads = torch.get_num_threads()
-    folders = ["--device", "cpu", "--out", str(out), "--work", str(work)]
     try:
-        train.main(["--quick", *folders])  # the README's command: both models, from scratch
-        train.main(["--model", "decoder", "--quick", *folders])  # the optional extra stage
+        train.main(["--quick", "--device", "cpu", *argv])
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("work")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, work: Path) -> Path:
+    out = tmp_path_factory.mktemp("models")
+    folders = ["--out", str(out), "--work", str(work)]
+    _train(*folders)  # the README's command: both models, from scratch
+    _train("--model", "decoder", *folders)  # the optional extra stage
     return out
 
 
@@ -66,3 +74,23 @@ def test_decoder_stage_rewrites_the_shared_vae_of_both_models(trained: Path) -> 
     x4 = (trained / "studio-tiny-x4" / "vae" / "diffusion_pytorch_model.safetensors").read_bytes()
     assert base == x4
     assert "decoder is fine-tuned" in card.base_card(trained / "studio-tiny")
+
+
+def test_the_text_probe_can_be_left_out(trained: Path, work: Path, tmp_path: Path) -> None:
+    # on the VAE the first run trained (--vae-from), so only the UNet stage runs again
+    _train("--model", "studio-tiny", "--text-aux", "0", "--vae-from", str(work / "vae"),
+           "--out", str(tmp_path), "--work", str(tmp_path / "work"))  # fmt: skip
+    record = json.loads((tmp_path / "studio-tiny" / "training.json").read_text())
+    assert record["text_aux"] == 0
+    assert "text_pair_bce" not in record["final_losses"]
+    assert record["final_losses"]["unet_v_mse"] > 0
+    assert "linear probe" not in card.base_card(tmp_path / "studio-tiny")
+    pipe = StableDiffusionPipeline.from_pretrained(
+        tmp_path / "studio-tiny", local_files_only=True, torch_dtype=torch.float32
+    )
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe("a red circle", num_inference_steps=2, output_type="np").images[0].shape == (
+        64,
+        64,
+        3,
+    )

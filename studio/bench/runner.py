@@ -113,6 +113,10 @@ def _gpu_table(gpu: dict[str, Any]) -> list[str]:
             f"{row['first_run_s']:>10.1f} {(f'{vram:.0f}' if vram else '-'):>9} "
             f"{row['utilisation']:>7.1%}"
         )
+        if row.get("graph_breaks") or row.get("cudagraph_skips"):
+            lines[-1] += (
+                f"  ({row['graph_breaks']} graph breaks, {row['cudagraph_skips']} CUDA-graph skips)"
+            )
     lines.append(
         f"UNet GFLOP per CFG step: {gpu['unet_flops_per_step'] / 1e9:.1f}; "
         f"bf16 matmul peak: {gpu['matmul_peak_tflops_bf16']:.1f} TFLOP/s"

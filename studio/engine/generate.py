@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from studio.engine import imaging
+from studio.engine import imaging, speedups
 from studio.engine.devices import wants_vae_tiling
 from studio.engine.guidance import GenerationCancelled, GuidanceSettings, GuidanceTap
 from studio.engine.jobs import (
@@ -227,6 +227,7 @@ class Engine:
             prediction_type=pipe.scheduler.config.get("prediction_type", "epsilon"),
             latent_channels=pipe.vae.config.latent_channels,
             cancel=self._cancel,
+            copy_output=self.settings.cuda_graphs and speedups.is_compiled(pipe.unet),
         )
         on_step = self._step_reporter(pipe, tap, stage)
         if _has_step_end_callback(pipe):

@@ -49,8 +49,12 @@ class GuidanceTap:
         prediction_type: str,
         latent_channels: int,
         cancel: threading.Event,
+        copy_output: bool = False,
     ) -> None:
         self.settings = settings
+        # A UNet replayed as a CUDA graph writes every call's output into the same memory;
+        # a scheduler that keeps raw outputs across steps (PNDM) needs its own copy.
+        self.copy_output = copy_output
         self.alphas_cumprod = alphas_cumprod.float()
         self.prediction_type = prediction_type
         self.latent_channels = latent_channels
@@ -79,9 +83,11 @@ class GuidanceTap:
             latents = latents[: uncond.shape[0]]
         else:
             uncond, cond = None, prediction
-        self._last = (latents, cond, uncond, timestep)
         if not self.settings.reshapes_prediction:
-            return None  # the pipeline's own CFG gives the same prediction: leave it be
+            self._last = (latents, cond, uncond, timestep)
+            if not self.copy_output:
+                return None  # the pipeline's own CFG gives the same prediction: leave it be
+            return _with_sample(output, prediction.clone())
 
         guided = self._guided(cond, uncond)
         if self.settings.dynamic_thresholding:
@@ -92,8 +98,7 @@ class GuidanceTap:
             )
             guided = from_x0(latents, x0, alpha, self.prediction_type).to(prediction.dtype)
         self._last = (latents, guided, None, timestep)
-        shaped = torch.cat([guided] * (2 if with_cfg else 1))
-        return (shaped,) if isinstance(output, tuple) else type(output)(sample=shaped)
+        return _with_sample(output, torch.cat([guided] * (2 if with_cfg else 1)))
 
     def _guided(self, cond: torch.Tensor, uncond: torch.Tensor | None) -> torch.Tensor:
         if uncond is None:
@@ -121,6 +126,11 @@ class GuidanceTap:
         high = (low + 1).clamp(max=len(table) - 1)
         frac = t - low
         return table[low] * (1 - frac) + table[high] * frac
+
+
+def _with_sample(output: Any, sample: torch.Tensor) -> Any:
+    """The UNet's output (a tuple or an output object) with `sample` in its place."""
+    return (sample,) if isinstance(output, tuple) else type(output)(sample=sample)
 
 
 def to_x0(
