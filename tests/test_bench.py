@@ -85,6 +85,8 @@ def test_gpu_bench_runs_on_a_cpu_at_a_small_size(tmp_path) -> None:  # noqa: ANN
     ]
     assert all_finite(gpu, [*keys, "matmul_peak_tflops_bf16"]) == []
     assert "compiled" not in gpu and "cuda_graphs" not in gpu
+    assert gpu["engine"]["attention"] == "AttnProcessor2_0"  # SDPA
+    assert gpu["fused_qkv"]["attention"] == "FusedAttnProcessor2_0"
     assert gpu["unet_flops_per_step"] > 1e10  # the SD 1.5 UNet, not a toy
     assert json.loads(saved.read_text()) == results  # the file a cut-short run would leave
 

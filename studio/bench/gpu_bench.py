@@ -235,6 +235,9 @@ def _measure(
         "s_per_image": statistics.median(seconds),
         "first_run_s": first_run_s,
     }
+    # SDPA (AttnProcessor2_0) unless fused or sliced: the row names what it ran
+    processors = getattr(pipe.unet, "_orig_mod", pipe.unet).attn_processors.values()
+    figures["attention"] = ", ".join(sorted({type(p).__name__ for p in processors}))
     if settings.compile_unet:  # parts left eager or not replayed: the row says so
         figures["graph_breaks"] = sum(counters["graph_break"].values())
         figures["cudagraph_skips"] = counters["inductor"]["cudagraph_skips"]
