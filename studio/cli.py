@@ -239,7 +239,8 @@ def _bench(args: argparse.Namespace) -> int:
             write_atomically(args.out, lambda handle: handle.write(text))
 
     if args.gpu:
-        from studio.bench.gpu_bench import COMPILED_ROWS, ROWS, run_gpu_bench
+        from studio.bench.gpu_bench import run_gpu_bench
+        from studio.bench.ladder import COMPILED_ROWS, ROWS
 
         rows = [r for r in args.rows or ROWS if not (args.no_compile and r in COMPILED_ROWS)]
         results: dict = {"machine": machine()}
@@ -258,7 +259,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _bench_rows(text: str) -> list[str]:
-    from studio.bench.gpu_bench import ROWS
+    from studio.bench.ladder import ROWS
 
     rows = [row.strip() for row in text.split(",") if row.strip()]
     unknown = [row for row in rows if row not in ROWS]

@@ -24,6 +24,8 @@ REQUIRED = [
     "mode_switch_ms",
     "mode_switch_weight_loads",
     "peak_rss_mb",
+    "speedup_s_per_image_ratio",
+    "speedup_first_run_s",
 ]
 
 
@@ -56,6 +58,9 @@ def test_quick_bench_reports_every_figure() -> None:
     assert "linear" in results["preview_cost_share"]
     assert results["mode_switch_weight_loads"] == 0
     assert results["engine_overhead_ratio"] > 0.5  # a sane ratio, not a target
+    # the speed-up ladder on the embedded model: every row this CPU can run, none failed
+    assert set(results["speedup_s_per_image_ratio"]) == {"channels_last", "fused_qkv", "compiled"}
+    assert results["speedup_errors"] == {}
 
 
 def test_gpu_bench_runs_on_a_cpu_at_a_small_size(tmp_path) -> None:  # noqa: ANN001

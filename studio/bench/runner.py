@@ -19,6 +19,12 @@ _ROWS: list[tuple[str, str, str]] = [
     ("mode_switch_ms", "Mode switches txt→inpaint→img→txt (ms)", "≤ 50"),
     ("mode_switch_weight_loads", "Weights loaded by those switches", "0"),
     ("peak_rss_mb", "Peak resident memory of a generation (MB)", ""),
+    ("speedup_s_per_image_ratio.channels_last", "s/image, + channels-last / engine", ""),
+    ("speedup_s_per_image_ratio.fused_qkv", "s/image, + fused attention / engine", ""),
+    ("speedup_s_per_image_ratio.compiled", "s/image, + compiled UNet / engine", ""),
+    ("speedup_s_per_image_ratio.cuda_graphs", "s/image, + CUDA graphs / engine", ""),
+    ("speedup_first_run_s.compiled", "First image with the UNet compiled (s)", ""),
+    ("speedup_first_run_s.cuda_graphs", "First image with CUDA graphs (s)", ""),
 ]
 
 
@@ -41,7 +47,32 @@ def run_bench(quick: bool, model: str) -> dict[str, Any]:
     results["event_loop_gap_ms"] = ui_bench.event_loop_gaps(model, runs=1 if quick else 3)
     results.update(ui_bench.startup_times(model, runs=1 if quick else 3))
     results["peak_rss_mb"] = engine_bench.peak_rss_mb(model, steps=25)
+    results.update(_speedups(model, request, repeats))
     return results
+
+
+def _speedups(model: str, request: Any, repeats: int) -> dict[str, Any]:
+    """The speed-up ladder on this model and device: each row's seconds per image over the
+    engine's, measured in the same run, and what its first image cost."""
+    from studio.bench.ladder import ROWS, run_ladder
+    from studio.engine.models import ModelManager
+    from studio.engine.request import Mode
+
+    models = ModelManager()
+    pipe = models.pipeline(model, Mode.TEXT_TO_IMAGE)
+    dtype = str(models.dtype).removeprefix("torch.")
+    rows: dict[str, dict[str, Any]] = {}
+    run_ladder(pipe, request, models.device, dtype, ROWS[1:], repeats, rows.__setitem__)
+    models.unload()
+    engine_s = rows["engine"].get("s_per_image")
+    measured = {
+        row: f for row, f in rows.items() if engine_s and "s_per_image" in f and row != "engine"
+    }
+    return {
+        "speedup_s_per_image_ratio": {r: f["s_per_image"] / engine_s for r, f in measured.items()},
+        "speedup_first_run_s": {r: f["first_run_s"] for r, f in measured.items()},
+        "speedup_errors": {r: f["error"] for r, f in rows.items() if "error" in f},
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -85,6 +116,8 @@ def format_table(results: dict[str, Any]) -> str:
         else:
             shown = str(value)
         lines.append(f"{label:<52} {shown:>10}  {target}")
+    for row, error in results.get("speedup_errors", {}).items():
+        lines.append(f"{'Speed-up row ' + row + ' failed:':<52} {error}")
     gpu = results.get("gpu")
     if gpu:
         lines += ["", *_gpu_table(gpu)] if lines else _gpu_table(gpu)
@@ -92,7 +125,7 @@ def format_table(results: dict[str, Any]) -> str:
 
 
 def _gpu_table(gpu: dict[str, Any]) -> list[str]:
-    from studio.bench.gpu_bench import ROWS
+    from studio.bench.ladder import ROWS
 
     lines = [
         f"GPU bench: {gpu.get('device_name', gpu['device'])}, SD 1.5 architecture, "

@@ -115,7 +115,10 @@ class ModelManager:
     def adopt(self, spec: str, pipe: Any) -> None:
         """Use an already built text→image pipeline under a name (benchmarks, embedding)."""
         self.unload()
-        pipe._studio_card, pipe._studio_family, pipe._studio_folder = {}, None, None
+        # a pipeline loaded by a manager keeps its card and folder (preview coefficients)
+        for name, default in (("_studio_card", {}), ("_studio_family", None)):
+            setattr(pipe, name, getattr(pipe, name, default))
+        pipe._studio_folder = getattr(pipe, "_studio_folder", None)
         self._place(pipe)
         self._base = (spec, pipe)
 
