@@ -25,7 +25,7 @@ def compile_mode(settings: EngineSettings, device: torch.device) -> str | None:
 
     Not max-autotune: its kernel tuning lengthens the first generation at each size,
     which the user sits through (the bench's first_run_s shows what a mode costs).
-    Measured on the CPU: ~30 s to compile the embedded model, then ~20% faster.
+    On the CPU (`studio bench`): 38 s to compile the embedded model, then a quarter faster.
     """
     if not settings.compile_unet or device.type not in COMPILED_DEVICES:
         return None
