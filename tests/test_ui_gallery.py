@@ -50,6 +50,33 @@ def test_selecting_shows_the_image_and_its_parameters(qtbot, make_window, out_di
     assert window.guidance.seed.value() == 100
 
 
+def test_the_selected_thumbnail_is_framed_and_nothing_else_lights_up(  # noqa: ANN001
+    qtbot, make_window, out_dir
+):
+    paths = _fill(out_dir, 1)
+    window = make_window()
+    gallery = window.gallery
+    qtbot.waitUntil(lambda: str(paths[0]) in gallery.model._thumbs, timeout=5000)
+    gallery.select(paths[0])
+    view = gallery.view
+    cell = view.visualRect(gallery.model.index(0, 0))
+    shot = view.viewport().grab(cell).toImage()
+    highlight = view.palette().color(view.palette().ColorRole.Highlight).rgb()
+    lit = {
+        (x, y) for y in range(shot.height()) for x in range(shot.width())
+        if shot.pixelColor(x, y).rgb() == highlight
+    }  # fmt: skip
+    # a frame two pixels wide just around the picture, centred in its cell, and nothing
+    # else lit (Qt's own delegate lit a bar under the picture)
+    picture = gallery.model._thumbs[str(paths[0])].size()
+    xs, ys = [x for x, _ in lit], [y for _, y in lit]
+    width, height = max(xs) - min(xs) + 1, max(ys) - min(ys) + 1
+    assert (width, height) == (picture.width() + 4, picture.height() + 4)
+    assert abs((min(xs) + max(xs)) / 2 - cell.width() / 2) <= 2
+    assert abs((min(ys) + max(ys)) / 2 - cell.height() / 2) <= 2
+    assert len(lit) <= 2 * (width + height) * 2  # a frame, not a filled block
+
+
 def test_send_to_inpaint_sets_the_canvas_mode_and_size(qtbot, make_window, out_dir):  # noqa: ANN001
     paths = _fill(out_dir, 1)
     window = make_window()

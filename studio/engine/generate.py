@@ -42,6 +42,7 @@ class Engine:
         self.models = models or ModelManager(self.settings)
         self._cancel = threading.Event()
         self._reporter: Reporter = NullReporter()
+        self._compiled_shapes: set[tuple[int, ...]] = set()  # (UNet, width, height, batch)
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -236,6 +237,7 @@ class Engine:
             call["callback"] = lambda i, t, latents: on_step(i)
             call["callback_steps"] = 1
 
+        self._announce_compilation(pipe, request)
         started = time.perf_counter()
         try:
             images = self._tapped_call(pipe, tap, call, seeds)
@@ -251,6 +253,18 @@ class Engine:
             images = self._tapped_call(pipe, tap, call, seeds)
         timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started
         return images
+
+    def _announce_compilation(self, pipe: Any, request: GenerationRequest) -> None:
+        """A compiled UNet compiles again for each new shape, before its first step: say so,
+        or the first step seems to hang."""
+        if not speedups.is_compiled(pipe.unet):
+            return
+        shape = (id(pipe.unet), request.width, request.height, request.batch_size)
+        if shape not in self._compiled_shapes:
+            self._compiled_shapes.add(shape)
+            self._reporter.status(
+                "Compiling the UNet for this size: the first image takes longer…", None
+            )
 
     def _tapped_call(
         self, pipe: Any, tap: GuidanceTap, call: dict[str, Any], seeds: list[int]

@@ -40,6 +40,7 @@ from studio.engine.metadata import ImageParameters, MetadataError, format_a1111,
 from studio.engine.request import Mode
 from studio.ui.icons import themed
 from studio.ui.qt_images import pil_to_qimage
+from studio.ui.thumbnail_delegate import ThumbnailDelegate
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +271,7 @@ class GalleryPanel(QWidget):
         self.view.setIconSize(QSize(THUMB_SIZE, THUMB_SIZE))
         self.view.setGridSize(QSize(THUMB_SIZE + 8, THUMB_SIZE + 8))
         self.view.setSpacing(2)
+        self.view.setItemDelegate(ThumbnailDelegate(self.view))
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.view.customContextMenuRequested.connect(self._context_menu)

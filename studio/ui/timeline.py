@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.ui.qt_images import array_to_qimage
+from studio.ui.thumbnail_delegate import ThumbnailDelegate
 
 THUMB = 44
 
@@ -51,6 +52,7 @@ class Timeline(QWidget):
         self.strip.setMovement(QListView.Movement.Static)
         self.strip.setIconSize(QSize(THUMB, THUMB))
         self.strip.setSpacing(2)
+        self.strip.setItemDelegate(ThumbnailDelegate(self.strip))
         self.strip.setFixedHeight(THUMB + 26)
         self.strip.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.strip.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)

@@ -77,6 +77,11 @@ def test_a_compiled_unet_draws_the_same_pictures_with_every_preview(base, tiny_s
     assert _largest_difference(_pixels(eager, thresholded), _pixels(engine, thresholded)) <= 2
     assert _largest_difference(_pixels(eager, unguided), _pixels(engine, unguided)) <= 2
     assert not engine.models.compile_failed
+    # the first image at a size told the user why it was slow; later ones do not
+    assert any("Compiling the UNet" in message for message, _ in reporter.statuses)
+    later = RecordingReporter()
+    engine.run(base, later)
+    assert not any("Compiling" in message for message, _ in later.statuses)
 
 
 def test_a_failing_compiler_costs_a_retry_not_the_image(base, tiny_sd, monkeypatch) -> None:
