@@ -94,3 +94,43 @@ def test_the_text_probe_can_be_left_out(trained: Path, work: Path, tmp_path: Pat
         64,
         3,
     )
+
+
+def test_a_card_of_continued_runs_lists_every_command_in_order(tmp_path: Path) -> None:
+    """A model trained in several commands (`--unet-from`) is reproduced by all of them:
+    the card lists each, oldest first, and says how they chain."""
+    from studio.engine.catalog import resolve
+
+    embedded = Path(resolve("studio-tiny").location)
+    folder = tmp_path / "studio-tiny"
+    folder.mkdir()
+    for name in ("studio.json", "training.json"):
+        (folder / name).write_bytes((embedded / name).read_bytes())
+    last = json.loads((folder / "training.json").read_text())
+    first = {
+        "command": "python -m studio.tiny.train --model studio-tiny --unet-steps 4000",
+        "wall_seconds": 3600,
+        "final_losses": {"unet_v_mse": 0.21, "text_pair_bce": 0.01},
+    }
+    middle = {
+        "command": "python -m studio.tiny.train --unet-from a --unet-steps 2000",
+        "wall_seconds": 1800,
+        "final_losses": {"unet_v_mse": 0.2},
+        "continues": first,
+    }
+    final_losses = {k: v for k, v in last["final_losses"].items() if k != "text_pair_bce"}
+    last.update(command="python -m studio.tiny.train --unet-from b", continues=middle)
+    last["final_losses"] = final_losses  # only the first run trained the probe
+    (folder / "training.json").write_text(json.dumps(last))
+
+    text = card.base_card(folder)
+    reproduce = text.split("## Reproduce")[1].split("## Measured")[0]
+    commands = [line for line in reproduce.splitlines() if line.startswith("python -m")]
+    assert commands == [
+        f"{first['command']}   # 60 minutes",
+        f"{middle['command']}   # 30 minutes",
+        last["command"],
+    ]
+    assert "goes on from the folder the one before it wrote" in reproduce
+    assert "(the last command)" in reproduce
+    assert "linear probe" in text  # trained in the first run, so the model has it
