@@ -42,7 +42,7 @@ class Engine:
         self.models = models or ModelManager(self.settings)
         self._cancel = threading.Event()
         self._reporter: Reporter = NullReporter()
-        self._compiled_shapes: set[tuple[int, ...]] = set()  # (UNet, width, height, batch)
+        self._compiled_shapes: set[tuple[int, ...]] = set()  # (UNet, width, height, UNet batch)
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -228,7 +228,8 @@ class Engine:
             prediction_type=pipe.scheduler.config.get("prediction_type", "epsilon"),
             latent_channels=pipe.vae.config.latent_channels,
             cancel=self._cancel,
-            copy_output=self.settings.cuda_graphs and speedups.is_compiled(pipe.unet),
+            copy_output=speedups.is_compiled(pipe.unet)
+            and speedups.replays_graphs(self.settings, self.models.device),
         )
         on_step = self._step_reporter(pipe, tap, stage)
         if _has_step_end_callback(pipe):
@@ -241,10 +242,8 @@ class Engine:
         started = time.perf_counter()
         try:
             images = self._tapped_call(pipe, tap, call, seeds)
-        except (GenerationCancelled, GenerationError):
-            raise
-        except Exception:
-            if not self.models.uncompile():
+        except Exception as error:
+            if not speedups.is_compiler_error(error) or not self.models.uncompile():
                 raise
             # The compiler failed (no C++ compiler or Triton, an unsupported operation): the
             # eager UNet computes the same picture, only slower.
@@ -259,11 +258,12 @@ class Engine:
         or the first step seems to hang."""
         if not speedups.is_compiled(pipe.unet):
             return
-        shape = (id(pipe.unet), request.width, request.height, request.batch_size)
+        batch = request.batch_size * (2 if request.cfg_scale > 1 else 1)  # CFG doubles it
+        shape = (id(pipe.unet), request.width, request.height, batch)
         if shape not in self._compiled_shapes:
             self._compiled_shapes.add(shape)
             self._reporter.status(
-                "Compiling the UNet for this size: the first image takes longer…", None
+                "Compiling the UNet for this size: the first image may take longer…", None
             )
 
     def _tapped_call(

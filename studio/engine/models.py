@@ -116,9 +116,12 @@ class ModelManager:
         """Use an already built text→image pipeline under a name (benchmarks, embedding)."""
         self.unload()
         # a pipeline loaded by a manager keeps its card and folder (preview coefficients)
-        for name, default in (("_studio_card", {}), ("_studio_family", None)):
+        for name, default in (
+            ("_studio_card", {}),
+            ("_studio_family", None),
+            ("_studio_folder", None),
+        ):
             setattr(pipe, name, getattr(pipe, name, default))
-        pipe._studio_folder = getattr(pipe, "_studio_folder", None)
         self._place(pipe)
         self._base = (spec, pipe)
 
@@ -301,7 +304,7 @@ class ModelManager:
             pipe.enable_attention_slicing()
             return
         pipe.disable_attention_slicing()
-        if self.settings.fuse_qkv:
+        if self.settings.fuse_qkv:  # again after a retry: only the processor is put back
             speedups.fuse_attention(getattr(pipe.unet, "_orig_mod", pipe.unet))
 
     def uncompile(self) -> bool:

@@ -8,6 +8,7 @@ machine, an operation the compiler cannot handle), the engine unwraps it and run
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 import torch
@@ -33,12 +34,37 @@ def compile_mode(settings: EngineSettings, device: torch.device) -> str | None:
 
 
 def fuse_attention(unet: Any) -> None:
-    """One projection for q, k and v (k and v for cross-attention). Models with added
-    key/value projections cannot be fused; they run as they are."""
+    """One projection for q, k and v (k and v for cross-attention). Fusing again only puts
+    the fused processor back: diffusers would build the fused weights anew each time. Models
+    with added key/value projections cannot be fused; they run as they are."""
+    fused = any(getattr(module, "fused_projections", False) for module in unet.modules())
     try:
-        unet.fuse_qkv_projections()
+        if fused:
+            from diffusers.models.attention_processor import FusedAttnProcessor2_0
+
+            unet.set_attn_processor(FusedAttnProcessor2_0())
+        else:
+            unet.fuse_qkv_projections()
     except ValueError as e:
         log.info("attention projections not fused: %s", e)
+
+
+def is_compiler_error(error: BaseException) -> bool:
+    """Whether torch.compile raised it: only then can running eager help. (Looked up in
+    sys.modules: if the compiler was never imported, it raised nothing.)"""
+    for module_name, class_name in (
+        ("torch._dynamo.exc", "TorchDynamoException"),
+        ("torch._inductor.exc", "InductorError"),
+    ):
+        kind = getattr(sys.modules.get(module_name), class_name, None)
+        if kind is not None and isinstance(error, kind):
+            return True
+    return False
+
+
+def replays_graphs(settings: EngineSettings, device: torch.device) -> bool:
+    """Whether a compiled UNet runs as CUDA graphs, which overwrite their outputs."""
+    return compile_mode(settings, device) == "reduce-overhead"
 
 
 def is_compiled(unet: Any) -> bool:

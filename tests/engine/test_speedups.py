@@ -4,6 +4,7 @@ the image."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from studio.engine.generate import Engine
+from studio.engine.guidance import GuidanceSettings, GuidanceTap
 from studio.engine.jobs import GenerationError
 from studio.engine.request import GenerationRequest, Mode
 from studio.engine.settings import EngineSettings
@@ -47,6 +49,11 @@ def _fused(unet: torch.nn.Module) -> bool:
     return all(type(p).__name__ == "FusedAttnProcessor2_0" for p in processors)
 
 
+def _fused_weights(unet: torch.nn.Module) -> list[int]:
+    """Identities of the fused projection weights."""
+    return [id(m.weight) for name, m in unet.named_modules() if name.endswith(("to_qkv", "to_kv"))]
+
+
 def test_fused_attention_and_channels_last_draw_the_same_picture(base, tiny_sd) -> None:
     plain = _pixels(Engine(), base)
     engine = Engine(EngineSettings(fuse_qkv=True, channels_last=True))
@@ -59,12 +66,10 @@ def test_fused_attention_and_channels_last_draw_the_same_picture(base, tiny_sd) 
 
 def test_a_compiled_unet_draws_the_same_pictures_with_every_preview(base, tiny_sd) -> None:
     thresholded = base.replace(cfg_scale=12.0, dynamic_thresholding=True, cfg_rescale=0.5)
-    # PNDM without CFG keeps the UNet's raw output across steps: what CUDA graphs overwrite
+    # PNDM without CFG keeps the UNet's raw output across steps
     unguided = base.replace(cfg_scale=1.0, scheduler="PNDM")
     eager = Engine()
-    # CUDA graphs asked for: on the CPU the compiler records none, but the engine copies
-    # the UNet's output each step as it must for them
-    engine = Engine(EngineSettings(compile_unet=True, cuda_graphs=True))
+    engine = Engine(EngineSettings(compile_unet=True))
     reporter = RecordingReporter()
     compiled = _pixels(engine, base, reporter=reporter)
     assert is_compiled(engine.models.pipeline(tiny_sd, Mode.TEXT_TO_IMAGE).unet)
@@ -106,10 +111,50 @@ def test_a_failing_compiler_costs_a_retry_not_the_image(base, tiny_sd, monkeypat
     assert not any("Compilation failed" in message for message, _ in again.statuses)
 
 
+def test_an_error_that_is_not_the_compilers_is_not_retried(base, monkeypatch) -> None:
+    compile_ = torch.compile  # the "eager" backend: traced, not compiled, so quick
+    monkeypatch.setattr(torch, "compile", lambda model, mode: compile_(model, backend="eager"))
+    engine = Engine(EngineSettings(compile_unet=True))
+    engine.run(base)
+    pipe = engine.models.pipeline(base.model, Mode.TEXT_TO_IMAGE)
+
+    def broken_decode(*args, **kwargs):
+        raise RuntimeError("the VAE broke")
+
+    monkeypatch.setattr(pipe.vae, "decode", broken_decode)
+    reporter = RecordingReporter()
+    with pytest.raises(RuntimeError, match="the VAE broke"):
+        engine.run(base, reporter)
+    assert len(reporter.steps) == base.steps  # the steps ran once: no retry
+    assert not any("Compilation failed" in message for message, _ in reporter.statuses)
+    assert is_compiled(pipe.unet) and not engine.models.compile_failed
+
+
+def test_with_cuda_graphs_the_pipeline_gets_its_own_copy_of_each_prediction() -> None:
+    # A CUDA graph writes every call's output into the same memory; a scheduler that keeps
+    # a raw prediction across steps (PNDM) must be handed a copy.
+    def tap(copy_output: bool) -> GuidanceTap:
+        return GuidanceTap(
+            GuidanceSettings(cfg_scale=1.0),
+            alphas_cumprod=torch.linspace(0.99, 0.01, 1000),
+            prediction_type="epsilon",
+            latent_channels=4,
+            cancel=threading.Event(),
+            copy_output=copy_output,
+        )
+
+    sample, prediction = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8)
+    kwargs = {"sample": sample, "timestep": torch.tensor(500)}
+    assert tap(copy_output=False)._after(None, (), kwargs, (prediction,)) is None
+    (copied,) = tap(copy_output=True)._after(None, (), kwargs, (prediction,))
+    assert torch.equal(copied, prediction) and copied.data_ptr() != prediction.data_ptr()
+
+
 def test_out_of_gpu_memory_retries_with_memory_savers_then_puts_them_back(base, tiny_sd) -> None:
     engine = Engine(EngineSettings(fuse_qkv=True))
     expected = _pixels(engine, base)
     unet = engine.models.pipeline(tiny_sd, Mode.TEXT_TO_IMAGE).unet
+    fused_weights = _fused_weights(unet)
     calls: list[int] = []
 
     def out_of_memory(first_only: bool):
@@ -129,6 +174,8 @@ def test_out_of_gpu_memory_retries_with_memory_savers_then_puts_them_back(base, 
     assert any("Out of memory" in message for message, _ in reporter.statuses)
     assert _largest_difference(retried, expected) <= 2  # sliced attention, same picture
     assert _fused(unet)  # slicing was for that run only: the chosen attention is back
+    # and back without fusing the weights again, which would allocate right after an OOM
+    assert _fused_weights(unet) == fused_weights
 
     hook = out_of_memory(first_only=False)
     try:
