@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("models", help="list the models the studio knows and where they are")
 
+    from studio.bench.ladder import ROWS
+
     bench = commands.add_parser("bench", help="measure the studio against bare diffusers")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions (minutes)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
@@ -93,8 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--rows",
         type=_bench_rows,
         metavar="ROW,…",
-        help="--gpu: measure only these rows (bare_diffusers, engine, channels_last, "
-        "fused_qkv, compiled, cuda_graphs); each keeps the speed-ups of the rows above it",
+        help=f"--gpu: measure only these rows ({', '.join(ROWS)}); each keeps the "
+        "speed-ups of the rows above it",
     )
     bench.add_argument("--no-compile", action="store_true", help="--gpu: skip the compiled rows")
     bench.add_argument(
@@ -229,8 +231,17 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    from studio.bench.ladder import COMPILED_ROWS, ROWS
     from studio.bench.runner import format_table, machine, run_bench
     from studio.engine.saving import write_atomically
+
+    if not args.gpu and (args.rows or args.no_compile):
+        raise UsageError("--rows and --no-compile choose rows of the GPU bench: add --gpu.")
+    rows = [r for r in args.rows or ROWS if not (args.no_compile and r in COMPILED_ROWS)]
+    if not rows:
+        raise UsageError("--no-compile leaves none of the rows given to --rows to measure.")
+    if args.out is not None and args.out.is_dir():
+        raise UsageError(f"--out must be a file to write the JSON to; '{args.out}' is a folder.")
 
     def save(results: dict) -> None:
         if args.out is not None:
@@ -240,9 +251,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.gpu:
         from studio.bench.gpu_bench import run_gpu_bench
-        from studio.bench.ladder import COMPILED_ROWS, ROWS
 
-        rows = [r for r in args.rows or ROWS if not (args.no_compile and r in COMPILED_ROWS)]
         results: dict = {"machine": machine()}
 
         def save_gpu(gpu: dict) -> None:
@@ -253,8 +262,8 @@ def _bench(args: argparse.Namespace) -> int:
         )
     else:
         results = run_bench(args.quick, args.model)
-    save(results)
     print(json.dumps(results, indent=2) if args.json else format_table(results))
+    save(results)  # after printing: a file that cannot be written loses no figures
     return EXIT_OK
 
 

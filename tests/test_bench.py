@@ -59,7 +59,11 @@ def test_quick_bench_reports_every_figure() -> None:
     assert results["mode_switch_weight_loads"] == 0
     assert results["engine_overhead_ratio"] > 0.5  # a sane ratio, not a target
     # the speed-up ladder on the embedded model: every row this CPU can run, none failed
-    assert set(results["speedup_s_per_image_ratio"]) == {"channels_last", "fused_qkv", "compiled"}
+    assert set(results["speedup_s_per_image_ratio"]) == {
+        "channels_last",
+        "fuse_qkv",
+        "compile_unet",
+    }
     assert results["speedup_errors"] == {}
 
 
@@ -82,16 +86,16 @@ def test_gpu_bench_runs_on_a_cpu_at_a_small_size(tmp_path) -> None:  # noqa: ANN
         timeout=900,
     )
     gpu = results["gpu"]
-    rows = ("bare_diffusers", "engine", "channels_last", "fused_qkv")
+    rows = ("bare_diffusers", "engine", "channels_last", "fuse_qkv")
     keys = [
         f"{row}.{figure}"
         for row in rows
         for figure in ("it_per_s", "s_per_image", "first_run_s", "utilisation")
     ]
     assert all_finite(gpu, [*keys, "matmul_peak_tflops_bf16"]) == []
-    assert "compiled" not in gpu and "cuda_graphs" not in gpu
+    assert "compile_unet" not in gpu and "cuda_graphs" not in gpu
     assert gpu["engine"]["attention"] == "AttnProcessor2_0"  # SDPA
-    assert gpu["fused_qkv"]["attention"] == "FusedAttnProcessor2_0"
+    assert gpu["fuse_qkv"]["attention"] == "FusedAttnProcessor2_0"
     assert gpu["unet_flops_per_step"] > 1e10  # the SD 1.5 UNet, not a toy
     assert json.loads(saved.read_text()) == results  # the file a cut-short run would leave
 
@@ -105,3 +109,25 @@ def test_gpu_bench_rows_are_checked_before_anything_runs() -> None:
     )
     assert done.returncode == 2
     assert "no row called turbo" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--rows", "engine"], "add --gpu"),
+        (["--gpu", "--rows", "compile_unet", "--no-compile"], "leaves none of the rows"),
+        (["--gpu", "--out", "."], "is a folder"),
+    ],
+)
+def test_bench_options_that_cannot_work_get_one_sentence_before_anything_runs(
+    args: list[str], words: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "studio.cli", "bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert words in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

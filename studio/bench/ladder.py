@@ -13,19 +13,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from studio.engine.settings import SPEEDUPS
+
 log = logging.getLogger(__name__)
 
-# Rows after the bare call, each adding one speed-up to the row before, so the table says
-# what each one buys: (row, the EngineSettings field it switches on; None for none).
-LADDER: tuple[tuple[str, str | None], ...] = (
-    ("engine", None),
-    ("channels_last", "channels_last"),
-    ("fused_qkv", "fuse_qkv"),
-    ("compiled", "compile_unet"),
-    ("cuda_graphs", "cuda_graphs"),
-)
-ROWS = ("bare_diffusers", *(row for row, _ in LADDER))
-COMPILED_ROWS = ("compiled", "cuda_graphs")
+# After the bare call, the engine, then one row per speed-up (named by its EngineSettings
+# field), each keeping the speed-ups above it, so the table says what each one buys.
+ROWS = ("bare_diffusers", "engine", *(speedup.field for speedup in SPEEDUPS))
+COMPILED_ROWS = tuple(s.field for s in SPEEDUPS if "compile_unet" in (s.field, s.needs))
 
 
 def run_ladder(
@@ -45,9 +40,9 @@ def run_ladder(
     from studio.engine.speedups import uncompile
 
     chosen: dict[str, bool] = {}
-    for row, field in (("bare_diffusers", None), *LADDER):
-        if field is not None:
-            chosen[field] = True  # cumulative: a row has every speed-up above it
+    for row in ROWS:
+        if row not in ("bare_diffusers", "engine"):
+            chosen[row] = True  # cumulative: a row has every speed-up above it
         if row not in rows:
             continue
         if row == "cuda_graphs" and target.type != "cuda":

@@ -20,10 +20,10 @@ _ROWS: list[tuple[str, str, str]] = [
     ("mode_switch_weight_loads", "Weights loaded by those switches", "0"),
     ("peak_rss_mb", "Peak resident memory of a generation (MB)", ""),
     ("speedup_s_per_image_ratio.channels_last", "s/image, + channels-last / engine", ""),
-    ("speedup_s_per_image_ratio.fused_qkv", "s/image, + fused attention / engine", ""),
-    ("speedup_s_per_image_ratio.compiled", "s/image, + compiled UNet / engine", ""),
+    ("speedup_s_per_image_ratio.fuse_qkv", "s/image, + fused attention / engine", ""),
+    ("speedup_s_per_image_ratio.compile_unet", "s/image, + compiled UNet / engine", ""),
     ("speedup_s_per_image_ratio.cuda_graphs", "s/image, + CUDA graphs / engine", ""),
-    ("speedup_first_run_s.compiled", "First image with the UNet compiled (s)", ""),
+    ("speedup_first_run_s.compile_unet", "First image with the UNet compiled (s)", ""),
     ("speedup_first_run_s.cuda_graphs", "First image with CUDA graphs (s)", ""),
 ]
 

@@ -197,9 +197,9 @@ class SettingsDialog(QDialog):
             form.addRow("Speed-ups" if index == 0 else "", check)
         hint = QLabel(
             "Compilation makes the first generation at each size slow and the rest faster; "
-            "the other speed-ups cost nothing. Memory savers let large images fit on small "
-            "GPUs at some cost in speed. Changes reload the model at the next generation. "
-            "<code>studio bench --gpu</code> measures each on your machine."
+            "fused projections and CUDA graphs hold more GPU memory. Memory savers let large "
+            "images fit on small GPUs at some cost in speed. Changes reload the model at the "
+            "next generation. <code>studio bench --gpu</code> measures each on your machine."
         )
         hint.setObjectName("hint")
         hint.setWordWrap(True)

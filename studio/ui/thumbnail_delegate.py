@@ -22,16 +22,17 @@ class ThumbnailDelegate(QStyledItemDelegate):
         option: QStyleOptionViewItem,
         index: QModelIndex | QPersistentModelIndex,
     ) -> None:
-        target = picture_rect(option, index)
-        if target is None:
+        pixmap = _pixmap(index, option.decorationSize)
+        if pixmap.isNull():
             return
+        target = picture_rect(pixmap.size(), option)
         painter.save()
         if option.state & QStyle.StateFlag.State_Selected:
             # the frame: a block of highlight whose middle the picture then covers
             outer = target.adjusted(-FRAME, -FRAME, FRAME, FRAME)
             painter.fillRect(outer, option.palette.color(QPalette.ColorRole.Highlight))
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-        painter.drawPixmap(target, _pixmap(index, option.decorationSize))
+        painter.drawPixmap(target, pixmap)
         painter.restore()
 
     def sizeHint(
@@ -40,20 +41,12 @@ class ThumbnailDelegate(QStyledItemDelegate):
         return option.decorationSize + QSize(2 * _MARGIN, 2 * _MARGIN)
 
 
-def picture_rect(
-    option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
-) -> QRect | None:
-    """Where the picture goes: its own size (never enlarged), fitted into the icon size,
-    centred in the cell. None for an item without one."""
-    pixmap = _pixmap(index, option.decorationSize)
-    if pixmap.isNull():
-        return None
-    size = pixmap.size()
-    if (
-        size.width() > option.decorationSize.width()
-        or size.height() > option.decorationSize.height()
-    ):
-        size = size.scaled(option.decorationSize, Qt.AspectRatioMode.KeepAspectRatio)
+def picture_rect(size: QSize, option: QStyleOptionViewItem) -> QRect:
+    """Where a picture of `size` goes: its own size (never enlarged), fitted into the icon
+    size, centred in the cell."""
+    room = option.decorationSize
+    if size.width() > room.width() or size.height() > room.height():
+        size = size.scaled(room, Qt.AspectRatioMode.KeepAspectRatio)
     target = QRect(0, 0, size.width(), size.height())
     target.moveCenter(option.rect.center())
     return target
