@@ -61,24 +61,11 @@ def _time(action: Callable[[], Any]) -> float:
 
 def engine_overhead(engine: Any, request: GenerationRequest, repeats: int) -> dict[str, Any]:
     """Median seconds per image: the studio's engine (previews every step) vs bare diffusers."""
-    import torch
-
-    from studio.engine.schedulers import make_scheduler
-
     engine.run(request, _CountingReporter())  # load and warm up
     pipe = engine.models.pipeline(request.model, Mode.TEXT_TO_IMAGE)
 
     def bare() -> None:
-        pipe.scheduler = make_scheduler(request.scheduler, pipe.scheduler.config)
-        pipe(
-            prompt=request.prompt,
-            width=request.width,
-            height=request.height,
-            num_inference_steps=request.steps,
-            guidance_scale=request.cfg_scale,
-            generator=[torch.Generator("cpu").manual_seed(request.seed)],
-            output_type="pil",
-        )
+        bare_call(pipe, request)
 
     def studio() -> None:
         reporter = _CountingReporter()
@@ -99,6 +86,27 @@ def engine_overhead(engine: Any, request: GenerationRequest, repeats: int) -> di
         "engine_seconds_per_image": studio_s,
         "step_seconds": bare_s / request.steps,
     }
+
+
+def bare_call(pipe: Any, request: GenerationRequest, **extra: Any) -> None:
+    """The request as a plain diffusers call: the baseline the engine is held against
+    (under inference_mode, as the engine runs)."""
+    import torch
+
+    from studio.engine.schedulers import make_scheduler
+
+    pipe.scheduler = make_scheduler(request.scheduler, pipe.scheduler.config)
+    with torch.inference_mode():
+        pipe(
+            prompt=request.prompt,
+            width=request.width,
+            height=request.height,
+            num_inference_steps=request.steps,
+            guidance_scale=request.cfg_scale,
+            generator=torch.Generator("cpu").manual_seed(request.seed),
+            output_type="pil",
+            **extra,
+        )
 
 
 def preview_cost(engine: Any, request: GenerationRequest, step_seconds: float) -> dict[str, float]:

@@ -73,14 +73,12 @@ def measure(
     import torch
     from torch._dynamo.utils import counters
 
-    from studio.bench.engine_bench import preview_cost
+    from studio.bench.engine_bench import bare_call, preview_cost
     from studio.engine.generate import Engine
     from studio.engine.request import Mode
-    from studio.engine.schedulers import make_scheduler
     from studio.engine.speedups import is_compiled
 
     model = request.model
-
     sync = synchroniser(target)
     engine = Engine(settings)
     engine.models.adopt(model, built)
@@ -102,17 +100,7 @@ def measure(
             clock.reset()
             started = time.perf_counter()
             if bare:
-                pipe.scheduler = make_scheduler(request.scheduler, pipe.scheduler.config)
-                with torch.inference_mode():  # as the engine runs
-                    pipe(
-                        prompt=request.prompt,
-                        width=request.width,
-                        height=request.height,
-                        num_inference_steps=request.steps,
-                        guidance_scale=request.cfg_scale,
-                        generator=torch.Generator("cpu").manual_seed(request.seed),
-                        callback_on_step_end=lambda p, i, t, kw: clock.step_end() or {},
-                    )
+                bare_call(pipe, request, callback_on_step_end=clock.step_end_callback)
             else:
                 engine.run(request, _ClockReporter(clock))
             sync()
@@ -184,6 +172,11 @@ class _LoopClock:
 
     def step_end(self) -> None:
         self.marks.append(self._mark())
+
+    def step_end_callback(self, pipe: Any, step: int, timestep: Any, kwargs: dict) -> dict:
+        """diffusers' callback_on_step_end, for the bare call."""
+        self.step_end()
+        return {}
 
     def _mark(self) -> Any:
         if not self.cuda:
