@@ -38,7 +38,9 @@ def _unet_flops_per_step(pipe: Any, size: int) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    unet = getattr(pipe.unet, "_orig_mod", pipe.unet)  # count the model, not its compiled wrapper
+    from studio.engine.speedups import eager
+
+    unet = eager(pipe.unet)  # count the model, not its compiled wrapper
     latent = size // 8
     sample = torch.randn(2, 4, latent, latent, device=pipe.device, dtype=unet.dtype)
     context = torch.randn(2, 77, 768, device=pipe.device, dtype=unet.dtype)

@@ -76,7 +76,7 @@ def measure(
     from studio.bench.engine_bench import bare_call, preview_cost
     from studio.engine.generate import Engine
     from studio.engine.request import Mode
-    from studio.engine.speedups import is_compiled
+    from studio.engine.speedups import eager, is_compiled
 
     model = request.model
     sync = synchroniser(target)
@@ -116,7 +116,7 @@ def measure(
         "first_run_s": first_run_s,
     }
     # SDPA (AttnProcessor2_0) unless fused or sliced: the row names what it ran
-    processors = getattr(pipe.unet, "_orig_mod", pipe.unet).attn_processors.values()
+    processors = eager(pipe.unet).attn_processors.values()
     figures["attention"] = ", ".join(sorted({type(p).__name__ for p in processors}))
     if settings.compile_unet:  # parts left eager or not replayed: the row says so
         figures["graph_breaks"] = sum(counters["graph_break"].values())

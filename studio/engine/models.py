@@ -305,7 +305,7 @@ class ModelManager:
             return
         pipe.disable_attention_slicing()
         if self.settings.fuse_qkv:  # again after a retry: only the processor is put back
-            speedups.fuse_attention(getattr(pipe.unet, "_orig_mod", pipe.unet))
+            speedups.fuse_attention(speedups.eager(pipe.unet))
 
     def uncompile(self) -> bool:
         """Run every loaded UNet eager (all of them, the derived pipelines too) and compile

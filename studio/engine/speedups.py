@@ -1,4 +1,5 @@
-"""The optional speed-ups of the denoising UNet, applied when a model is placed.
+"""The optional speed-ups of the denoising UNet: the compile mode, fused attention, and
+undoing a compilation that failed. ModelManager applies them when it places a model.
 
 Fused projections and channels-last change how the weights are laid out, not what they
 compute. Compilation wraps the UNet; when a compiled UNet fails (no compiler on this
@@ -71,9 +72,14 @@ def is_compiled(unet: Any) -> bool:
     return hasattr(unet, "_orig_mod")
 
 
+def eager(unet: Any) -> Any:
+    """The model itself, compiled or not: what holds the weights and attention processors."""
+    return getattr(unet, "_orig_mod", unet)
+
+
 def uncompile(pipe: Any) -> bool:
     """Put the eager UNet back in place of its compiled wrapper; whether there was one."""
     if not is_compiled(pipe.unet):
         return False
-    pipe.unet = pipe.unet._orig_mod
+    pipe.unet = eager(pipe.unet)
     return True
