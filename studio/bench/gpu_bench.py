@@ -56,9 +56,9 @@ def run_gpu_bench(
     steps: int,
     repeats: int,
     rows: tuple[str, ...] = ROWS,
-    on_row: Callable[[dict[str, Any]], None] | None = None,
+    on_results: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Measure `rows` (of ROWS) in order; `on_row` gets the results so far after each, so
+    """Measure `rows` (of ROWS) in order; `on_results` gets the results so far after each, so
     a run cut short still leaves every row it finished. A row that fails records its error
     and the next one runs."""
     import torch
@@ -78,7 +78,7 @@ def run_gpu_bench(
     pipe = build_sd15(getattr(torch, dtype))  # built once: random init of 1B weights is slow
     results["unet_flops_per_step"] = _unet_flops_per_step(pipe.to(target), size)
     results["matmul_peak_tflops_bf16"] = _matmul_peak_tflops(target)
-    report = on_row or (lambda _results: None)
+    report = on_results or (lambda _results: None)
     report(results)
 
     request = GenerationRequest(
