@@ -232,7 +232,7 @@ def _models(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from studio.bench.ladder import COMPILED_ROWS, ROWS
-    from studio.bench.runner import format_table, machine, run_bench
+    from studio.bench.runner import format_table, machine, record_speedups, run_bench
     from studio.engine.saving import write_atomically
 
     if not args.gpu and (args.rows or args.no_compile):
@@ -264,6 +264,9 @@ def _bench(args: argparse.Namespace) -> int:
         results = run_bench(args.quick, args.model)
     print(json.dumps(results, indent=2) if args.json else format_table(results))
     save(results)  # after printing: a file that cannot be written loses no figures
+    kept = record_speedups(results)
+    if kept is not None:
+        print(f"Settings → Performance now shows these speed-up figures ({kept}).", file=sys.stderr)
     return EXIT_OK
 
 

@@ -9,10 +9,12 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from studio.bench.runner import all_finite
+from studio.engine import speedup_figures
 from studio.engine.catalog import ModelError, resolve
 
 REQUIRED = [
@@ -37,8 +39,13 @@ def _have_embedded() -> bool:
         return False
 
 
-def _bench(*args: str, timeout: int) -> dict:
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HF_HUB_OFFLINE": "1"}
+def _bench(*args: str, timeout: int, config: Path) -> dict:
+    env = {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "HF_HUB_OFFLINE": "1",
+        "LATENT_STUDIO_CONFIG": str(config),  # where it keeps the speed-up figures
+    }
     done = subprocess.run(
         [sys.executable, "-m", "studio.cli", *args, "--json"],
         capture_output=True,
@@ -51,8 +58,8 @@ def _bench(*args: str, timeout: int) -> dict:
 
 
 @pytest.mark.skipif(not _have_embedded(), reason="the embedded model is not built yet")
-def test_quick_bench_reports_every_figure() -> None:
-    results = _bench("bench", "--quick", timeout=600)
+def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
+    results = _bench("bench", "--quick", timeout=600, config=tmp_path)
     assert all_finite(results, REQUIRED) == []
     assert set(results["event_loop_gap_ms"]) >= {"p50", "p99", "max"}
     assert "linear" in results["preview_cost_share"]
@@ -65,6 +72,11 @@ def test_quick_bench_reports_every_figure() -> None:
         "compile_unet",
     }
     assert results["speedup_errors"] == {}
+    # kept for Settings → Performance: what each speed-up bought on this CPU
+    figures = speedup_figures.load(tmp_path / speedup_figures.FILE_NAME)["cpu"].figures
+    assert all(figures[row].time_ratio for row in ("channels_last", "fuse_qkv", "compile_unet"))
+    assert figures["compile_unet"].first_image_s == results["speedup_first_run_s"]["compile_unet"]
+    assert figures["cuda_graphs"].skipped
 
 
 def test_gpu_bench_runs_on_a_cpu_at_a_small_size(tmp_path) -> None:  # noqa: ANN001
@@ -84,6 +96,7 @@ def test_gpu_bench_runs_on_a_cpu_at_a_small_size(tmp_path) -> None:  # noqa: ANN
         "--out",
         str(saved),
         timeout=900,
+        config=tmp_path,
     )
     gpu = results["gpu"]
     rows = ("bare_diffusers", "engine", "channels_last", "fuse_qkv")
@@ -98,6 +111,9 @@ def test_gpu_bench_runs_on_a_cpu_at_a_small_size(tmp_path) -> None:  # noqa: ANN
     assert gpu["fuse_qkv"]["attention"] == "FusedAttnProcessor2_0"
     assert gpu["unet_flops_per_step"] > 1e10  # the SD 1.5 UNet, not a toy
     assert json.loads(saved.read_text()) == results  # the file a cut-short run would leave
+    kept = speedup_figures.load(tmp_path / speedup_figures.FILE_NAME)["cpu"]
+    assert kept.workload == "SD 1.5 architecture, 64×64, 2 steps"
+    assert set(kept.figures) == {"channels_last", "fuse_qkv"}  # the rows it measured
 
 
 def test_gpu_bench_rows_are_checked_before_anything_runs() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -158,6 +159,55 @@ def test_the_settings_dialog_shows_the_stored_values(qtbot, tmp_path):  # noqa: 
     assert dialog.values() == StudioSettings(tmp_path, CHANGED, "light")
     dialog.speedups["compile_unet"].setChecked(False)  # graphs go with the compiler
     assert dialog.values().engine == replace(CHANGED, compile_unet=False, cuda_graphs=False)
+
+
+def test_the_dialog_shows_what_each_speed_up_bought_when_benched_here(qtbot):  # noqa: ANN001
+    from studio.engine.speedup_figures import from_ladder, record
+
+    def shown(dialog: SettingsDialog) -> dict[str, str]:
+        return {field: label.text() for field, label in dialog.speedup_figures.items()}
+
+    dialog = SettingsDialog(StudioSettings(Path("."), EngineSettings(), "dark"))
+    qtbot.addWidget(dialog)
+    assert set(shown(dialog).values()) == {""}  # never benched: says how to measure
+    assert "studio bench" in dialog.measured_caption.text()
+
+    # what `studio bench` keeps, on the CPU and then on a GPU (bench/runner.record_speedups)
+    cpu_rows = {
+        "engine": {"s_per_image": 1.0},
+        "channels_last": {"s_per_image": 0.96},
+        "fuse_qkv": {"s_per_image": 0.96},
+        "compile_unet": {"s_per_image": 0.72, "first_run_s": 38.0},
+        "cuda_graphs": {"skipped": "CUDA graphs need a CUDA GPU."},
+    }
+    record(from_ladder(cpu_rows, "cpu", "CPU", "studio-tiny, 64×64, 25 steps"))
+    gpu_rows = {
+        "engine": {"s_per_image": 0.40},
+        "channels_last": {"s_per_image": 0.38},
+        "fuse_qkv": {"s_per_image": 0.38},
+        "compile_unet": {"s_per_image": 0.30, "first_run_s": 61.0},
+        "cuda_graphs": {"s_per_image": 0.24, "first_run_s": 70.0},
+    }
+    record(from_ladder(gpu_rows, "cuda:0", "NVIDIA H100", "SD 1.5 architecture, 512×512"))
+
+    dialog = SettingsDialog(StudioSettings(Path("."), EngineSettings(), "dark"))
+    qtbot.addWidget(dialog)
+    # Automatic would pick the GPU: its figures, each against the row above it
+    assert shown(dialog) == {
+        "channels_last": "−5% time",
+        "fuse_qkv": "no measurable change",
+        "compile_unet": "−21% time, first image 61 s",
+        "cuda_graphs": "−20% time, first image 70 s",
+    }
+    assert "NVIDIA H100" in dialog.measured_caption.text()
+    assert "0.79×" in dialog.speedups["compile_unet"].toolTip()
+    dialog.device.setCurrentIndex(dialog.device.findText("CPU"))  # the CPU's, when chosen
+    assert shown(dialog)["compile_unet"] == "−25% time, first image 38 s"
+    assert shown(dialog)["cuda_graphs"] == "CUDA graphs need a CUDA GPU"
+    assert "studio-tiny" in dialog.measured_caption.text()
+    dialog.device.setCurrentIndex(dialog.device.findText("Apple MPS"))  # not benched there
+    assert set(shown(dialog).values()) == {""}
+    assert "0.79×" not in dialog.speedups["compile_unet"].toolTip()
 
 
 def test_odd_stored_engine_values_read_as_automatic(qtbot, tmp_path):  # noqa: ANN001

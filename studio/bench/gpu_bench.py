@@ -65,6 +65,7 @@ def run_gpu_bench(
 
     from studio.bench.engine_bench import BENCH_PROMPT
     from studio.bench.random_models import build_sd15
+    from studio.bench.runner import device_name
     from studio.engine.devices import pick_device
     from studio.engine.models import quiet_libraries
     from studio.engine.request import GenerationRequest
@@ -72,8 +73,7 @@ def run_gpu_bench(
     target = pick_device(device)
     dtype = "float16" if target.type == "cuda" else "float32"
     results: dict[str, Any] = {"device": str(target), "size": size, "steps": steps}
-    if target.type == "cuda":
-        results["device_name"] = torch.cuda.get_device_name(target)
+    results["device_name"] = device_name(target)
     quiet_libraries()
     pipe = build_sd15(getattr(torch, dtype))  # built once: random init of 1B weights is slow
     results["unet_flops_per_step"] = _unet_flops_per_step(pipe.to(target), size)

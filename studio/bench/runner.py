@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import platform
+from pathlib import Path
 from typing import Any
 
 # figure -> (label, target as text, whether lower is better)
@@ -72,7 +73,46 @@ def _speedups(model: str, request: Any, repeats: int) -> dict[str, Any]:
         "speedup_s_per_image_ratio": {r: f["s_per_image"] / engine_s for r, f in measured.items()},
         "speedup_first_run_s": {r: f["first_run_s"] for r, f in measured.items()},
         "speedup_errors": {r: f["error"] for r, f in rows.items() if "error" in f},
+        "speedup_ladder": {
+            "device": str(models.device),
+            "device_name": device_name(models.device),
+            "workload": f"{model}, {request.width}×{request.height}, {request.steps} steps",
+            "rows": rows,
+        },
     }
+
+
+def device_name(device: Any) -> str:
+    """The device as the user knows it."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return {"mps": "Apple GPU (MPS)", "cpu": "CPU"}.get(device.type, str(device))
+
+
+def record_speedups(results: dict[str, Any]) -> Path | None:
+    """Keep the speed-up ladder's figures for the Settings dialog (the GPU bench's when it
+    ran, else the CPU bench's); None if no ladder row was measured."""
+    from studio.bench.ladder import ROWS
+    from studio.engine import speedup_figures
+
+    gpu = results.get("gpu")
+    if gpu is not None:
+        ladder = {
+            "device": gpu["device"],
+            "device_name": gpu.get("device_name", gpu["device"]),
+            "workload": f"SD 1.5 architecture, {gpu['size']}×{gpu['size']}, {gpu['steps']} steps",
+            "rows": {row: gpu[row] for row in ROWS if row in gpu},
+        }
+    else:
+        ladder = results.get("speedup_ladder")
+    if ladder is None:
+        return None
+    measurement = speedup_figures.from_ladder(
+        ladder["rows"], ladder["device"], ladder["device_name"], ladder["workload"]
+    )
+    return speedup_figures.record(measurement)
 
 
 def machine() -> dict[str, Any]:

@@ -35,6 +35,11 @@ class Speedup:
     tip: str
     needs: str | None = None
 
+    @property
+    def compiles(self) -> bool:
+        """Whether it works through torch.compile, so its first image at a size compiles."""
+        return "compile_unet" in (self.field, self.needs)
+
 
 SPEEDUPS: tuple[Speedup, ...] = (
     Speedup(

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.engine import speedup_figures
 from studio.engine.paths import output_dir
 from studio.engine.settings import PREVIEW_METHODS, SPEEDUPS, EngineSettings
 from studio.ui.theme import THEMES
@@ -178,14 +179,8 @@ class SettingsDialog(QDialog):
             "much slower. CUDA only. Automatic: on for GPUs with less than 5 GB.",
         )
         self.speedups = {s.field: QCheckBox(s.label) for s in SPEEDUPS}
-        for speedup in SPEEDUPS:
-            check = self.speedups[speedup.field]
-            check.setChecked(getattr(engine, speedup.field))
-            check.setToolTip(speedup.tip)
-            if speedup.needs:  # e.g. CUDA graphs are recorded by the compiler
-                needed = self.speedups[speedup.needs]
-                check.setEnabled(needed.isChecked())
-                needed.toggled.connect(check.setEnabled)
+        # what each bought when studio bench last measured it here, beside its checkbox
+        self.speedup_figures = {s.field: _hint_label(wrap=False) for s in SPEEDUPS}
         box = QGroupBox("Performance")
         form = _form(box)
         form.addRow("Device", self.device)
@@ -193,18 +188,50 @@ class SettingsDialog(QDialog):
         form.addRow("Attention slicing", self.attention_slicing)
         form.addRow("VAE tiling", self.vae_tiling)
         form.addRow("Model CPU offload", self.cpu_offload)
-        for index, check in enumerate(self.speedups.values()):
-            form.addRow("Speed-ups" if index == 0 else "", check)
-        hint = QLabel(
+        for index, speedup in enumerate(SPEEDUPS):
+            check = self.speedups[speedup.field]
+            check.setChecked(getattr(engine, speedup.field))
+            if speedup.needs:  # e.g. CUDA graphs are recorded by the compiler
+                needed = self.speedups[speedup.needs]
+                check.setEnabled(needed.isChecked())
+                needed.toggled.connect(check.setEnabled)
+            row = QHBoxLayout()
+            row.addWidget(check)
+            row.addStretch(1)
+            row.addWidget(self.speedup_figures[speedup.field])
+            form.addRow("Speed-ups" if index == 0 else "", row)
+        self.measured_caption = _hint_label()
+        form.addRow(self.measured_caption)
+        hint = _hint_label(
             "Compilation makes the first generation at each size slow and the rest faster; "
             "fused projections and CUDA graphs hold more GPU memory. Memory savers let large "
             "images fit on small GPUs at some cost in speed. Changes reload the model at the "
-            "next generation. <code>studio bench --gpu</code> measures each on your machine."
+            "next generation."
         )
-        hint.setObjectName("hint")
-        hint.setWordWrap(True)
         form.addRow(hint)
+        self._measurements = speedup_figures.load()
+        self.device.currentIndexChanged.connect(self._show_speedup_figures)
+        self._show_speedup_figures()
         return box
+
+    def _show_speedup_figures(self) -> None:
+        """The figures studio bench measured on the chosen device (for Automatic, on the
+        likeliest one measured), or how to measure them."""
+        measurement = speedup_figures.for_device(self._measurements, self.device.value())
+        for speedup in SPEEDUPS:
+            figure = measurement.figures.get(speedup.field) if measurement else None
+            label = self.speedup_figures[speedup.field]
+            label.setText(figure.short() if figure else "")
+            tip = speedup.tip + (f"\n\n{figure.detail()}" if figure else "")
+            self.speedups[speedup.field].setToolTip(tip)
+            label.setToolTip(tip)
+        if measurement is not None:
+            self.measured_caption.setText(measurement.caption())
+        else:
+            self.measured_caption.setText(
+                "Run <code>studio bench</code> (<code>studio bench --gpu</code> on an NVIDIA "
+                "GPU) to see here what each speed-up buys on this machine."
+            )
 
     def folder(self) -> Path:
         return Path(self.folder_edit.text().strip() or str(output_dir())).expanduser()
@@ -232,6 +259,13 @@ class SettingsDialog(QDialog):
         folder = QFileDialog.getExistingDirectory(self, "Output folder", self.folder_edit.text())
         if folder:
             self.folder_edit.setText(folder)
+
+
+def _hint_label(text: str = "", wrap: bool = True) -> QLabel:
+    label = QLabel(text)
+    label.setObjectName("hint")
+    label.setWordWrap(wrap)
+    return label
 
 
 def _form(box: QGroupBox) -> QFormLayout:

@@ -26,7 +26,7 @@ def test_ui_facing_engine_modules_import_no_torch() -> None:
         "import sys\n"
         "import studio.engine.request, studio.engine.catalog, studio.engine.metadata\n"
         "import studio.engine.saving, studio.engine.settings, studio.engine.schedulers\n"
-        "import studio.engine.imaging, studio.engine.paths\n"
+        "import studio.engine.imaging, studio.engine.paths, studio.engine.speedup_figures\n"
         "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

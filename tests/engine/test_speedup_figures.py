@@ -1,0 +1,97 @@
+"""The speed-up figures studio bench keeps for the Settings dialog."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from studio.engine import speedup_figures
+from studio.engine.speedup_figures import from_ladder, load, record
+
+# a CPU ladder as bench/ladder.py reports it: each row keeps the speed-ups above it
+CPU_ROWS = {
+    "bare_diffusers": {"s_per_image": 0.99, "first_run_s": 1.0},
+    "engine": {"s_per_image": 1.00, "first_run_s": 1.1},
+    "channels_last": {"s_per_image": 0.96, "first_run_s": 1.2},
+    "fuse_qkv": {"s_per_image": 0.97, "first_run_s": 1.1},
+    "compile_unet": {"s_per_image": 0.679, "first_run_s": 38.0},
+    "cuda_graphs": {"skipped": "CUDA graphs need a CUDA GPU."},
+}
+
+
+def test_each_speed_up_is_held_against_the_row_above_it() -> None:
+    measured = from_ladder(CPU_ROWS, "cpu", "CPU", "studio-tiny, 64×64, 25 steps")
+    figures = measured.figures
+    assert figures["channels_last"].short() == "−4% time"
+    assert figures["fuse_qkv"].short() == "no measurable change"  # 0.97 / 0.96, in the noise
+    # compiling: 0.679 / 0.97 = 0.70 of the time, and the first image says what it cost
+    assert figures["compile_unet"].short() == "−30% time, first image 38 s"
+    assert "0.70×" in figures["compile_unet"].detail()
+    assert figures["channels_last"].first_image_s is None  # nothing compiles there
+    assert figures["cuda_graphs"].short() == "CUDA graphs need a CUDA GPU"
+    assert "CPU" in measured.caption() and "studio-tiny, 64×64" in measured.caption()
+
+
+def test_a_slower_or_failed_speed_up_says_so() -> None:
+    rows = {
+        "engine": {"s_per_image": 1.0},
+        "channels_last": {"s_per_image": 1.12, "first_run_s": 1.0},
+        "fuse_qkv": {"error": "RuntimeError: no fused kernel"},
+    }
+    figures = from_ladder(rows, "cuda:0", "NVIDIA H100", "SD 1.5 architecture").figures
+    assert figures["channels_last"].short() == "+12% time"
+    assert figures["fuse_qkv"].short() == "failed in studio bench"
+    assert "no fused kernel" in figures["fuse_qkv"].detail()
+    assert "compile_unet" not in figures  # not measured: no figure rather than a wrong one
+
+
+def test_figures_survive_a_restart_one_entry_per_kind_of_device(tmp_path: Path) -> None:
+    path = tmp_path / "figures.json"
+    cpu = from_ladder(CPU_ROWS, "cpu", "CPU", "studio-tiny, 64×64, 25 steps")
+    gpu_rows = {"engine": {"s_per_image": 0.40}, "channels_last": {"s_per_image": 0.36}}
+    gpu = from_ladder(gpu_rows, "cuda:0", "NVIDIA H100", "SD 1.5 architecture, 512×512")
+    record(cpu, path)
+    record(gpu, path)
+    kept = load(path)
+    assert kept == {"cpu": cpu, "cuda": gpu}
+    # Automatic shows the GPU's, as it would pick the GPU; a chosen device shows its own
+    assert speedup_figures.for_device(kept, None) == gpu
+    assert speedup_figures.for_device(kept, "cuda:1") == gpu
+    assert speedup_figures.for_device(kept, "cpu") == cpu
+    assert speedup_figures.for_device(kept, "mps") is None
+
+
+def test_a_run_finished_with_fewer_rows_keeps_the_earlier_rows(tmp_path: Path) -> None:
+    path = tmp_path / "figures.json"
+    workload = "SD 1.5 architecture, 512×512, 20 steps"
+    first = {"engine": {"s_per_image": 0.40}, "channels_last": {"s_per_image": 0.36}}
+    record(from_ladder(first, "cuda", "NVIDIA H100", workload), path)
+    # the run was cut short; `--rows fuse_qkv,compile_unet` finishes it
+    rest = {
+        "fuse_qkv": {"s_per_image": 0.30},
+        "compile_unet": {"s_per_image": 0.20, "first_run_s": 50.0},
+    }
+    record(from_ladder(rest, "cuda", "NVIDIA H100", workload), path)
+    figures = load(path)["cuda"].figures
+    assert set(figures) == {"channels_last", "compile_unet"}
+    assert figures["compile_unet"].time_ratio == 0.20 / 0.30
+    # another size is another measurement: it replaces, rather than mixes with, the last
+    record(from_ladder(first, "cuda", "NVIDIA H100", "SD 1.5 architecture, 64×64"), path)
+    assert set(load(path)["cuda"].figures) == {"channels_last"}
+
+
+def test_a_damaged_file_shows_no_figures_and_is_written_anew(tmp_path: Path) -> None:
+    path = tmp_path / "figures.json"
+    path.write_text("{not json")
+    assert load(path) == {}
+    path.write_text(json.dumps({"cpu": {"where": "CPU"}, "tpu": {}, "cuda": [1]}))
+    assert load(path) == {}
+    cpu = from_ladder(CPU_ROWS, "cpu", "CPU", "studio-tiny")
+    record(cpu, path)
+    assert load(path) == {"cpu": cpu}
+
+
+def test_a_run_that_measured_no_speed_up_keeps_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "figures.json"
+    assert record(from_ladder({"engine": {"s_per_image": 1.0}}, "cpu", "CPU", "x"), path) is None
+    assert not path.exists()
