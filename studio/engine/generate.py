@@ -24,7 +24,12 @@ from studio.engine.jobs import (
     StepProgress,
 )
 from studio.engine.models import ModelManager
-from studio.engine.preview import KNOWN_COEFFICIENTS, Previewer, load_coefficients
+from studio.engine.preview import (
+    KNOWN_COEFFICIENTS,
+    PreviewCopy,
+    Previewer,
+    load_coefficients,
+)
 from studio.engine.request import GenerationRequest, Mode, Upscaler
 from studio.engine.schedulers import make_scheduler
 from studio.engine.settings import EngineSettings
@@ -281,16 +286,28 @@ class Engine:
         every = max(1, self.settings.preview_every)
         started = time.perf_counter()
         reporter = self._reporter
+        # A step whose preview is still being copied from the GPU is reported at the next
+        # step, so the loop never waits for the GPU; steps are still reported in order.
+        waiting: list[tuple[int, int, PreviewCopy | None]] = []
+
+        def report(step: int, total: int, copy: PreviewCopy | None) -> None:
+            preview = copy.collect() if copy is not None else None
+            reporter.step(StepProgress(stage, step, total, time.perf_counter() - started, preview))
 
         def on_step(index: int) -> None:
             # image→image pipelines run only the tail of the schedule; they record its length
             total = getattr(pipe, "_num_timesteps", None) or len(pipe.scheduler.timesteps)
             step = index + 1
-            preview = None
+            copy = None
             if previewer.enabled and (step % every == 0 or step == total):
                 x0 = tap.latest_x0()
-                preview = previewer(x0) if x0 is not None else None
-            reporter.step(StepProgress(stage, step, total, time.perf_counter() - started, preview))
+                copy = previewer.start(x0) if x0 is not None else None
+            while waiting:
+                report(*waiting.pop())
+            if copy is not None and copy.in_flight and step < total:
+                waiting.append((step, total, copy))
+            else:
+                report(step, total, copy)
             if self._cancel.is_set():
                 raise GenerationCancelled
 

@@ -68,6 +68,35 @@ def fit_coefficients(
     return solution[:-1].tolist(), solution[-1].tolist()
 
 
+class PreviewCopy:
+    """A preview on its way to the CPU.
+
+    On a CUDA GPU the copy is queued behind the work already sent, and waiting for it at
+    once would stall the denoising loop at every step: the GPU would idle while the CPU
+    prepares the next step. So it is collected a step later, when it is done.
+    """
+
+    def __init__(self, rgb: torch.Tensor) -> None:
+        self._done: Any = None
+        if rgb.device.type == "cuda":
+            self._host = rgb.to("cpu", non_blocking=True)  # into pinned memory, asynchronously
+            self._done = torch.cuda.Event()
+            self._done.record(torch.cuda.current_stream(rgb.device))
+        else:
+            self._host = rgb.cpu()
+
+    @property
+    def in_flight(self) -> bool:
+        """Whether collecting it now could wait for the GPU."""
+        return self._done is not None and not self._done.query()
+
+    def collect(self) -> np.ndarray:
+        """The batch side by side, (h, w·B, 3) uint8; waits for the copy if it is not done."""
+        if self._done is not None:
+            self._done.synchronize()
+        return np.concatenate(list(self._host.numpy()), axis=1)
+
+
 class Previewer:
     """Turns the denoised estimate of a batch into one uint8 RGB array (images side by side)."""
 
@@ -91,17 +120,21 @@ class Previewer:
     def enabled(self) -> bool:
         return self.method != "none"
 
-    @torch.no_grad()
     def __call__(self, x0: torch.Tensor) -> np.ndarray | None:
+        copy = self.start(x0)
+        return copy.collect() if copy is not None else None
+
+    @torch.no_grad()
+    def start(self, x0: torch.Tensor) -> PreviewCopy | None:
+        """Make the preview where x0 is and start its copy to the CPU."""
         if self.method == "linear":
             rgb = self._linear(x0)
         elif self.method == "vae":
             rgb = self._decode(x0)
         else:
             return None
-        # (B, h, w, 3) in [-1, 1] → side by side, uint8
-        rgb = ((rgb.clamp(-1, 1) + 1) * 127.5).to(torch.uint8).cpu().numpy()
-        return np.concatenate(list(rgb), axis=1)
+        # (B, h, w, 3) in [-1, 1] → uint8
+        return PreviewCopy(((rgb.clamp(-1, 1) + 1) * 127.5).to(torch.uint8))
 
     def _linear(self, x0: torch.Tensor) -> torch.Tensor:
         assert self._weights is not None and self._bias is not None

@@ -188,3 +188,44 @@ def test_preview_cadence_and_methods(base, tiny_sd) -> None:
     none = RecordingReporter()
     Engine(EngineSettings(preview_method="none")).run(base, none)
     assert all(p.preview is None for p in none.steps)
+
+
+def test_a_preview_still_on_its_way_from_the_gpu_is_reported_a_step_later(
+    engine, base, monkeypatch
+) -> None:
+    """On a CUDA GPU the preview's copy runs behind the UNet: the loop goes on, and the step
+    is reported once the copy is done. Here every copy is made to look in flight."""
+    from studio.engine.preview import PreviewCopy
+
+    pipe = engine.models.pipeline(base.model, Mode.TEXT_TO_IMAGE)
+    unet_calls = []
+    hook = pipe.unet.register_forward_hook(lambda *args: unet_calls.append(1))
+
+    class CountingReporter(RecordingReporter):
+        def step(self, progress) -> None:
+            self.unet_calls_seen = [*getattr(self, "unet_calls_seen", []), len(unet_calls)]
+            super().step(progress)
+
+    try:
+        at_once = CountingReporter()
+        engine.run(base.replace(steps=4), at_once)
+        unet_calls.clear()
+        monkeypatch.setattr(PreviewCopy, "in_flight", property(lambda self: True))
+        later = CountingReporter()
+        engine.run(base.replace(steps=4), later)
+        unet_calls.clear()
+        cancelled = CountingReporter(cancel_at=2, engine=engine)
+        result = engine.run(base.replace(steps=10), cancelled)
+    finally:
+        hook.remove()
+    assert at_once.unet_calls_seen == [1, 2, 3, 4]  # the CPU: each step reported at once
+    assert later.unet_calls_seen == [2, 3, 4, 4]  # the loop went on; the last is not held
+    # every step still arrives, in order, with its own step's preview
+    assert [p.step for p in later.steps] == [1, 2, 3, 4]
+    assert all(
+        np.array_equal(a.preview, b.preview)
+        for a, b in zip(at_once.steps, later.steps, strict=True)
+    )
+    # a cancel seen at step 2 stops the loop at the next step, which was already under way
+    assert result.cancelled and [p.step for p in cancelled.steps] == [1, 2]
+    assert len(unet_calls) == 3
