@@ -116,16 +116,18 @@ class GuidanceTap:
         return to_x0(latents, self._guided(cond, uncond), alpha, self.prediction_type)
 
     def _alpha_cumprod(self, timestep: Any, device: torch.device) -> torch.Tensor:
-        """ᾱ at a possibly fractional timestep, interpolated on the device (no sync)."""
+        """ᾱ at a possibly fractional timestep, interpolated on the device: nothing is read back."""
         if self.alphas_cumprod.device != device:
             self.alphas_cumprod = self.alphas_cumprod.to(device)
         table = self.alphas_cumprod
-        t = torch.as_tensor(timestep, device=device).flatten()[0].float()
+        t = torch.as_tensor(timestep, device=device).flatten()[:1].float()
         t = t.clamp(0, len(table) - 1)
         low = t.floor().long()
         high = (low + 1).clamp(max=len(table) - 1)
         frac = t - low
-        return table[low] * (1 - frac) + table[high] * frac
+        # index_select with a one-element index: indexing with a 0-dim tensor reads it back
+        # to the CPU (`.item()`), which waits for the GPU
+        return table.index_select(0, low) * (1 - frac) + table.index_select(0, high) * frac
 
 
 def _with_sample(output: Any, sample: torch.Tensor) -> Any:

@@ -130,24 +130,73 @@ def test_an_error_that_is_not_the_compilers_is_not_retried(base, monkeypatch) ->
     assert is_compiled(pipe.unet) and not engine.models.compile_failed
 
 
+def _tap(settings: GuidanceSettings, copy_output: bool = False) -> GuidanceTap:
+    return GuidanceTap(
+        settings,
+        alphas_cumprod=torch.linspace(0.99, 0.01, 1000),
+        prediction_type="epsilon",
+        latent_channels=4,
+        cancel=threading.Event(),
+        copy_output=copy_output,
+    )
+
+
 def test_with_cuda_graphs_the_pipeline_gets_its_own_copy_of_each_prediction() -> None:
     # A CUDA graph writes every call's output into the same memory; a scheduler that keeps
     # a raw prediction across steps (PNDM) must be handed a copy.
     def tap(copy_output: bool) -> GuidanceTap:
-        return GuidanceTap(
-            GuidanceSettings(cfg_scale=1.0),
-            alphas_cumprod=torch.linspace(0.99, 0.01, 1000),
-            prediction_type="epsilon",
-            latent_channels=4,
-            cancel=threading.Event(),
-            copy_output=copy_output,
-        )
+        return _tap(GuidanceSettings(cfg_scale=1.0), copy_output)
 
     sample, prediction = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8)
     kwargs = {"sample": sample, "timestep": torch.tensor(500)}
     assert tap(copy_output=False)._after(None, (), kwargs, (prediction,)) is None
     (copied,) = tap(copy_output=True)._after(None, (), kwargs, (prediction,))
     assert torch.equal(copied, prediction) and copied.data_ptr() != prediction.data_ptr()
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_studios_work_at_each_step_never_waits_for_the_device(device: str) -> None:
+    """Guidance, x0 and the preview read no value back to the CPU: on a GPU that would make
+    the loop wait for the GPU at every step, leaving it idle while the next is prepared."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from studio.engine.preview import KNOWN_COEFFICIENTS, Previewer
+
+    class ReadBacks(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+            if func.__name__.split(".")[0] in ("item", "_local_scalar_dense"):
+                self.seen.append(func.__name__)
+            return func(*args, **(kwargs or {}))
+
+    every_control = GuidanceSettings(
+        cfg_scale=7.0, cfg_rescale=0.7, dynamic_thresholding=True, threshold_max=1.5
+    )
+    tap = _tap(every_control)
+    previewer = Previewer("linear", coefficients=KNOWN_COEFFICIENTS["sd1"])
+    sample = torch.randn(2, 4, 8, 8, device=device)  # CFG: unconditional and conditional
+    kwargs = {"sample": sample, "timestep": torch.tensor(500.5, device=device)}
+    prediction = torch.randn(2, 4, 8, 8, device=device)
+    tap._after(None, (), kwargs, (prediction,))  # first call: tables move to the device
+    previewer.start(tap.latest_x0())
+    sync_mode = torch.cuda.get_sync_debug_mode() if device == "cuda" else None
+    if device == "cuda":
+        torch.cuda.set_sync_debug_mode("error")  # a wait for the GPU raises
+    try:
+        with torch.inference_mode(), ReadBacks() as read_backs:
+            tap._after(None, (), kwargs, (prediction,))
+            copy = previewer.start(tap.latest_x0())
+    finally:
+        if sync_mode is not None:
+            torch.cuda.set_sync_debug_mode(sync_mode)
+    assert read_backs.seen == []
+    assert copy is not None and copy.collect().shape == (8, 8, 3)
 
 
 def test_out_of_gpu_memory_retries_with_memory_savers_then_puts_them_back(base, tiny_sd) -> None:
