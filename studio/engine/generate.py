@@ -21,18 +21,13 @@ from studio.engine.jobs import (
     GenerationResult,
     NullReporter,
     Reporter,
-    StepProgress,
 )
 from studio.engine.models import ModelManager
-from studio.engine.preview import (
-    KNOWN_COEFFICIENTS,
-    PreviewCopy,
-    Previewer,
-    load_coefficients,
-)
+from studio.engine.preview import KNOWN_COEFFICIENTS, Previewer, load_coefficients
 from studio.engine.request import GenerationRequest, Mode, Upscaler
 from studio.engine.schedulers import make_scheduler
 from studio.engine.settings import EngineSettings
+from studio.engine.step_reports import StepReports
 
 log = logging.getLogger(__name__)
 
@@ -236,12 +231,22 @@ class Engine:
             copy_output=speedups.is_compiled(pipe.unet)
             and speedups.replays_graphs(self.settings, self.models.device),
         )
-        on_step = self._step_reporter(pipe, tap, stage)
-        if _has_step_end_callback(pipe):
-            call["callback_on_step_end"] = lambda p, i, t, kw: on_step(i) or {}
-        else:
+        legacy_callback = not _has_step_end_callback(pipe)
+        on_step = StepReports(
+            pipe,
+            tap,
+            self._previewer(pipe),
+            self.settings.preview_every,
+            stage,
+            self._reporter,
+            self._cancel,
+            legacy_callback,
+        )
+        if legacy_callback:
             call["callback"] = lambda i, t, latents: on_step(i)
             call["callback_steps"] = 1
+        else:
+            call["callback_on_step_end"] = lambda p, i, t, kw: on_step(i) or {}
 
         self._announce_compilation(pipe, request)
         started = time.perf_counter()
@@ -255,6 +260,7 @@ class Engine:
             log.warning("the compiled UNet failed; running it uncompiled", exc_info=True)
             self._reporter.status("Compilation failed: generating without it…", None)
             images = self._tapped_call(pipe, tap, call, seeds)
+        on_step.flush()
         timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started
         return images
 
@@ -280,38 +286,6 @@ class Engine:
         finally:
             for hook in hooks:
                 hook.remove()
-
-    def _step_reporter(self, pipe: Any, tap: GuidanceTap, stage: str) -> Callable[[int], None]:
-        previewer = self._previewer(pipe)
-        every = max(1, self.settings.preview_every)
-        started = time.perf_counter()
-        reporter = self._reporter
-        # A step whose preview is still being copied from the GPU is reported at the next
-        # step, so the loop never waits for the GPU; steps are still reported in order.
-        waiting: list[tuple[int, int, PreviewCopy | None]] = []
-
-        def report(step: int, total: int, copy: PreviewCopy | None) -> None:
-            preview = copy.collect() if copy is not None else None
-            reporter.step(StepProgress(stage, step, total, time.perf_counter() - started, preview))
-
-        def on_step(index: int) -> None:
-            # image→image pipelines run only the tail of the schedule; they record its length
-            total = getattr(pipe, "_num_timesteps", None) or len(pipe.scheduler.timesteps)
-            step = index + 1
-            copy = None
-            if previewer.enabled and (step % every == 0 or step == total):
-                x0 = tap.latest_x0()
-                copy = previewer.start(x0) if x0 is not None else None
-            while waiting:
-                report(*waiting.pop())
-            if copy is not None and copy.in_flight and step < total:
-                waiting.append((step, total, copy))
-            else:
-                report(step, total, copy)
-            if self._cancel.is_set():
-                raise GenerationCancelled
-
-        return on_step
 
     def _previewer(self, pipe: Any) -> Previewer:
         method = self.settings.preview_method

@@ -138,6 +138,20 @@ def test_x4_upscale_mode(engine, base, tiny_upscaler, picture) -> None:
     assert reporter.steps and {p.stage for p in reporter.steps} == {"upscale"}
 
 
+def test_x4_upscale_with_a_second_order_scheduler_reports_its_steps(
+    engine, base, tiny_upscaler, picture, monkeypatch
+) -> None:
+    # The ×4 pipeline calls the legacy `callback` once per scheduler step; Heun's schedule
+    # has two timesteps for each step after the first, so 3 steps are 5 timesteps.
+    pipe = engine.models.upscaler(tiny_upscaler)
+    monkeypatch.setattr(pipe, "_studio_card", {"default_scheduler": "Heun", "default_steps": 3})
+    reporter = RecordingReporter()
+    request = base.replace(mode=Mode.UPSCALE, init_image=picture, upscale_model=tiny_upscaler)
+    engine.run(request, reporter)
+    assert [(p.step, p.total) for p in reporter.steps] == [(1, 3), (2, 3), (3, 3)]
+    assert reporter.steps[-1].preview is not None  # the last step always has one
+
+
 def test_text_to_image_then_x4_is_a_cascade(engine, base, tiny_upscaler) -> None:
     reporter = RecordingReporter()
     request = base.replace(upscaler=Upscaler.X4, upscale_model=tiny_upscaler, batch_size=2)

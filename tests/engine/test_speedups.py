@@ -199,6 +199,48 @@ def test_the_studios_work_at_each_step_never_waits_for_the_device(device: str) -
     assert copy is not None and copy.collect().shape == (8, 8, 3)
 
 
+def test_a_gpu_preview_is_read_only_after_its_copy_is_done(monkeypatch) -> None:
+    """The CUDA path of a preview's copy, with torch.cuda stood in for (no GPU here): the
+    copy is queued without waiting, on the preview's own device, and read after it is done."""
+    from studio.engine.preview import PreviewCopy
+
+    happened: list[tuple] = []
+
+    class Event:
+        done = False
+
+        def record(self, stream: str) -> None:
+            happened.append(("record", stream))
+
+        def query(self) -> bool:
+            return self.done
+
+        def synchronize(self) -> None:
+            happened.append(("wait",))
+            self.done = True
+
+    class PinnedHost:
+        def numpy(self) -> np.ndarray:
+            happened.append(("read",))
+            return np.zeros((1, 2, 2, 3), np.uint8)
+
+    class GpuPreview:
+        device = torch.device("cuda", 1)
+
+        def to(self, device: str, non_blocking: bool = False) -> PinnedHost:
+            happened.append(("copy", device, non_blocking))
+            return PinnedHost()
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device: f"stream of {device}")
+    copy = PreviewCopy(GpuPreview())
+    assert happened == [("copy", "cpu", True), ("record", "stream of cuda:1")]
+    assert copy.in_flight
+    assert copy.collect().shape == (2, 2, 3)
+    assert happened[2:] == [("wait",), ("read",)]
+    assert not copy.in_flight
+
+
 def test_out_of_gpu_memory_retries_with_memory_savers_then_puts_them_back(base, tiny_sd) -> None:
     engine = Engine(EngineSettings(fuse_qkv=True))
     expected = _pixels(engine, base)
@@ -233,3 +275,28 @@ def test_out_of_gpu_memory_retries_with_memory_savers_then_puts_them_back(base, 
     finally:
         hook.remove()
     assert np.array_equal(_pixels(engine, base), expected)  # and the engine runs on
+
+
+def test_a_retry_drops_the_step_its_failed_attempt_held_back(base, monkeypatch) -> None:
+    """A step held while its preview was on its way from the GPU belongs to the attempt that
+    ran out of memory: after the retry starts, it is not reported."""
+    from studio.engine.preview import PreviewCopy
+
+    monkeypatch.setattr(PreviewCopy, "in_flight", property(lambda self: True))
+    engine = Engine()
+    unet = engine.models.pipeline(base.model, Mode.TEXT_TO_IMAGE).unet
+    calls: list[int] = []
+
+    def out_of_memory_at_the_third_step(module: torch.nn.Module, args: tuple) -> None:
+        calls.append(1)
+        if len(calls) == 3:  # steps 1 and 2 done, step 2 held back
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+
+    hook = unet.register_forward_pre_hook(out_of_memory_at_the_third_step)
+    reporter = RecordingReporter()
+    try:
+        result = engine.run(base, reporter)
+    finally:
+        hook.remove()
+    assert result.images and any("Out of memory" in m for m, _ in reporter.statuses)
+    assert [p.step for p in reporter.steps] == [1, 1, 2, 3]
