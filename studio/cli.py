@@ -243,6 +243,16 @@ def _bench(args: argparse.Namespace) -> int:
     if args.out is not None and args.out.is_dir():
         raise UsageError(f"--out must be a file to write the JSON to; '{args.out}' is a folder.")
 
+    not_kept: list[str] = []
+
+    def keep_figures(results: dict) -> Path | None:
+        """The speed-up figures, for the Settings dialog; a failure costs no bench figures."""
+        try:
+            return record_speedups(results)
+        except OSError as e:
+            not_kept.append(f"{e.strerror or e} ({e.filename})" if e.filename else str(e))
+            return None
+
     def save(results: dict) -> None:
         if args.out is not None:
             args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -256,6 +266,7 @@ def _bench(args: argparse.Namespace) -> int:
 
         def save_gpu(gpu: dict) -> None:
             save({**results, "gpu": gpu})
+            keep_figures({"gpu": gpu})  # a run cut short keeps the rows it finished
 
         results["gpu"] = run_gpu_bench(
             args.device, args.size, args.steps, args.repeats, tuple(rows), save_gpu
@@ -264,9 +275,11 @@ def _bench(args: argparse.Namespace) -> int:
         results = run_bench(args.quick, args.model)
     print(json.dumps(results, indent=2) if args.json else format_table(results))
     save(results)  # after printing: a file that cannot be written loses no figures
-    kept = record_speedups(results)
+    kept = keep_figures(results)
     if kept is not None:
-        print(f"Settings → Performance now shows these speed-up figures ({kept}).", file=sys.stderr)
+        print(f"Settings → Performance shows these speed-ups' figures ({kept}).", file=sys.stderr)
+    elif not_kept:
+        print(f"The speed-ups' figures were not kept: {not_kept[-1]}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -73,7 +73,7 @@ def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
     }
     assert results["speedup_errors"] == {}
     # kept for Settings → Performance: what each speed-up bought on this CPU
-    figures = speedup_figures.load(tmp_path / speedup_figures.FILE_NAME)["cpu"].figures
+    figures = speedup_figures.load(tmp_path / speedup_figures.FILE_NAME)["cpu"].figures()
     assert all(figures[row].time_ratio for row in ("channels_last", "fuse_qkv", "compile_unet"))
     assert figures["compile_unet"].first_image_s == results["speedup_first_run_s"]["compile_unet"]
     assert figures["cuda_graphs"].skipped
@@ -113,7 +113,7 @@ def test_gpu_bench_runs_on_a_cpu_at_a_small_size(tmp_path) -> None:  # noqa: ANN
     assert json.loads(saved.read_text()) == results  # the file a cut-short run would leave
     kept = speedup_figures.load(tmp_path / speedup_figures.FILE_NAME)["cpu"]
     assert kept.workload == "SD 1.5 architecture, 64×64, 2 steps"
-    assert set(kept.figures) == {"channels_last", "fuse_qkv"}  # the rows it measured
+    assert set(kept.figures()) == {"channels_last", "fuse_qkv"}  # the rows it measured
 
 
 def test_gpu_bench_rows_are_checked_before_anything_runs() -> None:

@@ -194,15 +194,15 @@ def test_the_dialog_shows_what_each_speed_up_bought_when_benched_here(qtbot):  #
     qtbot.addWidget(dialog)
     # Automatic would pick the GPU: its figures, each against the row above it
     assert shown(dialog) == {
-        "channels_last": "−5% time",
+        "channels_last": "5% less time",
         "fuse_qkv": "no measurable change",
-        "compile_unet": "−21% time, first image 61 s",
-        "cuda_graphs": "−20% time, first image 70 s",
+        "compile_unet": "21% less time, first image 61 s",
+        "cuda_graphs": "20% less time, first image 70 s",
     }
     assert "NVIDIA H100" in dialog.measured_caption.text()
     assert "0.79×" in dialog.speedups["compile_unet"].toolTip()
     dialog.device.setCurrentIndex(dialog.device.findText("CPU"))  # the CPU's, when chosen
-    assert shown(dialog)["compile_unet"] == "−25% time, first image 38 s"
+    assert shown(dialog)["compile_unet"] == "25% less time, first image 38 s"
     assert shown(dialog)["cuda_graphs"] == "CUDA graphs need a CUDA GPU"
     assert "studio-tiny" in dialog.measured_caption.text()
     dialog.device.setCurrentIndex(dialog.device.findText("Apple MPS"))  # not benched there

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,19 @@ from studio.engine.settings import SPEEDUPS
 FILE_NAME = "speedups-measured.json"
 DEVICE_KINDS = ("cuda", "mps", "cpu")  # the order Automatic picks a device in
 NO_CHANGE = 0.02  # a time ratio within 2% of 1 is within the bench's noise
+# the ladder's rows kept: the engine without speed-ups, then one row per speed-up, each
+# with the speed-ups above it (bench/ladder.py)
+KEPT_ROWS = ("engine", *(speedup.field for speedup in SPEEDUPS))
+
+
+@dataclasses.dataclass(frozen=True)
+class LadderRow:
+    """One row of the bench's speed-up ladder, as measured, or why it was not."""
+
+    s_per_image: float | None = None
+    first_run_s: float | None = None
+    error: str | None = None  # the row failed in the bench
+    skipped: str | None = None  # the row cannot run on this device
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,8 +44,8 @@ class SpeedupFigure:
 
     time_ratio: float | None = None
     first_image_s: float | None = None  # where compilation is paid: the first image's seconds
-    error: str | None = None  # the row failed in the bench
-    skipped: str | None = None  # the row cannot run on this device
+    error: str | None = None
+    skipped: str | None = None
 
     def short(self) -> str:
         """A few words for beside the checkbox."""
@@ -42,10 +56,10 @@ class SpeedupFigure:
         if self.time_ratio is None:
             return ""
         change = self.time_ratio - 1
-        sign = "−" if change < 0 else "+"
-        text = (
-            "no measurable change" if abs(change) <= NO_CHANGE else f"{sign}{abs(change):.0%} time"
-        )
+        if abs(change) <= NO_CHANGE:
+            text = "no measurable change"
+        else:
+            text = f"{abs(change):.0%} {'less' if change < 0 else 'more'} time"
         if self.first_image_s is not None:
             text += f", first image {_seconds(self.first_image_s)}"
         return text
@@ -72,8 +86,24 @@ class Measurement:
     device: str  # a DEVICE_KINDS entry
     where: str  # the device as the user knows it: "CPU", "NVIDIA H100 80GB HBM3"
     workload: str  # "studio-tiny, 64×64, 25 steps"
-    date: str  # ISO date of the run
-    figures: dict[str, SpeedupFigure]  # by SPEEDUPS field
+    date: str  # ISO date of the latest run it holds
+    rows: dict[str, LadderRow]  # by KEPT_ROWS name
+
+    def figures(self) -> dict[str, SpeedupFigure]:
+        """Each speed-up against the row above it, where both were measured."""
+        figures: dict[str, SpeedupFigure] = {}
+        for above, speedup in zip(KEPT_ROWS, SPEEDUPS, strict=False):
+            row, previous = self.rows.get(speedup.field), self.rows.get(above)
+            if row is None:
+                continue
+            if row.error or row.skipped:
+                figures[speedup.field] = SpeedupFigure(error=row.error, skipped=row.skipped)
+            elif row.s_per_image and previous is not None and previous.s_per_image:
+                figures[speedup.field] = SpeedupFigure(
+                    time_ratio=row.s_per_image / previous.s_per_image,
+                    first_image_s=row.first_run_s if speedup.compiles else None,
+                )
+        return figures
 
     def caption(self) -> str:
         return (
@@ -85,38 +115,33 @@ class Measurement:
 def from_ladder(
     rows: Mapping[str, Mapping[str, Any]], device: str, where: str, workload: str
 ) -> Measurement:
-    """The figures of a speed-up ladder's rows (bench/ladder.py): each speed-up row against
-    the row above it, which has the same speed-ups less this one."""
-    figures: dict[str, SpeedupFigure] = {}
-    above = "engine"
-    for speedup in SPEEDUPS:
-        row, previous = rows.get(speedup.field, {}), rows.get(above, {})
-        above = speedup.field
-        if "error" in row or "skipped" in row:
-            figures[speedup.field] = SpeedupFigure(
-                error=row.get("error"), skipped=row.get("skipped")
-            )
-        elif row.get("s_per_image") and previous.get("s_per_image"):
-            figures[speedup.field] = SpeedupFigure(
-                time_ratio=row["s_per_image"] / previous["s_per_image"],
-                first_image_s=row["first_run_s"] if speedup.compiles else None,
-            )
+    """A measurement of the ladder's rows (bench/ladder.py) as the bench reports them."""
+    kept = {
+        name: LadderRow(
+            s_per_image=row.get("s_per_image"),
+            first_run_s=row.get("first_run_s"),
+            error=row.get("error"),
+            skipped=row.get("skipped"),
+        )
+        for name, row in rows.items()
+        if name in KEPT_ROWS
+    }
     today = datetime.date.today().isoformat()
-    return Measurement(_kind(device), where, workload, today, figures)
+    return Measurement(device.partition(":")[0], where, workload, today, kept)
 
 
 def record(measurement: Measurement, path: Path | None = None) -> Path | None:
-    """Keep this run's figures for its kind of device, replacing the last run's; None if it
-    measured nothing to keep."""
-    if not measurement.figures:
-        return None
+    """Keep this run's rows for its kind of device, in place of the last run's; None if no
+    speed-up has a figure to show. The same bench again (a run cut short, finished with
+    `--rows`) adds its rows to the last run's."""
     path = path or config_dir() / FILE_NAME
     kept = load(path)
     earlier = kept.get(measurement.device)
     if earlier and (earlier.where, earlier.workload) == (measurement.where, measurement.workload):
-        # the same bench again (a run cut short, finished with --rows): keep what it lacks
-        figures = {**earlier.figures, **measurement.figures}
-        measurement = dataclasses.replace(measurement, figures=figures)
+        rows = {**earlier.rows, **measurement.rows}
+        measurement = dataclasses.replace(measurement, rows=rows)
+    if not any(f.time_ratio is not None for f in measurement.figures().values()):
+        return None
     kept[measurement.device] = measurement
     data = {device: dataclasses.asdict(m) for device, m in kept.items()}
     text = json.dumps(data, indent=2, ensure_ascii=False).encode()
@@ -130,7 +155,7 @@ def load(path: Path | None = None) -> dict[str, Measurement]:
     path = path or config_dir() / FILE_NAME
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except Exception:  # noqa: BLE001 - unreadable, not JSON, nested too deep: nothing kept
         return {}
     if not isinstance(data, dict):
         return {}
@@ -138,8 +163,8 @@ def load(path: Path | None = None) -> dict[str, Measurement]:
     for device, entry in data.items():
         try:
             measurements[device] = _measurement(device, entry)
-        except (TypeError, ValueError, KeyError, AttributeError):
-            continue  # one damaged entry costs only itself
+        except Exception:  # noqa: BLE001 - one damaged entry costs only itself
+            continue
     return measurements
 
 
@@ -147,44 +172,39 @@ def for_device(measurements: Mapping[str, Measurement], device: str | None) -> M
     """The measurement for a device setting ("cuda:1", "cpu"…); for Automatic (None), the one
     of the device Automatic would most likely pick among those measured."""
     if device is not None:
-        return measurements.get(_kind(device))
+        return measurements.get(device.partition(":")[0])
     return next((measurements[k] for k in DEVICE_KINDS if k in measurements), None)
 
 
 def _measurement(device: str, entry: dict[str, Any]) -> Measurement:
     if device not in DEVICE_KINDS:
         raise ValueError(device)
-    fields = {s.field for s in SPEEDUPS}
-    figures = {
-        name: SpeedupFigure(
-            time_ratio=_number(figure.get("time_ratio")),
-            first_image_s=_number(figure.get("first_image_s")),
-            error=_text(figure.get("error")),
-            skipped=_text(figure.get("skipped")),
+    rows = {
+        name: LadderRow(
+            s_per_image=_seconds_or_none(row.get("s_per_image")),
+            first_run_s=_seconds_or_none(row.get("first_run_s")),
+            error=_text(row.get("error")),
+            skipped=_text(row.get("skipped")),
         )
-        for name, figure in entry["figures"].items()
-        if name in fields
+        for name, row in entry["rows"].items()
+        if name in KEPT_ROWS
     }
     return Measurement(
-        device, str(entry["where"]), str(entry["workload"]), str(entry["date"]), figures
+        device, str(entry["where"]), str(entry["workload"]), str(entry["date"]), rows
     )
 
 
-def _number(value: Any) -> float | None:
+def _seconds_or_none(value: Any) -> float | None:
     if value is None:
         return None
     number = float(value)
-    if not number > 0 or number == float("inf"):
+    if not (number > 0 and math.isfinite(number)):
         raise ValueError(value)
     return number
 
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def _kind(device: str) -> str:
-    return device.partition(":")[0]
 
 
 def _seconds(seconds: float) -> str:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -181,6 +182,8 @@ class SettingsDialog(QDialog):
         self.speedups = {s.field: QCheckBox(s.label) for s in SPEEDUPS}
         # what each bought when studio bench last measured it here, beside its checkbox
         self.speedup_figures = {s.field: _hint_label(wrap=False) for s in SPEEDUPS}
+        for label in self.speedup_figures.values():
+            label.setTextFormat(Qt.TextFormat.PlainText)
         box = QGroupBox("Performance")
         form = _form(box)
         form.addRow("Device", self.device)
@@ -218,16 +221,19 @@ class SettingsDialog(QDialog):
         """The figures studio bench measured on the chosen device (for Automatic, on the
         likeliest one measured), or how to measure them."""
         measurement = speedup_figures.for_device(self._measurements, self.device.value())
+        figures = measurement.figures() if measurement else {}
         for speedup in SPEEDUPS:
-            figure = measurement.figures.get(speedup.field) if measurement else None
+            figure = figures.get(speedup.field)
             label = self.speedup_figures[speedup.field]
             label.setText(figure.short() if figure else "")
             tip = speedup.tip + (f"\n\n{figure.detail()}" if figure else "")
             self.speedups[speedup.field].setToolTip(tip)
             label.setToolTip(tip)
-        if measurement is not None:
+        if measurement is not None:  # device names come from a file: shown as they are
+            self.measured_caption.setTextFormat(Qt.TextFormat.PlainText)
             self.measured_caption.setText(measurement.caption())
         else:
+            self.measured_caption.setTextFormat(Qt.TextFormat.RichText)
             self.measured_caption.setText(
                 "Run <code>studio bench</code> (<code>studio bench --gpu</code> on an NVIDIA "
                 "GPU) to see here what each speed-up buys on this machine."

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from studio.engine import speedup_figures
 from studio.engine.speedup_figures import from_ladder, load, record
 
@@ -17,15 +19,16 @@ CPU_ROWS = {
     "compile_unet": {"s_per_image": 0.679, "first_run_s": 38.0},
     "cuda_graphs": {"skipped": "CUDA graphs need a CUDA GPU."},
 }
+SD15 = "SD 1.5 architecture, 512×512, 20 steps"
 
 
 def test_each_speed_up_is_held_against_the_row_above_it() -> None:
     measured = from_ladder(CPU_ROWS, "cpu", "CPU", "studio-tiny, 64×64, 25 steps")
-    figures = measured.figures
-    assert figures["channels_last"].short() == "−4% time"
+    figures = measured.figures()
+    assert figures["channels_last"].short() == "4% less time"
     assert figures["fuse_qkv"].short() == "no measurable change"  # 0.97 / 0.96, in the noise
     # compiling: 0.679 / 0.97 = 0.70 of the time, and the first image says what it cost
-    assert figures["compile_unet"].short() == "−30% time, first image 38 s"
+    assert figures["compile_unet"].short() == "30% less time, first image 38 s"
     assert "0.70×" in figures["compile_unet"].detail()
     assert figures["channels_last"].first_image_s is None  # nothing compiles there
     assert figures["cuda_graphs"].short() == "CUDA graphs need a CUDA GPU"
@@ -37,19 +40,20 @@ def test_a_slower_or_failed_speed_up_says_so() -> None:
         "engine": {"s_per_image": 1.0},
         "channels_last": {"s_per_image": 1.12, "first_run_s": 1.0},
         "fuse_qkv": {"error": "RuntimeError: no fused kernel"},
+        "compile_unet": {"s_per_image": 0.8, "first_run_s": 40.0},
     }
-    figures = from_ladder(rows, "cuda:0", "NVIDIA H100", "SD 1.5 architecture").figures
-    assert figures["channels_last"].short() == "+12% time"
+    figures = from_ladder(rows, "cuda:0", "NVIDIA H100", SD15).figures()
+    assert figures["channels_last"].short() == "12% more time"
     assert figures["fuse_qkv"].short() == "failed in studio bench"
     assert "no fused kernel" in figures["fuse_qkv"].detail()
-    assert "compile_unet" not in figures  # not measured: no figure rather than a wrong one
+    assert "compile_unet" not in figures  # the row above failed: no figure, not a wrong one
 
 
 def test_figures_survive_a_restart_one_entry_per_kind_of_device(tmp_path: Path) -> None:
     path = tmp_path / "figures.json"
     cpu = from_ladder(CPU_ROWS, "cpu", "CPU", "studio-tiny, 64×64, 25 steps")
     gpu_rows = {"engine": {"s_per_image": 0.40}, "channels_last": {"s_per_image": 0.36}}
-    gpu = from_ladder(gpu_rows, "cuda:0", "NVIDIA H100", "SD 1.5 architecture, 512×512")
+    gpu = from_ladder(gpu_rows, "cuda:0", "NVIDIA H100", SD15)
     record(cpu, path)
     record(gpu, path)
     kept = load(path)
@@ -61,37 +65,53 @@ def test_figures_survive_a_restart_one_entry_per_kind_of_device(tmp_path: Path) 
     assert speedup_figures.for_device(kept, "mps") is None
 
 
-def test_a_run_finished_with_fewer_rows_keeps_the_earlier_rows(tmp_path: Path) -> None:
+def test_a_run_cut_short_and_finished_with_rows_gives_every_figure(tmp_path: Path) -> None:
     path = tmp_path / "figures.json"
-    workload = "SD 1.5 architecture, 512×512, 20 steps"
-    first = {"engine": {"s_per_image": 0.40}, "channels_last": {"s_per_image": 0.36}}
-    record(from_ladder(first, "cuda", "NVIDIA H100", workload), path)
-    # the run was cut short; `--rows fuse_qkv,compile_unet` finishes it
-    rest = {
+    first = {
+        "bare_diffusers": {"s_per_image": 0.39},
+        "engine": {"s_per_image": 0.40},
+        "channels_last": {"s_per_image": 0.36},
         "fuse_qkv": {"s_per_image": 0.30},
-        "compile_unet": {"s_per_image": 0.20, "first_run_s": 50.0},
     }
-    record(from_ladder(rest, "cuda", "NVIDIA H100", workload), path)
-    figures = load(path)["cuda"].figures
-    assert set(figures) == {"channels_last", "compile_unet"}
-    assert figures["compile_unet"].time_ratio == 0.20 / 0.30
+    record(from_ladder(first, "cuda", "NVIDIA H100", SD15), path)
+    # `--rows compile_unet,cuda_graphs` finishes it: its first row is held against the
+    # earlier run's row above it
+    rest = {
+        "compile_unet": {"s_per_image": 0.20, "first_run_s": 50.0},
+        "cuda_graphs": {"s_per_image": 0.15, "first_run_s": 55.0},
+    }
+    record(from_ladder(rest, "cuda", "NVIDIA H100", SD15), path)
+    figures = load(path)["cuda"].figures()
+    assert set(figures) == {"channels_last", "fuse_qkv", "compile_unet", "cuda_graphs"}
+    assert figures["compile_unet"].time_ratio == pytest.approx(0.20 / 0.30)
     # another size is another measurement: it replaces, rather than mixes with, the last
     record(from_ladder(first, "cuda", "NVIDIA H100", "SD 1.5 architecture, 64×64"), path)
-    assert set(load(path)["cuda"].figures) == {"channels_last"}
+    assert set(load(path)["cuda"].figures()) == {"channels_last", "fuse_qkv"}
 
 
-def test_a_damaged_file_shows_no_figures_and_is_written_anew(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "{not json",
+        "[" * 100_000,  # nested past the parser's recursion limit
+        json.dumps({"cpu": {"where": "CPU"}, "tpu": {}, "cuda": [1]}),
+        '{"cpu": {"where": "CPU", "workload": "x", "date": "d", "rows": '
+        '{"engine": {"s_per_image": 1' + "0" * 400 + "}}}}",  # too large for a float
+    ],
+)
+def test_a_damaged_file_shows_no_figures_and_is_written_anew(tmp_path: Path, damage: str) -> None:
     path = tmp_path / "figures.json"
-    path.write_text("{not json")
-    assert load(path) == {}
-    path.write_text(json.dumps({"cpu": {"where": "CPU"}, "tpu": {}, "cuda": [1]}))
+    path.write_text(damage)
     assert load(path) == {}
     cpu = from_ladder(CPU_ROWS, "cpu", "CPU", "studio-tiny")
     record(cpu, path)
     assert load(path) == {"cpu": cpu}
 
 
-def test_a_run_that_measured_no_speed_up_keeps_nothing(tmp_path: Path) -> None:
+def test_a_run_without_a_figure_to_show_keeps_nothing(tmp_path: Path) -> None:
     path = tmp_path / "figures.json"
-    assert record(from_ladder({"engine": {"s_per_image": 1.0}}, "cpu", "CPU", "x"), path) is None
+    only_engine = {"engine": {"s_per_image": 1.0}}
+    assert record(from_ladder(only_engine, "cpu", "CPU", "x"), path) is None
+    skipped_only = {"cuda_graphs": {"skipped": "CUDA graphs need a CUDA GPU."}}
+    assert record(from_ladder(skipped_only, "cpu", "CPU", "x"), path) is None
     assert not path.exists()
