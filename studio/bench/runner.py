@@ -92,8 +92,8 @@ def device_name(device: Any) -> str:
 
 
 def record_speedups(results: dict[str, Any]) -> Path | None:
-    """Keep the speed-up ladder's figures for the Settings dialog (the GPU bench's when it
-    ran, else the CPU bench's); None if no ladder row was measured."""
+    """Keep the speed-up ladder's rows for the Settings dialog (the GPU bench's when it
+    ran, else the CPU bench's); None if no speed-up has a figure to show."""
     from studio.bench.ladder import ROWS
     from studio.engine import speedup_figures
 
