@@ -240,7 +240,7 @@ class Engine:
             stage,
             self._reporter,
             self._cancel,
-            legacy_callback,
+            legacy_steps=call["num_inference_steps"] if legacy_callback else None,
         )
         if legacy_callback:
             call["callback"] = lambda i, t, latents: on_step(i)
@@ -260,7 +260,6 @@ class Engine:
             log.warning("the compiled UNet failed; running it uncompiled", exc_info=True)
             self._reporter.status("Compilation failed: generating without it…", None)
             images = self._tapped_call(pipe, tap, call, seeds)
-        on_step.flush()
         timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started
         return images
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from typing import Any
@@ -17,9 +16,9 @@ class StepReports:
     `every` steps and at the last, and stops the loop once the job is cancelled.
 
     A step whose preview is still being copied from the GPU is held and reported at the
-    next step, or when `flush` is called after the pipeline returns, so the loop never
-    waits for the GPU. A retry starts again at step 1 and drops what the failed attempt
-    held.
+    next step, so the loop never waits for the GPU; the last step is never held. A retry
+    (the callback's index going back) starts counting again and drops what the failed
+    attempt held.
     """
 
     def __init__(
@@ -31,8 +30,12 @@ class StepReports:
         stage: str,
         reporter: Reporter,
         cancel: threading.Event,
-        legacy_callback: bool,
+        legacy_steps: int | None = None,
     ) -> None:
+        """`legacy_steps`: for a pipeline with the legacy `callback` (the ×4 upscaler), its
+        number of inference steps. That callback is called once per progress-bar step, not
+        once per timestep: second-order schedulers run two timesteps a step, and PNDM's
+        first call comes after a warm-up timestep, at index 1."""
         self.pipe = pipe
         self.tap = tap
         self.previewer = previewer
@@ -40,22 +43,25 @@ class StepReports:
         self.stage = stage
         self.reporter = reporter
         self.cancel = cancel
-        # The legacy `callback` is called once per scheduler step, not once per timestep:
-        # second-order schedulers (Heun, DPM2) run two timesteps a step.
-        self._timesteps_per_call = getattr(pipe.scheduler, "order", 1) if legacy_callback else 1
+        self.legacy_steps = legacy_steps
         self._started = time.perf_counter()
+        self._last_index = -1
+        self._steps = 0  # callbacks of this attempt
         self._held: tuple[int, int, PreviewCopy | None] | None = None
 
     def __call__(self, index: int) -> None:
-        total = self._total()
-        step = index + 1
-        if step == 1:
-            self._held = None  # a retry: the failed attempt's last step is not this one's
+        if index <= self._last_index:  # a retry: the failed attempt's steps are not its
+            self._steps, self._held = 0, None
+        self._last_index = index
+        self._steps += 1
+        step, total = self._steps, self._total()
         copy = None
         if self.previewer.enabled and (step % self.every == 0 or step == total):
             x0 = self.tap.latest_x0()
             copy = self.previewer.start(x0) if x0 is not None else None
-        self.flush()
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._report(*held)
         if copy is not None and copy.in_flight and step < total:
             self._held = (step, total, copy)
         else:
@@ -63,16 +69,11 @@ class StepReports:
         if self.cancel.is_set():
             raise GenerationCancelled
 
-    def flush(self) -> None:
-        """Report the step held back, if any."""
-        if self._held is not None:
-            held, self._held = self._held, None
-            self._report(*held)
-
     def _total(self) -> int:
+        if self.legacy_steps is not None:
+            return self.legacy_steps
         # image→image pipelines run only the tail of the schedule; they record its length
-        timesteps = getattr(self.pipe, "_num_timesteps", None) or len(self.pipe.scheduler.timesteps)
-        return math.ceil(timesteps / self._timesteps_per_call)
+        return getattr(self.pipe, "_num_timesteps", None) or len(self.pipe.scheduler.timesteps)
 
     def _report(self, step: int, total: int, copy: PreviewCopy | None) -> None:
         preview = copy.collect() if copy is not None else None

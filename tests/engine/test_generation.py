@@ -138,17 +138,26 @@ def test_x4_upscale_mode(engine, base, tiny_upscaler, picture) -> None:
     assert reporter.steps and {p.stage for p in reporter.steps} == {"upscale"}
 
 
-def test_x4_upscale_with_a_second_order_scheduler_reports_its_steps(
-    engine, base, tiny_upscaler, picture, monkeypatch
+@pytest.mark.parametrize(("scheduler", "unet_calls"), [("Heun", 7), ("PNDM", 5)])
+def test_x4_upscale_reports_its_steps_whatever_the_scheduler(
+    engine, base, tiny_upscaler, picture, monkeypatch, scheduler, unet_calls
 ) -> None:
-    # The ×4 pipeline calls the legacy `callback` once per scheduler step; Heun's schedule
-    # has two timesteps for each step after the first, so 3 steps are 5 timesteps.
+    # The ×4 pipeline calls the legacy `callback` once per scheduler step, not once per
+    # timestep: Heun runs 2 timesteps a step after the first (4 steps are 7 timesteps),
+    # PNDM one warm-up timestep before its first call (4 steps are 5).
     pipe = engine.models.upscaler(tiny_upscaler)
-    monkeypatch.setattr(pipe, "_studio_card", {"default_scheduler": "Heun", "default_steps": 3})
+    card = {"default_scheduler": scheduler, "default_steps": 4}
+    monkeypatch.setattr(pipe, "_studio_card", card)
+    calls: list[int] = []
+    hook = pipe.unet.register_forward_pre_hook(lambda *args: calls.append(1))
     reporter = RecordingReporter()
     request = base.replace(mode=Mode.UPSCALE, init_image=picture, upscale_model=tiny_upscaler)
-    engine.run(request, reporter)
-    assert [(p.step, p.total) for p in reporter.steps] == [(1, 3), (2, 3), (3, 3)]
+    try:
+        engine.run(request, reporter)
+    finally:
+        hook.remove()
+    assert len(calls) == unet_calls  # the scheduler asked for ran
+    assert [(p.step, p.total) for p in reporter.steps] == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert reporter.steps[-1].preview is not None  # the last step always has one
 
 

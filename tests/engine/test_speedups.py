@@ -300,3 +300,36 @@ def test_a_retry_drops_the_step_its_failed_attempt_held_back(base, monkeypatch) 
         hook.remove()
     assert result.images and any("Out of memory" in m for m, _ in reporter.statuses)
     assert [p.step for p in reporter.steps] == [1, 1, 2, 3]
+
+
+def test_a_retry_of_the_x4_upscaler_with_pndm_starts_its_steps_again(
+    base, tiny_upscaler, monkeypatch
+) -> None:
+    """PNDM's legacy callback starts at index 1, after a warm-up timestep: a retry is
+    recognised by the index going back, not by a step 1."""
+    from PIL import Image
+
+    from studio.engine.preview import PreviewCopy
+
+    monkeypatch.setattr(PreviewCopy, "in_flight", property(lambda self: True))
+    engine = Engine()
+    pipe = engine.models.upscaler(tiny_upscaler)
+    monkeypatch.setattr(pipe, "_studio_card", {"default_scheduler": "PNDM", "default_steps": 4})
+    calls: list[int] = []
+
+    def out_of_memory_at_the_third_call(module: torch.nn.Module, args: tuple) -> None:
+        calls.append(1)
+        if len(calls) == 3:  # the warm-up and step 1 done, step 1 held back
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+
+    hook = pipe.unet.register_forward_pre_hook(out_of_memory_at_the_third_call)
+    reporter = RecordingReporter()
+    request = base.replace(
+        mode=Mode.UPSCALE, init_image=Image.new("RGB", (16, 16)), upscale_model=tiny_upscaler
+    )
+    try:
+        result = engine.run(request, reporter)
+    finally:
+        hook.remove()
+    assert result.images and any("Out of memory" in m for m, _ in reporter.statuses)
+    assert [(p.step, p.total) for p in reporter.steps] == [(1, 4), (2, 4), (3, 4), (4, 4)]
