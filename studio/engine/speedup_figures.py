@@ -134,6 +134,8 @@ def record(measurement: Measurement, path: Path | None = None) -> Path | None:
     """Keep this run's rows for its kind of device, in place of the last run's; None if no
     speed-up has a figure to show. The same bench again (a run cut short, finished with
     `--rows`) adds its rows to the last run's."""
+    if not measurement.rows:
+        return None  # nothing new: the last run's entry stays as it was, date included
     path = path or config_dir() / FILE_NAME
     kept = load(path)
     earlier = kept.get(measurement.device)

@@ -74,6 +74,10 @@ def test_a_run_cut_short_and_finished_with_rows_gives_every_figure(tmp_path: Pat
         "fuse_qkv": {"s_per_image": 0.30},
     }
     record(from_ladder(first, "cuda", "NVIDIA H100", SD15), path)
+    path.write_text(path.read_text().replace(load(path)["cuda"].date, "2026-01-02"))
+    # the GPU bench reports before its first row: nothing new, the entry stays as it was
+    assert record(from_ladder({}, "cuda", "NVIDIA H100", SD15), path) is None
+    assert load(path)["cuda"].date == "2026-01-02"
     # `--rows compile_unet,cuda_graphs` finishes it: its first row is held against the
     # earlier run's row above it
     rest = {
