@@ -101,6 +101,8 @@ def test_a_run_cut_short_and_finished_with_rows_gives_every_figure(tmp_path: Pat
         json.dumps({"cpu": {"where": "CPU"}, "tpu": {}, "cuda": [1]}),
         '{"cpu": {"where": "CPU", "workload": "x", "date": "d", "rows": '
         '{"engine": {"s_per_image": 1' + "0" * 400 + "}}}}",  # too large for a float
+        '{"cpu": {"where": "CPU", "workload": "x", "date": "d", "rows": '
+        '{"engine": {"s_per_image": 1e300}, "channels_last": {"s_per_image": NaN}}}}',
     ],
 )
 def test_a_damaged_file_shows_no_figures_and_is_written_anew(tmp_path: Path, damage: str) -> None:
