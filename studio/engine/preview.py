@@ -98,7 +98,8 @@ class PreviewCopy:
 
 
 class Previewer:
-    """Turns the denoised estimate of a batch into one uint8 RGB array (images side by side)."""
+    """Turns the denoised estimate of a batch into a preview: `start` makes it where x0 is and
+    starts its copy to the CPU (`PreviewCopy.collect` gives the images side by side)."""
 
     def __init__(
         self,
@@ -119,10 +120,6 @@ class Previewer:
     @property
     def enabled(self) -> bool:
         return self.method != "none"
-
-    def __call__(self, x0: torch.Tensor) -> np.ndarray | None:
-        copy = self.start(x0)
-        return copy.collect() if copy is not None else None
 
     @torch.no_grad()
     def start(self, x0: torch.Tensor) -> PreviewCopy | None:
