@@ -125,10 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _is_bad_input(error: Exception) -> bool:
-    from studio.engine.catalog import ModelError
-    from studio.engine.imaging import ImageLoadError
-    from studio.engine.metadata import MetadataError
-    from studio.engine.request import RequestError
+    from studio.core.catalog import ModelError
+    from studio.core.imaging import ImageLoadError
+    from studio.core.request import RequestError
+    from studio.metadata import MetadataError
 
     bad_input = UsageError | RequestError | ModelError | ImageLoadError | MetadataError
     return isinstance(error, bad_input)
@@ -143,9 +143,9 @@ def _one_line(error: Exception) -> str:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from studio.engine.catalog import model_defaults
-    from studio.engine.imaging import open_image
-    from studio.engine.request import DEFAULT_MODEL, GenerationRequest, Mode
+    from studio.core.catalog import model_defaults
+    from studio.core.imaging import open_image
+    from studio.core.request import DEFAULT_MODEL, GenerationRequest, Mode
 
     model = args.model or DEFAULT_MODEL
     defaults = model_defaults(model)
@@ -185,8 +185,8 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _upscale(args: argparse.Namespace) -> int:
-    from studio.engine.imaging import open_image
-    from studio.engine.request import DEFAULT_UPSCALE_MODEL, GenerationRequest, Mode
+    from studio.core.imaging import open_image
+    from studio.core.request import DEFAULT_UPSCALE_MODEL, GenerationRequest, Mode
 
     request = GenerationRequest(
         mode=Mode.UPSCALE,
@@ -199,7 +199,7 @@ def _upscale(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from studio.engine.metadata import read_parameters
+    from studio.metadata import read_parameters
 
     parameters = read_parameters(args.image)
     print(json.dumps(parameters.to_json_dict(), indent=2, ensure_ascii=False))
@@ -207,7 +207,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from studio.engine.catalog import (
+    from studio.core.catalog import (
         ModelError,
         added_models,
         cached_hub_models,
@@ -233,7 +233,7 @@ def _models(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from studio.bench.ladder import COMPILED_ROWS, ROWS
     from studio.bench.runner import format_table, machine, record_speedups, run_bench
-    from studio.engine.saving import write_atomically
+    from studio.core.saving import write_atomically
 
     if not args.gpu and (args.rows or args.no_compile):
         raise UsageError("--rows and --no-compile choose rows of the GPU bench: add --gpu.")
@@ -333,9 +333,9 @@ class _StderrProgress:
 
 
 def _run_and_save(request: Any, args: argparse.Namespace) -> int:
-    from studio.engine.paths import output_dir
-    from studio.engine.saving import save_image
-    from studio.engine.settings import EngineSettings
+    from studio.core.paths import output_dir
+    from studio.core.saving import save_image
+    from studio.core.settings import EngineSettings
 
     request.validate()  # before loading torch, so bad input answers at once
     folder, stem = _destination(args.out)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from studio.bench.runner import all_finite
-from studio.engine import speedup_figures
-from studio.engine.catalog import ModelError, resolve
+from studio.core import speedup_figures
+from studio.core.catalog import ModelError, resolve
 
 REQUIRED = [
     "engine_overhead_ratio",

@@ -25,8 +25,8 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QApplication
 
+from studio.core.mask_layer import MaskHistory, MaskLayer, stamp_segment
 from studio.ui.canvas import MAX_BRUSH, ImageCanvas, load_image_file
-from studio.ui.mask_layer import MaskHistory, MaskLayer, stamp_segment
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # read when the QApplication starts
 BAD_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "interop" / "bad_images"

@@ -1,4 +1,4 @@
-"""Tests for studio.engine.metadata: writing our PNG chunks, reading every tool's."""
+"""Tests for studio.metadata: writing our PNG chunks, reading every tool's."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from PIL import Image, PngImagePlugin
 
-from studio.engine.metadata import (
+from studio.metadata import (
     ImageParameters,
     MetadataError,
     format_a1111,
@@ -1076,7 +1076,7 @@ def test_pasted_image_copy_keeps_parameters(tmp_path: Path) -> None:
 
 def test_module_does_not_import_qt() -> None:
     code = (
-        "import sys, studio.engine.metadata;"
+        "import sys, studio.metadata;"
         "bad = [m for m in sys.modules if m.startswith(('PySide6', 'shiboken6', 'PyQt'))];"
         "assert not bad, bad"
     )

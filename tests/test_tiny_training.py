@@ -99,7 +99,7 @@ def test_the_text_probe_can_be_left_out(trained: Path, work: Path, tmp_path: Pat
 def test_a_card_of_continued_runs_lists_every_command_in_order(tmp_path: Path) -> None:
     """A model trained in several commands (`--unet-from`) is reproduced by all of them:
     the card lists each, oldest first, and says how they chain."""
-    from studio.engine.catalog import resolve
+    from studio.core.catalog import resolve
 
     embedded = Path(resolve("studio-tiny").location)
     folder = tmp_path / "studio-tiny"

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.engine.jobs import GenerationResult, StepProgress
-from studio.engine.metadata import read_parameters
-from studio.engine.request import GenerationRequest
-from studio.engine.settings import EngineSettings
+from studio.core.jobs import GenerationResult, StepProgress
+from studio.core.request import GenerationRequest
+from studio.core.settings import EngineSettings
+from studio.metadata import read_parameters
 from studio.ui.controller import JobController, JobState, describe_progress
 
 

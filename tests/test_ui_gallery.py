@@ -10,8 +10,8 @@ from pathlib import Path
 from PIL import Image
 from PySide6.QtCore import Qt
 
-from studio.engine.request import GenerationRequest, Mode
-from studio.engine.saving import save_image
+from studio.core.request import GenerationRequest, Mode
+from studio.core.saving import save_image
 
 
 def _fill(folder: Path, count: int) -> list[Path]:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from studio.engine.catalog import model_defaults
-from studio.engine.paths import EMBEDDED_MODELS_DIR
+from studio.core.catalog import model_defaults
+from studio.core.paths import EMBEDDED_MODELS_DIR
 from studio.ui.settings import Settings
 
 CARD = EMBEDDED_MODELS_DIR / "studio-tiny" / "studio.json"

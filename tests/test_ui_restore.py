@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from studio.engine.metadata import read_parameters
-from studio.engine.request import GenerationRequest, Mode, Upscaler
-from studio.engine.saving import save_image
-from studio.ui.restore import plan_restore
+from studio.core.request import GenerationRequest, Mode, Upscaler
+from studio.core.restore import plan_restore
+from studio.core.saving import save_image
+from studio.metadata import read_parameters
 
 INTEROP_FILES = [
     "AUTOMATIC1111/automatic1111_cropped.png",

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
 
-from studio.engine.jobs import GenerationResult, StepProgress
-from studio.engine.request import GenerationRequest, Mode
-from studio.engine.settings import EngineSettings
+from studio.core.jobs import GenerationResult, StepProgress
+from studio.core.request import GenerationRequest, Mode
+from studio.core.settings import EngineSettings
 from studio.ui.controller import JobController
 from studio.ui.dialogs import SettingsDialog, StudioSettings
 from studio.ui.panels.guidance_panel import GuidancePanel
@@ -162,7 +162,7 @@ def test_the_settings_dialog_shows_the_stored_values(qtbot, tmp_path):  # noqa: 
 
 
 def test_the_dialog_shows_what_each_speed_up_bought_when_benched_here(qtbot):  # noqa: ANN001
-    from studio.engine.speedup_figures import from_ladder, record
+    from studio.core.speedup_figures import from_ladder, record
 
     def shown(dialog: SettingsDialog) -> dict[str, str]:
         return {field: label.text() for field, label in dialog.speedup_figures.items()}

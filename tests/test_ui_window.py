@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import QPoint, Qt
 
-from studio.engine.metadata import read_parameters
-from studio.engine.request import Mode
+from studio.core.request import Mode
+from studio.metadata import read_parameters
 from studio.ui.main_window import MainWindow
 
 PROMPT = "a small red circle at the top left on a blue background"

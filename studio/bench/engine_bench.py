@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from studio.engine.request import GenerationRequest, Mode
+from studio.core.request import GenerationRequest, Mode
 
 BENCH_PROMPT = "a small red circle at the top left on a blue background"
 
@@ -37,7 +37,7 @@ class _CountingReporter:
 def bench_request(model: str, steps: int = 25) -> GenerationRequest:
     from pathlib import Path
 
-    from studio.engine.catalog import read_model_card, resolve
+    from studio.core.catalog import read_model_card, resolve
 
     source = resolve(model)
     card = read_model_card(Path(source.location)) if source.is_local else {}

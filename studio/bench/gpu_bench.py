@@ -66,9 +66,9 @@ def run_gpu_bench(
     from studio.bench.engine_bench import BENCH_PROMPT
     from studio.bench.random_models import build_sd15
     from studio.bench.runner import device_name
+    from studio.core.request import GenerationRequest
     from studio.engine.devices import pick_device
     from studio.engine.models import quiet_libraries
-    from studio.engine.request import GenerationRequest
 
     target = pick_device(device)
     dtype = "float16" if target.type == "cuda" else "float32"

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from studio.engine.settings import SPEEDUPS
+from studio.core.settings import SPEEDUPS
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def run_ladder(
     done. A row that fails records its error and the next one runs."""
     import torch
 
-    from studio.engine.settings import EngineSettings
+    from studio.core.settings import EngineSettings
     from studio.engine.speedups import uncompile
 
     chosen: dict[str, bool] = {}
@@ -74,8 +74,8 @@ def measure(
     from torch._dynamo.utils import counters
 
     from studio.bench.engine_bench import bare_call, preview_cost
+    from studio.core.request import Mode
     from studio.engine.generate import Engine
-    from studio.engine.request import Mode
     from studio.engine.speedups import eager, is_compiled
 
     model = request.model

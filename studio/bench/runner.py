@@ -31,8 +31,8 @@ _ROWS: list[tuple[str, str, str]] = [
 
 def run_bench(quick: bool, model: str) -> dict[str, Any]:
     from studio.bench import engine_bench, ui_bench
+    from studio.core.settings import EngineSettings
     from studio.engine.generate import Engine
-    from studio.engine.settings import EngineSettings
 
     repeats = 3 if quick else 9
     request = engine_bench.bench_request(model, steps=25)
@@ -56,8 +56,8 @@ def _speedups(model: str, request: Any, repeats: int) -> dict[str, Any]:
     """The speed-up ladder on this model and device: each row's seconds per image over the
     engine's, measured in the same run, and what its first image cost."""
     from studio.bench.ladder import ROWS, run_ladder
+    from studio.core.request import Mode
     from studio.engine.models import ModelManager
-    from studio.engine.request import Mode
 
     models = ModelManager()
     pipe = models.pipeline(model, Mode.TEXT_TO_IMAGE)
@@ -95,7 +95,7 @@ def record_speedups(results: dict[str, Any]) -> Path | None:
     """Keep the speed-up ladder's rows for the Settings dialog (the GPU bench's when it
     ran, else the CPU bench's); None if no speed-up has a figure to show."""
     from studio.bench.ladder import ROWS
-    from studio.engine import speedup_figures
+    from studio.core import speedup_figures
 
     gpu = results.get("gpu")
     if gpu is not None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from studio.engine.catalog import ModelError
-from studio.engine.settings import EngineSettings
+from studio.core.catalog import ModelError
+from studio.core.settings import EngineSettings
 
 
 def pick_device(requested: str | None = None) -> torch.device:

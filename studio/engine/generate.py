@@ -13,20 +13,21 @@ from typing import Any
 import torch
 from PIL import Image
 
-from studio.engine import imaging, speedups
-from studio.engine.devices import wants_vae_tiling
-from studio.engine.guidance import GenerationCancelled, GuidanceSettings, GuidanceTap
-from studio.engine.jobs import (
+from studio.core import imaging
+from studio.core.jobs import (
     GenerationError,
     GenerationResult,
     NullReporter,
     Reporter,
 )
+from studio.core.request import GenerationRequest, Mode, Upscaler
+from studio.core.settings import EngineSettings
+from studio.engine import speedups
+from studio.engine.devices import wants_vae_tiling
+from studio.engine.guidance import GenerationCancelled, GuidanceSettings, GuidanceTap
 from studio.engine.models import ModelManager
 from studio.engine.preview import KNOWN_COEFFICIENTS, Previewer, load_coefficients
-from studio.engine.request import GenerationRequest, Mode, Upscaler
 from studio.engine.schedulers import make_scheduler
-from studio.engine.settings import EngineSettings
 from studio.engine.step_reports import StepReports
 
 log = logging.getLogger(__name__)

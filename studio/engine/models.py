@@ -14,11 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from studio.core.catalog import ModelError, read_model_card, resolve
+from studio.core.request import Mode
+from studio.core.settings import EngineSettings
 from studio.engine import speedups
-from studio.engine.catalog import ModelError, read_model_card, resolve
 from studio.engine.devices import memory_plan, pick_device, pick_dtype
-from studio.engine.request import Mode
-from studio.engine.settings import EngineSettings
 
 log = logging.getLogger(__name__)
 

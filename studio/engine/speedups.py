@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from studio.engine.settings import EngineSettings
+from studio.core.settings import EngineSettings
 
 log = logging.getLogger(__name__)
 

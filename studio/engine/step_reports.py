@@ -6,8 +6,8 @@ import threading
 import time
 from typing import Any
 
+from studio.core.jobs import Reporter, StepProgress
 from studio.engine.guidance import GenerationCancelled, GuidanceTap
-from studio.engine.jobs import Reporter, StepProgress
 from studio.engine.preview import PreviewCopy, Previewer
 
 

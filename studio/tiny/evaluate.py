@@ -20,29 +20,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import (
-    DDIMScheduler,
-    DPMSolverMultistepScheduler,
-    EulerAncestralDiscreteScheduler,
-    EulerDiscreteScheduler,
-    StableDiffusionPipeline,
-    StableDiffusionUpscalePipeline,
-    UniPCMultistepScheduler,
-)
+from diffusers import StableDiffusionPipeline, StableDiffusionUpscalePipeline
 from PIL import Image
 
+from studio.core.schedulers import SCHEDULER_NAMES
+from studio.engine.schedulers import make_scheduler
 from studio.tiny import card, export
 from studio.tiny.judge import Judge, Verdict, train_shape_classifier
 from studio.tiny.scenes import Scene, caption, draw_scene, sample_scene
 
 MODELS = Path(__file__).resolve().parents[2] / "resources" / "models"
-SCHEDULERS = {
-    "Euler a": EulerAncestralDiscreteScheduler,
-    "Euler": EulerDiscreteScheduler,
-    "DPM++ 2M": DPMSolverMultistepScheduler,
-    "DDIM": DDIMScheduler,
-    "UniPC": UniPCMultistepScheduler,
-}
 EVAL_SEED = 424242  # held out: training scenes come from seeds below 100
 
 
@@ -53,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--double", type=int, default=50, help="two-object prompts")
     p.add_argument("--steps", type=int, default=None, help="default: the model's studio.json")
     p.add_argument("--cfg", type=float, nargs="*", default=None, help="default: 1 and the model's")
-    p.add_argument("--scheduler", default=None, choices=sorted(SCHEDULERS))
+    p.add_argument("--scheduler", default=None, choices=SCHEDULER_NAMES)
     p.add_argument("--upscale", type=int, default=16, help="scenes for the x4 comparison")
     p.add_argument("--samples", type=Path, default=Path("/tmp/tiny_samples.png"))
     p.add_argument("--threads", type=int, default=2)
@@ -63,8 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def load(folder: Path, cls=StableDiffusionPipeline, scheduler: str | None = None):
     pipe = cls.from_pretrained(folder, local_files_only=True, torch_dtype=torch.float32)
-    if scheduler:
-        pipe.scheduler = SCHEDULERS[scheduler].from_config(pipe.scheduler.config)
+    if scheduler:  # made as the engine makes it, so the figures are what the studio gives
+        pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -56,8 +56,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.engine.imaging import open_image
-from studio.ui.mask_layer import Box, MaskLayer
+from studio.core.imaging import open_image
+from studio.core.mask_layer import Box, MaskLayer
 
 __all__ = ["EMPTY_HINT", "IMAGE_SUFFIXES", "ImageCanvas", "load_image_file"]
 

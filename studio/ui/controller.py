@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
-from studio.engine.request import GenerationRequest
-from studio.engine.settings import EngineSettings
+from studio.core.request import GenerationRequest
+from studio.core.settings import EngineSettings
 from studio.ui.worker import UNKNOWN_FRACTION, EngineFactory, EngineThread, Job, JobOutcome
 
 if TYPE_CHECKING:
-    from studio.engine.jobs import StepProgress
+    from studio.core.jobs import StepProgress
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.engine import speedup_figures
-from studio.engine.paths import output_dir
-from studio.engine.settings import PREVIEW_METHODS, SPEEDUPS, EngineSettings
+from studio.core import speedup_figures
+from studio.core.paths import output_dir
+from studio.core.settings import PREVIEW_METHODS, SPEEDUPS, EngineSettings
 from studio.ui.theme import THEMES
 
 SHORTCUTS: tuple[tuple[str, str], ...] = (

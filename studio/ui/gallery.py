@@ -36,8 +36,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.engine.metadata import ImageParameters, MetadataError, format_a1111, read_parameters
-from studio.engine.request import Mode
+from studio.core.request import Mode
+from studio.metadata import ImageParameters, MetadataError, format_a1111, read_parameters
 from studio.ui.icons import themed
 from studio.ui.qt_images import pil_to_qimage
 from studio.ui.thumbnail_delegate import ThumbnailDelegate

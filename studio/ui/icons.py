@@ -10,7 +10,7 @@ from PySide6.QtGui import QGuiApplication, QIcon, QPainter, QPalette, QPixmap
 from PySide6.QtSvg import QSvgRenderer
 from PySide6.QtWidgets import QAbstractButton
 
-from studio.engine.paths import RESOURCES_DIR
+from studio.core.paths import RESOURCES_DIR
 
 ICONS_DIR = RESOURCES_DIR / "icons"
 APP_ICON = ICONS_DIR / "latent-studio.svg"

@@ -41,10 +41,11 @@ from PySide6.QtWidgets import (
 )
 from superqt import QElidingLabel, QLabeledSlider
 
-from studio.engine.catalog import ModelError, model_defaults
-from studio.engine.metadata import MetadataError, read_parameters
-from studio.engine.request import GenerationRequest, Mode
-from studio.engine.settings import EngineSettings
+from studio.core.catalog import ModelError, model_defaults
+from studio.core.request import GenerationRequest, Mode
+from studio.core.restore import RestorePlan, plan_restore
+from studio.core.settings import EngineSettings
+from studio.metadata import MetadataError, read_parameters
 from studio.ui import icons
 from studio.ui.banner import Banner
 from studio.ui.canvas import ImageCanvas, load_image_file
@@ -56,7 +57,6 @@ from studio.ui.panels.mode_bar import ModeBar
 from studio.ui.panels.model_picker import AddModelDialog, ModelPicker
 from studio.ui.panels.prompt_panel import PromptPanel
 from studio.ui.qt_images import pil_to_qimage, qimage_to_pil
-from studio.ui.restore import RestorePlan, plan_restore
 from studio.ui.settings import Settings
 from studio.ui.theme import apply_theme
 from studio.ui.timeline import Timeline

@@ -18,24 +18,20 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from studio.engine.catalog import ModelError, resolve
-from studio.engine.paths import RESOURCES_DIR
-from studio.engine.request import DEFAULT_MODEL, DEFAULT_UPSCALE_MODEL, Mode
+from studio.core.catalog import ModelError, resolve
+from studio.core.paths import RESOURCES_DIR
+from studio.core.request import DEFAULT_MODEL, DEFAULT_UPSCALE_MODEL, Mode
 
 WINDOW_SIZE = (1280, 800)
 TIMEOUT_MS = 300_000
 
 
 def _scene(seed: int, size: int) -> Image.Image:
-    """An input picture: a studio-tiny scene when that package is here, else plain shapes."""
-    try:
-        from studio.tiny.scenes import render_seed
-
-        return render_seed(seed, size).image.convert("RGB")
-    except Exception:  # noqa: BLE001 - any picture will do for a screenshot
-        image = Image.new("RGB", (size, size), (40, 80, 200))
-        ImageDraw.Draw(image).ellipse((size // 4, size // 4, size * 3 // 4, size * 3 // 4), "red")
-        return image
+    """An input picture in studio-tiny's vocabulary: a red circle on a blue background (drawn
+    here: the window's package never imports the training package)."""
+    image = Image.new("RGB", (size, size), (35, 75, 215))
+    ImageDraw.Draw(image).ellipse((size // 4, size // 4, size * 3 // 4, size * 3 // 4), "red")
+    return image
 
 
 def _circle_mask(size: tuple[int, int], box: tuple[float, float, float, float]) -> Image.Image:

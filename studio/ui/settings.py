@@ -12,8 +12,8 @@ from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings
 
-from studio.engine.paths import config_dir, output_dir
-from studio.engine.settings import PREVIEW_METHODS, SPEEDUPS, EngineSettings
+from studio.core.paths import config_dir, output_dir
+from studio.core.settings import PREVIEW_METHODS, SPEEDUPS, EngineSettings
 
 MAX_HISTORY = 50
 

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from PIL import Image
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from studio.engine.catalog import ModelError
-from studio.engine.request import GenerationRequest, Mode, RequestError
-from studio.engine.settings import SPEEDUPS, EngineSettings
+from studio.core.catalog import ModelError
+from studio.core.request import GenerationRequest, Mode, RequestError
+from studio.core.settings import SPEEDUPS, EngineSettings
 
 if TYPE_CHECKING:
-    from studio.engine.jobs import GenerationResult, StepProgress
+    from studio.core.jobs import GenerationResult, StepProgress
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +260,7 @@ class EngineWorker(QObject):
 
 def _save_all(result: GenerationResult, folder: Path) -> list[Path]:
     """Every image of a job on disk, each with the request that makes exactly it."""
-    from studio.engine.saving import save_image
+    from studio.core.saving import save_image
 
     seeds = result.seeds
     paths = []

@@ -177,7 +177,7 @@ def test_info_reads_other_tools_files(capsys) -> None:
 
 
 def test_models_lists_added_models(tiny_sd, capsys) -> None:
-    from studio.engine.catalog import add_model
+    from studio.core.catalog import add_model
 
     add_model(tiny_sd)
     code, out, _ = run(["models"], capsys)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.engine.catalog import ModelError, resolve
-from studio.engine.request import GenerationRequest, Mode
+from studio.core.catalog import ModelError, resolve
+from studio.core.request import GenerationRequest, Mode
 
 try:
     resolve("studio-tiny")

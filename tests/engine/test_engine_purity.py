@@ -24,9 +24,9 @@ def test_engine_modules_import_no_qt() -> None:
 def test_ui_facing_engine_modules_import_no_torch() -> None:
     code = (
         "import sys\n"
-        "import studio.engine.request, studio.engine.catalog, studio.engine.metadata\n"
-        "import studio.engine.saving, studio.engine.settings, studio.engine.schedulers\n"
-        "import studio.engine.imaging, studio.engine.paths, studio.engine.speedup_figures\n"
+        "import studio.core.request, studio.core.catalog, studio.metadata\n"
+        "import studio.core.saving, studio.core.settings, studio.engine.schedulers\n"
+        "import studio.core.imaging, studio.core.paths, studio.core.speedup_figures\n"
         "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.engine.request import GenerationRequest, Mode, Upscaler
-from studio.engine.schedulers import SCHEDULER_NAMES
+from studio.core.request import GenerationRequest, Mode, Upscaler
+from studio.core.schedulers import SCHEDULER_NAMES
 from tests.engine.conftest import RecordingReporter
 
 
@@ -197,8 +197,8 @@ def test_guidance_controls_change_the_picture(engine, base) -> None:
 
 
 def test_preview_cadence_and_methods(base, tiny_sd) -> None:
+    from studio.core.settings import EngineSettings
     from studio.engine.generate import Engine
-    from studio.engine.settings import EngineSettings
 
     every_two = RecordingReporter()
     Engine(EngineSettings(preview_every=2)).run(base.replace(steps=5), every_two)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from studio.engine.catalog import ModelError, add_model, added_models, remove_model, resolve
+from studio.core.catalog import ModelError, add_model, added_models, remove_model, resolve
+from studio.core.request import Mode
 from studio.engine.models import ModelManager, check_checkpoint_is_safe
-from studio.engine.request import Mode
 
 
 class _RunsCode:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from studio.engine.request import GenerationRequest, Mode, RequestError, Upscaler
+from studio.core.request import GenerationRequest, Mode, RequestError, Upscaler
 
 IMAGE = Image.new("RGB", (64, 64), "blue")
 MASK = Image.new("L", (64, 64), 0)

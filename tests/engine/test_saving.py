@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.engine.metadata import read_parameters
-from studio.engine.request import GenerationRequest
-from studio.engine.saving import save_image
+from studio.core.request import GenerationRequest
+from studio.core.saving import save_image
+from studio.metadata import read_parameters
 
 
 def test_round_trip_write_read_regenerate(engine, tiny_sd: str, tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from studio.engine.schedulers import SCHEDULER_NAMES, closest_scheduler
+from studio.core.schedulers import SCHEDULER_NAMES, closest_scheduler
 
 
 @pytest.mark.parametrize(

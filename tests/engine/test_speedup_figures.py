@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from studio.engine import speedup_figures
-from studio.engine.speedup_figures import from_ladder, load, record
+from studio.core import speedup_figures
+from studio.core.speedup_figures import from_ladder, load, record
 
 # a CPU ladder as bench/ladder.py reports it: each row keeps the speed-ups above it
 CPU_ROWS = {

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+from studio.core.jobs import GenerationError
+from studio.core.request import GenerationRequest, Mode
+from studio.core.settings import EngineSettings
 from studio.engine.generate import Engine
 from studio.engine.guidance import GuidanceSettings, GuidanceTap
-from studio.engine.jobs import GenerationError
-from studio.engine.request import GenerationRequest, Mode
-from studio.engine.settings import EngineSettings
 from studio.engine.speedups import is_compiled
 from tests.engine.conftest import RecordingReporter
 

@@ -27,8 +27,8 @@ from PySide6.QtWidgets import (
 )
 from superqt import QCollapsible, QLabeledDoubleSlider, QLabeledSlider, QLargeIntSpinBox
 
-from studio.engine.request import MAX_BATCH, MAX_SIDE, Mode, Upscaler
-from studio.engine.schedulers import SCHEDULER_NAMES
+from studio.core.request import MAX_BATCH, MAX_SIDE, Mode, Upscaler
+from studio.core.schedulers import SCHEDULER_NAMES
 from studio.ui.icons import themed
 from studio.ui.panels.model_picker import ModelPicker
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QSizePolicy, QToolButton, QWidget
 
-from studio.engine.request import Mode
+from studio.core.request import Mode
 
 _TIPS = {
     Mode.TEXT_TO_IMAGE: "Make an image from the prompt (Ctrl+1)",

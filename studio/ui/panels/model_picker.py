@@ -22,29 +22,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.engine import catalog
-from studio.engine.catalog import ModelError
-from studio.engine.request import DEFAULT_MODEL, DEFAULT_UPSCALE_MODEL
+from studio.core import catalog
+from studio.core.catalog import ModelError
+from studio.core.request import DEFAULT_MODEL, DEFAULT_UPSCALE_MODEL
 
 log = logging.getLogger(__name__)
 
 ADD_MODEL = "__add__"
 
 
-def vocabulary_text() -> str:
-    """What studio-tiny understands, from studio.tiny.vocabulary (optional at runtime)."""
-    try:
-        from studio.tiny.vocabulary import describe
-
-        return describe()
-    except Exception:  # noqa: BLE001 - a missing or broken module only hides the hint
-        return "studio-tiny draws coloured shapes on plain, striped or gradient backgrounds."
-
-
 def describe_model(spec: str, role: str) -> str:
-    """One or two lines about a model for the hint under the picker."""
-    if spec == DEFAULT_MODEL:
-        return vocabulary_text()
+    """One or two lines about a model for the hint under the picker (an embedded model's
+    card describes it: studio-tiny's lists the words it understands)."""
     for info in catalog.embedded_models():
         if info.name == spec:
             return info.description or f"Embedded {info.role}."

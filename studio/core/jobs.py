@@ -8,7 +8,7 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
-from studio.engine.request import GenerationRequest
+from studio.core.request import GenerationRequest
 
 
 class GenerationError(Exception):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from studio.engine.paths import EMBEDDED_MODELS_DIR
+from studio.core.paths import EMBEDDED_MODELS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,8 @@ class ModelInfo:
 
 
 def embedded_models() -> list[ModelInfo]:
-    """The models shipped in resources/models, with their studio.json descriptions."""
+    """The models shipped in resources/models, with the descriptions of their cards
+    (studio.json's "description", written by `studio.tiny.export`)."""
     found = []
     if EMBEDDED_MODELS_DIR.is_dir():
         for folder in sorted(EMBEDDED_MODELS_DIR.iterdir()):
@@ -55,7 +56,9 @@ def embedded_models() -> list[ModelInfo]:
                 card = read_model_card(folder)
                 role = "upscaler" if card.get("scale") else "generator"
                 found.append(
-                    ModelInfo(folder.name, "embedded", str(folder), role, card.get("summary", ""))
+                    ModelInfo(
+                        folder.name, "embedded", str(folder), role, card.get("description", "")
+                    )
                 )
     return found
 
@@ -158,7 +161,7 @@ def resolve(spec: str) -> ModelSource:
 
 
 def _registry_path() -> Path:
-    from studio.engine.paths import config_dir
+    from studio.core.paths import config_dir
 
     return config_dir() / "models.json"
 

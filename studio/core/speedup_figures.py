@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from studio.engine.paths import config_dir
-from studio.engine.saving import write_atomically
-from studio.engine.settings import SPEEDUPS
+from studio.core.paths import config_dir
+from studio.core.saving import write_atomically
+from studio.core.settings import SPEEDUPS
 
 FILE_NAME = "speedups-measured.json"
 DEVICE_KINDS = ("cuda", "mps", "cpu")  # the order Automatic picks a device in

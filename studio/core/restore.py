@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from studio.engine.metadata import ImageParameters, normalise_sampler
-from studio.engine.schedulers import SCHEDULER_NAMES
+from studio.core.schedulers import SCHEDULER_NAMES
+from studio.metadata import ImageParameters, normalise_sampler
 
 SOURCE_NAMES = {
     "studio": "Latent Studio",

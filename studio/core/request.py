@@ -14,7 +14,7 @@ from typing import Any
 
 from PIL import Image
 
-from studio.engine.schedulers import SCHEDULER_NAMES
+from studio.core.schedulers import SCHEDULER_NAMES
 
 DEFAULT_MODEL = "studio-tiny"
 DEFAULT_UPSCALE_MODEL = "studio-tiny-x4"

@@ -12,8 +12,8 @@ from typing import BinaryIO
 
 from PIL import Image
 
-from studio.engine import metadata
-from studio.engine.request import GenerationRequest
+from studio import metadata
+from studio.core.request import GenerationRequest
 
 
 def parameters_of(

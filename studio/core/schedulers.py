@@ -1,0 +1,82 @@
+"""Scheduler (sampler) names as artists know them from AUTOMATIC1111, and the diffusers
+class and settings each one runs as (the engine makes the object: `engine.schedulers`).
+
+The names double as the `Sampler:` value written into PNG metadata, so files
+round-trip through every tool that reads the A1111 format.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# name -> (diffusers class name, config overrides)
+SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "Euler a": ("EulerAncestralDiscreteScheduler", {}),
+    "Euler": ("EulerDiscreteScheduler", {}),
+    "DPM++ 2M": ("DPMSolverMultistepScheduler", {}),
+    "DPM++ 2M Karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+    "DPM++ 2M SDE": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
+    "DPM++ 2M SDE Karras": (
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": True},
+    ),
+    "DPM2": ("KDPM2DiscreteScheduler", {}),
+    "DPM2 a": ("KDPM2AncestralDiscreteScheduler", {}),
+    "Heun": ("HeunDiscreteScheduler", {}),
+    "LMS": ("LMSDiscreteScheduler", {}),
+    "LMS Karras": ("LMSDiscreteScheduler", {"use_karras_sigmas": True}),
+    "DPM++ 3M SDE": (
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "sde-dpmsolver++", "solver_order": 3},
+    ),
+    "DPM++ 3M SDE Karras": (
+        "DPMSolverMultistepScheduler",
+        {"algorithm_type": "sde-dpmsolver++", "solver_order": 3, "use_karras_sigmas": True},
+    ),
+    # As Stable Diffusion's own configs: no clipping of x0 to [-1, 1], which is wrong in
+    # latent space, and no final alpha of one.
+    "DDIM": ("DDIMScheduler", {"clip_sample": False, "set_alpha_to_one": False}),
+    "PNDM": ("PNDMScheduler", {"skip_prk_steps": True}),  # as Stable Diffusion runs it
+    "DDPM": ("DDPMScheduler", {"clip_sample": False}),
+    "UniPC": ("UniPCMultistepScheduler", {}),
+}
+
+SCHEDULER_NAMES: tuple[str, ...] = tuple(SCHEDULERS)
+
+# Config keys that belong to one scheduler family and confuse another when carried over.
+NOT_CARRIED = (
+    "use_karras_sigmas",
+    "algorithm_type",
+    "solver_order",
+    "skip_prk_steps",
+    "clip_sample",
+    "set_alpha_to_one",
+)
+
+# Samplers other tools write that the studio runs as a close relative.
+_RELATIVES = {
+    "DPM++ SDE": "DPM++ 2M SDE",
+    "DPM++ SDE Karras": "DPM++ 2M SDE Karras",
+    "DPM++ 2S a": "Euler a",
+    "DPM++ 2S a Karras": "Euler a",
+    "DPM fast": "DPM++ 2M",
+    "DPM adaptive": "DPM++ 2M",
+    "PLMS": "PNDM",
+    "LCM": "Euler",
+}
+DEFAULT_SCHEDULER = "Euler a"
+
+
+def closest_scheduler(name: str | None) -> str:
+    """The studio's scheduler for a sampler name read from another tool's file."""
+    if not name:
+        return DEFAULT_SCHEDULER
+    if name in SCHEDULERS:
+        return name
+    if name in _RELATIVES:
+        return _RELATIVES[name]
+    plain = name.removesuffix(" Karras")
+    if plain in SCHEDULERS:
+        return plain
+    lowered = {n.lower(): n for n in SCHEDULERS}
+    return lowered.get(name.lower(), DEFAULT_SCHEDULER)

@@ -1,0 +1,25 @@
+"""Strings from files and libraries, made fit to show: one line, no control characters.
+
+A model's JSON, an image's metadata or a file name can carry terminal escape sequences
+or other control characters; shown raw they would rewrite the terminal or break a
+one-line message. Everything shown to a user passes through `printable`.
+"""
+
+from __future__ import annotations
+
+import re
+
+# C0 and C1 controls and DEL, except the ones a message may keep (tab and newline are
+# made spaces by `printable`)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str, limit: int = 2000) -> str:
+    """`text` with every control character (escape sequences included) replaced by a
+    visible '?', whitespace runs folded into one space, and at most `limit` characters."""
+    text = " ".join(str(text).split())
+    text = _CONTROL.sub("?", text)
+    # bidirectional overrides can make a message read differently from what it says
+    text = _BIDI.sub("?", text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,77 @@
+"""The studio's own files: an A1111 ``parameters`` chunk for everyone, and a ``studio``
+chunk with the whole request, so dropping a file back restores everything exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from PIL import PngImagePlugin
+
+from studio.metadata.a1111 import PARAMETERS_KEY, format_a1111, parse_a1111
+from studio.metadata.parameters import (
+    ImageParameters,
+    Unreadable,
+    load_json,
+    to_float,
+    to_int,
+    to_text,
+)
+
+STUDIO_KEY = "studio"
+
+
+def _is_latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def png_info(parameters: ImageParameters, request: dict[str, Any] | None) -> PngImagePlugin.PngInfo:
+    """PNG text chunks for a studio image: A1111 ``parameters`` plus the ``studio`` request."""
+    info = PngImagePlugin.PngInfo()
+    text = format_a1111(parameters)
+    # tEXt is Latin-1 only; iTXt carries UTF-8 and every reader of tEXt also reads it.
+    if _is_latin1(text):
+        info.add_text(PARAMETERS_KEY, text)
+    else:
+        info.add_itxt(PARAMETERS_KEY, text)
+    if request is not None:
+        # default=str: an odd value in the request must not cost the user the image.
+        payload = json.dumps(request, sort_keys=True, ensure_ascii=False, default=str)
+        info.add_itxt(STUDIO_KEY, payload)
+    return info
+
+
+def from_studio(chunks: Mapping[str, str]) -> ImageParameters | None:
+    raw = chunks.get(STUDIO_KEY)
+    if raw is None:
+        return None
+    request = load_json(raw)
+    if not isinstance(request, dict):
+        # The caller goes on to the A1111 chunk, which is usually still fine.
+        raise Unreadable("Latent Studio", "its JSON is broken")
+    p = ImageParameters(source="studio", request=request)
+    p.prompt = to_text(request.get("prompt")) or ""
+    p.negative_prompt = to_text(request.get("negative_prompt")) or ""
+    p.seed = to_int(request.get("seed"))
+    p.steps = to_int(request.get("steps"))
+    p.cfg_scale = to_float(request.get("cfg_scale"))
+    p.sampler = to_text(request.get("scheduler"))
+    p.width = to_int(request.get("width"))
+    p.height = to_int(request.get("height"))
+    p.model = to_text(request.get("model"))
+    mode = request.get("mode")
+    # Strength means something only where an input image is partly repainted.
+    p.strength = to_float(request.get("strength")) if mode in ("img2img", "inpaint") else None
+    if PARAMETERS_KEY in chunks:
+        written = parse_a1111(chunks[PARAMETERS_KEY])
+        # Settings the request does not name (e.g. "Clip skip") are still worth showing.
+        p.extras = dict(written.extras)
+        if mode == "upscale":  # the request's size is unused there; the input's was written
+            p.width, p.height = written.width, written.height
+    return p
