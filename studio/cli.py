@@ -13,10 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from studio.core.errors import BadInput
+
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-class UsageError(Exception):
+class UsageError(BadInput):
     """Bad input found by the command line itself; str() is one sentence."""
 
 
@@ -125,13 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _is_bad_input(error: Exception) -> bool:
-    from studio.core.catalog import ModelError
-    from studio.core.imaging import ImageLoadError
-    from studio.core.request import RequestError
-    from studio.metadata import MetadataError
-
-    bad_input = UsageError | RequestError | ModelError | ImageLoadError | MetadataError
-    return isinstance(error, bad_input)
+    return isinstance(error, BadInput)
 
 
 def _one_line(error: Exception) -> str:
@@ -334,7 +330,7 @@ class _StderrProgress:
 
 def _run_and_save(request: Any, args: argparse.Namespace) -> int:
     from studio.core.paths import output_dir
-    from studio.core.saving import save_image
+    from studio.core.saving import save_result
     from studio.core.settings import EngineSettings
 
     request.validate()  # before loading torch, so bad input answers at once
@@ -345,10 +341,8 @@ def _run_and_save(request: Any, args: argparse.Namespace) -> int:
     result = Engine(settings).run(request, _StderrProgress())
     if result.cancelled:
         return EXIT_INTERRUPTED
-    folder = folder or output_dir()
-    for index, (image, seed) in enumerate(zip(result.images, result.seeds, strict=False)):
-        name = stem if stem is None or len(result.images) == 1 else f"{stem}-{index + 1}"
-        print(save_image(image, result.request, seed, folder, name, overwrite=stem is not None))
+    for path in save_result(result, folder or output_dir(), stem, overwrite=stem is not None):
+        print(path)
     return EXIT_OK
 
 

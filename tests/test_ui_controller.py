@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.core.jobs import GenerationResult, StepProgress
+from studio.core.jobs import GenerationResult, JobState, StepProgress
 from studio.core.request import GenerationRequest
 from studio.core.settings import EngineSettings
 from studio.metadata import read_parameters
-from studio.ui.controller import JobController, JobState, describe_progress
+from studio.ui.controller import JobController, describe_progress
 
 
 @dataclass
@@ -160,7 +160,7 @@ def test_cancel_mid_run_stops_it_saves_nothing_and_the_next_job_runs(
     with qtbot.waitSignal(controller.jobCancelled, timeout=1000):
         assert controller.cancel()
     assert controller.job(first).state is JobState.CANCELLED
-    assert controller.job(first).outcome is None
+    assert controller.job(first).result is None
     assert not controller.is_busy  # idle at once, without waiting for the engine
     progress_ids.clear()
     second = controller.submit(_request(prompt="second", steps=3))
@@ -195,7 +195,7 @@ def test_cancelled_before_its_run_it_never_runs(make_controller, engines, qtbot,
     gate.set()
     qtbot.waitUntil(lambda: finished == [second], timeout=5000)
     assert controller.job(first).state is JobState.CANCELLED
-    assert controller.job(first).outcome is None
+    assert controller.job(first).result is None
     assert controller.job(second).state is JobState.DONE
     files = _pngs(tmp_path / "out")
     assert len(files) == 1 and read_parameters(files[0]).prompt == "second"

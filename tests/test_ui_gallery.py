@@ -85,7 +85,7 @@ def test_send_to_inpaint_sets_the_canvas_mode_and_size(qtbot, make_window, out_d
     assert window.mode() is Mode.INPAINT
     assert window.canvas.image().size == (40, 24)
     assert window.canvas.mask_editing() and window.mask_bar.isVisible()
-    assert window.guidance.size() == (40, 24)
+    assert window.guidance.size() == (80, 48)  # the image's shape at the model's 64×64 area
     # Selecting another image now does not replace the input being painted on.
     other = _fill(out_dir / "more", 1)[0]
     window.gallery.add([other])
@@ -109,10 +109,10 @@ def test_a_finished_job_lands_in_the_gallery_and_the_timeline(  # noqa: ANN001
 ):
     _fill(out_dir, 1)
     window = make_window(engine_factory=shared_engine_factory)
-    window.model_picker.set_model(ui_models.generator)
+    window.draft.edit({"model": ui_models.generator})
     window.prompt_panel.set_prompts("a red circle", "")
     size = ui_models.size
-    window.guidance.set_values({"steps": 3, "width": size, "height": size})
+    window.draft.edit({"steps": 3, "width": size, "height": size})
     window.start_engine(preload=False)
     with qtbot.waitSignal(window.controller.jobFinished, timeout=60000) as blocker:
         qtbot.mouseClick(window.generate_button, Qt.MouseButton.LeftButton)

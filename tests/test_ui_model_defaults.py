@@ -37,7 +37,7 @@ def _pick(picker, spec: str) -> None:  # noqa: ANN001
 @needs_tiny
 def test_a_first_start_uses_the_embedded_models_card(make_window) -> None:  # noqa: ANN001
     card = _card()
-    values = make_window().guidance.values()
+    values = make_window().draft.values()
     assert values["steps"] == card["default_steps"]
     assert values["cfg_scale"] == card["default_cfg"]
     assert values["scheduler"] == card["default_scheduler"]
@@ -47,18 +47,18 @@ def test_a_first_start_uses_the_embedded_models_card(make_window) -> None:  # no
 @needs_tiny
 def test_picking_a_model_applies_its_defaults(make_window, tiny_sd: Path) -> None:  # noqa: ANN001
     window = make_window()
-    window.guidance.set_values({"cfg_scale": 9.5, "steps": 7})
-    assert window.model_picker.set_model(str(tiny_sd))  # listed, as if added earlier
+    window.draft.edit({"cfg_scale": 9.5, "steps": 7})
+    window.draft.edit({"model": str(tiny_sd)})  # listed, as if added earlier
     _pick(window.model_picker, "studio-tiny")
     card = _card()
-    values = window.guidance.values()
+    values = window.draft.values()
     assert (values["cfg_scale"], values["steps"]) == (card["default_cfg"], card["default_steps"])
     assert "studio-tiny's defaults" in window.engine_label.text()
 
     # A plain diffusers folder states only its native size; the rest stays as the user set it.
-    window.guidance.set_values({"cfg_scale": 6.5})
+    window.draft.edit({"cfg_scale": 6.5})
     _pick(window.model_picker, str(tiny_sd))
-    values = window.guidance.values()
+    values = window.draft.values()
     side = _native_side(tiny_sd)
     assert (values["width"], values["height"]) == (side, side)
     assert values["cfg_scale"] == 6.5
@@ -73,7 +73,7 @@ def test_restored_values_are_not_replaced_by_defaults(qtbot, tmp_path: Path) -> 
     settings.sync()
     window = MainWindow(Settings(tmp_path / "studio.ini"))
     qtbot.addWidget(window)
-    values = window.guidance.values()
+    values = window.draft.values()
     assert (values["cfg_scale"], values["steps"]) == (8.5, 12)
 
 

@@ -54,7 +54,7 @@ def test_restoring_our_own_png_fills_every_widget(qtbot, make_window, tmp_path):
     g = window.guidance
     assert g.steps.value() == 13 and g.cfg_scale.value() == pytest.approx(5.5)
     assert g.scheduler.currentText() == "DDIM"
-    assert g.seed.value() == 1234 and g.seed_locked()  # a restored seed is kept
+    assert g.seed.value() == 1234  # the seed field is the seed the next job runs with
     assert g.size() == (96, 64)
     assert g.cfg_rescale.value() == pytest.approx(0.3)
     assert g.dynamic_thresholding.isChecked() and g.percentile.value() == pytest.approx(98.5)
@@ -82,36 +82,64 @@ def test_restoring_other_tools_files_fills_the_widgets(qtbot, make_window, inter
         assert g.steps.value() == params.steps
     if params.cfg_scale is not None:
         assert g.cfg_scale.value() == pytest.approx(params.cfg_scale)
-    if params.seed is not None and params.seed < 2**32:
-        assert g.seed.value() == params.seed and g.seed_locked()
+    if params.seed is not None:
+        assert g.seed.value() == params.seed
     if params.width and params.height:
         assert g.size() == (params.width, params.height)
     plan = plan_restore(params)
     if "scheduler" in plan.values:
         assert g.scheduler.currentText() == plan.values["scheduler"]
     assert window.banner.kind == "info" and window.banner.text().startswith("Restored")
+    assert window.draft["model"] == "studio-tiny"  # none of these files' models is installed
+    if params.model:
+        assert f"The model '{params.model}' is not installed" in window.banner.text()
 
 
-def test_dropping_an_image_with_parameters_offers_to_restore_them(qtbot, make_window, interop_dir):  # noqa: ANN001
+def test_opening_an_image_offers_actions_and_changes_nothing_until_one_is_picked(
+    qtbot, make_window, interop_dir
+):  # noqa: ANN001
     window = make_window()
+    before = window.draft.values()
     path = interop_dir / "AUTOMATIC1111" / "automatic1111_cropped.png"
     assert window.load_image(path)
-    assert window.canvas.image() is not None and window.mode() is Mode.IMAGE_TO_IMAGE
+    assert window.draft.values() == before and window.canvas.image() is None
     assert window.banner.kind == "info" and "AUTOMATIC1111" in window.banner.text()
-    assert window.prompt_panel.prompt() == ""  # nothing restored before the artist agrees
-    assert window.banner.action_button.isVisible()
+    assert window.banner.actions_shown() == [
+        "Restore parameters",
+        "Image→Image",
+        "Inpaint",
+        "Upscale",
+    ]
     window.banner.action_button.click()
     assert window.prompt_panel.prompt() == "photo of a duck"
     assert window.guidance.steps.value() == 15
+    assert window.mode() is Mode.TEXT_TO_IMAGE and window.canvas.image() is None
 
 
-def test_an_image_without_parameters_just_opens(qtbot, make_window, tmp_path):  # noqa: ANN001
+def test_using_an_opened_image_keeps_the_models_size_in_the_images_shape(
+    qtbot, make_window, tmp_path
+):  # noqa: ANN001
+    window = make_window()
+    path = tmp_path / "photo.png"
+    Image.new("RGB", (512, 400), "green").save(path)
+    window.set_mode(Mode.INPAINT)
+    assert window.load_image(path)
+    assert window.banner.actions_shown()[0] == "Inpaint"  # the current mode's use first
+    window.banner.buttons[1].click()  # Image→Image
+    assert window.mode() is Mode.IMAGE_TO_IMAGE
+    assert window.canvas.image().size == (512, 400)
+    # studio-tiny makes 64×64 images: a 512×400 job would be noise at 60 times the cost
+    assert window.guidance.size() == (72, 56)
+
+
+def test_an_image_without_parameters_offers_only_its_uses(qtbot, make_window, tmp_path):  # noqa: ANN001
     window = make_window()
     path = tmp_path / "plain.png"
     Image.new("RGB", (50, 30), "green").save(path)
     assert window.load_image(path)
-    assert not window.banner.isVisible()
-    assert window.guidance.size() == (48, 32)  # the size follows, in multiples of 8
+    assert window.banner.actions_shown() == ["Image→Image", "Inpaint", "Upscale"]
+    window.banner.buttons[2].click()  # Upscale
+    assert window.mode() is Mode.UPSCALE and window.canvas.image().size == (50, 30)
 
 
 def test_a_file_without_parameters_cannot_be_restored(qtbot, make_window, interop_dir):  # noqa: ANN001
@@ -139,7 +167,6 @@ def test_dropping_a_file_on_the_window_or_the_canvas_opens_it(qtbot, make_window
         Qt.KeyboardModifier.NoModifier,
     )
     window.dropEvent(event)
-    assert window.canvas.image() is not None
     assert "ComfyUI" in window.banner.text()
     window.banner.dismiss()
     window.canvas.imageDropped.emit(str(interop_dir / "NovelAI" / "novelai1_cropped.png"))

@@ -11,15 +11,16 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
 
-from studio.core.jobs import GenerationResult, StepProgress
-from studio.core.request import GenerationRequest, Mode
+from studio.core.draft import Draft, Source
+from studio.core.jobs import GenerationResult, Job, StepProgress
+from studio.core.request import GenerationRequest, Mode, Upscaler
 from studio.core.settings import EngineSettings
+from studio.ui.backends.local import EngineWorker, real_engine
 from studio.ui.controller import JobController
 from studio.ui.dialogs import SettingsDialog, StudioSettings
 from studio.ui.panels.guidance_panel import GuidancePanel
 from studio.ui.panels.prompt_panel import PromptPanel
 from studio.ui.settings import Settings
-from studio.ui.worker import EngineWorker, Job, real_engine
 
 # Every engine setting away from its default, so a field that is lost shows.
 CHANGED = EngineSettings(
@@ -40,8 +41,8 @@ CHANGED = EngineSettings(
 def test_parameters_layout_and_theme_survive_a_restart(qtbot, make_window, out_dir):  # noqa: ANN001
     first = make_window()
     first.prompt_panel.set_prompts("a white ring on the left", "noise")
-    first.guidance.set_values({"steps": 9, "cfg_scale": 4.5, "scheduler": "UniPC", "seed": 77})
-    first.guidance.set_values({"width": 128, "height": 96, "dynamic_thresholding": True})
+    first.draft.edit({"steps": 9, "cfg_scale": 4.5, "scheduler": "UniPC", "seed": 77})
+    first.draft.edit({"width": 128, "height": 96, "dynamic_thresholding": True})
     first.set_mode(Mode.IMAGE_TO_IMAGE)
     first.set_theme("light")
     first.prompt_panel.remember("an older prompt", "")
@@ -53,7 +54,7 @@ def test_parameters_layout_and_theme_survive_a_restart(qtbot, make_window, out_d
     assert second.prompt_panel.negative_prompt() == "noise"
     g = second.guidance
     assert (g.steps.value(), g.scheduler.currentText(), g.size()) == (9, "UniPC", (128, 96))
-    assert g.seed_locked() and g.seed.value() == 77
+    assert g.seed.value() == 77  # a typed seed stays the seed
     assert g.dynamic_thresholding.isChecked()
     assert second.mode() is Mode.IMAGE_TO_IMAGE
     assert second.settings.theme() == "light" and second.theme_actions["light"].isChecked()
@@ -74,47 +75,69 @@ def test_settings_change_the_output_folder_and_previews(qtbot, make_window, tmp_
 
 
 def test_sizes_snap_to_multiples_of_8_and_swap(qtbot):  # noqa: ANN001
-    panel = GuidancePanel()
+    draft = Draft()
+    panel = GuidancePanel(draft)
     qtbot.addWidget(panel)
     panel.width_box.lineEdit().setText("100")
     panel.width_box.interpretText()
-    assert panel.width_box.value() == 96
+    assert panel.width_box.value() == 104 and draft["width"] == 104  # one rule: snap_to_8
     panel.set_size(513, 770)
     assert panel.size() == (512, 768)
     panel.swap.click()
     assert panel.size() == (768, 512)
+    assert (panel.width_box.value(), panel.height_box.value()) == (768, 512)
     panel.presets.menu().actions()[5].trigger()
     assert panel.size() == (1024, 1024)
 
 
-def test_the_seed_is_random_unless_locked(qtbot):  # noqa: ANN001
-    panel = GuidancePanel()
+def test_the_seed_field_is_the_seed_used(qtbot):  # noqa: ANN001
+    draft = Draft()
+    panel = GuidancePanel(draft)
     qtbot.addWidget(panel)
-    assert panel.values()["seed"] == -1
-    panel.show_used_seed(31337)  # after a job, the seed used is shown...
-    assert panel.seed.value() == 31337 and panel.values()["seed"] == -1
-    panel.seed_lock.click()  # ...and locking keeps it
-    assert panel.values()["seed"] == 31337
+    assert panel.seed.value() == -1 and draft.freeze().seed == -1  # random: shown as -1
+    assert not panel.reuse_seed.isEnabled()  # no job yet: no last seed
+    panel.seed.setValue(31337)  # typed: that is the seed the job runs with
+    assert draft.freeze().seed == 31337
     panel.dice.click()
-    assert panel.values()["seed"] != 31337
+    assert panel.seed.value() == -1 and draft.freeze().seed == -1
+    draft.set_last_seed(2**64 - 1)  # a job finished; its seed is one click away
+    assert panel.reuse_seed.isEnabled()
+    panel.reuse_seed.click()
+    assert panel.seed.value() == 2**64 - 1 and draft.freeze().seed == 2**64 - 1
+
+
+def test_a_value_beyond_a_sliders_usual_range_is_shown_as_it_will_run(qtbot):  # noqa: ANN001
+    draft = Draft()
+    panel = GuidancePanel(draft)
+    qtbot.addWidget(panel)
+    draft.apply({"steps": 300, "cfg_scale": 45.0}, Source.RESTORED)
+    assert (panel.steps.value(), panel.cfg_scale.value()) == (300, 45.0)
+    assert draft.freeze().steps == 300
 
 
 def test_strength_and_mode_specific_controls(qtbot):  # noqa: ANN001
-    panel = GuidancePanel()
+    draft = Draft()
+    panel = GuidancePanel(draft)
     qtbot.addWidget(panel)
     panel.show()
     assert not panel.strength.isVisible() and not panel.inpaint_box.isVisible()
-    panel.set_mode(Mode.IMAGE_TO_IMAGE)
+    assert panel.upscaler.isVisible() and not panel.upscale_method.isVisible()
+    draft.edit({"mode": Mode.IMAGE_TO_IMAGE})
     assert panel.strength.isVisible()
-    panel.set_mode(Mode.INPAINT)
+    draft.edit({"mode": Mode.INPAINT})
     assert panel.strength.isVisible() and panel.inpaint_box.isVisible()
-    panel.set_mode(Mode.UPSCALE)
-    assert panel.values()["upscaler"] == "x4" and not panel.strength.isVisible()
+    draft.edit({"mode": Mode.UPSCALE})
+    assert panel.upscale_method.isVisible() and not panel.upscaler.isVisible()
+    assert panel.upscaler_choice() is Upscaler.X4 and not panel.strength.isVisible()
     assert panel.upscale_model.isVisible()
+    panel.upscale_method.setCurrentIndex(panel.upscale_method.findData("hires"))
+    assert draft["upscale_method"] == "hires" and not panel.upscale_model.isVisible()
+    draft.edit({"mode": Mode.TEXT_TO_IMAGE})  # the generation modes keep their own choice
+    assert panel.upscaler.currentData() is None and draft.freeze().upscaler is None
 
 
 def test_prompt_history_with_ctrl_up_and_down(qtbot):  # noqa: ANN001
-    panel = PromptPanel()
+    panel = PromptPanel(Draft())
     qtbot.addWidget(panel)
     panel.remember("first", "")
     panel.remember("second", "dark")

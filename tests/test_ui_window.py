@@ -23,13 +23,21 @@ PROMPT = "a small red circle at the top left on a blue background"
 @pytest.fixture
 def window(make_window, ui_models, shared_engine_factory):  # noqa: ANN001
     window = make_window(engine_factory=shared_engine_factory)
-    assert window.model_picker.set_model(ui_models.generator)
-    assert window.guidance.upscale_model.set_model(ui_models.upscaler)
+    window.draft.edit({"model": ui_models.generator})
+    window.draft.edit({"upscale_model": ui_models.upscaler})
     window.start_engine(preload=False)
     size = ui_models.size
-    window.guidance.set_values({"steps": 2, "width": size, "height": size, "seed": 42})
+    window.draft.edit({"steps": 2, "width": size, "height": size, "seed": 42})
     window.prompt_panel.set_prompts(PROMPT, "")
     return window
+
+
+def _use(window: MainWindow, path: Path, mode: Mode) -> None:
+    """Open an image and pick its use in the banner, as an artist does."""
+    assert window.load_image(path)
+    labels = window.banner.actions_shown()
+    window.banner.buttons[labels.index(mode.label)].click()
+    assert window.mode() is mode
 
 
 def _input_image(tmp_path: Path, size: int, colour=(200, 40, 40)) -> Path:  # noqa: ANN001
@@ -87,9 +95,8 @@ def test_text_to_image_end_to_end(qtbot, window, out_dir, ui_models):  # noqa: A
 
 def test_image_to_image_end_to_end(qtbot, window, out_dir, ui_models, tmp_path):  # noqa: ANN001
     size = ui_models.size
-    assert window.load_image(_input_image(tmp_path, size))
-    assert window.mode() is Mode.IMAGE_TO_IMAGE  # opening an image in Text→Image moves on
-    window.guidance.set_values({"strength": 0.5, "steps": 4})
+    _use(window, _input_image(tmp_path, size), Mode.IMAGE_TO_IMAGE)
+    window.draft.edit({"strength": 0.5, "steps": 4})
     outcome = _generate(qtbot, window)
     assert outcome.request.mode is Mode.IMAGE_TO_IMAGE
     assert window.canvas.image().size == (size, size)
@@ -98,10 +105,10 @@ def test_image_to_image_end_to_end(qtbot, window, out_dir, ui_models, tmp_path):
 
 def test_inpaint_uses_the_mask_painted_in_the_window(qtbot, window, out_dir, ui_models, tmp_path):  # noqa: ANN001
     size = ui_models.size
-    window.set_mode(Mode.INPAINT)
-    window.load_image(_input_image(tmp_path, size))
+    _use(window, _input_image(tmp_path, size), Mode.INPAINT)
+    window.draft.edit({"width": size, "height": size})
     original = np.asarray(window.canvas.image()).copy()
-    window.guidance.set_values({"mask_blur": 0, "strength": 1.0})
+    window.draft.edit({"mask_blur": 0, "strength": 1.0})
     window.brush_size.setValue(max(2, size // 8))
     # Paint a stroke along the top-left quarter with the mouse, as an artist would.
     canvas = window.canvas
@@ -129,9 +136,8 @@ def test_inpaint_uses_the_mask_painted_in_the_window(qtbot, window, out_dir, ui_
 
 def test_upscale_end_to_end(qtbot, window, out_dir, ui_models, tmp_path):  # noqa: ANN001
     low = ui_models.size // 2
-    window.set_mode(Mode.UPSCALE)
-    window.load_image(_input_image(tmp_path, low))
-    assert window.mode() is Mode.UPSCALE and window.generate_button.text() == "Upscale"
+    _use(window, _input_image(tmp_path, low), Mode.UPSCALE)
+    assert window.generate_button.text() == "Upscale"
     outcome = _generate(qtbot, window)
     assert window.canvas.image().size == (low * 4, low * 4)
     assert read_parameters(_pngs(out_dir)[0]).request["mode"] == "upscale"
@@ -139,7 +145,7 @@ def test_upscale_end_to_end(qtbot, window, out_dir, ui_models, tmp_path):  # noq
 
 
 def test_cancel_saves_nothing_and_the_next_job_runs(qtbot, window, out_dir):  # noqa: ANN001
-    window.guidance.set_values({"steps": 150})
+    window.draft.edit({"steps": 150})
     steps: list[int] = []
     window.controller.progress.connect(lambda _job, p: steps.append(p.step))
     qtbot.mouseClick(window.generate_button, Qt.MouseButton.LeftButton)
@@ -148,14 +154,14 @@ def test_cancel_saves_nothing_and_the_next_job_runs(qtbot, window, out_dir):  # 
         qtbot.keyClick(window, Qt.Key.Key_Escape)
     assert not window.controller.is_busy and not window.cancel_button.isEnabled()
     assert not window.progress_bar.isVisible()
-    window.guidance.set_values({"steps": 2})
+    window.draft.edit({"steps": 2})
     outcome = _generate(qtbot, window)
     assert _pngs(out_dir) == outcome.paths and len(outcome.paths) == 1
     assert read_parameters(outcome.paths[0]).steps == 2
 
 
 def test_closing_during_a_generation_ends_everything_quickly(qtbot, window, out_dir):  # noqa: ANN001
-    window.guidance.set_values({"steps": 500})
+    window.draft.edit({"steps": 500})
     steps: list[int] = []
     window.controller.progress.connect(lambda _job, p: steps.append(p.step))
     window.generate()
@@ -194,9 +200,9 @@ def test_a_model_error_is_shown_and_the_window_stays_usable(qtbot, make_window, 
     broken = tmp_path / "broken-model"
     broken.mkdir()
     (broken / "model_index.json").write_text("{not json", encoding="utf-8")
-    assert window.model_picker.set_model(str(broken))
+    window.draft.edit({"model": str(broken)})
     window.prompt_panel.set_prompts("a red circle", "")
-    window.guidance.set_values({"steps": 1, "width": 32, "height": 32})
+    window.draft.edit({"steps": 1, "width": 32, "height": 32})
     with qtbot.waitSignal(window.controller.jobFailed, timeout=60000) as blocker:
         window.generate()
     message = blocker.args[1]

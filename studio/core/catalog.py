@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from studio.core.errors import BadInput
 from studio.core.paths import EMBEDDED_MODELS_DIR
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
 
-class ModelError(Exception):
+class ModelError(BadInput):
     """A model that cannot be found or loaded; str() is one sentence for the user."""
 
 
@@ -96,6 +97,16 @@ def model_defaults(spec: str) -> dict[str, Any]:
     if size:
         found["width"], found["height"] = int(size[0]), int(size[1])
     return found
+
+
+def is_installed(spec: str) -> bool:
+    """Whether a model is on this machine (embedded, a folder or file that exists, or a hub
+    model already in the local cache): using it downloads nothing."""
+    try:
+        source = resolve(spec)
+    except ModelError:
+        return False
+    return source.kind == "checkpoint" or _local_folder(source) is not None
 
 
 def _local_folder(source: ModelSource) -> Path | None:
@@ -189,11 +200,12 @@ def remove_model(spec: str) -> None:
 
 
 def _write_registry(specs: list[str]) -> None:
+    from studio.core.saving import write_atomically
+
     path = _registry_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"added": specs}, indent=2), encoding="utf-8")
-    tmp.replace(path)
+    text = json.dumps({"added": specs}, indent=2).encode("utf-8")
+    write_atomically(path, lambda handle: handle.write(text))
 
 
 def cached_hub_models() -> list[ModelInfo]:

@@ -6,7 +6,45 @@ from pathlib import Path
 
 from PIL import Image, ImageFilter, ImageOps
 
+from studio.core.errors import BadInput
+
 Box = tuple[int, int, int, int]
+
+# The image files the studio opens, lists in the gallery and accepts dropped: one list.
+IMAGE_SUFFIXES: tuple[str, ...] = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".webp",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+)
+
+
+def is_image_name(name: str | Path) -> bool:
+    return Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+def file_dialog_filter() -> str:
+    """The Open dialog's filter, from the same list."""
+    patterns = " ".join(f"*{suffix}" for suffix in IMAGE_SUFFIXES)
+    return f"Images ({patterns});;All files (*)"
+
+
+def input_size(size: tuple[int, int], native_side: int | None) -> tuple[int, int]:
+    """The generation size for an input image: its shape at the model's native area (a
+    512×400 photo on a 64-pixel model becomes 72×56, not a 512×400 job that gives noise),
+    or its own size, within the allowed sizes, when the model's size is not known."""
+    from studio.core.request import MAX_SIDE, snap_to_8
+
+    width, height = max(1, size[0]), max(1, size[1])
+    if native_side:
+        scale = native_side / (width * height) ** 0.5
+    else:
+        scale = min(1.0, MAX_SIDE / max(width, height))
+    return snap_to_8(width * scale), snap_to_8(height * scale)
 
 
 def fit(image: Image.Image, width: int, height: int) -> Image.Image:
@@ -67,7 +105,7 @@ def paste_into(
     return Image.composite(full_patch, canvas, soft_mask)
 
 
-class ImageLoadError(ValueError):
+class ImageLoadError(BadInput):
     """An image file that cannot be used; str() is one sentence for the user."""
 
 

@@ -1,18 +1,38 @@
-"""What a run reports and returns; free of torch so the UI thread can use these types."""
+"""Jobs and what they report and give back; free of torch and Qt, so every layer (the
+engine, a backend, the controller, the command line) speaks these types.
+
+A `Job` is a request with an id and the folder its images go to. While it runs, the
+engine reports `StepProgress` (with a preview) and status lines through a `Reporter`.
+It ends as a `GenerationResult`: the images, the request with its seed resolved, one seed
+per image, timings and, once saved, the paths of the files. The controller keeps a
+`JobRecord` per job: its state, its step previews (the timeline) and its result.
+"""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 from PIL import Image
 
+from studio.core.errors import UserError
 from studio.core.request import GenerationRequest
 
 
-class GenerationError(Exception):
+class GenerationError(UserError):
     """A job that failed for a reason the user can act on; str() is one sentence."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work for a backend: the request and where its images go."""
+
+    id: int
+    request: GenerationRequest
+    output_dir: Path
 
 
 @dataclass(frozen=True)
@@ -49,8 +69,36 @@ class NullReporter:
 
 @dataclass
 class GenerationResult:
+    """A finished (or cancelled) run; `paths` are filled once its images are saved, which
+    happens before anyone is told the job is done."""
+
     images: list[Image.Image]
     request: GenerationRequest  # with the seed resolved
     seeds: list[int]
     timings: dict[str, float] = field(default_factory=dict)
     cancelled: bool = False
+    paths: list[Path] = field(default_factory=list)
+
+
+class JobState(str, enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+    @property
+    def is_over(self) -> bool:
+        return self not in (JobState.QUEUED, JobState.RUNNING)
+
+
+@dataclass
+class JobRecord:
+    """What the window may ask about a job: its request, state, step previews and result."""
+
+    id: int
+    request: GenerationRequest
+    state: JobState = JobState.QUEUED
+    frames: list[StepProgress] = field(default_factory=list)  # every step with a preview
+    result: GenerationResult | None = None
+    error: str = ""

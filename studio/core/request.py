@@ -1,25 +1,34 @@
-"""The one frozen object that holds every input of a generation job.
+"""The one frozen object that holds every input of a generation job, and the rules every
+value of it obeys.
 
-A panel builds a `GenerationRequest`, the controller gives it a job id, the
-engine runs it, and the saved PNG carries `request.to_dict()` so the exact job
-can be restored and run again.
+A panel builds a `GenerationRequest`, the controller gives it a job id, the engine runs
+it, and the saved image carries `request.to_dict()` so the exact job can be restored and
+run again. `RANGES` is the one home of every numeric limit: validation, the window's
+widgets, the command line and values restored from files all go through it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import math
+import random
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from PIL import Image
 
+from studio.core.errors import BadInput
 from studio.core.schedulers import SCHEDULER_NAMES
 
 DEFAULT_MODEL = "studio-tiny"
 DEFAULT_UPSCALE_MODEL = "studio-tiny-x4"
 MAX_SIDE = 4096
 MAX_BATCH = 64
+MAX_STEPS = 1000
+MAX_SEED = 2**64 - 1  # what torch's generators take; ComfyUI and Fooocus write such seeds
+RANDOM_SEED = -1  # the seed field's "pick one for me"
+SIDE_STEP = 8  # latent models work in multiples of 8 pixels
 
 
 class Mode(str, enum.Enum):
@@ -31,6 +40,14 @@ class Mode(str, enum.Enum):
     @property
     def label(self) -> str:
         return _MODE_LABELS[self]
+
+    @property
+    def needs_image(self) -> bool:
+        return self is not Mode.TEXT_TO_IMAGE
+
+    @property
+    def uses_strength(self) -> bool:
+        return self in (Mode.IMAGE_TO_IMAGE, Mode.INPAINT)
 
 
 _MODE_LABELS = {
@@ -48,13 +65,103 @@ class Upscaler(str, enum.Enum):
     HIRES = "hires"
 
 
-class RequestError(ValueError):
+class RequestError(BadInput):
     """A request that cannot run; `problems` holds one sentence per problem."""
 
     def __init__(self, problems: list[str]) -> None:
         super().__init__(" ".join(problems))
         self.problems = problems
 
+
+def resolve_seed(seed: int) -> int:
+    """The seed a job runs with: the one given, or a fresh random one for -1 (32 bits, as
+    AUTOMATIC1111 draws them, so they stay short to read and type)."""
+    return random.randrange(2**32) if seed == RANDOM_SEED else seed
+
+
+def batch_seeds(seed: int, count: int) -> list[int]:
+    """Image k of a batch is seed + k run alone."""
+    return [(seed + k) % (MAX_SEED + 1) for k in range(count)]
+
+
+def snap_to_8(value: float) -> int:
+    """The nearest side length a latent model can make (a multiple of 8, halves up), within
+    the allowed sizes: a 60-pixel side becomes 64 everywhere."""
+    if not math.isfinite(value):
+        return SIDE_STEP
+    snapped = math.floor(value / SIDE_STEP + 0.5) * SIDE_STEP
+    return max(SIDE_STEP, min(MAX_SIDE, snapped))
+
+
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of one numeric field and how a value outside them is told."""
+
+    label: str  # the subject of the sentence: "CFG scale", "The thresholding ceiling"
+    low: float
+    high: float
+    integer: bool = False
+    above_low: bool = False  # the low end itself is not allowed ("above 0")
+    unit: str = ""
+
+    def contains(self, value: float) -> bool:
+        # written so that NaN is never inside: every comparison with NaN is False
+        above = value > self.low if self.above_low else value >= self.low
+        return bool(above and value <= self.high)
+
+    def problem(self, value: Any) -> str | None:
+        """One sentence when `value` is not allowed (wrong type, not finite, out of range)."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"{self.label} must be a number, not '{value}'."
+        if self.integer and not (isinstance(value, int) or float(value).is_integer()):
+            return f"{self.label} must be a whole number, not {value:g}."
+        if self.contains(value):
+            return None
+        low, high = _number(self.low), _number(self.high)
+        if self.above_low:
+            bounds = f"above {low} and at most {high}{self.unit}"
+        else:
+            bounds = f"between {low} and {high}{self.unit}"
+        shown = value if isinstance(value, int) else f"{value:g}"
+        return f"{self.label} must be {bounds}, not {shown}."
+
+    def coerce(self, value: Any) -> int | float:
+        """`value` (a number, or a number written as text by another tool) as this field's
+        type; raises ValueError with the sentence when it is not allowed."""
+        if isinstance(value, str):
+            try:
+                value = float(value.strip()) if not self.integer else int(value.strip())
+            except ValueError:
+                raise ValueError(f"{self.label} must be a number, not '{value}'.") from None
+        problem = self.problem(value)
+        if problem:
+            raise ValueError(problem)
+        return int(value) if self.integer else float(value)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+# Every numeric field of a request: the one place their limits are written down.
+RANGES: dict[str, Range] = {
+    "width": Range("Width", SIDE_STEP, MAX_SIDE, integer=True, unit=" pixels"),
+    "height": Range("Height", SIDE_STEP, MAX_SIDE, integer=True, unit=" pixels"),
+    "steps": Range("Steps", 1, MAX_STEPS, integer=True),
+    "cfg_scale": Range("CFG scale", 0, 100),
+    "cfg_rescale": Range("CFG rescale", 0, 1),
+    "threshold_percentile": Range("The thresholding percentile", 50, 100),
+    "threshold_max": Range("The thresholding ceiling", 0, 100, above_low=True),
+    "seed": Range("The seed", RANDOM_SEED, MAX_SEED, integer=True),
+    "batch_size": Range("The batch", 1, MAX_BATCH, integer=True),
+    # At least 0.01: image→image runs `steps / strength` steps' worth of schedule, and a
+    # vanishing strength would ask for a schedule of millions of steps.
+    "strength": Range("Strength", 0.01, 1),
+    "mask_blur": Range("Mask blur", 0, 64, integer=True, unit=" pixels"),
+    "inpaint_padding": Range("Inpaint padding", 0, MAX_SIDE, integer=True, unit=" pixels"),
+    "upscale_strength": Range("The hires fix strength", 0.01, 1),
+    "upscale_noise_level": Range("The upscaler noise level", 0, 350, integer=True),
+}
 
 # Images are inputs, not parameters: they are compared by identity and left out of to_dict().
 _IMAGE_FIELDS = ("init_image", "mask")
@@ -75,7 +182,7 @@ class GenerationRequest:
     threshold_percentile: float = 99.5
     threshold_max: float = 2.5
     scheduler: str = "Euler a"
-    seed: int = -1  # -1: a random seed, resolved by the engine and recorded in the result
+    seed: int = RANDOM_SEED  # resolved by the engine and recorded in the result
     batch_size: int = 1
     init_image: Image.Image | None = field(default=None, compare=False, repr=False)
     strength: float = 0.75
@@ -119,86 +226,90 @@ class GenerationRequest:
     @classmethod
     def from_dict(cls, data: dict[str, Any], **images: Image.Image | None) -> GenerationRequest:
         """Build a request from `to_dict()` output, ignoring unknown keys (newer files)."""
-        known = {f.name: f for f in fields(cls)}
-        kwargs: dict[str, Any] = {}
-        for name, value in data.items():
-            if name in known and name not in _IMAGE_FIELDS:
-                kwargs[name] = value
+        kwargs: dict[str, Any] = {k: v for k, v in data.items() if k in PARAMETER_NAMES}
         kwargs.update(images)
         return cls(**kwargs)
 
 
+# The request's parameters: every field but the images.
+PARAMETER_NAMES: tuple[str, ...] = tuple(
+    f.name for f in fields(GenerationRequest) if f.name not in _IMAGE_FIELDS
+)
+
+
 def _validate(r: GenerationRequest) -> list[str]:
     problems: list[str] = []
-    needs_image = r.mode in (Mode.IMAGE_TO_IMAGE, Mode.INPAINT, Mode.UPSCALE)
 
-    if r.mode is not Mode.UPSCALE and not (r.prompt.strip() or r.negative_prompt.strip()):
+    def check(name: str) -> None:
+        problem = RANGES[name].problem(getattr(r, name))
+        if problem:
+            problems.append(problem)
+
+    for name, text in (("prompt", r.prompt), ("negative prompt", r.negative_prompt)):
+        if not isinstance(text, str) or not _is_text(text):
+            problems.append(f"The {name} holds bytes that are not text (UTF-8): type it again.")
+    if r.mode is not Mode.UPSCALE and not (str(r.prompt).strip() or str(r.negative_prompt).strip()):
         problems.append("The prompt is empty: describe the image you want.")
-    for name, value in (("Width", r.width), ("Height", r.height)):
-        if value < 8 or value > MAX_SIDE:
-            problems.append(f"{name} must be between 8 and {MAX_SIDE} pixels, not {value}.")
-        elif value % 8:
+    for name in ("width", "height"):
+        value = getattr(r, name)
+        if RANGES[name].problem(value) is None and value % SIDE_STEP:
             problems.append(
-                f"{name} must be a multiple of 8 (got {value}; try {_nearest_multiple(value)})."
+                f"{RANGES[name].label} must be a multiple of {SIDE_STEP} "
+                f"(got {value}; try {snap_to_8(value)})."
             )
-    if not 1 <= r.steps <= 1000:
-        problems.append(f"Steps must be between 1 and 1000, not {r.steps}.")
-    if not 0 <= r.cfg_scale <= 100:
-        problems.append(f"CFG scale must be between 0 and 100, not {r.cfg_scale:g}.")
-    if not 0 <= r.cfg_rescale <= 1:
-        problems.append(f"CFG rescale must be between 0 and 1, not {r.cfg_rescale:g}.")
+        else:
+            check(name)
+    for name in ("steps", "cfg_scale", "cfg_rescale"):
+        check(name)
     if r.dynamic_thresholding:
-        if not 50 <= r.threshold_percentile <= 100:
-            problems.append(
-                "The thresholding percentile must be between 50 and 100, "
-                f"not {r.threshold_percentile:g}."
-            )
-        if r.threshold_max <= 0:
-            problems.append(f"The thresholding ceiling must be above 0, not {r.threshold_max:g}.")
+        check("threshold_percentile")
+        check("threshold_max")
     if r.scheduler not in SCHEDULER_NAMES:
         problems.append(
             f"Unknown scheduler '{r.scheduler}': choose one of {', '.join(SCHEDULER_NAMES)}."
         )
-    if not -1 <= r.seed < 2**32:
-        problems.append(f"The seed must be between 0 and {2**32 - 1}, or -1 for random.")
-    if r.batch_size < 1:
+    if RANGES["seed"].problem(r.seed):
+        problems.append(f"The seed must be between 0 and {MAX_SEED}, or -1 for random.")
+    if isinstance(r.batch_size, int) and r.batch_size < 1:
         problems.append("The batch is empty: make at least one image.")
-    elif r.batch_size > MAX_BATCH:
+    elif isinstance(r.batch_size, int) and r.batch_size > MAX_BATCH:
         problems.append(f"A batch holds at most {MAX_BATCH} images, not {r.batch_size}.")
-    if not r.model.strip():
+    else:
+        check("batch_size")
+    if not str(r.model).strip():
         problems.append("No model is chosen.")
 
-    if needs_image and r.init_image is None:
+    if r.mode.needs_image and r.init_image is None:
         problems.append(f"{r.mode.label} needs an input image: open, paste or drop one.")
-    if r.mode in (Mode.IMAGE_TO_IMAGE, Mode.INPAINT) and not 0 < r.strength <= 1:
-        problems.append(f"Strength must be above 0 and at most 1, not {r.strength:g}.")
+    if r.mode.uses_strength:
+        check("strength")
     if r.mode is Mode.INPAINT:
         problems.extend(_mask_problems(r))
-    if r.upscaler is Upscaler.HIRES and not 0 < r.upscale_strength <= 1:
-        problems.append(
-            f"The hires fix strength must be above 0 and at most 1, not {r.upscale_strength:g}."
-        )
-    if not 0 <= r.upscale_noise_level <= 350:
-        problems.append("The upscaler noise level must be between 0 and 350.")
+        check("mask_blur")
+        check("inpaint_padding")
+    if r.upscaler is Upscaler.HIRES:
+        check("upscale_strength")
+    check("upscale_noise_level")
     return problems
+
+
+def _is_text(text: str) -> bool:
+    """Whether a string is real text: bytes that were not UTF-8 reach Python as lone
+    surrogates (argv, file names), which no tokenizer can take."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _mask_problems(r: GenerationRequest) -> list[str]:
     if r.mask is None:
         return ["Inpainting needs a mask: paint over the area to repaint."]
-    problems = []
     if r.init_image is not None and r.mask.size != r.init_image.size:
         mw, mh = r.mask.size
         iw, ih = r.init_image.size
-        problems.append(f"The mask is {mw}×{mh} but the image is {iw}×{ih}: they must match.")
-    elif r.mask.getbbox() is None or r.mask.convert("L").getextrema()[1] == 0:
-        problems.append("The mask is empty: paint over the area to repaint.")
-    if not 0 <= r.mask_blur <= 64:
-        problems.append(f"Mask blur must be between 0 and 64 pixels, not {r.mask_blur}.")
-    if r.inpaint_padding < 0:
-        problems.append("Inpaint padding cannot be negative.")
-    return problems
-
-
-def _nearest_multiple(value: int, of: int = 8) -> int:
-    return max(of, round(value / of) * of)
+        return [f"The mask is {mw}×{mh} but the image is {iw}×{ih}: they must match."]
+    if r.mask.getbbox() is None or r.mask.convert("L").getextrema()[1] == 0:
+        return ["The mask is empty: paint over the area to repaint."]
+    return []

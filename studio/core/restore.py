@@ -1,6 +1,7 @@
-"""Turning an image's parameters (ours or another tool's) into values for the widgets.
+"""Turning an image's parameters (ours or another tool's) into values for the draft.
 
-Free of Qt: the rules of what can be restored are tested on their own.
+Free of Qt: what a file can restore is decided here, and how restored values meet the
+draft's other values (ranges, installed models, precedence) in `Draft.apply`.
 """
 
 from __future__ import annotations
@@ -8,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from studio.core.schedulers import SCHEDULER_NAMES
-from studio.metadata import ImageParameters, normalise_sampler
+from studio.core.schedulers import closest_scheduler
+from studio.core.text import printable
+from studio.metadata import ImageParameters
 
 SOURCE_NAMES = {
     "studio": "Latent Studio",
@@ -20,40 +22,27 @@ SOURCE_NAMES = {
     "novelai": "NovelAI",
 }
 
-MAX_SEED = 2**32 - 1
-
-# Request fields that describe inputs or the mode rather than settings: never restored.
-_NOT_RESTORED = ("mode", "prompt", "negative_prompt", "model")
-
 
 @dataclass
 class RestorePlan:
     source: str
-    prompt: str
-    negative_prompt: str
-    model: str | None  # None: the file names no model
-    values: dict[str, Any] = field(default_factory=dict)  # for GuidancePanel.set_values
+    values: dict[str, Any] = field(default_factory=dict)  # request fields, for Draft.apply
     complete: bool = False  # True for our own files: every parameter is known
-    notes: list[str] = field(default_factory=list)  # what could not be restored, and why
+    notes: list[str] = field(default_factory=list)  # sentences: what changed on the way
 
     @property
     def source_name(self) -> str:
         return SOURCE_NAMES.get(self.source, self.source)
 
+    @property
+    def model(self) -> str | None:
+        return self.values.get("model")
+
 
 def plan_restore(params: ImageParameters) -> RestorePlan:
-    if params.request:
-        request = params.request
-        values = {k: v for k, v in request.items() if k not in _NOT_RESTORED}
-        return RestorePlan(
-            params.source,
-            str(request.get("prompt", params.prompt) or ""),
-            str(request.get("negative_prompt", params.negative_prompt) or ""),
-            request.get("model") or params.model,
-            values,
-            complete=True,
-        )
-    values: dict[str, Any] = {}
+    if params.request:  # our own file: the whole request (the draft keeps its own mode)
+        return RestorePlan(params.source, dict(params.request), complete=True)
+    values: dict[str, Any] = {"prompt": params.prompt, "negative_prompt": params.negative_prompt}
     for key, value in (
         ("seed", params.seed),
         ("steps", params.steps),
@@ -61,19 +50,20 @@ def plan_restore(params: ImageParameters) -> RestorePlan:
         ("width", params.width),
         ("height", params.height),
         ("strength", params.strength),
+        ("model", params.model),
     ):
         if value is not None:
             values[key] = value
     notes: list[str] = []
     if params.sampler:
-        sampler = normalise_sampler(params.sampler)
-        if sampler in SCHEDULER_NAMES:
-            values["scheduler"] = sampler
+        closest = closest_scheduler(params.sampler)
+        if closest is None:
+            notes.append(f"The sampler '{printable(params.sampler)}' is not available here.")
         else:
-            notes.append(f"the sampler '{params.sampler}' is not available here")
-    if params.seed is not None and not 0 <= params.seed <= MAX_SEED:
-        values.pop("seed")
-        notes.append(f"the seed {params.seed} is beyond the studio's range")
-    return RestorePlan(
-        params.source, params.prompt, params.negative_prompt, params.model, values, notes=notes
-    )
+            values["scheduler"] = closest
+            if closest != params.sampler:
+                notes.append(
+                    f"The sampler '{printable(params.sampler)}' runs as its close relative "
+                    f"{closest}."
+                )
+    return RestorePlan(params.source, values, notes=notes)

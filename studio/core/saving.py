@@ -1,4 +1,5 @@
-"""Writing finished images: metadata inside, atomically, with names that sort by time."""
+"""Writing finished images: metadata inside, atomically, with names that sort by time and
+are never taken twice, whoever else writes into the folder."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import BinaryIO
 from PIL import Image
 
 from studio import metadata
+from studio.core.jobs import GenerationResult
 from studio.core.request import GenerationRequest
 
 
@@ -64,7 +66,9 @@ def save_image(
 ) -> Path:
     """Save a PNG with its parameters; the file appears whole or not at all.
 
-    Without `overwrite`, an existing name gets a -1, -2… suffix instead of being replaced.
+    Without `overwrite`, the name is made unique atomically: an existing file (another
+    studio saving into the same folder at the same moment included) is never replaced;
+    the new one gets a -1, -2… suffix.
     """
     folder.mkdir(parents=True, exist_ok=True)
     stem = stem or default_stem(request, seed)
@@ -72,15 +76,39 @@ def save_image(
     own_request = request.replace(seed=seed, batch_size=1)
     info = metadata.png_info(parameters_of(request, seed, image), own_request.to_dict())
     target = folder / f"{stem}.png"
-    if not overwrite:
-        target = _unique(target)
-    write_atomically(target, lambda handle: image.save(handle, format="PNG", pnginfo=info))
-    return target
+
+    def write(handle: BinaryIO) -> None:
+        image.save(handle, format="PNG", pnginfo=info)
+
+    return write_atomically(target, write, overwrite=overwrite)
 
 
-def write_atomically(target: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write a file that appears whole or not at all: into a temporary file beside it,
-    renamed over it once complete."""
+def save_result(
+    result: GenerationResult, folder: Path, stem: str | None = None, overwrite: bool = False
+) -> list[Path]:
+    """Every image of a job on disk, each with the request that makes exactly it; the
+    paths are also kept in `result.paths`. With a `stem`, a batch is stem-1, stem-2…"""
+    seeds = result.seeds
+    paths = []
+    for index, image in enumerate(result.images):
+        # An upscaled batch keeps one image per seed; guard against an engine returning more.
+        seed = seeds[index] if index < len(seeds) else seeds[-1]
+        name = stem if stem is None or len(result.images) == 1 else f"{stem}-{index + 1}"
+        paths.append(save_image(image, result.request, seed, folder, name, overwrite))
+    result.paths = paths
+    return paths
+
+
+def write_atomically(
+    target: Path, write: Callable[[BinaryIO], object], overwrite: bool = True
+) -> Path:
+    """Write a file that appears whole or not at all, through a temporary file beside it.
+
+    With `overwrite` the finished file is renamed over `target`. Without it, it is linked
+    to the first free name of target, target-1, target-2…: a link fails when the name
+    exists, so two writers can never take the same name (a check-then-write could).
+    Returns the path written.
+    """
     fd, tmp_name = tempfile.mkstemp(prefix=".partial-", suffix=target.suffix, dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -88,10 +116,32 @@ def write_atomically(target: Path, write: Callable[[BinaryIO], object]) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes it owner-only; others may read
-        os.replace(tmp_name, target)
-    except BaseException:
+        if overwrite:
+            os.replace(tmp_name, target)
+            return target
+        return _link_to_free_name(Path(tmp_name), target)
+    finally:
         Path(tmp_name).unlink(missing_ok=True)
-        raise
+
+
+MAX_NAME_TRIES = 10_000
+
+
+def _link_to_free_name(finished: Path, target: Path) -> Path:
+    for n in range(MAX_NAME_TRIES):
+        candidate = target if n == 0 else target.with_name(f"{target.stem}-{n}{target.suffix}")
+        try:
+            os.link(finished, candidate)
+        except FileExistsError:
+            continue
+        except OSError:  # a file system without hard links: reserve the name, then fill it
+            try:
+                os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            except FileExistsError:
+                continue
+            os.replace(finished, candidate)
+        return candidate
+    raise FileExistsError(f"{target.name} and {MAX_NAME_TRIES} numbered names exist already")
 
 
 def _read_umask() -> int:
@@ -109,13 +159,3 @@ def default_stem(request: GenerationRequest, seed: int) -> str:
     words = re.sub(r"[^\w]+", "-", request.prompt.lower()).strip("-")[:40].rstrip("-")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{seed}-{words or request.mode.value}"
-
-
-def _unique(path: Path) -> Path:
-    if not path.exists():
-        return path
-    for n in range(1, 10_000):
-        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
-        if not candidate.exists():
-            return candidate
-    raise FileExistsError(path)

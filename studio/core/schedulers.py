@@ -53,30 +53,37 @@ NOT_CARRIED = (
     "set_alpha_to_one",
 )
 
-# Samplers other tools write that the studio runs as a close relative.
+# Samplers other tools write that the studio runs as a close relative (after
+# `metadata.normalise_sampler` has put them in AUTOMATIC1111's spelling).
 _RELATIVES = {
     "DPM++ SDE": "DPM++ 2M SDE",
     "DPM++ SDE Karras": "DPM++ 2M SDE Karras",
     "DPM++ 2S a": "Euler a",
     "DPM++ 2S a Karras": "Euler a",
+    "DPM2 Karras": "DPM2",
+    "DPM2 a Karras": "DPM2 a",
     "DPM fast": "DPM++ 2M",
     "DPM adaptive": "DPM++ 2M",
     "PLMS": "PNDM",
+    "DEIS": "UniPC",
     "LCM": "Euler",
 }
 DEFAULT_SCHEDULER = "Euler a"
 
 
-def closest_scheduler(name: str | None) -> str:
-    """The studio's scheduler for a sampler name read from another tool's file."""
+def closest_scheduler(name: str | None) -> str | None:
+    """The studio's scheduler for a sampler name read from another tool's file: the same
+    one, or its closest relative; None when the studio has nothing close."""
     if not name:
-        return DEFAULT_SCHEDULER
+        return None
+    name = name.strip()
+    if name in SCHEDULERS:
+        return name
+    lowered = {n.lower(): n for n in (*SCHEDULERS, *_RELATIVES)}
+    name = lowered.get(name.lower(), name)
     if name in SCHEDULERS:
         return name
     if name in _RELATIVES:
         return _RELATIVES[name]
     plain = name.removesuffix(" Karras")
-    if plain in SCHEDULERS:
-        return plain
-    lowered = {n.lower(): n for n in SCHEDULERS}
-    return lowered.get(name.lower(), DEFAULT_SCHEDULER)
+    return plain if plain in SCHEDULERS else None

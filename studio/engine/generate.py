@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +19,14 @@ from studio.core.jobs import (
     NullReporter,
     Reporter,
 )
-from studio.core.request import GenerationRequest, Mode, Upscaler
+from studio.core.request import (
+    MAX_STEPS,
+    GenerationRequest,
+    Mode,
+    Upscaler,
+    batch_seeds,
+    resolve_seed,
+)
 from studio.core.settings import EngineSettings
 from studio.engine import speedups
 from studio.engine.devices import wants_vae_tiling
@@ -60,9 +66,8 @@ class Engine:
         self._cancel = cancel or threading.Event()
         self._reporter = reporter or NullReporter()
         self.models.status = self._reporter.status
-        if request.seed < 0:
-            request = request.replace(seed=random.randrange(2**32))
-        seeds = [(request.seed + i) % 2**32 for i in range(request.batch_size)]
+        request = request.replace(seed=resolve_seed(request.seed))
+        seeds = batch_seeds(request.seed, request.batch_size)
         timings: dict[str, float] = {}
         started = time.perf_counter()
         try:
@@ -359,7 +364,9 @@ class Engine:
 def steps_for_strength(steps: int, strength: float) -> int:
     """Schedule length for image→image: diffusers runs int(steps × strength) of them, so a
     low strength with few steps would run none; stretch the schedule to run at least one."""
-    return max(steps, math.ceil(1 / strength)) if strength > 0 else steps
+    if strength <= 0:
+        return steps
+    return min(max(steps, math.ceil(1 / strength)), max(steps, MAX_STEPS))
 
 
 def _has_step_end_callback(pipe: Any) -> bool:

@@ -17,9 +17,7 @@ Embedding::
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -33,7 +31,6 @@ from PySide6.QtGui import (
     QDropEvent,
     QFocusEvent,
     QFont,
-    QGuiApplication,
     QImage,
     QKeyEvent,
     QKeySequence,
@@ -56,13 +53,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.imaging import open_image
 from studio.core.mask_layer import Box, MaskLayer
+from studio.ui.image_input import dropped_image_path, dropped_pixels
+from studio.ui.qt_images import pil_to_qimage, qimage_to_pil, wrap_rgb_array
 
-__all__ = ["EMPTY_HINT", "IMAGE_SUFFIXES", "ImageCanvas", "load_image_file"]
+__all__ = ["EMPTY_HINT", "ImageCanvas"]
 
 EMPTY_HINT = "Open, paste or drop an image — or generate one"
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 TOOLS = ("brush", "eraser")
 
 MIN_BRUSH, MAX_BRUSH, DEFAULT_BRUSH = 1, 512, 32
@@ -77,40 +74,6 @@ MASK_OPACITY = 0.45
 BACKGROUND = QColor(30, 30, 32)
 CHECKER_LIGHT, CHECKER_DARK = QColor(70, 70, 74), QColor(52, 52, 56)
 HINT_COLOR = QColor(150, 150, 156)
-
-
-# Loading and converting pictures -----------------------------------------------------
-
-
-def load_image_file(path: str | os.PathLike[str]) -> Image.Image:
-    """Open and fully decode an image file, upright; ValueError with one sentence if it can't."""
-    return open_image(path)
-
-
-def _pil_to_qimage(image: Image.Image) -> QImage:
-    """A QImage owning a copy of the pixels (RGBA if the picture has transparency)."""
-    alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
-    mode = "RGBA" if alpha else "RGB"
-    if image.mode != mode:
-        image = image.convert(mode)
-    data = image.tobytes()
-    fmt = QImage.Format.Format_RGBA8888 if alpha else QImage.Format.Format_RGB888
-    return QImage(data, image.width, image.height, image.width * len(mode), fmt).copy()
-
-
-def _qimage_to_pil(qimage: QImage) -> Image.Image:
-    mode = "RGBA" if qimage.hasAlphaChannel() else "RGB"
-    fmt = QImage.Format.Format_RGBA8888 if mode == "RGBA" else QImage.Format.Format_RGB888
-    converted = qimage.convertToFormat(fmt)
-    size = (converted.width(), converted.height())
-    data = bytes(converted.constBits())
-    return Image.frombuffer(mode, size, data, "raw", mode, converted.bytesPerLine(), 1)
-
-
-def _rgb_array_to_qimage(array: np.ndarray) -> QImage:
-    """Wrap an (h, w, 3) uint8 array without copying; the QImage holds the array alive."""
-    height, width = array.shape[:2]
-    return QImage(array.data, width, height, array.strides[0], QImage.Format.Format_RGB888)
 
 
 # Scene items ------------------------------------------------------------------------
@@ -281,12 +244,12 @@ class ImageCanvas(QGraphicsView):
     Mouse: wheel or Ctrl+wheel zooms under the pointer, Shift+wheel sizes the brush,
     middle drag or Space+drag pans (any left drag pans while not painting), double-click
     fits. Keys (canvas focused): + - F 1 (100%), B brush, E eraser, [ ] brush size,
-    Ctrl+Z undo, Ctrl+Shift+Z / Ctrl+Y redo, Ctrl+V paste, Esc cancels a stroke.
+    Ctrl+Z undo, Ctrl+Shift+Z / Ctrl+Y redo, Esc cancels a stroke (pasting is the window's).
     """
 
     maskChanged = Signal()  # after each stroke, clear, invert, undo, redo, set_mask, reset
-    imageDropped = Signal(str)  # an image file dropped or pasted: the window decides
-    imagePasted = Signal(QImage)  # image data pasted or dropped
+    imageDropped = Signal(str)  # an image file dropped: the window decides
+    imagePasted = Signal(QImage)  # image data dropped
     zoomChanged = Signal(float)  # 1.0 = 100%
     brushSizeChanged = Signal(int)
     toolChanged = Signal(str)
@@ -334,7 +297,7 @@ class ImageCanvas(QGraphicsView):
     def set_image(self, image: Image.Image | QImage | None) -> None:
         """Show `image` (replacing any preview). The mask survives only a same-size image."""
         if isinstance(image, QImage):
-            image = None if image.isNull() else _qimage_to_pil(image)
+            image = None if image.isNull() else qimage_to_pil(image)
         old_size = self._image.size if self._image is not None else None
         self._image = image.copy() if image is not None else None
         self._hide_preview()
@@ -344,7 +307,7 @@ class ImageCanvas(QGraphicsView):
             self._set_layer(None)
             self._set_content(QRectF())
             return
-        qimage = _pil_to_qimage(image)
+        qimage = pil_to_qimage(image)
         self._image_has_alpha = qimage.hasAlphaChannel()
         rect = QRectF(0, 0, image.width, image.height)
         self._picture.set_pixmap(QPixmap.fromImage(qimage), rect)
@@ -382,7 +345,7 @@ class ImageCanvas(QGraphicsView):
         scale = min(target.width() / width, target.height() / height)
         rect = QRectF(0, 0, width * scale, height * scale)
         rect.moveCenter(target.center())
-        pixmap = QPixmap.fromImage(_rgb_array_to_qimage(array))
+        pixmap = QPixmap.fromImage(wrap_rgb_array(array))
         self._preview.set_pixmap(pixmap, rect, buffer=array)
         if not self._preview.isVisible():
             self._end_stroke()
@@ -542,12 +505,6 @@ class ImageCanvas(QGraphicsView):
 
     # Clipboard and drops -------------------------------------------------------------
 
-    def paste(self) -> None:
-        """Offer the clipboard's image file or image data, as a drop would."""
-        mime = QGuiApplication.clipboard().mimeData()
-        if mime is not None:
-            self._take_mime(mime)
-
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         self._judge_drag(event)
 
@@ -565,23 +522,20 @@ class ImageCanvas(QGraphicsView):
 
     def _judge_drag(self, event: QDragMoveEvent) -> None:
         mime = event.mimeData()
-        if _image_path(mime) is not None or mime.hasImage():
+        if dropped_image_path(mime) is not None or mime.hasImage():
             event.acceptProposedAction()
         else:
             event.ignore()
 
     def _take_mime(self, mime: QMimeData) -> bool:
-        # A local file wins over raw pixels: the file carries the generation parameters.
-        path = _image_path(mime)
+        path = dropped_image_path(mime)
         if path is not None:
-            self.imageDropped.emit(path)
+            self.imageDropped.emit(str(path))
             return True
-        if mime.hasImage():
-            data = mime.imageData()
-            image = data.toImage() if isinstance(data, QPixmap) else QImage(data)
-            if not image.isNull():
-                self.imagePasted.emit(image)
-                return True
+        image = dropped_pixels(mime)
+        if image is not None:
+            self.imagePasted.emit(image)
+            return True
         return False
 
     # Input ---------------------------------------------------------------------------
@@ -621,10 +575,6 @@ class ImageCanvas(QGraphicsView):
         super().focusOutEvent(event)
 
     def _key_action(self, event: QKeyEvent) -> Callable[[], None] | None:
-        if event.matches(QKeySequence.StandardKey.Paste):
-            mime = QGuiApplication.clipboard().mimeData()
-            usable = mime is not None and (_image_path(mime) is not None or mime.hasImage())
-            return self.paste if usable else None  # else the window's own paste may act
         ctrl = Qt.KeyboardModifier.ControlModifier
         combo = event.keyCombination()
         if self._editing:
@@ -881,11 +831,3 @@ class ImageCanvas(QGraphicsView):
             EMPTY_HINT,
         )
         painter.restore()
-
-
-def _image_path(mime: QMimeData) -> str | None:
-    """The first local image file among the URLs, if any."""
-    for url in mime.urls():
-        if url.isLocalFile() and Path(url.toLocalFile()).suffix.lower() in IMAGE_SUFFIXES:
-            return url.toLocalFile()
-    return None

@@ -9,54 +9,31 @@ Orange3 insists. Step progress is coalesced to the latest one and delivered at m
 
 from __future__ import annotations
 
-import enum
 import itertools
 import logging
 from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
+from studio.core.jobs import GenerationResult, Job, JobRecord, JobState, StepProgress
 from studio.core.request import GenerationRequest
 from studio.core.settings import EngineSettings
-from studio.ui.worker import UNKNOWN_FRACTION, EngineFactory, EngineThread, Job, JobOutcome
-
-if TYPE_CHECKING:
-    from studio.core.jobs import StepProgress
+from studio.ui.backends import UNKNOWN_FRACTION, Backend, EngineFactory, LocalBackend
 
 log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_MS = 33  # ~30 repaints a second at most
 MAX_TIMELINE_FRAMES = 1000  # a safety cap; previews are latent-sized, so this is small
-
-
-class JobState(str, enum.Enum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    CANCELLED = "cancelled"
-    FAILED = "failed"
-
-
-@dataclass
-class JobRecord:
-    """What the window may ask about a job: its request, state, step previews and outcome."""
-
-    id: int
-    request: GenerationRequest
-    state: JobState = JobState.QUEUED
-    frames: list[StepProgress] = field(default_factory=list)  # every step with a preview
-    outcome: JobOutcome | None = None
-    error: str = ""
+KEPT_JOBS = 20  # the jobs of a session whose steps stay in memory (the timeline of each)
 
 
 class JobController(QObject):
     jobQueued = Signal(int)
     jobStarted = Signal(int)
     progress = Signal(int, object)  # job id, latest StepProgress (throttled)
-    jobFinished = Signal(int, object)  # job id, JobOutcome: the files are already saved
+    jobFinished = Signal(int, object)  # job id, GenerationResult: its files are already saved
     jobFailed = Signal(int, str)  # job id, one sentence
     jobCancelled = Signal(int)
     busyChanged = Signal(bool)  # True while a job is current
@@ -69,10 +46,14 @@ class JobController(QObject):
         settings: EngineSettings | None = None,
         engine_factory: EngineFactory | None = None,
         parent: QObject | None = None,
+        backend: Backend | None = None,
     ) -> None:
+        """`backend`: where jobs run (default: the engine on a local worker thread, built
+        with `settings` and `engine_factory`)."""
         super().__init__(parent)
         self.output_dir = output_dir
-        self._engine = EngineThread(settings, engine_factory, parent=self)
+        self._engine = backend or LocalBackend(settings, engine_factory)
+        self._engine.setParent(self)
         self._ids = itertools.count(1)
         self._jobs: dict[int, JobRecord] = {}
         self._queue: deque[int] = deque()
@@ -85,13 +66,13 @@ class JobController(QObject):
         self._flush_timer.setInterval(PROGRESS_INTERVAL_MS)
         self._flush_timer.timeout.connect(self._flush_progress)
 
-        worker = self._engine.worker
-        worker.stepped.connect(self._on_step)
-        worker.finished.connect(self._on_finished)
-        worker.failed.connect(self._on_failed)
-        worker.cancelled.connect(self._on_worker_cancelled)
-        worker.statusChanged.connect(self.engineStatus)
-        worker.engineReady.connect(self.engineReady)
+        backend = self._engine
+        backend.stepped.connect(self._on_step)
+        backend.finished.connect(self._on_finished)
+        backend.failed.connect(self._on_failed)
+        backend.cancelled.connect(self._on_worker_cancelled)
+        backend.statusChanged.connect(self.engineStatus)
+        backend.engineReady.connect(self.engineReady)
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -111,8 +92,19 @@ class JobController(QObject):
     def engine_running(self) -> bool:
         return self._engine.is_running
 
+    @property
+    def backend(self) -> Backend:
+        return self._engine
+
     def job(self, job_id: int) -> JobRecord | None:
         return self._jobs.get(job_id)
+
+    def job_that_made(self, path: Path) -> JobRecord | None:
+        """The finished job, still in memory, whose result includes the file at `path`."""
+        for record in reversed(self._jobs.values()):
+            if record.result is not None and path in record.result.paths:
+                return record
+        return None
 
     # -- commands -----------------------------------------------------------------------------
 
@@ -139,7 +131,7 @@ class JobController(QObject):
         """Cancel a job (the current one by default); its late signals are ignored from now."""
         job_id = self._current if job_id is None else job_id
         record = self._jobs.get(job_id) if job_id is not None else None
-        if record is None or record.state not in (JobState.QUEUED, JobState.RUNNING):
+        if record is None or record.state.is_over:
             return False
         if record.state is JobState.QUEUED:
             self._queue.remove(job_id)
@@ -165,7 +157,7 @@ class JobController(QObject):
         self._flush_timer.stop()
         self._queue.clear()
         for record in self._jobs.values():
-            if record.state in (JobState.QUEUED, JobState.RUNNING):
+            if not record.state.is_over:
                 record.state = JobState.CANCELLED
         self._current = None  # from now on every late signal is stale
         return self._engine.stop(timeout_ms)
@@ -207,15 +199,15 @@ class JobController(QObject):
         self._latest = None
 
     @Slot(int, object)
-    def _on_finished(self, job_id: int, outcome: JobOutcome) -> None:
+    def _on_finished(self, job_id: int, result: GenerationResult) -> None:
         if not self._is_current(job_id):
             return
         self._flush_timer.stop()
         self._flush_progress()  # the last step's preview, so the timeline ends on it
         record = self._jobs[job_id]
-        record.outcome = outcome
+        record.result = result
         self._finish_current(record, JobState.DONE)
-        self.jobFinished.emit(job_id, outcome)
+        self.jobFinished.emit(job_id, result)
         self._dispatch()
 
     @Slot(int, str)
@@ -251,11 +243,9 @@ class JobController(QObject):
             record.frames.clear()
         self._prune()
 
-    def _prune(self, keep: int = 20) -> None:
+    def _prune(self, keep: int = KEPT_JOBS) -> None:
         """Old job records hold images and previews; keep only the recent ones."""
-        settled = [
-            i for i, r in self._jobs.items() if r.state not in (JobState.QUEUED, JobState.RUNNING)
-        ]
+        settled = [i for i, r in self._jobs.items() if r.state.is_over]
         for job_id in settled[:-keep]:
             del self._jobs[job_id]
 

@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.core.imaging import is_image_name
 from studio.core.request import Mode
 from studio.metadata import ImageParameters, MetadataError, format_a1111, read_parameters
 from studio.ui.icons import themed
@@ -44,7 +45,6 @@ from studio.ui.thumbnail_delegate import ThumbnailDelegate
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 THUMB_SIZE = 96
 PathRole = Qt.ItemDataRole.UserRole + 1
 
@@ -110,9 +110,7 @@ def list_images(folder: Path) -> list[Path]:
         entries = [e for e in os.scandir(folder) if e.is_file()]
     except OSError:
         return []
-    images = [
-        e for e in entries if e.name.lower().endswith(IMAGE_SUFFIXES) and not e.name.startswith(".")
-    ]
+    images = [e for e in entries if is_image_name(e.name) and not e.name.startswith(".")]
     images.sort(key=lambda e: (e.stat().st_mtime, e.name), reverse=True)
     return [Path(e.path) for e in images]
 

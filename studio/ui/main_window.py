@@ -1,8 +1,10 @@
 """The studio window: controls on the left, the canvas and its timeline in the centre,
 the gallery on the right, engine status and step progress in the status bar.
 
-The window builds one GenerationRequest from its panels and hands it to the controller;
-it never touches torch. The engine thread starts only after the window is shown.
+The window is layout, menus and wiring. The request being edited is the draft
+(`core.draft`), which every panel binds to; Generate freezes it with the canvas's image
+and mask and hands it to the controller, which runs it on a backend. The window never
+touches torch; the engine thread starts only after the window is shown.
 """
 
 from __future__ import annotations
@@ -42,17 +44,24 @@ from PySide6.QtWidgets import (
 from superqt import QElidingLabel, QLabeledSlider
 
 from studio.core.catalog import ModelError, model_defaults
+from studio.core.draft import Applied, Draft, Source
+from studio.core.imaging import ImageLoadError, file_dialog_filter, input_size, open_image
+from studio.core.jobs import GenerationResult, JobRecord, StepProgress
 from studio.core.request import GenerationRequest, Mode
 from studio.core.restore import RestorePlan, plan_restore
 from studio.core.settings import EngineSettings
+from studio.core.text import printable
 from studio.metadata import MetadataError, read_parameters
 from studio.ui import icons
+from studio.ui.backends import EngineFactory
 from studio.ui.banner import Banner
-from studio.ui.canvas import ImageCanvas, load_image_file
+from studio.ui.bind import follow
+from studio.ui.canvas import ImageCanvas
 from studio.ui.controller import JobController, describe_progress, fraction_or_none
 from studio.ui.dialogs import SettingsDialog, ShortcutsDialog, StudioSettings
-from studio.ui.gallery import IMAGE_SUFFIXES, GalleryPanel
-from studio.ui.panels.guidance_panel import GuidancePanel, round_to_8
+from studio.ui.gallery import GalleryPanel
+from studio.ui.image_input import dropped_image_path
+from studio.ui.panels.guidance_panel import GuidancePanel
 from studio.ui.panels.mode_bar import ModeBar
 from studio.ui.panels.model_picker import AddModelDialog, ModelPicker
 from studio.ui.panels.prompt_panel import PromptPanel
@@ -60,7 +69,6 @@ from studio.ui.qt_images import pil_to_qimage, qimage_to_pil
 from studio.ui.settings import Settings
 from studio.ui.theme import apply_theme
 from studio.ui.timeline import Timeline
-from studio.ui.worker import EngineFactory, JobOutcome
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +89,13 @@ class MainWindow(QMainWindow):
         self.setWindowIcon(icons.app_icon())
         self.setAcceptDrops(True)
         self.setDockOptions(QMainWindow.DockOption.AnimatedDocks)
+        self.draft = Draft()
         self.controller = JobController(
             self.settings.output_dir(), self.settings.engine_settings(), engine_factory, self
         )
-        self._last_outcome: JobOutcome | None = None
         self.engine_stopped = True  # False if the engine thread outlived closing
-        self._shown_job: int | None = None
+        self._shown_job: int | None = None  # the job whose steps the canvas and timeline show
+        self._last_folder: Path | None = None  # where the Open dialog starts
 
         self._build_centre()
         self._build_controls()
@@ -95,7 +104,7 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._connect()
         self._restore_settings()
-        self._on_mode_changed(self.mode_bar.mode())
+        self._show_mode(self.draft.mode)
         self._set_busy(False)
         self.prompt_panel.prompt_edit.setFocus()  # ready to type a prompt at once
 
@@ -156,8 +165,10 @@ class MainWindow(QMainWindow):
 
     def _build_controls(self) -> None:
         self.mode_bar = ModeBar()
+        self.mode_bar.bind(self.draft)
         self.model_picker = ModelPicker("generator")
-        self.prompt_panel = PromptPanel()
+        self.model_picker.bind(self.draft, "model")
+        self.prompt_panel = PromptPanel(self.draft)
         self.generate_button = QPushButton("Generate")
         self.generate_button.setObjectName("generateButton")
         self.generate_button.setToolTip("Generate (Ctrl+Enter); queues another job while one runs")
@@ -165,7 +176,7 @@ class MainWindow(QMainWindow):
         self.cancel_button.setToolTip("Cancel the current job (Esc)")
         self.queue_label = QLabel()
         self.queue_label.setObjectName("hint")
-        self.guidance = GuidancePanel()
+        self.guidance = GuidancePanel(self.draft)
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.generate_button, 2)
@@ -269,8 +280,8 @@ class MainWindow(QMainWindow):
             self._action(mask_menu, "&Invert", self.canvas.invert_mask, "Ctrl+I"),
             self._action(mask_menu, "&Clear", self.canvas.clear_mask),
             # B, E, [ and ] are the canvas's own keys (while it has the focus).
-            self._action(mask_menu, "&Brush", lambda: self._set_tool("brush")),
-            self._action(mask_menu, "&Eraser", lambda: self._set_tool("eraser")),
+            self._action(mask_menu, "&Brush", lambda: self.canvas.set_tool("brush")),
+            self._action(mask_menu, "&Eraser", lambda: self.canvas.set_tool("eraser")),
         ]
 
         view_menu = menus.addMenu("&View")
@@ -305,17 +316,18 @@ class MainWindow(QMainWindow):
         c.engineStatus.connect(self._on_engine_status)
         c.engineReady.connect(self._on_engine_ready)
 
+        follow(self.draft.changed, self, self._on_draft_changed)
+        follow(self.draft.defaultsApplied, self, self._announce_defaults)
+
         self.generate_button.clicked.connect(self.generate)
         self.cancel_button.clicked.connect(self.cancel)
-        self.mode_bar.modeChanged.connect(self._on_mode_changed)
         self.model_picker.addRequested.connect(lambda: self._ask_for_model(self.model_picker))
-        self.model_picker.modelChosen.connect(self.apply_model_defaults)
         self.guidance.upscale_model.addRequested.connect(
             lambda: self._ask_for_model(self.guidance.upscale_model)
         )
 
-        self.brush_button.clicked.connect(lambda: self._set_tool("brush"))
-        self.eraser_button.clicked.connect(lambda: self._set_tool("eraser"))
+        self.brush_button.clicked.connect(lambda: self.canvas.set_tool("brush"))
+        self.eraser_button.clicked.connect(lambda: self.canvas.set_tool("eraser"))
         self.brush_size.valueChanged.connect(self.canvas.set_brush_size)
         self.canvas.brushSizeChanged.connect(self._on_canvas_brush_size)
         self.canvas.toolChanged.connect(self._on_canvas_tool)
@@ -342,10 +354,8 @@ class MainWindow(QMainWindow):
         `preload`: True loads the chosen model at once, a spec selects and loads that one.
         """
         if isinstance(preload, str) and preload:
-            self.model_picker.set_model(preload)
-        model = (
-            (preload if isinstance(preload, str) else self.model_picker.model()) if preload else ""
-        )
+            self.draft.set("model", preload, Source.SESSION)
+        model = self.draft["model"] if preload else ""
         self.controller.start_engine(model)
         self.engine_label.setText(f"Loading {model}…" if model else "Loading the engine…")
 
@@ -368,36 +378,19 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ generation
 
     def mode(self) -> Mode:
-        return self.mode_bar.mode()
+        return self.draft.mode
 
     def set_mode(self, mode: Mode) -> None:
-        self.mode_bar.set_mode(mode)
+        self.draft.set("mode", Mode(mode).value)
 
     def build_request(self) -> GenerationRequest:
-        """One frozen request from every panel; the canvas gives the image and the mask."""
-        mode = self.mode()
-        values = self.guidance.values()
-        if mode is Mode.UPSCALE and not values.get("upscaler"):
-            values["upscaler"] = "x4"
-        needs_image = mode is not Mode.TEXT_TO_IMAGE
-        return GenerationRequest(
-            mode=mode,
-            prompt=self.prompt_panel.prompt(),
-            negative_prompt=self.prompt_panel.negative_prompt(),
-            model=self.model_picker.model(),
-            init_image=self.canvas.image() if needs_image else None,
-            mask=self.canvas.mask() if mode is Mode.INPAINT else None,
-            **values,
-        )
+        """The draft frozen with the canvas's image and mask (the mode takes what it uses)."""
+        return self.draft.freeze(self.canvas.image(), self.canvas.mask())
 
     @Slot()
     def generate(self) -> int | None:
-        """Queue a job from the current widgets; returns its id, or None with a message."""
-        try:
-            request = self.build_request()
-        except (TypeError, ValueError) as e:
-            self.show_error(f"The parameters are not valid: {e}.")
-            return None
+        """Queue a job from the draft; returns its id, or None with a message."""
+        request = self.build_request()
         problems = request.problems()
         if problems:
             # One clear sentence at a time: the first problem is the one to fix first.
@@ -428,7 +421,7 @@ class MainWindow(QMainWindow):
         self._update_queue_label()
 
     @Slot(int, object)
-    def _on_progress(self, job_id: int, progress: Any) -> None:
+    def _on_progress(self, job_id: int, progress: StepProgress) -> None:
         self.step_label.setText(describe_progress(progress))
         self.progress_bar.setRange(0, progress.total)
         self.progress_bar.setValue(progress.step)
@@ -440,19 +433,18 @@ class MainWindow(QMainWindow):
             self.canvas.show_preview(progress.preview, size)
 
     @Slot(int, object)
-    def _on_job_finished(self, job_id: int, outcome: JobOutcome) -> None:
-        self._last_outcome = outcome
+    def _on_job_finished(self, job_id: int, result: GenerationResult) -> None:
         self.canvas.clear_preview()
-        if outcome.images:
-            self._show_result(outcome)
-        self.gallery.add(outcome.paths)
+        if result.images:
+            # the canvas shows the result (the mask of a same-size image stays, to repaint)
+            self.canvas.set_image(result.images[0])
+        self.gallery.add(result.paths)
         record = self.controller.job(job_id)
-        result = pil_to_qimage(outcome.images[0]) if outcome.images else None
-        self.timeline.set_frames(record.frames if record else [], result)
-        self.guidance.show_used_seed(outcome.request.seed)
-        seconds = outcome.timings.get("total")
+        self._show_timeline(record)
+        self.draft.set_last_seed(result.request.seed)
+        seconds = result.timings.get("total")
         took = f" in {seconds:.1f} s" if seconds else ""
-        names = outcome.paths[0].name if len(outcome.paths) == 1 else f"{len(outcome.paths)} images"
+        names = result.paths[0].name if len(result.paths) == 1 else f"{len(result.paths)} images"
         self._set_status(f"Done{took} · saved {names}")
         self._finish_progress()
 
@@ -472,10 +464,6 @@ class MainWindow(QMainWindow):
             self._finish_progress()
         self._set_status("Cancelled.")
         self._update_queue_label()
-
-    def _show_result(self, outcome: JobOutcome) -> None:
-        """The canvas shows the result (the mask of a same-size image stays, to repaint)."""
-        self.canvas.set_image(outcome.images[0])
 
     def _finish_progress(self) -> None:
         self.step_label.setText("")
@@ -501,11 +489,13 @@ class MainWindow(QMainWindow):
         else:
             self.canvas.show_preview(record.frames[index].preview)
 
-    # ------------------------------------------------------------------ modes and tools
+    # ------------------------------------------------------------------ the draft
 
-    @Slot(object)
-    def _on_mode_changed(self, mode: Mode) -> None:
-        self.guidance.set_mode(mode)
+    def _on_draft_changed(self, values: dict[str, Any], _source: Source) -> None:
+        if "mode" in values:
+            self._show_mode(self.draft.mode)
+
+    def _show_mode(self, mode: Mode) -> None:
         inpaint = mode is Mode.INPAINT
         self.canvas.set_mask_editing(inpaint)
         self.mask_bar.setVisible(inpaint)
@@ -518,9 +508,21 @@ class MainWindow(QMainWindow):
             else "Describe the image: a large yellow star in the centre…"
         )
 
-    def _set_tool(self, tool: str) -> None:
-        self.canvas.set_tool(tool)
-        self._on_canvas_tool(tool)
+    def _announce_defaults(self, spec: str, defaults: dict[str, Any]) -> None:
+        """Say what a model's defaults changed: a 64×64 model left at 512×512 gives noise."""
+        parts = []
+        if "width" in defaults or "height" in defaults:
+            parts.append(f"{self.draft['width']}×{self.draft['height']}")
+        if "steps" in defaults:
+            parts.append(f"{defaults['steps']} steps")
+        if "cfg_scale" in defaults:
+            parts.append(f"CFG {defaults['cfg_scale']:g}")
+        if "scheduler" in defaults:
+            parts.append(str(defaults["scheduler"]))
+        name = Path(spec).name or spec
+        self._set_status(f"Using {printable(name)}'s defaults: {', '.join(parts)}.")
+
+    # ------------------------------------------------------------------ tools
 
     @Slot(str)
     def _on_canvas_tool(self, tool: str) -> None:
@@ -537,44 +539,65 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ images in
 
     def load_image(self, path: str | Path) -> bool:
-        """Open an image as the canvas image; offer to restore its parameters if it has any."""
+        """Open an image file and offer what to do with it; nothing changes until the artist
+        picks an action (restore its parameters, or use it as an input)."""
         path = Path(path)
         try:
-            image = load_image_file(path)
-        except ValueError as e:
+            image = open_image(path)
+        except ImageLoadError as e:
             self.show_error(str(e))
             return False
-        self._set_input_image(image)
-        self._set_status(f"Opened {path.name} ({image.width}×{image.height}).")
-        self.offer_restore(path)
+        self._last_folder = path.parent
+        try:
+            plan: RestorePlan | None = plan_restore(read_parameters(path))
+        except MetadataError:
+            plan = None
+        name = printable(path.name)
+        about = f"{name} ({image.width}×{image.height})"
+        if plan is not None:
+            about += f" carries parameters from {plan.source_name}"
+        self._offer_image(image, about, plan, name)
         return True
 
-    def offer_restore(self, path: Path) -> None:
-        try:
-            params = read_parameters(path)
-        except MetadataError:
-            self.banner.dismiss()
-            return
-        plan = plan_restore(params)
-        self.banner.show_info(
-            f"{path.name} carries parameters from {plan.source_name}.",
-            "Restore parameters",
-            lambda: self.apply_restore(plan, path.name),
-        )
+    def _offer_image(
+        self, image: Image.Image, about: str, plan: RestorePlan | None, name: str
+    ) -> None:
+        actions = []
+        if plan is not None:
+            actions.append(("Restore parameters", lambda: self.apply_restore(plan, name)))
+        uses = [
+            ("Image→Image", Mode.IMAGE_TO_IMAGE),
+            ("Inpaint", Mode.INPAINT),
+            ("Upscale", Mode.UPSCALE),
+        ]
+        current = self.mode()
+        uses.sort(key=lambda use: use[1] is not current)  # the current mode's use first
+        for label, mode in uses:
+            actions.append((label, lambda m=mode: self.use_as_input(image, m, name)))
+        self.banner.offer(f"{about}. Use it for:" if plan is None else f"{about}.", actions)
+        self._set_status(f"Opened {about}.")
 
-    def _set_input_image(self, image: Image.Image) -> None:
-        """A new input: the canvas shows it and the size follows it (in multiples of 8)."""
+    def use_as_input(self, image: Image.Image, mode: Mode, name: str = "") -> None:
+        """An image becomes the input of a mode: the canvas shows it, and the size keeps the
+        model's native area in the image's shape (a photo on a 64-pixel model stays small)."""
+        values: dict[str, Any] = {"mode": mode.value}
+        if mode is not Mode.UPSCALE:
+            native = model_defaults(self.draft["model"])
+            side = native.get("width") if native else None
+            values["width"], values["height"] = input_size(image.size, side)
+        self.draft.apply(values, Source.USER)
         self.canvas.set_image(image)
         self.canvas.fit_to_view()
-        if self.mode() is Mode.TEXT_TO_IMAGE:
-            self.set_mode(Mode.IMAGE_TO_IMAGE)
-        if self.mode() is not Mode.UPSCALE:
-            self.guidance.set_size(round_to_8(image.width), round_to_8(image.height))
+        self.timeline.clear()
+        self._shown_job = None
+        what = f"{name} is" if name else "The image is"
+        self._set_status(f"{what} the input of {mode.label}.")
 
     @Slot()
     def open_image_dialog(self) -> None:
+        start = self._last_folder or self.controller.output_dir
         path, _ = QFileDialog.getOpenFileName(
-            self, "Open an image", "", "Images (*.png *.jpg *.jpeg *.webp *.bmp)"
+            self, "Open an image", str(start), file_dialog_filter()
         )
         if path:
             self.load_image(path)
@@ -583,11 +606,10 @@ class MainWindow(QMainWindow):
     def paste_image(self) -> None:
         clipboard = QGuiApplication.clipboard()
         mime = clipboard.mimeData()
-        if mime is not None and mime.hasUrls():
-            local = [u.toLocalFile() for u in mime.urls() if u.isLocalFile()]
-            if local:
-                self.load_image(local[0])
-                return
+        path = dropped_image_path(mime) if mime is not None else None
+        if path is not None:
+            self.load_image(path)
+            return
         image = clipboard.image()
         if image.isNull():
             self.show_error("The clipboard holds no image.")
@@ -596,15 +618,15 @@ class MainWindow(QMainWindow):
 
     @Slot(QImage)
     def _on_image_pasted(self, image: QImage) -> None:
-        self._set_input_image(qimage_to_pil(image).convert("RGB"))
-        self._set_status(f"Pasted an image ({image.width()}×{image.height()}).")
+        picture = qimage_to_pil(image).convert("RGB")
+        self._offer_image(picture, f"A pasted image ({image.width()}×{image.height()})", None, "")
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt API
-        if _dropped_image(event) is not None:
+        if dropped_image_path(event.mimeData()) is not None:
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt API
-        path = _dropped_image(event)
+        path = dropped_image_path(event.mimeData())
         if path is not None:
             event.acceptProposedAction()
             self.load_image(path)
@@ -620,13 +642,22 @@ class MainWindow(QMainWindow):
 
     def _show_file_in_canvas(self, path: Path, quiet: bool = False) -> None:
         try:
-            image = load_image_file(path)
-        except ValueError as e:
+            image = open_image(path)
+        except ImageLoadError as e:
             if not quiet:
                 self.show_error(str(e))
             return
         self.canvas.set_image(image)
-        self.timeline.clear()
+        self._show_timeline(self.controller.job_that_made(path))
+
+    def _show_timeline(self, record: JobRecord | None) -> None:
+        """The steps of a finished job (still in memory) in the timeline, or none."""
+        self._shown_job = record.id if record is not None else None
+        if record is None or record.result is None:
+            self.timeline.clear()
+            return
+        images = record.result.images
+        self.timeline.set_frames(record.frames, pil_to_qimage(images[0]) if images else None)
 
     @Slot(object)
     def restore_parameters_from(self, path: Path) -> bool:
@@ -635,55 +666,30 @@ class MainWindow(QMainWindow):
         except MetadataError as e:
             self.show_error(str(e))
             return False
-        self.apply_restore(plan_restore(params), path.name)
+        self.apply_restore(plan_restore(params), printable(path.name))
         return True
 
-    def apply_model_defaults(self, spec: str, announce: bool = True) -> None:
-        """Set size, steps, CFG and sampler to what the model says it wants (its card, or
-        its native size): a 64x64 model left at 512x512, or the reverse, gives noise."""
-        defaults = model_defaults(spec)
-        if not defaults:
-            return
-        self.guidance.set_values(defaults)
-        if announce:
-            parts = []
-            if "width" in defaults:
-                parts.append(f"{defaults['width']}×{defaults['height']}")
-            if "steps" in defaults:
-                parts.append(f"{defaults['steps']} steps")
-            if "cfg_scale" in defaults:
-                parts.append(f"CFG {defaults['cfg_scale']:g}")
-            if "scheduler" in defaults:
-                parts.append(str(defaults["scheduler"]))
-            name = Path(spec).name or spec
-            self._set_status(f"Using {name}'s defaults: {', '.join(parts)}.")
-
-    def apply_restore(self, plan: RestorePlan, name: str = "") -> None:
-        """Fill the widgets from an image's parameters (the mode and the canvas stay)."""
-        self.prompt_panel.set_prompts(plan.prompt, plan.negative_prompt)
-        self.guidance.set_values(plan.values)
-        notes = list(plan.notes)
-        unchanged = not plan.model or plan.model == self.model_picker.model()
-        if not unchanged and not self.model_picker.set_model(plan.model):
-            notes.append(f"its model '{plan.model}' is not installed, so the current one stays")
+    def apply_restore(self, plan: RestorePlan, name: str = "") -> Applied:
+        """Fill the draft from an image's parameters (the mode and the canvas stay)."""
+        applied = self.draft.apply(plan.values, Source.RESTORED)
         what = "all parameters" if plan.complete else "the parameters"
         source = f" from {plan.source_name}" if plan.source != "studio" else ""
-        message = f"Restored {what}{source}" + (f" of {name}" if name else "")
-        message += f"; {' and '.join(notes)}." if notes else "."
+        message = f"Restored {what}{source}" + (f" of {name}" if name else "") + "."
+        notes = [*plan.notes, *applied.notes]
+        if notes:
+            message += " " + " ".join(notes)
         self.banner.show_info(message)
         self._set_status(message)
+        return applied
 
     @Slot(object, object)
     def send_to(self, path: Path, mode: Mode) -> None:
         try:
-            image = load_image_file(path)
-        except ValueError as e:
+            image = open_image(path)
+        except ImageLoadError as e:
             self.show_error(str(e))
             return
-        self.set_mode(mode)
-        self._set_input_image(image)
-        self.timeline.clear()
-        self._set_status(f"{path.name} is the input of {mode.label}.")
+        self.use_as_input(image, mode, printable(path.name))
 
     @Slot(str, bool)
     def _on_gallery_message(self, text: str, is_error: bool) -> None:
@@ -695,7 +701,7 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _offer_permanent_delete(self, path: Path) -> None:
         self.banner.show_info(
-            f"{path.name} cannot go to the trash on this system.",
+            f"{printable(path.name)} cannot go to the trash on this system.",
             "Delete for good",
             lambda: self.gallery.delete_for_good(path),
         )
@@ -715,7 +721,7 @@ class MainWindow(QMainWindow):
         except ModelError as e:
             self.show_error(str(e))
             return
-        self._set_status(f"Added {spec}; it loads (or downloads) when first used.")
+        self._set_status(f"Added {printable(spec)}; it loads (or downloads) when first used.")
 
     # ------------------------------------------------------------------ messages
 
@@ -725,7 +731,7 @@ class MainWindow(QMainWindow):
         self._set_status(message, error=True)
 
     def _set_status(self, message: str, error: bool = False) -> None:
-        self.engine_label.setText(message)
+        self.engine_label.setText(printable(message))
         self.engine_label.setObjectName("errorStatus" if error else "")
         self.engine_label.style().unpolish(self.engine_label)
         self.engine_label.style().polish(self.engine_label)
@@ -795,31 +801,17 @@ class MainWindow(QMainWindow):
             )
         self.prompt_panel.set_history(self.settings.prompt_history())
         last = self.settings.last_request()
-        if last:
-            self.prompt_panel.set_prompts(
-                str(last.get("prompt", "")), str(last.get("negative_prompt", ""))
-            )
-            if last.get("model"):
-                self.model_picker.set_model(str(last["model"]))
-            self.guidance.set_values({k: v for k, v in last.items() if k != "seed"})
-            if last.get("mode") in {m.value for m in Mode}:
-                self.set_mode(Mode(last["mode"]))
-        else:
-            self.apply_model_defaults(self.model_picker.model(), announce=False)
-        self.guidance.set_seed_locked(self.settings.seed_locked())
-        if last and self.guidance.seed_locked() and isinstance(last.get("seed"), int):
-            self.guidance.set_values({"seed": last["seed"]})
+        if isinstance(last, dict) and last:
+            applied = self.draft.apply(last, Source.SESSION)
+            for note in applied.notes:
+                log.warning("the last session's parameters: %s", note)
+        else:  # a first start: the default model's own size, steps, CFG and sampler
+            self.draft.apply(model_defaults(self.draft["model"]), Source.MODEL)
 
     def save_settings(self) -> None:
         self.settings.save_window(self.saveGeometry(), self.saveState())
-        try:
-            data = self.build_request().to_dict()
-        except (TypeError, ValueError):
-            data = None
-        if data is not None:
-            self.settings.set_last_request(data)
+        self.settings.set_last_request(self.build_request().to_dict())
         self.settings.set_prompt_history(self.prompt_panel.history())
-        self.settings.set_seed_locked(self.guidance.seed_locked())
         self.settings.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
@@ -834,13 +826,3 @@ class MainWindow(QMainWindow):
         if not ended:
             log.warning("the engine thread was still busy at exit")
         super().closeEvent(event)
-
-
-def _dropped_image(event: QDragEnterEvent | QDropEvent) -> Path | None:
-    mime = event.mimeData()
-    if mime is None or not mime.hasUrls():
-        return None
-    for url in mime.urls():
-        if url.isLocalFile() and url.toLocalFile().lower().endswith(IMAGE_SUFFIXES):
-            return Path(url.toLocalFile())
-    return None

@@ -1,7 +1,8 @@
-"""Conversions between PIL images, numpy previews and QImage, done on the UI thread.
+"""Conversions between PIL images, numpy previews and QImage: the one set the window uses.
 
-Every conversion copies: a QImage built over a Python buffer would point at memory that
-Python may free while Qt still paints from it.
+Every conversion copies, except `wrap_rgb_array`: a QImage built over a Python buffer
+points at memory that Python may free while Qt still paints from it, so whoever wraps
+must keep the array alive as long as the QImage (the canvas's preview item does).
 """
 
 from __future__ import annotations
@@ -23,9 +24,19 @@ def array_to_qimage(array: np.ndarray) -> QImage:
     return QImage(array.data, width, height, array.strides[0], fmt).copy()
 
 
+def wrap_rgb_array(array: np.ndarray) -> QImage:
+    """A QImage over a contiguous (h, w, 3) uint8 array, without copying: for the preview of
+    every step. The caller keeps `array` alive while the QImage is in use."""
+    height, width = array.shape[:2]
+    return QImage(array.data, width, height, array.strides[0], QImage.Format.Format_RGB888)
+
+
 def pil_to_qimage(image: Image.Image) -> QImage:
-    if image.mode not in ("RGB", "RGBA"):
-        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+    """A QImage owning a copy of the pixels (RGBA if the picture has transparency)."""
+    alpha = "A" in image.getbands() or image.mode in ("PA", "RGBa", "La")
+    alpha = alpha or "transparency" in image.info
+    if image.mode not in ("RGB", "RGBA") or (image.mode == "RGBA") != alpha:
+        image = image.convert("RGBA" if alpha else "RGB")
     return array_to_qimage(np.asarray(image))
 
 
@@ -33,7 +44,8 @@ def qimage_to_pil(qimage: QImage) -> Image.Image:
     converted = qimage.convertToFormat(QImage.Format.Format_RGBA8888)
     width, height = converted.width(), converted.height()
     data = bytes(converted.constBits())[: converted.bytesPerLine() * height]
-    image = Image.frombuffer("RGBA", (width, height), data, "raw", "RGBA", converted.bytesPerLine())
+    stride = converted.bytesPerLine()
+    image = Image.frombuffer("RGBA", (width, height), data, "raw", "RGBA", stride, 1)
     return image.convert("RGB") if not qimage.hasAlphaChannel() else image.copy()
 
 

@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     window = MainWindow(Settings(work / "studio.ini"))
     window.resize(*WINDOW_SIZE)
     window.show()
-    window.model_picker.set_model(args.model)
-    window.guidance.upscale_model.set_model(args.upscale_model)
+    window.draft.edit({"model": args.model})
+    window.draft.edit({"upscale_model": args.upscale_model})
     window.start_engine(preload=True)
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -124,7 +124,6 @@ def main(argv: list[str] | None = None) -> int:
             raise RuntimeError(done["error"])
 
     size = args.size
-    g = window.guidance
     try:
         # A few results first, so the gallery has something to show.
         for seed, prompt in enumerate(
@@ -137,14 +136,14 @@ def main(argv: list[str] | None = None) -> int:
             start=11,
         ):
             window.prompt_panel.set_prompts(prompt, "")
-            g.set_values({"steps": args.steps, "width": size, "height": size, "seed": seed})
+            window.draft.edit({"steps": args.steps, "width": size, "height": size, "seed": seed})
             run_job()
 
         # Text→Image, caught halfway through denoising, then finished.
         window.prompt_panel.set_prompts(
             "a large yellow star in the centre on a blue background", "blurry"
         )
-        g.set_values({"steps": args.steps, "width": size, "height": size, "seed": 7})
+        window.draft.edit({"steps": args.steps, "width": size, "height": size, "seed": 7})
         halfway = {"shot": False}
 
         def at_half(step: int, total: int) -> None:
@@ -162,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         window.set_mode(Mode.IMAGE_TO_IMAGE)
         window.canvas.set_image(_scene(3, size))
         window.prompt_panel.set_prompts("a large red star in the centre on a green background", "")
-        g.set_values({"strength": 0.6, "seed": 5})
+        window.draft.edit({"strength": 0.6, "seed": 5})
         run_job()
         shoot("image-to-image")
 
@@ -171,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         window.canvas.set_image(_scene(8, size))
         window.canvas.set_mask(_circle_mask((size, size), (0.5, 0.08, 0.95, 0.55)))
         window.prompt_panel.set_prompts("a small white circle at the top right", "")
-        g.set_values({"strength": 0.9, "mask_blur": 2, "seed": 9})
+        window.draft.edit({"strength": 0.9, "mask_blur": 2, "seed": 9})
         window.canvas.fit_to_view()
         shoot("inpaint-mask")
         run_job()

@@ -69,12 +69,6 @@ class Settings:
         data = [list(pair) for pair in pairs[:MAX_HISTORY]]
         self._qs.setValue("parameters/prompt_history", json.dumps(data))
 
-    def seed_locked(self) -> bool:
-        return self._bool("parameters/seed_locked", False)
-
-    def set_seed_locked(self, locked: bool) -> None:
-        self._qs.setValue("parameters/seed_locked", locked)
-
     # -- studio -------------------------------------------------------------------------------
 
     def output_dir(self) -> Path:

@@ -27,7 +27,7 @@ def test_default_request_with_a_prompt_is_valid() -> None:
     ("changes", "words"),
     [
         ({"prompt": "  "}, "prompt is empty"),
-        ({"width": 100}, "Width must be a multiple of 8 (got 100; try 96)"),
+        ({"width": 100}, "Width must be a multiple of 8 (got 100; try 104)"),
         ({"height": 61}, "Height must be a multiple of 8"),
         ({"width": 0}, "Width must be between 8 and 4096"),
         ({"steps": 0}, "Steps must be between 1 and 1000"),

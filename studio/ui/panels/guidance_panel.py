@@ -1,17 +1,16 @@
 """Every numeric knob of a request: steps, CFG, scheduler, seed, size, batch, strength,
 the advanced guidance controls, inpaint options and the upscaler.
 
-`values()` returns the request fields this panel owns; `set_values()` fills them back
-(from the last session, or from an image's parameters).
+Each widget is bound to its field of the draft (`ui.bind`); the panel holds no values of
+its own. Ranges come from `request.RANGES`, so a widget never allows what the request
+refuses.
 """
 
 from __future__ import annotations
 
-import contextlib
-import random
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -27,12 +26,14 @@ from PySide6.QtWidgets import (
 )
 from superqt import QCollapsible, QLabeledDoubleSlider, QLabeledSlider, QLargeIntSpinBox
 
-from studio.core.request import MAX_BATCH, MAX_SIDE, Mode, Upscaler
+from studio.core.draft import UPSCALE_METHOD, Draft, Source
+from studio.core.request import MAX_SEED, RANDOM_SEED, RANGES, SIDE_STEP, Mode, Upscaler, snap_to_8
 from studio.core.schedulers import SCHEDULER_NAMES
+from studio.ui.bind import bind, follow
 from studio.ui.icons import themed
 from studio.ui.panels.model_picker import ModelPicker
 
-MAX_SEED = 2**32 - 1
+MAX_BATCH_SHOWN = 16  # the request allows more (the command line); the window offers these
 SIZE_PRESETS: tuple[tuple[str, int, int], ...] = (
     ("64 × 64 (studio-tiny)", 64, 64),
     ("128 × 128", 128, 128),
@@ -54,41 +55,40 @@ _UPSCALERS: tuple[tuple[str, Upscaler | None], ...] = (
 )
 
 
-def round_to_8(value: float) -> int:
-    return max(8, min(MAX_SIDE, int(round(value / 8)) * 8))
-
-
 class SizeSpinBox(QSpinBox):
     """A side length that is always a multiple of 8: typed values snap to the nearest."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setRange(8, MAX_SIDE)
-        self.setSingleStep(8)
+        limit = RANGES["width"]
+        self.setRange(int(limit.low), int(limit.high))
+        self.setSingleStep(SIDE_STEP)
         self.setSuffix(" px")
         self.setAccelerated(True)
 
     def valueFromText(self, text: str) -> int:  # noqa: N802 - Qt API
         digits = "".join(c for c in text if c.isdigit())
-        return round_to_8(int(digits)) if digits else self.minimum()
+        return snap_to_8(int(digits)) if digits else self.minimum()
 
 
-def _slider(minimum: int, maximum: int, value: int, tip: str) -> QLabeledSlider:
+def _slider(field: str, tip: str, maximum: int | None = None) -> QLabeledSlider:
+    """A slider over the field's range (or a narrower one the window offers)."""
+    limit = RANGES[field]
     slider = QLabeledSlider(Qt.Orientation.Horizontal)
-    slider.setRange(minimum, maximum)
-    slider.setValue(value)
+    slider.setRange(int(limit.low), int(limit.high if maximum is None else maximum))
     slider.setToolTip(tip)
     return slider
 
 
 def _dslider(
-    minimum: float, maximum: float, value: float, step: float, decimals: int, tip: str
+    field: str, step: float, decimals: int, tip: str, maximum: float | None = None
 ) -> QLabeledDoubleSlider:
+    limit = RANGES[field]
     slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
-    slider.setRange(minimum, maximum)
+    low = limit.low if not limit.above_low else max(limit.low + step, step)
+    slider.setRange(low, limit.high if maximum is None else maximum)
     slider.setSingleStep(step)
     slider.setDecimals(decimals)
-    slider.setValue(value)
     slider.setToolTip(tip)
     return slider
 
@@ -111,20 +111,23 @@ def _form() -> QFormLayout:
 
 
 class GuidancePanel(QWidget):
-    sizeChanged = Signal(int, int)
+    """The generation knobs, bound to a draft; which of them show follows the draft's mode."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, draft: Draft, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._mode = Mode.TEXT_TO_IMAGE
-        self._upscaler_list = "generate"
-        self._upscaler_memory: dict[str, Upscaler | None] = {"upscale": Upscaler.X4}
+        self.draft = draft
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self._build_basic())
         layout.addWidget(self._build_inpaint())
         layout.addWidget(self._build_upscale())
         layout.addWidget(self._build_advanced())
-        self.set_mode(Mode.TEXT_TO_IMAGE)
+        self._bind()
+        follow(draft.changed, self, self._on_draft_changed)
+        follow(draft.lastSeedChanged, self, self._on_last_seed)
+        self._show_mode(draft.mode)
+        self._update_upscale_rows()
+        self._update_threshold_rows()
 
     # -- building ---------------------------------------------------------------------------
 
@@ -133,34 +136,35 @@ class GuidancePanel(QWidget):
         form = _form()
         box.setLayout(form)
 
-        self.steps = _slider(1, 150, 20, "Denoising steps: more is slower and usually finer")
+        self.steps = _slider("steps", "Denoising steps: more is slower and usually finer", 150)
         self.cfg_scale = _dslider(
-            0, 30, 7.0, 0.5, 1, "CFG scale: how strongly the image follows the prompt"
+            "cfg_scale", 0.5, 1, "CFG scale: how strongly the image follows the prompt", 30
         )
         self.scheduler = QComboBox()
         self.scheduler.addItems(SCHEDULER_NAMES)
+        for index, name in enumerate(SCHEDULER_NAMES):
+            self.scheduler.setItemData(index, name)
         self.scheduler.setToolTip("Sampler (scheduler) of the denoising loop")
 
         self.seed = QLargeIntSpinBox()
-        self.seed.setRange(0, MAX_SEED)
-        self.seed.setToolTip("The seed: the same seed and parameters give the same image")
-        self.seed.setValue(random.randrange(MAX_SEED + 1))
-        self.seed_lock = _tool_button(
-            "unlock", "Lock the seed (otherwise every generation gets a new one)", True
+        self.seed.setRange(RANDOM_SEED, MAX_SEED)
+        self.seed.setToolTip(
+            "The seed of the next image: the same seed and parameters give the same image. "
+            "−1: a new random seed every time."
         )
-        self.seed_lock.toggled.connect(self._on_lock_toggled)
-        self.dice = _tool_button("dice", "A new random seed")
-        self.dice.clicked.connect(self.roll_seed)
+        self.dice = _tool_button("dice", "Random: a new seed every time (−1)")
+        self.dice.clicked.connect(self.draft.randomise_seed)
+        self.reuse_seed = _tool_button("restore", "Reuse the seed of the last image")
+        self.reuse_seed.clicked.connect(self.draft.reuse_last_seed)
+        self.reuse_seed.setEnabled(self.draft.last_seed is not None)
         seed_row = QHBoxLayout()
         seed_row.setSpacing(4)
         seed_row.addWidget(self.seed, 1)
-        seed_row.addWidget(self.seed_lock)
         seed_row.addWidget(self.dice)
+        seed_row.addWidget(self.reuse_seed)
 
         self.width_box = SizeSpinBox()
         self.height_box = SizeSpinBox()
-        self.width_box.setValue(64)
-        self.height_box.setValue(64)
         self.width_box.setToolTip("Width in pixels (a multiple of 8)")
         self.height_box.setToolTip("Height in pixels (a multiple of 8)")
         self.swap = _tool_button("swap", "Swap width and height")
@@ -180,14 +184,12 @@ class GuidancePanel(QWidget):
         size_row.addWidget(self.height_box, 1)
         size_row.addWidget(self.swap)
         size_row.addWidget(self.presets)
-        for box_ in (self.width_box, self.height_box):
-            box_.valueChanged.connect(lambda _=0: self.sizeChanged.emit(*self.size()))
 
         self.batch_size = QSpinBox()
-        self.batch_size.setRange(1, min(16, MAX_BATCH))
+        self.batch_size.setRange(1, MAX_BATCH_SHOWN)
         self.batch_size.setToolTip("Images per generation (seed, seed+1, …)")
         self.strength = _dslider(
-            0.01, 1.0, 0.75, 0.01, 2, "How much the image may change: 0 keeps it, 1 replaces it"
+            "strength", 0.01, 2, "How much the image may change: 0 keeps it, 1 replaces it"
         )
 
         form.addRow("Steps", self.steps)
@@ -204,14 +206,14 @@ class GuidancePanel(QWidget):
         self.inpaint_box = QGroupBox("Inpaint")
         form = _form()
         self.inpaint_box.setLayout(form)
-        self.mask_blur = _slider(0, 64, 4, "Feather: how softly the repainted area blends in")
+        self.mask_blur = _slider("mask_blur", "Feather: how softly the repainted area blends in")
         self.only_masked = QCheckBox("Only the masked area")
         self.only_masked.setToolTip(
             "Work on a crop around the mask at full resolution, then paste it back"
         )
-        self.padding = _slider(0, 256, 32, "Context around the mask for 'only the masked area'")
-        self.only_masked.toggled.connect(self.padding.setEnabled)
-        self.padding.setEnabled(False)
+        self.padding = _slider(
+            "inpaint_padding", "Context around the mask for 'only the masked area'", 256
+        )
         form.addRow("Feather", self.mask_blur)
         form.addRow("", self.only_masked)
         form.addRow("Padding", self.padding)
@@ -221,15 +223,25 @@ class GuidancePanel(QWidget):
         self.upscale_box = QGroupBox("Upscale")
         form = _form()
         self.upscale_box.setLayout(form)
+        # The generation modes may upscale after generating (or not); the Upscale mode
+        # always upscales, by one of the two methods: two choices, each kept.
         self.upscaler = QComboBox()
         self.upscaler.setToolTip("Enlarge the result after generating it")
+        self.upscale_method = QComboBox()
+        self.upscale_method.setToolTip("How the canvas image is enlarged")
+        for label, value in _UPSCALERS:
+            self.upscaler.addItem(label, value.value if value else None)
+            if value is not None:
+                self.upscale_method.addItem(label, value.value)
         self.upscale_strength = _dslider(
-            0.05, 1.0, 0.35, 0.01, 2, "Hires fix: how much the enlarged image may change"
+            "upscale_strength", 0.01, 2, "Hires fix: how much the enlarged image may change"
         )
-        self.noise_level = _slider(0, 350, 20, "×4 upscaler: noise added to the input (detail)")
+        self.noise_level = _slider(
+            "upscale_noise_level", "×4 upscaler: noise added to the input (detail)"
+        )
         self.upscale_model = ModelPicker("upscaler", show_hint=False)
-        self.upscaler.currentIndexChanged.connect(self._update_upscale_rows)
         form.addRow("Upscaler", self.upscaler)
+        form.addRow("Method", self.upscale_method)
         form.addRow("Model", self.upscale_model)
         form.addRow("Strength", self.upscale_strength)
         form.addRow("Noise", self.noise_level)
@@ -243,167 +255,103 @@ class GuidancePanel(QWidget):
         form = _form()
         content.setLayout(form)
         self.cfg_rescale = _dslider(
-            0, 1, 0.0, 0.05, 2, "CFG rescale: tames over-saturation at high CFG (0 = off)"
+            "cfg_rescale", 0.05, 2, "CFG rescale: tames over-saturation at high CFG (0 = off)"
         )
         self.dynamic_thresholding = QCheckBox("Dynamic thresholding (Imagen)")
         self.dynamic_thresholding.setToolTip(
             "Clip the predicted image at a percentile: allows high CFG without burning"
         )
-        self.percentile = _dslider(50, 100, 99.5, 0.1, 1, "Percentile of |x₀| used as threshold")
-        self.ceiling = _dslider(1, 10, 2.5, 0.1, 1, "The largest threshold allowed")
-        self.dynamic_thresholding.toggled.connect(self._update_threshold_rows)
+        self.percentile = _dslider(
+            "threshold_percentile", 0.1, 1, "Percentile of |x₀| used as threshold"
+        )
+        self.ceiling = _dslider("threshold_max", 0.1, 1, "The largest threshold allowed", 10)
         form.addRow("CFG rescale", self.cfg_rescale)
         form.addRow("", self.dynamic_thresholding)
         form.addRow("Percentile", self.percentile)
         form.addRow("Ceiling", self.ceiling)
         self.advanced.addWidget(content)
-        self._update_threshold_rows(False)
         return self.advanced
 
-    # -- mode ----------------------------------------------------------------------------------
+    def _bind(self) -> None:
+        for name, widget in (
+            ("steps", self.steps),
+            ("cfg_scale", self.cfg_scale),
+            ("scheduler", self.scheduler),
+            ("seed", self.seed),
+            ("width", self.width_box),
+            ("height", self.height_box),
+            ("batch_size", self.batch_size),
+            ("strength", self.strength),
+            ("mask_blur", self.mask_blur),
+            ("inpaint_only_masked", self.only_masked),
+            ("inpaint_padding", self.padding),
+            ("upscaler", self.upscaler),
+            (UPSCALE_METHOD, self.upscale_method),
+            ("upscale_strength", self.upscale_strength),
+            ("upscale_noise_level", self.noise_level),
+            ("cfg_rescale", self.cfg_rescale),
+            ("dynamic_thresholding", self.dynamic_thresholding),
+            ("threshold_percentile", self.percentile),
+            ("threshold_max", self.ceiling),
+        ):
+            bind(self.draft, name, widget)
+        self.upscale_model.bind(self.draft, "upscale_model")
 
-    def set_mode(self, mode: Mode) -> None:
-        self._mode = Mode(mode)
-        uses_strength = self._mode in (Mode.IMAGE_TO_IMAGE, Mode.INPAINT)
+    # -- what the panel offers ----------------------------------------------------------------
+
+    def size(self) -> tuple[int, int]:
+        return self.draft["width"], self.draft["height"]
+
+    def set_size(self, width: int, height: int) -> None:
+        self.draft.apply({"width": snap_to_8(width), "height": snap_to_8(height)}, Source.USER)
+
+    def swap_size(self) -> None:
+        width, height = self.size()
+        self.set_size(height, width)
+
+    # -- following the draft --------------------------------------------------------------------
+
+    def _on_draft_changed(self, values: dict[str, Any], source: Source) -> None:
+        if "mode" in values:
+            self._show_mode(self.draft.mode)
+        if {"upscaler", UPSCALE_METHOD, "mode"} & values.keys():
+            self._update_upscale_rows()
+        if "dynamic_thresholding" in values:
+            self._update_threshold_rows()
+        if "inpaint_only_masked" in values:
+            self.padding.setEnabled(bool(values["inpaint_only_masked"]))
+
+    def _on_last_seed(self, seed: int | None) -> None:
+        self.reuse_seed.setEnabled(seed is not None)
+        self.reuse_seed.setToolTip(f"Reuse the seed of the last image ({seed})")
+
+    def _show_mode(self, mode: Mode) -> None:
+        uses_strength = mode.uses_strength
         self.strength.setVisible(uses_strength)
         self._strength_label.setVisible(uses_strength)
-        self.inpaint_box.setVisible(self._mode is Mode.INPAINT)
-        upscaling = self._mode is Mode.UPSCALE
+        self.inpaint_box.setVisible(mode is Mode.INPAINT)
+        upscaling = mode is Mode.UPSCALE
         # An upscale job enlarges the canvas image: the generation knobs do not apply.
         for widget in (self.cfg_scale, self.scheduler, self.batch_size, self.width_box):
             widget.setEnabled(not upscaling)
         for widget in (self.height_box, self.swap, self.presets):
             widget.setEnabled(not upscaling)
         self.advanced.setEnabled(not upscaling)
-        # The Upscale mode has its own choice (×4 or hires, never none); switching back
-        # gives the generation modes theirs.
-        if self.upscaler.count():
-            self._upscaler_memory[self._upscaler_list] = self.upscaler_choice()
-        self._upscaler_list = "upscale" if upscaling else "generate"
-        self.upscaler.blockSignals(True)
-        self.upscaler.clear()
-        for label, value in _UPSCALERS:
-            if upscaling and value is None:
-                continue
-            self.upscaler.addItem(label, value.value if value else None)
-        self.upscaler.blockSignals(False)
-        self._select_upscaler(self._upscaler_memory.get(self._upscaler_list))
-        self._update_upscale_rows()
-
-    # -- values --------------------------------------------------------------------------------
-
-    def size(self) -> tuple[int, int]:
-        return self.width_box.value(), self.height_box.value()
-
-    def set_size(self, width: int, height: int) -> None:
-        self.width_box.setValue(round_to_8(width))
-        self.height_box.setValue(round_to_8(height))
-
-    def swap_size(self) -> None:
-        width, height = self.size()
-        self.set_size(height, width)
-
-    def roll_seed(self) -> None:
-        self.seed.setValue(random.randrange(MAX_SEED + 1))
-
-    def seed_locked(self) -> bool:
-        return self.seed_lock.isChecked()
-
-    def set_seed_locked(self, locked: bool) -> None:
-        self.seed_lock.setChecked(locked)
-
-    def show_used_seed(self, seed: int) -> None:
-        """After a job: display its seed, so the artist can lock it to keep the image."""
-        if not self.seed_locked():
-            self.seed.setValue(seed)
+        self.padding.setEnabled(bool(self.draft["inpaint_only_masked"]))
 
     def upscaler_choice(self) -> Upscaler | None:
-        value = self.upscaler.currentData()  # Qt hands the str enum back as a plain str
+        """The upscaler the next job runs in the current mode."""
+        if self.draft.mode is Mode.UPSCALE:
+            return Upscaler(self.draft[UPSCALE_METHOD])
+        value = self.draft["upscaler"]
         return Upscaler(value) if value else None
-
-    def values(self) -> dict[str, Any]:
-        width, height = self.size()
-        upscaler = self.upscaler_choice()
-        return {
-            "steps": self.steps.value(),
-            "cfg_scale": round(float(self.cfg_scale.value()), 3),
-            "scheduler": self.scheduler.currentText(),
-            "seed": int(self.seed.value()) if self.seed_locked() else -1,
-            "width": width,
-            "height": height,
-            "batch_size": self.batch_size.value(),
-            "strength": round(float(self.strength.value()), 3),
-            "mask_blur": self.mask_blur.value(),
-            "inpaint_only_masked": self.only_masked.isChecked(),
-            "inpaint_padding": self.padding.value(),
-            "upscaler": upscaler.value if upscaler else None,
-            "upscale_model": self.upscale_model.model(),
-            "upscale_strength": round(float(self.upscale_strength.value()), 3),
-            "upscale_noise_level": self.noise_level.value(),
-            "cfg_rescale": round(float(self.cfg_rescale.value()), 3),
-            "dynamic_thresholding": self.dynamic_thresholding.isChecked(),
-            "threshold_percentile": round(float(self.percentile.value()), 3),
-            "threshold_max": round(float(self.ceiling.value()), 3),
-        }
-
-    def set_values(self, data: dict[str, Any]) -> None:
-        """Fill in every known field present in `data`; others keep their value."""
-        setters = {
-            "steps": lambda v: self.steps.setValue(int(v)),
-            "cfg_scale": lambda v: self.cfg_scale.setValue(float(v)),
-            "scheduler": self._set_scheduler,
-            "seed": self._set_seed,
-            "batch_size": lambda v: self.batch_size.setValue(int(v)),
-            "strength": lambda v: self.strength.setValue(float(v)),
-            "mask_blur": lambda v: self.mask_blur.setValue(int(v)),
-            "inpaint_only_masked": lambda v: self.only_masked.setChecked(bool(v)),
-            "inpaint_padding": lambda v: self.padding.setValue(int(v)),
-            "upscaler": lambda v: self._select_upscaler(Upscaler(v) if v else None),
-            "upscale_model": lambda v: self.upscale_model.set_model(str(v)),
-            "upscale_strength": lambda v: self.upscale_strength.setValue(float(v)),
-            "upscale_noise_level": lambda v: self.noise_level.setValue(int(v)),
-            "cfg_rescale": lambda v: self.cfg_rescale.setValue(float(v)),
-            "dynamic_thresholding": lambda v: self.dynamic_thresholding.setChecked(bool(v)),
-            "threshold_percentile": lambda v: self.percentile.setValue(float(v)),
-            "threshold_max": lambda v: self.ceiling.setValue(float(v)),
-        }
-        for key, setter in setters.items():
-            value = data.get(key)
-            if value is None and key != "upscaler":
-                continue
-            if key == "upscaler" and key not in data:
-                continue
-            try:
-                setter(value)
-            except (TypeError, ValueError):
-                continue  # a foreign file with an odd value: keep ours
-        if data.get("width") and data.get("height"):
-            with contextlib.suppress(TypeError, ValueError):
-                self.set_size(int(data["width"]), int(data["height"]))
-
-    # -- internals ------------------------------------------------------------------------------
-
-    def _set_scheduler(self, name: str) -> None:
-        index = self.scheduler.findText(str(name))
-        if index >= 0:
-            self.scheduler.setCurrentIndex(index)
-
-    def _set_seed(self, seed: int) -> None:
-        seed = int(seed)
-        if 0 <= seed <= MAX_SEED:
-            self.seed.setValue(seed)
-            self.seed_lock.setChecked(True)  # a restored seed is meant to be reused
-
-    def _select_upscaler(self, value: Upscaler | None) -> None:
-        index = self.upscaler.findData(value.value if value else None)
-        self.upscaler.setCurrentIndex(max(0, index))
-
-    def _on_lock_toggled(self, locked: bool) -> None:
-        themed(self.seed_lock, "lock" if locked else "unlock")
 
     def _update_upscale_rows(self) -> None:
         choice = self.upscaler_choice()
+        upscaling = self.draft.mode is Mode.UPSCALE
         for widget, visible in (
+            (self.upscaler, not upscaling),
+            (self.upscale_method, upscaling),
             (self.upscale_strength, choice is Upscaler.HIRES),
             (self.noise_level, choice is Upscaler.X4),
             (self.upscale_model, choice is Upscaler.X4),
@@ -413,6 +361,7 @@ class GuidancePanel(QWidget):
             if label is not None:
                 label.setVisible(visible)
 
-    def _update_threshold_rows(self, on: bool) -> None:
+    def _update_threshold_rows(self) -> None:
+        on = bool(self.draft["dynamic_thresholding"])
         self.percentile.setEnabled(on)
         self.ceiling.setEnabled(on)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QSizePolicy, QToolButton, QWidget
 
+from studio.core.draft import Draft
 from studio.core.request import Mode
+from studio.ui.bind import Adapter, bind
 
 _TIPS = {
     Mode.TEXT_TO_IMAGE: "Make an image from the prompt (Ctrl+1)",
@@ -41,6 +43,12 @@ class ModeBar(QWidget):
 
     def mode(self) -> Mode:
         return list(Mode)[self._group.checkedId()]
+
+    def bind(self, draft: Draft) -> None:
+        """Show the draft's mode; a click sets it."""
+        bind(
+            draft, "mode", self, Adapter(lambda: self.mode().value, self.set_mode, self.modeChanged)
+        )
 
     def set_mode(self, mode: Mode) -> None:
         self.buttons[Mode(mode)].setChecked(True)

@@ -7,6 +7,7 @@ download progress happen on the engine thread and show in the status bar.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
@@ -24,7 +25,9 @@ from PySide6.QtWidgets import (
 
 from studio.core import catalog
 from studio.core.catalog import ModelError
+from studio.core.draft import Draft, Source
 from studio.core.request import DEFAULT_MODEL, DEFAULT_UPSCALE_MODEL
+from studio.ui.bind import follow
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +109,13 @@ class AddModelDialog(QDialog):
 
 
 class ModelPicker(QWidget):
-    """A combo of models for one role ("generator" or "upscaler") with a hint below it."""
+    """A combo of models for one role ("generator" or "upscaler") with a hint below it.
 
-    modelChanged = Signal(str)  # any change, also from code (restoring a file)
-    modelChosen = Signal(str)  # the user picked or added a model
+    Bound to a field of the draft (`bind`): it shows the draft's model and sets it when the
+    artist picks one. "Add model…" asks the window for a spec (`addRequested`).
+    """
+
+    modelChanged = Signal(str)  # the shown model changed, from anywhere
     addRequested = Signal()
 
     def __init__(
@@ -129,6 +135,7 @@ class ModelPicker(QWidget):
         layout.addWidget(self.hint)
         self._show_hint = show_hint
         self._current = self._default
+        self._choose: Callable[[str], object] = self._show
         self.reload()
         self.combo.activated.connect(self._on_activated)
 
@@ -136,33 +143,31 @@ class ModelPicker(QWidget):
     def _default(self) -> str:
         return DEFAULT_MODEL if self.role == "generator" else DEFAULT_UPSCALE_MODEL
 
+    def bind(self, draft: Draft, field: str) -> None:
+        """Show the draft's `field` and set it when the artist picks a model."""
+
+        def show(values: dict, _source: Source) -> None:
+            if field in values:
+                self._show(str(values[field]))
+
+        self._show(str(draft[field]))
+        self._choose = lambda spec: draft.set(field, spec, Source.USER)
+        follow(draft.changed, self, show)
+
     # -- values ------------------------------------------------------------------------------
 
     def model(self) -> str:
         return self._current
 
-    def set_model(self, spec: str) -> bool:
-        """Select a model, adding it to the list if it exists; False if it cannot be used."""
-        spec = spec.strip()
-        if self.combo.findData(spec) < 0:
-            try:
-                catalog.resolve(spec)
-            except ModelError:
-                return False
-            self._insert(spec, spec)
-        self._select(spec)
-        return True
-
     def add_model(self, spec: str) -> str:
-        """Remember a model spec (shared with the command line) and select it.
+        """Remember a model spec (shared with the command line) and choose it.
 
         Raises ModelError (one sentence) when the spec points nowhere usable.
         """
         catalog.add_model(spec)
         if self.combo.findData(spec) < 0:
-            self._insert(spec, spec)
-        self._select(spec)
-        self.modelChosen.emit(spec)
+            self._insert(spec)
+        self._choose(spec)
         return spec
 
     def reload(self) -> None:
@@ -179,17 +184,19 @@ class ModelPicker(QWidget):
         self.combo.insertSeparator(self.combo.count())
         self.combo.addItem("Add model…", ADD_MODEL)
         self.combo.blockSignals(False)
-        if self.combo.findData(self._current) < 0:
-            self._current = self._default
-        self._select(self._current)
+        self._show(self._current)
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _insert(self, label: str, spec: str) -> None:
+    def _insert(self, spec: str) -> None:
         separator = self.combo.count() - 2
-        self.combo.insertItem(separator, _short(label), spec)
+        self.combo.insertItem(separator, _short(spec), spec)
 
-    def _select(self, spec: str) -> None:
+    def _show(self, spec: str) -> None:
+        """Show `spec` as the chosen model (listed for the session if it is not yet)."""
+        spec = spec.strip()
+        if spec and self.combo.findData(spec) < 0:
+            self._insert(spec)
         self.combo.blockSignals(True)
         self.combo.setCurrentIndex(max(0, self.combo.findData(spec)))
         self.combo.blockSignals(False)
@@ -204,12 +211,11 @@ class ModelPicker(QWidget):
     def _on_activated(self, index: int) -> None:
         spec = self.combo.itemData(index)
         if spec == ADD_MODEL:
-            self._select(self._current)  # keep showing the model in use while asking
+            self._show(self._current)  # keep showing the model in use while asking
             self.addRequested.emit()
             return
         if spec != self._current:
-            self._select(spec)
-            self.modelChosen.emit(spec)
+            self._choose(spec)
 
 
 def _short(spec: str) -> str:

@@ -14,6 +14,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.core.draft import Draft, Source
+from studio.ui.bind import bind
 from studio.ui.settings import MAX_HISTORY
 
 
@@ -39,8 +41,11 @@ class PromptEdit(QPlainTextEdit):
 
 
 class PromptPanel(QWidget):
-    def __init__(self, parent: QWidget | None = None) -> None:
+    """The prompt and negative prompt, bound to the draft, with the history of prompts."""
+
+    def __init__(self, draft: Draft, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.draft = draft
         self.prompt_edit = PromptEdit("Describe the image: a large yellow star in the centre…")
         self.prompt_edit.setToolTip("The prompt. Ctrl+Up / Ctrl+Down: earlier prompts.")
         self.negative_edit = PromptEdit("What to avoid (negative prompt)")
@@ -73,18 +78,19 @@ class PromptPanel(QWidget):
         self._position = -1  # -1: not browsing
         self.prompt_edit.historyStep.connect(self._step_history)
         self.negative_edit.historyStep.connect(self._step_history)
+        bind(draft, "prompt", self.prompt_edit)
+        bind(draft, "negative_prompt", self.negative_edit)
 
     # -- values -------------------------------------------------------------------------------
 
     def prompt(self) -> str:
-        return self.prompt_edit.toPlainText().strip()
+        return str(self.draft["prompt"]).strip()
 
     def negative_prompt(self) -> str:
-        return self.negative_edit.toPlainText().strip()
+        return str(self.draft["negative_prompt"]).strip()
 
     def set_prompts(self, prompt: str, negative: str) -> None:
-        self.prompt_edit.setPlainText(prompt)
-        self.negative_edit.setPlainText(negative)
+        self.draft.apply({"prompt": prompt, "negative_prompt": negative}, Source.USER)
 
     # -- history ------------------------------------------------------------------------------
 

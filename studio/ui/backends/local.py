@@ -1,7 +1,9 @@
-"""The long-lived worker thread that owns the engine, and so torch and the loaded model.
+"""The local backend: a long-lived worker thread that owns the engine, and so torch and
+the loaded model.
 
 `EngineWorker` is a QObject moved to a QThread; the UI talks to it only through queued
 signals, except `accept()`, `cancel()` and `stop()`, which are thread-safe and act at once.
+`LocalBackend` owns the thread and the worker and forwards the worker's reports.
 The engine module (which imports torch) is imported inside the worker's slots, on the
 worker thread, so the UI thread never pays for it.
 
@@ -17,23 +19,21 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from PIL import Image
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from studio.core.catalog import ModelError
-from studio.core.request import GenerationRequest, Mode, RequestError
+from studio.core.errors import UserError
+from studio.core.jobs import GenerationResult, Job
+from studio.core.request import GenerationRequest, Mode
 from studio.core.settings import SPEEDUPS, EngineSettings
+from studio.ui.backends.base import UNKNOWN_FRACTION, Backend
 
 if TYPE_CHECKING:
-    from studio.core.jobs import GenerationResult, StepProgress
+    from studio.core.jobs import StepProgress
 
 log = logging.getLogger(__name__)
-
-UNKNOWN_FRACTION = -1.0  # status fraction when progress cannot be measured
 
 
 class EngineLike(Protocol):
@@ -74,27 +74,6 @@ def needs_reload(old: EngineSettings, new: EngineSettings) -> bool:
     return any(getattr(old, name) != getattr(new, name) for name in PLACEMENT_FIELDS)
 
 
-@dataclass(frozen=True)
-class Job:
-    """One unit of work for the worker: the request and where its images go."""
-
-    id: int
-    request: GenerationRequest
-    output_dir: Path
-
-
-@dataclass(frozen=True)
-class JobOutcome:
-    """A finished job: its images are on disk (`paths`) before this object exists."""
-
-    job_id: int
-    request: GenerationRequest  # seed resolved
-    images: list[Image.Image]
-    paths: list[Path]
-    seeds: list[int]
-    timings: dict[str, float] = field(default_factory=dict)
-
-
 class _SignalReporter:
     """The engine's reporter for one job: turns callbacks into queued signals."""
 
@@ -117,7 +96,7 @@ class EngineWorker(QObject):
     statusChanged = Signal(str, float)  # message, fraction done (UNKNOWN_FRACTION: unknown)
     engineReady = Signal(str)  # a one-line summary ("Ready", or why the preload failed)
     stepped = Signal(int, object)  # job id, StepProgress
-    finished = Signal(int, object)  # job id, JobOutcome
+    finished = Signal(int, object)  # job id, GenerationResult with its paths
     failed = Signal(int, str)  # job id, one sentence
     cancelled = Signal(int)  # job id
 
@@ -180,7 +159,7 @@ class EngineWorker(QObject):
             if preload_model and hasattr(engine, "models"):
                 self.statusChanged.emit(f"Loading {preload_model}…", UNKNOWN_FRACTION)
                 engine.models.pipeline(preload_model, Mode.TEXT_TO_IMAGE)  # type: ignore[attr-defined]
-        except ModelError as e:
+        except UserError as e:
             self.engineReady.emit(f"Ready. {e}")
             return
         except Exception as e:  # noqa: BLE001 - the window must stay usable whatever happens
@@ -225,28 +204,18 @@ class EngineWorker(QObject):
     # -- internals ------------------------------------------------------------------------------
 
     def _run(self, job: Job, cancel: threading.Event) -> None:
+        """Run and save one job; whatever happens, it ends with exactly one signal."""
         try:
             engine = self._ensure_engine()
             result = engine.run(job.request, _SignalReporter(self, job.id), cancel=cancel)
-        except (RequestError, ModelError) as e:
-            self.failed.emit(job.id, str(e))
-            return
-        except Exception as e:  # noqa: BLE001 - GenerationError and anything unexpected
+            if result.cancelled or cancel.is_set():  # set after the last step: save nothing
+                self.cancelled.emit(job.id)
+                return
+            _save(result, job.output_dir)
+        except Exception as e:  # noqa: BLE001 - one job's failure never wedges the queue
             self.failed.emit(job.id, _one_sentence(e))
             return
-        if result.cancelled or cancel.is_set():  # set after the last step: still save nothing
-            self.cancelled.emit(job.id)
-            return
-        try:
-            paths = _save_all(result, job.output_dir)
-        except OSError as e:
-            reason = e.strerror or e.__class__.__name__
-            self.failed.emit(job.id, f"The image could not be saved in {job.output_dir}: {reason}.")
-            return
-        outcome = JobOutcome(
-            job.id, result.request, list(result.images), paths, list(result.seeds), result.timings
-        )
-        self.finished.emit(job.id, outcome)
+        self.finished.emit(job.id, result)
 
     def _ensure_engine(self) -> EngineLike:
         if self._engine is None:
@@ -258,29 +227,34 @@ class EngineWorker(QObject):
             self._cancels.pop(job_id, None)
 
 
-def _save_all(result: GenerationResult, folder: Path) -> list[Path]:
-    """Every image of a job on disk, each with the request that makes exactly it."""
-    from studio.core.saving import save_image
+def _save(result: GenerationResult, folder: Path) -> None:
+    """Every image of a job on disk (before anyone hears it is done), or a sentence why not."""
+    from studio.core.saving import save_result
 
-    seeds = result.seeds
-    paths = []
-    for index, image in enumerate(result.images):
-        # An upscaled batch keeps one image per seed; guard against an engine returning more.
-        seed = seeds[index] if index < len(seeds) else seeds[-1]
-        paths.append(save_image(image, result.request, seed, folder))
-    return paths
+    try:
+        save_result(result, folder)
+    except OSError as e:
+        reason = e.strerror or e.__class__.__name__
+        raise SaveError(f"The image could not be saved in {folder}: {reason}.") from e
+
+
+class SaveError(UserError):
+    """The result could not be written; str() says where and why."""
 
 
 def _one_sentence(error: BaseException) -> str:
-    """The engine's own errors already are one sentence; anything else gets a plain one."""
-    if error.__class__.__name__ == "GenerationError":
+    """A user error is its own sentence; anything else is a bug, logged with its traceback."""
+    if isinstance(error, UserError):
         return str(error)
-    log.error("generation failed", exc_info=error)
-    return f"The generation failed unexpectedly ({error.__class__.__name__}); see the log."
+    log.error("the job failed unexpectedly", exc_info=error)
+    if isinstance(error, MemoryError):
+        return "There was not enough memory to finish the job: try a smaller size or batch."
+    return f"The job failed unexpectedly ({error.__class__.__name__}); see the log."
 
 
-class EngineThread(QObject):
-    """Owns the QThread and the worker on it; start once, stop once."""
+class LocalBackend(Backend):
+    """The engine on a worker thread of this process: owns the QThread and the worker on it;
+    start once, stop once."""
 
     _startRequested = Signal(str)
     _runRequested = Signal(object)
@@ -300,6 +274,8 @@ class EngineThread(QObject):
         self._startRequested.connect(self.worker.start)
         self._runRequested.connect(self.worker.run)
         self._configureRequested.connect(self.worker.configure)
+        for name in ("statusChanged", "engineReady", "stepped", "finished", "failed", "cancelled"):
+            getattr(self.worker, name).connect(getattr(self, name))
         self._started = False
 
     @property
