@@ -1,20 +1,24 @@
-"""Shared test setup: headless Qt, strict leak checks for UI tests, tiny model fixtures.
+"""Shared test setup: headless Qt, napari-style leak checks, one set of tiny model fixtures.
 
-UI tests (files named test_ui_*.py, or any test using qtbot/qapp) run under a fixture
-that fails the test if it leaves a QThread running, a QTimer it started still active,
-or a top-level widget alive — napari's rule: a dangling thread is a bug, not noise.
-Qt is only imported for those tests, so engine tests stay free of it.
+Every test fails if it leaves behind what it started: a Python thread, and, once Qt is in
+the process, a QThread still running, a QThreadPool still busy, a QTimer still active, a
+QTimer.singleShot not yet fired, or a top-level widget. The failure names each leak and
+where it was started (the test's own frames of the stack), because a dangling thread is
+a bug, not noise — it runs into the next test.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
+import traceback
 import weakref
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,58 +32,137 @@ INTEROP = REPO.parent / "shared" / "interop"
 
 # Qt creates a few windows of its own (tooltips, popups); they are not the test's leaks.
 _QT_INTERNAL_WINDOWS = {"QTipLabel", "QComboBoxPrivateContainer", "QWhatsThat"}
+GRACE_S = 2.0  # a thread's event loop may be ending as the test ends
 
 
-# -- tracking of QThreads and QTimers started from Python --------------------------------
+# -- where things were started ---------------------------------------------------------
 
 
+def _is_ours(filename: str) -> bool:
+    """A frame of the studio or of the tests (not of a library installed in the checkout)."""
+    return filename.startswith((str(REPO / "studio"), str(REPO / "tests"))) and not (
+        filename.endswith("conftest.py")
+    )
+
+
+def _origin() -> str:
+    """The innermost frames of the caller's stack that are the studio's or the tests'."""
+    ours = [f for f in traceback.extract_stack()[:-2] if _is_ours(f.filename)]
+    return " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in ours[-3:][::-1])
+
+
+@dataclass
+class _Started:
+    obj: weakref.ref
+    origin: str
+
+
+@dataclass
 class _Tracker:
-    def __init__(self) -> None:
-        self.threads: list[weakref.ref] = []
-        self.timers: list[weakref.ref] = []
-        self.installed = False
+    """What the current test started, with where; installed once per session."""
 
-    def install(self) -> None:
-        if self.installed:
-            return
-        from PySide6.QtCore import QThread, QTimer
-
-        thread_start, timer_start = QThread.start, QTimer.start
-        tracker = self
-
-        def tracked_thread_start(thread, *args, **kwargs):  # noqa: ANN001
-            tracker.threads.append(weakref.ref(thread))
-            return thread_start(thread, *args, **kwargs)
-
-        def tracked_timer_start(timer, *args, **kwargs):  # noqa: ANN001
-            tracker.timers.append(weakref.ref(timer))
-            return timer_start(timer, *args, **kwargs)
-
-        QThread.start = tracked_thread_start
-        QTimer.start = tracked_timer_start
-        self.installed = True
+    threads: list[_Started] = field(default_factory=list)
+    qthreads: list[_Started] = field(default_factory=list)
+    timers: list[_Started] = field(default_factory=list)
+    pools: list[_Started] = field(default_factory=list)
+    single_shots: dict[int, str] = field(default_factory=dict)  # id -> origin, until fired
+    qt_installed: bool = False
 
     def reset(self) -> None:
         self.threads.clear()
+        self.qthreads.clear()
         self.timers.clear()
+        self.pools.clear()
+        self.single_shots.clear()
 
 
 _tracker = _Tracker()
 
 
-def _alive(ref: weakref.ref, check: str) -> bool:
-    obj = ref()
+def _install_thread_hook() -> None:
+    start = threading.Thread.start
+
+    def tracked_start(thread: threading.Thread, *args: Any, **kwargs: Any) -> Any:
+        # Threads our code starts; a library's own process-long helper (tqdm's monitor, a
+        # compiler's pool) is started from the library's frames and is not the test's.
+        caller = traceback.extract_stack(limit=2)[0].filename
+        if _is_ours(caller) or not thread.daemon:
+            _tracker.threads.append(_Started(weakref.ref(thread), _origin()))
+        return start(thread, *args, **kwargs)
+
+    threading.Thread.start = tracked_start  # type: ignore[method-assign]
+
+
+def _install_qt_hooks() -> None:
+    """Wrap the ways a test can start Qt work, to know what is still going at its end."""
+    if _tracker.qt_installed:
+        return
+    try:
+        from PySide6.QtCore import QThread, QThreadPool, QTimer
+    except ImportError:  # no Qt here: the Qt checks have nothing to check
+        return
+
+    thread_start, timer_start, pool_start = QThread.start, QTimer.start, QThreadPool.start
+    single_shot = QTimer.singleShot
+
+    def tracked_thread_start(thread: Any, *args: Any, **kwargs: Any) -> Any:
+        _tracker.qthreads.append(_Started(weakref.ref(thread), _origin()))
+        return thread_start(thread, *args, **kwargs)
+
+    def tracked_timer_start(timer: Any, *args: Any, **kwargs: Any) -> Any:
+        _tracker.timers.append(_Started(weakref.ref(timer), _origin()))
+        return timer_start(timer, *args, **kwargs)
+
+    def tracked_pool_start(pool: Any, *args: Any, **kwargs: Any) -> Any:
+        _tracker.pools.append(_Started(weakref.ref(pool), _origin()))
+        return pool_start(pool, *args, **kwargs)
+
+    def tracked_single_shot(*args: Any) -> Any:
+        # singleShot(msec, [receiver or timer type,] callable or slot): wrap the callable
+        # so that it marks itself fired
+        *head, target = args
+        if not callable(target):
+            return single_shot(*args)
+        key = id(target) ^ int(time.perf_counter_ns())
+        _tracker.single_shots[key] = _origin()
+        receiver = next((a for a in head[1:] if hasattr(a, "destroyed")), None)
+        if receiver is not None:  # deleting the receiver cancels the shot
+            receiver.destroyed.connect(lambda *_: _tracker.single_shots.pop(key, None))
+
+        def fire(*fired: Any) -> Any:
+            _tracker.single_shots.pop(key, None)
+            return target(*fired)
+
+        return single_shot(*head, fire)
+
+    QThread.start = tracked_thread_start
+    QTimer.start = tracked_timer_start
+    QThreadPool.start = tracked_pool_start
+    QTimer.singleShot = staticmethod(tracked_single_shot)
+    _tracker.qt_installed = True
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _install_thread_hook()
+    _install_qt_hooks()
+
+
+def _alive(started: _Started, check: Callable[[Any], bool]) -> bool:
+    obj = started.obj()
     if obj is None:
         return False
     try:
-        return bool(getattr(obj, check)())
+        return bool(check(obj))
     except RuntimeError:  # the C++ object is already deleted
         return False
 
 
-def _is_ui_test(request: pytest.FixtureRequest) -> bool:
-    name = Path(str(request.node.fspath)).name
-    return name.startswith("test_ui") or bool({"qtbot", "qapp"} & set(request.fixturenames))
+def _qt_app() -> Any:
+    if "PySide6.QtCore" not in sys.modules:
+        return None
+    from PySide6.QtCore import QCoreApplication
+
+    return QCoreApplication.instance()
 
 
 def _flush_qt() -> None:
@@ -93,83 +176,129 @@ def _flush_qt() -> None:
         QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
 
 
-def _window_name(widget) -> str:  # noqa: ANN001
+def _window_name(widget: Any) -> str:
     try:
         return widget.metaObject().className()
     except RuntimeError:
         return "?"
 
 
-@pytest.fixture(autouse=True)
-def _qt_leak_check(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Fail a UI test that leaves a QThread, an active QTimer or a top-level widget behind."""
-    if not _is_ui_test(request):
-        yield
-        return
-    _tracker.install()
-    from PySide6.QtWidgets import QApplication
+def _top_level_widgets() -> list[Any]:
+    app = _qt_app()
+    if app is None or not hasattr(app, "topLevelWidgets"):
+        return []
+    return list(app.topLevelWidgets())
 
-    app = QApplication.instance() or QApplication([])
-    before = {id(w) for w in app.topLevelWidgets()}
+
+def _wait_until(condition: Callable[[], bool], seconds: float = GRACE_S) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        if _qt_app() is not None:
+            _flush_qt()
+        time.sleep(0.01)
+
+
+def _leaks() -> list[str]:
+    """Everything the test started that is still going, each with where it started."""
+    has_qt = _qt_app() is not None
+
+    def running_qthreads() -> list[_Started]:
+        return [s for s in _tracker.qthreads if _alive(s, lambda t: t.isRunning())]
+
+    def busy_pools() -> list[_Started]:
+        return [s for s in _tracker.pools if _alive(s, lambda p: p.activeThreadCount() > 0)]
+
+    def live_threads() -> list[_Started]:
+        return [s for s in _tracker.threads if _alive(s, lambda t: t.is_alive())]
+
+    _wait_until(lambda: not (running_qthreads() or busy_pools() or live_threads()))
+    if has_qt:
+        _flush_qt()
+    problems = []
+    for label, leaked in (
+        ("Python thread still running", live_threads()),
+        ("QThread still running", running_qthreads()),
+        ("QThreadPool still busy", busy_pools()),
+        ("QTimer still active", [s for s in _tracker.timers if _alive(s, lambda t: t.isActive())]),
+    ):
+        problems += [f"{label}, started at {s.origin}" for s in leaked]
+    problems += [
+        f"QTimer.singleShot not yet fired, set at {o}" for o in _tracker.single_shots.values()
+    ]
+    return problems
+
+
+def _stop_leaks() -> None:
+    """Do not let one test's leak fail every following test."""
+    for started in _tracker.qthreads:
+        thread = started.obj()
+        if thread is not None and _alive(started, lambda t: t.isRunning()):
+            thread.quit()
+            thread.wait(2000)
+    for started in _tracker.timers:
+        timer = started.obj()
+        if timer is not None and _alive(started, lambda t: t.isActive()):
+            timer.stop()
+    for started in _tracker.pools:
+        pool = started.obj()
+        try:
+            if pool is not None:
+                pool.clear()
+                pool.waitForDone(2000)
+        except RuntimeError:  # the C++ pool is already deleted: nothing runs there
+            pass
+
+
+@pytest.fixture(autouse=True)
+def _leak_check(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves a thread, a pool, a timer or a window behind."""
+    before = {id(w) for w in _top_level_widgets()}
     _tracker.reset()
     yield
-    _flush_qt()
-    problems: list[str] = []
-
-    # A thread gets a short grace period: its event loop may be ending right now.
-    deadline = time.monotonic() + 2.0
-    while any(_alive(r, "isRunning") for r in _tracker.threads) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    running = [r() for r in _tracker.threads if _alive(r, "isRunning")]
-    if running:
-        problems.append(f"{len(running)} QThread(s) still running: {running}")
-    active = [r() for r in _tracker.timers if _alive(r, "isActive")]
-    if active:
-        problems.append(f"{len(active)} QTimer(s) still active: {active}")
+    problems = _leaks()
     left = [
         w
-        for w in app.topLevelWidgets()
+        for w in _top_level_widgets()
         if id(w) not in before and _window_name(w) not in _QT_INTERNAL_WINDOWS
     ]
     if left:
-        problems.append(f"{len(left)} top-level widget(s) left: {[_window_name(w) for w in left]}")
-        for w in left:  # do not let one leak fail every following test
-            w.close()
-            w.deleteLater()
+        problems.append(f"top-level widget(s) left: {[_window_name(w) for w in left]}")
+        for widget in left:
+            widget.close()
+            widget.deleteLater()
         _flush_qt()
-    for thread in running:
-        thread.quit()
-        thread.wait(2000)
-    for timer in active:
-        timer.stop()
+    _stop_leaks()
     _tracker.reset()
     if problems:
-        pytest.fail("; ".join(problems), pytrace=False)
+        pytest.fail("Left running by this test: " + "; ".join(problems), pytrace=False)
+
+
+def _is_ui_test(request: pytest.FixtureRequest) -> bool:
+    name = Path(str(request.node.fspath)).name
+    return name.startswith("test_ui") or bool({"qtbot", "qapp"} & set(request.fixturenames))
 
 
 @pytest.fixture(autouse=True)
 def _isolated_home(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    """UI tests never touch the real output folder or settings."""
-    if not _is_ui_test(request):
-        yield
-        return
+    """No test touches the real output folder, settings, caches or the network."""
     home = tmp_path_factory.mktemp("home")
     mp = pytest.MonkeyPatch()
     mp.setenv("LATENT_STUDIO_OUTPUT", str(home / "outputs"))
-    mp.setenv("XDG_CONFIG_HOME", str(home / "config"))
-    mp.setenv("XDG_CACHE_HOME", str(home / "cache"))
-    (home / "data").mkdir()
-    mp.setenv("XDG_DATA_HOME", str(home / "data"))  # the trash lives here
     mp.setenv("LATENT_STUDIO_CONFIG", str(home / "studio-config"))
     mp.setenv("HF_HUB_OFFLINE", "1")
-    from PySide6.QtCore import QSettings
+    if _is_ui_test(request):
+        mp.setenv("XDG_CONFIG_HOME", str(home / "config"))
+        mp.setenv("XDG_CACHE_HOME", str(home / "cache"))
+        (home / "data").mkdir()
+        mp.setenv("XDG_DATA_HOME", str(home / "data"))  # the trash lives here
+        from PySide6.QtCore import QSettings
 
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(home / "qt"))
+        QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(home / "qt"))
     yield
     mp.undo()
 
 
-# -- models --------------------------------------------------------------------------------
+# -- models: one set of tiny fixtures, built once per session ------------------------------
 
 
 def embedded_model_available(name: str = "studio-tiny") -> bool:
@@ -187,17 +316,19 @@ class UiModels:
 
 
 @pytest.fixture(scope="session")
-def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from fixtures import build_tiny_sd
+def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A random-weight SD 1.x pipeline folder (its model spec)."""
+    from studio.bench.random_models import build_tiny_sd
 
-    return build_tiny_sd(tmp_path_factory.mktemp("tiny-sd"))
+    return str(build_tiny_sd(tmp_path_factory.mktemp("tiny-sd")))
 
 
 @pytest.fixture(scope="session")
-def tiny_upscaler(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from fixtures import build_tiny_upscaler
+def tiny_upscaler(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A random-weight ×4 upscaler pipeline folder (its model spec)."""
+    from studio.bench.random_models import build_tiny_upscaler
 
-    return build_tiny_upscaler(tmp_path_factory.mktemp("tiny-x4"))
+    return str(build_tiny_upscaler(tmp_path_factory.mktemp("tiny-x4")))
 
 
 @pytest.fixture(scope="session")
@@ -206,7 +337,7 @@ def ui_models(request: pytest.FixtureRequest) -> UiModels:
         return UiModels("studio-tiny", "studio-tiny-x4", 64, True)
     sd = request.getfixturevalue("tiny_sd")
     up = request.getfixturevalue("tiny_upscaler")
-    return UiModels(str(sd), str(up), 32, False)
+    return UiModels(sd, up, 32, False)
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import QApplication
 
 from studio.core.imaging import ImageLoadError, open_image
 from studio.core.mask_layer import MaskHistory, MaskLayer, stamp_segment
-from studio.ui.canvas import MAX_BRUSH, ImageCanvas
+from studio.ui.canvas import HINT_COLOR, MAX_BRUSH, ImageCanvas
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # read when the QApplication starts
 BAD_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "interop" / "bad_images"
@@ -110,10 +110,25 @@ def send_wheel(canvas: ImageCanvas, pos: QPoint, notches: float, modifiers=NO_MO
 # -- showing pictures ------------------------------------------------------------------
 
 
-def test_empty_canvas_has_no_image_and_no_mask(canvas: ImageCanvas) -> None:
+def _hint_pixels(image: QImage) -> int:
+    """Pixels of the hint's text colour in the middle band of the canvas."""
+    hint = HINT_COLOR
+    height = image.height()
+    return sum(
+        1
+        for y in range(height * 2 // 5, height * 3 // 5)
+        for x in range(0, image.width(), 2)
+        if abs(image.pixelColor(x, y).red() - hint.red()) < 40
+        and abs(image.pixelColor(x, y).green() - hint.green()) < 40
+    )
+
+
+def test_empty_canvas_shows_the_hint_and_has_no_image_and_no_mask(canvas: ImageCanvas) -> None:
     assert canvas.image() is None and canvas.mask() is None
     assert canvas.mask_is_empty()
-    assert not screen(canvas).isNull()  # the hint paints without an image
+    assert _hint_pixels(screen(canvas)) > 20  # "Open, paste or drop an image…" is painted
+    canvas.set_image(Image.new("RGB", (30, 20), (10, 200, 30)))
+    assert _hint_pixels(screen(canvas)) == 0  # and gone once there is a picture
 
 
 def test_set_image_takes_pil_qimage_and_none(canvas: ImageCanvas) -> None:

@@ -21,6 +21,7 @@ def _card() -> dict:
 
 
 def _native_side(folder: Path) -> int:
+    folder = Path(folder)
     unet = json.loads((folder / "unet" / "config.json").read_text())
     vae = json.loads((folder / "vae" / "config.json").read_text())
     return unet["sample_size"] * 2 ** (len(vae["block_out_channels"]) - 1)

@@ -249,10 +249,10 @@ class Engine:
             legacy_steps=call["num_inference_steps"] if legacy_callback else None,
         )
         if legacy_callback:
-            call["callback"] = lambda i, t, latents: on_step(i)
+            call["callback"] = lambda i, t, latents: on_step(i, latents)
             call["callback_steps"] = 1
         else:
-            call["callback_on_step_end"] = lambda p, i, t, kw: on_step(i) or {}
+            call["callback_on_step_end"] = lambda p, i, t, kw: on_step(i, kw.get("latents")) or {}
 
         self._announce_compilation(pipe, request)
         started = time.perf_counter()

@@ -22,6 +22,14 @@ from studio.engine.devices import memory_plan, pick_device, pick_dtype
 
 log = logging.getLogger(__name__)
 
+# What the manager keeps on each pipeline it hands out, with the value of a pipeline built
+# elsewhere: the model card, its latent family, and its folder (preview coefficients).
+_STUDIO_ATTRIBUTES: dict[str, Any] = {
+    "_studio_card": {},
+    "_studio_family": None,
+    "_studio_folder": None,
+}
+
 StatusCallback = Callable[[str, float | None], None]  # message, fraction done (None: unknown)
 
 _PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
@@ -109,6 +117,11 @@ class ModelManager:
             )
             derived = auto.from_pipe(base)
             derived.set_progress_bar_config(disable=True)
+            # from_pipe shares the components but not our attributes: without the folder and
+            # family, image→image, inpaint and the hires pass previewed with SD 1.x's
+            # latent→RGB projection instead of the model's own (studio-tiny: colours inverted)
+            for name, default in _STUDIO_ATTRIBUTES.items():
+                setattr(derived, name, getattr(base, name, default))
             self._derived[mode] = derived
         return self._derived[mode]
 
@@ -116,11 +129,7 @@ class ModelManager:
         """Use an already built text→image pipeline under a name (benchmarks, embedding)."""
         self.unload()
         # a pipeline loaded by a manager keeps its card and folder (preview coefficients)
-        for name, default in (
-            ("_studio_card", {}),
-            ("_studio_family", None),
-            ("_studio_folder", None),
-        ):
+        for name, default in _STUDIO_ATTRIBUTES.items():
             setattr(pipe, name, getattr(pipe, name, default))
         self._place(pipe)
         self._base = (spec, pipe)
@@ -144,7 +153,9 @@ class ModelManager:
         latent_channels = pipe.vae.config.latent_channels
         if latent_channels != 4:
             return "unknown"
-        return {768: "sd1", 1024: "sd2", 2048: "sdxl"}.get(cross, "sd1")
+        # A model of another latent space previewed with SD's projection shows wrong colours:
+        # without a match, "unknown" has no coefficients and the preview decodes instead.
+        return {768: "sd1", 1024: "sd2", 2048: "sdxl"}.get(cross, "unknown")
 
     def card(self, pipe: Any) -> dict[str, Any]:
         return getattr(pipe, "_studio_card", {})

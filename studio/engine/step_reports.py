@@ -49,7 +49,8 @@ class StepReports:
         self._steps = 0  # callbacks of this attempt
         self._held: tuple[int, int, PreviewCopy | None] | None = None
 
-    def __call__(self, index: int) -> None:
+    def __call__(self, index: int, latents: Any = None) -> None:
+        """`latents`: the pipeline's latents after this step; the last step's are the result."""
         if index <= self._last_index:  # a retry: the failed attempt's steps are not its
             self._steps, self._held = 0, None
         self._last_index = index
@@ -57,7 +58,11 @@ class StepReports:
         step, total = self._steps, self._total()
         copy = None
         if self.previewer.enabled and (step % self.every == 0 or step == total):
-            x0 = self.tap.latest_x0()
+            # The last step's latents are what the engine decodes: previewing them makes the
+            # last frame the result. The last denoised estimate is not quite it where the
+            # scheduler combines several steps' predictions (PNDM, LMS), most with few steps.
+            last = step == total and latents is not None
+            x0 = latents if last else self.tap.latest_x0()
             copy = self.previewer.start(x0) if x0 is not None else None
         if self._held is not None:
             held, self._held = self._held, None

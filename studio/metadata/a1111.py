@@ -20,7 +20,10 @@ PARAMETERS_KEY = "parameters"
 _NEGATIVE_PREFIX = "Negative prompt:"
 # One "Key: value" item of the settings line; same grammar as A1111's re_param.
 _PARAM_RE = re.compile(r'\s*(\w[\w \-/.+]{0,79}):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
-_SIZE_RE = re.compile(r"\s*(\d+)\s*x\s*(\d+)\s*")
+_SIZE_RE = re.compile(r"\s*(\d{1,9})\s*x\s*(\d{1,9})\s*")
+# A settings line is a few hundred characters (a few thousand with long hashes); a longer
+# last line is text, not settings, and is not scanned as such.
+MAX_SETTINGS_LINE = 256 * 1024
 _KEY_BAD_CHARS = re.compile(r"[^\w \-/.+]")
 _OWN_KEYS = frozenset(
     {"Steps", "Sampler", "CFG scale", "Seed", "Size", "Model", "Denoising strength"}
@@ -160,7 +163,7 @@ def parse_a1111(text: str, source: str = "automatic1111") -> ImageParameters:
     lines = text.replace("\r\n", "\n").split("\n")
     while len(lines) > 1 and not lines[-1].strip():
         lines.pop()  # hand-edited files often end with blank lines
-    pairs = _settings_pairs(lines[-1])
+    pairs = _settings_pairs(lines[-1]) if len(lines[-1]) <= MAX_SETTINGS_LINE else None
     if pairs is not None:
         lines.pop()
     p.prompt, p.negative_prompt = _split_prompts(lines)

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from studio.metadata.parameters import (
+    MAX_DIGITS,
     ImageParameters,
     Unreadable,
     load_json,
@@ -73,7 +74,7 @@ def _linked(graph: Graph, value: Any) -> dict[str, Any] | None:
 def _node_order(node_id: str) -> tuple[int, tuple[int, ...], str]:
     """Ascending node id ("graph order"); ids like "12:3" come from group nodes."""
     parts = node_id.split(":")
-    if all(part.isdigit() for part in parts):
+    if all(part.isdigit() and len(part) <= MAX_DIGITS for part in parts):
         return 0, tuple(int(part) for part in parts), ""
     return 1, (), node_id
 

@@ -28,7 +28,7 @@ _FOOOCUS_OWN = frozenset(
 def _fooocus_resolution(value: Any) -> tuple[int | None, int | None]:
     if isinstance(value, (list, tuple)) and len(value) == 2:
         return to_int(value[0]), to_int(value[1])
-    numbers = re.findall(r"\d+", value) if isinstance(value, str) else []
+    numbers = re.findall(r"\d{1,9}", value) if isinstance(value, str) else []
     if len(numbers) == 2:
         return int(numbers[0]), int(numbers[1])
     return None, None

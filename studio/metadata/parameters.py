@@ -13,6 +13,8 @@ from typing import Any
 
 from studio.core.errors import BadInput
 
+MAX_DIGITS = 40  # 2**64 has 20 digits; nothing a tool writes needs more
+
 SOURCES = ("studio", "automatic1111", "comfyui", "invokeai", "fooocus", "novelai")
 
 
@@ -78,7 +80,9 @@ def to_int(value: Any) -> int | None:
     if isinstance(value, str):
         text = value.strip()
         if re.fullmatch(r"[+-]?\d+", text):
-            return int(text)
+            # a number longer than any setting (Python refuses >4300 digits anyway): that
+            # field is lost, not the file
+            return int(text) if len(text) <= MAX_DIGITS else None
         number = to_float(text)
         return int(number) if number is not None and number.is_integer() else None
     return None
@@ -117,11 +121,16 @@ def stringify(value: Any) -> str:
 
 
 def load_json(text: str) -> Any:
-    """``json.loads`` that reports failure as ``None`` instead of raising."""
+    """``json.loads`` that reports failure as ``None`` instead of raising; an integer too
+    long to be any setting becomes ``None`` (that value is lost, not the document)."""
     try:
-        return json.loads(text)
+        return json.loads(text, parse_int=_bounded_int)
     except (ValueError, RecursionError):
         return None
+
+
+def _bounded_int(digits: str) -> int | None:
+    return int(digits) if len(digits) <= MAX_DIGITS else None
 
 
 def put_extras(

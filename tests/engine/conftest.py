@@ -1,22 +1,8 @@
-"""Engine test fixtures: tiny random-weight pipelines, built once per session."""
+"""Engine test fixtures: one engine for the session, and a reporter that keeps everything."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-
-from tests.fixtures import build_tiny_sd, build_tiny_upscaler
-
-
-@pytest.fixture(scope="session")
-def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return str(build_tiny_sd(tmp_path_factory.mktemp("tiny-sd")))
-
-
-@pytest.fixture(scope="session")
-def tiny_upscaler(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return str(build_tiny_upscaler(tmp_path_factory.mktemp("tiny-x4")))
 
 
 @pytest.fixture(scope="session")
@@ -25,13 +11,6 @@ def engine():
     from studio.engine.generate import Engine
 
     return Engine()
-
-
-@pytest.fixture(autouse=True)
-def _isolated_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LATENT_STUDIO_OUTPUT", str(tmp_path / "out"))
-    monkeypatch.setenv("LATENT_STUDIO_CONFIG", str(tmp_path / "config"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
 class RecordingReporter:

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from studio.core.request import GenerationRequest, Mode, Upscaler
-from studio.core.schedulers import SCHEDULER_NAMES
+from studio.core.schedulers import SCHEDULER_NAMES, SCHEDULERS
 from tests.engine.conftest import RecordingReporter
 
 
@@ -43,9 +43,11 @@ def test_text_to_image_reports_every_step_with_a_preview(engine, base) -> None:
     assert result.seeds == [11, 12] and not result.cancelled
     assert [p.step for p in reporter.steps] == [1, 2, 3]
     assert all(p.total == 3 for p in reporter.steps)
-    # the denoised estimate at latent resolution (VAE factor 2), the batch side by side
+    # the batch side by side; a model of no known latent space (this random one) has no
+    # linear projection, so its preview is decoded by its VAE, at full size: the right
+    # colours rather than another model's
     assert all(
-        p.preview.shape == (16, 32, 3) and p.preview.dtype == np.uint8 for p in reporter.steps
+        p.preview.shape == (32, 64, 3) and p.preview.dtype == np.uint8 for p in reporter.steps
     )
     assert result.timings["generate"] > 0
 
@@ -182,6 +184,12 @@ def test_every_scheduler_runs_with_every_guidance_control(engine, base, schedule
     request = base.replace(scheduler=scheduler, cfg_rescale=0.7, dynamic_thresholding=True)
     result = engine.run(request)
     assert result.images[0].size == (32, 32)
+    assert pixels(result.images[0]).std() > 0  # a picture, not a flat fill
+    # the scheduler that ran is the one named, with its settings (Karras sigmas, SDE…)
+    ran = engine.models.pipeline(base.model, Mode.TEXT_TO_IMAGE).scheduler
+    class_name, overrides = SCHEDULERS[scheduler]
+    assert type(ran).__name__ == class_name
+    assert {key: ran.config[key] for key in overrides} == overrides
 
 
 def test_guidance_controls_change_the_picture(engine, base) -> None:

@@ -33,3 +33,21 @@ def test_closest_scheduler(written: str, runs_as: str) -> None:
 @pytest.mark.parametrize("written", ["Something new", "", None])
 def test_nothing_close_is_none(written: str | None) -> None:
     assert closest_scheduler(written) is None
+
+
+def test_a_scheduler_does_not_depend_on_the_one_before() -> None:
+    """Each run's scheduler is built from the previous run's config; the overrides that make
+    a variant (Karras sigmas, SDE, third order, DDIM's clip_sample=False) must survive it."""
+    import diffusers
+
+    from studio.engine.schedulers import make_scheduler
+
+    loaded = diffusers.DPMSolverMultistepScheduler(prediction_type="v_prediction").config
+    # the studio-tiny default, an ancestral one, one with Karras sigmas, a DDPM-family one
+    for before in ("DPM++ 2M", "Euler a", "LMS Karras", "DDIM"):
+        previous = make_scheduler(before, loaded).config
+        for name in SCHEDULER_NAMES:
+            fresh = make_scheduler(name, loaded).config
+            after = make_scheduler(name, previous).config
+            for key in ("use_karras_sigmas", "algorithm_type", "solver_order", "clip_sample"):
+                assert after.get(key) == fresh.get(key), (before, name, key)
