@@ -59,24 +59,22 @@ def _bench(*args: str, timeout: int, config: Path) -> dict:
 
 @pytest.mark.skipif(not _have_embedded(), reason="the embedded model is not built yet")
 def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
-    results = _bench("bench", "--quick", timeout=600, config=tmp_path)
+    # without the compiled row: compiling takes most of a minute on this CPU, and the
+    # compiled UNet is held to its pictures in tests/engine/test_speedups.py
+    results = _bench("bench", "--quick", "--no-compile", timeout=600, config=tmp_path)
     assert all_finite(results, REQUIRED) == []
     assert set(results["event_loop_gap_ms"]) >= {"p50", "p99", "max"}
     assert "linear" in results["preview_cost_share"]
     assert results["mode_switch_weight_loads"] == 0
     assert results["engine_overhead_ratio"] > 0.5  # a sane ratio, not a target
     # the speed-up ladder on the embedded model: every row this CPU can run, none failed
-    assert set(results["speedup_s_per_image_ratio"]) == {
-        "channels_last",
-        "fuse_qkv",
-        "compile_unet",
-    }
+    assert set(results["speedup_s_per_image_ratio"]) == {"channels_last", "fuse_qkv"}
     assert results["speedup_errors"] == {}
     # kept for Settings → Performance: what each speed-up bought on this CPU
     figures = speedup_figures.load(tmp_path / speedup_figures.FILE_NAME)["cpu"].figures()
-    assert all(figures[row].time_ratio for row in ("channels_last", "fuse_qkv", "compile_unet"))
-    assert figures["compile_unet"].first_image_s == results["speedup_first_run_s"]["compile_unet"]
-    assert figures["cuda_graphs"].skipped
+    assert all(figures[row].time_ratio for row in ("channels_last", "fuse_qkv"))
+    assert figures["fuse_qkv"].first_image_s is None  # only compiled rows pay a first image
+    assert "compile_unet" not in results["speedup_first_run_s"]
 
 
 def test_gpu_bench_runs_on_a_cpu_at_a_small_size(tmp_path) -> None:  # noqa: ANN001

@@ -29,7 +29,7 @@ _ROWS: list[tuple[str, str, str]] = [
 ]
 
 
-def run_bench(quick: bool, model: str) -> dict[str, Any]:
+def run_bench(quick: bool, model: str, compile_rows: bool = True) -> dict[str, Any]:
     from studio.bench import engine_bench, ui_bench
     from studio.core.settings import EngineSettings
     from studio.engine.generate import Engine
@@ -48,14 +48,14 @@ def run_bench(quick: bool, model: str) -> dict[str, Any]:
     results["event_loop_gap_ms"] = ui_bench.event_loop_gaps(model, runs=1 if quick else 3)
     results.update(ui_bench.startup_times(model, runs=1 if quick else 3))
     results["peak_rss_mb"] = engine_bench.peak_rss_mb(model, steps=25)
-    results.update(_speedups(model, request, repeats))
+    results.update(_speedups(model, request, repeats, compile_rows))
     return results
 
 
-def _speedups(model: str, request: Any, repeats: int) -> dict[str, Any]:
+def _speedups(model: str, request: Any, repeats: int, compile_rows: bool) -> dict[str, Any]:
     """The speed-up ladder on this model and device: each row's seconds per image over the
     engine's, measured in the same run, and what its first image cost."""
-    from studio.bench.ladder import ROWS, run_ladder
+    from studio.bench.ladder import COMPILED_ROWS, ROWS, run_ladder
     from studio.core.request import Mode
     from studio.engine.models import ModelManager
 
@@ -63,7 +63,8 @@ def _speedups(model: str, request: Any, repeats: int) -> dict[str, Any]:
     pipe = models.pipeline(model, Mode.TEXT_TO_IMAGE)
     dtype = str(models.dtype).removeprefix("torch.")
     rows: dict[str, dict[str, Any]] = {}
-    run_ladder(pipe, request, models.device, dtype, ROWS[1:], repeats, rows.__setitem__)
+    chosen = tuple(r for r in ROWS[1:] if compile_rows or r not in COMPILED_ROWS)
+    run_ladder(pipe, request, models.device, dtype, chosen, repeats, rows.__setitem__)
     models.unload()
     engine_s = rows["engine"].get("s_per_image")
     measured = {

@@ -54,8 +54,8 @@ def _copy_bpe_files(tokenizer: CLIPTokenizer, folder: Path) -> None:
             shutil.copy(src / name, folder / "tokenizer" / name)
 
 
-def _latent_rgb(vae: AutoencoderKL, seed: int = 99) -> dict:
-    images = data.to_unit(data.render_scenes(1024, 64, seed)[1])
+def _latent_rgb(vae: AutoencoderKL, scenes: int = 1024, seed: int = 99) -> dict:
+    images = data.to_unit(data.render_scenes(scenes, 64, seed)[1])
     return latents.fit_latent_rgb(vae.float(), images)
 
 
@@ -65,9 +65,10 @@ def save_base(
     text: CLIPTextModel,
     tokenizer: CLIPTokenizer,
     unet: UNet2DConditionModel,
+    rgb_scenes: int = 1024,
 ) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / "latent_rgb.json", _latent_rgb(vae))
+    write_json(folder / "latent_rgb.json", _latent_rgb(vae, rgb_scenes))
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text,

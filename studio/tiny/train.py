@@ -80,12 +80,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--decoder-steps", type=int, default=3000)
     p.add_argument("--decoder-minutes", type=float, default=1e9)
     p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--probe-scenes", type=int, default=512, help="renders that standardise the VAE")
+    p.add_argument(
+        "--rgb-scenes", type=int, default=1024, help="renders that fit the latent→RGB preview"
+    )
     p.add_argument("--quick", action="store_true", help="tiny step counts: checks the plumbing")
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded as the command
     if args.quick:
         args.vae_steps, args.unet_steps, args.x4_steps, args.decoder_steps = 30, 30, 30, 30
-        args.unet_scenes, args.x4_scenes, args.checkpoint_every = 512, 256, 20
+        args.unet_scenes, args.x4_scenes, args.checkpoint_every = 256, 64, 20
+        # small batches and samples: the run checks the plumbing, in half a minute
+        args.vae_batch, args.unet_batch, args.x4_batch = 8, 16, 16
+        args.probe_scenes, args.rgb_scenes = 128, 128
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     return args
@@ -262,7 +269,7 @@ def train_vae(args: argparse.Namespace) -> tuple[AutoencoderKL, dict]:
 
     step = _fit(opt, sched, list(vae.parameters()), loss_at)
     vae.eval().cpu()
-    probe = data.to_unit(data.render_scenes(512, 64, args.seed + 4)[1])
+    probe = data.to_unit(data.render_scenes(args.probe_scenes, 64, args.seed + 4)[1])
     stats = latents.standardise(vae, probe)
     with torch.no_grad():
         mae = (vae.decode(vae.encode(probe[:256]).latent_dist.mean).sample - probe[:256]).abs()
@@ -508,7 +515,7 @@ def build_base(args: argparse.Namespace) -> None:
     unet, text, base_info = train_base(args, vae, tokenizer)
     unet_steps = base_info.pop("steps")
     folder = args.out / "studio-tiny"
-    export.save_base(folder, vae, text, tokenizer, unet)
+    export.save_base(folder, vae, text, tokenizer, unet, rgb_scenes=args.rgb_scenes)
     record = _record(
         args,
         started,
