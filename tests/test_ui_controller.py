@@ -17,7 +17,8 @@ from studio.core.jobs import GenerationResult, JobState, StepProgress
 from studio.core.request import GenerationRequest
 from studio.core.settings import EngineSettings
 from studio.metadata import read_parameters
-from studio.ui.controller import JobController, describe_progress
+from studio.ui.controller import JobController
+from studio.ui.status_bar import describe_progress
 
 
 @dataclass

@@ -54,7 +54,7 @@ def test_picking_a_model_applies_its_defaults(make_window, tiny_sd: Path) -> Non
     card = _card()
     values = window.draft.values()
     assert (values["cfg_scale"], values["steps"]) == (card["default_cfg"], card["default_steps"])
-    assert "studio-tiny's defaults" in window.engine_label.text()
+    assert "studio-tiny's defaults" in window.status.text()
 
     # A plain diffusers folder states only its native size; the rest stays as the user set it.
     window.draft.edit({"cfg_scale": 6.5})

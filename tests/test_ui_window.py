@@ -90,7 +90,7 @@ def test_text_to_image_end_to_end(qtbot, window, out_dir, ui_models):  # noqa: A
     assert params.prompt == PROMPT and params.seed == 42 and params.request["mode"] == "txt2img"
     assert window.timeline.frame_count() == 3  # two steps and the result
     assert not window.controller.is_busy and not window.cancel_button.isEnabled()
-    assert window.engine_label.text().startswith("Done")
+    assert window.status.text().startswith("Done")
 
 
 def test_image_to_image_end_to_end(qtbot, window, out_dir, ui_models, tmp_path):  # noqa: ANN001
@@ -109,7 +109,7 @@ def test_inpaint_uses_the_mask_painted_in_the_window(qtbot, window, out_dir, ui_
     window.draft.edit({"width": size, "height": size})
     original = np.asarray(window.canvas.image()).copy()
     window.draft.edit({"mask_blur": 0, "strength": 1.0})
-    window.brush_size.setValue(max(2, size // 8))
+    window.mask_bar.brush_size.setValue(max(2, size // 8))
     # Paint a stroke along the top-left quarter with the mouse, as an artist would.
     canvas = window.canvas
     start = canvas.image_to_widget(size * 0.1, size * 0.1).toPoint()
@@ -153,7 +153,7 @@ def test_cancel_saves_nothing_and_the_next_job_runs(qtbot, window, out_dir):  # 
     with qtbot.waitSignal(window.controller.jobCancelled, timeout=1000):
         qtbot.keyClick(window, Qt.Key.Key_Escape)
     assert not window.controller.is_busy and not window.cancel_button.isEnabled()
-    assert not window.progress_bar.isVisible()
+    assert not window.status.progress.isVisible()
     window.draft.edit({"steps": 2})
     outcome = _generate(qtbot, window)
     assert _pngs(out_dir) == outcome.paths and len(outcome.paths) == 1

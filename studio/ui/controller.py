@@ -13,7 +13,6 @@ import itertools
 import logging
 from collections import deque
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
@@ -252,14 +251,3 @@ class JobController(QObject):
 
 def fraction_or_none(fraction: float) -> float | None:
     return None if fraction == UNKNOWN_FRACTION or fraction < 0 else fraction
-
-
-def describe_progress(progress: Any) -> str:
-    """'Step 12/25 · 9.8 it/s · 1.2 s left' (with the stage when it is not the main one)."""
-    stage = {"upscale": "Upscaling · ", "hires": "Hires fix · "}.get(progress.stage, "")
-    rate = progress.steps_per_second
-    speed = f"{rate:.1f} it/s" if rate >= 1 or rate == 0 else f"{1 / rate:.1f} s/it"
-    return (
-        f"{stage}Step {progress.step}/{progress.total} · {speed} · "
-        f"{progress.seconds_left:.1f} s left"
-    )

@@ -1,0 +1,161 @@
+"""Pictures and parameters coming in: opened, pasted or dropped files, the gallery's "send
+to" and "restore". Opening changes nothing by itself: the banner offers what to do with
+the picture (restore its parameters, use it for Image→Image, Inpaint or Upscale), and only
+the artist's pick touches the draft or the canvas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from PySide6.QtCore import QMimeData, QObject
+from PySide6.QtGui import QGuiApplication, QImage
+
+from studio.core.catalog import model_defaults
+from studio.core.draft import Applied, Draft, Source
+from studio.core.imaging import ImageLoadError, input_size, open_image
+from studio.core.request import Mode
+from studio.core.restore import RestorePlan, plan_restore
+from studio.core.text import printable
+from studio.metadata import MetadataError, read_parameters
+from studio.ui.banner import Banner
+from studio.ui.canvas import ImageCanvas
+from studio.ui.image_input import dropped_image_path, dropped_pixels
+from studio.ui.qt_images import qimage_to_pil
+
+_USES = (("Image→Image", Mode.IMAGE_TO_IMAGE), ("Inpaint", Mode.INPAINT), ("Upscale", Mode.UPSCALE))
+
+
+class Intake(QObject):
+    def __init__(
+        self,
+        draft: Draft,
+        canvas: ImageCanvas,
+        banner: Banner,
+        say: Callable[[str], None],
+        show_error: Callable[[str], None],
+        input_changed: Callable[[], None],
+        parent: QObject | None = None,
+    ) -> None:
+        """`say` puts a line in the status bar; `input_changed` is called when the canvas
+        gets a new input (the window clears the timeline of the picture it replaced)."""
+        super().__init__(parent)
+        self.draft = draft
+        self.canvas = canvas
+        self.banner = banner
+        self.say = say
+        self.show_error = show_error
+        self.input_changed = input_changed
+        self.last_folder: Path | None = None  # where the Open dialog starts next
+
+    # -- files ------------------------------------------------------------------------------
+
+    def open_file(self, path: str | Path) -> bool:
+        """Open an image file and offer what to do with it; False (with a sentence) when it
+        cannot be opened."""
+        path = Path(path)
+        try:
+            image = open_image(path)
+        except ImageLoadError as e:
+            self.show_error(str(e))
+            return False
+        self.last_folder = path.parent
+        try:
+            plan: RestorePlan | None = plan_restore(read_parameters(path))
+        except MetadataError:
+            plan = None
+        name = printable(path.name)
+        about = f"{name} ({image.width}×{image.height})"
+        if plan is not None:
+            about += f" carries parameters from {plan.source_name}"
+        self._offer(image, about, plan, name)
+        return True
+
+    def take_mime(self, mime: QMimeData | None) -> bool:
+        """A drop or the clipboard: a local image file, else raw pixels."""
+        path = dropped_image_path(mime)
+        if path is not None:
+            return self.open_file(path)
+        image = dropped_pixels(mime)
+        if image is None:
+            return False
+        self.take_pixels(image)
+        return True
+
+    def paste(self) -> None:
+        clipboard = QGuiApplication.clipboard()
+        if not self.take_mime(clipboard.mimeData()):
+            image = clipboard.image()
+            if image.isNull():
+                self.show_error("The clipboard holds no image.")
+                return
+            self.take_pixels(image)
+
+    def take_pixels(self, image: QImage) -> None:
+        picture = qimage_to_pil(image).convert("RGB")
+        about = f"A pasted image ({image.width()}×{image.height()})"
+        self._offer(picture, about, None, "")
+
+    def _offer(self, image: Image.Image, about: str, plan: RestorePlan | None, name: str) -> None:
+        actions: list[tuple[str, Callable[[], Any]]] = []
+        if plan is not None:
+            actions.append(("Restore parameters", lambda: self.restore(plan, name)))
+        current = self.draft.mode
+        uses = sorted(_USES, key=lambda use: use[1] is not current)  # the current mode first
+        for label, mode in uses:
+            actions.append((label, lambda m=mode: self.use_as_input(image, m, name)))
+        self.banner.offer(f"{about}. Use it for:" if plan is None else f"{about}.", actions)
+        self.say(f"Opened {about}.")
+
+    # -- uses -----------------------------------------------------------------------------
+
+    def use_as_input(self, image: Image.Image, mode: Mode, name: str = "") -> None:
+        """An image becomes the input of a mode: the canvas shows it, and the size keeps the
+        model's native area in the image's shape (a photo on a 64-pixel model stays small)."""
+        values: dict[str, Any] = {"mode": mode.value}
+        if mode is not Mode.UPSCALE:
+            native = model_defaults(self.draft["model"]).get("width")
+            values["width"], values["height"] = input_size(image.size, native)
+        self.draft.apply(values, Source.USER)
+        self.canvas.set_image(image)
+        self.canvas.fit_to_view()
+        self.input_changed()
+        what = f"{name} is" if name else "The image is"
+        self.say(f"{what} the input of {mode.label}.")
+
+    def send(self, path: Path, mode: Mode) -> None:
+        """The gallery's "send to": that file as the input of that mode."""
+        try:
+            image = open_image(path)
+        except ImageLoadError as e:
+            self.show_error(str(e))
+            return
+        self.use_as_input(image, mode, printable(path.name))
+
+    # -- parameters -------------------------------------------------------------------------
+
+    def restore_from(self, path: Path) -> bool:
+        try:
+            params = read_parameters(path)
+        except MetadataError as e:
+            self.show_error(str(e))
+            return False
+        self.restore(plan_restore(params), printable(path.name))
+        return True
+
+    def restore(self, plan: RestorePlan, name: str = "") -> Applied:
+        """Fill the draft from an image's parameters (the mode and the canvas stay), and say
+        what could not be taken, and why."""
+        applied = self.draft.apply(plan.values, Source.RESTORED)
+        what = "all parameters" if plan.complete else "the parameters"
+        source = f" from {plan.source_name}" if plan.source != "studio" else ""
+        message = f"Restored {what}{source}" + (f" of {name}" if name else "") + "."
+        notes = [*plan.notes, *applied.notes]
+        if notes:
+            message += " " + " ".join(notes)
+        self.banner.show_info(message)
+        self.say(message)
+        return applied

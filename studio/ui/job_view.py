@@ -1,0 +1,142 @@
+"""What the window shows of jobs: the live preview on the canvas, progress in the status
+line, the timeline of a finished job, the gallery's new files, the queue and the Cancel
+button. It follows the controller's signals; the controller has already dropped every late
+signal of a job that is no longer current.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtCore import QObject, Slot
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QLabel, QPushButton
+
+from studio.core.draft import Draft
+from studio.core.jobs import GenerationResult, JobRecord, StepProgress
+from studio.core.request import Mode
+from studio.ui.canvas import ImageCanvas
+from studio.ui.controller import JobController
+from studio.ui.gallery import GalleryPanel
+from studio.ui.qt_images import pil_to_qimage
+from studio.ui.status_bar import StatusLine
+from studio.ui.timeline import Timeline
+
+
+class JobView(QObject):
+    def __init__(
+        self,
+        controller: JobController,
+        draft: Draft,
+        canvas: ImageCanvas,
+        timeline: Timeline,
+        gallery: GalleryPanel,
+        status: StatusLine,
+        show_error: Callable[[str], None],
+        cancel_controls: tuple[QPushButton, QAction],
+        queue_label: QLabel,
+    ) -> None:
+        super().__init__(controller)
+        self.controller = controller
+        self.draft = draft
+        self.canvas = canvas
+        self.timeline = timeline
+        self.gallery = gallery
+        self.status = status
+        self.show_error = show_error
+        self.cancel_controls = cancel_controls
+        self.queue_label = queue_label
+        self.shown_job: int | None = None  # the job whose steps the canvas and timeline show
+
+        controller.jobStarted.connect(self._on_started)
+        controller.progress.connect(self._on_progress)
+        controller.jobFinished.connect(self._on_finished)
+        controller.jobFailed.connect(self._on_failed)
+        controller.jobCancelled.connect(self._on_cancelled)
+        controller.busyChanged.connect(self._set_busy)
+        controller.jobQueued.connect(lambda _id: self._update_queue())
+        timeline.frameChosen.connect(self._on_frame_chosen)
+        self._set_busy(False)
+
+    def show_timeline(self, record: JobRecord | None) -> None:
+        """The steps of a finished job (still in memory) in the timeline, or none."""
+        self.shown_job = record.id if record is not None else None
+        if record is None or record.result is None:
+            self.timeline.clear()
+            return
+        images = record.result.images
+        self.timeline.set_frames(record.frames, pil_to_qimage(images[0]) if images else None)
+
+    @Slot(int)
+    def _on_started(self, job_id: int) -> None:
+        self.shown_job = job_id
+        self.timeline.clear("Generating…")
+        self.status.started()
+        record = self.controller.job(job_id)
+        upscaling = record is not None and record.request.mode is Mode.UPSCALE
+        self.status.say("Upscaling…" if upscaling else "Generating…")
+        self._update_queue()
+
+    @Slot(int, object)
+    def _on_progress(self, job_id: int, progress: StepProgress) -> None:
+        self.status.stepped(progress)
+        if progress.preview is not None:
+            record = self.controller.job(job_id)
+            size = None
+            if record is not None and progress.stage == "generate":
+                size = (record.request.width, record.request.height)
+            self.canvas.show_preview(progress.preview, size)
+
+    @Slot(int, object)
+    def _on_finished(self, job_id: int, result: GenerationResult) -> None:
+        self.canvas.clear_preview()
+        if result.images:
+            # the canvas shows the result (the mask of a same-size image stays, to repaint)
+            self.canvas.set_image(result.images[0])
+        self.gallery.add(result.paths)
+        self.show_timeline(self.controller.job(job_id))
+        self.draft.set_last_seed(result.request.seed)
+        seconds = result.timings.get("total")
+        took = f" in {seconds:.1f} s" if seconds else ""
+        names = result.paths[0].name if len(result.paths) == 1 else f"{len(result.paths)} images"
+        self.status.say(f"Done{took} · saved {names}")
+        self._finish()
+
+    @Slot(int, str)
+    def _on_failed(self, job_id: int, message: str) -> None:
+        self.canvas.clear_preview()
+        self.timeline.clear()
+        self.show_error(message)
+        self._finish()
+
+    @Slot(int)
+    def _on_cancelled(self, job_id: int) -> None:
+        if job_id == self.shown_job:
+            self.canvas.clear_preview()
+            self.timeline.clear("Cancelled")
+            self._finish()
+        self.status.say("Cancelled.")
+        self._update_queue()
+
+    @Slot(int)
+    def _on_frame_chosen(self, index: int) -> None:
+        record = self.controller.job(self.shown_job) if self.shown_job else None
+        if record is None or index >= len(record.frames):
+            self.canvas.clear_preview()  # the last position is the result itself
+        else:
+            self.canvas.show_preview(record.frames[index].preview)
+
+    def _finish(self) -> None:
+        self.status.finished()
+        self._update_queue()
+
+    @Slot(bool)
+    def _set_busy(self, busy: bool) -> None:
+        for control in self.cancel_controls:
+            control.setEnabled(busy)
+        self._update_queue()
+
+    def _update_queue(self) -> None:
+        queued = len(self.controller.queued_jobs)
+        self.queue_label.setText(f"{queued} job(s) waiting" if queued else "")
+        self.queue_label.setVisible(bool(queued))
