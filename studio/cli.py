@@ -142,7 +142,7 @@ def _one_line(error: Exception) -> str:
 
 def _generate(args: argparse.Namespace) -> int:
     from studio.core.catalog import model_defaults
-    from studio.core.imaging import open_image
+    from studio.core.imaging import input_size, open_image
     from studio.core.request import DEFAULT_MODEL, GenerationRequest, Mode
 
     model = args.model or DEFAULT_MODEL
@@ -154,8 +154,8 @@ def _generate(args: argparse.Namespace) -> int:
     mode = Mode.INPAINT if mask else Mode.IMAGE_TO_IMAGE if init_image else Mode.TEXT_TO_IMAGE
 
     default_w, default_h = defaults.get("width", 512), defaults.get("height", 512)
-    if init_image is not None:
-        default_w, default_h = (max(8, v // 8 * 8) for v in init_image.size)
+    if init_image is not None:  # the window's rule: the input's shape at the model's area
+        default_w, default_h = input_size(init_image.size, defaults.get("width"))
     request = GenerationRequest(
         mode=mode,
         prompt=args.prompt,

@@ -38,6 +38,7 @@ class JobController(QObject):
     busyChanged = Signal(bool)  # True while a job is current
     engineStatus = Signal(str, float)  # message, fraction (UNKNOWN_FRACTION when unknown)
     engineReady = Signal(str)
+    outputDirChanged = Signal(object)  # Path
 
     def __init__(
         self,
@@ -50,7 +51,7 @@ class JobController(QObject):
         """`backend`: where jobs run (default: the engine on a local worker thread, built
         with `settings` and `engine_factory`)."""
         super().__init__(parent)
-        self.output_dir = output_dir
+        self._output_dir = output_dir
         self._engine = backend or LocalBackend(settings, engine_factory)
         self._engine.setParent(self)
         self._ids = itertools.count(1)
@@ -94,6 +95,16 @@ class JobController(QObject):
     @property
     def backend(self) -> Backend:
         return self._engine
+
+    @property
+    def output_dir(self) -> Path:
+        """Where the next job's images go: the window's one record of the output folder."""
+        return self._output_dir
+
+    def set_output_dir(self, folder: Path) -> None:
+        if folder != self._output_dir:
+            self._output_dir = folder
+            self.outputDirChanged.emit(folder)
 
     def job(self, job_id: int) -> JobRecord | None:
         return self._jobs.get(job_id)
@@ -173,7 +184,7 @@ class JobController(QObject):
         record.state = JobState.RUNNING
         self._current = job_id
         self._latest = None
-        self._engine.submit(Job(job_id, record.request, self.output_dir))
+        self._engine.submit(Job(job_id, record.request, self._output_dir))
         self.busyChanged.emit(True)
         self.jobStarted.emit(job_id)
 

@@ -198,6 +198,7 @@ class MainWindow(QMainWindow):
 
     def _build_gallery(self) -> None:
         self.gallery = GalleryPanel(self.controller.output_dir)
+        self.controller.outputDirChanged.connect(self.gallery.set_folder)
         self.gallery_dock = QDockWidget("Gallery", self)
         self.gallery_dock.setObjectName("galleryDock")
         self.gallery_dock.setWidget(self.gallery)
@@ -501,9 +502,8 @@ class MainWindow(QMainWindow):
         jobs (reloading its model only when placement changed), the gallery its folder."""
         self.settings.set_output_dir(chosen.output_dir)
         self.settings.set_engine_settings(chosen.engine)
-        self.controller.output_dir = chosen.output_dir
+        self.controller.set_output_dir(chosen.output_dir)  # the gallery follows
         self.controller.configure(self.settings.engine_settings())
-        self.gallery.set_folder(chosen.output_dir)
         if chosen.theme != self.settings.theme():
             self.set_theme(chosen.theme)
 

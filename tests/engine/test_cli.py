@@ -192,3 +192,23 @@ def test_a_real_process_never_prints_a_traceback(tmp_path) -> None:
     )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_an_inputs_size_follows_the_same_rule_as_in_the_window(tmp_path, capsys) -> None:
+    """One rule (core.imaging.input_size): a 60×60 input on the 64-pixel model makes a 64×64
+    job in the window and on the command line alike; a 512×400 photo a 72×56 one."""
+    from studio.core.catalog import is_installed, model_defaults
+    from studio.core.imaging import input_size
+
+    if not is_installed("studio-tiny"):
+        pytest.skip("the embedded model is not built yet")
+    native = model_defaults("studio-tiny")["width"]
+    for size, expected in (((60, 60), (64, 64)), ((512, 400), (72, 56))):
+        assert input_size(size, native) == expected
+        picture = tmp_path / f"in-{size[0]}.png"
+        Image.new("RGB", size, "blue").save(picture)
+        out = tmp_path / f"out-{size[0]}.png"
+        args = ["generate", "a red circle", "--init-image", str(picture), "--steps", "2"]
+        code, _, err = run([*args, "--out", str(out)], capsys)
+        assert code == 0, err
+        assert Image.open(out).size == expected

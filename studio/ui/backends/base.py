@@ -17,8 +17,8 @@ from studio.core.settings import EngineSettings
 UNKNOWN_FRACTION = -1.0  # status fraction when progress cannot be measured
 
 
-class Backend(QObject):
-    """What the controller needs from a place that runs jobs."""
+class JobSignals(QObject):
+    """The reports of whatever runs jobs: a backend, and the worker behind the local one."""
 
     statusChanged = Signal(str, float)  # message, fraction done (UNKNOWN_FRACTION: unknown)
     engineReady = Signal(str)  # a one-line summary ("Ready", or why the preload failed)
@@ -26,6 +26,12 @@ class Backend(QObject):
     finished = Signal(int, object)  # job id, GenerationResult with its paths
     failed = Signal(int, str)  # job id, one sentence
     cancelled = Signal(int)  # job id
+
+    NAMES = ("statusChanged", "engineReady", "stepped", "finished", "failed", "cancelled")
+
+
+class Backend(JobSignals):
+    """What the controller needs from a place that runs jobs."""
 
     @property
     def is_running(self) -> bool:

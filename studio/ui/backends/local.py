@@ -28,7 +28,7 @@ from studio.core.errors import UserError
 from studio.core.jobs import GenerationResult, Job
 from studio.core.request import GenerationRequest, Mode
 from studio.core.settings import SPEEDUPS, EngineSettings
-from studio.ui.backends.base import UNKNOWN_FRACTION, Backend
+from studio.ui.backends.base import UNKNOWN_FRACTION, Backend, JobSignals
 
 if TYPE_CHECKING:
     from studio.core.jobs import StepProgress
@@ -90,15 +90,9 @@ class _SignalReporter:
         self._worker.stepped.emit(self._job_id, progress)
 
 
-class EngineWorker(QObject):
-    """Owns the engine on the worker thread and runs one job at a time."""
-
-    statusChanged = Signal(str, float)  # message, fraction done (UNKNOWN_FRACTION: unknown)
-    engineReady = Signal(str)  # a one-line summary ("Ready", or why the preload failed)
-    stepped = Signal(int, object)  # job id, StepProgress
-    finished = Signal(int, object)  # job id, GenerationResult with its paths
-    failed = Signal(int, str)  # job id, one sentence
-    cancelled = Signal(int)  # job id
+class EngineWorker(JobSignals):
+    """Owns the engine on the worker thread and runs one job at a time; reports with the
+    same signals as a backend, which LocalBackend forwards."""
 
     def __init__(
         self, settings: EngineSettings | None = None, engine_factory: EngineFactory | None = None
@@ -274,7 +268,7 @@ class LocalBackend(Backend):
         self._startRequested.connect(self.worker.start)
         self._runRequested.connect(self.worker.run)
         self._configureRequested.connect(self.worker.configure)
-        for name in ("statusChanged", "engineReady", "stepped", "finished", "failed", "cancelled"):
+        for name in JobSignals.NAMES:
             getattr(self.worker, name).connect(getattr(self, name))
         self._started = False
 
