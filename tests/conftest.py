@@ -26,6 +26,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+pytest_plugins = ["pytester"]  # tests/test_leak_checks.py runs these checks on leaky tests
+
 REPO = Path(__file__).resolve().parents[1]
 EMBEDDED = REPO / "resources" / "models"
 INTEROP = REPO.parent / "shared" / "interop"
@@ -38,11 +40,12 @@ GRACE_S = 2.0  # a thread's event loop may be ending as the test ends
 # -- where things were started ---------------------------------------------------------
 
 
+_OURS = (str(REPO / "studio"), str(Path(__file__).resolve().parent))
+
+
 def _is_ours(filename: str) -> bool:
     """A frame of the studio or of the tests (not of a library installed in the checkout)."""
-    return filename.startswith((str(REPO / "studio"), str(REPO / "tests"))) and not (
-        filename.endswith("conftest.py")
-    )
+    return filename.startswith(_OURS) and not filename.endswith("conftest.py")
 
 
 def _origin() -> str:
