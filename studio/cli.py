@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from studio.core.errors import BadInput
+from studio.core.errors import BadInput, UserError
+from studio.core.text import printable, terminal_json
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -29,13 +32,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"studio: {message} (see '{self.prog} --help').\n")
 
 
+def _log_place() -> str:
+    from studio.core.paths import log_file
+
+    return str(log_file())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="studio",
         description="Latent Studio: image generation on your own machine. "
         "With no command, the studio window opens.",
     )
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help=f"also show the log on the terminal, tracebacks included (the log is kept in "
+        f"{_log_place()})",
+    )
     parser.add_argument("--device", help="cuda, cuda:1, mps or cpu (default: the best one here)")
     parser.add_argument(
         "--dtype", choices=["float16", "bfloat16", "float32"], help="default: fp16 on GPUs"
@@ -111,29 +125,67 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from studio.core.logs import setup_logging
+
+    setup_logging(args.debug)
     if args.command is None:
         from studio.ui.app import main as open_studio
 
-        return open_studio([])
+        return open_studio(["--debug"] if args.debug else [])
+    try:
+        return _run(args)
+    finally:
+        _say_notices()
+
+
+def _say_notices() -> None:
+    """What the studio found broken in its own files, once, on stderr."""
+    from studio.core.state import take_notices
+
+    for text in take_notices():
+        print(f"studio: {text}", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return _COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("studio: interrupted.", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `studio info X | head`: the reader has gone, quietly
+        _silence_stdout()
+        return EXIT_OK
     except Exception as e:  # noqa: BLE001 - every failure is one line, never a traceback
         if args.debug:
             raise
-        status = EXIT_BAD_INPUT if _is_bad_input(e) else EXIT_FAILED
-        print(f"studio: {_one_line(e)}", file=sys.stderr)
-        return status
+        print(f"studio: {_sentence_for(e)}", file=sys.stderr)
+        return EXIT_BAD_INPUT if isinstance(e, BadInput) else EXIT_FAILED
 
 
-def _is_bad_input(error: Exception) -> bool:
-    return isinstance(error, BadInput)
+def _sentence_for(error: Exception) -> str:
+    """A user error is its own sentence; anything else is a bug: logged in full, and named."""
+    if isinstance(error, UserError):
+        return _one_line(error)
+    logging.getLogger(__name__).error("the command failed unexpectedly", exc_info=error)
+    if isinstance(error, MemoryError):
+        return "there was not enough memory: try a smaller size or batch."
+    return (
+        f"the command failed unexpectedly ({error.__class__.__name__}); the details are in "
+        f"{_log_place()}."
+    )
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, Python would complain when it flushes stdout at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _one_line(error: Exception) -> str:
-    text = " ".join(str(error).split()) or error.__class__.__name__
+    text = printable(str(error)) or error.__class__.__name__
     return text if text.endswith((".", "!", "?")) else text + "."
 
 
@@ -200,7 +252,8 @@ def _info(args: argparse.Namespace) -> int:
     from studio.metadata import read_parameters
 
     parameters = read_parameters(args.image)
-    print(json.dumps(parameters.to_json_dict(), indent=2, ensure_ascii=False))
+    text = json.dumps(parameters.to_json_dict(), indent=2, ensure_ascii=False)
+    print(terminal_json(text))
     return EXIT_OK
 
 
@@ -221,6 +274,7 @@ def _models(args: argparse.Namespace) -> int:
         except ModelError as e:
             rows.append((spec, "added, missing", str(e)))
     rows += [(m.name, "hub cache", m.location) for m in cached_hub_models()]
+    rows = [tuple(printable(str(field)) for field in row) for row in rows]
     width = max((len(name) for name, _, _ in rows), default=0)
     kind_width = max((len(kind) for _, kind, _ in rows), default=0)
     for name, kind, location in rows:

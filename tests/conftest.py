@@ -288,6 +288,7 @@ def _isolated_home(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     mp = pytest.MonkeyPatch()
     mp.setenv("LATENT_STUDIO_OUTPUT", str(home / "outputs"))
     mp.setenv("LATENT_STUDIO_CONFIG", str(home / "studio-config"))
+    mp.setenv("LATENT_STUDIO_LOGS", str(home / "logs"))
     mp.setenv("HF_HUB_OFFLINE", "1")
     if _is_ui_test(request):
         mp.setenv("XDG_CONFIG_HOME", str(home / "config"))

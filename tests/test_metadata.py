@@ -736,7 +736,10 @@ def test_empty_file_and_stream(tmp_path: Path) -> None:
 
 def test_missing_file_and_directory(tmp_path: Path) -> None:
     assert read_message(tmp_path / "nope.png") == "'nope.png' does not exist."
-    assert read_message(tmp_path).startswith(f"'{tmp_path.name}' could not be opened (")
+    assert (
+        read_message(tmp_path)
+        == f"'{tmp_path.name}' is not an image file (a folder, a pipe or a device)."
+    )
 
 
 def test_file_name_with_newline_stays_one_line(tmp_path: Path) -> None:

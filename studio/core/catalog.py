@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.errors import BadInput
+from studio.core.files import read_json_object
 from studio.core.paths import EMBEDDED_MODELS_DIR
+from studio.core.state import set_aside
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +126,12 @@ def _local_folder(source: ModelSource) -> Path | None:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from a file; {} when it is missing, unreadable or not an object."""
+    """A JSON object from a file; {} when it is missing, unreadable, not a regular file (a
+    named pipe would block) or not an object."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return read_json_object(path, 1024 * 1024)
     except (OSError, ValueError):
         return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _native_size(folder: Path) -> tuple[int, int] | None:
@@ -178,12 +180,19 @@ def _registry_path() -> Path:
 
 
 def added_models() -> list[str]:
-    """Model specs the user added (hub ids, folders, checkpoint files), oldest first."""
-    try:
-        data = json.loads(_registry_path().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    """Model specs the user added (hub ids, folders, checkpoint files), oldest first. A list
+    file that is damaged or of the wrong shape is set aside (kept) and counts as empty."""
+    path = _registry_path()
+    if not path.exists():
         return []
-    return [s for s in data.get("added", []) if isinstance(s, str)]
+    try:
+        added = read_json_object(path, 16 * 1024 * 1024)["added"]
+        if not isinstance(added, list):
+            raise ValueError("'added' is not a list")
+    except (OSError, ValueError, KeyError):
+        set_aside(path, "damaged (not the list of added models the studio writes)")
+        return []
+    return [s for s in added if isinstance(s, str) and s.strip() and "\x00" not in s]
 
 
 def add_model(spec: str) -> ModelSource:

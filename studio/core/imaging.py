@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
 from studio.core.errors import BadInput
+from studio.core.files import is_regular_file
+from studio.core.text import printable
 
 Box = tuple[int, int, int, int]
+
+MAX_PIXELS = 64_000_000  # 8000×8000: far beyond what a diffusion model takes as input
 
 # The image files the studio opens, lists in the gallery and accepts dropped: one list.
 IMAGE_SUFFIXES: tuple[str, ...] = (
@@ -105,6 +112,38 @@ def paste_into(
     return Image.composite(full_patch, canvas, soft_mask)
 
 
+# Modes the rest of the studio (and Pillow's convert to RGB or L) handles as they are.
+_PLAIN_MODES = ("1", "L", "P", "RGB", "RGBA", "LA", "PA")
+_DEEP_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # more than 8 bits a channel
+
+
+def _in_plain_mode(image: Image.Image, name: str) -> Image.Image:
+    """Every mode Pillow opens, as one the studio works in: deep greyscale (16-bit, 32-bit,
+    float) scaled to 8 bits with its tones kept (a plain conversion clips 16-bit values to
+    white), other colour spaces (CMYK, YCbCr, LAB, HSV) as RGB; anything else refused."""
+    if image.mode in _PLAIN_MODES:
+        return image
+    if image.mode in _DEEP_MODES:
+        values = np.asarray(image, dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        top = float(finite.max()) if finite.size else 0.0
+        if image.mode == "F" and top <= 1.0:
+            scale = 255.0  # floats in [0, 1]
+        elif image.mode == "F" and top <= 255.0:
+            scale = 1.0
+        else:
+            scale = 255.0 / (65535.0 if top <= 65535 else top)
+        eight = np.clip(np.nan_to_num(values) * scale + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(eight, "L")
+    try:
+        return image.convert("RGBA" if image.mode in ("RGBa", "La") else "RGB")
+    except (ValueError, OSError):
+        raise ImageLoadError(
+            f"'{name}' is in a colour mode the studio cannot use ({image.mode}): save it as an "
+            "RGB or greyscale image."
+        ) from None
+
+
 class ImageLoadError(BadInput):
     """An image file that cannot be used; str() is one sentence for the user."""
 
@@ -112,24 +151,41 @@ class ImageLoadError(BadInput):
 def open_image(path: str | Path) -> Image.Image:
     """Open and fully decode an image file, turning every failure into one sentence."""
     path = Path(path)
-    name = path.name
-    if not path.is_file():
-        raise ImageLoadError(f"'{name}' does not exist or is not a file.")
+    name = printable(path.name)
+    if not path.exists():
+        raise ImageLoadError(f"'{name}' does not exist.")
+    if not is_regular_file(path):  # a folder, or a pipe or device that would block the read
+        raise ImageLoadError(f"'{name}' is not an image file (not a regular file).")
     if path.stat().st_size == 0:
         raise ImageLoadError(f"'{name}' is empty (0 bytes), so it holds no image.")
     try:
-        with Image.open(path) as image:
-            image.load()  # decode now, so a truncated file fails here and not later
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a damaged file's warnings are not the user's
+            image = Image.open(path)
+        with image:
             if image.width == 0 or image.height == 0:
                 raise ImageLoadError(f"'{name}' holds an image with no pixels.")
+            if image.width * image.height > MAX_PIXELS:  # from the header, before decoding
+                raise ImageLoadError(
+                    f"'{name}' is {image.width}×{image.height}: larger than the studio opens "
+                    f"({MAX_PIXELS // 1_000_000} million pixels at most)."
+                )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                image.load()  # decode now, so a truncated file fails here and not later
             upright = ImageOps.exif_transpose(image)  # phone photos stand up; also a copy
-            upright.info = dict(image.info)  # keep text chunks: they carry parameters
+            info = dict(image.info)  # keep text chunks: they carry parameters
+            upright = _in_plain_mode(upright, name)
+            upright.info = info
             return upright
     except ImageLoadError:
         raise
     except Image.DecompressionBombError:
         raise ImageLoadError(f"'{name}' is too large to open safely.") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as e:
+    except MemoryError:
+        raise ImageLoadError(f"'{name}' is too large to open in the memory there is.") from None
+    except Exception as e:  # noqa: BLE001 - a damaged file may trip any decoder, in any way
+        logging.getLogger(__name__).info("%s could not be opened: %r", name, e)
         reason = (
             "it is truncated or damaged"
             if "truncat" in str(e).lower()

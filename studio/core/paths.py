@@ -33,3 +33,11 @@ def config_dir() -> Path:
 
 def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir(APP_NAME))
+
+
+def log_file() -> Path:
+    """The studio's log: what went wrong in detail, tracebacks included
+    (LATENT_STUDIO_LOGS overrides the folder)."""
+    override = os.environ.get("LATENT_STUDIO_LOGS")
+    folder = Path(override) if override else Path(platformdirs.user_log_dir(APP_NAME))
+    return folder / "studio.log"

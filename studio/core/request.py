@@ -281,6 +281,8 @@ def _validate(r: GenerationRequest) -> list[str]:
 
     if r.mode.needs_image and r.init_image is None:
         problems.append(f"{r.mode.label} needs an input image: open, paste or drop one.")
+    if r.mode is Mode.UPSCALE and r.init_image is not None:
+        problems.extend(_upscale_input_problems(r.init_image))
     if r.mode.uses_strength:
         check("strength")
     if r.mode is Mode.INPAINT:
@@ -291,6 +293,27 @@ def _validate(r: GenerationRequest) -> list[str]:
         check("upscale_strength")
     check("upscale_noise_level")
     return problems
+
+
+UPSCALE_FACTOR = 4  # the diffusion upscaler's
+
+
+def _upscale_input_problems(image: Image.Image) -> list[str]:
+    """The ×4 upscaler works on latents of the input's size: at least one latent pixel a
+    side, and the result within the largest size."""
+    width, height = image.size
+    if min(width, height) < SIDE_STEP:
+        return [
+            f"The image to upscale is {width}×{height}: it needs at least {SIDE_STEP} pixels a "
+            "side."
+        ]
+    if max(width, height) * UPSCALE_FACTOR > MAX_SIDE:
+        most = MAX_SIDE // UPSCALE_FACTOR
+        return [
+            f"The image to upscale is {width}×{height}: ×{UPSCALE_FACTOR} it would pass "
+            f"{MAX_SIDE} pixels; upscale images of at most {most} pixels a side."
+        ]
+    return []
 
 
 def _is_text(text: str) -> bool:

@@ -23,3 +23,14 @@ def printable(text: str, limit: int = 2000) -> str:
     # bidirectional overrides can make a message read differently from what it says
     text = _BIDI.sub("?", text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# In JSON every C0 control is escaped already; DEL, the C1 controls (some terminals take
+# 0x9b as an escape) and bidirectional overrides are not.
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_json(text: str) -> str:
+    """JSON text with every character a terminal could act on written as a \\u escape:
+    still the same JSON, safe to print."""
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)

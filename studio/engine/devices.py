@@ -6,14 +6,18 @@ import torch
 
 from studio.core.catalog import ModelError
 from studio.core.settings import EngineSettings
+from studio.core.text import printable
 
 
 def pick_device(requested: str | None = None) -> torch.device:
     if requested:
         try:
             device = torch.device(requested)
-        except RuntimeError:
-            raise ModelError(f"'{requested}' is not a device: use cpu, cuda or mps.") from None
+        except (RuntimeError, ValueError, TypeError):
+            device = None
+        if device is None or device.type not in ("cpu", "cuda", "mps"):
+            shown = printable(str(requested))
+            raise ModelError(f"'{shown}' is not a device the studio runs on: use cpu, cuda or mps.")
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ModelError(
                 "CUDA was asked for, but this torch has no CUDA GPU to use: install the CUDA "

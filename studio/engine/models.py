@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.catalog import ModelError, read_model_card, resolve
+from studio.core.model_files import check_model_folder
+from studio.core.paths import log_file
 from studio.core.request import Mode
 from studio.core.settings import EngineSettings
+from studio.core.text import printable
 from studio.engine import speedups
 from studio.engine.devices import memory_plan, pick_device, pick_dtype
 
@@ -91,6 +94,7 @@ class ModelManager:
         self, settings: EngineSettings | None = None, status: StatusCallback | None = None
     ) -> None:
         self.settings = settings or EngineSettings()
+        quiet_libraries()
         self.device = pick_device(self.settings.device)
         self.dtype = pick_dtype(self.device, self.settings.dtype)
         self.status = status or (lambda message, fraction: None)
@@ -190,7 +194,6 @@ class ModelManager:
 
     def _load(self, spec: str, pipeline_class: Any) -> Any:
         source = resolve(spec)
-        quiet_libraries()
         self.status(f"Loading {spec}…", None)
         try:
             if source.kind == "checkpoint":
@@ -202,6 +205,7 @@ class ModelManager:
                     if source.kind == "hub"
                     else Path(source.location)
                 )
+                check_model_folder(folder)  # before any library reads (or blocks on) a file
                 pipe = pipeline_class.from_pretrained(
                     folder,
                     dtype=self.dtype,
@@ -212,9 +216,9 @@ class ModelManager:
             raise
         except MemoryError:
             raise ModelError(f"There is not enough memory to load '{spec}'.") from None
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+        except Exception as e:  # noqa: BLE001 - a library's internals are never the message
             log.exception("loading %s failed", spec)
-            raise ModelError(f"'{spec}' could not be loaded: {_first_sentence(e)}") from None
+            raise ModelError(load_failure(spec, e)) from None
         self.weight_loads += 1
         card = read_model_card(folder) if folder else {}
         pipe._studio_card = card
@@ -340,15 +344,16 @@ class ModelManager:
 
 
 def quiet_libraries() -> None:
-    """Progress bars of diffusers and transformers go to a terminal no one sees; we report
-    progress ourselves."""
+    """Progress bars of diffusers and transformers go to a terminal no one sees (we report
+    progress ourselves); their messages go to the studio's log, not to stderr."""
     import diffusers.utils.logging as diffusers_logging
     import transformers.utils.logging as transformers_logging
 
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()
-    diffusers_logging.set_verbosity_error()
-    transformers_logging.set_verbosity_error()
+    for library in (diffusers_logging, transformers_logging):
+        library.disable_progress_bar()
+        library.set_verbosity_warning()
+        library.disable_default_handler()
+        library.enable_propagation()
 
 
 def _no_safety_checker(folder: Path) -> dict[str, Any]:
@@ -362,10 +367,24 @@ def _no_safety_checker(folder: Path) -> dict[str, Any]:
     return {}
 
 
-def _first_sentence(error: BaseException) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
-    text = text[:200]
-    return text if text.endswith(".") else text + "."
+def load_failure(spec: str, error: BaseException) -> str:
+    """The sentence for a model the library could not build (its files passed the checks
+    of core.model_files, so what is left is what they hold)."""
+    name = f"'{printable(Path(spec).name or spec)}'"
+    text = str(error).lower()
+    if "size mismatch" in text or "shape" in text:
+        return (
+            f"The weights of {name} do not fit its configuration (files from different models, "
+            "or a damaged download): download or copy the model again."
+        )
+    if "meta" in text or "missing" in text:
+        return f"The weights of {name} are incomplete: download or copy the model again."
+    if isinstance(error, ArithmeticError | TypeError | ValueError | KeyError | AttributeError):
+        return (
+            f"The configuration of {name} holds values no model can be built from: it is "
+            "damaged, or of a kind the studio does not know."
+        )
+    return f"{name} could not be loaded; the details are in {log_file()}."
 
 
 def _status_tqdm(status: StatusCallback, label: str) -> type:

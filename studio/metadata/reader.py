@@ -11,6 +11,7 @@ from typing import IO, Any
 
 from PIL import Image
 
+from studio.core.files import is_regular_file
 from studio.metadata.a1111 import PARAMETERS_KEY, from_loose_text, from_parameters, parse_a1111
 from studio.metadata.comfyui import from_comfyui
 from studio.metadata.containers import exif_chunks, stealth_text, text_chunks
@@ -132,6 +133,9 @@ def _display_name(source: Any) -> str:
 
 def _open_stream(source: str | os.PathLike[str] | IO[bytes], name: str) -> IO[bytes]:
     if isinstance(source, (str, os.PathLike)):
+        if os.path.exists(source) and not is_regular_file(Path(source)):
+            # a named pipe or a device would block the read, or never end
+            raise MetadataError(f"{name} is not an image file (a folder, a pipe or a device).")
         try:
             return open(source, "rb")  # noqa: SIM115 - closed by the caller
         except FileNotFoundError as error:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
+from studio.core.logs import setup_logging
 from studio.ui.icons import app_icon
 from studio.ui.settings import Settings
 from studio.ui.theme import apply_theme
@@ -27,6 +28,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("image", nargs="?", help="an image to open (its parameters are offered)")
     parser.add_argument("--no-preload", action="store_true", help="load the model on first use")
     parser.add_argument("--settings", type=Path, help="a settings file other than the default")
+    parser.add_argument("--debug", action="store_true", help="also log to the terminal")
     return parser.parse_args(argv)
 
 
@@ -54,7 +56,7 @@ def create_window(settings: Path | None = None, preload: bool | str = True) -> M
 def main(argv: list[str] | None = None) -> int:
     """Run the studio window; returns the exit code."""
     args = _parse(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(args.debug)
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationName("Latent Studio")
     app.setOrganizationName("Latent Studio")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import stat
 from pathlib import Path
 
 from PIL import Image
@@ -105,14 +106,26 @@ class ThumbnailLoader(QObject):
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Images in a folder, newest first (half-written files are skipped)."""
+    """Images in a folder, newest first. One bad entry costs that entry only: a link in a
+    loop, a file deleted while the folder is read (a sync tool at work), a pipe, a
+    half-written file (the studio's own start with a dot) are passed over."""
     try:
-        entries = [e for e in os.scandir(folder) if e.is_file()]
-    except OSError:
+        scan = os.scandir(folder)
+    except (OSError, ValueError):
         return []
-    images = [e for e in entries if is_image_name(e.name) and not e.name.startswith(".")]
-    images.sort(key=lambda e: (e.stat().st_mtime, e.name), reverse=True)
-    return [Path(e.path) for e in images]
+    found: list[tuple[float, str, str]] = []
+    with scan:
+        for entry in scan:
+            if entry.name.startswith(".") or not is_image_name(entry.name):
+                continue
+            try:
+                info = entry.stat()  # through links; a loop or a vanished file raises
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode):
+                found.append((info.st_mtime, entry.name, entry.path))
+    found.sort(reverse=True)
+    return [Path(path) for _, _, path in found]
 
 
 class GalleryModel(QAbstractListModel):

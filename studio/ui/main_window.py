@@ -42,6 +42,7 @@ from studio.core.draft import Draft, Source
 from studio.core.imaging import ImageLoadError, file_dialog_filter, open_image
 from studio.core.request import GenerationRequest, Mode
 from studio.core.settings import EngineSettings
+from studio.core.state import notice, take_notices
 from studio.core.text import printable
 from studio.ui import icons
 from studio.ui.backends import Backend, EngineFactory
@@ -124,7 +125,10 @@ class MainWindow(QMainWindow):
         self._connect()
         self._restore_settings()
         self._show_mode(self.draft.mode)
-        self.prompt_panel.prompt_edit.setFocus()  # ready to type a prompt at once
+        self.prompt_panel.prompt_edit.setFocus()
+        notices = take_notices()  # broken state set aside at start: said once
+        if notices:
+            self.banner.show_info(" ".join(notices))  # ready to type a prompt at once
 
     # ------------------------------------------------------------------ building
 
@@ -541,7 +545,7 @@ class MainWindow(QMainWindow):
         if isinstance(last, dict) and last:
             applied = self.draft.apply(last, Source.SESSION)
             for note in applied.notes:
-                log.warning("the last session's parameters: %s", note)
+                notice(f"The last session's parameters: {note}")
         else:  # a first start: the default model's own size, steps, CFG and sampler
             self.draft.apply(model_defaults(self.draft["model"]), Source.MODEL)
 

@@ -12,8 +12,11 @@ from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings
 
+from studio.core.files import is_regular_file
 from studio.core.paths import config_dir, output_dir
 from studio.core.settings import PREVIEW_METHODS, SPEEDUPS, EngineSettings
+from studio.core.state import notice, set_aside
+from studio.core.text import printable
 
 MAX_HISTORY = 50
 
@@ -23,10 +26,18 @@ DTYPES = ("float16", "bfloat16", "float32")
 _TRISTATE_NAMES = {None: AUTO, True: "on", False: "off"}
 
 
+MAX_SETTINGS_BYTES = 16 * 1024 * 1024  # window state, prompt history: far below this
+
+
 class Settings:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or config_dir() / "studio.ini"
+        if _is_broken(self.path):  # kept aside, and the studio starts from its defaults
+            set_aside(self.path, "damaged (not a settings file the studio writes)")
         self._qs = QSettings(str(self.path), QSettings.Format.IniFormat)
+        if self._qs.status() != QSettings.Status.NoError:
+            set_aside(self.path, "unreadable")
+            self._qs = QSettings(str(self.path), QSettings.Format.IniFormat)
 
     def sync(self) -> None:
         self._qs.sync()
@@ -73,7 +84,16 @@ class Settings:
 
     def output_dir(self) -> Path:
         value = self._qs.value("studio/output_dir")
-        return Path(value) if isinstance(value, str) and value else output_dir()
+        if not isinstance(value, str) or not value:
+            return output_dir()
+        if "\x00" in value or len(value) > 4096:
+            notice(
+                f"The output folder in the settings ('{printable(value)}') is not a path a "
+                f"folder can have; images go to {output_dir()}."
+            )
+            self._qs.remove("studio/output_dir")
+            return output_dir()
+        return Path(value)
 
     def set_output_dir(self, folder: Path | None) -> None:
         """None goes back to the default folder (and follows LATENT_STUDIO_OUTPUT)."""
@@ -138,7 +158,7 @@ class Settings:
             return None
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
 
     def _choice(self, key: str, allowed: tuple[str, ...]) -> str | None:
@@ -165,3 +185,19 @@ class Settings:
         if isinstance(value, str):
             return value.lower() in ("true", "1", "yes")
         return bool(value)
+
+
+def _is_broken(path: Path) -> bool:
+    """A settings file the studio cannot have written: binary, not UTF-8, or huge. (Qt's
+    INI reader takes anything and makes keys of garbage, so the bytes are looked at.)"""
+    if not path.exists():
+        return False
+    if not is_regular_file(path):
+        return True
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_SETTINGS_BYTES + 1)
+        data.decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return True
+    return len(data) > MAX_SETTINGS_BYTES or b"\x00" in data

@@ -3,6 +3,7 @@ runs its step, speed and time left with a progress bar."""
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar
 from superqt import QElidingLabel
 
@@ -28,9 +29,19 @@ class StatusLine:
         self.message = QElidingLabel("Starting…")
         self.message.setMinimumWidth(220)
         self.step = QLabel()
+        # Fixed sizes: a step's text changes 30 times a second, and a label that resized
+        # with it would lay out (and repaint) the whole window each time, taking the UI
+        # thread and the GIL from the engine (measured: 40 steps in 6 s instead of 1 s).
+        widest = "Hires fix · Step 1000/1000 · 99.9 it/s · 9999.9 s left"
+        self.step.setFixedWidth(self.step.fontMetrics().horizontalAdvance(widest) + 8)
+        self.step.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.progress = QProgressBar()
-        self.progress.setMaximumWidth(220)
+        self.progress.setFixedWidth(220)
         self.progress.setTextVisible(False)
+        # hidden but holding its place: showing it must not lay out the window either
+        policy = self.progress.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)
+        self.progress.setSizePolicy(policy)
         self.progress.setVisible(False)
         bar.addWidget(self.message, 1)
         bar.addPermanentWidget(self.step)

@@ -92,7 +92,7 @@ def test_broken_model_folder_is_one_sentence(tiny_sd: str, tmp_path: Path) -> No
     shutil.copytree(tiny_sd, broken)
     for weights in (broken / "unet").glob("*.safetensors"):
         weights.write_bytes(b"not really weights")
-    with pytest.raises(ModelError, match="could not be loaded"):
+    with pytest.raises(ModelError, match="is damaged or incompletely downloaded"):
         ModelManager().pipeline(str(broken), Mode.TEXT_TO_IMAGE)
 
 
