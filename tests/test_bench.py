@@ -19,6 +19,7 @@ from studio.core.catalog import ModelError, resolve
 
 REQUIRED = [
     "engine_overhead_ratio",
+    "window_over_engine_ratio",
     "preview_cost_share",
     "event_loop_gap_ms",
     "startup_window_s",
@@ -67,6 +68,7 @@ def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
     assert "linear" in results["preview_cost_share"]
     assert results["mode_switch_weight_loads"] == 0
     assert results["engine_overhead_ratio"] > 0.5  # a sane ratio, not a target
+    assert results["window_over_engine_ratio"] > 0.5
     # the speed-up ladder on the embedded model: every row this CPU can run, none failed
     assert set(results["speedup_s_per_image_ratio"]) == {"channels_last", "fuse_qkv"}
     assert results["speedup_errors"] == {}
