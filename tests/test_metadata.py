@@ -1107,3 +1107,63 @@ def test_gzip_bomb_in_stealth_is_bounded() -> None:
     p = read_parameters_from_image(image)
     assert p is not None
     assert p.prompt.startswith("AAAA") and len(p.prompt) <= 4 * 1024 * 1024
+
+
+# -- a hostile corpus: shapes that cost time, numbers that cost the file --------------------
+
+
+def _png_with(chunks: dict[str, str]) -> io.BytesIO:
+    info = PngImagePlugin.PngInfo()
+    for key, text in chunks.items():
+        info.add_text(key, text)
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "PNG", pnginfo=info)
+    buffer.seek(0)
+    return buffer
+
+
+def _fan_out_graph(samplers: int, fan: int) -> dict[str, Any]:
+    """Combine nodes each taking every other one as input, under many samplers: a shape
+    that made the reader visit every link again for each sampler."""
+    hubs = [f"h{i}" for i in range(fan)]
+    graph: dict[str, Any] = {
+        hub: {
+            "class_type": "ConditioningCombine",
+            "inputs": {f"c{j}": [hubs[(i + j + 1) % fan], 0] for j in range(fan)},
+        }
+        for i, hub in enumerate(hubs)
+    }
+    for s in range(samplers):
+        graph[str(s)] = {
+            "class_type": "KSampler",
+            "inputs": {"positive": [hubs[s % fan], 0], "seed": 5, "steps": 20},
+        }
+    return graph
+
+
+@pytest.mark.parametrize(("samplers", "fan"), [(50, 250), (300, 60), (2000, 10)])
+def test_large_fan_out_graphs_read_in_linear_time(samplers: int, fan: int) -> None:
+    text = json.dumps(_fan_out_graph(samplers, fan))
+    started = time.perf_counter()
+    found = read_parameters(_png_with({"prompt": text}))
+    seconds = time.perf_counter() - started
+    assert found.source == "comfyui" and found.seed == 5
+    assert seconds < 2.0, f"{len(text) / 1e6:.1f} MB read in {seconds:.1f} s"  # 0.1 s here
+
+
+def test_a_number_of_thousands_of_digits_costs_only_that_field() -> None:
+    a1111 = "a cat\nNegative prompt: dogs\nSteps: 20, Seed: " + "9" * 5000 + ", CFG scale: 7"
+    found = read_parameters(_png_with({"parameters": a1111}))
+    assert (found.prompt, found.steps, found.cfg_scale, found.seed) == ("a cat", 20, 7.0, None)
+    # (written by hand: Python's own json refuses to write such an int)
+    text = '{"3": {"class_type": "KSampler", "inputs": {"seed": ' + "9" * 5000 + ', "steps": 8}}}'
+    found = read_parameters(_png_with({"prompt": text}))
+    assert found.steps == 8 and found.seed is None
+
+
+def test_a_huge_settings_line_is_text_not_settings() -> None:
+    line = "Steps: 2, " * 60_000  # 600 KB: far longer than any settings line
+    started = time.perf_counter()
+    found = parse_a1111("a cat\n" + line)
+    assert time.perf_counter() - started < 2.0
+    assert found.steps is None and found.prompt.startswith("a cat\nSteps: 2")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -48,6 +49,11 @@ _NOT_CONDITIONING = frozenset(
     }
 )
 _MAX_DEPTH = 64
+# Bounds that keep reading linear in the graph's size whatever its shape: a graph of many
+# samplers whose conditioning fans out widely cost seconds, then minutes, without them.
+_MAX_SAMPLERS = 32  # samplers examined (in node order); the first complete one wins anyway
+_MAX_NODES = 4 * _MAX_DEPTH  # nodes visited behind one conditioning link
+_MAX_INPUTS = 16 * _MAX_NODES  # node inputs looked at behind one conditioning link
 
 
 def _is_link(value: Any) -> bool:
@@ -124,9 +130,10 @@ def _conditioning_texts(graph: Graph, link: Any) -> tuple[list[str], list[dict[s
     encoders: list[dict[str, Any]] = []
     seen: set[str] = set()
     stack = [link]
-    while stack:
+    budget = _MAX_INPUTS
+    while stack and len(seen) < _MAX_NODES and budget > 0:
         current = stack.pop()
-        if not _is_link(current) or str(current[0]) in seen or len(seen) > 4 * _MAX_DEPTH:
+        if not _is_link(current) or str(current[0]) in seen:
             continue
         seen.add(str(current[0]))
         node = _linked(graph, current)
@@ -137,8 +144,12 @@ def _conditioning_texts(graph: Graph, link: Any) -> tuple[list[str], list[dict[s
             encoders.append(node)
             texts.extend(text for text in found if text not in texts)
             continue
-        links = [v for k, v in _inputs(node).items() if k not in _NOT_CONDITIONING]
-        stack.extend(reversed([v for v in links if _is_link(v)]))
+        links = []
+        for key, value in itertools.islice(_inputs(node).items(), budget):
+            if key not in _NOT_CONDITIONING and _is_link(value) and str(value[0]) not in seen:
+                links.append(value)
+        budget -= len(_inputs(node))
+        stack.extend(reversed(links))
     return texts, encoders
 
 
@@ -263,7 +274,7 @@ def _from_comfy_graph(graph: Graph) -> ImageParameters | None:
     ids = sorted((k for k, v in graph.items() if isinstance(v, dict)), key=_node_order)
     samplers = [node_id for node_id in ids if _is_sampler(graph[node_id])]
     best: ImageParameters | None = None
-    for node_id in samplers:
+    for node_id in samplers[:_MAX_SAMPLERS]:
         candidate = _from_sampler(graph, graph[node_id])
         if best is None or _completeness(candidate) > _completeness(best):
             best = candidate
