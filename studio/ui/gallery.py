@@ -39,8 +39,9 @@ from PySide6.QtWidgets import (
 
 from studio.core.imaging import is_image_name
 from studio.core.request import Mode
-from studio.metadata import ImageParameters, MetadataError, format_a1111, read_parameters
+from studio.metadata import ImageParameters, format_a1111
 from studio.ui.icons import themed
+from studio.ui.parameter_reader import ParameterReader
 from studio.ui.qt_images import pil_to_qimage
 from studio.ui.thumbnail_delegate import ThumbnailDelegate
 
@@ -211,6 +212,8 @@ def move_to_trash(path: Path) -> bool:
 class ParametersView(QWidget):
     """The selected image, large, with its generation parameters as text."""
 
+    parametersShown = Signal()  # the parameters (or why there are none) are shown
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.preview = QLabel()
@@ -228,6 +231,7 @@ class ParametersView(QWidget):
         layout.addWidget(self.title)
         layout.addWidget(self.text, 1)
         self.parameters: ImageParameters | None = None
+        self.reader = ParameterReader(self)
 
     def show_file(self, path: Path | None) -> None:
         self.parameters = None
@@ -248,16 +252,21 @@ class ParametersView(QWidget):
             )
             self.preview.setPixmap(QPixmap.fromImage(scaled))
             self.title.setText(f"{path.name} · {image.width()}×{image.height()}")
-        try:
-            self.parameters = read_parameters(path)
-        except MetadataError as e:
-            self.text.setPlainText(str(e))
-            return
-        shown = self.parameters
-        if shown.source == "studio" and not image.isNull():
-            # Our files record the request's size; an upscaled image is larger than that.
-            shown = dataclasses.replace(shown, width=image.width(), height=image.height())
-        self.text.setPlainText(format_a1111(shown))
+        size = (image.width(), image.height()) if not image.isNull() else None
+        self.text.setPlainText("Reading its parameters…")
+
+        def show(parameters: ImageParameters | None, why: str) -> None:
+            self.parameters = parameters
+            if parameters is None:
+                self.text.setPlainText(why)
+            else:
+                if parameters.source == "studio" and size is not None:
+                    # Our files record the request's size; an upscaled image is larger.
+                    parameters = dataclasses.replace(parameters, width=size[0], height=size[1])
+                self.text.setPlainText(format_a1111(parameters))
+            self.parametersShown.emit()
+
+        self.reader.read(path, show)
 
 
 class GalleryPanel(QWidget):
@@ -328,6 +337,7 @@ class GalleryPanel(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(splitter)
 
+        self.params.parametersShown.connect(self._update_state)
         self.model.modelReset.connect(self._update_state)
         self.model.rowsInserted.connect(self._update_state)
         self.model.rowsRemoved.connect(self._update_state)
@@ -386,6 +396,7 @@ class GalleryPanel(QWidget):
 
     def shutdown(self) -> None:
         self.model.loader.shutdown()
+        self.params.reader.shutdown()
 
     # -- internals ---------------------------------------------------------------------------------
 

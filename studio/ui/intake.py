@@ -20,10 +20,11 @@ from studio.core.imaging import ImageLoadError, input_size, open_image
 from studio.core.request import Mode
 from studio.core.restore import RestorePlan, plan_restore
 from studio.core.text import printable
-from studio.metadata import MetadataError, read_parameters
+from studio.metadata import ImageParameters
 from studio.ui.banner import Banner
 from studio.ui.canvas import ImageCanvas
 from studio.ui.image_input import dropped_image_path, dropped_pixels
+from studio.ui.parameter_reader import ParameterReader
 from studio.ui.qt_images import qimage_to_pil
 
 _USES = (("Image→Image", Mode.IMAGE_TO_IMAGE), ("Inpaint", Mode.INPAINT), ("Upscale", Mode.UPSCALE))
@@ -50,6 +51,7 @@ class Intake(QObject):
         self.show_error = show_error
         self.input_changed = input_changed
         self.last_folder: Path | None = None  # where the Open dialog starts next
+        self.reader = ParameterReader(self)
 
     # -- files ------------------------------------------------------------------------------
 
@@ -63,15 +65,15 @@ class Intake(QObject):
             self.show_error(str(e))
             return False
         self.last_folder = path.parent
-        try:
-            plan: RestorePlan | None = plan_restore(read_parameters(path))
-        except MetadataError:
-            plan = None
         name = printable(path.name)
         about = f"{name} ({image.width}×{image.height})"
-        if plan is not None:
-            about += f" carries parameters from {plan.source_name}"
-        self._offer(image, about, plan, name)
+
+        def offer(parameters: ImageParameters | None, _why: str) -> None:
+            plan = plan_restore(parameters) if parameters is not None else None
+            found = f" carries parameters from {plan.source_name}" if plan else ""
+            self._offer(image, about + found, plan, name)
+
+        self.reader.read(path, offer)  # at once for a small file, else when read
         return True
 
     def take_mime(self, mime: QMimeData | None) -> bool:
@@ -137,14 +139,16 @@ class Intake(QObject):
 
     # -- parameters -------------------------------------------------------------------------
 
-    def restore_from(self, path: Path) -> bool:
-        try:
-            params = read_parameters(path)
-        except MetadataError as e:
-            self.show_error(str(e))
-            return False
-        self.restore(plan_restore(params), printable(path.name))
-        return True
+    def restore_from(self, path: Path) -> None:
+        """Restore a file's parameters (read off the UI thread if it is large)."""
+
+        def restore(parameters: ImageParameters | None, why: str) -> None:
+            if parameters is None:
+                self.show_error(why)
+            else:
+                self.restore(plan_restore(parameters), printable(path.name))
+
+        self.reader.read(path, restore)
 
     def restore(self, plan: RestorePlan, name: str = "") -> Applied:
         """Fill the draft from an image's parameters (the mode and the canvas stay), and say

@@ -395,8 +395,8 @@ class MainWindow(QMainWindow):
         """Open an image and offer what to do with it (nothing changes until one is picked)."""
         return self.intake.open_file(path)
 
-    def restore_parameters_from(self, path: Path) -> bool:
-        return self.intake.restore_from(path)
+    def restore_parameters_from(self, path: Path) -> None:
+        self.intake.restore_from(path)
 
     @Slot()
     def paste_image(self) -> None:
@@ -564,6 +564,7 @@ class MainWindow(QMainWindow):
         ended = self.controller.shutdown(2000)
         self.engine_stopped = ended
         self.gallery.shutdown()
+        self.intake.reader.shutdown()
         if not ended:
             log.warning("the engine thread was still busy at exit")
         super().closeEvent(event)
