@@ -171,3 +171,25 @@ def test_dropping_a_file_on_the_window_or_the_canvas_opens_it(qtbot, make_window
     window.banner.dismiss()
     window.canvas.imageDropped.emit(str(interop_dir / "NovelAI" / "novelai1_cropped.png"))
     assert "NovelAI" in window.banner.text()
+
+
+def test_a_files_model_that_is_not_installed_is_offered_never_switched_to(
+    qtbot, make_window, tmp_path, monkeypatch
+):  # noqa: ANN001
+    from studio.core.request import GenerationRequest
+
+    path = save_image(
+        Image.new("RGB", (64, 64)),
+        GenerationRequest(prompt="a duck", model="stranger/big-model", steps=7),
+        5,
+        tmp_path,
+    )
+    window = make_window()
+    asked: list[str] = []
+    monkeypatch.setattr(window.intake, "add_model", asked.append)
+    window.restore_parameters_from(path)
+    assert window.draft["model"] == "studio-tiny" and window.draft["steps"] == 7
+    assert "The model 'stranger/big-model' is not installed" in window.banner.text()
+    assert window.banner.actions_shown() == ["Add this model…"]
+    window.banner.action_button.click()  # only now, because the artist asked
+    assert asked == ["stranger/big-model"]

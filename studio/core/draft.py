@@ -68,6 +68,7 @@ class Applied:
     changed: dict[str, Any] = field(default_factory=dict)
     defaults: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    skipped: dict[str, Any] = field(default_factory=dict)  # the values the notes are about
 
 
 class Draft:
@@ -161,6 +162,7 @@ class Draft:
                 accepted[name] = self._checked(name, value, source)
             except ValueError as e:
                 applied.notes.append(str(e))
+                applied.skipped[name] = value
         model = accepted.get("model")
         if model is not None and model != self._values["model"] and source > Source.SESSION:
             defaults = {k: v for k, v in self._model_defaults(model).items() if k not in accepted}

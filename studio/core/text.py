@@ -15,6 +15,15 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
+def printable_lines(text: str, limit: int = 100_000) -> str:
+    """Like `printable`, for text shown over several lines (a prompt, a file's parameters):
+    line breaks and tabs stay, every other control character becomes '?'."""
+    text = str(text).replace("\r\n", "\n")
+    text = "".join("?" if ch not in "\n\t" and _CONTROL.match(ch) else ch for ch in text)
+    text = _BIDI.sub("?", text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def printable(text: str, limit: int = 2000) -> str:
     """`text` with every control character (escape sequences included) replaced by a
     visible '?', whitespace runs folded into one space, and at most `limit` characters."""

@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 
 from studio.core.imaging import is_image_name
 from studio.core.request import Mode
+from studio.core.text import printable, printable_lines
 from studio.metadata import ImageParameters, format_a1111
 from studio.ui.icons import themed
 from studio.ui.parameter_reader import ParameterReader
@@ -156,7 +157,7 @@ class GalleryModel(QAbstractListModel):
                 return self._placeholder
             return thumb
         if role == Qt.ItemDataRole.ToolTipRole:
-            return path.name
+            return printable(path.name)
         if role == PathRole:
             return str(path)
         return None
@@ -251,19 +252,19 @@ class ParametersView(QWidget):
                 else Qt.TransformationMode.SmoothTransformation,
             )
             self.preview.setPixmap(QPixmap.fromImage(scaled))
-            self.title.setText(f"{path.name} · {image.width()}×{image.height()}")
+            self.title.setText(f"{printable(path.name)} · {image.width()}×{image.height()}")
         size = (image.width(), image.height()) if not image.isNull() else None
         self.text.setPlainText("Reading its parameters…")
 
         def show(parameters: ImageParameters | None, why: str) -> None:
             self.parameters = parameters
             if parameters is None:
-                self.text.setPlainText(why)
+                self.text.setPlainText(printable(why))
             else:
                 if parameters.source == "studio" and size is not None:
                     # Our files record the request's size; an upscaled image is larger.
                     parameters = dataclasses.replace(parameters, width=size[0], height=size[1])
-                self.text.setPlainText(format_a1111(parameters))
+                self.text.setPlainText(printable_lines(format_a1111(parameters)))
             self.parametersShown.emit()
 
         self.reader.read(path, show)

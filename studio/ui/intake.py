@@ -14,7 +14,7 @@ from PIL import Image
 from PySide6.QtCore import QMimeData, QObject
 from PySide6.QtGui import QGuiApplication, QImage
 
-from studio.core.catalog import model_defaults
+from studio.core.catalog import ModelError, model_defaults, resolve
 from studio.core.draft import Applied, Draft, Source
 from studio.core.imaging import ImageLoadError, input_size, open_image
 from studio.core.request import Mode
@@ -39,10 +39,12 @@ class Intake(QObject):
         say: Callable[[str], None],
         show_error: Callable[[str], None],
         input_changed: Callable[[], None],
+        add_model: Callable[[str], None],
         parent: QObject | None = None,
     ) -> None:
         """`say` puts a line in the status bar; `input_changed` is called when the canvas
-        gets a new input (the window clears the timeline of the picture it replaced)."""
+        gets a new input (the window clears the timeline of the picture it replaced);
+        `add_model` asks the artist to add a model (a restored file's, on request)."""
         super().__init__(parent)
         self.draft = draft
         self.canvas = canvas
@@ -50,6 +52,7 @@ class Intake(QObject):
         self.say = say
         self.show_error = show_error
         self.input_changed = input_changed
+        self.add_model = add_model
         self.last_folder: Path | None = None  # where the Open dialog starts next
         self.reader = ParameterReader(self)
 
@@ -160,6 +163,22 @@ class Intake(QObject):
         notes = [*plan.notes, *applied.notes]
         if notes:
             message += " " + " ".join(notes)
-        self.banner.show_info(message)
+        actions: list[tuple[str, Callable[[], Any]]] = []
+        missing = applied.skipped.get("model")
+        if isinstance(missing, str) and _addable(missing):
+            # never behind the artist's back: the file's model is added (and downloaded,
+            # for a hub id) only when they ask for it
+            actions.append(("Add this model…", lambda: self.add_model(missing)))
+        self.banner.offer(message, actions)
         self.say(message)
         return applied
+
+
+def _addable(spec: str) -> bool:
+    """Whether a model a file names could be added as it is (a hub id, or a file or
+    folder on this machine), rather than being a name only its tool understood."""
+    try:
+        resolve(spec)
+    except ModelError:
+        return False
+    return True

@@ -120,6 +120,7 @@ class MainWindow(QMainWindow):
             self.status.say,
             self.show_error,
             lambda: self.jobs.show_timeline(None),
+            lambda spec: self._ask_for_model(self.model_picker, spec),
             self,
         )
         self._connect()
@@ -456,8 +457,9 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ models
 
-    def _ask_for_model(self, picker: ModelPicker) -> None:
+    def _ask_for_model(self, picker: ModelPicker, spec: str = "") -> None:
         dialog = AddModelDialog(self)
+        dialog.spec_edit.setText(spec)
         try:
             if dialog.exec() != AddModelDialog.DialogCode.Accepted:
                 return

@@ -27,6 +27,7 @@ from studio.core import catalog
 from studio.core.catalog import ModelError
 from studio.core.draft import Draft, Source
 from studio.core.request import DEFAULT_MODEL, DEFAULT_UPSCALE_MODEL
+from studio.core.text import printable
 from studio.ui.bind import follow
 
 log = logging.getLogger(__name__)
@@ -39,15 +40,15 @@ def describe_model(spec: str, role: str) -> str:
     card describes it: studio-tiny's lists the words it understands)."""
     for info in catalog.embedded_models():
         if info.name == spec:
-            return info.description or f"Embedded {info.role}."
+            return printable(info.description) or f"Embedded {info.role}."
     try:
         source = catalog.resolve(spec)
     except ModelError as e:
         return str(e)
     return {
         "hub": "A Hugging Face hub model: downloaded once on first use, then cached.",
-        "folder": f"A diffusers folder: {source.location}",
-        "checkpoint": f"A single-file checkpoint: {source.location}",
+        "folder": f"A diffusers folder: {printable(source.location)}",
+        "checkpoint": f"A single-file checkpoint: {printable(source.location)}",
         "embedded": "Embedded model.",
     }.get(source.kind, "")
 
@@ -202,7 +203,7 @@ class ModelPicker(QWidget):
         self.combo.blockSignals(False)
         changed = spec != self._current
         self._current = spec
-        self.combo.setToolTip(spec)
+        self.combo.setToolTip(printable(spec))
         if self._show_hint:
             self.hint.setText(describe_model(spec, self.role))
         if changed:
@@ -220,5 +221,5 @@ class ModelPicker(QWidget):
 
 def _short(spec: str) -> str:
     """Long folder paths read badly in a combo: show the last two parts."""
-    parts = spec.replace("\\", "/").rstrip("/").split("/")
-    return spec if len(parts) <= 2 else "…/" + "/".join(parts[-2:])
+    parts = printable(spec).replace("\\", "/").rstrip("/").split("/")
+    return "/".join(parts) if len(parts) <= 2 else "…/" + "/".join(parts[-2:])
