@@ -258,6 +258,43 @@ def test_a_bad_request_fails_with_one_sentence_and_the_queue_goes_on(make_contro
     assert failures == ["The prompt is empty: describe the image you want."]
 
 
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        (
+            MemoryError(),
+            "There was not enough memory to finish the job: try a smaller size or batch.",
+        ),
+        (KeyError("boom"), "The job failed unexpectedly (KeyError); see the log."),
+    ],
+)
+def test_an_unexpected_error_while_saving_fails_that_job_and_the_next_runs(
+    make_controller, qtbot, monkeypatch, error, words
+):  # noqa: ANN001
+    """A MemoryError in the PNG encoder used to escape the worker: no message, and the
+    controller stayed busy for ever with the next job queued."""
+    import studio.core.saving as saving
+
+    real = saving.save_image
+    calls: list[int] = []
+
+    def failing_once(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(1)
+        if len(calls) == 1:
+            raise error
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(saving, "save_image", failing_once)
+    controller = make_controller()
+    failures: list[str] = []
+    controller.jobFailed.connect(lambda i, m: failures.append(m))
+    first = controller.submit(_request(prompt="first"))
+    with qtbot.waitSignal(controller.jobFinished, timeout=5000) as blocker:
+        second = controller.submit(_request(prompt="second"))
+    assert failures == [words] and blocker.args[0] == second
+    assert controller.job(first).state is JobState.FAILED and not controller.is_busy
+
+
 def test_progress_is_throttled(make_controller, qtbot):  # noqa: ANN001
     controller = make_controller(FloodEngine)
     emitted: list[int] = []
