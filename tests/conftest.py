@@ -56,7 +56,7 @@ def _origin() -> str:
 
 @dataclass
 class _Started:
-    obj: weakref.ref
+    obj: Callable[[], Any]  # a weak reference, or a holder of a strong one
     origin: str
 
 
@@ -117,7 +117,9 @@ def _install_qt_hooks() -> None:
         return timer_start(timer, *args, **kwargs)
 
     def tracked_pool_start(pool: Any, *args: Any, **kwargs: Any) -> Any:
-        _tracker.pools.append(_Started(weakref.ref(pool), _origin()))
+        # held strongly (for the test's length): QThreadPool.globalInstance() hands out a
+        # wrapper that Python drops at once, and a weak reference would lose the pool
+        _tracker.pools.append(_Started(lambda p=pool: p, _origin()))
         return pool_start(pool, *args, **kwargs)
 
     def tracked_single_shot(*args: Any) -> Any:

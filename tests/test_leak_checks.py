@@ -35,6 +35,24 @@ def test_a_python_thread():
     threading.Thread(target=stop.wait, args=(5,), daemon=True).start()
 
 
+def test_a_busy_global_pool(qtbot):
+    from PySide6.QtCore import QRunnable, QThreadPool
+
+    class Slow(QRunnable):
+        def run(self):
+            time.sleep(3)
+
+    QThreadPool.globalInstance().start(Slow())
+
+
+def test_a_window(qtbot):
+    from PySide6.QtWidgets import QWidget
+
+    window = QWidget()
+    window.show()
+    test_a_window.kept = window
+
+
 def test_a_clean_one(qtbot):
     timer = QTimer()
     timer.start(10)
@@ -46,12 +64,14 @@ def test_leaks_fail_their_test_and_name_where_they_started(pytester: pytest.Pyte
     pytester.makeconftest((Path(__file__).parent / "conftest.py").read_text())
     pytester.makepyfile(test_leaky=LEAKY)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=120)
-    result.assert_outcomes(passed=5, errors=4)  # errors at teardown
+    result.assert_outcomes(passed=7, errors=6)  # errors at teardown
     output = result.stdout.str()
     for leak, line in (
         ("QThread still running", "test_leaky.py:9 test_a_qthread"),
         ("QTimer still active", "test_leaky.py:15 test_a_timer"),
         ("QTimer.singleShot not yet fired", "test_leaky.py:20 test_a_single_shot"),
         ("Python thread still running", "test_leaky.py:25 test_a_python_thread"),
+        ("QThreadPool still busy", "test_leaky.py:35 test_a_busy_global_pool"),
+        ("top-level widget(s) left", "['QWidget']"),
     ):
-        assert f"{leak}, " in output and line in output, (leak, output[-3000:])
+        assert leak in output and line in output, (leak, output[-3000:])

@@ -418,3 +418,32 @@ def test_the_real_engine_reloads_under_a_new_precision(qtbot, tmp_path, tiny_sd)
     worker.configure(EngineSettings(device="cuda"))
     worker.run(Job(1, _request(), tmp_path))
     assert len(failed) == 1 and failed[0].startswith("CUDA was asked for")
+
+
+def test_a_restart_in_upscale_mode_keeps_both_upscaler_choices(qtbot, make_window) -> None:  # noqa: ANN001
+    first = make_window()
+    first.draft.edit({"upscaler": None, "mode": Mode.UPSCALE, "upscale_method": "hires"})
+    first.close()
+    second = make_window()
+    assert second.mode() is Mode.UPSCALE and second.guidance.upscaler_choice() is Upscaler.HIRES
+    second.set_mode(Mode.TEXT_TO_IMAGE)
+    assert second.draft.freeze().upscaler is None  # no hires fix the artist never asked for
+
+
+def test_a_sliders_label_shows_every_decimal_the_value_will_run_with(qtbot) -> None:  # noqa: ANN001
+    draft = Draft()
+    panel = GuidancePanel(draft)
+    qtbot.addWidget(panel)
+    draft.apply(
+        {"cfg_scale": 7.25, "threshold_percentile": 99.95, "strength": 0.875}, Source.RESTORED
+    )
+    labels = {
+        name: widget._label.text()
+        for name, widget in (
+            ("cfg_scale", panel.cfg_scale),
+            ("threshold_percentile", panel.percentile),
+            ("strength", panel.strength),
+        )
+    }
+    assert labels == {"cfg_scale": "7.25", "threshold_percentile": "99.95", "strength": "0.875"}
+    assert draft.freeze().cfg_scale == 7.25

@@ -244,3 +244,24 @@ def test_main_shows_the_window_and_exits_cleanly(qtbot, tmp_path):  # noqa: ANN0
     assert main(["--no-preload", "--settings", str(tmp_path / "studio.ini")]) == 0
     assert seen == ["Latent Studio"]
     assert (tmp_path / "studio.ini").is_file()  # the layout and parameters were saved
+
+
+def test_ctrl_v_offers_the_clipboards_image(qtbot, make_window) -> None:  # noqa: ANN001
+    from PySide6.QtGui import QColor, QImage
+    from PySide6.QtWidgets import QApplication
+
+    window = make_window()
+    picture = QImage(7, 5, QImage.Format.Format_RGB32)
+    picture.fill(QColor(40, 50, 60))
+    QApplication.clipboard().setImage(picture)
+    window.activateWindow()  # window-wide shortcuts act in the active window
+    qtbot.waitUntil(window.isActiveWindow, timeout=2000)
+    window.canvas.setFocus()
+    try:
+        qtbot.keyClick(window.canvas, Qt.Key.Key_V, Qt.KeyboardModifier.ControlModifier)
+    finally:
+        QApplication.clipboard().clear()
+    assert "A pasted image (7×5)" in window.banner.text()
+    window.banner.buttons[window.banner.actions_shown().index("Inpaint")].click()
+    assert window.mode() is Mode.INPAINT
+    assert window.canvas.image().getpixel((0, 0)) == (40, 50, 60)

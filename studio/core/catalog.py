@@ -88,6 +88,9 @@ def model_defaults(spec: str) -> dict[str, Any]:
         source = resolve(spec)
     except ModelError:
         return {}
+    if source.kind == "checkpoint":
+        side = _checkpoint_side(Path(source.location))
+        return {"width": side, "height": side} if side else {}
     folder = _local_folder(source)
     if folder is None:
         return {}
@@ -99,6 +102,18 @@ def model_defaults(spec: str) -> dict[str, Any]:
     if size:
         found["width"], found["height"] = int(size[0]), int(size[1])
     return found
+
+
+def _checkpoint_side(path: Path) -> int | None:
+    """The native side of a single-file checkpoint, from its tensor names alone."""
+    from studio.core.model_files import NATIVE_SIDE, checkpoint_family, safetensors_keys
+
+    if path.suffix.lower() != ".safetensors":
+        return None  # a pickled file is not opened to find out
+    try:
+        return NATIVE_SIDE.get(checkpoint_family(safetensors_keys(path)))
+    except (OSError, ValueError, UnicodeDecodeError, OverflowError):
+        return None
 
 
 def is_installed(spec: str) -> bool:

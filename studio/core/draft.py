@@ -34,9 +34,11 @@ from studio.core.request import (
     PARAMETER_NAMES,
     RANDOM_SEED,
     RANGES,
+    SIDE_STEP,
     GenerationRequest,
     Mode,
     Upscaler,
+    snap_to_8,
 )
 from studio.core.schedulers import SCHEDULER_NAMES
 from studio.core.text import printable
@@ -82,9 +84,14 @@ class Draft:
         self,
         model_defaults: Callable[[str], dict[str, Any]] = catalog.model_defaults,
         is_installed: Callable[[str], bool] = catalog.is_installed,
+        exists: Callable[[str], str | None] | None = None,
     ) -> None:
+        """`is_installed`: whether a model is on this machine (a restored file may only
+        name such one); `exists`: None when a model spec points somewhere, else why not (the
+        last session's model may have been deleted since)."""
         self._model_defaults = model_defaults
         self._is_installed = is_installed
+        self._exists = exists or _why_missing
         self._values: dict[str, Any] = GenerationRequest().to_dict()
         self._values[UPSCALE_METHOD] = Upscaler.X4.value
         self._last_seed: int | None = None
@@ -149,11 +156,13 @@ class Draft:
         emits `changed` once with everything that changed."""
         applied = Applied()
         incoming = dict(values)
+        upscale_job = incoming.get("mode") in (Mode.UPSCALE, Mode.UPSCALE.value)
         if source is Source.RESTORED:
-            restored_mode = incoming.pop("mode", None)  # the artist's mode stays
-            if restored_mode == Mode.UPSCALE.value:
-                # an Upscale job's upscaler is that mode's method, not an upscale-after
-                incoming[UPSCALE_METHOD] = incoming.pop("upscaler", None) or Upscaler.X4.value
+            incoming.pop("mode", None)  # the artist's mode stays
+        if upscale_job and UPSCALE_METHOD not in incoming and source <= Source.RESTORED:
+            # a request of an Upscale job (a file, an older settings file) names that mode's
+            # method in "upscaler": it is not an upscale-after for the generation modes
+            incoming[UPSCALE_METHOD] = incoming.pop("upscaler", None) or Upscaler.X4.value
         accepted: dict[str, Any] = {}
         for name, value in incoming.items():
             if name not in FIELDS:
@@ -204,12 +213,16 @@ class Draft:
             spec = str(value).strip()
             if not spec:
                 raise ValueError("No model is named.")
-            restoring_another = source is Source.RESTORED and spec != self._values[name]
-            if restoring_another and not self._is_installed(spec):
+            if spec == self._values[name]:
+                return spec
+            if source is Source.RESTORED and not self._is_installed(spec):
                 raise ValueError(
                     f"The model '{printable(spec)}' is not installed, so the current one "
                     "stays: add it with Add model… to use it."
                 )
+            missing = self._exists(spec) if source is Source.SESSION else None
+            if missing:  # the last session's model may have gone since
+                raise ValueError(f"{missing} The default model is used instead.")
             return spec
         if name == "scheduler":
             if value not in SCHEDULER_NAMES:
@@ -217,4 +230,16 @@ class Draft:
             return value
         if name in _BOOL_FIELDS:
             return bool(value)
-        return RANGES[name].coerce(value)  # ValueError: the range's own sentence
+        number = RANGES[name].coerce(value)  # ValueError: the range's own sentence
+        if name in ("width", "height") and number % SIDE_STEP:
+            # other tools allow sizes a latent model cannot make: the nearest one it can
+            return snap_to_8(number)
+        return number
+
+
+def _why_missing(spec: str) -> str | None:
+    try:
+        catalog.resolve(spec)
+    except catalog.ModelError as e:
+        return str(e)
+    return None

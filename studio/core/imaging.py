@@ -40,17 +40,20 @@ def file_dialog_filter() -> str:
     return f"Images ({patterns});;All files (*)"
 
 
+UNKNOWN_MODEL_SIDE = 1024  # the largest native size of the families the studio runs
+
+
 def input_size(size: tuple[int, int], native_side: int | None) -> tuple[int, int]:
     """The generation size for an input image: its shape at the model's native area (a
     512×400 photo on a 64-pixel model becomes 72×56, not a 512×400 job that gives noise),
-    or its own size, within the allowed sizes, when the model's size is not known."""
-    from studio.core.request import MAX_SIDE, snap_to_8
+    or its own size up to a megapixel when the model's size is not known."""
+    from studio.core.request import snap_to_8
 
     width, height = max(1, size[0]), max(1, size[1])
     if native_side:
         scale = native_side / (width * height) ** 0.5
-    else:
-        scale = min(1.0, MAX_SIDE / max(width, height))
+    else:  # a model of unknown size: the image's own, but never more than a megapixel
+        scale = min(1.0, UNKNOWN_MODEL_SIDE / (width * height) ** 0.5)
     return snap_to_8(width * scale), snap_to_8(height * scale)
 
 

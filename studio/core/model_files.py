@@ -21,6 +21,7 @@ from studio.core.text import printable
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # a safetensors header (names and offsets)
 MAX_FILES = 20_000  # a model folder with more files than this is not a model
+KNOWN_LIBRARIES = ("diffusers", "transformers")  # what a component may be built by
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
 WEIGHT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
 
@@ -57,6 +58,17 @@ def safetensors_keys(path: Path) -> list[str]:
     return [name for name in header if name != "__metadata__"]
 
 
+# Only SDXL checkpoints have a second text encoder under this prefix (SD 1.x/2.x have one,
+# under cond_stage_model): the tensor names are enough to pick the pipeline class.
+_SDXL_PREFIX = "conditioner.embedders.1."
+NATIVE_SIDE = {"sdxl": 1024, "sd": 512}  # SD 2.x v-prediction models make 768: not told
+
+
+def checkpoint_family(keys: list[str]) -> str:
+    """'sdxl' or 'sd' (1.x and 2.x, which diffusers tells apart itself) from tensor names."""
+    return "sdxl" if any(k.startswith(_SDXL_PREFIX) for k in keys) else "sd"
+
+
 def check_model_folder(folder: Path) -> None:
     """Raise ModelFileError with one sentence for the first problem in a diffusers folder:
     a damaged model_index.json or config, a component it lists that is missing, a file
@@ -70,12 +82,22 @@ def check_model_folder(folder: Path) -> None:
             f"The model_index.json of '{name}' is damaged or unreadable: download or copy the "
             "model again."
         ) from None
+    if not isinstance(index.get("_class_name", ""), str):  # [module file, class]: its code
+        raise ModelFileError(
+            f"'{name}' needs pipeline code of its own (a custom pipeline), which the studio "
+            "never runs."
+        )
     seen = 0
     for component, value in index.items():
         if not (isinstance(value, list) and len(value) == 2 and value[1] is not None):
             continue
         part = folder / str(component)
         shown = printable(str(component))
+        if value[0] not in KNOWN_LIBRARIES:  # a module shipped in the folder: code
+            raise ModelFileError(
+                f"The '{shown}' of '{name}' comes with code of its own "
+                f"({printable(str(value[0]))}), which the studio never runs."
+            )
         if not part.is_dir():
             raise ModelFileError(
                 f"'{name}' has no '{shown}' folder, which its model_index.json lists: the "
@@ -145,11 +167,16 @@ def _check_component(files: list[Path], name: str, shown: str) -> None:
         suffix = path.suffix.lower()
         if suffix == ".json":
             try:
-                read_json_object(path)
+                config = read_json_object(path)
             except (OSError, ValueError):
                 raise ModelFileError(
                     f"{where} is damaged (not a valid JSON file): download or copy the model again."
                 ) from None
+            if "auto_map" in config:  # a class to import from the folder: code
+                raise ModelFileError(
+                    f"{where} asks for code shipped with the model (auto_map), which the "
+                    "studio never runs."
+                )
         elif suffix == ".safetensors":
             try:
                 safetensors_keys(path)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.catalog import ModelError, read_model_card, resolve
-from studio.core.model_files import check_model_folder
+from studio.core.model_files import check_model_folder, checkpoint_family, safetensors_keys
 from studio.core.paths import log_file
 from studio.core.request import Mode
 from studio.core.settings import EngineSettings
@@ -36,11 +36,6 @@ _STUDIO_ATTRIBUTES: dict[str, Any] = {
 StatusCallback = Callable[[str, float | None], None]  # message, fraction done (None: unknown)
 
 _PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
-
-
-# Only SDXL checkpoints have a second text encoder under this prefix (SD 1.x/2.x have one,
-# under cond_stage_model); the keys are enough to pick the pipeline class.
-_SDXL_PREFIX = "conditioner.embedders.1."
 
 
 def check_checkpoint_is_safe(path: Path) -> list[str]:
@@ -70,21 +65,13 @@ def check_checkpoint_is_safe(path: Path) -> list[str]:
 def check_safetensors_header(path: Path) -> list[str]:
     """A damaged or half-downloaded .safetensors file fails here, with a sentence to match;
     a good one gives its tensor names (the header only: no weights are read)."""
-    from safetensors import safe_open
-
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            return list(handle.keys())
-    except Exception:  # noqa: BLE001 - the library raises several kinds for a bad header
+        return safetensors_keys(path)
+    except (OSError, ValueError, UnicodeDecodeError, OverflowError):
         raise ModelError(
-            f"'{path.name}' is not a readable .safetensors file (damaged or incompletely "
-            "downloaded)."
+            f"'{printable(path.name)}' is not a readable .safetensors file (damaged or "
+            "incompletely downloaded)."
         ) from None
-
-
-def checkpoint_family(keys: list[str]) -> str:
-    """'sdxl' or 'sd' (1.x and 2.x, which diffusers tells apart itself) from tensor names."""
-    return "sdxl" if any(k.startswith(_SDXL_PREFIX) for k in keys) else "sd"
 
 
 class ModelManager:
@@ -209,7 +196,9 @@ class ModelManager:
                 pipe = pipeline_class.from_pretrained(
                     folder,
                     dtype=self.dtype,
-                    local_files_only=True,
+                    local_files_only=True,  # a download happens in _download, on purpose
+                    trust_remote_code=False,  # never run code a model folder brings
+                    use_safetensors=True,  # never unpickle weights
                     **_no_safety_checker(folder),
                 )
         except ModelError:

@@ -53,6 +53,11 @@ def _within(widget: Any, value: float) -> None:
 def _number_adapter(widget: Any, kind: type) -> Adapter:
     def write(value: Any) -> None:
         _within(widget, kind(value))
+        if kind is float and hasattr(widget, "setDecimals"):
+            # show every decimal the value has (7.25, not 7.2): the label is what will run
+            shown = f"{float(value):.{DECIMALS}f}".rstrip("0").split(".")[1]
+            if len(shown) > widget.decimals():
+                widget.setDecimals(len(shown))
         widget.setValue(kind(value))
 
     def read() -> Any:

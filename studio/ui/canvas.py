@@ -8,8 +8,8 @@ it and turns mouse and pen input into strokes.
 Embedding::
 
     canvas = ImageCanvas()
-    canvas.imageDropped.connect(window.open_image)      # a path: read metadata, then set_image
-    canvas.imagePasted.connect(window.use_pasted_image)  # a QImage from clipboard or drop
+    canvas.imageDropped.connect(intake.open_file)   # a dropped file's path: ui/intake.py
+    canvas.imagePasted.connect(intake.take_pixels)  # dropped image data, as a QImage
     canvas.set_image(pil_image)
     canvas.set_mask_editing(mode == "inpaint")
     request = replace(request, mask=canvas.mask())

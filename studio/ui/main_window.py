@@ -349,7 +349,7 @@ class MainWindow(QMainWindow):
             return None
         self.banner.dismiss()
         self.prompt_panel.remember(request.prompt, request.negative_prompt)
-        self.settings.set_last_request(request.to_dict())
+        self.settings.set_last_request(self.draft.values())
         return self.controller.submit(request)
 
     @Slot()
@@ -553,7 +553,7 @@ class MainWindow(QMainWindow):
 
     def save_settings(self) -> None:
         self.settings.save_window(self.saveGeometry(), self.saveState())
-        self.settings.set_last_request(self.build_request().to_dict())
+        self.settings.set_last_request(self.draft.values())  # both upscaler choices
         self.settings.set_prompt_history(self.prompt_panel.history())
         self.settings.sync()
 

@@ -21,7 +21,9 @@ INSTALLED = {"tiny", "big", "odd", "studio-tiny", "studio-tiny-x4"}
 @pytest.fixture
 def draft() -> Draft:
     return Draft(
-        model_defaults=lambda spec: CARDS.get(spec, {}), is_installed=INSTALLED.__contains__
+        model_defaults=lambda spec: CARDS.get(spec, {}),
+        is_installed=INSTALLED.__contains__,
+        exists=lambda spec: None if spec in INSTALLED else f"'{spec}' is gone.",
     )
 
 
@@ -150,3 +152,28 @@ def test_freeze_gives_each_mode_only_the_images_it_uses(draft: Draft) -> None:
     assert request.prompt == "a red circle"
     draft.set("mode", Mode.INPAINT)
     assert draft.freeze(image, mask).mask is mask
+
+
+def test_the_last_sessions_model_that_is_gone_is_not_taken(draft: Draft) -> None:
+    applied = draft.apply({"model": "deleted-folder", "steps": 9}, Source.SESSION)
+    assert draft["model"] == "studio-tiny" and draft["steps"] == 9
+    assert applied.notes == ["'deleted-folder' is gone. The default model is used instead."]
+
+
+def test_an_upscale_jobs_method_is_kept_apart_from_the_last_sessions_and_files_too(
+    draft: Draft,
+) -> None:
+    # an older settings file kept the Upscale job's request: its upscaler is the method
+    draft.apply({"mode": "upscale", "upscaler": "hires"}, Source.SESSION)
+    assert draft.mode is Mode.UPSCALE and draft[UPSCALE_METHOD] == "hires"
+    assert draft["upscaler"] is None
+    # the draft's own values keep both choices apart
+    again = Draft(model_defaults=lambda spec: {}, is_installed=lambda spec: True)
+    again.apply(draft.values(), Source.SESSION)
+    assert again[UPSCALE_METHOD] == "hires" and again["upscaler"] is None
+
+
+def test_sizes_from_files_snap_to_what_a_latent_model_makes(draft: Draft) -> None:
+    draft.apply({"width": 60, "height": 61}, Source.RESTORED)
+    assert (draft["width"], draft["height"]) == (64, 64)
+    assert draft.freeze().problems() == ["The prompt is empty: describe the image you want."]

@@ -54,6 +54,24 @@ def _pickled_only(folder: Path) -> None:
     weights.rename(weights.with_suffix(".bin"))
 
 
+MARKER = Path("/tmp/latent-studio-code-ran")  # what the model's code would leave
+
+
+def _with_code(folder: Path, where: str) -> None:
+    """Code that would leave a marker if anything imported it, and the folder asking for it."""
+    code = f"open({str(MARKER)!r}, 'w').write('ran')\n"
+    (folder / "unet" / "my_unet.py").write_text(code)
+    (folder / "my_pipeline.py").write_text(code)
+    if where == "pipeline":
+        _edit_json(
+            folder / "model_index.json", lambda c: c.update(_class_name=["my_pipeline", "P"])
+        )
+    elif where == "component":
+        _edit_json(folder / "model_index.json", lambda c: c.update(unet=["my_unet", "MyUNet"]))
+    else:
+        _edit_json(folder / "unet" / "config.json", lambda c: c.update(auto_map={"x": "my_unet.X"}))
+
+
 # (what is done to a copy of a good model, words the sentence must hold)
 DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
     "index not JSON": (
@@ -88,6 +106,15 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
     "a link in a loop": (_loop, "'unet/config.json' in 'model' is a link that leads nowhere"),
     "a named pipe": (_pipe, "'unet/config.json' in 'model' is not a regular file"),
     "pickled weights only": (_pickled_only, "holds pickled weights, which could run code"),
+    "a custom pipeline": (
+        lambda f: _with_code(f, "pipeline"),
+        "needs pipeline code of its own (a custom pipeline), which the studio never runs",
+    ),
+    "a custom component": (
+        lambda f: _with_code(f, "component"),
+        "The 'unet' of 'model' comes with code of its own (my_unet)",
+    ),
+    "auto_map": (lambda f: _with_code(f, "auto_map"), "asks for code shipped with the model"),
     "escape codes in a class name": (
         lambda f: _edit_json(
             f / "model_index.json", lambda c: c.update(unet=["diffusers", "UNet\x1b[2J\x9b31m"])
@@ -104,6 +131,7 @@ def test_a_damaged_model_folder_is_one_printable_sentence(
     folder = tmp_path / "model"
     shutil.copytree(tiny_sd, folder)
     make_damage, words = DAMAGE[damage]
+    MARKER.unlink(missing_ok=True)
     make_damage(folder)
     code = main(["generate", "a red circle", "--model", str(folder), "--steps", "1"])
     out, err = capsys.readouterr()
@@ -114,3 +142,4 @@ def test_a_damaged_model_folder_is_one_printable_sentence(
     assert not any(ch in err for ch in "\x1b\x9b\x07")  # nothing a terminal acts on
     for library_internal in ("division by zero", "invalid literal", "meta", "Traceback"):
         assert library_internal not in err
+    assert not MARKER.exists()  # no code from the folder ran
