@@ -56,3 +56,40 @@ def test_names_never_overwrite(tmp_path: Path) -> None:
     first = save_image(Image.new("RGB", (8, 8)), request, 1, tmp_path, stem="same")
     second = save_image(Image.new("RGB", (8, 8)), request, 1, tmp_path, stem="same")
     assert first != second and first.exists() and second.exists()
+
+
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_two_studios_saving_into_one_folder_lose_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hard_links: bool
+) -> None:
+    """Same prompt, same seed, same second: every save takes a name of its own (a name is
+    taken atomically, never checked then written). Without hard links (some network and
+    FAT file systems) a name is reserved exclusively instead."""
+    import os
+    import threading
+
+    if not hard_links:
+
+        def no_links(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            raise PermissionError("this file system has no hard links")
+
+        monkeypatch.setattr(os, "link", no_links)
+    request = GenerationRequest(prompt="same")
+    picture = Image.new("RGB", (8, 8), "red")
+    saved: list[Path] = []
+    lock = threading.Lock()
+
+    def studio() -> None:
+        for _ in range(25):
+            path = save_image(picture, request, 1, tmp_path, stem="same")
+            with lock:
+                saved.append(path)
+
+    threads = [threading.Thread(target=studio) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(saved)) == 150 and len(list(tmp_path.glob("same*.png"))) == 150
+    assert all(read_parameters(path).prompt == "same" for path in saved)
+    assert not list(tmp_path.glob(".partial-*"))
