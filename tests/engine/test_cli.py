@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -212,3 +213,99 @@ def test_an_inputs_size_follows_the_same_rule_as_in_the_window(tmp_path, capsys)
         code, _, err = run([*args, "--out", str(out)], capsys)
         assert code == 0, err
         assert Image.open(out).size == expected
+
+
+def _studio(*args: str | bytes, tmp_path: Path) -> subprocess.CompletedProcess:
+    """The command line in a process of its own, as a user runs it: real stderr, real exit."""
+    env = {
+        **os.environ,
+        "LATENT_STUDIO_OUTPUT": str(tmp_path / "out"),
+        "LATENT_STUDIO_CONFIG": str(tmp_path / "config"),
+        "LATENT_STUDIO_LOGS": str(tmp_path / "logs"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "studio.cli", *args],
+        capture_output=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (
+            ["--threshold", "nan"],
+            "The thresholding ceiling must be above 0 and at most 100, not nan.",
+        ),
+        (
+            ["--threshold", "inf"],
+            "The thresholding ceiling must be above 0 and at most 100, not inf.",
+        ),
+        (["--strength", "1e-9", "--init-image", "{picture}"], "Strength must be between 0.01"),
+        (["--cfg=-inf"], "CFG scale must be between 0 and 100, not -inf."),
+        (["--steps", "999999999"], "Steps must be between 1 and 1000"),
+        (["--seed", "18446744073709551616"], "The seed must be between 0 and"),
+    ],
+)
+def test_values_that_would_break_the_maths_get_one_sentence_before_any_work(
+    tmp_path: Path, args: list[str], words: str
+) -> None:
+    picture = tmp_path / "in.png"
+    Image.new("RGB", (16, 16)).save(picture)
+    args = [a.format(picture=picture) for a in args]
+    done = _studio("generate", "a red circle", *args, tmp_path=tmp_path)
+    err = done.stderr.decode()
+    assert done.returncode == 2 and err.startswith(f"studio: {words}"), err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_a_prompt_that_is_not_text_and_a_device_that_is_not_one(tmp_path: Path) -> None:
+    done = _studio("generate", b"a red \xff\xfe circle", tmp_path=tmp_path)  # not UTF-8
+    assert done.returncode == 2
+    assert done.stderr.decode().strip() == (
+        "studio: The prompt holds bytes that are not text (UTF-8): type it again."
+    )
+    done = _studio("--device", "meta", "generate", "a red circle", tmp_path=tmp_path)
+    assert done.returncode == 2 and done.stderr.decode().strip().endswith(
+        "'meta' is not a device the studio runs on: use cpu, cuda or mps."
+    )
+
+
+def test_special_files_and_broken_state_never_hang_nor_traceback(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.png")
+    done = _studio("info", str(tmp_path / "pipe.png"), tmp_path=tmp_path)  # would block
+    assert done.returncode == 2 and "is not an image file (a folder, a pipe or a device)" in (
+        done.stderr.decode()
+    )
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "models.json").write_text('["a list", "not the registry"]')
+    done = _studio("models", tmp_path=tmp_path)
+    assert done.returncode == 0 and b"studio-tiny" in done.stdout
+    assert b"models.json was damaged" in done.stderr and b"Traceback" not in done.stderr
+    assert list((tmp_path / "config").glob("models.json.broken-*"))
+
+
+def test_upscale_prints_progress_and_the_path_nothing_else(tmp_path: Path) -> None:
+    from studio.core.catalog import is_installed
+
+    if not is_installed("studio-tiny-x4"):
+        pytest.skip("the embedded upscaler is not built yet")
+    small = tmp_path / "small.png"
+    Image.new("RGB", (16, 16), "blue").save(small)
+    done = _studio("upscale", str(small), "--out", str(tmp_path / "big.png"), tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().strip() == str(tmp_path / "big.png")
+    lines = done.stderr.decode().strip().splitlines()
+    # status and steps only: no library's warning (transformers' torchvision notice was one)
+    assert all(
+        line.startswith(("Loading", "studio-tiny-x4 is ready", "upscale ")) for line in lines
+    )
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (1, 1)).save(tiny)
+    done = _studio("upscale", str(tiny), tmp_path=tmp_path)
+    assert done.returncode == 2 and done.stderr.decode().strip() == (
+        "studio: The image to upscale is 1×1: it needs at least 8 pixels a side."
+    )
