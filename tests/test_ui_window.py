@@ -265,3 +265,23 @@ def test_ctrl_v_offers_the_clipboards_image(qtbot, make_window) -> None:  # noqa
     window.banner.buttons[window.banner.actions_shown().index("Inpaint")].click()
     assert window.mode() is Mode.INPAINT
     assert window.canvas.image().getpixel((0, 0)) == (40, 50, 60)
+
+
+@pytest.mark.parametrize("target", [Mode.IMAGE_TO_IMAGE, Mode.UPSCALE])
+def test_send_to_after_a_job_shows_the_image_sent_not_a_leftover_preview(
+    qtbot, window, tmp_path, ui_models, target
+):  # noqa: ANN001
+    size = ui_models.size
+    _use(window, _input_image(tmp_path, size), Mode.IMAGE_TO_IMAGE)
+    window.draft.edit({"strength": 0.6, "steps": 4, "width": size, "height": size})
+    result = _generate(qtbot, window)
+    window.timeline.select(0)  # scrubbing the timeline shows a step's preview
+    assert window.canvas.has_preview()
+    sent = result.paths[0]
+    window.gallery.select(sent)
+    window.gallery.buttons["img2img" if target is Mode.IMAGE_TO_IMAGE else "upscale"].click()
+    qtbot.wait(100)  # any late signal has had its chance
+    assert window.mode() is target and not window.canvas.has_preview()
+    shown = np.asarray(window.canvas.image().convert("RGB"))
+    assert (shown == np.asarray(Image.open(sent).convert("RGB"))).all()
+    assert window.timeline.frame_count() == 0  # the timeline of another picture is gone

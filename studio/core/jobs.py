@@ -67,6 +67,24 @@ class NullReporter:
         pass
 
 
+@dataclass(frozen=True)
+class Stage:
+    """What one stage of a job ran: the record its metadata is written from."""
+
+    name: str  # "generate", "hires" or "upscale"
+    model: str
+    scheduler: str
+    steps: int  # the denoising steps that ran
+    cfg_scale: float
+    width: int  # the stage's output size
+    height: int
+    strength: float | None = None  # how much of the input was re-noised (image→image)
+    noise_level: int | None = None  # the ×4 upscaler's noise on its input
+
+    def to_dict(self) -> dict[str, object]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
 @dataclass
 class GenerationResult:
     """A finished (or cancelled) run; `paths` are filled once its images are saved, which
@@ -78,6 +96,7 @@ class GenerationResult:
     timings: dict[str, float] = field(default_factory=dict)
     cancelled: bool = False
     paths: list[Path] = field(default_factory=list)
+    stages: list[Stage] = field(default_factory=list)  # in the order they ran
 
 
 class JobState(str, enum.Enum):

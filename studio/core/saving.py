@@ -7,21 +7,26 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from PIL import Image
 
 from studio import metadata
-from studio.core.jobs import GenerationResult
-from studio.core.request import GenerationRequest
+from studio.core.jobs import GenerationResult, Stage
+from studio.core.request import GenerationRequest, Mode
 
 
 def parameters_of(
-    request: GenerationRequest, seed: int, image: Image.Image
+    request: GenerationRequest,
+    seed: int,
+    image: Image.Image,
+    stages: Sequence[Stage] = (),
 ) -> metadata.ImageParameters:
-    """The normalised parameters of one image of a job (its own seed, its real size)."""
+    """The normalised parameters of one image of a job: its own seed, its real size, and
+    what each stage really ran (A1111's names where A1111 has them: "Hires steps",
+    "Denoising strength" for the hires pass of a text→image job)."""
     extras: dict[str, str] = {}
     if request.cfg_rescale:
         extras["CFG rescale"] = f"{request.cfg_rescale:g}"
@@ -29,15 +34,36 @@ def parameters_of(
         extras["Dynamic thresholding"] = (
             f"{request.threshold_percentile:g}% / {request.threshold_max:g}"
         )
-    if request.upscaler is not None:
-        extras["Upscaler"] = request.upscaler.value
-    if request.mode.value != "txt2img":
+    if request.mode is not Mode.TEXT_TO_IMAGE:
         extras["Mode"] = request.mode.value
-    uses_strength = request.mode.value in ("img2img", "inpaint")
-    # A1111's Size is the generation size; an upscaled result records its own size apart.
+    main = stages[0] if stages else None
+    strength = request.strength if request.mode.uses_strength else None
+    steps, sampler, cfg, model = request.steps, request.scheduler, request.cfg_scale, request.model
     width, height = request.width, request.height
-    if request.mode.value == "upscale" and request.init_image is not None:
-        width, height = request.init_image.size
+    if request.mode is Mode.UPSCALE:  # the job is the upscaler's: its own figures
+        if request.init_image is not None:
+            extras["Input size"] = "{}x{}".format(*request.init_image.size)
+        if main is not None:
+            steps, sampler, cfg, model = main.steps, main.scheduler, main.cfg_scale, main.model
+            width, height = main.width, main.height
+            extras["Noise level"] = str(main.noise_level)
+    for stage in stages[1:] if request.mode is not Mode.UPSCALE else ():
+        if stage.name == "hires":
+            extras["Hires upscale"] = "2"
+            extras["Hires upscaler"] = "Lanczos"
+            extras["Hires steps"] = str(stage.steps)
+            if strength is None:  # A1111's "Denoising strength" of a text→image job
+                strength = stage.strength
+            else:
+                extras["Hires strength"] = f"{stage.strength:g}"
+        elif stage.name == "upscale":
+            extras["Upscaler"] = stage.model
+            extras["Upscale steps"] = str(stage.steps)
+            extras["Upscale sampler"] = stage.scheduler
+            extras["Upscale CFG scale"] = f"{stage.cfg_scale:g}"
+            extras["Noise level"] = str(stage.noise_level)
+    if not stages and request.upscaler is not None:
+        extras["Upscaler"] = request.upscaler.value
     if image.size != (width, height):
         extras["Output size"] = f"{image.width}x{image.height}"
     return metadata.ImageParameters(
@@ -45,13 +71,13 @@ def parameters_of(
         prompt=request.prompt,
         negative_prompt=request.negative_prompt,
         seed=seed,
-        steps=request.steps,
-        cfg_scale=request.cfg_scale,
-        sampler=request.scheduler,
+        steps=steps,
+        cfg_scale=cfg,
+        sampler=sampler,
         width=width,
         height=height,
-        model=request.model,
-        strength=request.strength if uses_strength else None,
+        model=model,
+        strength=strength,
         extras=extras,
     )
 
@@ -63,6 +89,7 @@ def save_image(
     folder: Path,
     stem: str | None = None,
     overwrite: bool = False,
+    stages: Sequence[Stage] = (),
 ) -> Path:
     """Save a PNG with its parameters; the file appears whole or not at all.
 
@@ -74,7 +101,7 @@ def save_image(
     stem = stem or default_stem(request, seed)
     # The request recorded is the one that regenerates exactly this image: its own seed, batch 1.
     own_request = request.replace(seed=seed, batch_size=1)
-    info = metadata.png_info(parameters_of(request, seed, image), own_request.to_dict())
+    info = metadata.png_info(parameters_of(request, seed, image, stages), own_request.to_dict())
     target = folder / f"{stem}.png"
 
     def write(handle: BinaryIO) -> None:
@@ -94,7 +121,9 @@ def save_result(
         # An upscaled batch keeps one image per seed; guard against an engine returning more.
         seed = seeds[index] if index < len(seeds) else seeds[-1]
         name = stem if stem is None or len(result.images) == 1 else f"{stem}-{index + 1}"
-        paths.append(save_image(image, result.request, seed, folder, name, overwrite))
+        paths.append(
+            save_image(image, result.request, seed, folder, name, overwrite, result.stages)
+        )
     result.paths = paths
     return paths
 

@@ -18,6 +18,7 @@ from studio.core.jobs import (
     GenerationResult,
     NullReporter,
     Reporter,
+    Stage,
 )
 from studio.core.request import (
     MAX_STEPS,
@@ -50,6 +51,7 @@ class Engine:
         self._cancel = threading.Event()
         self._reporter: Reporter = NullReporter()
         self._compiled_shapes: set[tuple[int, ...]] = set()  # (UNet, width, height, UNet batch)
+        self._stages: list[Stage] = []  # what the current run's stages ran
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -69,6 +71,7 @@ class Engine:
         request = request.replace(seed=resolve_seed(request.seed))
         seeds = batch_seeds(request.seed, request.batch_size)
         timings: dict[str, float] = {}
+        self._stages: list[Stage] = []
         started = time.perf_counter()
         try:
             with torch.inference_mode():
@@ -79,7 +82,7 @@ class Engine:
             timings["total"] = time.perf_counter() - started
             return GenerationResult([], request, seeds, timings, cancelled=True)
         timings["total"] = time.perf_counter() - started
-        return GenerationResult(images, request, seeds, timings)
+        return GenerationResult(images, request, seeds, timings, stages=list(self._stages))
 
     # -- modes ----------------------------------------------------------------------------
 
@@ -267,7 +270,32 @@ class Engine:
             self._reporter.status("Compilation failed: generating without it…", None)
             images = self._tapped_call(pipe, tap, call, seeds)
         timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started
+        self._record_stage(stage, request, call, images)
         return images
+
+    def _record_stage(
+        self, stage: str, request: GenerationRequest, call: dict[str, Any], images: list[Any]
+    ) -> None:
+        """What ran, for the metadata (a batch's stages run once per image: kept once)."""
+        if any(s.name == stage for s in self._stages) or not images:
+            return
+        steps = int(call["num_inference_steps"])
+        strength = call.get("strength")
+        if strength is not None:  # image→image runs the tail of the schedule
+            steps = max(1, min(int(steps * strength), steps))
+        self._stages.append(
+            Stage(
+                name=stage,
+                model=request.upscale_model if stage == "upscale" else request.model,
+                scheduler=request.scheduler,
+                steps=steps,
+                cfg_scale=float(call["guidance_scale"]),
+                width=images[0].width,
+                height=images[0].height,
+                strength=strength,
+                noise_level=call.get("noise_level"),
+            )
+        )
 
     def _announce_compilation(self, pipe: Any, request: GenerationRequest) -> None:
         """A compiled UNet compiles again for each new shape, before its first step: say so,

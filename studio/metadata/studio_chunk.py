@@ -69,9 +69,12 @@ def from_studio(chunks: Mapping[str, str]) -> ImageParameters | None:
     # Strength means something only where an input image is partly repainted.
     p.strength = to_float(request.get("strength")) if mode in ("img2img", "inpaint") else None
     if PARAMETERS_KEY in chunks:
+        # The A1111 text written beside the request says what ran (an Upscale job's steps
+        # and model are the upscaler's; a hires pass has its own strength): shown as such.
         written = parse_a1111(chunks[PARAMETERS_KEY])
-        # Settings the request does not name (e.g. "Clip skip") are still worth showing.
+        for name in ("steps", "cfg_scale", "sampler", "width", "height", "model", "strength"):
+            value = getattr(written, name)
+            if value is not None:
+                setattr(p, name, value)
         p.extras = dict(written.extras)
-        if mode == "upscale":  # the request's size is unused there; the input's was written
-            p.width, p.height = written.width, written.height
     return p

@@ -3,7 +3,6 @@ off the UI thread, with the actions an artist expects on a result."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import stat
@@ -253,17 +252,13 @@ class ParametersView(QWidget):
             )
             self.preview.setPixmap(QPixmap.fromImage(scaled))
             self.title.setText(f"{printable(path.name)} · {image.width()}×{image.height()}")
-        size = (image.width(), image.height()) if not image.isNull() else None
         self.text.setPlainText("Reading its parameters…")
 
         def show(parameters: ImageParameters | None, why: str) -> None:
             self.parameters = parameters
             if parameters is None:
                 self.text.setPlainText(printable(why))
-            else:
-                if parameters.source == "studio" and size is not None:
-                    # Our files record the request's size; an upscaled image is larger.
-                    parameters = dataclasses.replace(parameters, width=size[0], height=size[1])
+            else:  # what each stage ran, as the file says (our own say it truthfully)
                 self.text.setPlainText(printable_lines(format_a1111(parameters)))
             self.parametersShown.emit()
 

@@ -154,6 +154,9 @@ class MainWindow(QMainWindow):
         self.mode_bar.bind(self.draft)
         self.model_picker = ModelPicker("generator")
         self.model_picker.bind(self.draft, "model")
+        # the Upscale mode's model is the upscaler: one picker shows, the mode's own
+        self.upscaler_picker = ModelPicker("upscaler")
+        self.upscaler_picker.bind(self.draft, "upscale_model")
         self.prompt_panel = PromptPanel(self.draft)
         self.generate_button = QPushButton("Generate")
         self.generate_button.setObjectName("generateButton")
@@ -177,6 +180,7 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.mode_bar)
         layout.addWidget(model_title)
         layout.addWidget(self.model_picker)
+        layout.addWidget(self.upscaler_picker)
         layout.addWidget(self.prompt_panel)
         layout.addLayout(buttons)
         layout.addWidget(self.queue_label)
@@ -287,6 +291,9 @@ class MainWindow(QMainWindow):
         self.generate_button.clicked.connect(self.generate)
         self.cancel_button.clicked.connect(self.cancel)
         self.model_picker.addRequested.connect(lambda: self._ask_for_model(self.model_picker))
+        self.upscaler_picker.addRequested.connect(
+            lambda: self._ask_for_model(self.upscaler_picker)
+        )
         self.guidance.upscale_model.addRequested.connect(
             lambda: self._ask_for_model(self.guidance.upscale_model)
         )
@@ -364,6 +371,8 @@ class MainWindow(QMainWindow):
             self._show_mode(self.draft.mode)
 
     def _show_mode(self, mode: Mode) -> None:
+        self.model_picker.setVisible(mode is not Mode.UPSCALE)
+        self.upscaler_picker.setVisible(mode is Mode.UPSCALE)
         inpaint = mode is Mode.INPAINT
         self.canvas.set_mask_editing(inpaint)
         self.mask_bar.setVisible(inpaint)

@@ -93,3 +93,52 @@ def test_two_studios_saving_into_one_folder_lose_nothing(
     assert len(set(saved)) == 150 and len(list(tmp_path.glob("same*.png"))) == 150
     assert all(read_parameters(path).prompt == "same" for path in saved)
     assert not list(tmp_path.glob(".partial-*"))
+
+
+def _ran(path: Path) -> dict:
+    found = read_parameters(path)
+    return {
+        "steps": found.steps,
+        "sampler": found.sampler,
+        "cfg": found.cfg_scale,
+        "model": found.model,
+        "size": (found.width, found.height),
+        "strength": found.strength,
+        **found.extras,
+    }
+
+
+def test_metadata_records_what_every_stage_ran(tmp_path: Path) -> None:
+    """An Upscale job records the upscaler's model, steps, sampler, CFG and output size (it
+    wrote the generator's and the input's); a cascade records each stage, in A1111's words."""
+    from studio.core.catalog import is_installed
+    from studio.core.request import Mode, Upscaler
+    from studio.core.saving import save_result
+    from studio.engine.generate import Engine
+
+    if not (is_installed("studio-tiny") and is_installed("studio-tiny-x4")):
+        pytest.skip("the embedded models are not built yet")
+    engine = Engine()
+    base = GenerationRequest(prompt="a red circle", steps=6, cfg_scale=4.0, seed=3)
+    base = base.replace(scheduler="Euler a")
+    upscale = base.replace(mode=Mode.UPSCALE, init_image=Image.new("RGB", (32, 32), "blue"))
+    ran = _ran(save_result(engine.run(upscale), tmp_path)[0])
+    assert ran["model"] == "studio-tiny-x4" and ran["size"] == (128, 128)
+    assert (ran["steps"], ran["sampler"], ran["cfg"]) == (20, "DPM++ 2M", 1.0)  # its card's
+    assert ran["Noise level"] == "20" and ran["Input size"] == "32x32"
+
+    cascade = base.replace(upscaler=Upscaler.X4)
+    ran = _ran(save_result(engine.run(cascade), tmp_path)[0])
+    assert (ran["steps"], ran["sampler"], ran["model"], ran["size"]) == (
+        6,
+        "Euler a",
+        "studio-tiny",
+        (64, 64),
+    )
+    assert ran["Upscaler"] == "studio-tiny-x4" and ran["Upscale steps"] == "20"
+    assert ran["Upscale sampler"] == "DPM++ 2M" and ran["Output size"] == "256x256"
+
+    hires = base.replace(upscaler=Upscaler.HIRES, upscale_strength=0.5)
+    ran = _ran(save_result(engine.run(hires), tmp_path)[0])
+    assert ran["Hires steps"] == "3" and ran["strength"] == 0.5  # A1111's Denoising strength
+    assert ran["Hires upscale"] == "2" and ran["Output size"] == "128x128"

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 from superqt import QCollapsible, QLabeledDoubleSlider, QLabeledSlider, QLargeIntSpinBox
 
+from studio.core.catalog import model_defaults
 from studio.core.draft import UPSCALE_METHOD, Draft, Source
 from studio.core.request import MAX_SEED, RANDOM_SEED, RANGES, SIDE_STEP, Mode, Upscaler, snap_to_8
 from studio.core.schedulers import SCHEDULER_NAMES
@@ -110,6 +111,20 @@ def _form() -> QFormLayout:
     return form
 
 
+_UPSCALE_TIP = "The upscaler runs its own settings: they are shown in the Upscale section"
+
+
+def _what_it_runs(spec: str) -> str:
+    """The settings an upscaler runs with (its card's), as the metadata will record them."""
+    card = model_defaults(spec)
+    if not card:
+        return ""
+    parts = [f"{card['steps']} steps" if "steps" in card else ""]
+    parts.append(str(card.get("scheduler", "")))
+    parts.append(f"CFG {card['cfg_scale']:g}" if "cfg_scale" in card else "")
+    return "Runs " + ", ".join(p for p in parts if p) + "."
+
+
 class GuidancePanel(QWidget):
     """The generation knobs, bound to a draft; which of them show follows the draft's mode."""
 
@@ -122,6 +137,8 @@ class GuidancePanel(QWidget):
         layout.addWidget(self._build_inpaint())
         layout.addWidget(self._build_upscale())
         layout.addWidget(self._build_advanced())
+        for widget in (self.steps, self.cfg_scale, self.scheduler, self.batch_size):
+            widget.setProperty("usualTip", widget.toolTip())
         self._bind()
         follow(draft.changed, self, self._on_draft_changed)
         follow(draft.lastSeedChanged, self, self._on_last_seed)
@@ -240,9 +257,13 @@ class GuidancePanel(QWidget):
             "upscale_noise_level", "×4 upscaler: noise added to the input (detail)"
         )
         self.upscale_model = ModelPicker("upscaler", show_hint=False)
+        self.upscale_runs = QLabel()
+        self.upscale_runs.setObjectName("hint")
+        self.upscale_runs.setWordWrap(True)
         form.addRow("Upscaler", self.upscaler)
         form.addRow("Method", self.upscale_method)
         form.addRow("Model", self.upscale_model)
+        form.addRow("", self.upscale_runs)
         form.addRow("Strength", self.upscale_strength)
         form.addRow("Noise", self.noise_level)
         self._upscale_form = form
@@ -314,7 +335,7 @@ class GuidancePanel(QWidget):
     def _on_draft_changed(self, values: dict[str, Any], source: Source) -> None:
         if "mode" in values:
             self._show_mode(self.draft.mode)
-        if {"upscaler", UPSCALE_METHOD, "mode"} & values.keys():
+        if {"upscaler", UPSCALE_METHOD, "mode", "upscale_model"} & values.keys():
             self._update_upscale_rows()
         if "dynamic_thresholding" in values:
             self._update_threshold_rows()
@@ -331,9 +352,13 @@ class GuidancePanel(QWidget):
         self._strength_label.setVisible(uses_strength)
         self.inpaint_box.setVisible(mode is Mode.INPAINT)
         upscaling = mode is Mode.UPSCALE
-        # An upscale job enlarges the canvas image: the generation knobs do not apply.
-        for widget in (self.cfg_scale, self.scheduler, self.batch_size, self.width_box):
+        # An upscale job enlarges the canvas image with the upscaler's own settings (its
+        # card's steps, sampler and CFG, which the metadata records): the generation knobs
+        # do not apply, and say so rather than seem to.
+        for widget in (self.steps, self.cfg_scale, self.scheduler, self.batch_size):
             widget.setEnabled(not upscaling)
+            widget.setToolTip(_UPSCALE_TIP if upscaling else widget.property("usualTip"))
+        self.width_box.setEnabled(not upscaling)
         for widget in (self.height_box, self.swap, self.presets):
             widget.setEnabled(not upscaling)
         self.advanced.setEnabled(not upscaling)
@@ -349,12 +374,15 @@ class GuidancePanel(QWidget):
     def _update_upscale_rows(self) -> None:
         choice = self.upscaler_choice()
         upscaling = self.draft.mode is Mode.UPSCALE
+        self.upscale_runs.setText(_what_it_runs(self.draft["upscale_model"]))
         for widget, visible in (
             (self.upscaler, not upscaling),
             (self.upscale_method, upscaling),
             (self.upscale_strength, choice is Upscaler.HIRES),
             (self.noise_level, choice is Upscaler.X4),
-            (self.upscale_model, choice is Upscaler.X4),
+            # in the Upscale mode the upscaler is picked at the top, where the model is
+            (self.upscale_model, choice is Upscaler.X4 and not upscaling),
+            (self.upscale_runs, choice is Upscaler.X4),
         ):
             widget.setVisible(visible)
             label = self._upscale_form.labelForField(widget)
