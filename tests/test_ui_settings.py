@@ -129,7 +129,10 @@ def test_strength_and_mode_specific_controls(qtbot):  # noqa: ANN001
     draft.edit({"mode": Mode.UPSCALE})
     assert panel.upscale_method.isVisible() and not panel.upscaler.isVisible()
     assert panel.upscaler_choice() is Upscaler.X4 and not panel.strength.isVisible()
-    assert panel.upscale_model.isVisible()
+    # the Upscale mode's upscaler is picked where the model is, at the top of the window
+    assert not panel.upscale_model.isVisible() and panel.upscale_runs.isVisible()
+    assert panel.upscale_runs.text() == "Runs 20 steps, DPM++ 2M, CFG 1."
+    assert not panel.steps.isEnabled()  # the upscaler's own steps run
     panel.upscale_method.setCurrentIndex(panel.upscale_method.findData("hires"))
     assert draft["upscale_method"] == "hires" and not panel.upscale_model.isVisible()
     draft.edit({"mode": Mode.TEXT_TO_IMAGE})  # the generation modes keep their own choice
