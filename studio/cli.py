@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.errors import BadInput, UserError
+from studio.core.formats import SaveFormat
 from studio.core.text import printable, terminal_json
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -23,6 +24,17 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 class UsageError(BadInput):
     """Bad input found by the command line itself; str() is one sentence."""
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's default, where it has one worth saying."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, "", argparse.SUPPRESS) or "default:" in (
+            action.help or ""
+        ):
+            return action.help
+        return super()._get_help_string(action)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,39 +68,150 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    gen = commands.add_parser("generate", help="make images from a prompt")
-    gen.add_argument("prompt")
+    from studio.core.request import DEFAULT_UPSCALE_MODEL, RANGES, GenerationRequest
+    from studio.core.schedulers import SCHEDULER_NAMES
+
+    plain = GenerationRequest()
+
+    def limits(field: str) -> str:
+        limit = RANGES[field]
+        return f"{limit.low:g} to {limit.high:g}"
+
+    gen = commands.add_parser(
+        "generate",
+        help="make images from a prompt",
+        description="Make images from a prompt: text→image; image→image with --init-image; "
+        "inpainting with --init-image and --mask. Values left out come from the model's own "
+        "card (size, steps, CFG, sampler), else from the defaults shown.",
+        epilog="Samplers (any capitalisation): " + ", ".join(SCHEDULER_NAMES) + ".",
+        formatter_class=_Help,
+    )
+    gen.add_argument("prompt", help="what the image shows (A1111's way of writing it works)")
     gen.add_argument("--negative", default="", metavar="TEXT", help="negative prompt")
-    gen.add_argument("--model", metavar="SPEC", help="embedded name, hub id, folder or file")
-    gen.add_argument("--steps", type=int)
-    gen.add_argument("--cfg", type=float, help="classifier-free guidance scale")
-    gen.add_argument("--cfg-rescale", type=float, default=0.0)
+    gen.add_argument(
+        "--model",
+        metavar="SPEC",
+        default="studio-tiny",
+        help="an embedded model's name, a hub id (org/name), a diffusers folder or a "
+        ".safetensors file",
+    )
+    gen.add_argument(
+        "--steps",
+        type=int,
+        help=f"denoising steps, {limits('steps')} (default: the model's, else 25)",
+    )
+    gen.add_argument(
+        "--cfg",
+        type=float,
+        help="classifier-free guidance scale, "
+        f"{limits('cfg_scale')} (default: the model's, else 7)",
+    )
+    gen.add_argument(
+        "--cfg-rescale",
+        type=float,
+        default=plain.cfg_rescale,
+        help=f"CFG rescale, {limits('cfg_rescale')}; 0 is off",
+    )
     gen.add_argument(
         "--threshold",
         type=float,
         metavar="CEILING",
-        help="Imagen dynamic thresholding with this ceiling (off when not given)",
+        help="Imagen's dynamic thresholding with this ceiling (off when not given)",
     )
-    gen.add_argument("--threshold-percentile", type=float, default=99.5)
-    gen.add_argument("--seed", type=int, default=-1, help="-1 for a random seed")
-    gen.add_argument("--width", type=int)
-    gen.add_argument("--height", type=int)
-    gen.add_argument("--scheduler", help="sampler name, e.g. 'DPM++ 2M' (default: the model's)")
-    gen.add_argument("--batch", type=int, default=1)
+    gen.add_argument(
+        "--threshold-percentile",
+        type=float,
+        default=plain.threshold_percentile,
+        help=f"thresholding's percentile of |x0|, {limits('threshold_percentile')}",
+    )
+    gen.add_argument(
+        "--seed",
+        type=int,
+        default=-1,
+        help="the seed of the first image (image k of a batch is seed+k); -1 picks one at random",
+    )
+    gen.add_argument(
+        "--width",
+        type=int,
+        help="in pixels, a multiple of 8 (default: the "
+        "model's native size, or an input image's shape at that size)",
+    )
+    gen.add_argument("--height", type=int, help="in pixels, a multiple of 8")
+    gen.add_argument(
+        "--scheduler",
+        "--sampler",
+        type=_scheduler,
+        metavar="NAME",
+        help="the sampler, e.g. 'DPM++ 2M' (default: the model's, else Euler a; the list is below)",
+    )
+    gen.add_argument("--batch", type=int, default=1, help=f"images, {limits('batch_size')}")
     gen.add_argument("--init-image", type=Path, metavar="PATH", help="image→image input")
-    gen.add_argument("--strength", type=float, default=0.75)
-    gen.add_argument("--mask", type=Path, metavar="PATH", help="inpaint mask (white = repaint)")
-    gen.add_argument("--mask-blur", type=int, default=4)
-    gen.add_argument("--only-masked", action="store_true", help="inpaint only the masked area")
-    gen.add_argument("--upscale", choices=["x4", "hires"])
-    gen.add_argument("--out", type=Path, metavar="PATH|DIR")
+    gen.add_argument(
+        "--strength",
+        type=float,
+        default=plain.strength,
+        help=f"how much of the input changes, {limits('strength')}",
+    )
+    gen.add_argument(
+        "--mask",
+        type=Path,
+        metavar="PATH",
+        help="inpainting mask, white = repaint (needs --init-image)",
+    )
+    gen.add_argument(
+        "--mask-blur", type=int, default=plain.mask_blur, help="the mask's feather in pixels"
+    )
+    gen.add_argument(
+        "--only-masked",
+        action="store_true",
+        help="inpaint a crop around the mask at full resolution",
+    )
+    gen.add_argument(
+        "--padding",
+        type=int,
+        default=plain.inpaint_padding,
+        help="context around the mask for --only-masked, in pixels",
+    )
+    gen.add_argument(
+        "--upscale",
+        choices=["x4", "hires"],
+        help="after generating: the ×4 diffusion upscaler, or hires fix (×2 then image→image)",
+    )
+    gen.add_argument(
+        "--upscale-strength",
+        type=float,
+        default=plain.upscale_strength,
+        help="hires fix: how much the enlarged image may change",
+    )
+    gen.add_argument(
+        "--upscale-model", metavar="SPEC", default=DEFAULT_UPSCALE_MODEL, help="the ×4 upscaler"
+    )
+    _output_options(gen)
+    gen.add_argument(
+        "--save-steps",
+        type=Path,
+        metavar="DIR",
+        help="also write each step's preview, as the window shows it, to DIR (step-001.png, …)",
+    )
 
-    up = commands.add_parser("upscale", help="enlarge an image ×4 with a diffusion upscaler")
-    up.add_argument("image", type=Path)
-    up.add_argument("--model", metavar="SPEC", help="upscaler model (default: studio-tiny-x4)")
+    up = commands.add_parser(
+        "upscale",
+        help="enlarge an image ×4 with a diffusion upscaler",
+        formatter_class=_Help,
+    )
+    up.add_argument("image", type=Path, help="the image to enlarge (8 to 1024 pixels a side)")
+    up.add_argument(
+        "--model", metavar="SPEC", default=DEFAULT_UPSCALE_MODEL, help="the upscaler model"
+    )
     up.add_argument("--prompt", default="", help="what the image shows (helps some upscalers)")
-    up.add_argument("--seed", type=int, default=-1)
-    up.add_argument("--out", type=Path, metavar="PATH|DIR")
+    up.add_argument("--seed", type=int, default=-1, help="-1 picks one at random")
+    up.add_argument(
+        "--noise-level",
+        type=int,
+        default=plain.upscale_noise_level,
+        help=f"noise added to the input, {limits('upscale_noise_level')}",
+    )
+    _output_options(up)
 
     info = commands.add_parser("info", help="print the parameters found in an image as JSON")
     info.add_argument("image", type=Path)
@@ -121,6 +244,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, metavar="FILE", help="also write the JSON here, after every row"
     )
     return parser
+
+
+def _output_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--out",
+        type=Path,
+        metavar="PATH|DIR",
+        help="a .png, .jpg or .webp file (a batch adds -1, -2…) or a folder (default: the "
+        "studio's output folder); every format carries the parameters as A1111 writes them",
+    )
+    command.add_argument("--quality", type=int, default=95, help="JPEG and WebP quality, 1-100")
+
+
+def _scheduler(text: str) -> str:
+    """A sampler's name in any capitalisation, or one another tool writes for it."""
+    from studio.core.schedulers import closest_scheduler
+
+    name = closest_scheduler(text)
+    if name is None:
+        raise argparse.ArgumentTypeError(f"no sampler called '{printable(text)}'")
+    return name
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -195,9 +339,9 @@ def _one_line(error: Exception) -> str:
 def _generate(args: argparse.Namespace) -> int:
     from studio.core.catalog import model_defaults
     from studio.core.imaging import input_size, open_image
-    from studio.core.request import DEFAULT_MODEL, GenerationRequest, Mode
+    from studio.core.request import GenerationRequest, Mode
 
-    model = args.model or DEFAULT_MODEL
+    model = args.model
     defaults = model_defaults(model)
     init_image = open_image(args.init_image) if args.init_image else None
     mask = open_image(args.mask).convert("L") if args.mask else None
@@ -229,20 +373,24 @@ def _generate(args: argparse.Namespace) -> int:
         mask=mask,
         mask_blur=args.mask_blur,
         inpaint_only_masked=args.only_masked,
+        inpaint_padding=args.padding,
         upscaler=args.upscale,
+        upscale_model=args.upscale_model,
+        upscale_strength=args.upscale_strength,
     )
     return _run_and_save(request, args)
 
 
 def _upscale(args: argparse.Namespace) -> int:
     from studio.core.imaging import open_image
-    from studio.core.request import DEFAULT_UPSCALE_MODEL, GenerationRequest, Mode
+    from studio.core.request import GenerationRequest, Mode
 
     request = GenerationRequest(
         mode=Mode.UPSCALE,
         prompt=args.prompt,
         init_image=open_image(args.image).convert("RGB"),
-        upscale_model=args.model or DEFAULT_UPSCALE_MODEL,
+        upscale_model=args.model,
+        upscale_noise_level=args.noise_level,
         seed=args.seed,
     )
     return _run_and_save(request, args)
@@ -360,16 +508,30 @@ _COMMANDS = {
 
 
 class _StderrProgress:
-    """Step progress on one rewritten stderr line (a line per step when not a terminal)."""
+    """Step progress on one rewritten stderr line (a line per step when not a terminal), and
+    with --save-steps each step's preview written out as the window would show it."""
 
-    def __init__(self) -> None:
+    def __init__(self, steps_dir: Path | None = None, size: tuple[int, int] | None = None) -> None:
+        """`size`: the main stage's picture size (the batch side by side), which the window
+        stretches its previews to; the previews are written at it."""
         self._tty = sys.stderr.isatty()
+        self._steps_dir = steps_dir
+        self._size = size
 
     def status(self, message: str, fraction: float | None) -> None:
         suffix = f" {fraction:.0%}" if fraction is not None and fraction < 1 else ""
         self._write(f"{message}{suffix}", final=fraction is None or fraction >= 1)
 
     def step(self, progress: Any) -> None:
+        if self._steps_dir is not None and progress.preview is not None:
+            from PIL import Image
+
+            prefix = "" if progress.stage == "generate" else f"{progress.stage}-"
+            target = self._steps_dir / f"{prefix}step-{progress.step:03d}.png"
+            picture = Image.fromarray(progress.preview)
+            if self._size and progress.stage == "generate":
+                picture = picture.resize(self._size, Image.Resampling.BILINEAR)
+            picture.save(target)
         line = (
             f"{progress.stage} {progress.step}/{progress.total} "
             f"{progress.steps_per_second:.1f} it/s {progress.seconds_left:.1f} s left"
@@ -386,31 +548,56 @@ class _StderrProgress:
 
 def _run_and_save(request: Any, args: argparse.Namespace) -> int:
     from studio.core.paths import output_dir
+    from studio.core.request import Mode
     from studio.core.saving import save_result
     from studio.core.settings import EngineSettings
 
     request.validate()  # before loading torch, so bad input answers at once
-    folder, stem = _destination(args.out)
+    folder, stem, save_as = _destination(args.out, args.quality)
+    steps_dir = getattr(args, "save_steps", None)
+    if steps_dir is not None:
+        _writable_folder(steps_dir, "--save-steps")
     from studio.engine.generate import Engine
 
-    settings = EngineSettings(device=args.device, dtype=args.dtype, preview_method="none")
-    result = Engine(settings).run(request, _StderrProgress())
+    # previews cost a little per step: made only when they are written out
+    preview = "linear" if steps_dir is not None else "none"
+    settings = EngineSettings(device=args.device, dtype=args.dtype, preview_method=preview)
+    shown = (request.width * request.batch_size, request.height)
+    reporter = _StderrProgress(steps_dir, shown if request.mode is not Mode.UPSCALE else None)
+    result = Engine(settings).run(request, reporter)
     if result.cancelled:
         return EXIT_INTERRUPTED
-    for path in save_result(result, folder or output_dir(), stem, overwrite=stem is not None):
+    chosen = folder or output_dir()
+    for path in save_result(result, chosen, stem, overwrite=stem is not None, save_as=save_as):
         print(path)
     return EXIT_OK
 
 
-def _destination(out: Path | None) -> tuple[Path | None, str | None]:
-    """--out as (folder, file stem): a .png path names the file, anything else a folder."""
+def _writable_folder(folder: Path, option: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        reason = (e.strerror or e.__class__.__name__).lower()
+        raise UsageError(f"{option} names a folder that cannot be made ({reason}).") from None
+
+
+def _destination(out: Path | None, quality: int) -> tuple[Path | None, str | None, SaveFormat]:
+    """--out as (folder, file stem, format): a .png, .jpg or .webp path names the file,
+    anything without a suffix a folder (its images are PNG)."""
+    from studio.core.formats import PNG, SaveFormat
+
+    if not 1 <= quality <= 100:
+        raise UsageError(f"--quality must be between 1 and 100, not {quality}.")
     if out is None:
-        return None, None
-    if out.suffix.lower() == ".png":
-        return out.parent if str(out.parent) else Path("."), out.stem
-    if out.suffix:
-        raise UsageError(f"--out must be a folder or a .png file, not '{out.name}'.")
-    return out, None
+        return None, None, PNG
+    if not out.suffix:
+        return out, None, PNG
+    save_as = SaveFormat.for_suffix(out.suffix, quality)
+    if save_as is None:
+        raise UsageError(
+            f"--out must be a folder or a .png, .jpg or .webp file, not '{printable(out.name)}'."
+        )
+    return out.parent if str(out.parent) else Path("."), out.stem, save_as
 
 
 if __name__ == "__main__":

@@ -285,3 +285,26 @@ def test_send_to_after_a_job_shows_the_image_sent_not_a_leftover_preview(
     shown = np.asarray(window.canvas.image().convert("RGB"))
     assert (shown == np.asarray(Image.open(sent).convert("RGB"))).all()
     assert window.timeline.frame_count() == 0  # the timeline of another picture is gone
+
+
+@pytest.mark.parametrize("suffix", [".webp", ".gif"])
+def test_the_timeline_exports_a_jobs_steps_as_an_animation(qtbot, window, tmp_path, suffix):  # noqa: ANN001
+    _generate(qtbot, window)
+    assert window.timeline.export_button.isEnabled()
+    written = window.jobs.export_steps(tmp_path / f"steps{suffix}")
+    with Image.open(written) as animation:
+        assert animation.n_frames == 3  # two steps, then the result held
+        assert animation.info.get("loop") == 0
+    assert window.status.text() == f"Saved the steps as steps{suffix}."
+
+
+def test_images_are_saved_in_the_format_chosen_in_settings(qtbot, window, out_dir):  # noqa: ANN001
+    from studio.core.formats import SaveFormat
+    from studio.ui.dialogs import StudioSettings
+
+    chosen = StudioSettings(out_dir, window.engine_settings(), "dark", SaveFormat("jpeg", 80))
+    window.apply_settings(chosen)
+    result = _generate(qtbot, window)
+    assert [p.suffix for p in result.paths] == [".jpg"]
+    assert read_parameters(result.paths[0]).prompt == PROMPT
+    assert window.settings.save_format() == SaveFormat("jpeg", 80)  # kept for next time

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from studio.core.errors import UserError
+from studio.core.formats import PNG, SaveFormat
 from studio.core.request import GenerationRequest
 
 
@@ -28,11 +29,12 @@ class GenerationError(UserError):
 
 @dataclass(frozen=True)
 class Job:
-    """One unit of work for a backend: the request and where its images go."""
+    """One unit of work for a backend: the request, where its images go and as what."""
 
     id: int
     request: GenerationRequest
     output_dir: Path
+    save_as: SaveFormat = PNG
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import BinaryIO
 from PIL import Image
 
 from studio import metadata
+from studio.core.formats import PNG, SaveFormat
 from studio.core.jobs import GenerationResult, Stage
 from studio.core.request import GenerationRequest, Mode
 
@@ -90,8 +91,9 @@ def save_image(
     stem: str | None = None,
     overwrite: bool = False,
     stages: Sequence[Stage] = (),
+    save_as: SaveFormat = PNG,
 ) -> Path:
-    """Save a PNG with its parameters; the file appears whole or not at all.
+    """Save an image with its parameters; the file appears whole or not at all.
 
     Without `overwrite`, the name is made unique atomically: an existing file (another
     studio saving into the same folder at the same moment included) is never replaced;
@@ -100,18 +102,32 @@ def save_image(
     folder.mkdir(parents=True, exist_ok=True)
     stem = stem or default_stem(request, seed)
     # The request recorded is the one that regenerates exactly this image: its own seed, batch 1.
-    own_request = request.replace(seed=seed, batch_size=1)
-    info = metadata.png_info(parameters_of(request, seed, image, stages), own_request.to_dict())
-    target = folder / f"{stem}.png"
+    recorded = request.replace(seed=seed, batch_size=1).to_dict()
+    parameters = parameters_of(request, seed, image, stages)
+    target = folder / f"{stem}{save_as.suffix}"
 
     def write(handle: BinaryIO) -> None:
-        image.save(handle, format="PNG", pnginfo=info)
+        if save_as.kind == "png":
+            image.save(handle, format="PNG", pnginfo=metadata.png_info(parameters, recorded))
+            return
+        picture = image.convert("RGB") if save_as.kind == "jpeg" else image
+        extra = metadata.exif_and_xmp(parameters, recorded)
+        if len(extra.get("xmp", b"")) + len(extra["exif"]) > MAX_EMBEDDED:
+            extra.pop("xmp")  # a JPEG segment holds 64 KB: the A1111 text is kept
+        picture.save(handle, format=save_as.kind.upper(), quality=save_as.quality, **extra)
 
     return write_atomically(target, write, overwrite=overwrite)
 
 
+MAX_EMBEDDED = 60_000  # bytes of EXIF and XMP a JPEG's segments can take
+
+
 def save_result(
-    result: GenerationResult, folder: Path, stem: str | None = None, overwrite: bool = False
+    result: GenerationResult,
+    folder: Path,
+    stem: str | None = None,
+    overwrite: bool = False,
+    save_as: SaveFormat = PNG,
 ) -> list[Path]:
     """Every image of a job on disk, each with the request that makes exactly it; the
     paths are also kept in `result.paths`. With a `stem`, a batch is stem-1, stem-2…"""
@@ -122,7 +138,7 @@ def save_result(
         seed = seeds[index] if index < len(seeds) else seeds[-1]
         name = stem if stem is None or len(result.images) == 1 else f"{stem}-{index + 1}"
         paths.append(
-            save_image(image, result.request, seed, folder, name, overwrite, result.stages)
+            save_image(image, result.request, seed, folder, name, overwrite, result.stages, save_as)
         )
     result.paths = paths
     return paths

@@ -21,12 +21,13 @@ from studio.metadata.a1111 import format_a1111, parse_a1111
 from studio.metadata.parameters import SOURCES, ImageParameters, MetadataError
 from studio.metadata.reader import read_parameters, read_parameters_from_image
 from studio.metadata.samplers import normalise_sampler
-from studio.metadata.studio_chunk import png_info
+from studio.metadata.studio_chunk import exif_and_xmp, png_info
 
 __all__ = [
     "SOURCES",
     "ImageParameters",
     "MetadataError",
+    "exif_and_xmp",
     "format_a1111",
     "normalise_sampler",
     "parse_a1111",

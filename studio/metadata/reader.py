@@ -24,7 +24,7 @@ from studio.metadata.parameters import (
     load_json,
     stringify,
 )
-from studio.metadata.studio_chunk import STUDIO_KEY, from_studio
+from studio.metadata.studio_chunk import STUDIO_KEY, from_studio, request_from_xmp
 
 
 def from_exif(image: Image.Image) -> ImageParameters | None:
@@ -34,6 +34,12 @@ def from_exif(image: Image.Image) -> ImageParameters | None:
         return None  # a broken EXIF block is the same as none
     if "prompt" in chunks or "workflow" in chunks:
         return from_comfyui(chunks)
+    request = request_from_xmp(image.info.get("xmp"))
+    if request is not None and "UserComment" in chunks:  # a JPEG or WebP of the studio's
+        with contextlib.suppress(Unreadable):
+            found = from_studio({STUDIO_KEY: request, PARAMETERS_KEY: chunks["UserComment"]})
+            if found is not None:
+                return found
     return from_loose_text(chunks.get("UserComment"))
 
 

@@ -4,11 +4,13 @@ chunk with the whole request, so dropping a file back restores everything exactl
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from PIL import PngImagePlugin
+from PIL import Image, PngImagePlugin
 
 from studio.metadata.a1111 import PARAMETERS_KEY, format_a1111, parse_a1111
 from studio.metadata.parameters import (
@@ -29,6 +31,40 @@ def _is_latin1(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+# JPEG and WebP carry the A1111 text as AUTOMATIC1111 writes it (EXIF UserComment, UTF-16
+# big-endian behind the "UNICODE" marker) and the request in an XMP packet of our own.
+EXIF_IFD, USER_COMMENT = 0x8769, 0x9286
+XMP_NAMESPACE = "https://latent.studio/ns/1.0/"
+_XMP_REQUEST = re.compile(r"<ls:request>(.*?)</ls:request>", re.DOTALL)
+
+
+def exif_and_xmp(parameters: ImageParameters, request: dict[str, Any] | None) -> dict[str, bytes]:
+    """The `exif` and `xmp` save arguments of a JPEG or WebP studio image."""
+    exif = Image.Exif()
+    text = format_a1111(parameters)
+    exif.get_ifd(EXIF_IFD)[USER_COMMENT] = b"UNICODE\0" + text.encode("utf-16-be")
+    found = {"exif": exif.tobytes()}
+    if request is not None:
+        payload = json.dumps(request, sort_keys=True, ensure_ascii=False, default=str)
+        found["xmp"] = (
+            '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+            'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+            f'<rdf:Description xmlns:ls="{XMP_NAMESPACE}"><ls:request>{html.escape(payload)}'
+            "</ls:request></rdf:Description></rdf:RDF></x:xmpmeta>"
+        ).encode()
+    return found
+
+
+def request_from_xmp(xmp: Any) -> str | None:
+    """The request JSON text our XMP packet holds, if this is one of ours."""
+    if isinstance(xmp, bytes):
+        xmp = xmp.decode("utf-8", errors="replace")
+    if not isinstance(xmp, str) or XMP_NAMESPACE not in xmp:
+        return None
+    match = _XMP_REQUEST.search(xmp)
+    return html.unescape(match.group(1)) if match else None
 
 
 def png_info(parameters: ImageParameters, request: dict[str, Any] | None) -> PngImagePlugin.PngInfo:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
+from studio.core.formats import PNG
 from studio.core.jobs import GenerationResult, Job, JobRecord, JobState, StepProgress
 from studio.core.request import GenerationRequest
 from studio.core.settings import EngineSettings
@@ -52,6 +53,7 @@ class JobController(QObject):
         with `settings` and `engine_factory`)."""
         super().__init__(parent)
         self._output_dir = output_dir
+        self.save_as = PNG  # the format the next jobs' images are saved in
         self._engine = backend or LocalBackend(settings, engine_factory)
         self._engine.setParent(self)
         self._ids = itertools.count(1)
@@ -184,7 +186,7 @@ class JobController(QObject):
         record.state = JobState.RUNNING
         self._current = job_id
         self._latest = None
-        self._engine.submit(Job(job_id, record.request, self._output_dir))
+        self._engine.submit(Job(job_id, record.request, self._output_dir, self.save_as))
         self.busyChanged.emit(True)
         self.jobStarted.emit(job_id)
 

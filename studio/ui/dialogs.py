@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core import speedup_figures
+from studio.core.formats import PNG, SaveFormat
 from studio.core.paths import output_dir
 from studio.core.settings import PREVIEW_METHODS, SPEEDUPS, EngineSettings
 from studio.ui.theme import THEMES
@@ -50,6 +51,7 @@ SHORTCUTS: tuple[tuple[str, str], ...] = (
     ("F1", "This list"),
 )
 
+_FORMAT_LABELS = {"png": "PNG (lossless)", "jpeg": "JPEG", "webp": "WebP"}
 _PREVIEW_LABELS = {
     "linear": "Fast (linear latent → RGB)",
     "vae": "Exact (VAE decode; slower)",
@@ -64,6 +66,7 @@ class StudioSettings:
     output_dir: Path
     engine: EngineSettings
     theme: str
+    save_as: SaveFormat = PNG
 
 
 class _Choice(QComboBox):
@@ -110,6 +113,25 @@ class SettingsDialog(QDialog):
         studio_box = QGroupBox("Studio")
         studio_form = _form(studio_box)
         studio_form.addRow("Output folder", folder_row)
+        self.save_kind = QComboBox()
+        for kind, label in _FORMAT_LABELS.items():
+            self.save_kind.addItem(label, kind)
+        self.save_kind.setCurrentIndex(max(0, self.save_kind.findData(values.save_as.kind)))
+        self.save_kind.setToolTip(
+            "Every format carries the parameters as AUTOMATIC1111 writes them, and the "
+            "studio's own record, so a file can be dropped back to restore everything."
+        )
+        self.save_quality = QSpinBox()
+        self.save_quality.setRange(1, 100)
+        self.save_quality.setValue(values.save_as.quality)
+        self.save_quality.setSuffix(" quality")
+        self.save_quality.setToolTip("JPEG and WebP: higher is better and larger")
+        format_row = QHBoxLayout()
+        format_row.addWidget(self.save_kind, 1)
+        format_row.addWidget(self.save_quality)
+        self.save_kind.currentIndexChanged.connect(self._update_quality)
+        self._update_quality()
+        studio_form.addRow("Save as", format_row)
         studio_form.addRow("Theme", self.theme)
 
         self.preview_method = QComboBox()
@@ -259,7 +281,13 @@ class SettingsDialog(QDialog):
         )
 
     def values(self) -> StudioSettings:
-        return StudioSettings(self.folder(), self.engine_settings(), self.theme.currentData())
+        save_as = SaveFormat(self.save_kind.currentData(), self.save_quality.value())
+        return StudioSettings(
+            self.folder(), self.engine_settings(), self.theme.currentData(), save_as
+        )
+
+    def _update_quality(self) -> None:
+        self.save_quality.setEnabled(self.save_kind.currentData() != "png")
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Output folder", self.folder_edit.text())

@@ -7,12 +7,15 @@ signal of a job that is no longer current.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from PySide6.QtCore import QObject, Slot
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QLabel, QPushButton
+from PySide6.QtWidgets import QFileDialog, QLabel, QPushButton
 
+from studio.core.animation import write_animation
 from studio.core.draft import Draft
+from studio.core.errors import UserError
 from studio.core.jobs import GenerationResult, JobRecord, StepProgress
 from studio.core.request import Mode
 from studio.ui.canvas import ImageCanvas
@@ -56,6 +59,7 @@ class JobView(QObject):
         controller.busyChanged.connect(self._set_busy)
         controller.jobQueued.connect(lambda _id: self._update_queue())
         timeline.frameChosen.connect(self._on_frame_chosen)
+        timeline.exportRequested.connect(self._ask_where_to_export)
         self._set_busy(False)
 
     def show_timeline(self, record: JobRecord | None) -> None:
@@ -125,6 +129,34 @@ class JobView(QObject):
             self.canvas.clear_preview()  # the last position is the result itself
         else:
             self.canvas.show_preview(record.frames[index].preview)
+
+    def export_steps(self, path: Path) -> Path | None:
+        """The shown job's steps and result as an animation at `path` (.webp or .gif)."""
+        record = self.controller.job(self.shown_job) if self.shown_job else None
+        if record is None or record.result is None or not record.result.images:
+            return None
+        previews = [frame.preview for frame in record.frames if frame.stage == "generate"]
+        try:
+            written = write_animation(previews, record.result.images[0], path)
+        except (UserError, OSError) as e:
+            self.show_error(str(e) if isinstance(e, UserError) else f"{path.name}: {e}")
+            return None
+        self.status.say(f"Saved the steps as {written.name}.")
+        return written
+
+    def _ask_where_to_export(self) -> None:
+        record = self.controller.job(self.shown_job) if self.shown_job else None
+        if record is None or not record.result or not record.result.paths:
+            return
+        suggested = record.result.paths[0].with_name(record.result.paths[0].stem + "-steps.webp")
+        path, _ = QFileDialog.getSaveFileName(
+            self.canvas.window(),
+            "Export the steps",
+            str(suggested),
+            "Animated WebP (*.webp);;Animated GIF (*.gif)",
+        )
+        if path:
+            self.export_steps(Path(path))
 
     def _finish(self) -> None:
         self.status.finished()

@@ -95,6 +95,7 @@ class MainWindow(QMainWindow):
             self,
             backend=backend,
         )
+        self.controller.save_as = self.settings.save_format()
         self.engine_stopped = True  # False if the engine thread outlived closing
 
         self._build_centre()
@@ -291,9 +292,7 @@ class MainWindow(QMainWindow):
         self.generate_button.clicked.connect(self.generate)
         self.cancel_button.clicked.connect(self.cancel)
         self.model_picker.addRequested.connect(lambda: self._ask_for_model(self.model_picker))
-        self.upscaler_picker.addRequested.connect(
-            lambda: self._ask_for_model(self.upscaler_picker)
-        )
+        self.upscaler_picker.addRequested.connect(lambda: self._ask_for_model(self.upscaler_picker))
         self.guidance.upscale_model.addRequested.connect(
             lambda: self._ask_for_model(self.guidance.upscale_model)
         )
@@ -501,7 +500,10 @@ class MainWindow(QMainWindow):
 
     def open_settings(self) -> None:
         current = StudioSettings(
-            self.controller.output_dir, self.settings.engine_settings(), self.settings.theme()
+            self.controller.output_dir,
+            self.settings.engine_settings(),
+            self.settings.theme(),
+            self.settings.save_format(),
         )
         dialog = SettingsDialog(current, self)
         try:
@@ -517,6 +519,8 @@ class MainWindow(QMainWindow):
         jobs (reloading its model only when placement changed), the gallery its folder."""
         self.settings.set_output_dir(chosen.output_dir)
         self.settings.set_engine_settings(chosen.engine)
+        self.settings.set_save_format(chosen.save_as)
+        self.controller.save_as = chosen.save_as
         self.controller.set_output_dir(chosen.output_dir)  # the gallery follows
         self.controller.configure(self.settings.engine_settings())
         if chosen.theme != self.settings.theme():

@@ -13,6 +13,7 @@ from typing import Any
 from PySide6.QtCore import QByteArray, QSettings
 
 from studio.core.files import is_regular_file
+from studio.core.formats import FORMATS, SaveFormat
 from studio.core.paths import config_dir, output_dir
 from studio.core.settings import PREVIEW_METHODS, SPEEDUPS, EngineSettings
 from studio.core.state import notice, set_aside
@@ -142,6 +143,21 @@ class Settings:
             self._qs.setValue(key, _TRISTATE_NAMES[value])
         for speedup in SPEEDUPS:
             self._qs.setValue(f"engine/{speedup.field}", bool(getattr(settings, speedup.field)))
+
+    def save_format(self) -> SaveFormat:
+        """The format images are saved in (PNG unless the artist chose JPEG or WebP)."""
+        kind = self._qs.value("studio/save_format", "png")
+        try:
+            quality = int(self._qs.value("studio/save_quality", 95))
+        except (TypeError, ValueError):
+            quality = 95
+        if kind not in FORMATS:
+            kind = "png"
+        return SaveFormat(kind, max(1, min(100, quality)))
+
+    def set_save_format(self, save_as: SaveFormat) -> None:
+        self._qs.setValue("studio/save_format", save_as.kind)
+        self._qs.setValue("studio/save_quality", save_as.quality)
 
     def theme(self) -> str:
         value = self._qs.value("studio/theme", "dark")

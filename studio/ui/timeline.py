@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QSlider,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -42,6 +43,7 @@ class Timeline(QWidget):
     """Emits `frameChosen(index)`; index == frame_count() - 1 is the finished image."""
 
     frameChosen = Signal(int)
+    exportRequested = Signal()  # the artist asked to save the steps as an animation
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -62,9 +64,15 @@ class Timeline(QWidget):
         self.label.setObjectName("hint")
         self.label.setMinimumWidth(170)
 
+        self.export_button = QToolButton()
+        self.export_button.setText("Export…")
+        self.export_button.setToolTip("Save the steps as an animated WebP or GIF, to share")
+        self.export_button.clicked.connect(self.exportRequested)
+
         row = QHBoxLayout()
         row.addWidget(self.label)
         row.addWidget(self.slider, 1)
+        row.addWidget(self.export_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
@@ -89,6 +97,7 @@ class Timeline(QWidget):
         self.slider.setRange(0, 0)
         self.slider.blockSignals(False)
         self.slider.setEnabled(False)
+        self.export_button.setEnabled(False)
         self.strip.setVisible(False)
         self.label.setText(message or "Timeline: generate an image to scrub through its steps")
 
@@ -108,6 +117,7 @@ class Timeline(QWidget):
         self.slider.setValue(last)
         self.slider.blockSignals(False)
         self.slider.setEnabled(len(self._labels) > 1)
+        self.export_button.setEnabled(len(self._labels) > 1)
         self.strip.setVisible(bool(self._labels))
         self.strip.blockSignals(True)
         self.strip.setCurrentRow(last)

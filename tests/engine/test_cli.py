@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from studio.cli import main
+from studio.metadata import read_parameters
 
 INTEROP = Path(__file__).resolve().parents[3] / "shared" / "interop"
 
@@ -129,7 +131,10 @@ def test_inpaint_and_upscale_from_the_command_line(
         (["generate"], "required: prompt"),
         (["info", "{missing}"], "does not exist"),
         (["upscale", "{missing}"], "does not exist"),
-        (["generate", "x", "--model", "{sd}", "--out", "{sd}/a.jpg"], "must be a folder or"),
+        (
+            ["generate", "x", "--model", "{sd}", "--out", "{sd}/a.tiff"],
+            "must be a folder or a .png",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, words, tiny_sd, tmp_path, capsys) -> None:
@@ -309,3 +314,55 @@ def test_upscale_prints_progress_and_the_path_nothing_else(tmp_path: Path) -> No
     assert done.returncode == 2 and done.stderr.decode().strip() == (
         "studio: The image to upscale is 1×1: it needs at least 8 pixels a side."
     )
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".jpeg", ".webp"])
+def test_out_as_jpeg_or_webp_carries_the_parameters_as_a1111_writes_them(
+    tiny_sd, tmp_path: Path, capsys, suffix: str
+) -> None:
+    target = tmp_path / f"picture{suffix}"
+    args = ["generate", "a red circle", "--model", tiny_sd, "--steps", "2", "--seed", "8"]
+    code, out, err = run([*args, "--width", "32", "--height", "32", "--out", str(target)], capsys)
+    assert code == 0, err and out.strip() == str(target)
+    with Image.open(target) as image:
+        assert image.format == ("JPEG" if suffix != ".webp" else "WEBP")
+        comment = image.getexif().get_ifd(0x8769)[0x9286]  # EXIF UserComment
+    assert comment.startswith(b"UNICODE\0")  # as A1111 (piexif) writes it: UTF-16 big-endian
+    assert comment[8:].decode("utf-16-be").startswith("a red circle\nSteps: 2, Sampler:")
+    code, out, _ = run(["info", str(target)], capsys)
+    info = json.loads(out)
+    assert (info["source"], info["seed"], info["request"]["steps"]) == ("studio", 8, 2)
+
+
+def test_samplers_are_named_in_any_capitalisation_and_listed_in_the_help(
+    tiny_sd, tmp_path: Path, capsys
+) -> None:
+    target = tmp_path / "x.png"
+    args = ["generate", "x", "--model", tiny_sd, "--steps", "2", "--width", "32", "--height", "32"]
+    code, _, err = run([*args, "--sampler", "dpm++ 2m karras", "--out", str(target)], capsys)
+    assert code == 0, err
+    assert read_parameters(target).sampler == "DPM++ 2M Karras"
+    with pytest.raises(SystemExit) as exited:
+        main([*args, "--sampler", "warp drive"])
+    assert exited.value.code == 2 and "no sampler called 'warp drive'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "DPM++ 2M SDE Karras" in help_text and "(default: 0.75)" in help_text
+
+
+def test_save_steps_writes_each_preview_as_the_window_shows_it(tmp_path: Path, capsys) -> None:
+    from studio.core.catalog import is_installed
+
+    if not is_installed("studio-tiny"):
+        pytest.skip("the embedded model is not built yet")
+    steps, target = tmp_path / "steps", tmp_path / "out.png"
+    args = ["generate", "a red circle", "--steps", "5", "--seed", "2", "--save-steps", str(steps)]
+    code, _, err = run([*args, "--out", str(target)], capsys)
+    assert code == 0, err
+    written = sorted(p.name for p in steps.iterdir())
+    assert written == [f"step-00{i}.png" for i in range(1, 6)]
+    last = np.asarray(Image.open(steps / "step-005.png").convert("RGB"), dtype=np.float32)
+    result = np.asarray(Image.open(target).convert("RGB"), dtype=np.float32)
+    assert last.shape == result.shape  # stretched to the picture, as the canvas shows it
+    assert np.abs(last - result).mean() < 45  # the linear preview's bound

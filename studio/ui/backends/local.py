@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
@@ -28,6 +27,7 @@ from studio.core.errors import UserError
 from studio.core.jobs import GenerationResult, Job
 from studio.core.request import GenerationRequest, Mode
 from studio.core.settings import SPEEDUPS, EngineSettings
+from studio.core.text import printable
 from studio.ui.backends.base import UNKNOWN_FRACTION, Backend, JobSignals
 
 if TYPE_CHECKING:
@@ -205,7 +205,7 @@ class EngineWorker(JobSignals):
             if result.cancelled or cancel.is_set():  # set after the last step: save nothing
                 self.cancelled.emit(job.id)
                 return
-            _save(result, job.output_dir)
+            _save(result, job)
         except Exception as e:  # noqa: BLE001 - one job's failure never wedges the queue
             self.failed.emit(job.id, _one_sentence(e))
             return
@@ -221,15 +221,16 @@ class EngineWorker(JobSignals):
             self._cancels.pop(job_id, None)
 
 
-def _save(result: GenerationResult, folder: Path) -> None:
+def _save(result: GenerationResult, job: Job) -> None:
     """Every image of a job on disk (before anyone hears it is done), or a sentence why not."""
     from studio.core.saving import save_result
 
     try:
-        save_result(result, folder)
+        save_result(result, job.output_dir, save_as=job.save_as)
     except OSError as e:
         reason = e.strerror or e.__class__.__name__
-        raise SaveError(f"The image could not be saved in {folder}: {reason}.") from e
+        where = printable(str(job.output_dir))
+        raise SaveError(f"The image could not be saved in {where}: {reason}.") from e
 
 
 class SaveError(UserError):
