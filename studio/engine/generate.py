@@ -362,6 +362,11 @@ class Engine:
 
     @staticmethod
     def _decode(pipe: Any, latents: torch.Tensor) -> list[Image.Image]:
+        """The pictures of the final latents; never a black or flat picture made of NaNs
+        (fp16 VAEs overflow, extreme guidance diverges): a half-precision decode that gives
+        NaN is done again in float32, and what stays NaN fails the job with a sentence."""
+        if not bool(torch.isfinite(latents).all()):
+            raise GenerationError(LATENTS_NOT_A_NUMBER)
         vae = pipe.vae
         # Only pipelines that upcast their own VAE (SDXL, the x4 upscaler) need it; SD 1.x/2.x
         # decode in fp16, and doing otherwise would cost time the bare pipeline does not spend.
@@ -370,15 +375,14 @@ class Engine:
             and getattr(vae.config, "force_upcast", False)
             and hasattr(pipe, "upcast_vae")
         )
-        if needs_upcast:
-            vae.to(torch.float32)
-        try:
-            image = vae.decode(
-                latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False
-            )[0]
-        finally:
-            if needs_upcast:
-                vae.to(torch.float16)
+        image = _vae_decode(vae, latents, float32=needs_upcast)
+        if not bool(torch.isfinite(image).all()):
+            if vae.dtype == torch.float32:
+                raise GenerationError(DECODE_NOT_A_NUMBER)
+            log.warning("the VAE's decode in %s gave NaN: decoding in float32", vae.dtype)
+            image = _vae_decode(vae, latents, float32=True)
+            if not bool(torch.isfinite(image).all()):
+                raise GenerationError(DECODE_NOT_A_NUMBER)
         return pipe.image_processor.postprocess(image, output_type="pil")
 
     @staticmethod
@@ -387,6 +391,29 @@ class Engine:
         result = action()
         timings[key] = timings.get(key, 0.0) + time.perf_counter() - started
         return result
+
+
+LATENTS_NOT_A_NUMBER = (
+    "The denoising went out of range (not a number) and would have given a black picture: "
+    "lower the CFG scale, or turn off CFG rescale or dynamic thresholding, and try again."
+)
+DECODE_NOT_A_NUMBER = (
+    "The model's VAE could not decode this picture (not a number) even at full precision: "
+    "try another seed or a lower CFG scale."
+)
+
+
+def _vae_decode(vae: Any, latents: torch.Tensor, float32: bool) -> torch.Tensor:
+    """The VAE's decode, in float32 for this call when asked (then back to its own dtype)."""
+    dtype = vae.dtype
+    if float32 and dtype != torch.float32:
+        vae.to(torch.float32)
+    try:
+        scaled = latents.to(vae.dtype) / vae.config.scaling_factor
+        return vae.decode(scaled, return_dict=False)[0]
+    finally:
+        if vae.dtype != dtype:
+            vae.to(dtype)
 
 
 def steps_for_strength(steps: int, strength: float) -> int:

@@ -260,3 +260,50 @@ def test_a_preview_still_on_its_way_from_the_gpu_is_reported_a_step_later(
     # a cancel seen at step 2 stops the loop at the next step, which was already under way
     assert result.cancelled and [p.step for p in cancelled.steps] == [1, 2]
     assert len(unet_calls) == 3
+
+
+def test_nan_latents_fail_the_job_with_a_sentence_not_a_black_picture(engine, base) -> None:
+    """Forced through the real pipeline: the UNet's prediction turns to NaN at the last step."""
+    from studio.core.jobs import GenerationError
+
+    unet = engine.models.pipeline(base.model, Mode.TEXT_TO_IMAGE).unet
+    calls: list[int] = []
+
+    def poison(module, args, kwargs, output):  # noqa: ANN001, ANN202
+        calls.append(1)
+        if len(calls) == base.steps:
+            output[0].fill_(float("nan")) if isinstance(output, tuple) else output.sample.fill_(
+                float("nan")
+            )
+        return output
+
+    hook = unet.register_forward_hook(poison, with_kwargs=True)
+    try:
+        with pytest.raises(GenerationError, match="The denoising went out of range"):
+            engine.run(base.replace(scheduler="Euler"))
+    finally:
+        hook.remove()
+    assert pixels(engine.run(base).images[0]).std() > 0  # and the next job is fine
+
+
+def test_a_half_precision_decode_that_gives_nan_is_done_again_in_float32(base) -> None:
+    """fp16 VAEs overflow where float32 does not: the studio decodes again, and the picture
+    is the float32 one (here the half precision is bfloat16, which this CPU runs)."""
+    import torch
+
+    from studio.core.settings import EngineSettings
+    from studio.engine.generate import Engine
+
+    engine = Engine(EngineSettings(dtype="bfloat16"))
+    vae = engine.models.pipeline(base.model, Mode.TEXT_TO_IMAGE).vae
+    real = type(vae).decode
+
+    def overflowing(self, latents, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        decoded = real(self, latents, *args, **kwargs)
+        if self.dtype != torch.float32:
+            decoded[0].fill_(float("nan"))
+        return decoded
+
+    vae.decode = overflowing.__get__(vae)
+    image = engine.run(base).images[0]
+    assert pixels(image).std() > 0 and vae.dtype == torch.bfloat16  # back to its own dtype
