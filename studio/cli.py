@@ -219,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("models", help="list the models the studio knows and where they are")
 
     from studio.bench.ladder import ROWS
+    from studio.bench.runner import PARTS
 
     bench = commands.add_parser("bench", help="measure the studio against bare diffusers")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions (minutes)")
@@ -236,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ROW,…",
         help=f"--gpu: measure only these rows ({', '.join(ROWS)}); each keeps the "
         "speed-ups of the rows above it",
+    )
+    bench.add_argument(
+        "--parts",
+        type=_bench_parts,
+        metavar="PART,…",
+        help=f"measure only these parts ({', '.join(PARTS)}; default: all)",
     )
     bench.add_argument(
         "--no-compile", action="store_true", help="skip the speed-up rows that compile the UNet"
@@ -275,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         from studio.ui.app import main as open_studio
 
-        return open_studio(["--debug"] if args.debug else [])
+        return open_studio(["--debug"] if args.debug else [], end_process=True)
     try:
         return _run(args)
     finally:
@@ -472,7 +479,10 @@ def _bench(args: argparse.Namespace) -> int:
             args.device, args.size, args.steps, args.repeats, tuple(rows), save_gpu
         )
     else:
-        results = run_bench(args.quick, args.model, compile_rows=not args.no_compile)
+        from studio.bench.runner import PARTS
+
+        parts = args.parts or PARTS
+        results = run_bench(args.quick, args.model, compile_rows=not args.no_compile, parts=parts)
     print(json.dumps(results, indent=2) if args.json else format_table(results))
     save(results)  # after printing: a file that cannot be written loses no figures
     kept = keep_figures(results)
@@ -481,6 +491,18 @@ def _bench(args: argparse.Namespace) -> int:
     elif not_kept:
         print(f"The speed-ups' figures were not kept: {not_kept[-1]}", file=sys.stderr)
     return EXIT_OK
+
+
+def _bench_parts(text: str) -> tuple[str, ...]:
+    from studio.bench.runner import PARTS
+
+    parts = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [part for part in parts if part not in PARTS]
+    if unknown or not parts:
+        raise argparse.ArgumentTypeError(
+            f"no part called {', '.join(unknown) or 'that'}: choose from {', '.join(PARTS)}"
+        )
+    return parts
 
 
 def _bench_rows(text: str) -> list[str]:

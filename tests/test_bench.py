@@ -24,12 +24,17 @@ REQUIRED = [
     "event_loop_gap_ms",
     "startup_window_s",
     "startup_first_image_s",
+    "exit_idle_s",
+    "exit_busy_s",
     "mode_switch_ms",
     "mode_switch_weight_loads",
     "peak_rss_mb",
     "speedup_s_per_image_ratio",
     "speedup_first_run_s",
 ]
+
+
+PROCESS = ("startup_window_s", "startup_first_image_s", "exit_idle_s", "exit_busy_s")
 
 
 def _have_embedded() -> bool:
@@ -59,11 +64,14 @@ def _bench(*args: str, timeout: int, config: Path) -> dict:
 
 
 @pytest.mark.skipif(not _have_embedded(), reason="the embedded model is not built yet")
-def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
+def test_quick_bench_reports_every_figure_of_the_engine_and_the_window(tmp_path: Path) -> None:
     # without the compiled row: compiling takes most of a minute on this CPU, and the
     # compiled UNet is held to its pictures in tests/engine/test_speedups.py
-    results = _bench("bench", "--quick", "--no-compile", timeout=600, config=tmp_path)
-    assert all_finite(results, REQUIRED) == []
+    parts = "engine,window,memory,speedups"
+    results = _bench(
+        "bench", "--quick", "--no-compile", "--parts", parts, timeout=600, config=tmp_path
+    )
+    assert all_finite(results, [k for k in REQUIRED if k not in PROCESS]) == []
     assert set(results["event_loop_gap_ms"]) >= {"p50", "p99", "max"}
     assert "linear" in results["preview_cost_share"]
     assert results["mode_switch_weight_loads"] == 0
@@ -77,6 +85,14 @@ def test_quick_bench_reports_every_figure(tmp_path: Path) -> None:
     assert all(figures[row].time_ratio for row in ("channels_last", "fuse_qkv"))
     assert figures["fuse_qkv"].first_image_s is None  # only compiled rows pay a first image
     assert "compile_unet" not in results["speedup_first_run_s"]
+
+
+@pytest.mark.skipif(not _have_embedded(), reason="the embedded model is not built yet")
+def test_quick_bench_times_starting_and_quitting_the_studio(tmp_path: Path) -> None:
+    results = _bench("bench", "--quick", "--parts", "process", timeout=600, config=tmp_path)
+    assert all_finite(results, list(PROCESS)) == []
+    assert 0 < results["exit_idle_s"] < 30 and 0 < results["exit_busy_s"] < 30
+    assert results["startup_window_s"] < results["startup_first_image_s"]
 
 
 def test_gpu_bench_runs_on_a_cpu_at_a_small_size(tmp_path) -> None:  # noqa: ANN001

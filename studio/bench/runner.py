@@ -18,6 +18,8 @@ _ROWS: list[tuple[str, str, str]] = [
     ("event_loop_gap_ms.max", "Event-loop gap max (ms)", "≤ 50"),
     ("startup_window_s", "Start-up to window shown (s)", "≤ 1.0"),
     ("startup_first_image_s", "Start-up to first image (s)", ""),
+    ("exit_idle_s", "Window closed to process gone, idle (s)", "≤ 1.0"),
+    ("exit_busy_s", "Window closed to process gone, generating (s)", "≤ 2.0"),
     ("mode_switch_ms", "Mode switches txt→inpaint→img→txt (ms)", "≤ 50"),
     ("mode_switch_weight_loads", "Weights loaded by those switches", "0"),
     ("peak_rss_mb", "Peak resident memory of a generation (MB)", ""),
@@ -30,31 +32,47 @@ _ROWS: list[tuple[str, str, str]] = [
 ]
 
 
-def run_bench(quick: bool, model: str, compile_rows: bool = True) -> dict[str, Any]:
+PARTS = ("engine", "window", "process", "memory", "speedups")  # `--parts`, in this order
+
+
+def run_bench(
+    quick: bool, model: str, compile_rows: bool = True, parts: tuple[str, ...] = PARTS
+) -> dict[str, Any]:
+    """The measurements of `parts`: the engine against bare diffusers (and its previews and
+    mode switches), the window (event-loop gaps, a generation there against the engine),
+    the process (start-up and exit times), memory, and the speed-up ladder."""
     from studio.bench import engine_bench, ui_bench
     from studio.core.settings import EngineSettings
     from studio.engine.generate import Engine
 
     repeats = 3 if quick else 9
+    runs = 1 if quick else 3
     request = engine_bench.bench_request(model, steps=25)
-    engine = Engine(EngineSettings(preview_method="linear", preview_every=1))
     results: dict[str, Any] = {"machine": machine(), "model": model, "repeats": repeats}
-    overhead = engine_bench.engine_overhead(engine, request, repeats)
-    results.update(overhead)
-    results["preview_cost_share"] = engine_bench.preview_cost(
-        engine, request, overhead["step_seconds"]
-    )
-    results.update(engine_bench.mode_switches(engine, model))
-    engine.models.unload()
-    window = ui_bench.event_loop_gaps(model, runs=1 if quick else 3)
-    # what the window adds to a generation: showing every step, saving, the gallery
-    results["window_over_engine_ratio"] = (
-        window.pop("seconds_per_image") / overhead["engine_seconds_per_image"]
-    )
-    results["event_loop_gap_ms"] = window
-    results.update(ui_bench.startup_times(model, runs=1 if quick else 3))
-    results["peak_rss_mb"] = engine_bench.peak_rss_mb(model, steps=25)
-    results.update(_speedups(model, request, repeats, compile_rows))
+    if "engine" in parts or "window" in parts:
+        engine = Engine(EngineSettings(preview_method="linear", preview_every=1))
+        overhead = engine_bench.engine_overhead(engine, request, repeats)
+        results.update(overhead)
+        if "engine" in parts:
+            results["preview_cost_share"] = engine_bench.preview_cost(
+                engine, request, overhead["step_seconds"]
+            )
+            results.update(engine_bench.mode_switches(engine, model))
+        engine.models.unload()
+    if "window" in parts:
+        window = ui_bench.event_loop_gaps(model, runs=runs)
+        # what the window adds to a generation: showing every step, saving, the gallery
+        results["window_over_engine_ratio"] = (
+            window.pop("seconds_per_image") / results["engine_seconds_per_image"]
+        )
+        results["event_loop_gap_ms"] = window
+    if "process" in parts:
+        results.update(ui_bench.startup_times(model, runs=runs))
+        results.update(ui_bench.exit_times(model, runs=runs))
+    if "memory" in parts:
+        results["peak_rss_mb"] = engine_bench.peak_rss_mb(model, steps=25)
+    if "speedups" in parts:
+        results.update(_speedups(model, request, repeats, compile_rows))
     return results
 
 

@@ -107,6 +107,64 @@ def startup_times(model: str, runs: int) -> dict[str, float]:
     }
 
 
+def exit_times(model: str, runs: int) -> dict[str, float]:
+    """From the window closing (as Ctrl+Q closes it) to the process gone: idle, and during a
+    generation (medians of `runs` processes started as `studio` starts)."""
+    figures: dict[str, list[float]] = {"exit_idle_s": [], "exit_busy_s": []}
+    for busy in (False, True):
+        for _ in range(runs):
+            with tempfile.TemporaryDirectory() as tmp:  # the studio's folders, for its run
+                env = {
+                    **os.environ,
+                    "QT_QPA_PLATFORM": "offscreen",
+                    "STUDIO_BENCH_EXIT": str(busy),
+                    "LATENT_STUDIO_OUTPUT": tmp,
+                    "LATENT_STUDIO_CONFIG": tmp,
+                }
+                child = subprocess.Popen(
+                    [sys.executable, "-m", "studio.bench.ui_bench", model],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    env=env,
+                )
+                out, err = child.communicate(timeout=WAIT_S)
+                gone = time.time()
+            if child.returncode != 0:
+                raise RuntimeError(f"the exit bench's studio failed: {err.strip()[-300:]}")
+            closing = json.loads(out.strip().splitlines()[-1])["closing"]
+            figures["exit_busy_s" if busy else "exit_idle_s"].append(gone - closing)
+    return {key: statistics.median(values) for key, values in figures.items()}
+
+
+def _exit_child(model: str, busy: bool) -> None:
+    """Launch as `studio` does, let the model load (and a long job start), then close the
+    window and say when; the parent times the rest, to the process's end. The parent made
+    the studio's folders: this process ends at once, without tidying up."""
+    from PySide6.QtCore import QTimer
+
+    from studio.bench.engine_bench import bench_request
+    from studio.ui import app as studio_app
+
+    def close_soon(window: Any) -> None:
+        def close() -> None:
+            print(json.dumps({"closing": time.time()}), flush=True)
+            window.close()
+
+        def ready(_summary: str) -> None:
+            if busy:  # closed as soon as the first step of a long job is shown
+                window.controller.progress.connect(lambda *_: QTimer.singleShot(0, close))
+                window.controller.submit(bench_request(model, steps=500))
+            else:
+                QTimer.singleShot(200, close)
+
+        window.controller.engineReady.connect(ready)
+
+    studio_app.WINDOW_HOOK = close_soon
+    settings = Path(os.environ["LATENT_STUDIO_CONFIG"]) / "studio.ini"
+    sys.exit(studio_app.main(["--settings", str(settings)], end_process=True))
+
+
 def _startup_child(model: str) -> None:
     """Launch as `studio` does, then print when the window was shown and the image done."""
     from PySide6.QtCore import QTimer
@@ -140,4 +198,7 @@ def _startup_child(model: str) -> None:
 
 
 if __name__ == "__main__":
-    _startup_child(sys.argv[1])
+    if "STUDIO_BENCH_EXIT" in os.environ:
+        _exit_child(sys.argv[1], os.environ["STUDIO_BENCH_EXIT"] == "True")
+    else:
+        _startup_child(sys.argv[1])
