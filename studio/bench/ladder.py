@@ -113,6 +113,7 @@ def measure(
     figures: dict[str, Any] = {
         "it_per_s": statistics.median(rates),
         "s_per_image": statistics.median(seconds),
+        "s_per_image_runs": seconds,  # every repetition: the spread behind the median
         "first_run_s": first_run_s,
     }
     # SDPA (AttnProcessor2_0) unless fused or sliced: the row names what it ran

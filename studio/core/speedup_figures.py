@@ -30,10 +30,18 @@ KEPT_ROWS = ("engine", *(speedup.field for speedup in SPEEDUPS))
 class LadderRow:
     """One row of the bench's speed-up ladder, as measured, or why it was not."""
 
-    s_per_image: float | None = None
+    s_per_image: float | None = None  # the median of the runs
     first_run_s: float | None = None
     error: str | None = None  # the row failed in the bench
     skipped: str | None = None  # the row cannot run on this device
+    runs: tuple[float, ...] = ()  # seconds per image of each repetition
+
+    @property
+    def noise(self) -> float:
+        """How far the runs stray from their median, as a share of it (half their range)."""
+        if len(self.runs) < 2 or not self.s_per_image:
+            return 0.0
+        return (max(self.runs) - min(self.runs)) / 2 / self.s_per_image
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,9 +53,16 @@ class SpeedupFigure:
     first_image_s: float | None = None  # where compilation is paid: the first image's seconds
     error: str | None = None
     skipped: str | None = None
+    noise: float = 0.0  # how much of the ratio the runs' own spread could account for
+    repeats: int = 0  # runs of each of the two rows (0: not recorded, an older file)
+
+    @property
+    def measurable(self) -> bool:
+        """Whether the change is larger than what the runs' spread alone could make."""
+        return self.time_ratio is not None and abs(self.time_ratio - 1) > max(NO_CHANGE, self.noise)
 
     def short(self) -> str:
-        """A few words for beside the checkbox."""
+        """A few words for beside the checkbox, with what they rest on."""
         if self.error:
             return "failed in studio bench"
         if self.skipped:
@@ -55,10 +70,12 @@ class SpeedupFigure:
         if self.time_ratio is None:
             return ""
         change = self.time_ratio - 1
-        if abs(change) <= NO_CHANGE:
-            text = "no measurable change"
-        else:
+        if self.measurable:
             text = f"{abs(change):.0%} {'less' if change < 0 else 'more'} time"
+        else:
+            text = "no measurable change"
+        if self.repeats:
+            text += f" (±{self.noise:.0%}, {self.repeats} runs)"
         if self.first_image_s is not None:
             text += f", first image {_seconds(self.first_image_s)}"
         return text
@@ -75,6 +92,11 @@ class SpeedupFigure:
             f"Each image took {self.time_ratio:.2f}× the time it took with only the speed-ups "
             "above it"
         )
+        if self.repeats:
+            text += (
+                f" (medians of {self.repeats} runs each; the runs' spread alone could account "
+                f"for ±{self.noise:.0%})"
+            )
         if self.first_image_s is not None:
             text += f"; the first image at a new size took {_seconds(self.first_image_s)}"
         return text + "."
@@ -101,6 +123,9 @@ class Measurement:
                 figures[speedup.field] = SpeedupFigure(
                     time_ratio=row.s_per_image / previous.s_per_image,
                     first_image_s=row.first_run_s if speedup.compiles else None,
+                    # the ratio of two noisy medians: their spreads add up
+                    noise=(row.noise**2 + previous.noise**2) ** 0.5,
+                    repeats=min(len(row.runs), len(previous.runs)),
                 )
         return figures
 
@@ -121,6 +146,7 @@ def from_ladder(
             first_run_s=row.get("first_run_s"),
             error=row.get("error"),
             skipped=row.get("skipped"),
+            runs=tuple(row.get("s_per_image_runs", ())),
         )
         for name, row in rows.items()
         if name in KEPT_ROWS
@@ -186,6 +212,7 @@ def _measurement(device: str, entry: dict[str, Any]) -> Measurement:
             first_run_s=_seconds_or_none(row.get("first_run_s")),
             error=_text(row.get("error")),
             skipped=_text(row.get("skipped")),
+            runs=tuple(_seconds_or_none(run) for run in row.get("runs", ())[:1000]),
         )
         for name, row in entry["rows"].items()
         if name in KEPT_ROWS

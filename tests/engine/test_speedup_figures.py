@@ -121,3 +121,25 @@ def test_a_run_without_a_figure_to_show_keeps_nothing(tmp_path: Path) -> None:
     skipped_only = {"cuda_graphs": {"skipped": "CUDA graphs need a CUDA GPU."}}
     assert record(from_ladder(skipped_only, "cpu", "CPU", "x"), path) is None
     assert not path.exists()
+
+
+def test_a_figure_inside_its_own_noise_is_no_measurable_change(tmp_path: Path) -> None:
+    """A noisy run (the runs of a row 30% apart) cannot show a 20% gain; a quiet one can,
+    and each says how many runs it rests on and how far they stray."""
+    noisy = {
+        "engine": {"s_per_image": 1.0, "s_per_image_runs": [0.8, 1.0, 1.3]},
+        "channels_last": {"s_per_image": 0.8, "s_per_image_runs": [0.7, 0.8, 1.1]},
+    }
+    quiet = {
+        "engine": {"s_per_image": 1.0, "s_per_image_runs": [0.99, 1.0, 1.01] * 3},
+        "channels_last": {"s_per_image": 0.8, "s_per_image_runs": [0.79, 0.8, 0.81] * 3},
+    }
+    noisy_figure = from_ladder(noisy, "cpu", "CPU", "w").figures()["channels_last"]
+    assert noisy_figure.short() == "no measurable change (±35%, 3 runs)"
+    assert "medians of 3 runs each" in noisy_figure.detail()
+    quiet_figure = from_ladder(quiet, "cpu", "CPU", "w").figures()["channels_last"]
+    assert quiet_figure.short() == "20% less time (±2%, 9 runs)"
+    # kept and read back with its runs
+    path = tmp_path / speedup_figures.FILE_NAME
+    record(from_ladder(quiet, "cpu", "CPU", "w"), path)
+    assert load(path)["cpu"].figures()["channels_last"].short() == quiet_figure.short()
