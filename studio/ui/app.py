@@ -13,6 +13,7 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
 from studio.core.logs import setup_logging
+from studio.ui import platform_check
 from studio.ui.icons import app_icon
 from studio.ui.settings import Settings
 from studio.ui.theme import apply_theme
@@ -62,6 +63,12 @@ def main(argv: list[str] | None = None, end_process: bool = False) -> int:
     1.5 s more and saves nothing, and the desktop should not wait for it."""
     args = _parse(sys.argv[1:] if argv is None else argv)
     setup_logging(args.debug)
+    if QApplication.instance() is None:
+        cannot = platform_check.problem()
+        if cannot:  # before Qt aborts the process with a message that names the wrong library
+            logging.getLogger(__name__).error("%s", cannot)
+            print(f"studio: {cannot}", file=sys.stderr)
+            return 1
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationName("Latent Studio")
     app.setOrganizationName("Latent Studio")
