@@ -9,6 +9,7 @@ from PySide6.QtCore import QByteArray, Qt
 from PySide6.QtGui import QGuiApplication, QIcon, QPainter, QPalette, QPixmap
 from PySide6.QtSvg import QSvgRenderer
 from PySide6.QtWidgets import QAbstractButton
+from superqt import QCollapsible
 
 from studio.core.paths import RESOURCES_DIR
 
@@ -50,12 +51,35 @@ def themed(button: QAbstractButton, name: str) -> None:
     button.setIcon(icon(name))
 
 
+_sections: weakref.WeakSet[QCollapsible] = weakref.WeakSet()
+
+# A folded section offers to drop down, an open one to fold up.
+FOLDED_ICON = "chevron-down"
+OPEN_ICON = "chevron-up"
+
+
+def themed_section(section: QCollapsible) -> None:
+    """Give a collapsible section arrows that follow theme changes."""
+    _sections.add(section)
+    _set_section_icons(section)
+
+
+def _set_section_icons(section: QCollapsible) -> None:
+    section.setCollapsedIcon(icon(FOLDED_ICON))
+    section.setExpandedIcon(icon(OPEN_ICON))
+
+
 def refresh_all() -> None:
     """Redraw every themed icon in the current palette's colour."""
     for button, name in list(_themed.items()):
         try:
             button.setIcon(icon(name))
         except RuntimeError:  # the widget is gone
+            continue
+    for section in list(_sections):
+        try:
+            _set_section_icons(section)
+        except RuntimeError:
             continue
 
 

@@ -31,7 +31,7 @@ from studio.core.draft import UPSCALE_METHOD, Draft, Source
 from studio.core.request import MAX_SEED, RANDOM_SEED, RANGES, SIDE_STEP, Mode, Upscaler, snap_to_8
 from studio.core.schedulers import SCHEDULER_NAMES
 from studio.ui.bind import bind, follow
-from studio.ui.icons import themed
+from studio.ui.icons import themed, themed_section
 from studio.ui.panels.model_picker import ModelPicker
 
 MAX_BATCH_SHOWN = 16  # the request allows more (the command line); the window offers these
@@ -272,6 +272,7 @@ class GuidancePanel(QWidget):
     def _build_advanced(self) -> QCollapsible:
         self.advanced = QCollapsible("Advanced guidance")
         self.advanced.setDuration(0)
+        themed_section(self.advanced)
         content = QWidget()
         form = _form()
         content.setLayout(form)
