@@ -49,3 +49,19 @@ def test_the_advanced_section_arrow_is_readable_and_points_the_right_way(make_wi
                 assert (row > 0.5) is not expanded, (theme, expanded, row)
     finally:
         window.set_theme("dark")
+
+
+def test_the_shortcut_list_shows_every_row_without_scrolling(qtbot, tmp_path):  # noqa: ANN001
+    from studio.ui.dialogs import SHORTCUTS, ShortcutsDialog
+
+    dialog = ShortcutsDialog()
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    table = dialog.table
+    viewport = table.viewport().rect()
+    for row in range(len(SHORTCUTS)):
+        for column in range(2):
+            cell = table.visualRect(table.model().index(row, column))
+            assert viewport.contains(cell), (SHORTCUTS[row], cell, viewport)
+    dialog.grab().save(str(tmp_path / "shortcuts.png"))

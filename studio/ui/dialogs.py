@@ -333,10 +333,19 @@ class ShortcutsDialog(QDialog):
             table.setItem(row, 0, QTableWidgetItem(keys))
             table.setItem(row, 1, QTableWidgetItem(action))
         table.resizeColumnsToContents()
+        table.resizeRowsToContents()
         table.horizontalHeader().setStretchLastSection(True)
+        # Every row in view: the list is short, and scrolling hides half of it.
+        table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        frame = 2 * table.frameWidth()
+        height = table.horizontalHeader().sizeHint().height() + frame
+        height += sum(table.rowHeight(row) for row in range(table.rowCount()))
+        width = sum(table.columnWidth(column) for column in range(2)) + frame + 16
+        table.setMinimumSize(width, height)
+        self.table = table
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addWidget(table)
         layout.addWidget(buttons)
-        self.resize(520, 440)
