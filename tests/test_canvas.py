@@ -27,7 +27,7 @@ from PySide6.QtWidgets import QApplication
 
 from studio.core.imaging import ImageLoadError, open_image
 from studio.core.mask_layer import MaskHistory, MaskLayer, stamp_segment
-from studio.ui.canvas import HINT_COLOR, MAX_BRUSH, ImageCanvas
+from studio.ui.canvas import HINT_COLOR, ImageCanvas
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # read when the QApplication starts
 BAD_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "interop" / "bad_images"
@@ -337,7 +337,7 @@ def test_brush_size_keys_wheel_and_limits(qtbot, painting: ImageCanvas) -> None:
     assert sizes == [(35,), (32,), (35,)]
 
     painting.brush_size = 10_000
-    assert painting.brush_size == MAX_BRUSH
+    assert painting.brush_size == 100  # the picture's shorter side
     painting.set_brush_size(1)
     qtbot.keyClick(painting, Qt.Key.Key_BracketLeft)
     assert painting.brush_size == 1
@@ -552,3 +552,75 @@ def test_mask_layer_hands_out_copies_and_checks_shapes() -> None:
     assert image.getextrema() == (0, 0)  # the handed-out mask does not follow later strokes
     with pytest.raises(ValueError, match="8×8"):
         layer.replace(np.zeros((4, 4), dtype=np.uint8))
+
+
+def test_the_brush_is_sized_for_the_picture(qtbot, canvas: ImageCanvas) -> None:
+    from studio.ui.panels.mask_bar import MaskBar
+
+    bar = MaskBar(canvas)
+    qtbot.addWidget(bar)
+    canvas.set_image(Image.new("RGB", (64, 64)))
+    # an eighth of the shorter side, not half the picture
+    assert canvas.brush_size == 8 and canvas.brush_range() == (1, 64)
+    assert (bar.brush_size.minimum(), bar.brush_size.maximum(), bar.brush_size.value()) == (
+        1,
+        64,
+        8,
+    )
+    canvas.set_image(Image.new("RGB", (768, 512)))
+    assert canvas.brush_size == 64 and bar.brush_size.maximum() == 512
+    bar.brush_size.setValue(128)  # a quarter of the shorter side
+    canvas.set_image(Image.new("RGB", (768, 512)))  # same size: the artist's brush stays
+    assert canvas.brush_size == 128
+    canvas.set_image(Image.new("RGB", (64, 96)))  # smaller picture: the same share of it
+    assert canvas.brush_size == 16 and bar.brush_size.value() == 16
+    canvas.set_image(Image.new("RGB", (8, 8)))
+    canvas.set_image(Image.new("RGB", (64, 96)))
+    assert canvas.brush_size == 16  # a tiny picture on the way does not shrink it for good
+
+
+def test_the_brush_circle_matches_the_brush_at_any_zoom(qtbot, painting: ImageCanvas) -> None:
+    painting.set_brush_size(20)
+    for zoom in (0.5, 3.0):
+        painting.set_zoom(zoom)
+        qtbot.mouseMove(painting.viewport(), QPoint(1, 1))  # a move Qt cannot skip
+        qtbot.mouseMove(painting.viewport(), at(painting, 50, 50))
+        image = screen(painting)
+        centre = at(painting, 50, 50)
+        ring = round(10 * zoom)  # radius 10 image pixels on screen
+        lit = [image.pixelColor(centre + QPoint(ring + d, 0)).lightness() for d in (-1, 0, 1)]
+        assert max(lit) > 100, (zoom, lit)
+        inside = image.pixelColor(centre + QPoint(ring // 2, 0)).lightness()
+        assert inside == 0, zoom
+
+
+def test_the_mask_can_be_hidden_and_tinted_and_still_applies(qtbot, painting: ImageCanvas) -> None:
+    drag(qtbot, painting, (10.5, 50.5), (90.5, 50.5))
+    tinted = color_at(painting, 50, 50)
+    assert tinted[0] > 80
+    shown = counter(painting.maskShownChanged)
+    qtbot.keyClick(painting, Qt.Key.Key_M)
+    assert color_at(painting, 50, 50) == (0, 0, 0) and shown == [(False,)]
+    assert np.asarray(painting.mask())[50, 50] == 255  # hidden, still the mask
+    drag(qtbot, painting, (50.5, 20.5), (50.5, 30.5))  # painting shows it again
+    assert painting.mask_shown() and color_at(painting, 50, 50) == tinted
+    painting.set_mask_opacity(0.9)
+    assert color_at(painting, 50, 50)[0] > tinted[0]
+    painting.set_mask_opacity(0.0)
+    assert color_at(painting, 50, 50) == (0, 0, 0)
+
+
+def test_the_mask_bar_shows_and_sets_the_mask_visibility_and_opacity(
+    qtbot, painting: ImageCanvas
+) -> None:
+    from studio.ui.panels.mask_bar import MaskBar
+
+    bar = MaskBar(painting)
+    qtbot.addWidget(bar)
+    assert bar.show_button.isChecked()
+    bar.show_button.click()
+    assert not painting.mask_shown()
+    painting.set_mask_shown(True)
+    assert bar.show_button.isChecked()
+    bar.opacity.setValue(20)
+    assert painting.mask_opacity() == pytest.approx(0.2)

@@ -132,6 +132,20 @@ def test_inpaint_uses_the_mask_painted_in_the_window(qtbot, window, out_dir, ui_
     assert (result[mask > 0] != original[mask > 0]).any()
     assert not canvas.mask_is_empty()  # the mask stays for another try
     assert read_parameters(_pngs(out_dir)[0]).request["mode"] == "inpaint"
+    # The result is shown untinted: the overlay hides until the artist asks for it (M).
+    shown = canvas.viewport().grab().toImage()
+    middle = canvas.image_to_widget(size * 0.2, size * 0.15).toPoint()
+    y, x = int(size * 0.15), int(size * 0.2)
+    pixel = shown.pixelColor(middle)
+    assert mask[y, x] and abs(pixel.red() - int(result[y, x, 0])) <= 2
+    assert not window.mask_bar.show_button.isChecked()
+    canvas.setFocus()
+    qtbot.keyClick(canvas, Qt.Key.Key_M)
+    assert canvas.mask_shown() and window.mask_bar.show_button.isChecked()
+    tinted = canvas.viewport().grab().toImage().pixelColor(middle)
+    assert tinted != pixel
+    # the next job repaints the same area
+    assert (np.asarray(window.build_request().mask) == mask).all()
 
 
 def test_upscale_end_to_end(qtbot, window, out_dir, ui_models, tmp_path):  # noqa: ANN001

@@ -62,7 +62,12 @@ __all__ = ["EMPTY_HINT", "ImageCanvas"]
 EMPTY_HINT = "Open, paste or drop an image — or generate one"
 TOOLS = ("brush", "eraser")
 
-MIN_BRUSH, MAX_BRUSH, DEFAULT_BRUSH = 1, 512, 32
+MIN_BRUSH = 1
+# Brushes are sized for the picture: a new picture starts at an eighth of its shorter
+# side (a dab that covers an object, not half the picture), and the largest brush
+# covers that side. A new size of picture keeps the brush's share of it.
+DEFAULT_BRUSH_SHARE = 1 / 8
+NO_IMAGE_SIDE = 64  # the embedded model's size, until a picture arrives
 BRUSH_STEP = 1.1  # [ and ] change the size by about 10%
 MIN_PRESSURE = 0.1  # the lightest pen touch still paints a tenth of the brush
 MIN_ZOOM, MAX_ZOOM = 1 / 64, 64.0
@@ -70,7 +75,7 @@ ZOOM_STEP = 1.25  # per key press or wheel notch
 FIT_MARGIN = 4  # screen pixels kept free around a fitted picture
 
 MASK_COLOR = QColor(255, 32, 128)  # magenta-red stands out on most pictures
-MASK_OPACITY = 0.45
+MASK_OPACITY = 0.45  # the overlay's default; the mask bar's slider changes it
 BACKGROUND = QColor(30, 30, 32)
 CHECKER_LIGHT, CHECKER_DARK = QColor(70, 70, 74), QColor(52, 52, 56)
 HINT_COLOR = QColor(150, 150, 156)
@@ -160,6 +165,7 @@ class MaskOverlayItem(QGraphicsItem):
         self._mask: np.ndarray | None = None
         self._pixels = np.zeros((0, 0), dtype=np.uint32)
         self._image = QImage()
+        self.color, self.opacity_value = QColor(color), opacity
         self._lut = overlay_lut(color, opacity)
 
     def set_mask(self, mask: np.ndarray | None) -> None:
@@ -177,6 +183,7 @@ class MaskOverlayItem(QGraphicsItem):
         self.refresh()
 
     def set_color(self, color: QColor, opacity: float) -> None:
+        self.color, self.opacity_value = QColor(color), opacity
         self._lut = overlay_lut(color, opacity)
         self.refresh()
 
@@ -206,7 +213,7 @@ class BrushCursorItem(QGraphicsItem):
 
     def __init__(self) -> None:
         super().__init__()
-        self._radius = DEFAULT_BRUSH / 2
+        self._radius = NO_IMAGE_SIDE * DEFAULT_BRUSH_SHARE / 2
         self._pad = 6.0  # scene units covering the cosmetic pens and the centre cross
         self.setZValue(10)
         self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
@@ -244,7 +251,8 @@ class ImageCanvas(QGraphicsView):
     Mouse: wheel or Ctrl+wheel zooms under the pointer, Shift+wheel sizes the brush,
     middle drag or Space+drag pans (any left drag pans while not painting), double-click
     fits. Keys (canvas focused): + - F 1 (100%), B brush, E eraser, [ ] brush size,
-    Ctrl+Z undo, Ctrl+Shift+Z / Ctrl+Y redo, Esc cancels a stroke (pasting is the window's).
+    M shows or hides the mask, Ctrl+Z undo, Ctrl+Shift+Z / Ctrl+Y redo, Esc cancels a
+    stroke (pasting is the window's).
     """
 
     maskChanged = Signal()  # after each stroke, clear, invert, undo, redo, set_mask, reset
@@ -252,7 +260,9 @@ class ImageCanvas(QGraphicsView):
     imagePasted = Signal(QImage)  # image data dropped
     zoomChanged = Signal(float)  # 1.0 = 100%
     brushSizeChanged = Signal(int)
+    brushRangeChanged = Signal(int, int)  # the smallest and largest brush for the picture
     toolChanged = Signal(str)
+    maskShownChanged = Signal(bool)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -263,7 +273,10 @@ class ImageCanvas(QGraphicsView):
         self._layer: MaskLayer | None = None
         self._editing = False
         self._tool = "brush"
-        self._brush_size = DEFAULT_BRUSH
+        self._brush_max = NO_IMAGE_SIDE
+        self._brush_share = DEFAULT_BRUSH_SHARE  # of the picture's shorter side
+        self._brush_size = round(NO_IMAGE_SIDE * DEFAULT_BRUSH_SHARE)
+        self._mask_shown = True
         self._brush_wheel = 0  # wheel angle not yet turned into a brush step
         self._fit_mode = True
         self._space_held = False
@@ -313,6 +326,7 @@ class ImageCanvas(QGraphicsView):
         self._picture.set_pixmap(QPixmap.fromImage(qimage), rect)
         if image.size != old_size:
             self._set_layer(MaskLayer(*image.size))
+            self._fit_brush(min(image.size))
         self._set_content(rect)
 
     def image(self) -> Image.Image | None:
@@ -418,6 +432,27 @@ class ImageCanvas(QGraphicsView):
     def set_mask_color(self, color: QColor, opacity: float = MASK_OPACITY) -> None:
         self._overlay.set_color(color, opacity)
 
+    def mask_opacity(self) -> float:
+        return self._overlay.opacity_value
+
+    def set_mask_opacity(self, opacity: float) -> None:
+        """How strongly the mask tints the picture (0 to 1); the mask itself is unchanged."""
+        self._overlay.set_color(self._overlay.color, max(0.0, min(1.0, opacity)))
+
+    def mask_shown(self) -> bool:
+        return self._mask_shown
+
+    def set_mask_shown(self, shown: bool) -> None:
+        """Show or hide the mask overlay (M): hidden, the mask still applies to the next
+        job; painting shows it again, so a stroke is never invisible."""
+        if shown != self._mask_shown:
+            self._mask_shown = shown
+            self._update_layers()
+            self.maskShownChanged.emit(shown)
+
+    def toggle_mask_shown(self) -> None:
+        self.set_mask_shown(not self._mask_shown)
+
     # Brush ---------------------------------------------------------------------------
 
     def set_mask_editing(self, enabled: bool) -> None:
@@ -451,12 +486,25 @@ class ImageCanvas(QGraphicsView):
     def brush_size(self, size: int) -> None:
         self.set_brush_size(size)
 
+    def brush_range(self) -> tuple[int, int]:
+        """The smallest and largest brush diameters for the current picture."""
+        return MIN_BRUSH, self._brush_max
+
     def set_brush_size(self, size: int) -> None:
-        size = max(MIN_BRUSH, min(MAX_BRUSH, int(round(size))))
+        size = max(MIN_BRUSH, min(self._brush_max, int(round(size))))
+        self._brush_share = size / self._brush_max
         if size != self._brush_size:
             self._brush_size = size
             self._cursor.set_radius(size / 2)
             self.brushSizeChanged.emit(size)
+
+    def _fit_brush(self, side: int) -> None:
+        """A picture of another size: the range follows it, the brush keeps its share."""
+        share = self._brush_share
+        self._brush_max = max(MIN_BRUSH, side)
+        self.brushRangeChanged.emit(MIN_BRUSH, self._brush_max)
+        self.set_brush_size(max(MIN_BRUSH, round(share * self._brush_max)))
+        self._brush_share = share  # rounding a tiny brush must not shrink it for good
 
     def step_brush_size(self, steps: int) -> None:
         """Grow (steps > 0) or shrink by about 10% a step, and always by at least a pixel."""
@@ -600,6 +648,8 @@ class ImageCanvas(QGraphicsView):
             Qt.Key.Key_F: self.fit_to_view,
             Qt.Key.Key_1: lambda: self.set_zoom(1.0),
         }
+        if self._editing:
+            actions[Qt.Key.Key_M] = self.toggle_mask_shown
         if self._layer is not None and self._layer.in_stroke:
             actions[Qt.Key.Key_Escape] = self._cancel_stroke
         return actions.get(event.key())  # Qt.Key is an IntEnum: plain ints find it
@@ -710,6 +760,7 @@ class ImageCanvas(QGraphicsView):
 
     def _begin_stroke(self, pos: QPointF, pressure: float, erase: bool) -> None:
         self._end_stroke()  # a stroke left open (mouse and pen at once) stays undoable
+        self.set_mask_shown(True)
         self._layer.begin_stroke(erase)
         self._continue_stroke(pos, pressure)
 
@@ -732,6 +783,8 @@ class ImageCanvas(QGraphicsView):
     def _edited(self, box: Box | None) -> None:
         if box is not None:
             self._overlay.refresh(box)
+            if self._editing:
+                self.set_mask_shown(True)  # an edit one cannot see is a surprise
             self.maskChanged.emit()
 
     def _set_layer(self, layer: MaskLayer | None) -> None:
@@ -783,7 +836,9 @@ class ImageCanvas(QGraphicsView):
             self._cursor.hide()
 
     def _update_layers(self) -> None:
-        self._overlay.setVisible(self._editing and not self._preview.isVisible())
+        self._overlay.setVisible(
+            self._editing and self._mask_shown and not self._preview.isVisible()
+        )
         self._update_pointer()
 
     def _update_pointer(self) -> None:

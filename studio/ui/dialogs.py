@@ -44,6 +44,7 @@ SHORTCUTS: tuple[tuple[str, str], ...] = (
     ("Shift+wheel", "Brush size (Inpaint)"),
     ("Ctrl+Z / Ctrl+Shift+Z", "Undo / redo the mask"),
     ("Ctrl+I", "Invert the mask"),
+    ("M", "Show / hide the mask (Inpaint, canvas focused)"),
     ("Wheel, + / -", "Zoom the canvas"),
     ("Middle drag, Space+drag", "Pan the canvas"),
     ("Ctrl+0, F, double-click", "Zoom to fit"),

@@ -97,6 +97,8 @@ class JobView(QObject):
         if result.images:
             # the canvas shows the result (the mask of a same-size image stays, to repaint)
             self.canvas.set_image(result.images[0])
+            if result.request.mode is Mode.INPAINT:
+                self.canvas.set_mask_shown(False)  # the artist wants to see what changed
         self.gallery.add(result.paths)
         self.show_timeline(self.controller.job(job_id))
         self.draft.set_last_seed(result.request.seed)
