@@ -57,6 +57,28 @@ def input_size(size: tuple[int, int], native_side: int | None) -> tuple[int, int
     return snap_to_8(width * scale), snap_to_8(height * scale)
 
 
+# How far from a model's native area a size may go before the artist is told: 1.5× each
+# side (SDXL's 1024 at 1536, studio-tiny's 64 at 96) and 0.63× each side.
+TOO_LARGE_AREA, TOO_SMALL_AREA = 2.25, 0.4
+
+
+def size_note(size: tuple[int, int], native: tuple[int, int] | None, model: str) -> str:
+    """One sentence when `size` is far from the model's native size, else ""."""
+    if not native or min(native) <= 0:
+        return ""
+    width, height = size
+    ratio = (width * height) / (native[0] * native[1])
+    drawn_at = f"{model} draws at {native[0]}×{native[1]}"
+    if ratio > TOO_LARGE_AREA:
+        return (
+            f"{drawn_at}: at {width}×{height} expect repeated or broken shapes, and each step "
+            f"takes about {ratio:.0f}× as long."
+        )
+    if ratio < TOO_SMALL_AREA:
+        return f"{drawn_at}: {width}×{height} is too few pixels for it and gives noise."
+    return ""
+
+
 def fit(image: Image.Image, width: int, height: int) -> Image.Image:
     """RGB at exactly width×height (stretching, as A1111's "just resize")."""
     image = image.convert("RGB")

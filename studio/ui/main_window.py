@@ -68,7 +68,15 @@ from studio.ui.timeline import Timeline
 log = logging.getLogger(__name__)
 
 TITLE = "Latent Studio"
-LEFT_WIDTH = 370
+LEFT_WIDTH = 370  # the controls' width on a first start
+GALLERY_WIDTH, GALLERY_MIN_WIDTH = 300, 180
+CANVAS_MIN_SIZE = (300, 240)
+# Docks can be closed (View menu brings them back), moved and floated.
+DOCK_FEATURES = (
+    QDockWidget.DockWidgetFeature.DockWidgetClosable
+    | QDockWidget.DockWidgetFeature.DockWidgetMovable
+    | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+)
 
 
 class MainWindow(QMainWindow):
@@ -138,6 +146,8 @@ class MainWindow(QMainWindow):
         self.banner = Banner()
         self.canvas = ImageCanvas()
         self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        # The canvas has priority: a small window narrows the docks before the picture.
+        self.canvas.setMinimumSize(*CANVAS_MIN_SIZE)
         self.timeline = Timeline()
         self.mask_bar = MaskBar(self.canvas)
         centre = QWidget()
@@ -176,34 +186,30 @@ class MainWindow(QMainWindow):
 
         panel = QWidget()
         layout = QVBoxLayout(panel)
-        layout.setContentsMargins(8, 8, 8, 8)
-        layout.setSpacing(6)
+        layout.setContentsMargins(8, 6, 8, 6)
+        layout.setSpacing(4)
         layout.addWidget(self.mode_bar)
         layout.addWidget(model_title)
         layout.addWidget(self.model_picker)
         layout.addWidget(self.upscaler_picker)
-        layout.addWidget(self.prompt_panel)
+        layout.addWidget(self.prompt_panel, 1)  # the prompt box takes the spare height
         layout.addLayout(buttons)
         layout.addWidget(self.queue_label)
         layout.addWidget(self.guidance)
-        layout.addStretch(1)
 
         scroll = QScrollArea()
         scroll.setWidget(panel)
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        # Room for the panel and a scroll bar, so nothing is clipped when the Inpaint
-        # controls make the column scroll.
+        # Room for the panel's narrowest layout and a scroll bar, so nothing is clipped
+        # when a small window makes the column scroll.
         scrollbar = scroll.verticalScrollBar().sizeHint().width()
-        scroll.setMinimumWidth(max(LEFT_WIDTH, panel.minimumSizeHint().width()) + scrollbar)
+        scroll.setMinimumWidth(panel.minimumSizeHint().width() + scrollbar)
         self.controls_dock = QDockWidget("Controls", self)
         self.controls_dock.setObjectName("controlsDock")
         self.controls_dock.setWidget(scroll)
-        self.controls_dock.setFeatures(
-            QDockWidget.DockWidgetFeature.DockWidgetMovable
-            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
-        )
+        self.controls_dock.setFeatures(DOCK_FEATURES)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.controls_dock)
 
     def _build_gallery(self) -> None:
@@ -212,7 +218,10 @@ class MainWindow(QMainWindow):
         self.gallery_dock = QDockWidget("Gallery", self)
         self.gallery_dock.setObjectName("galleryDock")
         self.gallery_dock.setWidget(self.gallery)
-        self.gallery_dock.setMinimumWidth(280)
+        # the panel's own minimum would win over the dock's: narrow windows narrow it
+        self.gallery.setMinimumWidth(GALLERY_MIN_WIDTH)
+        self.gallery_dock.setMinimumWidth(GALLERY_MIN_WIDTH)
+        self.gallery_dock.setFeatures(DOCK_FEATURES)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.gallery_dock)
 
     def _action(self, menu: Any, text: str, slot: Any, keys: Any = None, tip: str = "") -> QAction:
@@ -552,7 +561,7 @@ class MainWindow(QMainWindow):
         else:
             self.resizeDocks(
                 [self.controls_dock, self.gallery_dock],
-                [LEFT_WIDTH, 300],
+                [LEFT_WIDTH, GALLERY_WIDTH],
                 Qt.Orientation.Horizontal,
             )
         self.prompt_panel.set_history(self.settings.prompt_history())

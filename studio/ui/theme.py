@@ -47,13 +47,14 @@ QPushButton#generateButton {
 QPushButton#generateButton:hover { background: #5a9dfd; }
 QPushButton#generateButton:disabled { background: %(disabled)s; border-color: %(disabled)s; }
 QToolButton#modeButton {
-    padding: 5px 8px; border: 1px solid %(border)s; background: %(button)s;
+    padding: 5px 4px; border: 1px solid %(border)s; background: %(button)s;
 }
 QToolButton#modeButton:checked { background: %(accent)s; color: white; border-color: %(accent)s; }
 QFrame#banner[kind="error"] { background: #5c1f24; border: 1px solid #a33a42; border-radius: 4px; }
 QFrame#banner[kind="info"] { background: #1d3a5c; border: 1px solid #34679e; border-radius: 4px; }
 QFrame#banner QLabel { color: #f3f3f3; }
 QLabel#hint { color: %(hint)s; }
+QLabel#warning { color: %(warning)s; }
 QLabel#sectionTitle { font-weight: bold; }
 QStatusBar QLabel#errorStatus { color: #ff7b7b; }
 """
@@ -67,6 +68,7 @@ def stylesheet(name: str) -> str:
         "border": "#45484d" if dark else "#b8bcc2",
         "button": "#313337" if dark else "#eceef1",
         "hint": "#9a9ea5" if dark else "#5f636a",
+        "warning": "#f0b35a" if dark else "#9a5a00",
     }
 
 

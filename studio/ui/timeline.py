@@ -13,20 +13,22 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QHBoxLayout,
-    QLabel,
     QListView,
     QListWidget,
     QListWidgetItem,
+    QSizePolicy,
     QSlider,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
+from superqt import QElidingLabel
 
 from studio.ui.qt_images import array_to_qimage
 from studio.ui.thumbnail_delegate import ThumbnailDelegate
 
 THUMB = 44
+SLIDER_MIN_WIDTH = 160
 
 
 def _thumbnail(image: QImage) -> QIcon:
@@ -60,9 +62,12 @@ class Timeline(QWidget):
         self.strip.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setToolTip("Scrub through the denoising steps of the last job")
-        self.label = QLabel("Timeline: generate an image to scrub through its steps")
+        # The slider never collapses (it is how one scrubs); the label gives way, elided.
+        self.slider.setMinimumWidth(SLIDER_MIN_WIDTH)
+        self.label = QElidingLabel("Timeline: generate an image to scrub through its steps")
         self.label.setObjectName("hint")
-        self.label.setMinimumWidth(170)
+        self.label.setMinimumWidth(60)
+        self.label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
         self.export_button = QToolButton()
         self.export_button.setText("Export…")
@@ -70,8 +75,8 @@ class Timeline(QWidget):
         self.export_button.clicked.connect(self.exportRequested)
 
         row = QHBoxLayout()
-        row.addWidget(self.label)
-        row.addWidget(self.slider, 1)
+        row.addWidget(self.label, 1)
+        row.addWidget(self.slider, 2)
         row.addWidget(self.export_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)

@@ -28,11 +28,13 @@ from superqt import QCollapsible, QLabeledDoubleSlider, QLabeledSlider, QLargeIn
 
 from studio.core.catalog import model_defaults
 from studio.core.draft import UPSCALE_METHOD, Draft, Source
+from studio.core.imaging import size_note
 from studio.core.request import MAX_SEED, RANDOM_SEED, RANGES, SIDE_STEP, Mode, Upscaler, snap_to_8
 from studio.core.schedulers import SCHEDULER_NAMES
+from studio.core.text import printable
 from studio.ui.bind import bind, follow
 from studio.ui.icons import themed, themed_section
-from studio.ui.panels.model_picker import ModelPicker
+from studio.ui.panels.model_picker import ModelPicker, short_model_name
 
 MAX_BATCH_SHOWN = 16  # the request allows more (the command line); the window offers these
 SIZE_PRESETS: tuple[tuple[str, int, int], ...] = (
@@ -64,7 +66,6 @@ class SizeSpinBox(QSpinBox):
         limit = RANGES["width"]
         self.setRange(int(limit.low), int(limit.high))
         self.setSingleStep(SIDE_STEP)
-        self.setSuffix(" px")
         self.setAccelerated(True)
 
     def valueFromText(self, text: str) -> int:  # noqa: N802 - Qt API
@@ -145,6 +146,8 @@ class GuidancePanel(QWidget):
         self._show_mode(draft.mode)
         self._update_upscale_rows()
         self._update_threshold_rows()
+        self._native = model_defaults(str(draft["model"]))
+        self._update_size_warning()
 
     # -- building ---------------------------------------------------------------------------
 
@@ -201,6 +204,11 @@ class GuidancePanel(QWidget):
         size_row.addWidget(self.height_box, 1)
         size_row.addWidget(self.swap)
         size_row.addWidget(self.presets)
+        # Said before the artist generates: a size far from the model's own gives noise.
+        self.size_warning = QLabel()
+        self.size_warning.setObjectName("warning")
+        self.size_warning.setWordWrap(True)
+        self.size_warning.hide()
 
         self.batch_size = QSpinBox()
         self.batch_size.setRange(1, MAX_BATCH_SHOWN)
@@ -213,7 +221,8 @@ class GuidancePanel(QWidget):
         form.addRow("CFG scale", self.cfg_scale)
         form.addRow("Sampler", self.scheduler)
         form.addRow("Seed", seed_row)
-        form.addRow("Size", size_row)
+        form.addRow("Size (px)", size_row)
+        form.addRow(self.size_warning)
         form.addRow("Batch", self.batch_size)
         form.addRow("Strength", self.strength)
         self._strength_label = form.labelForField(self.strength)
@@ -234,6 +243,7 @@ class GuidancePanel(QWidget):
         form.addRow("Feather", self.mask_blur)
         form.addRow("", self.only_masked)
         form.addRow("Padding", self.padding)
+        self._inpaint_form = form
         return self.inpaint_box
 
     def _build_upscale(self) -> QGroupBox:
@@ -341,7 +351,20 @@ class GuidancePanel(QWidget):
         if "dynamic_thresholding" in values:
             self._update_threshold_rows()
         if "inpaint_only_masked" in values:
-            self.padding.setEnabled(bool(values["inpaint_only_masked"]))
+            self._show_padding()
+        if "model" in values:
+            self._native = model_defaults(str(self.draft["model"]))
+        if {"width", "height", "model", "mode"} & values.keys():
+            self._update_size_warning()
+
+    def _update_size_warning(self) -> None:
+        native = self._native
+        note = ""
+        if self.draft.mode is not Mode.UPSCALE and "width" in native and "height" in native:
+            model = printable(short_model_name(str(self.draft["model"])))
+            note = size_note(self.size(), (native["width"], native["height"]), model)
+        self.size_warning.setText(note)
+        self.size_warning.setVisible(bool(note))
 
     def _on_last_seed(self, seed: int | None) -> None:
         self.reuse_seed.setEnabled(seed is not None)
@@ -363,7 +386,11 @@ class GuidancePanel(QWidget):
         for widget in (self.height_box, self.swap, self.presets):
             widget.setEnabled(not upscaling)
         self.advanced.setEnabled(not upscaling)
-        self.padding.setEnabled(bool(self.draft["inpaint_only_masked"]))
+        self._show_padding()
+
+    def _show_padding(self) -> None:
+        """The padding applies to 'only the masked area': shown only with it."""
+        self._inpaint_form.setRowVisible(self.padding, bool(self.draft["inpaint_only_masked"]))
 
     def upscaler_choice(self) -> Upscaler | None:
         """The upscaler the next job runs in the current mode."""

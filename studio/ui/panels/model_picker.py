@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from superqt import QElidingLabel
 
 from studio.core import catalog
 from studio.core.catalog import ModelError
@@ -33,6 +34,7 @@ from studio.ui.bind import follow
 log = logging.getLogger(__name__)
 
 ADD_MODEL = "__add__"
+HINT_LINES = 2
 
 
 def describe_model(spec: str, role: str) -> str:
@@ -126,9 +128,12 @@ class ModelPicker(QWidget):
         self.role = role
         self.combo = QComboBox()
         self.combo.setToolTip("The model; 'Add model…' takes a hub id, a folder or a file")
-        self.hint = QLabel()
+        # At most HINT_LINES lines (the rest elided, all of it in the tooltip), so a long
+        # card does not push the controls below the fold.
+        self.hint = QElidingLabel()
         self.hint.setObjectName("hint")
         self.hint.setWordWrap(True)
+        self.hint.setMaximumHeight(self.hint.fontMetrics().lineSpacing() * HINT_LINES + 2)
         self.hint.setVisible(show_hint)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -181,7 +186,7 @@ class ModelPicker(QWidget):
             self.combo.addItem(name, name)
         for spec in catalog.added_models():
             if self.combo.findData(spec) < 0:
-                self.combo.addItem(_short(spec), spec)
+                self.combo.addItem(short_model_name(spec), spec)
         self.combo.insertSeparator(self.combo.count())
         self.combo.addItem("Add model…", ADD_MODEL)
         self.combo.blockSignals(False)
@@ -191,7 +196,7 @@ class ModelPicker(QWidget):
 
     def _insert(self, spec: str) -> None:
         separator = self.combo.count() - 2
-        self.combo.insertItem(separator, _short(spec), spec)
+        self.combo.insertItem(separator, short_model_name(spec), spec)
 
     def _show(self, spec: str) -> None:
         """Show `spec` as the chosen model (listed for the session if it is not yet)."""
@@ -205,7 +210,9 @@ class ModelPicker(QWidget):
         self._current = spec
         self.combo.setToolTip(printable(spec))
         if self._show_hint:
-            self.hint.setText(describe_model(spec, self.role))
+            text = describe_model(spec, self.role)
+            self.hint.setText(text)
+            self.hint.setToolTip(text)
         if changed:
             self.modelChanged.emit(spec)
 
@@ -219,7 +226,7 @@ class ModelPicker(QWidget):
             self._choose(spec)
 
 
-def _short(spec: str) -> str:
+def short_model_name(spec: str) -> str:
     """Long folder paths read badly in a combo: show the last two parts."""
     parts = printable(spec).replace("\\", "/").rstrip("/").split("/")
     return "/".join(parts) if len(parts) <= 2 else "…/" + "/".join(parts[-2:])

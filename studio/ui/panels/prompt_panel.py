@@ -1,22 +1,59 @@
-"""Prompt and negative prompt, with a history of the prompts that were generated."""
+"""Prompt and negative prompt, with a history of the prompts that were generated, and
+the words the chosen model does not know marked (for models whose card lists them)."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QKeyEvent
+from typing import Any
+
+from PySide6.QtCore import QEvent, QPoint, QSize, Qt, Signal
+from PySide6.QtGui import (
+    QColor,
+    QHelpEvent,
+    QKeyEvent,
+    QSyntaxHighlighter,
+    QTextCharFormat,
+    QTextDocument,
+)
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMenu,
     QPlainTextEdit,
     QToolButton,
+    QToolTip,
     QVBoxLayout,
     QWidget,
 )
 
+from studio.core import vocabulary
 from studio.core.draft import Draft, Source
-from studio.ui.bind import bind
+from studio.core.text import printable
+from studio.core.vocabulary import Vocabulary, WordSpan
+from studio.ui.bind import bind, follow
 from studio.ui.settings import MAX_HISTORY
+
+UNKNOWN_UNDERLINE = QColor(230, 80, 60)  # a spell checker's red, readable in both themes
+
+
+class UnknownWords(QSyntaxHighlighter):
+    """Underlines, like a spell checker, the words the model does not know."""
+
+    def __init__(self, document: QTextDocument) -> None:
+        super().__init__(document)
+        self.vocabulary: Vocabulary | None = None
+        self._format = QTextCharFormat()
+        self._format.setUnderlineStyle(QTextCharFormat.UnderlineStyle.SpellCheckUnderline)
+        self._format.setUnderlineColor(UNKNOWN_UNDERLINE)
+
+    def set_vocabulary(self, words: Vocabulary | None) -> None:
+        if words != self.vocabulary:
+            self.vocabulary = words
+            self.rehighlight()
+
+    def highlightBlock(self, text: str) -> None:  # noqa: N802 - Qt API
+        if self.vocabulary is not None:
+            for span in self.vocabulary.unknown(text):
+                self.setFormat(span.start, span.end - span.start, self._format)
 
 
 class PromptEdit(QPlainTextEdit):
@@ -28,6 +65,33 @@ class PromptEdit(QPlainTextEdit):
         super().__init__(parent)
         self.setPlaceholderText(placeholder)
         self.setTabChangesFocus(True)
+        self.unknown_words = UnknownWords(self.document())
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        # Ask for the least: the controls' column gives the prompt whatever height is spare,
+        # and a long column (Inpaint) must not scroll because of an empty box.
+        return QSize(super().sizeHint().width(), self.minimumHeight())
+
+    def unknown_word_at(self, x: int, y: int) -> WordSpan | None:
+        """The unknown word under viewport point (x, y), if any."""
+        words = self.unknown_words.vocabulary
+        if words is None:
+            return None
+        cursor = self.cursorForPosition(QPoint(x, y))
+        column = cursor.positionInBlock()
+        for span in words.unknown(cursor.block().text()):
+            if span.start <= column <= span.end:
+                return span
+        return None
+
+    def viewportEvent(self, event: QEvent) -> bool:  # noqa: N802 - Qt API
+        if event.type() == QEvent.Type.ToolTip and isinstance(event, QHelpEvent):
+            span = self.unknown_word_at(event.pos().x(), event.pos().y())
+            words = self.unknown_words.vocabulary
+            if span is not None and words is not None:
+                QToolTip.showText(event.globalPos(), unknown_word_tip(span.word, words), self)
+                return True
+        return super().viewportEvent(event)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt API
         if event.modifiers() == Qt.KeyboardModifier.ControlModifier:
@@ -50,10 +114,11 @@ class PromptPanel(QWidget):
         self.prompt_edit.setToolTip("The prompt. Ctrl+Up / Ctrl+Down: earlier prompts.")
         self.negative_edit = PromptEdit("What to avoid (negative prompt)")
         self.negative_edit.setToolTip("The negative prompt: what the image should not show.")
-        self.prompt_edit.setMinimumHeight(64)
-        self.prompt_edit.setMaximumHeight(120)
-        self.negative_edit.setMinimumHeight(40)
-        self.negative_edit.setMaximumHeight(64)
+        # Small when the controls are long (Inpaint), larger when there is room.
+        self.prompt_edit.setMinimumHeight(60)
+        self.prompt_edit.setMaximumHeight(200)
+        self.negative_edit.setMinimumHeight(44)
+        self.negative_edit.setMaximumHeight(80)
         self.history_button = QToolButton(self)
         self.history_button.setText("History")
         self.history_button.setToolTip("Prompts you generated before")
@@ -73,6 +138,11 @@ class PromptPanel(QWidget):
         layout.addLayout(title_row)
         layout.addWidget(self.prompt_edit)
         layout.addWidget(self.negative_edit)
+        self.vocabulary_note = QLabel()
+        self.vocabulary_note.setObjectName("hint")
+        self.vocabulary_note.setWordWrap(True)
+        self.vocabulary_note.hide()
+        layout.addWidget(self.vocabulary_note)
 
         self._history: list[tuple[str, str]] = []  # newest first
         self._position = -1  # -1: not browsing
@@ -80,6 +150,21 @@ class PromptPanel(QWidget):
         self.negative_edit.historyStep.connect(self._step_history)
         bind(draft, "prompt", self.prompt_edit)
         bind(draft, "negative_prompt", self.negative_edit)
+        self._show_vocabulary(draft.values(), Source.USER)
+        follow(draft.changed, self, self._show_vocabulary)
+
+    # -- the model's vocabulary -----------------------------------------------------------------
+
+    def _show_vocabulary(self, values: dict[str, Any], _source: Source) -> None:
+        if "model" in values:
+            words = vocabulary.of_model(str(self.draft["model"]))
+            for edit in (self.prompt_edit, self.negative_edit):
+                edit.unknown_words.set_vocabulary(words)
+        if values.keys() & {"model", "prompt", "negative_prompt"}:
+            words = self.prompt_edit.unknown_words.vocabulary
+            note = words.note(self.prompt(), self.negative_prompt()) if words else ""
+            self.vocabulary_note.setText(note)
+            self.vocabulary_note.setVisible(bool(note))
 
     # -- values -------------------------------------------------------------------------------
 
@@ -133,3 +218,10 @@ class PromptPanel(QWidget):
             action = self._menu.addAction(text or "(negative prompt only)")
             action.setToolTip(f"{prompt}\nNegative: {negative}" if negative else prompt)
             action.triggered.connect(lambda _=False, p=prompt, n=negative: self.set_prompts(p, n))
+
+
+def unknown_word_tip(word: str, words: Vocabulary) -> str:
+    return (
+        f"'{printable(word)}' is not a word {words.model} knows: it is ignored. "
+        "The words it knows are listed under Model."
+    )
