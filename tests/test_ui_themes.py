@@ -65,4 +65,3 @@ def test_the_shortcut_list_shows_every_row_without_scrolling(qtbot, tmp_path):  
             cell = table.visualRect(table.model().index(row, column))
             assert viewport.contains(cell), (SHORTCUTS[row], cell, viewport)
     dialog.grab().save(str(tmp_path / "shortcuts.png"))
-
