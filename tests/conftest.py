@@ -382,6 +382,9 @@ def make_window(qtbot, tmp_path: Path, out_dir: Path):  # noqa: ANN001, ARG001
 
     def make(**kwargs):  # noqa: ANN003, ANN202
         window = MainWindow(Settings(tmp_path / "studio.ini"), **kwargs)
+        # Closing with jobs waiting asks; a test's teardown must not block on the question
+        # (a test of the question puts the real method back).
+        window.confirm_dropping_jobs = lambda _count: True
         qtbot.addWidget(window)
         window.show()
         qtbot.waitExposed(window)

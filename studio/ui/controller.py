@@ -31,6 +31,7 @@ KEPT_JOBS = 20  # the jobs of a session whose steps stay in memory (the timeline
 
 class JobController(QObject):
     jobQueued = Signal(int)
+    queueChanged = Signal()  # the waiting jobs or their order changed
     jobStarted = Signal(int)
     progress = Signal(int, object)  # job id, latest StepProgress (throttled)
     jobFinished = Signal(int, object)  # job id, GenerationResult: its files are already saved
@@ -136,8 +137,21 @@ class JobController(QObject):
         self._jobs[job_id] = JobRecord(job_id, request)
         self._queue.append(job_id)
         self.jobQueued.emit(job_id)
+        self.queueChanged.emit()
         self._dispatch()
         return job_id
+
+    def move(self, job_id: int, position: int) -> bool:
+        """Put a waiting job at `position` among the waiting jobs (0 runs next)."""
+        if job_id not in self._queue:
+            return False
+        position = max(0, min(len(self._queue) - 1, position))
+        if list(self._queue).index(job_id) == position:
+            return False
+        self._queue.remove(job_id)
+        self._queue.insert(position, job_id)
+        self.queueChanged.emit()
+        return True
 
     def cancel(self, job_id: int | None = None) -> bool:
         """Cancel a job (the current one by default); its late signals are ignored from now."""
@@ -147,6 +161,7 @@ class JobController(QObject):
             return False
         if record.state is JobState.QUEUED:
             self._queue.remove(job_id)
+            self.queueChanged.emit()
         else:
             self._engine.cancel(job_id)  # thread-safe: stops the engine within one step
         self._settle(record, JobState.CANCELLED)
@@ -182,6 +197,7 @@ class JobController(QObject):
                 self.busyChanged.emit(False)
             return
         job_id = self._queue.popleft()
+        self.queueChanged.emit()
         record = self._jobs[job_id]
         record.state = JobState.RUNNING
         self._current = job_id

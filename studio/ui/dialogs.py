@@ -35,6 +35,7 @@ from studio.ui.theme import THEMES
 SHORTCUTS: tuple[tuple[str, str], ...] = (
     ("Ctrl+Enter", "Generate (queues another job while one runs)"),
     ("Esc", "Cancel the current job"),
+    ("Delete, Ctrl+Up / Down", "Cancel or move a waiting job (in the queue list)"),
     ("Ctrl+1 … Ctrl+4", "Text→Image, Image→Image, Inpaint, Upscale"),
     ("Ctrl+Up / Ctrl+Down", "Earlier / later prompts (in a prompt box)"),
     ("Ctrl+O", "Open an image"),

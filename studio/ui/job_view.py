@@ -1,5 +1,5 @@
 """What the window shows of jobs: the live preview on the canvas, progress in the status
-line, the timeline of a finished job, the gallery's new files, the queue and the Cancel
+line, the timeline of a finished job, the gallery's new files and the Cancel
 button. It follows the controller's signals; the controller has already dropped every late
 signal of a job that is no longer current.
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Slot
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QFileDialog, QLabel, QPushButton
+from PySide6.QtWidgets import QFileDialog, QPushButton
 
 from studio.core.animation import write_animation
 from studio.core.draft import Draft
@@ -37,7 +37,6 @@ class JobView(QObject):
         status: StatusLine,
         show_error: Callable[[str], None],
         cancel_controls: tuple[QPushButton, QAction],
-        queue_label: QLabel,
     ) -> None:
         super().__init__(controller)
         self.controller = controller
@@ -48,7 +47,6 @@ class JobView(QObject):
         self.status = status
         self.show_error = show_error
         self.cancel_controls = cancel_controls
-        self.queue_label = queue_label
         self.shown_job: int | None = None  # the job whose steps the canvas and timeline show
 
         controller.jobStarted.connect(self._on_started)
@@ -57,7 +55,6 @@ class JobView(QObject):
         controller.jobFailed.connect(self._on_failed)
         controller.jobCancelled.connect(self._on_cancelled)
         controller.busyChanged.connect(self._set_busy)
-        controller.jobQueued.connect(lambda _id: self._update_queue())
         timeline.frameChosen.connect(self._on_frame_chosen)
         timeline.exportRequested.connect(self._ask_where_to_export)
         self._set_busy(False)
@@ -79,7 +76,6 @@ class JobView(QObject):
         record = self.controller.job(job_id)
         upscaling = record is not None and record.request.mode is Mode.UPSCALE
         self.status.say("Upscaling…" if upscaling else "Generating…")
-        self._update_queue()
 
     @Slot(int, object)
     def _on_progress(self, job_id: int, progress: StepProgress) -> None:
@@ -122,7 +118,6 @@ class JobView(QObject):
             self.timeline.clear("Cancelled")
             self._finish()
         self.status.say("Cancelled.")
-        self._update_queue()
 
     @Slot(int)
     def _on_frame_chosen(self, index: int) -> None:
@@ -162,15 +157,9 @@ class JobView(QObject):
 
     def _finish(self) -> None:
         self.status.finished()
-        self._update_queue()
 
     @Slot(bool)
     def _set_busy(self, busy: bool) -> None:
         for control in self.cancel_controls:
             control.setEnabled(busy)
-        self._update_queue()
 
-    def _update_queue(self) -> None:
-        queued = len(self.controller.queued_jobs)
-        self.queue_label.setText(f"{queued} job(s) waiting" if queued else "")
-        self.queue_label.setVisible(bool(queued))

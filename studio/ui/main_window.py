@@ -60,6 +60,7 @@ from studio.ui.panels.mask_bar import MaskBar
 from studio.ui.panels.mode_bar import ModeBar
 from studio.ui.panels.model_picker import AddModelDialog, ModelPicker
 from studio.ui.panels.prompt_panel import PromptPanel
+from studio.ui.queue_view import QueueView
 from studio.ui.settings import Settings
 from studio.ui.status_bar import StatusLine
 from studio.ui.theme import apply_theme
@@ -120,7 +121,6 @@ class MainWindow(QMainWindow):
             self.status,
             self.show_error,
             (self.cancel_button, self.cancel_action),
-            self.queue_label,
         )
         self.intake = Intake(
             self.draft,
@@ -174,8 +174,7 @@ class MainWindow(QMainWindow):
         self.generate_button.setToolTip("Generate (Ctrl+Enter); queues another job while one runs")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Cancel the current job (Esc)")
-        self.queue_label = QLabel()
-        self.queue_label.setObjectName("hint")
+        self.queue = QueueView(self.controller)
         self.guidance = GuidancePanel(self.draft)
 
         buttons = QHBoxLayout()
@@ -194,7 +193,7 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.upscaler_picker)
         layout.addWidget(self.prompt_panel, 1)  # the prompt box takes the spare height
         layout.addLayout(buttons)
-        layout.addWidget(self.queue_label)
+        layout.addWidget(self.queue)
         layout.addWidget(self.guidance)
 
         scroll = QScrollArea()
@@ -579,8 +578,24 @@ class MainWindow(QMainWindow):
         self.settings.set_prompt_history(self.prompt_panel.history())
         self.settings.sync()
 
+    def confirm_dropping_jobs(self, count: int) -> bool:
+        """Ask before closing drops jobs that have not started (they cannot be resumed)."""
+        jobs = "1 job is" if count == 1 else f"{count} jobs are"
+        answer = QMessageBox.question(
+            self,
+            "Jobs are waiting",
+            f"{jobs} waiting to run. Quit and drop them?",
+            QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QMessageBox.StandardButton.Discard
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
         """Cancel any job and end the engine thread (within two seconds), then close."""
+        waiting = len(self.controller.queued_jobs)
+        if waiting and not self.confirm_dropping_jobs(waiting):
+            event.ignore()
+            return
         try:
             self.save_settings()
         except Exception:  # noqa: BLE001 - settings must never keep the window open
