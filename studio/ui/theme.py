@@ -49,6 +49,9 @@ QPushButton#generateButton:disabled { background: %(disabled)s; border-color: %(
 QToolButton#modeButton {
     padding: 5px 4px; border: 1px solid %(border)s; background: %(button)s;
 }
+QToolButton:checked {
+    background: %(checked)s; border: 1px solid %(accent)s; border-radius: 3px;
+}
 QToolButton#modeButton:checked { background: %(accent)s; color: white; border-color: %(accent)s; }
 QFrame#banner[kind="error"] { background: #5c1f24; border: 1px solid #a33a42; border-radius: 4px; }
 QFrame#banner[kind="info"] { background: #1d3a5c; border: 1px solid #34679e; border-radius: 4px; }
@@ -69,6 +72,7 @@ def stylesheet(name: str) -> str:
         "button": "#313337" if dark else "#eceef1",
         "hint": "#9a9ea5" if dark else "#5f636a",
         "warning": "#f0b35a" if dark else "#9a5a00",
+        "checked": "#24466f" if dark else "#cfe0fb",
     }
 
 
