@@ -193,3 +193,26 @@ def test_a_files_model_that_is_not_installed_is_offered_never_switched_to(
     assert window.banner.actions_shown() == ["Add this model…"]
     window.banner.action_button.click()  # only now, because the artist asked
     assert asked == ["stranger/big-model"]
+
+
+def test_the_open_dialog_starts_in_the_last_folder_used_else_the_output_folder(
+    make_window, out_dir, tmp_path, monkeypatch
+):  # noqa: ANN001
+    from PySide6.QtWidgets import QFileDialog
+
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    Image.new("RGB", (16, 16), "red").save(pictures / "red.png")
+    starts: list[str] = []
+
+    def pick(_parent, _title, start, _filter):  # noqa: ANN001, ANN202
+        starts.append(start)
+        return str(pictures / "red.png"), ""
+
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", pick)
+    window = make_window()
+    window.open_image_dialog()
+    window.open_image_dialog()
+    window.close()
+    make_window().open_image_dialog()  # a restart remembers it
+    assert starts == [str(out_dir), str(pictures), str(pictures)]

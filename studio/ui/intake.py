@@ -53,7 +53,6 @@ class Intake(QObject):
         self.show_error = show_error
         self.input_changed = input_changed
         self.add_model = add_model
-        self.last_folder: Path | None = None  # where the Open dialog starts next
         self.reader = ParameterReader(self)
 
     # -- files ------------------------------------------------------------------------------
@@ -67,7 +66,6 @@ class Intake(QObject):
         except ImageLoadError as e:
             self.show_error(str(e))
             return False
-        self.last_folder = path.parent
         name = printable(path.name)
         about = f"{name} ({image.width}×{image.height})"
 

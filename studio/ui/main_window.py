@@ -421,11 +421,12 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def open_image_dialog(self) -> None:
-        start = self.intake.last_folder or self.controller.output_dir
+        start = self.settings.open_folder() or self.controller.output_dir
         path, _ = QFileDialog.getOpenFileName(
             self, "Open an image", str(start), file_dialog_filter()
         )
         if path:
+            self.settings.set_open_folder(Path(path).parent)
             self.intake.open_file(path)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt API

@@ -159,6 +159,18 @@ class Settings:
         self._qs.setValue("studio/save_format", save_as.kind)
         self._qs.setValue("studio/save_quality", save_as.quality)
 
+    def open_folder(self) -> Path | None:
+        """Where the Open dialog was last used, if that folder still exists."""
+        value = self._qs.value("studio/open_folder")
+        if isinstance(value, str) and value:
+            folder = Path(value)
+            if folder.is_dir():
+                return folder
+        return None
+
+    def set_open_folder(self, folder: Path) -> None:
+        self._qs.setValue("studio/open_folder", str(folder))
+
     def theme(self) -> str:
         value = self._qs.value("studio/theme", "dark")
         return value if value in ("dark", "light") else "dark"
