@@ -162,4 +162,3 @@ class JobView(QObject):
     def _set_busy(self, busy: bool) -> None:
         for control in self.cancel_controls:
             control.setEnabled(busy)
-
