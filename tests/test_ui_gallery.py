@@ -12,6 +12,8 @@ from PySide6.QtCore import Qt
 
 from studio.core.request import GenerationRequest, Mode
 from studio.core.saving import save_image
+from studio.ui.gallery import THUMB_SIZE
+from studio.ui.thumbnail_delegate import selection_colour
 
 
 def _fill(folder: Path, count: int) -> list[Path]:
@@ -27,20 +29,27 @@ def _fill(folder: Path, count: int) -> list[Path]:
     return paths
 
 
+def _listed(qtbot, window):  # noqa: ANN001, ANN202
+    """The window's gallery once its folder is read (off the UI thread)."""
+    gallery = window.gallery
+    qtbot.waitUntil(lambda: not gallery.model.is_listing(), timeout=5000)
+    return gallery
+
+
 def test_the_gallery_lists_the_output_folder_newest_first(qtbot, make_window, out_dir):  # noqa: ANN001
     paths = _fill(out_dir, 3)
     (out_dir / ".partial-123.png").write_bytes(b"half")  # a save in progress is not listed
     window = make_window()
-    gallery = window.gallery
+    gallery = _listed(qtbot, window)
     assert gallery.model.paths() == paths[::-1]
-    qtbot.waitUntil(lambda: all(str(p) in gallery.model._thumbs for p in paths), timeout=5000)
+    qtbot.waitUntil(lambda: all(str(p) in gallery.model.cache for p in paths), timeout=5000)
     assert "3 images" in gallery.count_label.text()
 
 
 def test_selecting_shows_the_image_and_its_parameters(qtbot, make_window, out_dir):  # noqa: ANN001
     paths = _fill(out_dir, 2)
     window = make_window()
-    window.gallery.select(paths[0])
+    _listed(qtbot, window).select(paths[0])
     assert "picture 0" in window.gallery.params.text.toPlainText()
     assert "Steps: 5" in window.gallery.params.text.toPlainText()
     assert window.canvas.image().size == (40, 24)  # Text→Image: the canvas is a viewer
@@ -55,32 +64,31 @@ def test_the_selected_thumbnail_is_framed_and_nothing_else_lights_up(  # noqa: A
 ):
     paths = _fill(out_dir, 1)
     window = make_window()
-    gallery = window.gallery
-    qtbot.waitUntil(lambda: str(paths[0]) in gallery.model._thumbs, timeout=5000)
+    gallery = _listed(qtbot, window)
+    qtbot.waitUntil(lambda: str(paths[0]) in gallery.model.cache, timeout=5000)
     gallery.select(paths[0])
     view = gallery.view
     cell = view.visualRect(gallery.model.index(0, 0))
     shot = view.viewport().grab(cell).toImage()
-    highlight = view.palette().color(view.palette().ColorRole.Highlight).rgb()
+    highlight = selection_colour(view.palette()).rgb()
     lit = {
         (x, y) for y in range(shot.height()) for x in range(shot.width())
         if shot.pixelColor(x, y).rgb() == highlight
     }  # fmt: skip
-    # a frame two pixels wide just around the picture, centred in its cell, and nothing
-    # else lit (Qt's own delegate lit a bar under the picture)
-    picture = gallery.model._thumbs[str(paths[0])].size()
+    # a frame three pixels wide just around the cell's square, centred in its cell, and
+    # nothing else lit (Qt's own delegate lit a bar under the picture)
     xs, ys = [x for x, _ in lit], [y for _, y in lit]
     width, height = max(xs) - min(xs) + 1, max(ys) - min(ys) + 1
-    assert (width, height) == (picture.width() + 4, picture.height() + 4)
+    assert (width, height) == (THUMB_SIZE + 6, THUMB_SIZE + 6)
     assert abs((min(xs) + max(xs)) / 2 - cell.width() / 2) <= 2
     assert abs((min(ys) + max(ys)) / 2 - cell.height() / 2) <= 2
-    assert len(lit) <= 2 * (width + height) * 2  # a frame, not a filled block
+    assert len(lit) <= 2 * (width + height) * 3  # a frame, not a filled block
 
 
 def test_send_to_inpaint_sets_the_canvas_mode_and_size(qtbot, make_window, out_dir):  # noqa: ANN001
     paths = _fill(out_dir, 1)
     window = make_window()
-    window.gallery.select(paths[0])
+    _listed(qtbot, window).select(paths[0])
     window.gallery.buttons["inpaint"].click()
     assert window.mode() is Mode.INPAINT
     assert window.canvas.image().size == (40, 24)
@@ -95,7 +103,7 @@ def test_send_to_inpaint_sets_the_canvas_mode_and_size(qtbot, make_window, out_d
 def test_delete_moves_the_file_to_the_trash(qtbot, make_window, out_dir, tmp_path):  # noqa: ANN001
     paths = _fill(out_dir, 2)
     window = make_window()
-    window.gallery.select(paths[1])
+    _listed(qtbot, window).select(paths[1])
     window.gallery.buttons["delete"].click()
     assert not paths[1].exists() and paths[0].exists()
     assert window.gallery.model.paths() == [paths[0]]

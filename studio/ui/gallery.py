@@ -1,28 +1,37 @@
-"""The gallery: every image in the output folder, newest first, thumbnails made lazily
-off the UI thread, with the actions an artist expects on a result."""
+"""The gallery: every image in the output folder, newest first, for folders of an artist's
+size (10,000 to 100,000 images).
+
+The folder is listed off the UI thread and the view fills in batches as they come
+(gallery_listing); thumbnails are made off the UI thread only for the rows the view
+paints, kept in a cache bounded in bytes, and read back from a sidecar cache on disk for
+large pictures (gallery_thumbnails). Every per-image operation is O(1): rows live in two
+lists (images added since the listing, oldest first, so each new one is appended; and the
+listing, newest first, appended batch by batch), and an index maps each path to its place
+in its list, which is all a row is: len(added) + place (places in the added list count
+down from -1). Only removing an image touches the index of the images after it.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-import stat
+from collections import deque
 from pathlib import Path
 
-from PIL import Image
 from PySide6.QtCore import (
     QAbstractListModel,
     QFile,
     QModelIndex,
     QObject,
     QPersistentModelIndex,
-    QRunnable,
+    QPoint,
     QSize,
     Qt,
-    QThreadPool,
+    QTimer,
     QUrl,
     Signal,
 )
-from PySide6.QtGui import QColor, QDesktopServices, QImage, QPixmap
+from PySide6.QtGui import QDesktopServices, QImage, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -36,171 +45,230 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.imaging import is_image_name
 from studio.core.request import Mode
 from studio.core.text import printable, printable_lines
 from studio.metadata import ImageParameters, format_a1111
+from studio.ui.gallery_listing import FolderLister, list_images
+from studio.ui.gallery_preview import GalleryPreview
+from studio.ui.gallery_thumbnails import (
+    THUMB_SIZE,
+    PixmapCache,
+    SidecarStore,
+    ThumbnailLoader,
+    make_thumbnail,
+    sidecar_dir,
+)
 from studio.ui.icons import themed
 from studio.ui.parameter_reader import ParameterReader
-from studio.ui.qt_images import pil_to_qimage
-from studio.ui.thumbnail_delegate import ThumbnailDelegate
+from studio.ui.thumbnail_delegate import CELL_FRAME, ThumbnailDelegate
+
+__all__ = ["THUMB_SIZE", "GalleryModel", "GalleryPanel", "list_images", "make_thumbnail"]
 
 log = logging.getLogger(__name__)
 
-THUMB_SIZE = 96
+LAYOUT_BATCH = 256
+SCROLL_HOLD_S = 0.05  # thumbnails wait while the view flings past (until it settles)
+CELL = THUMB_SIZE + 2 * (CELL_FRAME + 1)  # every cell of the grid, frame and gap included
 PathRole = Qt.ItemDataRole.UserRole + 1
 
 Index = QModelIndex | QPersistentModelIndex
 
 
-def make_thumbnail(path: Path, size: int = THUMB_SIZE) -> QImage:
-    """A small QImage of an image file (safe off the UI thread: QImage, not QPixmap)."""
-    try:
-        with Image.open(path) as image:
-            image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale
-            image.thumbnail((size, size), Image.Resampling.LANCZOS)
-            small = image.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError):
-        broken = QImage(size, size, QImage.Format.Format_RGB888)
-        broken.fill(QColor("#552222"))
-        return broken
-    if small.width < size // 2:  # tiny pictures (64×64) look better enlarged crisply
-        factor = max(1, size // max(small.size))
-        small = small.resize(
-            (small.width * factor, small.height * factor), Image.Resampling.NEAREST
-        )
-    return pil_to_qimage(small)
-
-
-class _ThumbnailJob(QRunnable):
-    def __init__(self, path: Path, done: Signal) -> None:
-        super().__init__()
-        self._path = path
-        self._done = done
-
-    def run(self) -> None:
-        self._done.emit(str(self._path), make_thumbnail(self._path))
-
-
-class ThumbnailLoader(QObject):
-    """Makes thumbnails on a small thread pool and hands them back by queued signal."""
-
-    loaded = Signal(str, QImage)
-
-    def __init__(self, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(1)  # one core is plenty; leave the rest to generation
-        self._pending: set[str] = set()
-        self.loaded.connect(lambda path, _image: self._pending.discard(path))
-
-    def request(self, path: Path) -> None:
-        key = str(path)
-        if key in self._pending:
-            return
-        self._pending.add(key)
-        self._pool.start(_ThumbnailJob(path, self.loaded))
-
-    def shutdown(self) -> None:
-        self._pool.clear()
-        self._pool.waitForDone(2000)
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Images in a folder, newest first. One bad entry costs that entry only: a link in a
-    loop, a file deleted while the folder is read (a sync tool at work), a pipe, a
-    half-written file (the studio's own start with a dot) are passed over."""
-    try:
-        scan = os.scandir(folder)
-    except (OSError, ValueError):
-        return []
-    found: list[tuple[float, str, str]] = []
-    with scan:
-        for entry in scan:
-            if entry.name.startswith(".") or not is_image_name(entry.name):
-                continue
-            try:
-                info = entry.stat()  # through links; a loop or a vanished file raises
-            except OSError:
-                continue
-            if stat.S_ISREG(info.st_mode):
-                found.append((info.st_mtime, entry.name, entry.path))
-    found.sort(reverse=True)
-    return [Path(path) for _, _, path in found]
+def _key(path: Path | str) -> str:
+    return str(Path(path))
 
 
 class GalleryModel(QAbstractListModel):
-    def __init__(self, folder: Path, parent: QObject | None = None) -> None:
+    """The images of one folder, newest first, and the thumbnails of those in view."""
+
+    listingFinished = Signal()  # the whole folder is in the model
+
+    def __init__(
+        self,
+        folder: Path,
+        parent: QObject | None = None,
+        thumbnail_cache: Path | None = None,
+        memory_bytes: int | None = None,
+    ) -> None:
+        """thumbnail_cache: the sidecar folder (the studio's cache folder when None)."""
         super().__init__(parent)
         self.folder = folder
-        self._paths: list[Path] = []
-        self._thumbs: dict[str, QPixmap] = {}
-        self._placeholder = QPixmap(THUMB_SIZE, THUMB_SIZE)
-        self._placeholder.fill(QColor("#303236"))
-        self.loader = ThumbnailLoader(self)
+        self._added: list[str] = []  # added since the listing, oldest first
+        self._listed: list[str] = []  # the listing, newest first
+        self._place: dict[str, int] = {}  # path -> place: >= 0 in _listed, < 0 in _added
+        self._listing = False
+        self._ticket = 0
+        self._incoming: deque[list[str]] = deque()  # batches listed, not yet rows
+        self._all_listed = False
+        self._feed = QTimer(self)  # one batch a turn of the event loop: the window moves
+        self._feed.setInterval(0)
+        self._feed.timeout.connect(self._feed_one)
+        self.cache = PixmapCache() if memory_bytes is None else PixmapCache(memory_bytes)
+        self._store = SidecarStore(thumbnail_cache or sidecar_dir())
+        self.loader = ThumbnailLoader(THUMB_SIZE, self._store, self)
         self.loader.loaded.connect(self._on_thumbnail)
+        self.lister = FolderLister(self)
+        self.lister.batch.connect(self._on_batch)
+        self.lister.finished.connect(self._on_listed)
 
     # -- Qt model --------------------------------------------------------------------------
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008 - Qt API
-        return 0 if parent.isValid() else len(self._paths)
+        return 0 if parent.isValid() else len(self._added) + len(self._listed)
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: ANN201
-        if not index.isValid() or index.row() >= len(self._paths):
+        if not index.isValid():
             return None
-        path = self._paths[index.row()]
+        key = self.key_at(index.row())
+        if key is None:
+            return None
         if role == Qt.ItemDataRole.DecorationRole:
-            thumb = self._thumbs.get(str(path))
+            thumb = self.cache.get(key)
             if thumb is None:
-                self.loader.request(path)  # lazily: only rows the view asks for
-                return self._placeholder
+                self.loader.request(key)  # only rows the view paints ask for theirs
             return thumb
         if role == Qt.ItemDataRole.ToolTipRole:
-            return printable(path.name)
+            return printable(os.path.basename(key))
         if role == PathRole:
-            return str(path)
+            return key
         return None
 
-    # -- contents -----------------------------------------------------------------------------
+    # -- rows and paths, each in O(1) -----------------------------------------------------
+
+    def key_at(self, row: int) -> str | None:
+        added = len(self._added)
+        if 0 <= row < added:
+            return self._added[added - 1 - row]
+        if added <= row < added + len(self._listed):
+            return self._listed[row - added]
+        return None
+
+    def row_of(self, path: Path | str) -> int:
+        place = self._place.get(_key(path))
+        return -1 if place is None else len(self._added) + place
+
+    def index_of(self, path: Path) -> QModelIndex:
+        row = self.row_of(path)
+        return self.index(row) if row >= 0 else QModelIndex()
 
     def paths(self) -> list[Path]:
-        return list(self._paths)
+        return [Path(key) for key in (*reversed(self._added), *self._listed)]
+
+    def is_listing(self) -> bool:
+        return self._listing
+
+    # -- contents -----------------------------------------------------------------------------
 
     def set_folder(self, folder: Path) -> None:
         self.folder = folder
         self.reload()
 
     def reload(self) -> None:
+        """List the folder again, off the UI thread; rows arrive in batches."""
         self.beginResetModel()
-        self._paths = list_images(self.folder)
+        self._added, self._listed, self._place = [], [], {}
+        self.cache.clear()
+        self.loader.retain(())
+        self._incoming.clear()
+        self._feed.stop()
+        self._all_listed = False
+        self._listing = True
+        self._ticket = self.lister.start(self.folder)
         self.endResetModel()
 
     def add(self, paths: list[Path]) -> None:
         """New results go first, in the order given."""
-        new = [p for p in paths if p not in self._paths]
+        new: list[str] = []
+        for path in paths:
+            key = _key(path)
+            if key not in self._place and key not in new:
+                new.append(key)
         if not new:
             return
         self.beginInsertRows(QModelIndex(), 0, len(new) - 1)
-        self._paths[0:0] = new
+        for key in reversed(new):
+            self._added.append(key)
+            self._place[key] = -len(self._added)
         self.endInsertRows()
 
     def remove(self, path: Path) -> None:
-        if path in self._paths:
-            row = self._paths.index(path)
-            self.beginRemoveRows(QModelIndex(), row, row)
-            del self._paths[row]
-            self.endRemoveRows()
-        self._thumbs.pop(str(path), None)
+        """Forget one image (the only operation that renumbers the images after it)."""
+        key = _key(path)
+        place = self._place.get(key)
+        self.cache.pop(key)
+        if place is None:
+            return
+        row = len(self._added) + place
+        self.beginRemoveRows(QModelIndex(), row, row)
+        del self._place[key]
+        if place >= 0:
+            del self._listed[place]
+            for i in range(place, len(self._listed)):
+                self._place[self._listed[i]] = i
+        else:
+            del self._added[-place - 1]
+            for i in range(-place - 1, len(self._added)):
+                self._place[self._added[i]] = -(i + 1)
+        self.endRemoveRows()
 
-    def index_of(self, path: Path) -> QModelIndex:
-        return self.index(self._paths.index(path)) if path in self._paths else QModelIndex()
+    def retain_rows(self, first: int, last: int) -> None:
+        """Only rows first..last still want their thumbnails: drop the other requests."""
+        count = self.rowCount()
+        keys = {self.key_at(row) for row in range(max(0, first), min(count, last + 1))}
+        self.loader.retain(keys)  # type: ignore[arg-type]
+
+    def shutdown(self) -> None:
+        self._feed.stop()
+        self._incoming.clear()
+        self.lister.shutdown()
+        self.loader.shutdown()
+
+    def _on_batch(self, ticket: int, keys: list[str]) -> None:
+        if ticket != self._ticket:
+            return  # a listing since replaced
+        self._incoming.append(keys)
+        if not self._feed.isActive():
+            self._feed.start()
+
+    def _on_listed(self, ticket: int) -> None:
+        if ticket == self._ticket:
+            self._all_listed = True
+            if not self._incoming:
+                self._finish_listing()
+
+    def _feed_one(self) -> None:
+        if self._incoming:
+            self._insert_listed(self._incoming.popleft())
+        if not self._incoming:
+            self._feed.stop()
+            if self._all_listed:
+                self._finish_listing()
+
+    def _finish_listing(self) -> None:
+        if self._listing:
+            self._listing = False
+            self.listingFinished.emit()
+
+    def _insert_listed(self, keys: list[str]) -> None:
+        new = [key for key in keys if key not in self._place]  # already added: kept there
+        if not new:
+            return
+        first = self.rowCount()
+        self.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
+        start = len(self._listed)
+        self._listed.extend(new)
+        place = self._place
+        for offset, key in enumerate(new):
+            place[key] = start + offset
+        self.endInsertRows()
 
     def _on_thumbnail(self, key: str, image: QImage) -> None:
-        self._thumbs[key] = QPixmap.fromImage(image)
-        path = Path(key)
-        if path in self._paths:
-            index = self.index(self._paths.index(path))
-            self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole])
+        place = self._place.get(key)
+        if place is None:
+            return  # removed, or another folder's
+        self.cache.put(key, QPixmap.fromImage(image))
+        index = self.index(len(self._added) + place)
+        self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole])
 
 
 def move_to_trash(path: Path) -> bool:
@@ -216,12 +284,11 @@ class ParametersView(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.preview = QLabel()
-        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.preview.setMinimumHeight(140)
+        self.preview = GalleryPreview()  # as tall as its picture, hidden without one
         self.title = QLabel()
         self.title.setObjectName("hint")
         self.title.setWordWrap(True)
+        self.title.hide()
         self.text = QPlainTextEdit()
         self.text.setReadOnly(True)
         self.text.setPlaceholderText("Select an image to see its parameters")
@@ -235,22 +302,18 @@ class ParametersView(QWidget):
 
     def show_file(self, path: Path | None) -> None:
         self.parameters = None
+        self.preview.set_image(None)
+        self.title.clear()
+        self.title.hide()
         if path is None:
-            self.preview.clear()
-            self.title.clear()
             self.text.clear()
             return
+        self.title.show()
         image = QImage(str(path))
-        if not image.isNull():
-            scaled = image.scaled(
-                220,
-                220,
-                Qt.AspectRatioMode.KeepAspectRatio,
-                Qt.TransformationMode.FastTransformation
-                if image.width() < 220
-                else Qt.TransformationMode.SmoothTransformation,
-            )
-            self.preview.setPixmap(QPixmap.fromImage(scaled))
+        if image.isNull():
+            self.title.setText(printable(path.name))
+        else:
+            self.preview.set_image(image)
             self.title.setText(f"{printable(path.name)} · {image.width()}×{image.height()}")
         self.text.setPlainText("Reading its parameters…")
 
@@ -275,24 +338,35 @@ class GalleryPanel(QWidget):
     message = Signal(str, bool)  # text, is_error
     trashFailed = Signal(object)  # Path: no trash here; the window may offer to delete
 
-    def __init__(self, folder: Path, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        parent: QWidget | None = None,
+        thumbnail_cache: Path | None = None,
+    ) -> None:
         super().__init__(parent)
-        self.model = GalleryModel(folder, self)
+        self.model = GalleryModel(folder, self, thumbnail_cache=thumbnail_cache)
         self.view = QListView()
         self.view.setModel(self.model)
         self.view.setViewMode(QListView.ViewMode.IconMode)
         self.view.setResizeMode(QListView.ResizeMode.Adjust)
         self.view.setMovement(QListView.Movement.Static)
         self.view.setUniformItemSizes(True)
+        # laid out a few hundred cells per turn of the event loop: 10,000 at once held
+        # the window for 40 ms
+        self.view.setLayoutMode(QListView.LayoutMode.Batched)
+        self.view.setBatchSize(LAYOUT_BATCH)
         self.view.setIconSize(QSize(THUMB_SIZE, THUMB_SIZE))
-        self.view.setGridSize(QSize(THUMB_SIZE + 8, THUMB_SIZE + 8))
-        self.view.setSpacing(2)
-        self.view.setItemDelegate(ThumbnailDelegate(self.view))
+        self.view.setGridSize(QSize(CELL, CELL))  # every cell alike, whatever the picture
+        self.view.setItemDelegate(ThumbnailDelegate(self.view, cell=THUMB_SIZE))
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.view.customContextMenuRequested.connect(self._context_menu)
         self.view.selectionModel().currentChanged.connect(self._on_current)
         self.view.doubleClicked.connect(self._on_double_click)
+        self.view.verticalScrollBar().valueChanged.connect(self._on_scrolled)
+        self._pending: Path | None = None  # asked to select before it was listed
+        self._scrolled_to = 0
         self.params = ParametersView()
 
         self.buttons: dict[str, QToolButton] = {}
@@ -335,9 +409,10 @@ class GalleryPanel(QWidget):
 
         self.params.parametersShown.connect(self._update_state)
         self.model.modelReset.connect(self._update_state)
-        self.model.rowsInserted.connect(self._update_state)
+        self.model.rowsInserted.connect(self._on_rows_inserted)
         self.model.rowsRemoved.connect(self._update_state)
-        self.model.reload()
+        self.model.listingFinished.connect(self._on_listed)
+        self.model.reload()  # returns at once: the rows come as the folder is read
 
     # -- queries / commands --------------------------------------------------------------------
 
@@ -346,10 +421,33 @@ class GalleryPanel(QWidget):
         return Path(index.data(PathRole)) if index.isValid() else None
 
     def select(self, path: Path) -> None:
+        """Select `path`, now or, while the folder is being read, once it is listed."""
         index = self.model.index_of(path)
+        self._pending = None
         if index.isValid():
+            self._lay_out_to(index)
             self.view.setCurrentIndex(index)
             self.view.scrollTo(index)
+        elif self.model.is_listing():
+            self._pending = Path(path)
+
+    def _lay_out_to(self, index: QModelIndex) -> None:
+        """The view lays its cells out a batch at a time; a row it has not reached yet has
+        no place to scroll to, so the rest is laid out at once (on the artist's request)."""
+        if not self.view.visualRect(index).isValid():
+            self.view.setLayoutMode(QListView.LayoutMode.SinglePass)
+            self.view.doItemsLayout()
+            self.view.setLayoutMode(QListView.LayoutMode.Batched)
+
+    def visible_rows(self) -> tuple[int, int] | None:
+        """The first and last rows in view (the grid fills row by row), or None."""
+        width, height = self.view.viewport().width(), self.view.viewport().height()
+        step = max(8, CELL // 2)  # every cell is hit by a probe of its first and last line
+        xs = (*range(0, width, step), width - 1)
+        ys = (0, step, height - 1 - step, height - 1)
+        rows = [self.view.indexAt(QPoint(x, y)).row() for y in ys for x in xs]
+        rows = [row for row in rows if row >= 0]
+        return (min(rows), max(rows)) if rows else None
 
     def add(self, paths: list[Path], select: bool = True) -> None:
         self.model.add(paths)
@@ -391,7 +489,7 @@ class GalleryPanel(QWidget):
             self.view.setCurrentIndex(self.model.index(min(row, self.model.rowCount() - 1)))
 
     def shutdown(self) -> None:
-        self.model.loader.shutdown()
+        self.model.shutdown()
         self.params.reader.shutdown()
 
     # -- internals ---------------------------------------------------------------------------------
@@ -401,6 +499,26 @@ class GalleryPanel(QWidget):
         self.params.show_file(path)
         self._update_state()
         self.selected.emit(path)
+
+    def _on_scrolled(self, value: int) -> None:
+        """Thumbnails asked for by rows now scrolled past are not made; during a fling
+        (half a screen or more at a time) none is made until the view settles."""
+        moved, self._scrolled_to = abs(value - self._scrolled_to), value
+        if moved >= self.view.viewport().height() // 2:
+            self.model.loader.hold(SCROLL_HOLD_S)
+        rows = self.visible_rows()
+        if rows is not None:
+            columns = max(1, self.view.viewport().width() // CELL)
+            self.model.retain_rows(rows[0] - columns, rows[1] + columns)
+
+    def _on_rows_inserted(self, *_args: object) -> None:
+        if self._pending is not None and self.model.index_of(self._pending).isValid():
+            self.select(self._pending)
+        self._update_state()
+
+    def _on_listed(self) -> None:
+        self._pending = None
+        self._update_state()
 
     def _on_double_click(self, index: QModelIndex) -> None:
         if index.isValid():
@@ -418,11 +536,14 @@ class GalleryPanel(QWidget):
 
     def _update_state(self) -> None:
         count = self.model.rowCount()
-        self.count_label.setText(
-            f"{count} image{'s' if count != 1 else ''} in {self.model.folder}"
-            if count
-            else f"No images yet in {self.model.folder}"
-        )
+        folder = self.model.folder
+        if self.model.is_listing():
+            text = f"Reading {folder}… {count} image{'s' if count != 1 else ''} so far"
+        elif count:
+            text = f"{count} image{'s' if count != 1 else ''} in {folder}"
+        else:
+            text = f"No images yet in {folder}"
+        self.count_label.setText(text)
         has = self.selected_path() is not None
         for key in ("restore", "img2img", "inpaint", "upscale", "delete"):
             self.buttons[key].setEnabled(has)
