@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtGui import QPixmap
+from PySide6.QtGui import QColor, QImage
 
 from studio.ui import gallery_listing, gallery_thumbnails
 from studio.ui.gallery import GalleryModel, GalleryPanel, list_images
-from studio.ui.gallery_thumbnails import PixmapCache, SidecarStore
+from studio.ui.gallery_thumbnails import SidecarStore, ThumbnailAtlas
 
 
 def _png(size: tuple[int, int] = (64, 64), colour: tuple[int, int, int] = (40, 60, 160)) -> bytes:
@@ -206,11 +206,40 @@ def test_thumbnails_of_rows_scrolled_past_are_not_made(  # noqa: ANN001
     assert len(made_rows) < 3 * (rows[1] - rows[0] + 1) + 2  # not twelve screens' worth
 
 
+def test_a_fling_makes_no_thumbnails_until_the_view_settles(  # noqa: ANN001
+    qtbot, make_panel, tmp_path, monkeypatch
+):
+    _folder(tmp_path / "outputs", 2000)
+    made: list[str] = []
+    make = gallery_thumbnails.make_thumbnail
+
+    def counting(path, size=gallery_thumbnails.THUMB_SIZE):  # noqa: ANN001, ANN202
+        made.append(str(path))
+        return make(path, size)
+
+    monkeypatch.setattr(gallery_thumbnails, "make_thumbnail", counting)
+    panel = _listed(qtbot, make_panel(tmp_path / "outputs"))
+    first, last = _in_view_shown(qtbot, panel)
+    in_view = last - first + 1
+    made.clear()
+    bar = panel.view.verticalScrollBar()
+    for _ in range(15):  # a screen at a time, as fast as the window paints
+        bar.setValue(bar.value() + bar.pageStep())
+        qtbot.wait(5)
+    rows = panel.visible_rows()
+    assert rows is not None and rows[0] > 15 * in_view // 2
+    during = {panel.model.row_of(key) for key in made}
+    assert len(during) < in_view, sorted(during)  # not a thumbnail for each screen passed
+    first, last = _in_view_shown(qtbot, panel)  # once it settles, the screen fills
+    made_rows = {panel.model.row_of(key) for key in made}
+    assert set(range(first, last + 1)) <= made_rows
+
+
 def test_the_thumbnail_cache_stays_under_its_bound_in_bytes(qtbot, make_panel, tmp_path):  # noqa: ANN001
     _folder(tmp_path / "outputs", 600)
     panel = make_panel(tmp_path / "outputs")
     cache = panel.model.cache
-    cache.limit = 40 * 96 * 96 * 3  # about 30 to 40 thumbnails, whatever the pixel depth
+    cache.set_limit(40 * 97 * 97 * 4)  # a page of 36 thumbnails (6×6)
     most = [0]
     panel.model.dataChanged.connect(lambda *_: most.__setitem__(0, max(most[0], cache.bytes)))
     _listed(qtbot, panel)
@@ -219,26 +248,36 @@ def test_the_thumbnail_cache_stays_under_its_bound_in_bytes(qtbot, make_panel, t
         bar.setValue(bar.value() + bar.pageStep())
         _in_view_shown(qtbot, panel)
     assert 0 < most[0] <= cache.limit and 0 < cache.bytes <= cache.limit
-    assert len(cache) <= 40
-    assert len(cache) >= 20  # the bound is spent, not undercut
+    assert len(cache) == 36  # the bound is spent, not undercut
     # what is in view now is kept; the top of the folder, long scrolled past, is not
     first, last = panel.visible_rows() or (0, 0)
     assert all(panel.model.key_at(row) in cache for row in range(first, last + 1))
     assert panel.model.key_at(0) not in cache
 
 
-def test_the_least_recently_used_thumbnail_goes_first() -> None:
-    pixmap = QPixmap(10, 10)
-    cost = 10 * 10 * pixmap.depth() // 8
-    cache = PixmapCache(limit=3 * cost)
-    for key in "abc":
-        cache.put(key, pixmap)
-    assert cache.get("a") is not None  # used: now the most recent
-    cache.put("d", pixmap)
-    assert "b" not in cache and {"a", "c", "d"} <= {k for k in "abcd" if k in cache}
-    assert cache.bytes == 3 * cost
+def test_the_least_recently_used_thumbnail_goes_first(qapp) -> None:  # noqa: ANN001
+    cache = ThumbnailAtlas(limit=4 * 97 * 97 * 4)  # one page of 2×2 slots
+    colours = {"a": "red", "b": "green", "c": "blue", "d": "yellow", "e": "white"}
+    for key in "abcd":
+        image = QImage(96, 60 + ord(key) - ord("a"), QImage.Format.Format_RGB32)
+        image.fill(QColor(colours[key]))
+        cache.put(key, image)
+    assert cache.find("a") is not None  # used: now the most recent
+    image = QImage(30, 96, QImage.Format.Format_RGB32)
+    image.fill(QColor(colours["e"]))
+    cache.put("e", image)  # takes the slot of the least recently used, "b"
+    assert "b" not in cache and all(k in cache for k in "acde") and len(cache) == 4
+    assert cache.bytes <= cache.limit
+    for key in "acde":  # each picture whole, at its size, in its own slot
+        picture = cache.pixmap(key).toImage()
+        expected = (30, 96) if key == "e" else (96, 60 + ord(key) - ord("a"))
+        assert (picture.width(), picture.height()) == expected
+        corners = {(0, 0), (picture.width() - 1, picture.height() - 1)}
+        assert {picture.pixelColor(x, y).name() for x, y in corners} == {
+            QColor(colours[key]).name()
+        }
     cache.pop("a")
-    assert cache.bytes == 2 * cost and len(cache) == 2
+    assert "a" not in cache and len(cache) == 3 and cache.pixmap("a") is None
 
 
 # -- the sidecar cache on disk --------------------------------------------------------------
@@ -284,7 +323,7 @@ def test_sidecar_thumbnails_are_used_after_a_restart(  # noqa: ANN001
     second = make_panel(tmp_path / "outputs")
     _in_view_shown(qtbot, _listed(qtbot, second))
     assert decoded == []
-    image = second.model.cache.get(str(paths[0])).toImage()
+    image = second.model.cache.pixmap(str(paths[0])).toImage()
     assert max(image.width(), image.height()) == gallery_thumbnails.THUMB_SIZE
 
     # a picture changed since (same name) is decoded again; the user's files are untouched

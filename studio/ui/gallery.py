@@ -31,7 +31,7 @@ from PySide6.QtCore import (
     QUrl,
     Signal,
 )
-from PySide6.QtGui import QDesktopServices, QImage, QPixmap
+from PySide6.QtGui import QDesktopServices, QImage
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -52,15 +52,15 @@ from studio.ui.gallery_listing import FolderLister, list_images
 from studio.ui.gallery_preview import GalleryPreview
 from studio.ui.gallery_thumbnails import (
     THUMB_SIZE,
-    PixmapCache,
     SidecarStore,
+    ThumbnailAtlas,
     ThumbnailLoader,
     make_thumbnail,
     sidecar_dir,
 )
 from studio.ui.icons import themed
 from studio.ui.parameter_reader import ParameterReader
-from studio.ui.thumbnail_delegate import CELL_FRAME, ThumbnailDelegate
+from studio.ui.thumbnail_delegate import CELL_FRAME, ThumbnailDelegate, ThumbnailRole
 
 __all__ = ["THUMB_SIZE", "GalleryModel", "GalleryPanel", "list_images", "make_thumbnail"]
 
@@ -103,7 +103,7 @@ class GalleryModel(QAbstractListModel):
         self._feed = QTimer(self)  # one batch a turn of the event loop: the window moves
         self._feed.setInterval(0)
         self._feed.timeout.connect(self._feed_one)
-        self.cache = PixmapCache() if memory_bytes is None else PixmapCache(memory_bytes)
+        self.cache = ThumbnailAtlas() if memory_bytes is None else ThumbnailAtlas(memory_bytes)
         self._store = SidecarStore(thumbnail_cache or sidecar_dir())
         self.loader = ThumbnailLoader(THUMB_SIZE, self._store, self)
         self.loader.loaded.connect(self._on_thumbnail)
@@ -122,10 +122,15 @@ class GalleryModel(QAbstractListModel):
         key = self.key_at(index.row())
         if key is None:
             return None
-        if role == Qt.ItemDataRole.DecorationRole:
-            thumb = self.cache.get(key)
-            if thumb is None:
+        if role == ThumbnailRole:  # the delegate: where on which page
+            found = self.cache.find(key)
+            if found is None:
                 self.loader.request(key)  # only rows the view paints ask for theirs
+            return found
+        if role == Qt.ItemDataRole.DecorationRole:
+            thumb = self.cache.pixmap(key)
+            if thumb is None:
+                self.loader.request(key)
             return thumb
         if role == Qt.ItemDataRole.ToolTipRole:
             return printable(os.path.basename(key))
@@ -266,7 +271,7 @@ class GalleryModel(QAbstractListModel):
         place = self._place.get(key)
         if place is None:
             return  # removed, or another folder's
-        self.cache.put(key, QPixmap.fromImage(image))
+        self.cache.put(key, image)
         index = self.index(len(self._added) + place)
         self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole])
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import os
 import re
 import stat
@@ -24,15 +25,15 @@ from collections.abc import Collection
 from pathlib import Path
 
 from PIL import Image
-from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal
-from PySide6.QtGui import QColor, QImage, QImageReader, QPixmap
+from PySide6.QtCore import QObject, QRect, QRunnable, QSize, Qt, QThreadPool, Signal
+from PySide6.QtGui import QColor, QImage, QImageReader, QPainter, QPixmap
 
 from studio.ui.qt_images import pil_to_qimage
 
 log = logging.getLogger(__name__)
 
 THUMB_SIZE = 96
-MEMORY_BYTES = 16 * 1024 * 1024  # about 450 thumbnails of 96×96: a dozen full screens
+MEMORY_BYTES = 16 * 1024 * 1024  # 384 thumbnails of 96×96 (six pages): ten full screens
 DISK_BYTES = 64 * 1024 * 1024  # the sidecar cache on disk, pruned oldest first beyond this
 SIDECAR_MIN_BYTES = 64 * 1024  # smaller files decode as fast as a thumbnail reads back
 QUEUE_LIMIT = 512  # requests waiting; the oldest are dropped beyond it
@@ -87,45 +88,107 @@ def _pil_thumbnail(path: Path, size: int) -> QImage:
     return pil_to_qimage(small)
 
 
-class PixmapCache:
-    """Thumbnails by key on the UI thread, at most `limit` bytes of pixels; reading one
-    makes it the most recently used, and the least recently used go when it is full."""
+class ThumbnailAtlas:
+    """Thumbnails in memory on the UI thread, drawn into a few large pixmaps (pages) of
+    square slots, at most `limit` bytes of pages; reading one makes it the most recently
+    used, and when every slot is taken the least recently used gives up its slot.
 
-    def __init__(self, limit: int = MEMORY_BYTES) -> None:
+    Why pages and not one QPixmap per thumbnail: each QPixmap held from Python is an object
+    the garbage collector tracks, and thousands of them passing through while the artist
+    scrolls made it walk every object of the process (25 ms here, more with torch loaded)
+    in the middle of a scroll. A slot is a plain int; the pages are a handful of objects.
+    """
+
+    def __init__(self, limit: int = MEMORY_BYTES, size: int = THUMB_SIZE) -> None:
+        if not 0 < size < 256:
+            raise ValueError("a thumbnail's sides are kept in a byte each")
+        self.size = size
+        self._pitch = size + 1  # a gutter: smooth scaling never samples the neighbour
+        self.set_limit(limit)
+
+    def set_limit(self, limit: int) -> None:
+        """A new bound (what is kept is dropped): pages as large as fit it, up to 8×8."""
         self.limit = limit
-        self.bytes = 0
-        self._items: OrderedDict[str, tuple[QPixmap, int]] = OrderedDict()
+        slot_bytes = self._pitch * self._pitch * 4
+        self._side = max(1, min(8, math.isqrt(max(1, limit // slot_bytes))))
+        self._page_bytes = (self._side * self._pitch) ** 2 * 4
+        self._max_pages = max(1, limit // self._page_bytes)
+        self.clear()
+
+    @property
+    def bytes(self) -> int:
+        """The memory the pages take (all their slots, used or not)."""
+        return sum(p.width() * p.height() * max(1, p.depth() // 8) for p in self._pages)
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._slots)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._items
+        return key in self._slots
 
-    def get(self, key: str) -> QPixmap | None:
-        item = self._items.get(key)
-        if item is None:
+    def find(self, key: str) -> tuple[QPixmap, QRect] | None:
+        """The page holding the thumbnail of `key` and where on it, or None."""
+        code = self._slots.get(key)
+        if code is None:
             return None
-        self._items.move_to_end(key)
-        return item[0]
+        self._slots.move_to_end(key)
+        return self._locate(code)
 
-    def put(self, key: str, pixmap: QPixmap) -> None:
+    def pixmap(self, key: str) -> QPixmap | None:
+        """The thumbnail of `key` on a pixmap of its own (a copy), or None."""
+        found = self.find(key)
+        return None if found is None else found[0].copy(found[1])
+
+    def put(self, key: str, image: QImage) -> None:
         self.pop(key)
-        cost = pixmap.width() * pixmap.height() * max(1, pixmap.depth() // 8)
-        self._items[key] = (pixmap, cost)
-        self.bytes += cost
-        while self.bytes > self.limit and len(self._items) > 1:
-            _, (_, freed) = self._items.popitem(last=False)
-            self.bytes -= freed
+        if image.width() > self.size or image.height() > self.size:
+            image = image.scaled(
+                self.size,
+                self.size,
+                Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.SmoothTransformation,
+            )
+        slot = self._free_slot()
+        page, rect = self._locate(slot << _SLOT_SHIFT)
+        painter = QPainter(page)
+        painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_Source)
+        painter.drawImage(rect.topLeft(), image)
+        painter.end()
+        self._slots[key] = slot << _SLOT_SHIFT | image.width() << 8 | image.height()
 
     def pop(self, key: str) -> None:
-        item = self._items.pop(key, None)
-        if item is not None:
-            self.bytes -= item[1]
+        code = self._slots.pop(key, None)
+        if code is not None:
+            self._free.append(code >> _SLOT_SHIFT)
 
     def clear(self) -> None:
-        self._items.clear()
-        self.bytes = 0
+        self._pages: list[QPixmap] = []
+        self._slots: OrderedDict[str, int] = OrderedDict()  # key -> slot, width, height
+        self._free: list[int] = []
+
+    def _free_slot(self) -> int:
+        if self._free:
+            return self._free.pop()
+        if len(self._pages) < self._max_pages:
+            page = QPixmap(self._side * self._pitch, self._side * self._pitch)
+            page.fill(Qt.GlobalColor.transparent)
+            self._pages.append(page)
+            first = (len(self._pages) - 1) * self._side * self._side
+            self._free = list(range(first + self._side * self._side - 1, first, -1))
+            return first
+        _, code = self._slots.popitem(last=False)  # the least recently used
+        return code >> _SLOT_SHIFT
+
+    def _locate(self, code: int) -> tuple[QPixmap, QRect]:
+        slot = code >> _SLOT_SHIFT
+        page, place = divmod(slot, self._side * self._side)
+        row, column = divmod(place, self._side)
+        width, height = (code >> 8) & 0xFF, code & 0xFF
+        rect = QRect(column * self._pitch, row * self._pitch, width, height)
+        return self._pages[page], rect
+
+
+_SLOT_SHIFT = 16  # a slot's code: slot << 16 | width << 8 | height (sizes up to 255)
 
 
 def sidecar_dir() -> Path:
@@ -246,6 +309,8 @@ class ThumbnailLoader(QObject):
         self.sidecar = sidecar
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(1)  # one core is plenty; leave the rest to generation
+        self._drain = _Drain(self)  # one, started again whenever requests come
+        self._drain.setAutoDelete(False)
         self._lock = threading.Lock()
         self._queue: OrderedDict[str, None] = OrderedDict()
         self._in_flight: str | None = None
@@ -267,7 +332,7 @@ class ThumbnailLoader(QObject):
             if self._draining:
                 return
             self._draining = True
-        self._pool.start(_Drain(self))
+        self._pool.start(self._drain)
 
     def retain(self, keys: Collection[str]) -> None:
         """Drop the waiting requests that are not among `keys` (rows scrolled past)."""

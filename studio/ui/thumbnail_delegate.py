@@ -21,6 +21,7 @@ from PySide6.QtGui import QColor, QIcon, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
 FRAME = 2  # pixels of highlight around the selected picture
+ThumbnailRole = Qt.ItemDataRole.UserRole + 2  # (pixmap, rect of the picture on it) or None
 _MARGIN = FRAME + 2
 CELL_FRAME = 3  # the gallery's frame around the selected cell
 MIN_CONTRAST = 3.0
@@ -79,12 +80,17 @@ class ThumbnailDelegate(QStyledItemDelegate):
             outer = mat.adjusted(-CELL_FRAME, -CELL_FRAME, CELL_FRAME, CELL_FRAME)
             painter.fillRect(outer, selection)
         painter.fillRect(mat, tinted if selected else empty)
-        pixmap = _pixmap(index, QSize(cell, cell))
-        if not pixmap.isNull():
-            target = fitted_rect(pixmap.size(), mat)
-            if target.size() != pixmap.size():
+        found = index.data(ThumbnailRole)
+        if isinstance(found, tuple):  # a page of thumbnails, and where the picture is on it
+            pixmap, source = found
+        else:
+            pixmap = _pixmap(index, QSize(cell, cell))
+            source = pixmap.rect()
+        if not pixmap.isNull() and not source.isEmpty():
+            target = fitted_rect(source.size(), mat)
+            if target.size() != source.size():
                 painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-            painter.drawPixmap(target, pixmap)
+            painter.drawPixmap(target, pixmap, source)
         if selected:
             # a line of the colour made to stand on the highlight, between the frame and
             # the picture: a picture of the highlight's own hue does not swallow the frame
