@@ -29,10 +29,13 @@ _ROWS: list[tuple[str, str, str]] = [
     ("speedup_s_per_image_ratio.cuda_graphs", "s/image, + CUDA graphs / engine", ""),
     ("speedup_first_run_s.compile_unet", "First image with the UNet compiled (s)", ""),
     ("speedup_first_run_s.cuda_graphs", "First image with CUDA graphs (s)", ""),
+    ("gallery_first_thumbnails_s", "Gallery of 10,000: first thumbnails on screen (s)", "≤ 0.5"),
+    ("gallery_scroll_max_stall_ms", "Gallery: longest stall scrolling to the end (ms)", "≤ 16"),
+    ("gallery_memory_growth_mb", "Gallery: memory growth after the scroll (MB)", "≤ 50"),
 ]
 
 
-PARTS = ("engine", "window", "process", "memory", "speedups")  # `--parts`, in this order
+PARTS = ("engine", "window", "process", "memory", "speedups", "gallery")  # `--parts`, in this order
 
 
 def run_bench(
@@ -40,7 +43,8 @@ def run_bench(
 ) -> dict[str, Any]:
     """The measurements of `parts`: the engine against bare diffusers (and its previews and
     mode switches), the window (event-loop gaps, a generation there against the engine),
-    the process (start-up and exit times), memory, and the speed-up ladder."""
+    the process (start-up and exit times), memory, the speed-up ladder, and the gallery on
+    a folder of 10,000 images."""
     from studio.bench import engine_bench, ui_bench
     from studio.core.settings import EngineSettings
     from studio.engine.generate import Engine
@@ -73,6 +77,10 @@ def run_bench(
         results["peak_rss_mb"] = engine_bench.peak_rss_mb(model, steps=25)
     if "speedups" in parts:
         results.update(_speedups(model, request, repeats, compile_rows))
+    if "gallery" in parts:
+        from studio.bench import gallery
+
+        results.update(gallery.measure())
     return results
 
 
