@@ -236,7 +236,7 @@ def test_a_fling_makes_no_thumbnails_until_the_view_settles(  # noqa: ANN001
 
 
 def test_the_thumbnail_cache_stays_under_its_bound_in_bytes(qtbot, make_panel, tmp_path):  # noqa: ANN001
-    _folder(tmp_path / "outputs", 600)
+    _folder(tmp_path / "outputs", 400)
     panel = make_panel(tmp_path / "outputs")
     cache = panel.model.cache
     cache.set_limit(40 * 97 * 97 * 4)  # a page of 36 thumbnails (6×6)
@@ -244,8 +244,8 @@ def test_the_thumbnail_cache_stays_under_its_bound_in_bytes(qtbot, make_panel, t
     panel.model.dataChanged.connect(lambda *_: most.__setitem__(0, max(most[0], cache.bytes)))
     _listed(qtbot, panel)
     bar = panel.view.verticalScrollBar()
-    while bar.value() < bar.maximum():
-        bar.setValue(bar.value() + bar.pageStep())
+    while bar.value() < bar.maximum():  # browsing: a third of a screen at a time
+        bar.setValue(bar.value() + bar.pageStep() // 3)
         _in_view_shown(qtbot, panel)
     assert 0 < most[0] <= cache.limit and 0 < cache.bytes <= cache.limit
     assert len(cache) == 36  # the bound is spent, not undercut
@@ -344,6 +344,9 @@ def test_the_sidecar_cache_stays_small_and_deletes_only_its_own_files(tmp_path: 
     folder.mkdir()
     foreign = folder / "holiday.png"
     foreign.write_bytes(_png())
+    left = folder / ".part-abc123.png"  # a write cut short by a crash
+    left.write_bytes(b"half")
+    os.utime(left, (time.time() - 3600,) * 2)
     store = SidecarStore(folder, limit=60_000)
     rng = np.random.default_rng(1)
     from studio.ui.qt_images import array_to_qimage
@@ -351,10 +354,11 @@ def test_the_sidecar_cache_stays_small_and_deletes_only_its_own_files(tmp_path: 
     for number in range(30):  # about 28 KB each
         image = array_to_qimage(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8))
         store.put(f"{number:040x}", image)
-        own = [f for f in folder.iterdir() if f != foreign]
+        own = [f for f in folder.iterdir() if f not in (foreign, left)]
         assert sum(f.stat().st_size for f in own) <= 60_000
         assert not [f for f in own if f.name.startswith(".part-")]  # written whole
     assert foreign.read_bytes() == _png()
+    assert not left.exists()
     assert store.get(f"{29:040x}") is not None  # the newest is kept
 
 

@@ -37,7 +37,8 @@ MEMORY_BYTES = 16 * 1024 * 1024  # 384 thumbnails of 96×96 (six pages): ten ful
 DISK_BYTES = 64 * 1024 * 1024  # the sidecar cache on disk, pruned oldest first beyond this
 SIDECAR_MIN_BYTES = 64 * 1024  # smaller files decode as fast as a thumbnail reads back
 QUEUE_LIMIT = 512  # requests waiting; the oldest are dropped beyond it
-_SIDECAR_NAME = re.compile(r"^[0-9a-f]{40}\.png$")  # the only files the cache ever deletes
+# the only files the cache ever deletes: its thumbnails, and what a write cut short left
+_SIDECAR_NAME = re.compile(r"^([0-9a-f]{40}|\.part-\w+)\.png$")
 
 
 def make_thumbnail(path: Path, size: int = THUMB_SIZE) -> QImage:
@@ -202,7 +203,8 @@ class SidecarStore:
     disk, modification time and the thumbnail size (a changed file is a new name). Files
     are written whole (a temporary file renamed over), only ever into this store's own
     folder, and the store stays under `limit` bytes by deleting its least recently used
-    files, which are only ever its own (40 hex digits and .png). Used from the worker."""
+    files, which are only ever its own (40 hex digits and .png, or a temporary file a write
+    cut short left behind). Used from the worker."""
 
     def __init__(self, folder: Path, limit: int = DISK_BYTES) -> None:
         self.folder = folder
