@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,37 +82,84 @@ _CARD_DEFAULTS = {
 
 def model_defaults(spec: str) -> dict[str, Any]:
     """The request fields a model says it wants (steps, cfg_scale, scheduler, width, height),
-    without loading it: from studio.json for our models, and the native size from the UNet
-    and VAE configs for any diffusers folder or cached hub model. Fields it does not state
-    are absent; an unknown or unreadable model gives {}."""
+    without loading it: from studio.json for our models, else from its family's
+    declaration, with the native size read from the network's and VAE's configs where a
+    diffusers folder or cached hub model has them. Fields nothing states are absent; an
+    unknown or unreadable model gives {}."""
+    from studio.core import families
+
     try:
         source = resolve(spec)
     except ModelError:
         return {}
     if source.kind == "checkpoint":
-        side = _checkpoint_side(Path(source.location))
-        return {"width": side, "height": side} if side else {}
+        family = _checkpoint_family(Path(source.location))
+        return family.defaults() if family else {}
     folder = _local_folder(source)
     if folder is None:
         return {}
+    family = families.of_folder(folder)
+    found = family.defaults() if family else {}
     card = read_model_card(folder)
-    found: dict[str, Any] = {
-        field: card[key] for key, field in _CARD_DEFAULTS.items() if card.get(key) is not None
-    }
+    found.update(
+        {field: card[key] for key, field in _CARD_DEFAULTS.items() if card.get(key) is not None}
+    )
     size = card.get("default_size") or _native_size(folder)
     if size:
         found["width"], found["height"] = int(size[0]), int(size[1])
     return found
 
 
-def _checkpoint_side(path: Path) -> int | None:
-    """The native side of a single-file checkpoint, from its tensor names alone."""
-    from studio.core.model_files import NATIVE_SIDE, checkpoint_family, safetensors_keys
+def model_family(spec: str) -> Any:
+    """The family (`studio.core.families.Family`) of a model, from its files alone; None
+    when it is not on this machine or of no family the studio knows."""
+    from studio.core import families
+
+    try:
+        source = resolve(spec)
+    except ModelError:
+        return None
+    if source.kind == "checkpoint":
+        return _checkpoint_family(Path(source.location))
+    folder = _local_folder(source)
+    return families.of_folder(folder) if folder is not None else None
+
+
+def size_on_disk(spec: str) -> int | None:
+    """Bytes a model takes on this machine (its folder's files, or its file); None when it
+    is not here. Stops counting at a folder too large to be a model."""
+    try:
+        source = resolve(spec)
+    except ModelError:
+        return None
+    path = Path(source.location) if source.kind != "hub" else _local_folder(source)
+    if path is None:
+        return None
+    if path.is_file():
+        return path.stat().st_size
+    total, seen = 0, 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            seen += 1
+            if seen > 20_000:
+                return total
+            try:
+                # a hub cache links to blobs: their size is what the model takes
+                total += (Path(root) / name).stat().st_size
+            except OSError:
+                continue
+    return total
+
+
+def _checkpoint_family(path: Path) -> Any:
+    """The family of a single-file checkpoint, from its tensor names alone."""
+    from studio.core import families
+    from studio.core.model_files import safetensors_keys
 
     if path.suffix.lower() != ".safetensors":
         return None  # a pickled file is not opened to find out
     try:
-        return NATIVE_SIDE.get(checkpoint_family(safetensors_keys(path)))
+        return families.of_checkpoint(safetensors_keys(path))
     except (OSError, ValueError, UnicodeDecodeError, OverflowError):
         return None
 
@@ -150,16 +198,18 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _native_size(folder: Path) -> tuple[int, int] | None:
-    """The size a diffusers model was trained at: UNet sample size x VAE downscale."""
-    unet = _read_json(folder / "unet" / "config.json")
+    """The size a diffusers model was trained at: the network's sample size (in latent
+    pixels, or in 2×2 patches for packed transformers) times the VAE's downscale."""
     vae = _read_json(folder / "vae" / "config.json")
-    sample, blocks = unet.get("sample_size"), vae.get("block_out_channels")
-    if isinstance(sample, list | tuple):
-        sample = sample[0] if sample else None
-    if not isinstance(sample, int) or not isinstance(blocks, list) or not blocks:
-        return None
-    side = sample * 2 ** (len(blocks) - 1)
-    return side, side
+    blocks = vae.get("block_out_channels")
+    for component in ("unet", "transformer"):
+        sample = _read_json(folder / component / "config.json").get("sample_size")
+        if isinstance(sample, list | tuple):
+            sample = sample[0] if sample else None
+        if isinstance(sample, int) and isinstance(blocks, list) and blocks:
+            side = sample * 2 ** (len(blocks) - 1)
+            return side, side
+    return None
 
 
 def resolve(spec: str) -> ModelSource:

@@ -58,17 +58,6 @@ def safetensors_keys(path: Path) -> list[str]:
     return [name for name in header if name != "__metadata__"]
 
 
-# Only SDXL checkpoints have a second text encoder under this prefix (SD 1.x/2.x have one,
-# under cond_stage_model): the tensor names are enough to pick the pipeline class.
-_SDXL_PREFIX = "conditioner.embedders.1."
-NATIVE_SIDE = {"sdxl": 1024, "sd": 512}  # SD 2.x v-prediction models make 768: not told
-
-
-def checkpoint_family(keys: list[str]) -> str:
-    """'sdxl' or 'sd' (1.x and 2.x, which diffusers tells apart itself) from tensor names."""
-    return "sdxl" if any(k.startswith(_SDXL_PREFIX) for k in keys) else "sd"
-
-
 def check_model_folder(folder: Path) -> None:
     """Raise ModelFileError with one sentence for the first problem in a diffusers folder:
     a damaged model_index.json or config, a component it lists that is missing, a file

@@ -43,6 +43,26 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 
 SCHEDULER_NAMES: tuple[str, ...] = tuple(SCHEDULERS)
 
+# Rectified-flow models (SD 3, Flux, Qwen-Image…) run flow-matching samplers: the same
+# names where the method is the same, none of the DDPM-family ones that cannot run them.
+# The engine carries the model's shift into each (`engine.schedulers`).
+FLOW_SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "Euler": ("FlowMatchEulerDiscreteScheduler", {}),
+    "Heun": ("FlowMatchHeunDiscreteScheduler", {}),
+    "DPM++ 2M": (
+        "DPMSolverMultistepScheduler",
+        {"use_flow_sigmas": True, "prediction_type": "flow_prediction"},
+    ),
+    "UniPC": (
+        "UniPCMultistepScheduler",
+        {"use_flow_sigmas": True, "prediction_type": "flow_prediction"},
+    ),
+}
+FLOW_SAMPLERS: tuple[str, ...] = tuple(FLOW_SCHEDULERS)
+# Pipelines that pass their own σ schedule (Flux's resolution-dependent shift) can only
+# run the samplers that take one.
+CUSTOM_SIGMA_SAMPLERS: tuple[str, ...] = ("Euler", "UniPC")
+
 # Config keys that belong to one scheduler family and confuse another when carried over.
 NOT_CARRIED = (
     "use_karras_sigmas",
@@ -71,11 +91,29 @@ _RELATIVES = {
 DEFAULT_SCHEDULER = "Euler a"
 
 
-def closest_scheduler(name: str | None) -> str | None:
+# What a sampler of the SD families is closest to among the flow samplers.
+_FLOW_RELATIVES = {
+    "Euler a": "Euler",
+    "LMS": "Euler",
+    "DDIM": "Euler",
+    "DPM++ 2M Karras": "DPM++ 2M",
+}
+
+
+def closest_scheduler(name: str | None, offered: tuple[str, ...] = SCHEDULER_NAMES) -> str | None:
     """The studio's scheduler for a sampler name read from another tool's file: the same
-    one, or its closest relative; None when the studio has nothing close."""
+    one, or its closest relative among those `offered` (a model family's); None when the
+    studio has nothing close."""
     if not name:
         return None
+    if offered != SCHEDULER_NAMES:
+        near = closest_scheduler(name)
+        if near in offered:
+            return near
+        if near is None:
+            return None
+        relative = _FLOW_RELATIVES.get(near) or _FLOW_RELATIVES.get(near.removesuffix(" Karras"))
+        return relative if relative in offered else offered[0]
     name = name.strip()
     if name in SCHEDULERS:
         return name

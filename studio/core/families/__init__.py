@@ -1,0 +1,181 @@
+"""Model families: what differs between SD 1.x, SDXL, SD 3, Flux, Qwen-Image and the rest.
+
+Each family is one module of this package declaring a `Family` (or a few variants): its
+pipelines for each mode, its denoiser, how its prediction gives the denoised estimate,
+its latent layout, its guidance, its native size and defaults, the samplers it can run,
+its latent→RGB preview projection, and how to recognise it from a folder's configs or a
+single file's tensor names. Torch-free, so the window can ask without loading anything;
+the engine turns the declarations into behaviour (`studio.engine.family_runtime`).
+
+Adding a family is one module here (listed in `_MODULES`) and its tiny test fixture.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from studio.core.files import read_json_object
+
+Coefficients = tuple[tuple[tuple[float, ...], ...], tuple[float, ...]]
+# component name → its config.json ("" → model_index.json, the pipeline's own config)
+ConfigReader = Callable[[str], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """How a family is guided, and which of the studio's guidance controls apply.
+
+    kind: "cfg" — classifier-free guidance in one batched call ([uncond, cond]);
+    "true_cfg" — CFG as two calls a step (cond, then uncond), only with a negative prompt;
+    "distilled" — a guidance strength the model takes as an input (one call, no negative
+    prompt); "none" — the model is not guided (timestep-distilled models).
+    """
+
+    kind: str = "cfg"
+    default_scale: float = 7.0
+
+    @property
+    def negative_prompt(self) -> bool:
+        return self.kind in ("cfg", "true_cfg")
+
+    @property
+    def scale(self) -> bool:
+        """Whether a guidance scale does anything."""
+        return self.kind != "none"
+
+    @property
+    def cfg_rescale(self) -> bool:
+        """CFG rescale needs both halves of one call's prediction."""
+        return self.kind == "cfg"
+
+    @property
+    def thresholding(self) -> bool:
+        """Dynamic thresholding works on the denoised estimate: every family has one."""
+        return True
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str  # "sdxl", written into metadata and cards
+    label: str  # "SDXL", shown to the artist
+    pipelines: Mapping[str, str]  # mode ("txt2img", "img2img", "inpaint", "edit") → class
+    denoiser: str = "unet"  # the pipeline's attribute holding the denoising network
+    # "epsilon", "v_prediction" (from the scheduler's config when it says) or "flow"
+    # (rectified flow: the network predicts the velocity noise − x0, and x0 = x_t − σ·v)
+    prediction: str = "epsilon"
+    latent_channels: int = 4
+    # A flow network's timestep argument per unit of σ: SD 3 passes t = 1000·σ, Flux σ.
+    timestep_per_sigma: float = 1000.0
+    native_size: int = 512
+    default_steps: int = 25
+    default_sampler: str = "Euler a"
+    samplers: tuple[str, ...] = ()  # () = every sampler of the SD families
+    guidance: Guidance = field(default_factory=Guidance)
+    preview: Coefficients | None = None  # projection of scaled latents to RGB in [-1, 1]
+    # The published projection fits the family's own VAE only: a model of the family's
+    # architecture with another VAE (studio-tiny, test models) gets a fitted one instead.
+    preview_vae_blocks: tuple[int, ...] = (128, 256, 512, 512)
+    # "plain" (B, C, h, w), "packed" (Flux's 2×2 patches as tokens) or "flux2" (patched,
+    # batch-normalised tokens; the pipeline's own latent output is already the VAE's)
+    layout: str = "plain"
+    # Recognising it: model_index.json's pipeline class names, a test on the component
+    # configs when several families share a class, and for single files the tensor-name
+    # prefixes that only this family's checkpoints have.
+    index_classes: tuple[str, ...] = ()
+    config_test: Callable[[ConfigReader], bool] | None = None
+    checkpoint_prefixes: tuple[str, ...] = ()
+    checkpoint_class: str = ""  # the class whose from_single_file loads such a file
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return tuple(self.pipelines)
+
+    def preview_fits(self, vae_config: Mapping[str, Any]) -> bool:
+        blocks = tuple(vae_config.get("block_out_channels") or ())
+        return self.preview is not None and blocks == self.preview_vae_blocks
+
+    @property
+    def is_flow(self) -> bool:
+        return self.prediction == "flow"
+
+    def defaults(self) -> dict[str, Any]:
+        """The request fields this family wants when nothing more specific is known."""
+        return {
+            "steps": self.default_steps,
+            "cfg_scale": self.guidance.default_scale,
+            "scheduler": self.default_sampler,
+            "width": self.native_size,
+            "height": self.native_size,
+        }
+
+
+# Detection order matters where classes are shared: variants with a config test first.
+_MODULES = ("sd1", "sd2", "sdxl", "sd3", "chroma", "flux", "flux2", "qwen_image", "z_image")
+
+
+@cache
+def all_families() -> tuple[Family, ...]:
+    found: list[Family] = []
+    for name in _MODULES:
+        module = importlib.import_module(f"{__name__}.{name}")
+        found.extend(module.FAMILIES)
+    return tuple(found)
+
+
+def by_name(name: str | None) -> Family | None:
+    for family in all_families():
+        if family.name == name:
+            return family
+    return None
+
+
+def of_index(index: Mapping[str, Any], read_config: ConfigReader) -> Family | None:
+    """The family of a diffusers folder, from model_index.json and its component configs."""
+    class_name = index.get("_class_name")
+    candidates = [
+        f for f in all_families() if class_name in (*f.index_classes, *f.pipelines.values())
+    ]
+
+    def read(component: str) -> Mapping[str, Any]:
+        return index if component == "" else read_config(component)
+
+    for family in candidates:
+        if family.config_test is None or family.config_test(read):
+            return family
+    return None
+
+
+def of_folder(folder: Path) -> Family | None:
+    def read(component: str) -> Mapping[str, Any]:
+        try:
+            return read_json_object(folder / component / "config.json", 1024 * 1024)
+        except (OSError, ValueError):
+            return {}
+
+    try:
+        index = read_json_object(folder / "model_index.json", 1024 * 1024)
+    except (OSError, ValueError):
+        return None
+    return of_index(index, read)
+
+
+def of_checkpoint(keys: list[str]) -> Family | None:
+    """The family of a single-file checkpoint, from its tensor names alone."""
+    for family in all_families():
+        if family.checkpoint_prefixes and any(
+            key.startswith(prefix) for key in keys for prefix in family.checkpoint_prefixes
+        ):
+            return family
+    return None
+
+
+def is_sd2(read_config: ConfigReader) -> bool:
+    """SD 2.x's UNet (OpenCLIP's 1024-wide text, linear attention projections) on the
+    pipelines SD 1.x shares."""
+    unet = read_config("unet")
+    return unet.get("cross_attention_dim") == 1024 or bool(unet.get("use_linear_projection"))
