@@ -120,12 +120,10 @@ def preview_cost(engine: Any, request: GenerationRequest, step_seconds: float) -
     channels = pipe.vae.config.latent_channels
     x0 = torch.randn(
         1, channels, request.height // factor, request.width // factor, device=pipe.device
-    ).to(pipe.unet.dtype)
+    ).to(pipe.vae.dtype)
     shares: dict[str, float] = {}
     for method in ("linear", "vae"):
-        previewer: Previewer = (
-            engine._previewer(pipe) if method == "linear" else Previewer("vae", pipe.vae)
-        )
+        previewer: Previewer = engine._previewer(pipe, request.width, request.height, method)
         if previewer.method != method:
             continue
         reps = 200 if method == "linear" else 5

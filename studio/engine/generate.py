@@ -28,12 +28,19 @@ from studio.core.request import (
     batch_seeds,
     resolve_seed,
 )
+from studio.core.schedulers import SCHEDULER_NAMES, closest_scheduler
 from studio.core.settings import EngineSettings
-from studio.engine import speedups
+from studio.engine import family_runtime, speedups
 from studio.engine.devices import wants_vae_tiling
-from studio.engine.guidance import GenerationCancelled, GuidanceSettings, GuidanceTap
+from studio.engine.family_runtime import family_of
+from studio.engine.guidance import (
+    GenerationCancelled,
+    GuidanceSettings,
+    GuidanceTap,
+    denoised_for,
+)
 from studio.engine.models import ModelManager
-from studio.engine.preview import KNOWN_COEFFICIENTS, Previewer, load_coefficients
+from studio.engine.preview import Previewer, coefficients_for
 from studio.engine.schedulers import make_scheduler
 from studio.engine.step_reports import StepReports
 
@@ -76,6 +83,10 @@ class Engine:
         try:
             with torch.inference_mode():
                 images = self._run_mode(request, seeds, timings)
+                # the metadata records the sampler that ran (a family's closest relative)
+                ran = next((s.scheduler for s in self._stages if s.name == "generate"), None)
+                if ran is not None:
+                    request = request.replace(scheduler=ran)
                 if request.upscaler is not None and request.mode is not Mode.UPSCALE:
                     images = self._upscale(request, images, seeds, timings)
         except GenerationCancelled:
@@ -98,10 +109,9 @@ class Engine:
         )
         common = {
             "prompt": request.prompt,
-            "negative_prompt": request.negative_prompt or None,
             "num_inference_steps": request.steps,
-            "guidance_scale": request.cfg_scale,
             "num_images_per_prompt": request.batch_size,
+            **guidance_arguments(pipe, request.cfg_scale, request.negative_prompt),
         }
         if request.mode is Mode.TEXT_TO_IMAGE:
             call = {**common, "width": request.width, "height": request.height}
@@ -111,6 +121,8 @@ class Engine:
         if request.mode is Mode.IMAGE_TO_IMAGE:
             init = imaging.fit(request.init_image, request.width, request.height)
             call = {**common, "image": init, "strength": request.strength}
+            if "width" in _parameters(pipe):  # the transformer families ask for the size
+                call.update(width=request.width, height=request.height)
             call["num_inference_steps"] = steps_for_strength(request.steps, request.strength)
             return self._denoise(pipe, request, call, seeds, "generate", timings)
         return self._inpaint(pipe, request, common, seeds, timings)
@@ -198,12 +210,13 @@ class Engine:
         )
         call = {
             "prompt": request.prompt,
-            "negative_prompt": request.negative_prompt or None,
             "image": enlarged,
             "strength": request.upscale_strength,
             "num_inference_steps": steps_for_strength(request.steps, request.upscale_strength),
-            "guidance_scale": request.cfg_scale,
+            **guidance_arguments(pipe, request.cfg_scale, request.negative_prompt),
         }
+        if "width" in _parameters(pipe):
+            call.update(width=width, height=height)
         hires_request = request.replace(width=width, height=height)
         return self._denoise(pipe, hires_request, call, [seed], "hires", timings)
 
@@ -220,31 +233,33 @@ class Engine:
     ) -> list[Image.Image]:
         if self._cancel.is_set():
             raise GenerationCancelled
-        pipe.scheduler = make_scheduler(request.scheduler, pipe.scheduler.config)
+        family = family_of(pipe)
+        request = request.replace(scheduler=sampler_for(family, request.scheduler))
+        pipe.scheduler = make_scheduler(request.scheduler, pipe.scheduler.config, family.is_flow)
         if wants_vae_tiling(self.settings, request.width, request.height):
             pipe.vae.enable_tiling()
         else:
             pipe.vae.disable_tiling()
+        network = family_runtime.denoiser(pipe)
         tap = GuidanceTap(
             GuidanceSettings(
-                cfg_scale=request.cfg_scale,
-                cfg_rescale=request.cfg_rescale,
+                cfg_scale=float(call.get("guidance_scale", request.cfg_scale)),
+                cfg_rescale=request.cfg_rescale if family.guidance.cfg_rescale else 0.0,
                 dynamic_thresholding=request.dynamic_thresholding,
                 threshold_percentile=request.threshold_percentile,
                 threshold_max=request.threshold_max,
             ),
-            alphas_cumprod=pipe.scheduler.alphas_cumprod,
-            prediction_type=pipe.scheduler.config.get("prediction_type", "epsilon"),
-            latent_channels=pipe.vae.config.latent_channels,
+            denoised_for(pipe.scheduler),
             cancel=self._cancel,
-            copy_output=speedups.is_compiled(pipe.unet)
+            batched_cfg=family.guidance.kind == "cfg",
+            copy_output=speedups.is_compiled(network)
             and speedups.replays_graphs(self.settings, self.models.device),
         )
         legacy_callback = not _has_step_end_callback(pipe)
         on_step = StepReports(
             pipe,
             tap,
-            self._previewer(pipe),
+            self._previewer(pipe, request.width, request.height),
             self.settings.preview_every,
             stage,
             self._reporter,
@@ -260,7 +275,7 @@ class Engine:
         self._announce_compilation(pipe, request)
         started = time.perf_counter()
         try:
-            images = self._tapped_call(pipe, tap, call, seeds)
+            images = self._tapped_call(pipe, tap, call, seeds, request)
         except Exception as error:
             if not speedups.is_compiler_error(error) or not self.models.uncompile():
                 raise
@@ -268,7 +283,7 @@ class Engine:
             # eager UNet computes the same picture, only slower.
             log.warning("the compiled UNet failed; running it uncompiled", exc_info=True)
             self._reporter.status("Compilation failed: generating without it…", None)
-            images = self._tapped_call(pipe, tap, call, seeds)
+            images = self._tapped_call(pipe, tap, call, seeds, request)
         timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started
         self._record_stage(stage, request, call, images)
         return images
@@ -289,7 +304,7 @@ class Engine:
                 model=request.upscale_model if stage == "upscale" else request.model,
                 scheduler=request.scheduler,
                 steps=steps,
-                cfg_scale=float(call["guidance_scale"]),
+                cfg_scale=float(call.get("guidance_scale", call.get("true_cfg_scale", 0.0))),
                 width=images[0].width,
                 height=images[0].height,
                 strength=strength,
@@ -300,10 +315,11 @@ class Engine:
     def _announce_compilation(self, pipe: Any, request: GenerationRequest) -> None:
         """A compiled UNet compiles again for each new shape, before its first step: say so,
         or the first step seems to hang."""
-        if not speedups.is_compiled(pipe.unet):
+        network = family_runtime.denoiser(pipe)
+        if not speedups.is_compiled(network):
             return
         batch = request.batch_size * (2 if request.cfg_scale > 1 else 1)  # CFG doubles it
-        shape = (id(pipe.unet), request.width, request.height, batch)
+        shape = (id(network), request.width, request.height, batch)
         if shape not in self._compiled_shapes:
             self._compiled_shapes.add(shape)
             self._reporter.status(
@@ -311,28 +327,40 @@ class Engine:
             )
 
     def _tapped_call(
-        self, pipe: Any, tap: GuidanceTap, call: dict[str, Any], seeds: list[int]
+        self,
+        pipe: Any,
+        tap: GuidanceTap,
+        call: dict[str, Any],
+        seeds: list[int],
+        request: GenerationRequest,
     ) -> list[Image.Image]:
-        hooks = tap.attach(pipe.unet)
+        hooks = tap.attach(family_runtime.denoiser(pipe), pipe.scheduler)
         try:
-            return self._call_with_memory_fallback(pipe, call, seeds)
+            return self._call_with_memory_fallback(pipe, call, seeds, request)
         finally:
             for hook in hooks:
                 hook.remove()
 
-    def _previewer(self, pipe: Any) -> Previewer:
-        method = self.settings.preview_method
-        coefficients = load_coefficients(getattr(pipe, "_studio_folder", None))
-        if coefficients is None:
-            coefficients = KNOWN_COEFFICIENTS.get(self.models.family(pipe))
-        return Previewer(method, pipe.vae, coefficients)
+    def _previewer(
+        self, pipe: Any, width: int, height: int, method: str | None = None
+    ) -> Previewer:
+        """The previewer of a job at this size: the settings' method unless told another."""
+        method = method or self.settings.preview_method
+        coefficients = coefficients_for(pipe) if method == "linear" else None
+        layout = family_of(pipe).layout
+        return Previewer(
+            method,
+            decode=lambda latents: family_runtime.vae_decode(pipe.vae, latents, layout),
+            coefficients=coefficients,
+            unpack=lambda latents: family_runtime.unpack(pipe, latents, width, height),
+        )
 
     def _call_with_memory_fallback(
-        self, pipe: Any, call: dict[str, Any], seeds: list[int]
+        self, pipe: Any, call: dict[str, Any], seeds: list[int], request: GenerationRequest
     ) -> list[Image.Image]:
         """Denoise and decode; out of GPU memory, once more with every memory saver on."""
         try:
-            return self._call(pipe, call, seeds)
+            return self._call(pipe, call, seeds, request)
         except torch.cuda.OutOfMemoryError:
             log.warning("out of memory; retrying with attention slicing and VAE tiling")
         # Out of the except block, so the failed attempt's tensors can really be freed.
@@ -341,7 +369,7 @@ class Engine:
         pipe.enable_attention_slicing()
         pipe.vae.enable_tiling()
         try:
-            return self._call(pipe, call, seeds)
+            return self._call(pipe, call, seeds, request)
         except torch.cuda.OutOfMemoryError:
             pass
         finally:
@@ -351,17 +379,19 @@ class Engine:
             "The GPU ran out of memory even with memory savers on: try a smaller size or batch."
         )
 
-    def _call(self, pipe: Any, call: dict[str, Any], seeds: list[int]) -> list[Image.Image]:
+    def _call(
+        self, pipe: Any, call: dict[str, Any], seeds: list[int], request: GenerationRequest
+    ) -> list[Image.Image]:
         # One CPU generator per image: image k of a batch is seed+k run alone, on any device;
         # made afresh for every attempt, so a retry gives the pixels its seed promises.
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
         latents = pipe(**call, generator=generators, output_type="latent", return_dict=False)[0]
         if self._cancel.is_set():
             raise GenerationCancelled
-        return self._decode(pipe, latents)
+        return self._decode(pipe, latents, request.width, request.height)
 
     @staticmethod
-    def _decode(pipe: Any, latents: torch.Tensor) -> list[Image.Image]:
+    def _decode(pipe: Any, latents: torch.Tensor, width: int, height: int) -> list[Image.Image]:
         """The pictures of the final latents; never a black or flat picture made of NaNs
         (fp16 VAEs overflow, extreme guidance diverges): a half-precision decode that gives
         NaN is done again in float32, and what stays NaN fails the job with a sentence."""
@@ -375,12 +405,12 @@ class Engine:
             and getattr(vae.config, "force_upcast", False)
             and hasattr(pipe, "upcast_vae")
         )
-        image = _vae_decode(vae, latents, float32=needs_upcast)
+        image = _vae_decode(pipe, latents, width, height, float32=needs_upcast)
         if not bool(torch.isfinite(image).all()):
             if vae.dtype == torch.float32:
                 raise GenerationError(DECODE_NOT_A_NUMBER)
             log.warning("the VAE's decode in %s gave NaN: decoding in float32", vae.dtype)
-            image = _vae_decode(vae, latents, float32=True)
+            image = _vae_decode(pipe, latents, width, height, float32=True)
             if not bool(torch.isfinite(image).all()):
                 raise GenerationError(DECODE_NOT_A_NUMBER)
         return pipe.image_processor.postprocess(image, output_type="pil")
@@ -403,14 +433,17 @@ DECODE_NOT_A_NUMBER = (
 )
 
 
-def _vae_decode(vae: Any, latents: torch.Tensor, float32: bool) -> torch.Tensor:
-    """The VAE's decode, in float32 for this call when asked (then back to its own dtype)."""
+def _vae_decode(
+    pipe: Any, latents: torch.Tensor, width: int, height: int, float32: bool
+) -> torch.Tensor:
+    """The VAE's decode of the pipeline's latent output, in float32 for this call when
+    asked (then back to its own dtype)."""
+    vae = pipe.vae
     dtype = vae.dtype
     if float32 and dtype != torch.float32:
         vae.to(torch.float32)
     try:
-        scaled = latents.to(vae.dtype) / vae.config.scaling_factor
-        return vae.decode(scaled, return_dict=False)[0]
+        return family_runtime.decode_output(pipe, latents, width, height)
     finally:
         if vae.dtype != dtype:
             vae.to(dtype)
@@ -428,3 +461,34 @@ def _has_step_end_callback(pipe: Any) -> bool:
     import inspect
 
     return "callback_on_step_end" in inspect.signature(pipe.__call__).parameters
+
+
+def guidance_arguments(pipe: Any, scale: float, negative_prompt: str) -> dict[str, Any]:
+    """The pipeline arguments of the studio's guidance scale and negative prompt, as the
+    model's family is guided: batched CFG, true CFG (two calls, only with a negative
+    prompt), a distilled guidance input, or none."""
+    guidance = family_of(pipe).guidance
+    negative = negative_prompt or None
+    if guidance.kind == "cfg":
+        return {"guidance_scale": scale, "negative_prompt": negative}
+    if guidance.kind == "true_cfg":
+        if "true_cfg_scale" in _parameters(pipe):
+            return {"true_cfg_scale": scale, "negative_prompt": negative or " "}
+        return {"guidance_scale": scale, "negative_prompt": negative}  # Chroma: CFG by name
+    if guidance.kind == "distilled":
+        return {"guidance_scale": scale}
+    return {"guidance_scale": 0.0} if "guidance_scale" in _parameters(pipe) else {}
+
+
+def sampler_for(family: Any, name: str) -> str:
+    """The sampler a run uses: the one asked for, or its closest relative the family runs."""
+    offered = family.samplers or SCHEDULER_NAMES
+    if name in offered:
+        return name
+    return closest_scheduler(name, offered) or offered[0]
+
+
+def _parameters(pipe: Any) -> Any:
+    import inspect
+
+    return inspect.signature(pipe.__call__).parameters

@@ -1,15 +1,19 @@
-"""Guidance on the UNet's output: CFG, CFG rescale and Imagen's dynamic thresholding.
+"""Guidance and the denoised estimate, for every model family.
 
-A forward hook on the UNet sees every denoising call of every pipeline (text→image,
-image→image, inpaint, ×4 upscale) at the one place where the noise prediction, the
-noisy latents and the timestep are all at hand. From them it derives the denoised
-estimate x0 (kept for the live preview) and, when asked, reshapes the guided
-prediction. The pipeline then combines the two CFG halves itself; we hand it the
-guided prediction in both halves so its `uncond + g * (cond - uncond)` returns it exactly.
+Two taps see each denoising step:
+- a hook on the denoising network (UNet or transformer) stops a cancelled job before each
+  call and, where CFG runs as one batched call, applies CFG rescale: it needs both halves
+  of the prediction, and hands the pipeline the rescaled prediction in both halves so its
+  own `uncond + g · (cond − uncond)` returns it exactly;
+- a wrapper of the scheduler's `step` sees the final, guided prediction of every pipeline
+  in the scheduler's own terms (ε or v for the SD families, the flow velocity for SD 3,
+  Flux, Qwen-Image…), with the latents and the timestep. From them it derives the
+  denoised estimate x0 (kept for the live preview) and applies dynamic thresholding.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -29,93 +33,31 @@ class GuidanceSettings:
     threshold_percentile: float = 99.5
     threshold_max: float = 2.5
 
-    @property
-    def reshapes_prediction(self) -> bool:
-        return self.dynamic_thresholding or (self.cfg_scale > 1 and self.cfg_rescale > 0)
+
+class Denoised:
+    """x0 from (latents, prediction, timestep) and back, in a scheduler's parametrisation."""
+
+    def to_x0(self, latents: torch.Tensor, prediction: torch.Tensor, t: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def from_x0(self, latents: torch.Tensor, x0: torch.Tensor, t: Any) -> torch.Tensor:
+        raise NotImplementedError
 
 
-class GuidanceTap:
-    """The UNet forward hook. `latest_x0()` is the denoised estimate of the last call.
+class AlphaDenoised(Denoised):
+    """The SD families: ε, v or x0 prediction on a ᾱ schedule."""
 
-    It never reads a GPU value back to the CPU (that would stall the pipeline every step),
-    and when it does not reshape the prediction it only keeps references: the guided
-    prediction and x0 are computed in `latest_x0()`, when a preview asks for them.
-    """
-
-    def __init__(
-        self,
-        settings: GuidanceSettings,
-        alphas_cumprod: torch.Tensor,
-        prediction_type: str,
-        latent_channels: int,
-        cancel: threading.Event,
-        copy_output: bool = False,
-    ) -> None:
-        self.settings = settings
-        # A UNet replayed as a CUDA graph writes every call's output into the same memory;
-        # a scheduler that keeps raw outputs across steps (PNDM) needs its own copy.
-        self.copy_output = copy_output
+    def __init__(self, alphas_cumprod: torch.Tensor, kind: str) -> None:
         self.alphas_cumprod = alphas_cumprod.float()
-        self.prediction_type = prediction_type
-        self.latent_channels = latent_channels
-        self.cancel = cancel
-        self.calls = 0
-        self._last: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, Any] | None = None
+        self.kind = kind
 
-    def attach(self, unet: torch.nn.Module) -> Any:
-        pre = unet.register_forward_pre_hook(self._before, with_kwargs=True)
-        post = unet.register_forward_hook(self._after, with_kwargs=True)
-        return pre, post
+    def to_x0(self, latents: torch.Tensor, prediction: torch.Tensor, t: Any) -> torch.Tensor:
+        return to_x0(latents, prediction, self._alpha(t, latents.device), self.kind)
 
-    def _before(self, module: Any, args: tuple, kwargs: dict) -> None:
-        if self.cancel.is_set():
-            raise GenerationCancelled
+    def from_x0(self, latents: torch.Tensor, x0: torch.Tensor, t: Any) -> torch.Tensor:
+        return from_x0(latents, x0, self._alpha(t, latents.device), self.kind)
 
-    def _after(self, module: Any, args: tuple, kwargs: dict, output: Any) -> Any:
-        self.calls += 1
-        sample = args[0] if args else kwargs["sample"]
-        timestep = args[1] if len(args) > 1 else kwargs["timestep"]
-        prediction = output[0] if isinstance(output, tuple) else output.sample
-        latents = sample[:, : self.latent_channels]
-        with_cfg = self.settings.cfg_scale > 1 and prediction.shape[0] % 2 == 0
-        if with_cfg:
-            uncond, cond = prediction.chunk(2)
-            latents = latents[: uncond.shape[0]]
-        else:
-            uncond, cond = None, prediction
-        if not self.settings.reshapes_prediction:
-            self._last = (latents, cond, uncond, timestep)
-            if not self.copy_output:
-                return None  # the pipeline's own CFG gives the same prediction: leave it be
-            return _with_sample(output, prediction.clone())
-
-        guided = self._guided(cond, uncond)
-        if self.settings.dynamic_thresholding:
-            alpha = self._alpha_cumprod(timestep, latents.device)
-            x0 = to_x0(latents, guided, alpha, self.prediction_type)
-            x0 = dynamic_threshold(
-                x0, self.settings.threshold_percentile, self.settings.threshold_max
-            )
-            guided = from_x0(latents, x0, alpha, self.prediction_type).to(prediction.dtype)
-        self._last = (latents, guided, None, timestep)
-        return _with_sample(output, torch.cat([guided] * (2 if with_cfg else 1)))
-
-    def _guided(self, cond: torch.Tensor, uncond: torch.Tensor | None) -> torch.Tensor:
-        if uncond is None:
-            return cond
-        guided = uncond + self.settings.cfg_scale * (cond - uncond)
-        if self.settings.cfg_rescale > 0:
-            guided = rescale_cfg(guided, cond, self.settings.cfg_rescale)
-        return guided
-
-    def latest_x0(self) -> torch.Tensor | None:
-        if self._last is None:
-            return None
-        latents, cond, uncond, timestep = self._last
-        alpha = self._alpha_cumprod(timestep, latents.device)
-        return to_x0(latents, self._guided(cond, uncond), alpha, self.prediction_type)
-
-    def _alpha_cumprod(self, timestep: Any, device: torch.device) -> torch.Tensor:
+    def _alpha(self, timestep: Any, device: torch.device) -> torch.Tensor:
         """ᾱ at a possibly fractional timestep, interpolated on the device: nothing is read back."""
         if self.alphas_cumprod.device != device:
             self.alphas_cumprod = self.alphas_cumprod.to(device)
@@ -128,6 +70,137 @@ class GuidanceTap:
         # index_select with a one-element index: indexing with a 0-dim tensor reads it back
         # to the CPU (`.item()`), which waits for the GPU
         return table.index_select(0, low) * (1 - frac) + table.index_select(0, high) * frac
+
+
+class FlowDenoised(Denoised):
+    """Rectified flow: x_t = (1 − σ)·x0 + σ·ε and the prediction is v = ε − x0, so
+    x0 = x_t − σ·v. The flow schedulers' timestep is σ times their training steps."""
+
+    def __init__(self, num_train_timesteps: int = 1000) -> None:
+        self.scale = float(num_train_timesteps)
+
+    def _sigma(self, t: Any, device: torch.device) -> torch.Tensor:
+        return torch.as_tensor(t, device=device).flatten()[:1].float() / self.scale
+
+    def to_x0(self, latents: torch.Tensor, prediction: torch.Tensor, t: Any) -> torch.Tensor:
+        return latents.float() - self._sigma(t, latents.device) * prediction.float()
+
+    def from_x0(self, latents: torch.Tensor, x0: torch.Tensor, t: Any) -> torch.Tensor:
+        # σ is never 0 at a step the network runs (the last σ is after the last step)
+        return (latents.float() - x0) / self._sigma(t, latents.device).clamp(min=1e-6)
+
+
+def denoised_for(scheduler: Any) -> Denoised:
+    """The parametrisation of a scheduler's `step` inputs."""
+    config = scheduler.config
+    flow = config.get("use_flow_sigmas") or type(scheduler).__name__.startswith("FlowMatch")
+    if flow or config.get("prediction_type") == "flow_prediction":
+        return FlowDenoised(config.get("num_train_timesteps", 1000))
+    return AlphaDenoised(scheduler.alphas_cumprod, config.get("prediction_type", "epsilon"))
+
+
+class GuidanceTap:
+    """Attached to a pipeline for one call: `latest_x0()` is the denoised estimate of the
+    last step. It never reads a GPU value back to the CPU (that would stall the pipeline
+    every step), and when no control reshapes the prediction it only keeps references."""
+
+    def __init__(
+        self,
+        settings: GuidanceSettings,
+        denoised: Denoised,
+        cancel: threading.Event,
+        batched_cfg: bool = False,
+        latent_channels: int = 4,
+        copy_output: bool = False,
+    ) -> None:
+        """`batched_cfg`: the pipeline runs CFG as one call on [uncond, cond] (the SD
+        families, SD 3), so the network hook can rescale it. `copy_output`: the network is
+        replayed as a CUDA graph, which writes every call's output into the same memory;
+        a scheduler that keeps predictions across steps (PNDM) gets its own copy."""
+        self.settings = settings
+        self.denoised = denoised
+        self.cancel = cancel
+        self.batched_cfg = batched_cfg and settings.cfg_scale > 1
+        self.latent_channels = latent_channels
+        self.copy_output = copy_output
+        self.calls = 0
+        self._last: tuple[torch.Tensor, torch.Tensor, Any] | None = None
+        self._scaled: Any = None  # the scheduler's scale_model_input, where it has one
+
+    def attach(self, denoiser: torch.nn.Module, scheduler: Any) -> list[Any]:
+        """Hook the network and wrap the scheduler's step; the handles undo both."""
+        handles = [denoiser.register_forward_pre_hook(self._before, with_kwargs=True)]
+        if self.batched_cfg and self.settings.cfg_rescale > 0:
+            handles.append(denoiser.register_forward_hook(self._after, with_kwargs=True))
+        original = scheduler.step
+        # The Euler-type schedulers keep their latents as x0 + σ·ε; the network sees, and
+        # ᾱ describes, the scaled x_t = √ᾱ·x0 + √(1−ᾱ)·ε. Their own scaling converts.
+        if isinstance(self.denoised, AlphaDenoised):
+            self._scaled = scheduler.scale_model_input
+
+        # the pipeline reads the step's signature to pass a generator and eta: keep it
+        @functools.wraps(original)
+        def step(
+            prediction: torch.Tensor,
+            timestep: Any,
+            latents: torch.Tensor,
+            *args: Any,
+            **kwargs: Any,
+        ) -> Any:  # noqa: E501
+            prediction = self.scheduler_step(prediction, timestep, latents)
+            return original(prediction, timestep, latents, *args, **kwargs)
+
+        scheduler.step = step
+        handles.append(_Unwrap(scheduler))
+        return handles
+
+    def _before(self, module: Any, args: tuple, kwargs: dict) -> None:
+        if self.cancel.is_set():
+            raise GenerationCancelled
+
+    def _after(self, module: Any, args: tuple, kwargs: dict, output: Any) -> Any:
+        """CFG rescale on a batched [uncond, cond] prediction."""
+        prediction = output[0] if isinstance(output, tuple) else output.sample
+        if prediction.shape[0] % 2:
+            return None
+        uncond, cond = prediction.chunk(2)
+        guided = uncond + self.settings.cfg_scale * (cond - uncond)
+        guided = rescale_cfg(guided, cond, self.settings.cfg_rescale).to(prediction.dtype)
+        return _with_sample(output, torch.cat([guided, guided]))
+
+    def scheduler_step(
+        self, prediction: torch.Tensor, timestep: Any, latents: torch.Tensor
+    ) -> torch.Tensor:
+        """The guided prediction the scheduler will use (thresholded when asked)."""
+        self.calls += 1
+        if self._scaled is not None:
+            latents = self._scaled(latents, timestep)
+        if self.settings.dynamic_thresholding:
+            x0 = self.denoised.to_x0(latents, prediction, timestep)
+            x0 = dynamic_threshold(
+                x0, self.settings.threshold_percentile, self.settings.threshold_max
+            )
+            prediction = self.denoised.from_x0(latents, x0, timestep).to(prediction.dtype)
+        elif self.copy_output:
+            prediction = prediction.clone()
+        self._last = (latents, prediction, timestep)
+        return prediction
+
+    def latest_x0(self) -> torch.Tensor | None:
+        if self._last is None:
+            return None
+        latents, prediction, timestep = self._last
+        return self.denoised.to_x0(latents, prediction, timestep)
+
+
+class _Unwrap:
+    """A handle that puts a scheduler's own `step` back."""
+
+    def __init__(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+
+    def remove(self) -> None:
+        self.scheduler.__dict__.pop("step", None)
 
 
 def _with_sample(output: Any, sample: torch.Tensor) -> Any:

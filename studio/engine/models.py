@@ -14,14 +14,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from studio.core import families
 from studio.core.catalog import ModelError, read_model_card, resolve
-from studio.core.model_files import check_model_folder, checkpoint_family, safetensors_keys
+from studio.core.model_files import check_model_folder, safetensors_keys
 from studio.core.paths import log_file
 from studio.core.request import Mode
 from studio.core.settings import EngineSettings
 from studio.core.text import printable
-from studio.engine import speedups
+from studio.engine import family_runtime, speedups
 from studio.engine.devices import memory_plan, pick_device, pick_dtype
+from studio.engine.family_runtime import family_of
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,7 @@ _STUDIO_ATTRIBUTES: dict[str, Any] = {
     "_studio_card": {},
     "_studio_family": None,
     "_studio_folder": None,
+    "_studio_kind": None,  # the Family (studio.core.families) it belongs to
 }
 
 StatusCallback = Callable[[str, float | None], None]  # message, fraction done (None: unknown)
@@ -99,14 +102,7 @@ class ModelManager:
         if mode in (Mode.TEXT_TO_IMAGE, Mode.UPSCALE):
             return base
         if mode not in self._derived:
-            from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting
-
-            auto = (
-                AutoPipelineForImage2Image
-                if mode is Mode.IMAGE_TO_IMAGE
-                else (AutoPipelineForInpainting)
-            )
-            derived = auto.from_pipe(base)
+            derived = _derive(base, mode)
             derived.set_progress_bar_config(disable=True)
             # from_pipe shares the components but not our attributes: without the folder and
             # family, image→image, inpaint and the hires pass previewed with SD 1.x's
@@ -134,19 +130,6 @@ class ModelManager:
         pipe = self._load(spec, StableDiffusionUpscalePipeline)
         self._upscaler = (spec, pipe)
         return pipe
-
-    def family(self, pipe: Any) -> str:
-        """The latent family of a pipeline, which picks its latent→RGB preview coefficients."""
-        card_family = getattr(pipe, "_studio_family", None)
-        if card_family:
-            return card_family
-        cross = getattr(pipe.unet.config, "cross_attention_dim", None)
-        latent_channels = pipe.vae.config.latent_channels
-        if latent_channels != 4:
-            return "unknown"
-        # A model of another latent space previewed with SD's projection shows wrong colours:
-        # without a match, "unknown" has no coefficients and the preview decodes instead.
-        return {768: "sd1", 1024: "sd2", 2048: "sdxl"}.get(cross, "unknown")
 
     def card(self, pipe: Any) -> dict[str, Any]:
         return getattr(pipe, "_studio_card", {})
@@ -213,21 +196,24 @@ class ModelManager:
         pipe._studio_card = card
         pipe._studio_family = card.get("family")
         pipe._studio_folder = folder
+        family_of(pipe)  # recognised once, from the loaded components
         self._place(pipe)
         self.status(f"{spec} is ready.", 1.0)
         return pipe
 
     def _load_checkpoint(self, path: Path, pipeline_class: Any) -> Any:
-        from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+        import diffusers
 
         if path.suffix.lower() == ".safetensors":
             keys = check_safetensors_header(path)
         else:
             keys = check_checkpoint_is_safe(path)
         cls = pipeline_class
-        if not hasattr(pipeline_class, "from_single_file"):  # an AutoPipeline: pick the family
-            sdxl = checkpoint_family(keys) == "sdxl"
-            cls = StableDiffusionXLPipeline if sdxl else StableDiffusionPipeline
+        if not hasattr(pipeline_class, "from_single_file"):  # a generic class: pick the family
+            family = families.of_checkpoint(keys)
+            cls = getattr(
+                diffusers, family.checkpoint_class if family else "StableDiffusionPipeline"
+            )
         try:
             return cls.from_single_file(str(path), dtype=self.dtype)
         except OSError:
@@ -290,15 +276,16 @@ class ModelManager:
         else:
             pipe.to(self.device)
         self.set_attention(pipe)
+        network = family_runtime.denoiser(pipe)
         if self.settings.channels_last:
             import torch
 
-            pipe.unet.to(memory_format=torch.channels_last)
+            network.to(memory_format=torch.channels_last)
         mode = speedups.compile_mode(self.settings, self.device)
         if mode is not None and not self.compile_failed:
             import torch
 
-            pipe.unet = torch.compile(pipe.unet, mode=mode)
+            family_runtime.set_denoiser(pipe, torch.compile(network, mode=mode))
 
     def set_attention(self, pipe: Any) -> None:
         """Attention as the settings place it: sliced when memory asks for it (slicing
@@ -309,7 +296,7 @@ class ModelManager:
             return
         pipe.disable_attention_slicing()
         if self.settings.fuse_qkv:  # again after a retry: only the processor is put back
-            speedups.fuse_attention(speedups.eager(pipe.unet))
+            speedups.fuse_attention(speedups.eager(family_runtime.denoiser(pipe)))
 
     def uncompile(self) -> bool:
         """Run every loaded UNet eager (all of them, the derived pipelines too) and compile
@@ -393,3 +380,27 @@ def _status_tqdm(status: StatusCallback, label: str) -> type:
             return result
 
     return StatusTqdm
+
+
+def _derive(base: Any, mode: Mode) -> Any:
+    """The pipeline of another mode, sharing every component of the loaded one (from_pipe):
+    the family's own class for the mode, else the one diffusers' AutoPipeline maps to."""
+    import diffusers
+
+    name = family_of(base).pipelines.get(mode.value)
+    if name is not None and hasattr(diffusers, name):
+        transformer = getattr(base, "transformer", None)
+        if name == "ChromaInpaintPipeline" and "guidance_embeds" not in transformer.config:
+            # diffusers 0.42 reads a flag Chroma's config does not have (Chroma has no
+            # guidance input): say so, or its inpainting fails for every Chroma model
+            transformer.register_to_config(guidance_embeds=False)
+        # from_pipe casts the shared components to float32 unless told the dtype
+        return getattr(diffusers, name).from_pipe(base, dtype=base.dtype)
+    if family_of(base).name != "unknown":
+        raise ValueError(f"{family_of(base).label} has no {mode.label} pipeline")
+    auto = (
+        diffusers.AutoPipelineForImage2Image
+        if mode is Mode.IMAGE_TO_IMAGE
+        else diffusers.AutoPipelineForInpainting
+    )
+    return auto.from_pipe(base, dtype=base.dtype)

@@ -8,36 +8,26 @@ The VAE method decodes properly, at the cost of a VAE decode per preview.
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-# Projections of *scaled* latents (as the UNet sees them) to RGB in [-1, 1], per family.
-# Published approximations for the Stable Diffusion VAEs; our own models carry a fitted
-# set in latent_rgb.json beside their weights.
+from studio.core import families
+
+log = logging.getLogger(__name__)
+
+# Projections of *scaled* latents (as the network sees them) to RGB in [-1, 1], per family:
+# published approximations in each family's declaration; our own models carry a fitted set
+# in latent_rgb.json beside their weights.
 KNOWN_COEFFICIENTS: dict[str, tuple[list[list[float]], list[float]]] = {
-    "sd1": (
-        [
-            [0.3512, 0.2297, 0.3227],
-            [0.3250, 0.4974, 0.2350],
-            [-0.2829, 0.1762, 0.2721],
-            [-0.2120, -0.2616, -0.7177],
-        ],
-        [0.0, 0.0, 0.0],
-    ),
-    "sdxl": (
-        [
-            [0.3651, 0.4232, 0.4341],
-            [-0.2533, -0.0042, 0.1068],
-            [0.1076, 0.1111, -0.0362],
-            [-0.3165, -0.2492, -0.2188],
-        ],
-        [0.1084, -0.0175, -0.0011],
-    ),
+    family.name: ([list(row) for row in family.preview[0]], list(family.preview[1]))
+    for family in families.all_families()
+    if family.preview is not None
 }
-KNOWN_COEFFICIENTS["sd2"] = KNOWN_COEFFICIENTS["sd1"]  # same VAE
 
 COEFFICIENTS_FILE = "latent_rgb.json"
 
@@ -51,6 +41,20 @@ def load_coefficients(folder: Path | None) -> tuple[list[list[float]], list[floa
         return data["weights"], data["bias"]
     except (OSError, ValueError, KeyError):
         return None
+
+
+def coefficients_for(pipe: Any) -> tuple[list[list[float]], list[float]] | None:
+    """The model's own fitted projection, else its family's published one, else one fitted
+    from its VAE on first use and kept (`fitted_coefficients`)."""
+    from studio.engine.family_runtime import family_of
+
+    found = load_coefficients(getattr(pipe, "_studio_folder", None))
+    if found is not None:
+        return found
+    family = family_of(pipe)
+    if family.preview_fits(pipe.vae.config):
+        return KNOWN_COEFFICIENTS[family.name]
+    return fitted_coefficients(pipe.vae, family.layout)
 
 
 def fit_coefficients(
@@ -104,13 +108,17 @@ class Previewer:
     def __init__(
         self,
         method: str,
-        vae: Any = None,
+        decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
         coefficients: tuple[list[list[float]], list[float]] | None = None,
+        unpack: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
+        """`decode`: network latents (B, C, h, w) to pixels (B, 3, H, W) in [-1, 1];
+        `unpack`: the pipeline's latents to (B, C, h, w) (packed families)."""
         if method == "linear" and coefficients is None:
-            method = "vae" if vae is not None else "none"
+            method = "vae" if decode is not None else "none"
         self.method = method
-        self.vae = vae
+        self.decode = decode
+        self.unpack = unpack or (lambda latents: latents)
         self._weights: torch.Tensor | None = None
         self._bias: torch.Tensor | None = None
         if coefficients is not None:
@@ -124,12 +132,10 @@ class Previewer:
     @torch.no_grad()
     def start(self, x0: torch.Tensor) -> PreviewCopy | None:
         """Make the preview where x0 is and start its copy to the CPU."""
-        if self.method == "linear":
-            rgb = self._linear(x0)
-        elif self.method == "vae":
-            rgb = self._decode(x0)
-        else:
+        if self.method == "none":
             return None
+        x0 = self.unpack(x0)
+        rgb = self._linear(x0) if self.method == "linear" else self._decode(x0)
         # (B, h, w, 3) in [-1, 1] → uint8
         return PreviewCopy(((rgb.clamp(-1, 1) + 1) * 127.5).to(torch.uint8))
 
@@ -141,7 +147,111 @@ class Previewer:
         return torch.einsum("bchw,cr->bhwr", x0.float(), self._weights) + self._bias
 
     def _decode(self, x0: torch.Tensor) -> torch.Tensor:
-        vae = self.vae
-        scaled = x0.to(vae.dtype) / vae.config.scaling_factor
-        image = vae.decode(scaled, return_dict=False)[0]
-        return image.float().permute(0, 2, 3, 1)
+        assert self.decode is not None
+        return self.decode(x0).float().permute(0, 2, 3, 1)
+
+
+FIT_SIZE = 64  # pixels of each synthetic picture: enough for colours, cheap to encode
+_fitted: dict[str, tuple[list[list[float]], list[float]]] = {}
+
+
+def fitted_coefficients(
+    vae: Any, layout: str = "plain"
+) -> tuple[list[list[float]], list[float]] | None:
+    """A latent→RGB projection fitted from a VAE of no known projection: it encodes a small
+    set of synthetic pictures (plain colours, gradients, blocks), then least squares maps
+    its latents back to their colours. Done once per VAE (kept in memory and in the config
+    folder), so a family nobody published coefficients for still previews in colour."""
+    key = _vae_fingerprint(vae)
+    if key in _fitted:
+        return _fitted[key]
+    cached = _read_fit_cache().get(key)
+    if cached is not None:
+        _fitted[key] = cached
+        return cached
+    try:
+        found = _fit_from_vae(vae, layout)
+    except Exception:  # noqa: BLE001 - a VAE that cannot encode previews by decoding
+        log.warning("could not fit preview coefficients for %s", type(vae).__name__, exc_info=True)
+        return None
+    _fitted[key] = found
+    _write_fit_cache(key, found)
+    return found
+
+
+def synthetic_pictures(size: int = FIT_SIZE) -> torch.Tensor:
+    """(N, 3, size, size) in [-1, 1]: the corners of the RGB cube, greys, two-colour
+    gradients and blocks, so every direction of colour is seen."""
+    corners = torch.tensor(
+        [[r, g, b] for r in (-1.0, 1.0) for g in (-1.0, 1.0) for b in (-1.0, 1.0)]
+    )
+    greys = torch.linspace(-0.6, 0.6, 3).unsqueeze(1).repeat(1, 3)
+    colours = torch.cat([corners, greys])
+    plain = colours.view(-1, 3, 1, 1).expand(-1, 3, size, size)
+    ramp = torch.linspace(0, 1, size).view(1, 1, 1, size)
+    gradients = torch.stack(
+        [
+            (
+                colours[i].view(3, 1, 1) * (1 - ramp[0]) + colours[-1 - i].view(3, 1, 1) * ramp[0]
+            ).expand(3, size, size)
+            for i in range(4)
+        ]
+    )
+    generator = torch.Generator().manual_seed(0)
+    blocks = (
+        (torch.rand(4, 3, 4, 4, generator=generator) * 2 - 1)
+        .repeat_interleave(size // 4, dim=2)
+        .repeat_interleave(size // 4, dim=3)
+    )
+    return torch.cat([plain, gradients, blocks]).clamp(-1, 1)
+
+
+@torch.no_grad()
+def _fit_from_vae(vae: Any, layout: str) -> tuple[list[list[float]], list[float]]:
+    from studio.engine.family_runtime import _is_video_vae, from_vae
+
+    pictures = synthetic_pictures().to(vae.device, vae.dtype)
+    batch = pictures.unsqueeze(2) if _is_video_vae(vae) else pictures
+    latents = vae.encode(batch).latent_dist.mean
+    network = from_vae(vae, latents, layout)
+    return fit_coefficients(network.float().cpu(), pictures.float().cpu())
+
+
+def _vae_fingerprint(vae: Any) -> str:
+    import hashlib
+
+    config = json.dumps(dict(vae.config), sort_keys=True, default=str)
+    digest = hashlib.sha256(config.encode())
+    for _name, tensor in list(vae.state_dict().items())[:4]:  # tells random weights apart
+        digest.update(tensor.detach().float().flatten()[:64].cpu().numpy().tobytes())
+    return f"{type(vae).__name__}-{digest.hexdigest()[:16]}"
+
+
+def _fit_cache_path() -> Path:
+    from studio.core.paths import config_dir
+
+    return config_dir() / "preview-coefficients.json"
+
+
+def _read_fit_cache() -> dict[str, Any]:
+    try:
+        data = json.loads(_fit_cache_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: (v[0], v[1]) for k, v in data.items() if isinstance(v, list) and len(v) == 2}
+
+
+def _write_fit_cache(key: str, coefficients: tuple[list[list[float]], list[float]]) -> None:
+    from studio.core.saving import write_atomically
+
+    data = {k: list(v) for k, v in _read_fit_cache().items()}
+    data[key] = [coefficients[0], coefficients[1]]
+    try:
+        path = _fit_cache_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = json.dumps(data).encode("utf-8")
+        write_atomically(path, lambda handle: handle.write(payload))
+    except OSError:
+        log.info("could not keep the fitted preview coefficients", exc_info=True)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from studio.core.schedulers import NOT_CARRIED, SCHEDULERS
+from studio.core.schedulers import FLOW_SCHEDULERS, NOT_CARRIED, SCHEDULERS
 
 
-def make_scheduler(name: str, base_config: Any) -> Any:
-    """A fresh scheduler instance for one run, built from the model's own scheduler config."""
+def make_scheduler(name: str, base_config: Any, flow: bool = False) -> Any:
+    """A fresh scheduler instance for one run, built from the model's own scheduler config
+    (`flow`: a rectified-flow model's, whose samplers are the flow-matching ones)."""
     import diffusers
 
+    if flow:
+        return _flow_scheduler(name, dict(base_config))
     class_name, overrides = SCHEDULERS[name]
     config = dict(base_config)
     # Keys the previous scheduler took from its class defaults: from_config would drop them
@@ -19,5 +22,29 @@ def make_scheduler(name: str, base_config: Any) -> Any:
     # the overrides, to the same effect.
     defaulted = set(config.pop("_use_default_values", ()))
     config = {k: v for k, v in config.items() if k not in NOT_CARRIED and k not in defaulted}
+    config.update(overrides)
+    return getattr(diffusers, class_name).from_config(config)
+
+
+def _flow_scheduler(name: str, config: dict[str, Any]) -> Any:
+    """A flow-matching sampler carrying the model's shift: a fixed `shift`, or the
+    resolution-dependent one (`use_dynamic_shifting`, whose μ the pipeline passes)."""
+    import diffusers
+
+    class_name, overrides = FLOW_SCHEDULERS[name]
+    config.pop("_use_default_values", None)
+    if class_name != config.get("_class_name"):
+        shift = config.get("shift", 1.0)
+        config = {
+            "num_train_timesteps": config.get("num_train_timesteps", 1000),
+            "flow_shift": shift,
+            "shift": shift,
+            "use_dynamic_shifting": config.get("use_dynamic_shifting", False),
+            **(
+                {"time_shift_type": config["time_shift_type"]}
+                if "time_shift_type" in config
+                else {}
+            ),
+        }
     config.update(overrides)
     return getattr(diffusers, class_name).from_config(config)

@@ -78,8 +78,11 @@ def eager(unet: Any) -> Any:
 
 
 def uncompile(pipe: Any) -> bool:
-    """Put the eager UNet back in place of its compiled wrapper; whether there was one."""
-    if not is_compiled(pipe.unet):
+    """Put the eager network back in place of its compiled wrapper; whether there was one."""
+    from studio.engine.family_runtime import denoiser, set_denoiser
+
+    network = denoiser(pipe)
+    if not is_compiled(network):
         return False
-    pipe.unet = eager(pipe.unet)
+    set_denoiser(pipe, eager(network))
     return True

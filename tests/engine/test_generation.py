@@ -43,11 +43,16 @@ def test_text_to_image_reports_every_step_with_a_preview(engine, base) -> None:
     assert result.seeds == [11, 12] and not result.cancelled
     assert [p.step for p in reporter.steps] == [1, 2, 3]
     assert all(p.total == 3 for p in reporter.steps)
-    # the batch side by side; a model of no known latent space (this random one) has no
-    # linear projection, so its preview is decoded by its VAE, at full size: the right
-    # colours rather than another model's
+    # the batch side by side, at latent size: a model of no known latent space (this
+    # random one) gets a projection fitted from its own VAE, not another model's
+    vae_scale = 2 ** (
+        len(engine.models.pipeline(base.model, Mode.TEXT_TO_IMAGE).vae.config.block_out_channels)
+        - 1
+    )  # noqa: E501
+    side = 32 // vae_scale
     assert all(
-        p.preview.shape == (32, 64, 3) and p.preview.dtype == np.uint8 for p in reporter.steps
+        p.preview.shape == (side, 2 * side, 3) and p.preview.dtype == np.uint8
+        for p in reporter.steps
     )
     assert result.timings["generate"] > 0
 

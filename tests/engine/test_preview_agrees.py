@@ -24,6 +24,8 @@ from studio.core.catalog import is_installed
 from studio.core.request import GenerationRequest, Mode, Upscaler
 from studio.core.schedulers import SCHEDULER_NAMES
 from studio.core.settings import EngineSettings
+from studio.engine.family_runtime import family_of
+from studio.engine.preview import coefficients_for
 from tests.engine.conftest import RecordingReporter
 
 pytestmark = pytest.mark.skipif(
@@ -113,4 +115,5 @@ def test_derived_pipelines_keep_the_models_folder(engines) -> None:
     for mode in (Mode.IMAGE_TO_IMAGE, Mode.INPAINT):
         derived = models.pipeline("studio-tiny", mode)
         assert derived._studio_folder == base._studio_folder
-        assert models.family(derived) == models.family(base)
+        assert family_of(derived) is family_of(base)
+        assert coefficients_for(derived) == coefficients_for(base)

@@ -1,0 +1,214 @@
+"""Every model family runs through the engine with every feature the studio has: live
+previews at every step (the last one is the result), cancel within a step, reproducible
+seeds, metadata of what ran, and image→image and inpaint where the family has them.
+
+The models are tiny random-weight pipelines of each family's real layout, built offline
+(tests/engine/tiny_families.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from studio.core import families
+from studio.core.catalog import model_defaults
+from studio.core.request import GenerationRequest, Mode
+from studio.core.settings import EngineSettings
+from studio.engine.family_runtime import family_of
+from studio.engine.generate import Engine
+from tests.engine.conftest import RecordingReporter
+from tests.engine.tiny_families import FAMILIES, build
+
+# the fixture's name → the family the studio recognises in it
+EXPECTED = {
+    "sd1": "sd1",
+    "sd2v": "sd2",
+    "sdxl": "sdxl",
+    "sd3": "sd3",
+    "flux": "flux-dev",
+    "flux2_klein": "flux2-klein",
+    "qwen_image": "qwen-image",
+    "z_image": "z-image",
+    "chroma": "chroma",
+}
+SIZE = 64
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run faster on one thread than fighting for two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("families")
+    return {name: str(build(name, root / name)) for name in FAMILIES}
+
+
+@pytest.fixture(scope="module")
+def engines() -> dict[str, Engine]:
+    return {method: Engine(EngineSettings(preview_method=method)) for method in ("vae", "linear")}
+
+
+def _request(model: str, **changes) -> GenerationRequest:  # noqa: ANN003
+    base = GenerationRequest(
+        prompt="a red circle", model=model, width=SIZE, height=SIZE, steps=3, seed=5
+    )
+    return base.replace(**changes)
+
+
+def _picture() -> Image.Image:
+    rgb = np.zeros((SIZE, SIZE, 3), np.uint8)
+    rgb[:, :, 2] = 200
+    rgb[16:48, 16:48] = (230, 200, 30)
+    return Image.fromarray(rgb)
+
+
+def _mask() -> Image.Image:
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    mask[16:48, 16:48] = 255
+    return Image.fromarray(mask)
+
+
+def _small(image: Image.Image, like: np.ndarray) -> np.ndarray:
+    size = (like.shape[1], like.shape[0])
+    return np.asarray(image.convert("RGB").resize(size, Image.Resampling.BOX), np.float32)
+
+
+@pytest.mark.parametrize("fixture", FAMILIES)
+def test_each_family_is_recognised_with_its_defaults(folders, fixture: str) -> None:
+    from pathlib import Path
+
+    family = families.of_folder(Path(folders[fixture]))
+    assert family is not None and family.name == EXPECTED[fixture]
+    defaults = model_defaults(folders[fixture])
+    assert defaults["scheduler"] == family.default_sampler
+    assert defaults["steps"] == family.default_steps
+    offered = family.samplers or families.by_name("sd1").samplers
+    assert family.default_sampler in (offered or (family.default_sampler,))
+
+
+@pytest.mark.parametrize("fixture", FAMILIES)
+def test_text_to_image_previews_every_step_and_ends_on_the_result(
+    engines, folders, fixture: str
+) -> None:
+    engine = engines["vae"]
+    reporter = RecordingReporter()
+    result = engine.run(_request(folders[fixture]), reporter)
+    pipe = engine.models.pipeline(folders[fixture], Mode.TEXT_TO_IMAGE)
+    assert family_of(pipe).name == EXPECTED[fixture]
+    assert result.images[0].size == (SIZE, SIZE) and not result.cancelled
+    steps = [p for p in reporter.steps if p.stage == "generate"]
+    assert [p.step for p in steps] == list(range(1, len(steps) + 1)) and steps
+    assert all(p.preview is not None for p in steps)
+    # the VAE preview of the last step is the picture itself
+    last = steps[-1].preview.astype(np.float32)
+    assert np.abs(last - _small(result.images[0], last)).mean() < 3.0
+    # the metadata records what ran: this family's sampler
+    assert result.stages[0].scheduler in (family_of(pipe).samplers or (result.request.scheduler,))
+    assert result.request.scheduler == result.stages[0].scheduler
+
+
+@pytest.mark.parametrize("fixture", FAMILIES)
+def test_the_linear_preview_is_fitted_for_a_family_of_no_known_projection(
+    engines, folders, fixture: str
+) -> None:
+    engine = engines["linear"]
+    reporter = RecordingReporter()
+    engine.run(_request(folders[fixture], steps=2), reporter)
+    preview = reporter.steps[-1].preview
+    # at latent size (a projection, not a decode), for every family
+    assert preview is not None and preview.shape[0] < SIZE
+
+
+@pytest.mark.parametrize("fixture", FAMILIES)
+def test_same_seed_same_pixels_and_cancel_within_a_step(engines, folders, fixture: str) -> None:
+    engine = engines["vae"]
+    request = _request(folders[fixture], steps=4)
+    first = np.asarray(engine.run(request).images[0])
+    again = np.asarray(engine.run(request).images[0])
+    assert np.array_equal(first, again)
+    reporter = RecordingReporter(cancel_at=2, engine=engine)
+    result = engine.run(request, reporter)
+    assert result.cancelled and result.images == []
+    assert max(p.step for p in reporter.steps) == 2
+
+
+@pytest.mark.parametrize("fixture", FAMILIES)
+def test_image_to_image_and_inpaint_where_the_family_has_them(
+    engines, folders, fixture: str
+) -> None:
+    engine = engines["vae"]
+    family = families.of_folder(__import__("pathlib").Path(folders[fixture]))
+    ran = []
+    for mode in (Mode.IMAGE_TO_IMAGE, Mode.INPAINT):
+        if mode.value not in family.pipelines:
+            continue
+        request = _request(
+            folders[fixture],
+            mode=mode,
+            init_image=_picture(),
+            mask=_mask() if mode is Mode.INPAINT else None,
+            strength=0.6,
+            steps=4,
+        )
+        reporter = RecordingReporter()
+        result = engine.run(request, reporter)
+        assert result.images[0].size == (SIZE, SIZE), mode
+        assert reporter.steps and reporter.steps[-1].preview is not None
+        ran.append(mode)
+    assert ran or fixture == "flux2_klein"  # Klein has inpaint only (and edit)
+
+
+@pytest.mark.parametrize("fixture", FAMILIES)
+def test_the_engine_draws_what_the_bare_pipeline_draws(engines, folders, fixture: str) -> None:
+    """The studio's guidance arguments, sampler and decode give the pipeline's own picture."""
+    from studio.engine.generate import guidance_arguments
+
+    engine = engines["vae"]
+    request = _request(folders[fixture], negative_prompt="blurry", cfg_scale=3.0)
+    ours = np.asarray(engine.run(request).images[0], np.int16)
+    pipe = engine.models.pipeline(folders[fixture], Mode.TEXT_TO_IMAGE)  # its sampler now
+    bare = pipe(
+        prompt=request.prompt,
+        width=SIZE,
+        height=SIZE,
+        num_inference_steps=request.steps,
+        generator=[torch.Generator("cpu").manual_seed(request.seed)],
+        **guidance_arguments(pipe, request.cfg_scale, request.negative_prompt),
+    ).images[0]
+    assert np.abs(ours - np.asarray(bare, np.int16)).max() <= 2
+
+
+@pytest.mark.parametrize("fixture", FAMILIES)
+def test_the_guidance_controls_that_apply_change_the_picture(
+    engines, folders, fixture: str
+) -> None:
+    engine = engines["vae"]
+    family = families.of_folder(__import__("pathlib").Path(folders[fixture]))
+    request = _request(folders[fixture], negative_prompt="blurry", cfg_scale=5.0, steps=3)
+    plain = np.asarray(engine.run(request).images[0], np.int16)
+    # dynamic thresholding works on x0, which every family has
+    thresholded = engine.run(request.replace(dynamic_thresholding=True, threshold_max=0.05))
+    assert np.abs(np.asarray(thresholded.images[0], np.int16) - plain).mean() > 0.5
+    if family.guidance.cfg_rescale:
+        # (tiny random text encoders barely tell prompts apart: the change is small)
+        rescaled = engine.run(request.replace(cfg_rescale=1.0)).images[0]
+        assert not np.array_equal(np.asarray(rescaled, np.int16), plain)
+
+
+def test_deriving_a_mode_keeps_the_models_precision(folders) -> None:
+    """from_pipe casts the shared components to float32 unless told otherwise: image→image
+    would turn a half-precision model (on a GPU) to float32, for every mode."""
+    from studio.engine.models import ModelManager
+
+    models = ModelManager(EngineSettings(dtype="bfloat16"))
+    base = models.pipeline(folders["flux"], Mode.TEXT_TO_IMAGE)
+    models.pipeline(folders["flux"], Mode.INPAINT)
+    assert base.transformer.dtype == torch.bfloat16 and base.vae.dtype == torch.bfloat16
