@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from studio.core import families
 from studio.core.catalog import model_defaults
 from studio.core.paths import EMBEDDED_MODELS_DIR
 from studio.ui.settings import Settings
@@ -56,13 +57,14 @@ def test_picking_a_model_applies_its_defaults(make_window, tiny_sd: Path) -> Non
     assert (values["cfg_scale"], values["steps"]) == (card["default_cfg"], card["default_steps"])
     assert "studio-tiny's defaults" in window.status.text()
 
-    # A plain diffusers folder states only its native size; the rest stays as the user set it.
-    window.draft.edit({"cfg_scale": 6.5})
+    # A plain diffusers folder gets its family's defaults at the size its configs state.
+    window.draft.edit({"cfg_scale": 6.5, "steps": 7})
     _pick(window.model_picker, str(tiny_sd))
     values = window.draft.values()
     side = _native_side(tiny_sd)
     assert (values["width"], values["height"]) == (side, side)
-    assert values["cfg_scale"] == 6.5
+    sd1 = families.by_name("sd1").defaults()
+    assert (values["cfg_scale"], values["steps"]) == (sd1["cfg_scale"], sd1["steps"]) != (6.5, 7)
 
 
 @needs_tiny
@@ -80,7 +82,9 @@ def test_restored_values_are_not_replaced_by_defaults(qtbot, tmp_path: Path) -> 
 
 def test_model_defaults_without_a_card(tiny_sd: Path, tmp_path: Path) -> None:
     side = _native_side(tiny_sd)
-    assert model_defaults(str(tiny_sd)) == {"width": side, "height": side}
+    # the family's steps, CFG and sampler; the size its own configs state, not the family's
+    expected = families.by_name("sd1").defaults() | {"width": side, "height": side}
+    assert model_defaults(str(tiny_sd)) == expected
     assert model_defaults("no-such-model") == {}
     not_a_model = tmp_path / "empty"
     not_a_model.mkdir()

@@ -26,11 +26,11 @@ from PySide6.QtWidgets import (
 )
 from superqt import QCollapsible, QLabeledDoubleSlider, QLabeledSlider, QLargeIntSpinBox
 
-from studio.core.catalog import model_defaults
+from studio.core.catalog import model_defaults, model_family
 from studio.core.draft import UPSCALE_METHOD, Draft, Source
 from studio.core.imaging import size_note
 from studio.core.request import MAX_SEED, RANDOM_SEED, RANGES, SIDE_STEP, Mode, Upscaler, snap_to_8
-from studio.core.schedulers import SCHEDULER_NAMES
+from studio.core.schedulers import SCHEDULER_NAMES, closest_scheduler
 from studio.core.text import printable
 from studio.ui.bind import bind, follow
 from studio.ui.icons import themed, themed_section
@@ -140,6 +140,8 @@ class GuidancePanel(QWidget):
         layout.addWidget(self._build_advanced())
         for widget in (self.steps, self.cfg_scale, self.scheduler, self.batch_size):
             widget.setProperty("usualTip", widget.toolTip())
+        self.cfg_rescale.setProperty("usualTip", self.cfg_rescale.toolTip())
+        self._family = model_family(str(draft["model"]))
         self._bind()
         follow(draft.changed, self, self._on_draft_changed)
         follow(draft.lastSeedChanged, self, self._on_last_seed)
@@ -147,6 +149,8 @@ class GuidancePanel(QWidget):
         self._update_upscale_rows()
         self._update_threshold_rows()
         self._native = model_defaults(str(draft["model"]))
+        self._offer_samplers()
+        self._update_applicability()
         self._update_size_warning()
 
     # -- building ---------------------------------------------------------------------------
@@ -354,8 +358,55 @@ class GuidancePanel(QWidget):
             self._show_padding()
         if "model" in values:
             self._native = model_defaults(str(self.draft["model"]))
+            self._family = model_family(str(self.draft["model"]))
+            self._offer_samplers()
+        if {"model", "mode"} & values.keys():
+            self._update_applicability()
         if {"width", "height", "model", "mode"} & values.keys():
             self._update_size_warning()
+
+    def _offer_samplers(self) -> None:
+        """The samplers the model's family runs (flow models have their own); a chosen one
+        it cannot run becomes its closest relative."""
+        offered = (self._family.samplers if self._family else ()) or SCHEDULER_NAMES
+        if tuple(self.scheduler.itemData(i) for i in range(self.scheduler.count())) != offered:
+            self.scheduler.blockSignals(True)
+            self.scheduler.clear()
+            for name in offered:
+                self.scheduler.addItem(name, name)
+            self.scheduler.setCurrentIndex(max(0, self.scheduler.findData(self.draft["scheduler"])))
+            self.scheduler.blockSignals(False)
+        if self.draft["scheduler"] not in offered:
+            relative = closest_scheduler(self.draft["scheduler"], offered) or offered[0]
+            self.draft.apply({"scheduler": relative}, Source.MODEL)
+
+    def _update_applicability(self) -> None:
+        """Controls the mode or the model's family does not use are disabled, and say why."""
+        upscaling = self.draft.mode is Mode.UPSCALE
+        guidance = self._family.guidance if self._family else None
+        label = self._family.label if self._family else ""
+        cfg_note = ""
+        if guidance is not None and guidance.kind == "distilled":
+            cfg_note = (
+                f"{label} takes the guidance strength as an input (guidance-distilled): "
+                f"{guidance.default_scale:g} is its usual value; it has no negative prompt."
+            )
+        elif guidance is not None and not guidance.scale:
+            cfg_note = f"{label} is distilled to run unguided: a guidance scale does nothing."
+        for widget in (self.steps, self.cfg_scale, self.scheduler, self.batch_size):
+            widget.setEnabled(not upscaling)
+            widget.setToolTip(_UPSCALE_TIP if upscaling else widget.property("usualTip"))
+        if not upscaling and cfg_note:
+            self.cfg_scale.setToolTip(cfg_note)
+            self.cfg_scale.setEnabled(bool(guidance and guidance.scale))
+        rescale = guidance is None or guidance.cfg_rescale
+        self.cfg_rescale.setEnabled(rescale)
+        self.cfg_rescale.setToolTip(
+            self.cfg_rescale.property("usualTip")
+            if rescale
+            else f"CFG rescale needs CFG's two predictions in one call, which {label} does not "
+            "make: it does not apply."
+        )
 
     def _update_size_warning(self) -> None:
         native = self._native
@@ -379,9 +430,7 @@ class GuidancePanel(QWidget):
         # An upscale job enlarges the canvas image with the upscaler's own settings (its
         # card's steps, sampler and CFG, which the metadata records): the generation knobs
         # do not apply, and say so rather than seem to.
-        for widget in (self.steps, self.cfg_scale, self.scheduler, self.batch_size):
-            widget.setEnabled(not upscaling)
-            widget.setToolTip(_UPSCALE_TIP if upscaling else widget.property("usualTip"))
+        self._update_applicability()
         self.width_box.setEnabled(not upscaling)
         for widget in (self.height_box, self.swap, self.presets):
             widget.setEnabled(not upscaling)

@@ -38,21 +38,42 @@ HINT_LINES = 2
 
 
 def describe_model(spec: str, role: str) -> str:
-    """One or two lines about a model for the hint under the picker (an embedded model's
-    card describes it: studio-tiny's lists the words it understands)."""
+    """One or two lines about a model for the hint under the picker: its family and size on
+    disk, then what it is (an embedded model's card describes it: studio-tiny's lists the
+    words it understands)."""
     for info in catalog.embedded_models():
-        if info.name == spec:
-            return printable(info.description) or f"Embedded {info.role}."
+        if info.name == spec:  # its own card says what it is
+            size = _size_label(spec)
+            return (f"{size}. " if size else "") + (
+                printable(info.description) or f"Embedded {info.role}."
+            )
+    facts = [part for part in (_family_label(spec), _size_label(spec)) if part]
+    lead = " · ".join(facts) + ". " if facts else ""
     try:
         source = catalog.resolve(spec)
     except ModelError as e:
         return str(e)
-    return {
+    return lead + {
         "hub": "A Hugging Face hub model: downloaded once on first use, then cached.",
         "folder": f"A diffusers folder: {printable(source.location)}",
         "checkpoint": f"A single-file checkpoint: {printable(source.location)}",
         "embedded": "Embedded model.",
     }.get(source.kind, "")
+
+
+def _family_label(spec: str) -> str:
+    family = catalog.model_family(spec)
+    return family.label if family is not None else ""
+
+
+def _size_label(spec: str) -> str:
+    size = catalog.size_on_disk(spec)
+    if not size:
+        return ""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
 
 
 class AddModelDialog(QDialog):

@@ -25,13 +25,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core import vocabulary
+from studio.core import catalog, vocabulary
 from studio.core.draft import Draft, Source
 from studio.core.text import printable
 from studio.core.vocabulary import Vocabulary, WordSpan
 from studio.ui.bind import bind, follow
 from studio.ui.settings import MAX_HISTORY
 
+NEGATIVE_PLACEHOLDER = "What to avoid (negative prompt)"
 UNKNOWN_UNDERLINE = QColor(230, 80, 60)  # a spell checker's red, readable in both themes
 
 
@@ -112,7 +113,7 @@ class PromptPanel(QWidget):
         self.draft = draft
         self.prompt_edit = PromptEdit("Describe the image: a large yellow star in the centre…")
         self.prompt_edit.setToolTip("The prompt. Ctrl+Up / Ctrl+Down: earlier prompts.")
-        self.negative_edit = PromptEdit("What to avoid (negative prompt)")
+        self.negative_edit = PromptEdit(NEGATIVE_PLACEHOLDER)
         self.negative_edit.setToolTip("The negative prompt: what the image should not show.")
         # Small when the controls are long (Inpaint), larger when there is room.
         self.prompt_edit.setMinimumHeight(60)
@@ -153,13 +154,25 @@ class PromptPanel(QWidget):
         self._show_vocabulary(draft.values(), Source.USER)
         follow(draft.changed, self, self._show_vocabulary)
 
-    # -- the model's vocabulary -----------------------------------------------------------------
+    # -- the model's vocabulary and family ------------------------------------------------------
+
+    def _show_negative_applies(self, family: Any) -> None:
+        """Guidance-distilled and unguided models take no negative prompt: say so in its box
+        (what is typed stays, for the next model that uses one)."""
+        applies = family is None or family.guidance.negative_prompt
+        self.negative_edit.setEnabled(applies)
+        self.negative_edit.setPlaceholderText(
+            NEGATIVE_PLACEHOLDER
+            if applies
+            else f"{family.label} takes no negative prompt (its guidance is distilled)"
+        )
 
     def _show_vocabulary(self, values: dict[str, Any], _source: Source) -> None:
         if "model" in values:
             words = vocabulary.of_model(str(self.draft["model"]))
             for edit in (self.prompt_edit, self.negative_edit):
                 edit.unknown_words.set_vocabulary(words)
+            self._show_negative_applies(catalog.model_family(str(self.draft["model"])))
         if values.keys() & {"model", "prompt", "negative_prompt"}:
             words = self.prompt_edit.unknown_words.vocabulary
             note = words.note(self.prompt(), self.negative_prompt()) if words else ""
