@@ -82,14 +82,30 @@ class _Tracker:
 _tracker = _Tracker()
 
 
+# Libraries whose thread pools live as long as the process, by design: torch.compile's
+# compile workers are started on the first cold compile and kept for the next one.
+_PROCESS_LONG_POOLS = (f"torch{os.sep}_inductor{os.sep}",)
+
+
+def _starter(stack: traceback.StackSummary) -> str:
+    """The file that asked for the thread: the first frame outside threading and executors."""
+    for frame in reversed(stack):
+        if not frame.filename.endswith(
+            ("threading.py", f"concurrent{os.sep}futures{os.sep}thread.py")
+        ):
+            return frame.filename
+    return ""
+
+
 def _install_thread_hook() -> None:
     start = threading.Thread.start
 
     def tracked_start(thread: threading.Thread, *args: Any, **kwargs: Any) -> Any:
         # Threads our code starts; a library's own process-long helper (tqdm's monitor, a
         # compiler's pool) is started from the library's frames and is not the test's.
-        caller = traceback.extract_stack(limit=2)[0].filename
-        if _is_ours(caller) or not thread.daemon:
+        starter = _starter(traceback.extract_stack()[:-1])
+        process_long = any(pool in starter for pool in _PROCESS_LONG_POOLS)
+        if _is_ours(starter) or not (thread.daemon or process_long):
             _tracker.threads.append(_Started(weakref.ref(thread), _origin()))
         return start(thread, *args, **kwargs)
 
