@@ -245,6 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"measure only these parts ({', '.join(PARTS)}; default: all)",
     )
     bench.add_argument(
+        "--families",
+        type=_bench_families,
+        metavar="FAMILY,…",
+        help="the families part: measure only these model families (default: all)",
+    )
+    bench.add_argument(
         "--no-compile", action="store_true", help="skip the speed-up rows that compile the UNet"
     )
     bench.add_argument(
@@ -482,7 +488,13 @@ def _bench(args: argparse.Namespace) -> int:
         from studio.bench.runner import PARTS
 
         parts = args.parts or PARTS
-        results = run_bench(args.quick, args.model, compile_rows=not args.no_compile, parts=parts)
+        results = run_bench(
+            args.quick,
+            args.model,
+            compile_rows=not args.no_compile,
+            parts=parts,
+            families=args.families,
+        )
     print(json.dumps(results, indent=2) if args.json else format_table(results))
     save(results)  # after printing: a file that cannot be written loses no figures
     kept = keep_figures(results)
@@ -503,6 +515,15 @@ def _bench_parts(text: str) -> tuple[str, ...]:
             f"no part called {', '.join(unknown) or 'that'}: choose from {', '.join(PARTS)}"
         )
     return parts
+
+
+def _bench_families(text: str) -> tuple[str, ...]:
+    from studio.bench.family_bench import parse_families
+
+    try:
+        return parse_families(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _bench_rows(text: str) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from studio.bench.runner import all_finite
+from studio.bench.runner import all_finite, format_table
 from studio.core import speedup_figures
 from studio.core.catalog import ModelError, resolve
 
@@ -163,3 +163,25 @@ def test_bench_options_that_cannot_work_get_one_sentence_before_anything_runs(
     assert done.returncode == 2
     assert words in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_families_part_reports_a_row_per_family_with_sane_figures(tmp_path: Path) -> None:
+    """The engine over bare diffusers and the preview's share of a step, on the tiny
+    pipelines of two families (one UNet, one packed transformer); the full run does all."""
+    args = ("bench", "--quick", "--parts", "families", "--families", "flux,sd1")
+    results = _bench(*args, timeout=120, config=tmp_path)
+    names = ("sd1", "flux")  # the bench's order, whatever the order asked
+    assert list(results["families"]["figures"]) == list(names)
+    keys = [
+        f"family_{n}_{figure}" for n in names for figure in ("engine_over_bare", "preview_share")
+    ]
+    assert all_finite(results, keys) == []
+    for name in names:
+        assert 0.5 < results[f"family_{name}_engine_over_bare"] < 3  # sane, not a target
+        assert 0 < results[f"family_{name}_preview_share"] < 0.5
+    # the table prints one row per family, in that order
+    table = format_table(results).splitlines()
+    assert [line.split()[0] for line in table if line.split()[:1] in (["sd1"], ["flux"])] == [
+        "sd1",
+        "flux",
+    ]

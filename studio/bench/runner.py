@@ -35,16 +35,21 @@ _ROWS: list[tuple[str, str, str]] = [
 ]
 
 
-PARTS = ("engine", "window", "process", "memory", "speedups", "gallery")  # `--parts`, in this order
+# `--parts`, in this order
+PARTS = ("engine", "families", "window", "process", "memory", "speedups", "gallery")
 
 
 def run_bench(
-    quick: bool, model: str, compile_rows: bool = True, parts: tuple[str, ...] = PARTS
+    quick: bool,
+    model: str,
+    compile_rows: bool = True,
+    parts: tuple[str, ...] = PARTS,
+    families: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """The measurements of `parts`: the engine against bare diffusers (and its previews and
-    mode switches), the window (event-loop gaps, a generation there against the engine),
-    the process (start-up and exit times), memory, the speed-up ladder, and the gallery on
-    a folder of 10,000 images."""
+    mode switches), the engine on every model family (or on `families`), the window
+    (event-loop gaps, a generation there against the engine), the process (start-up and
+    exit times), memory, the speed-up ladder, and the gallery on a folder of 10,000 images."""
     from studio.bench import engine_bench, ui_bench
     from studio.core.settings import EngineSettings
     from studio.engine.generate import Engine
@@ -63,6 +68,10 @@ def run_bench(
             )
             results.update(engine_bench.mode_switches(engine, model))
         engine.models.unload()
+    if "families" in parts:
+        from studio.bench import family_bench
+
+        results.update(family_bench.measure_families(families or family_bench.FAMILIES, quick))
     if "window" in parts:
         window = ui_bench.event_loop_gaps(model, runs=runs)
         # what the window adds to a generation: showing every step, saving, the gallery
@@ -191,6 +200,11 @@ def format_table(results: dict[str, Any]) -> str:
         lines.append(f"{label:<52} {shown:>10}  {target}")
     for row, error in results.get("speedup_errors", {}).items():
         lines.append(f"{'Speed-up row ' + row + ' failed:':<52} {error}")
+    from studio.bench.family_bench import family_table
+
+    rows = family_table(results)
+    if rows:
+        lines += ["", *rows] if lines else rows
     gpu = results.get("gpu")
     if gpu:
         lines += ["", *_gpu_table(gpu)] if lines else _gpu_table(gpu)
