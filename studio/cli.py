@@ -81,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         "generate",
         help="make images from a prompt",
         description="Make images from a prompt: text→image; image→image with --init-image; "
-        "inpainting with --init-image and --mask. Values left out come from the model's own "
+        "inpainting with --init-image and --mask; an edit by instruction with --edit (the "
+        "prompt says what to change, on models that edit: Flux.1 Kontext, Flux.2 Klein, "
+        "Qwen-Image-Edit). Values left out come from the model's own "
         "card (size, steps, CFG, sampler), else from the defaults shown.",
         epilog="Samplers (any capitalisation): " + ", ".join(SCHEDULER_NAMES) + ".",
         formatter_class=_Help,
@@ -151,6 +153,21 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=plain.strength,
         help=f"how much of the input changes, {limits('strength')}",
+    )
+    gen.add_argument(
+        "--edit",
+        type=Path,
+        metavar="PATH",
+        help="the image to edit; the prompt is the instruction, e.g. 'make the circle blue'",
+    )
+    gen.add_argument(
+        "--reference",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="with --edit: another image the instruction refers to (repeatable, where the "
+        "model takes several)",
     )
     gen.add_argument(
         "--mask",
@@ -356,11 +373,24 @@ def _generate(args: argparse.Namespace) -> int:
 
     model = args.model
     defaults = model_defaults(model)
-    init_image = open_image(args.init_image) if args.init_image else None
+    if args.edit and (args.init_image or args.mask):
+        raise UsageError("--edit takes the place of --init-image and --mask: give one of them.")
+    if args.reference and not args.edit:
+        raise UsageError("--reference goes with --edit: the edit may refer to it.")
+    init_image = open_image(args.init_image or args.edit) if args.init_image or args.edit else None
+    references = tuple(open_image(path).convert("RGB") for path in args.reference)
     mask = open_image(args.mask).convert("L") if args.mask else None
     if mask is not None and init_image is None:
         raise UsageError("--mask needs --init-image: the mask says which part of it to repaint.")
-    mode = Mode.INPAINT if mask else Mode.IMAGE_TO_IMAGE if init_image else Mode.TEXT_TO_IMAGE
+    mode = (
+        Mode.EDIT
+        if args.edit
+        else Mode.INPAINT
+        if mask
+        else Mode.IMAGE_TO_IMAGE
+        if init_image
+        else Mode.TEXT_TO_IMAGE
+    )
 
     default_w, default_h = defaults.get("width", 512), defaults.get("height", 512)
     if init_image is not None:  # the window's rule: the input's shape at the model's area
@@ -384,6 +414,7 @@ def _generate(args: argparse.Namespace) -> int:
         init_image=init_image,
         strength=args.strength,
         mask=mask,
+        references=references,
         mask_blur=args.mask_blur,
         inpaint_only_masked=args.only_masked,
         inpaint_padding=args.padding,

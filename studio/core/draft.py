@@ -109,7 +109,10 @@ class Draft:
         return Mode(self._values["mode"])
 
     def freeze(
-        self, init_image: Image.Image | None = None, mask: Image.Image | None = None
+        self,
+        init_image: Image.Image | None = None,
+        mask: Image.Image | None = None,
+        references: tuple[Image.Image, ...] = (),
     ) -> GenerationRequest:
         """The request Generate sends: the images the mode uses, the mode's upscaler."""
         values = {name: self._values[name] for name in PARAMETER_NAMES}
@@ -122,6 +125,7 @@ class Draft:
             values,
             init_image=init_image if mode.needs_image else None,
             mask=mask if mode is Mode.INPAINT else None,
+            references=references if mode is Mode.EDIT else (),
         )
 
     # -- the seed -----------------------------------------------------------------------

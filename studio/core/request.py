@@ -36,6 +36,7 @@ class Mode(str, enum.Enum):
     IMAGE_TO_IMAGE = "img2img"
     INPAINT = "inpaint"
     UPSCALE = "upscale"
+    EDIT = "edit"  # an instruction ("make the circle blue") applied to the input image
 
     @property
     def label(self) -> str:
@@ -49,12 +50,18 @@ class Mode(str, enum.Enum):
     def uses_strength(self) -> bool:
         return self in (Mode.IMAGE_TO_IMAGE, Mode.INPAINT)
 
+    @property
+    def uses_model(self) -> bool:
+        """Whether the job runs the chosen model (an upscale runs the upscaler alone)."""
+        return self is not Mode.UPSCALE
+
 
 _MODE_LABELS = {
     Mode.TEXT_TO_IMAGE: "Text→Image",
     Mode.IMAGE_TO_IMAGE: "Image→Image",
     Mode.INPAINT: "Inpaint",
     Mode.UPSCALE: "Upscale",
+    Mode.EDIT: "Edit",
 }
 
 
@@ -164,7 +171,7 @@ RANGES: dict[str, Range] = {
 }
 
 # Images are inputs, not parameters: they are compared by identity and left out of to_dict().
-_IMAGE_FIELDS = ("init_image", "mask")
+_IMAGE_FIELDS = ("init_image", "mask", "references")
 
 
 @dataclass(frozen=True)
@@ -187,6 +194,8 @@ class GenerationRequest:
     init_image: Image.Image | None = field(default=None, compare=False, repr=False)
     strength: float = 0.75
     mask: Image.Image | None = field(default=None, compare=False, repr=False)
+    # Edit mode: images the instruction may refer to besides the input ("the dress of image 2")
+    references: tuple[Image.Image, ...] = field(default=(), compare=False, repr=False)
     mask_blur: int = 4
     inpaint_only_masked: bool = False
     inpaint_padding: int = 32

@@ -37,6 +37,8 @@ def parameters_of(
         )
     if request.mode is not Mode.TEXT_TO_IMAGE:
         extras["Mode"] = request.mode.value
+    if request.references:
+        extras["Reference images"] = str(len(request.references))
     main = stages[0] if stages else None
     strength = request.strength if request.mode.uses_strength else None
     steps, sampler, cfg, model = request.steps, request.scheduler, request.cfg_scale, request.model

@@ -118,6 +118,8 @@ class Engine:
             return self._denoise(pipe, request, call, seeds, "generate", timings)
 
         assert request.init_image is not None
+        if request.mode is Mode.EDIT:
+            return self._edit(pipe, request, common, seeds, timings)
         if request.mode is Mode.IMAGE_TO_IMAGE:
             init = imaging.fit(request.init_image, request.width, request.height)
             call = {**common, "image": init, "strength": request.strength}
@@ -126,6 +128,35 @@ class Engine:
             call["num_inference_steps"] = steps_for_strength(request.steps, request.strength)
             return self._denoise(pipe, request, call, seeds, "generate", timings)
         return self._inpaint(pipe, request, common, seeds, timings)
+
+    def _edit(
+        self,
+        pipe: Any,
+        request: GenerationRequest,
+        common: dict[str, Any],
+        seeds: list[int],
+        timings: dict[str, float],
+    ) -> list[Image.Image]:
+        """The instruction applied to the input image, with the reference images the family's
+        edit pipeline takes (a list: the input first); every step runs, as in text→image."""
+        assert request.init_image is not None
+        family = family_of(pipe)
+        if len(request.references) > family.edit_references:
+            raise GenerationError(_too_many_references(family, len(request.references)))
+        image = imaging.fit(request.init_image, request.width, request.height)
+        references = [r.convert("RGB") for r in request.references]
+        call = {
+            **common,
+            "image": [image, *references] if family.edit_references else image,
+            "width": request.width,
+            "height": request.height,
+        }
+        if "_auto_resize" in _parameters(pipe):
+            # Kontext would resize the input and the output to sizes of its own (about a
+            # megapixel); the input is already fitted to the job's size, which the artist
+            # chose: keep both, so the edit lines up with the canvas pixel for pixel
+            call.update(_auto_resize=False, max_area=request.width * request.height)
+        return self._denoise(pipe, request, call, seeds, "generate", timings)
 
     def _inpaint(
         self,
@@ -492,3 +523,12 @@ def _parameters(pipe: Any) -> Any:
     import inspect
 
     return inspect.signature(pipe.__call__).parameters
+
+
+def _too_many_references(family: Any, given: int) -> str:
+    if family.edit_references == 0:
+        return f"{family.label} edits one image: remove the {given} reference image(s)."
+    return (
+        f"{family.label} takes at most {family.edit_references} reference images besides "
+        f"the input, not {given}: remove {given - family.edit_references}."
+    )

@@ -99,8 +99,13 @@ class ModelManager:
     def pipeline(self, spec: str, mode: Mode) -> Any:
         """The pipeline for a mode, loading the model only if it is not the loaded one."""
         base = self._load_base(spec)
+        family = family_of(base)
+        if family.name != "unknown" and not family.offers(mode.value):
+            raise ModelError(_no_such_mode(family, mode))
         if mode in (Mode.TEXT_TO_IMAGE, Mode.UPSCALE):
             return base
+        if type(base).__name__ == family.pipelines.get(mode.value):
+            return base  # the loaded pipeline is that mode's (Kontext, Klein and Qwen edit)
         if mode not in self._derived:
             derived = _derive(base, mode)
             derived.set_progress_bar_config(disable=True)
@@ -155,10 +160,10 @@ class ModelManager:
         self._base = (spec, pipe)
         # Derive the other modes now, while the user waits for the load anyway: building a
         # pipeline object takes a few hundred ms, which a mode switch should not cost.
-        for mode in (Mode.IMAGE_TO_IMAGE, Mode.INPAINT):
+        for mode in (Mode.IMAGE_TO_IMAGE, Mode.INPAINT, Mode.EDIT):
             try:
                 self.pipeline(spec, mode)
-            except (ValueError, TypeError, AttributeError) as e:  # a model without that mode
+            except (ModelError, ValueError, TypeError, AttributeError) as e:  # not its mode
                 log.info("%s has no %s pipeline: %s", spec, mode.value, e)
         return pipe
 
@@ -382,6 +387,13 @@ def _status_tqdm(status: StatusCallback, label: str) -> type:
     return StatusTqdm
 
 
+def _no_such_mode(family: families.Family, mode: Mode) -> str:
+    if mode is Mode.EDIT:
+        editors = ", ".join(f.label for f in families.all_families() if "edit" in f.pipelines)
+        return f"{family.label} models do not edit by instruction: use one that does ({editors})."
+    return f"{family.label} models have no {mode.label} mode in diffusers."
+
+
 def _derive(base: Any, mode: Mode) -> Any:
     """The pipeline of another mode, sharing every component of the loaded one (from_pipe):
     the family's own class for the mode, else the one diffusers' AutoPipeline maps to."""
@@ -398,6 +410,8 @@ def _derive(base: Any, mode: Mode) -> Any:
         return getattr(diffusers, name).from_pipe(base, dtype=base.dtype)
     if family_of(base).name != "unknown":
         raise ValueError(f"{family_of(base).label} has no {mode.label} pipeline")
+    if mode is Mode.EDIT:
+        raise ModelError("This model does not edit by instruction: use an edit model.")
     auto = (
         diffusers.AutoPipelineForImage2Image
         if mode is Mode.IMAGE_TO_IMAGE

@@ -36,7 +36,7 @@ SHORTCUTS: tuple[tuple[str, str], ...] = (
     ("Ctrl+Enter", "Generate (queues another job while one runs)"),
     ("Esc", "Cancel the current job"),
     ("Delete, Ctrl+Up / Down", "Cancel or move a waiting job (in the queue list)"),
-    ("Ctrl+1 … Ctrl+4", "Text→Image, Image→Image, Inpaint, Upscale"),
+    ("Ctrl+1 … Ctrl+5", "Text→Image, Image→Image, Inpaint, Upscale, Edit"),
     ("Ctrl+Up / Ctrl+Down", "Earlier / later prompts (in a prompt box)"),
     ("Ctrl+O", "Open an image"),
     ("Ctrl+V", "Paste an image"),

@@ -566,6 +566,7 @@ class GalleryPanel(QWidget):
         menu.addSeparator()
         menu.addAction("Send to Image→Image", lambda: self._send(Mode.IMAGE_TO_IMAGE))
         menu.addAction("Send to Inpaint", lambda: self._send(Mode.INPAINT))
+        menu.addAction("Send to Edit", lambda: self._send(Mode.EDIT))
         menu.addAction("Send to Upscale", lambda: self._send(Mode.UPSCALE))
         menu.addSeparator()
         menu.addAction("Open the output folder", self.open_folder)

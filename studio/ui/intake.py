@@ -14,7 +14,7 @@ from PIL import Image
 from PySide6.QtCore import QMimeData, QObject
 from PySide6.QtGui import QGuiApplication, QImage
 
-from studio.core.catalog import ModelError, model_defaults, resolve
+from studio.core.catalog import ModelError, model_defaults, model_family, resolve
 from studio.core.draft import Applied, Draft, Source
 from studio.core.imaging import ImageLoadError, input_size, open_image
 from studio.core.request import Mode
@@ -27,7 +27,12 @@ from studio.ui.image_input import dropped_image_path, dropped_pixels
 from studio.ui.parameter_reader import ParameterReader
 from studio.ui.qt_images import qimage_to_pil
 
-_USES = (("Image→Image", Mode.IMAGE_TO_IMAGE), ("Inpaint", Mode.INPAINT), ("Upscale", Mode.UPSCALE))
+_USES = (
+    ("Image→Image", Mode.IMAGE_TO_IMAGE),
+    ("Inpaint", Mode.INPAINT),
+    ("Edit", Mode.EDIT),
+    ("Upscale", Mode.UPSCALE),
+)
 
 
 class Intake(QObject):
@@ -107,7 +112,9 @@ class Intake(QObject):
         if plan is not None:
             actions.append(("Restore parameters", lambda: self.restore(plan, name)))
         current = self.draft.mode
-        uses = sorted(_USES, key=lambda use: use[1] is not current)  # the current mode first
+        family = model_family(str(self.draft["model"]))
+        offered = [use for use in _USES if family is None or family.offers(use[1].value)]
+        uses = sorted(offered, key=lambda use: use[1] is not current)  # the current mode first
         for label, mode in uses:
             actions.append((label, lambda m=mode: self.use_as_input(image, m, name)))
         self.banner.offer(f"{about}. Use it for:" if plan is None else f"{about}.", actions)

@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.catalog import ModelError, model_defaults
+from studio.core.catalog import ModelError, model_defaults, model_family
 from studio.core.draft import Draft, Source
 from studio.core.imaging import ImageLoadError, file_dialog_filter, open_image
 from studio.core.request import GenerationRequest, Mode
@@ -60,6 +60,7 @@ from studio.ui.panels.mask_bar import MaskBar
 from studio.ui.panels.mode_bar import ModeBar
 from studio.ui.panels.model_picker import AddModelDialog, ModelPicker
 from studio.ui.panels.prompt_panel import PromptPanel
+from studio.ui.panels.reference_strip import ReferenceStrip
 from studio.ui.queue_view import QueueView
 from studio.ui.settings import Settings
 from studio.ui.status_bar import StatusLine
@@ -78,6 +79,11 @@ DOCK_FEATURES = (
     | QDockWidget.DockWidgetFeature.DockWidgetMovable
     | QDockWidget.DockWidgetFeature.DockWidgetFloatable
 )
+_DESCRIBE = "Describe the image: a large yellow star in the centre…"
+_PROMPT_PLACEHOLDERS = {
+    Mode.UPSCALE: "Optional: what the enlarged image shows",
+    Mode.EDIT: "Say what to change: make the circle blue…",
+}
 
 
 class MainWindow(QMainWindow):
@@ -134,6 +140,7 @@ class MainWindow(QMainWindow):
         )
         self._connect()
         self._restore_settings()
+        self._show_family()
         self._show_mode(self.draft.mode)
         self.prompt_panel.prompt_edit.setFocus()
         notices = take_notices()  # broken state set aside at start: said once
@@ -150,12 +157,14 @@ class MainWindow(QMainWindow):
         self.canvas.setMinimumSize(*CANVAS_MIN_SIZE)
         self.timeline = Timeline()
         self.mask_bar = MaskBar(self.canvas)
+        self.references = ReferenceStrip()
         centre = QWidget()
         layout = QVBoxLayout(centre)
         layout.setContentsMargins(6, 6, 6, 4)
         layout.setSpacing(4)
         layout.addWidget(self.banner)
         layout.addWidget(self.mask_bar)
+        layout.addWidget(self.references)
         layout.addWidget(self.canvas, 1)
         layout.addWidget(self.timeline)
         self.setCentralWidget(centre)
@@ -299,6 +308,7 @@ class MainWindow(QMainWindow):
 
         self.generate_button.clicked.connect(self.generate)
         self.cancel_button.clicked.connect(self.cancel)
+        self.references.problem.connect(self.status.say)
         self.model_picker.addRequested.connect(lambda: self._ask_for_model(self.model_picker))
         self.upscaler_picker.addRequested.connect(lambda: self._ask_for_model(self.upscaler_picker))
         self.guidance.upscale_model.addRequested.connect(
@@ -349,7 +359,9 @@ class MainWindow(QMainWindow):
 
     def build_request(self) -> GenerationRequest:
         """The draft frozen with the canvas's image and mask (the mode takes what it uses)."""
-        return self.draft.freeze(self.canvas.image(), self.canvas.mask())
+        return self.draft.freeze(
+            self.canvas.image(), self.canvas.mask(), references=self.references.images()
+        )
 
     @Slot()
     def generate(self) -> int | None:
@@ -374,8 +386,15 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ the draft
 
     def _on_draft_changed(self, values: dict[str, Any], _source: Source) -> None:
-        if "mode" in values:
+        if "model" in values:
+            self._show_family()
+        if {"mode", "model"} & values.keys():
             self._show_mode(self.draft.mode)
+
+    def _show_family(self) -> None:
+        family = model_family(str(self.draft["model"]))
+        label = family.label if family else ""
+        self.references.set_limit(family.edit_references if family else 0, label)
 
     def _show_mode(self, mode: Mode) -> None:
         self.model_picker.setVisible(mode is not Mode.UPSCALE)
@@ -383,14 +402,11 @@ class MainWindow(QMainWindow):
         inpaint = mode is Mode.INPAINT
         self.canvas.set_mask_editing(inpaint)
         self.mask_bar.setVisible(inpaint)
+        self.references.setVisible(mode is Mode.EDIT and self.references.limit > 0)
         for action in self.mask_actions:
             action.setEnabled(inpaint)
         self.generate_button.setText("Upscale" if mode is Mode.UPSCALE else "Generate")
-        self.prompt_panel.prompt_edit.setPlaceholderText(
-            "Optional: what the enlarged image shows"
-            if mode is Mode.UPSCALE
-            else "Describe the image: a large yellow star in the centre…"
-        )
+        self.prompt_panel.prompt_edit.setPlaceholderText(_PROMPT_PLACEHOLDERS.get(mode, _DESCRIBE))
 
     def _announce_defaults(self, spec: str, defaults: dict[str, Any]) -> None:
         """Say what a model's defaults changed: a 64×64 model left at 512×512 gives noise."""

@@ -47,7 +47,7 @@ QPushButton#generateButton {
 QPushButton#generateButton:hover { background: #5a9dfd; }
 QPushButton#generateButton:disabled { background: %(disabled)s; border-color: %(disabled)s; }
 QToolButton#modeButton {
-    padding: 5px 4px; border: 1px solid %(border)s; background: %(button)s;
+    padding: 5px 2px; border: 1px solid %(border)s; background: %(button)s;
 }
 QToolButton:checked {
     background: %(checked)s; border: 1px solid %(accent)s; border-radius: 3px;

@@ -90,10 +90,17 @@ class Family:
     config_test: Callable[[ConfigReader], bool] | None = None
     checkpoint_prefixes: tuple[str, ...] = ()
     checkpoint_class: str = ""  # the class whose from_single_file loads such a file
+    # Edit mode: how many reference images the edit pipeline takes besides the input
+    edit_references: int = 0
 
     @property
     def modes(self) -> tuple[str, ...]:
         return tuple(self.pipelines)
+
+    def offers(self, mode: str) -> bool:
+        """Whether a job of this mode ("txt2img", "edit", …) can run on the family's models;
+        an upscale runs the upscaler, a model of its own, whatever the family."""
+        return mode == "upscale" or mode in self.pipelines
 
     def preview_fits(self, vae_config: Mapping[str, Any]) -> bool:
         blocks = tuple(vae_config.get("block_out_channels") or ())

@@ -28,6 +28,7 @@ _COMMON = {
     "samplers": CUSTOM_SIGMA_SAMPLERS,
     "preview_vae_blocks": (),  # fitted from the model's own VAE
     "index_classes": ("Flux2KleinPipeline",),
+    "edit_references": 3,  # Klein takes a list of images: the input and up to 3 more
 }
 
 FAMILIES = [

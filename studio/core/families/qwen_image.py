@@ -25,7 +25,15 @@ FAMILIES = [
         name="qwen-image-edit",
         label="Qwen-Image-Edit",
         pipelines={"edit": "QwenImageEditPipeline"},
-        index_classes=("QwenImageEditPipeline", "QwenImageEditPlusPipeline"),
+        index_classes=("QwenImageEditPipeline",),
+        **_COMMON,
+    ),
+    Family(
+        name="qwen-image-edit-plus",
+        label="Qwen-Image-Edit (2509)",
+        pipelines={"edit": "QwenImageEditPlusPipeline"},
+        index_classes=("QwenImageEditPlusPipeline",),
+        edit_references=2,  # up to three images in all
         **_COMMON,
     ),
     Family(

@@ -1,11 +1,15 @@
-"""Segmented buttons choosing the mode: Text→Image, Image→Image, Inpaint, Upscale."""
+"""Segmented buttons choosing the mode: Text→Image, Image→Image, Inpaint, Upscale, Edit;
+the modes the model's family has no pipeline for are disabled, with the reason."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QSizePolicy, QToolButton, QWidget
 
-from studio.core.draft import Draft
+from studio.core import catalog
+from studio.core.draft import Draft, Source
 from studio.core.request import Mode
 from studio.ui.bind import Adapter, bind
 
@@ -14,6 +18,7 @@ _TIPS = {
     Mode.IMAGE_TO_IMAGE: "Push the canvas image towards the prompt (Ctrl+2)",
     Mode.INPAINT: "Repaint the masked part of the canvas image (Ctrl+3)",
     Mode.UPSCALE: "Enlarge the canvas image ×4 with a diffusion upscaler (Ctrl+4)",
+    Mode.EDIT: "Change the canvas image as the prompt says: 'make the circle blue' (Ctrl+5)",
 }
 
 
@@ -49,6 +54,23 @@ class ModeBar(QWidget):
         bind(
             draft, "mode", self, Adapter(lambda: self.mode().value, self.set_mode, self.modeChanged)
         )
+
+        draft.changed.connect(self._on_draft_changed)
+        self.show_family(catalog.model_family(str(draft["model"])))
+
+    def show_family(self, family: Any) -> None:
+        """Enable the modes the family has (every mode for a model of no known family: the
+        engine finds out); the upscaler is a model of its own, always there."""
+        for mode, button in self.buttons.items():
+            has = family is None or family.offers(mode.value)
+            button.setEnabled(has)
+            button.setToolTip(
+                _TIPS[mode] if has else f"{family.label} models have no {mode.label} mode."
+            )
+
+    def _on_draft_changed(self, values: dict[str, Any], _source: Source) -> None:
+        if "model" in values:
+            self.show_family(catalog.model_family(str(values["model"])))
 
     def set_mode(self, mode: Mode) -> None:
         self.buttons[Mode(mode)].setChecked(True)
