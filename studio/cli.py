@@ -64,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--device", help="cuda, cuda:1, mps or cpu (default: the best one here)")
     parser.add_argument(
+        "--models-dir",
+        type=Path,
+        metavar="DIR",
+        help="your models folder (AUTOMATIC1111's, Forge's or ComfyUI's, or its models/): "
+        "--model then takes a checkpoint's file name from it (default: the window's setting, "
+        "else $LATENT_STUDIO_MODELS_DIR)",
+    )
+    parser.add_argument(
         "--dtype", choices=["float16", "bfloat16", "float32"], help="default: fp16 on GPUs"
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -302,6 +310,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from studio.core.logs import setup_logging
 
     setup_logging(args.debug)
+    if args.models_dir is not None:
+        from studio.core import models_folder
+
+        if not args.models_dir.is_dir():
+            shown = printable(str(args.models_dir))
+            print(f"studio: --models-dir: '{shown}' is not a folder.", file=sys.stderr)
+            return 2
+        models_folder.use(args.models_dir)
     if args.command is None:
         from studio.ui.app import main as open_studio
 

@@ -450,3 +450,31 @@ def test_a_sliders_label_shows_every_decimal_the_value_will_run_with(qtbot) -> N
     }
     assert labels == {"cfg_scale": "7.25", "threshold_percentile": "99.95", "strength": "0.875"}
     assert draft.freeze().cfg_scale == 7.25
+
+
+def test_the_models_folder_setting_lists_its_checkpoints(  # noqa: ANN001
+    qtbot, make_window, tmp_path, monkeypatch
+):
+    from studio.core import models_folder
+
+    monkeypatch.setattr(models_folder, "_chosen", {"command line": None, "setting": None})
+    monkeypatch.delenv(models_folder.ENV_VAR, raising=False)
+    checkpoints = tmp_path / "ComfyUI" / "models" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "juggernautXL.safetensors").write_bytes(b"x")
+    window = make_window()
+    combo = window.model_picker.combo
+    listed = [combo.itemText(i) for i in range(combo.count())]
+    assert "juggernautXL" not in listed
+    engine = window.settings.engine_settings()
+    window.apply_settings(StudioSettings(tmp_path, engine, "dark", models_dir=tmp_path / "ComfyUI"))
+    listed = [combo.itemText(i) for i in range(combo.count())]
+    assert "juggernautXL" in listed
+    # picking it names the file the engine loads; the setting survives a restart
+    combo.activated.emit(listed.index("juggernautXL"))
+    assert window.draft["model"] == str(checkpoints / "juggernautXL.safetensors")
+    window.settings.sync()
+    assert Settings(window.settings.path).models_dir() == tmp_path / "ComfyUI"
+    dialog = SettingsDialog(StudioSettings(tmp_path, engine, "dark", models_dir=tmp_path))
+    assert dialog.values().models_dir == tmp_path
+    dialog.deleteLater()

@@ -221,6 +221,12 @@ def resolve(spec: str) -> ModelSource:
     if "/" not in spec and (embedded / "model_index.json").is_file():
         return ModelSource(spec, "embedded", str(embedded))
     path = Path(spec).expanduser()
+    if not path.exists():
+        from studio.core import models_folder
+
+        found = models_folder.find(spec)
+        if found is not None:  # a name in the artist's models folder ("ponyV6", "SDXL/ponyV6")
+            return resolve(str(found))
     if path.is_dir():
         if not (path / "model_index.json").is_file():
             raise ModelError(

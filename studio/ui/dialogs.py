@@ -69,6 +69,7 @@ class StudioSettings:
     engine: EngineSettings
     theme: str
     save_as: SaveFormat = PNG
+    models_dir: Path | None = None  # the artist's AUTOMATIC1111 / ComfyUI models folder
 
 
 class _Choice(QComboBox):
@@ -115,6 +116,18 @@ class SettingsDialog(QDialog):
         studio_box = QGroupBox("Studio")
         studio_form = _form(studio_box)
         studio_form.addRow("Output folder", folder_row)
+        self.models_edit = QLineEdit(str(values.models_dir or ""))
+        self.models_edit.setPlaceholderText("AUTOMATIC1111's, Forge's or ComfyUI's folder")
+        self.models_edit.setToolTip(
+            "The studio lists the checkpoints it finds there (models/Stable-diffusion, "
+            "models/checkpoints, diffusers folders…), as those tools keep them"
+        )
+        models_browse = QPushButton("Browse…")
+        models_browse.clicked.connect(self._browse_models)
+        models_row = QHBoxLayout()
+        models_row.addWidget(self.models_edit, 1)
+        models_row.addWidget(models_browse)
+        studio_form.addRow("Models folder", models_row)
         self.save_kind = QComboBox()
         for kind, label in _FORMAT_LABELS.items():
             self.save_kind.addItem(label, kind)
@@ -284,12 +297,22 @@ class SettingsDialog(QDialog):
 
     def values(self) -> StudioSettings:
         save_as = SaveFormat(self.save_kind.currentData(), self.save_quality.value())
+        models = self.models_edit.text().strip()
         return StudioSettings(
-            self.folder(), self.engine_settings(), self.theme.currentData(), save_as
+            self.folder(),
+            self.engine_settings(),
+            self.theme.currentData(),
+            save_as,
+            Path(models).expanduser() if models else None,
         )
 
     def _update_quality(self) -> None:
         self.save_quality.setEnabled(self.save_kind.currentData() != "png")
+
+    def _browse_models(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Models folder", self.models_edit.text())
+        if folder:
+            self.models_edit.setText(folder)
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Output folder", self.folder_edit.text())

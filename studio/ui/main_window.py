@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.core import models_folder
 from studio.core.catalog import ModelError, model_defaults, model_family
 from studio.core.draft import Draft, Source
 from studio.core.imaging import ImageLoadError, file_dialog_filter, open_image
@@ -98,6 +99,7 @@ class MainWindow(QMainWindow):
         by `engine_factory`)."""
         super().__init__(parent)
         self.settings = settings or Settings()
+        models_folder.use(self.settings.models_dir(), "setting")  # before any picker lists
         self.setWindowTitle(TITLE)
         self.setWindowIcon(icons.app_icon())
         self.setAcceptDrops(True)
@@ -529,6 +531,7 @@ class MainWindow(QMainWindow):
             self.settings.engine_settings(),
             self.settings.theme(),
             self.settings.save_format(),
+            self.settings.models_dir(),
         )
         dialog = SettingsDialog(current, self)
         try:
@@ -545,6 +548,10 @@ class MainWindow(QMainWindow):
         self.settings.set_output_dir(chosen.output_dir)
         self.settings.set_engine_settings(chosen.engine)
         self.settings.set_save_format(chosen.save_as)
+        if chosen.models_dir != self.settings.models_dir():
+            self.settings.set_models_dir(chosen.models_dir)
+            models_folder.use(chosen.models_dir, "setting")
+            self.model_picker.reload()
         self.controller.save_as = chosen.save_as
         self.controller.set_output_dir(chosen.output_dir)  # the gallery follows
         self.controller.configure(self.settings.engine_settings())

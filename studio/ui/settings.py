@@ -171,6 +171,14 @@ class Settings:
     def set_open_folder(self, folder: Path) -> None:
         self._qs.setValue("studio/open_folder", str(folder))
 
+    def models_dir(self) -> Path | None:
+        """The artist's models folder (AUTOMATIC1111's or ComfyUI's), if set."""
+        value = self._qs.value("studio/models_dir")
+        return Path(value) if isinstance(value, str) and value else None
+
+    def set_models_dir(self, folder: Path | None) -> None:
+        self._qs.setValue("studio/models_dir", str(folder) if folder else "")
+
     def theme(self) -> str:
         value = self._qs.value("studio/theme", "dark")
         return value if value in ("dark", "light") else "dark"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 from superqt import QElidingLabel
 
-from studio.core import catalog
+from studio.core import catalog, models_folder
 from studio.core.catalog import ModelError
 from studio.core.draft import Draft, Source
 from studio.core.request import DEFAULT_MODEL, DEFAULT_UPSCALE_MODEL
@@ -208,6 +208,17 @@ class ModelPicker(QWidget):
         for spec in catalog.added_models():
             if self.combo.findData(spec) < 0:
                 self.combo.addItem(short_model_name(spec), spec)
+        folder = models_folder.current() if self.role == "generator" else None
+        if folder is not None and folder.checkpoints:
+            self.combo.insertSeparator(self.combo.count())
+            for path in folder.checkpoints:
+                if self.combo.findData(str(path)) < 0:
+                    self.combo.addItem(
+                        printable(path.stem if path.is_file() else path.name), str(path)
+                    )
+                    self.combo.setItemData(
+                        self.combo.count() - 1, printable(str(path)), Qt.ItemDataRole.ToolTipRole
+                    )
         self.combo.insertSeparator(self.combo.count())
         self.combo.addItem("Add model…", ADD_MODEL)
         self.combo.blockSignals(False)
