@@ -21,7 +21,7 @@ from studio.core.state import set_aside
 log = logging.getLogger(__name__)
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+_CHECKPOINT_SUFFIXES = (".safetensors", ".gguf", ".ckpt", ".pt", ".pth", ".bin")
 
 
 class ModelError(BadInput):
@@ -154,12 +154,14 @@ def size_on_disk(spec: str) -> int | None:
 def _checkpoint_family(path: Path) -> Any:
     """The family of a single-file checkpoint, from its tensor names alone."""
     from studio.core import families
-    from studio.core.model_files import safetensors_keys
+    from studio.core.model_files import gguf_keys, safetensors_keys
 
-    if path.suffix.lower() != ".safetensors":
+    suffix = path.suffix.lower()
+    if suffix not in (".safetensors", ".gguf"):
         return None  # a pickled file is not opened to find out
     try:
-        return families.of_checkpoint(safetensors_keys(path))
+        keys = safetensors_keys(path) if suffix == ".safetensors" else gguf_keys(path)
+        return families.of_checkpoint(keys)
     except (OSError, ValueError, UnicodeDecodeError, OverflowError):
         return None
 

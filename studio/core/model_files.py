@@ -58,6 +58,21 @@ def safetensors_keys(path: Path) -> list[str]:
     return [name for name in header if name != "__metadata__"]
 
 
+def gguf_keys(path: Path) -> list[str]:
+    """The tensor names of a GGUF file (its weights stay on disk); [] without the optional
+    gguf package. ValueError when the file is not a readable GGUF file."""
+    try:
+        import gguf
+    except ImportError:
+        return []
+    if not is_regular_file(path):
+        raise ValueError("not a regular file")
+    try:
+        return [t.name for t in gguf.GGUFReader(str(path)).tensors]
+    except Exception as e:  # noqa: BLE001 - the reader's own errors for a damaged file
+        raise ValueError(f"not a GGUF file ({e.__class__.__name__})") from None
+
+
 def check_model_folder(folder: Path) -> None:
     """Raise ModelFileError with one sentence for the first problem in a diffusers folder:
     a damaged model_index.json or config, a component it lists that is missing, a file

@@ -207,26 +207,10 @@ class ModelManager:
         return pipe
 
     def _load_checkpoint(self, path: Path, pipeline_class: Any) -> Any:
-        import diffusers
+        """A single file, with no network: studio.engine.single_file says how."""
+        from studio.engine import single_file
 
-        if path.suffix.lower() == ".safetensors":
-            keys = check_safetensors_header(path)
-        else:
-            keys = check_checkpoint_is_safe(path)
-        cls = pipeline_class
-        if not hasattr(pipeline_class, "from_single_file"):  # a generic class: pick the family
-            family = families.of_checkpoint(keys)
-            cls = getattr(
-                diffusers, family.checkpoint_class if family else "StableDiffusionPipeline"
-            )
-        try:
-            return cls.from_single_file(str(path), dtype=self.dtype)
-        except OSError:
-            raise ModelError(
-                f"'{path.name}' needs the configuration of its model family, which is not in "
-                "the local cache: connect once so the studio can fetch it, or use a diffusers "
-                "folder of the model."
-            ) from None
+        return single_file.load(path, pipeline_class, self.dtype, self.status)
 
     def _download(self, repo_id: str) -> str:
         """A hub model's local folder: the cache when it has it, else a download of just the

@@ -164,41 +164,29 @@ def test_single_file_checkpoints_give_clear_sentences(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="not a readable .safetensors file"):
         ModelManager().pipeline(str(damaged), Mode.TEXT_TO_IMAGE)
 
-    # A real SD-shaped key: diffusers recognises the family, then needs its config (offline).
+    # A UNet's tensors alone: no family the studio can build a pipeline of (offline or not).
     sd_like = tmp_path / "sd-like.safetensors"
     save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(8, 4, 3, 3)}, sd_like)
-    with pytest.raises(ModelError, match="needs the configuration of its model family"):
+    with pytest.raises(ModelError, match="not a checkpoint of a model family the studio knows"):
         ModelManager().pipeline(str(sd_like), Mode.TEXT_TO_IMAGE)
 
 
 @pytest.mark.parametrize(
     ("key", "expected"),
     [
-        ("conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight", "sdxl"),
-        ("cond_stage_model.transformer.text_model.embeddings.position_ids", "sd"),
+        ("conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight", "SDXL"),
+        ("cond_stage_model.transformer.text_model.embeddings.position_ids", "SD 1.x"),
     ],
 )
-def test_a_single_file_loads_with_its_familys_pipeline(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str, expected: str
-) -> None:
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+def test_a_single_file_is_read_as_its_family(tmp_path: Path, key: str, expected: str) -> None:
+    """Recognised from its tensor names; shapes unlike the published model's (whose configs
+    the studio ships) need a companion folder, which the sentence says how to add.
+    (Loading such files for real: tests/engine/test_single_file.py.)"""
     from safetensors.torch import save_file
 
-    used: list[str] = []
-
-    def recorder(name: str):  # noqa: ANN202
-        def from_single_file(path: str, **kwargs):  # noqa: ANN003, ANN202, ARG001
-            used.append(name)
-            raise OSError("no config offline")
-
-        return from_single_file
-
-    monkeypatch.setattr(StableDiffusionPipeline, "from_single_file", recorder("sd"))
-    monkeypatch.setattr(StableDiffusionXLPipeline, "from_single_file", recorder("sdxl"))
     checkpoint = tmp_path / "model.safetensors"
     save_file(
         {key: torch.zeros(2), "model.diffusion_model.out.0.weight": torch.zeros(2)}, checkpoint
     )
-    with pytest.raises(ModelError, match="needs the configuration of its model family"):
+    with pytest.raises(ModelError, match=f"is an {expected} model of unusual shapes"):
         ModelManager().pipeline(str(checkpoint), Mode.TEXT_TO_IMAGE)
-    assert used == [expected]

@@ -1,0 +1,707 @@
+"""Single-file models loaded with no network: checkpoints as model sites share them.
+
+A `.safetensors` (or safe pickled `.ckpt`) checkpoint of SD 1.x, SD 2.x or SDXL holds every
+weight of its pipeline but none of its configuration. diffusers fetches that configuration
+from the hub; the studio ships it instead (`studio/resources/single_file_configs/<variant>`,
+the published configs' values, JSON only) and builds the CLIP tokenizers from the BPE
+vocabulary shipped beside them (OpenCLIP's `bpe_simple_vocab_16e6.txt.gz`, MIT), once, into
+the studio's cache folder. The shipped configuration is used when the file's tensor shapes
+are the published model's; a file of other shapes takes its configuration from a companion.
+
+SD 3.5, Flux.1, Chroma, Qwen-Image and Z-Image files (and every `.gguf` file) are used for
+their denoiser (transformer) only: their VAE, text encoders and tokenizers (T5's and
+Qwen's cannot be shipped) come from a *companion*, a diffusers folder of the same family,
+found in this order:
+
+1. the file `<model file>.companion` beside it: one line, a folder (absolute, or relative
+   to the model file's folder) or a hub id already in the local Hugging Face cache;
+2. a diffusers folder of the same family beside the model file;
+3. the family's own hub repository (e.g. black-forest-labs/FLUX.1-dev) in the local cache.
+
+Nothing here downloads (`local_files_only=True` everywhere), runs code from a model file
+(safetensors, GGUF, or pickles that load with weights_only=True) or lets a library's
+traceback reach the artist: each problem is one sentence (`ModelError`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from studio.core import families
+from studio.core.catalog import ModelError
+from studio.core.files import is_regular_file
+from studio.core.model_files import MAX_HEADER_BYTES, check_model_folder
+from studio.core.paths import cache_dir
+from studio.core.text import printable
+
+log = logging.getLogger(__name__)
+
+CONFIGS_DIR = Path(__file__).resolve().parents[1] / "resources" / "single_file_configs"
+CLIP_VOCAB = CONFIGS_DIR / "clip" / "bpe_simple_vocab_16e6.txt.gz"
+_BUILD_VERSION = "1"  # bump when the assembled config folders change
+
+UNET = "model.diffusion_model."
+SDXL_CLIP_L = "conditioner.embedders.0.transformer.text_model."
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A published model whose configuration the studio ships."""
+
+    name: str  # the folder under single_file_configs
+    # original tensor name (prefix of a denoiser-only file removed) → its published shape
+    signature: dict[str, tuple[int, ...]]
+    # pipeline component → the prefixes of its tensors in a full checkpoint
+    components: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+_SD_VAE = ("first_stage_model.",)
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant(
+            "sd1",
+            {
+                UNET + "input_blocks.0.0.weight": (320, 4, 3, 3),
+                UNET + "input_blocks.1.1.proj_in.weight": (320, 320, 1, 1),
+                "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight": (
+                    49408,
+                    768,
+                ),
+                "first_stage_model.encoder.conv_in.weight": (128, 3, 3, 3),
+            },
+            {
+                "unet": (UNET,),
+                "vae": _SD_VAE,
+                "text_encoder": ("cond_stage_model.transformer.",),
+            },
+        ),
+        *(
+            Variant(
+                name,
+                {
+                    UNET + "input_blocks.0.0.weight": (320, 4, 3, 3),
+                    UNET + "input_blocks.1.1.proj_in.weight": (320, 320),
+                    "cond_stage_model.model.token_embedding.weight": (49408, 1024),
+                    "first_stage_model.encoder.conv_in.weight": (128, 3, 3, 3),
+                },
+                {"unet": (UNET,), "vae": _SD_VAE, "text_encoder": ("cond_stage_model.model.",)},
+            )
+            for name in ("sd2-v", "sd2-base")
+        ),
+        Variant(
+            "sdxl",
+            {
+                UNET + "input_blocks.0.0.weight": (320, 4, 3, 3),
+                UNET + "label_emb.0.0.weight": (1280, 2816),
+                SDXL_CLIP_L + "embeddings.token_embedding.weight": (49408, 768),
+                "conditioner.embedders.1.model.token_embedding.weight": (49408, 1280),
+                "first_stage_model.encoder.conv_in.weight": (128, 3, 3, 3),
+            },
+            {
+                "unet": (UNET,),
+                "vae": _SD_VAE,
+                "text_encoder": ("conditioner.embedders.0.transformer.",),
+                "text_encoder_2": ("conditioner.embedders.1.model.",),
+            },
+        ),
+        Variant(
+            "sd3.5-large",
+            {"x_embedder.proj.weight": (2432, 16, 2, 2), "pos_embed": (1, 36864, 2432)},
+        ),
+        Variant(
+            "sd3.5-medium",
+            {"x_embedder.proj.weight": (1536, 16, 2, 2), "pos_embed": (1, 147456, 1536)},
+        ),
+        *(
+            Variant(
+                name,
+                {
+                    "img_in.weight": (3072, 64),
+                    "txt_in.weight": (3072, 4096),
+                    "vector_in.in_layer.weight": (3072, 768),
+                    "double_blocks.18.img_attn.qkv.weight": (9216, 3072),
+                    "single_blocks.37.linear1.weight": (21504, 3072),
+                },
+            )
+            for name in ("flux-dev", "flux-schnell")
+        ),
+    )
+}
+
+# Families whose single files are complete pipelines the studio can build from shipped configs.
+_FULL_FAMILIES = ("sd1", "sd2", "sdxl")
+# The denoiser's class and the prefix full checkpoints put before its tensors.
+_DENOISERS = {
+    "sd3": "SD3Transformer2DModel",
+    "flux-dev": "FluxTransformer2DModel",
+    "flux-schnell": "FluxTransformer2DModel",
+    "chroma": "ChromaTransformer2DModel",
+    "qwen-image": "QwenImageTransformer2DModel",
+    "z-image": "ZImageTransformer2DModel",
+}
+# Where a family's companion may already be, in the local Hugging Face cache.
+HUB_COMPANIONS: dict[str, tuple[str, ...]] = {
+    "sd1": ("stable-diffusion-v1-5/stable-diffusion-v1-5", "runwayml/stable-diffusion-v1-5"),
+    "sd2": ("stabilityai/stable-diffusion-2-1", "stabilityai/stable-diffusion-2-1-base"),
+    "sdxl": ("stabilityai/stable-diffusion-xl-base-1.0",),
+    "sd3": (
+        "stabilityai/stable-diffusion-3.5-large",
+        "stabilityai/stable-diffusion-3.5-medium",
+        "stabilityai/stable-diffusion-3.5-large-turbo",
+    ),
+    "flux-dev": ("black-forest-labs/FLUX.1-dev", "black-forest-labs/FLUX.1-schnell"),
+    "flux-schnell": ("black-forest-labs/FLUX.1-schnell", "black-forest-labs/FLUX.1-dev"),
+    "chroma": ("lodestones/Chroma1-HD", "lodestones/Chroma"),
+    "qwen-image": ("Qwen/Qwen-Image",),
+    "z-image": ("Tongyi-MAI/Z-Image-Turbo",),
+}
+MAX_SIBLINGS = 500  # entries of the model file's folder looked at for a companion
+
+
+# -- what a file holds ----------------------------------------------------------------------
+
+
+@dataclass
+class FileInfo:
+    path: Path
+    keys: list[str]
+    shapes: dict[str, tuple[int, ...]]  # empty for pickles (not opened twice)
+    family: families.Family | None
+    variant: Variant | None  # the published model it would be, from its family and tensors
+    matches: bool  # its tensor shapes are the variant's (its shipped configs fit)
+
+    @property
+    def is_gguf(self) -> bool:
+        return self.path.suffix.lower() == ".gguf"
+
+    def has(self, prefixes: tuple[str, ...]) -> bool:
+        return any(k.startswith(p) for k in self.keys for p in prefixes)
+
+
+def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name → shape, from a .safetensors header alone (no weights are read)."""
+    if not is_regular_file(path):
+        raise ValueError("not a regular file")
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        if len(head) < 8:
+            raise ValueError("shorter than a header")
+        (length,) = struct.unpack("<Q", head)
+        if length > min(MAX_HEADER_BYTES, size - 8):
+            raise ValueError("header longer than the file")
+        header = json.loads(handle.read(length).decode("utf-8"))
+    if not isinstance(header, dict):
+        raise ValueError("header is not a JSON object")
+    shapes = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2):
+            raise ValueError("header entry without offsets")
+        if 8 + length + int(offsets[1]) > size:
+            raise ValueError("truncated")
+        shapes[name] = tuple(int(d) for d in entry.get("shape", ()))
+    return shapes
+
+
+def gguf_module() -> Any:
+    try:
+        import gguf
+    except ImportError:
+        raise ModelError(
+            "GGUF models need the gguf package: install it with `pip install gguf` "
+            "(or `pip install latent-studio[gguf]`)."
+        ) from None
+    return gguf
+
+
+def gguf_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name → logical shape (torch order) of a GGUF file; its weights stay on disk."""
+    gguf = gguf_module()
+    if not is_regular_file(path):
+        raise ValueError("not a regular file")
+    reader = gguf.GGUFReader(str(path))
+    return {t.name: tuple(int(d) for d in reversed(list(t.shape))) for t in reader.tensors}
+
+
+def inspect(path: Path) -> FileInfo:
+    """Read what a model file holds (names and shapes; pickles: names), or one sentence."""
+    from studio.engine.models import check_checkpoint_is_safe
+
+    name = printable(path.name)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".safetensors":
+            shapes = safetensors_shapes(path)
+        elif suffix == ".gguf":
+            shapes = gguf_shapes(path)
+        else:
+            shapes = {}
+    except ModelError:
+        raise
+    except Exception:  # noqa: BLE001 - a damaged header, whatever the library says
+        kind = "GGUF" if suffix == ".gguf" else ".safetensors"
+        raise ModelError(
+            f"'{name}' is not a readable {kind} file (damaged or incompletely downloaded)."
+        ) from None
+    if suffix in (".safetensors", ".gguf"):
+        keys = list(shapes)
+    else:  # a pickle: refused unless it loads with weights_only=True
+        keys = check_checkpoint_is_safe(path)
+        shapes = _pickle_shapes(path)
+    family = families.of_checkpoint(keys)
+    variant = _variant(path, family, keys, shapes)
+    matches = variant is not None and _fits(variant, _unprefixed(shapes, family))
+    return FileInfo(path, keys, shapes, family, variant, matches)
+
+
+def _pickle_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name → shape of a pickled checkpoint already found safe, its weights left on
+    disk (meta tensors); {} when the file's format does not allow that."""
+    import torch
+
+    try:
+        data = torch.load(path, map_location="meta", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - an old (non-zip) pickle: shapes unknown
+        return {}
+    if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = data["state_dict"]
+    if not isinstance(data, dict):
+        return {}
+    return {
+        k: tuple(v.shape) for k, v in data.items() if isinstance(k, str) and hasattr(v, "shape")
+    }
+
+
+def _unprefixed(shapes: dict[str, tuple[int, ...]], family: Any) -> dict[str, tuple[int, ...]]:
+    """A transformer file's tensor names without the prefix full checkpoints put first."""
+    if family is None or family.name in _FULL_FAMILIES:
+        return shapes
+    return {k.removeprefix(UNET): v for k, v in shapes.items()}
+
+
+def _fits(variant: Variant, shapes: dict[str, tuple[int, ...]]) -> bool:
+    if not shapes:  # a pickle: not opened twice to find out; the published model is likely
+        return True
+    present = [k for k in variant.signature if k in shapes]
+    return bool(present) and all(shapes[k] == variant.signature[k] for k in present)
+
+
+def _variant(path: Path, family: Any, keys: list[str], shapes: dict) -> Variant | None:
+    if family is None:
+        return None
+    if family.name == "sd2":
+        return VARIANTS["sd2-v" if sd2_predicts_v(path) else "sd2-base"]
+    if family.name == "sd3":
+        width = _unprefixed(shapes, family).get("x_embedder.proj.weight", (0,))[0]
+        return {2432: VARIANTS["sd3.5-large"], 1536: VARIANTS["sd3.5-medium"]}.get(width)
+    if family.name in ("flux-dev", "flux-schnell"):
+        guided = any(k.removeprefix(UNET).startswith("guidance_in.") for k in keys)
+        return VARIANTS["flux-dev" if guided else "flux-schnell"]
+    return VARIANTS.get(family.name)
+
+
+def sd2_predicts_v(path: Path) -> bool:
+    """Whether an SD 2.x checkpoint predicts v, which its tensors cannot tell. As A1111: a
+    sibling `<name>.yaml` says (`parameterization: "v"`; without it, epsilon); with none, a
+    name that says 512 or base is the 512 px epsilon model, and any other the 768 px v one
+    (SD 2.0/2.1 and most of their fine-tunes)."""
+    yaml = path.with_suffix(".yaml")
+    if is_regular_file(yaml):
+        try:
+            text = yaml.read_text(encoding="utf-8", errors="replace")[:100_000]
+        except OSError:
+            text = ""
+        return bool(re.search(r"parameterization:\s*[\"']?v[\"']?\s*$", text, re.MULTILINE))
+    return not re.search(r"512|base", path.stem, re.IGNORECASE)
+
+
+# -- companions -----------------------------------------------------------------------------
+
+
+def companion_hint(path: Path, family: Any) -> str:
+    repos = HUB_COMPANIONS.get(family.name, ())
+    cached = f"have '{repos[0]}' in the local Hugging Face cache, " if repos else ""
+    return (
+        f"put a diffusers folder of {family.label} beside it, {cached}or write the folder or "
+        f"hub id into '{printable(path.name)}.companion'"
+    )
+
+
+def find_companion(path: Path, family: Any) -> Path | None:
+    """The diffusers folder whose missing parts (configs, VAE, text encoders, tokenizers) a
+    single file uses: named in `<file>.companion`, beside the file, or in the local cache."""
+    sidecar = path.with_name(path.name + ".companion")
+    if is_regular_file(sidecar):
+        return _named_companion(sidecar, path)
+    siblings: list[Path] = []
+    try:
+        with os.scandir(path.parent) as scan:
+            for _, entry in zip(range(MAX_SIBLINGS), scan, strict=False):
+                if entry.is_dir() and is_regular_file(Path(entry.path) / "model_index.json"):
+                    siblings.append(Path(entry.path))
+    except OSError:
+        pass
+    same_class = []
+    for folder in sorted(siblings):
+        found = families.of_folder(folder)
+        if found is not None and found.name == family.name:
+            return folder
+        if found is not None and found.pipelines.get("txt2img") == family.pipelines.get("txt2img"):
+            same_class.append(folder)
+    if same_class:
+        return same_class[0]
+    for repo in HUB_COMPANIONS.get(family.name, ()):
+        folder = _cached_repo(repo)
+        if folder is not None:
+            return folder
+    return None
+
+
+def _named_companion(sidecar: Path, path: Path) -> Path:
+    try:
+        lines = sidecar.read_text(encoding="utf-8", errors="replace")[:4096].splitlines()
+    except OSError:
+        lines = []
+    named = next((line.strip() for line in lines if line.strip()), "")
+    folder = (path.parent / Path(named).expanduser()) if named else None
+    if folder is not None and (folder / "model_index.json").is_file():
+        return folder
+    cached = _cached_repo(named) if re.match(r"^[\w.-]+/[\w.-]+$", named) else None
+    if cached is not None:
+        return cached
+    raise ModelError(
+        f"'{printable(sidecar.name)}' names '{printable(named)}', which is neither a diffusers "
+        "folder nor a hub model in the local cache."
+    )
+
+
+def _cached_repo(repo: str) -> Path | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        index = try_to_load_from_cache(repo, "model_index.json")
+    except Exception:  # noqa: BLE001 - no cache, no companion
+        return None
+    return Path(index).parent if isinstance(index, str) else None
+
+
+# -- shipped configs and tokenizers ---------------------------------------------------------
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP's reversible map of bytes to printable characters."""
+    codes = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    chars = codes[:]
+    n = 0
+    for b in range(256):
+        if b not in codes:
+            codes.append(b)
+            chars.append(256 + n)
+            n += 1
+    return dict(zip(codes, (chr(c) for c in chars), strict=True))
+
+
+def clip_tokenizer_files() -> Path:
+    """A folder with CLIP's vocab.json and merges.txt, built once from the shipped BPE list
+    (the construction of OpenAI's and OpenCLIP's simple tokenizer)."""
+    target = cache_dir() / "clip-tokenizer"
+    if (target / "vocab.json").is_file() and (target / "merges.txt").is_file():
+        return target
+    lines = gzip.decompress(CLIP_VOCAB.read_bytes()).decode("utf-8").split("\n")
+    merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]
+    alphabet = list(bytes_to_unicode().values())
+    tokens = alphabet + [c + "</w>" for c in alphabet] + ["".join(m) for m in merges]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    target.mkdir(parents=True, exist_ok=True)
+    _write_atomic(target / "merges.txt", "#version: 0.2\n" + "\n".join(" ".join(m) for m in merges))
+    _write_atomic(target / "vocab.json", json.dumps({t: i for i, t in enumerate(tokens)}))
+    return target
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def shipped_folder(variant: Variant, scheduler: dict[str, Any] | None = None) -> Path:
+    """A diffusers config folder for a variant, in the cache: the shipped JSON files, CLIP
+    tokenizers built from the shipped vocabulary, and scheduler changes if any."""
+    source = CONFIGS_DIR / variant.name
+    digest = hashlib.sha256(_BUILD_VERSION.encode())
+    for file in sorted(source.rglob("*.json")):
+        digest.update(str(file.relative_to(source)).encode() + file.read_bytes())
+    digest.update(json.dumps(scheduler or {}, sort_keys=True).encode())
+    target = cache_dir() / "single-file-configs" / f"{variant.name}-{digest.hexdigest()[:12]}"
+    if (target / "model_index.json").is_file():
+        return target
+    building = target.with_name(f".{target.name}.{os.getpid()}")
+    shutil.rmtree(building, ignore_errors=True)
+    shutil.copytree(source, building)
+    clip = clip_tokenizer_files()
+    for tokenizer in building.glob("tokenizer*"):
+        for name in ("vocab.json", "merges.txt"):
+            shutil.copyfile(clip / name, tokenizer / name)
+    if scheduler:
+        config = building / "scheduler" / "scheduler_config.json"
+        data = json.loads(config.read_text(encoding="utf-8"))
+        config.write_text(json.dumps({**data, **scheduler}, indent=2), encoding="utf-8")
+    try:
+        os.replace(building, target)
+    except OSError:  # another process built it first
+        shutil.rmtree(building, ignore_errors=True)
+    return target
+
+
+# -- loading --------------------------------------------------------------------------------
+
+
+def load(
+    path: Path,
+    pipeline_class: Any,
+    dtype: Any,
+    status: Callable[[str, float | None], None] | None = None,
+) -> Any:
+    """The text→image pipeline of a single file, built with no network."""
+    import diffusers
+
+    info = inspect(path)
+    name = printable(path.name)
+    generic = not hasattr(pipeline_class, "from_single_file")
+    if not generic:  # a class asked for (the upscaler): diffusers' own way, offline
+        return pipeline_class.from_single_file(str(path), dtype=dtype, local_files_only=True)
+    family = info.family
+    if family is None:
+        raise ModelError(
+            f"'{name}' is not a checkpoint of a model family the studio knows (SD 1.x, SD 2.x, "
+            "SDXL, SD 3.5, Flux.1, Chroma, Qwen-Image, Z-Image)."
+        )
+    if family.name in _FULL_FAMILIES and not info.is_gguf:
+        return _load_full(info, getattr(diffusers, family.checkpoint_class), dtype)
+    if family.name not in _DENOISERS:
+        raise ModelError(
+            f"{family.label} single files cannot be loaded yet: use a diffusers folder."
+        )
+    return _load_denoiser(info, dtype)
+
+
+def _load_full(info: FileInfo, cls: Any, dtype: Any) -> Any:
+    """SD 1.x, SD 2.x and SDXL: every weight from the file, configs shipped (or the
+    companion's, for a file of other shapes)."""
+    family, variant, path = info.family, info.variant, info.path
+    assert family is not None
+    unet_in = info.shapes.get(UNET + "input_blocks.0.0.weight", (0, 4))[1]
+    if unet_in != 4:
+        raise ModelError(
+            f"'{printable(path.name)}' is an inpainting or instruction checkpoint "
+            f"({unet_in}-channel UNet): use the model's regular checkpoint."
+        )
+    companion = None
+    if variant is not None and info.matches:
+        scheduler = None
+        if family.name == "sdxl" and "v_pred" in info.keys:  # v-prediction SDXL fine-tunes
+            scheduler = {"prediction_type": "v_prediction", "rescale_betas_zero_snr": True}
+        folder = shipped_folder(variant, scheduler)
+        if not all(info.has(p) for p in variant.components.values()):
+            companion = find_companion(path, family)
+    else:
+        companion = find_companion(path, family)
+        if companion is None:
+            raise ModelError(
+                f"'{printable(path.name)}' is an {family.label} model of unusual shapes, whose "
+                f"configuration the studio does not ship: {companion_hint(path, family)}."
+            )
+        folder = companion
+    # Parts the file lacks (a checkpoint saved without its VAE) come from the companion.
+    parts: dict[str, Any] = {}
+    for component, prefixes in (variant.components if variant else {}).items():
+        if info.has(prefixes):
+            continue
+        if companion is None:
+            raise ModelError(
+                f"'{printable(path.name)}' has no {component.replace('_', ' ')}: "
+                f"{companion_hint(path, family)}."
+            )
+        parts[component] = _component(companion, component, dtype)
+    log.info("loading %s as %s with the configs of %s", path, family.name, folder)
+    return cls.from_single_file(
+        str(path), config=str(folder), local_files_only=True, dtype=dtype, **parts
+    )
+
+
+def _component(folder: Path, component: str, dtype: Any) -> Any:
+    import importlib
+
+    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    library, class_name = index[component]
+    cls = getattr(importlib.import_module(library), class_name)
+    return cls.from_pretrained(
+        folder, subfolder=component, dtype=dtype, local_files_only=True, use_safetensors=True
+    )
+
+
+def _load_denoiser(info: FileInfo, dtype: Any) -> Any:
+    """SD 3.5, Flux.1, Chroma, Qwen-Image, Z-Image and GGUF files: the denoiser from the file,
+    the rest of the pipeline from the companion."""
+    import diffusers
+
+    family, variant, path = info.family, info.variant, info.path
+    assert family is not None
+    companion = find_companion(path, family)
+    what = "GGUF file" if info.is_gguf else "file"
+    if companion is None:
+        raise ModelError(
+            f"'{printable(path.name)}' holds the {family.label} transformer: its VAE and text "
+            f"encoders come from a companion, so {companion_hint(path, family)}."
+        )
+    check_model_folder(companion)
+    if variant is not None and info.matches:
+        config = CONFIGS_DIR / variant.name
+    elif (companion / "transformer" / "config.json").is_file():
+        config = companion
+    else:
+        raise ModelError(
+            f"The {what} '{printable(path.name)}' has shapes the studio has no configuration "
+            f"for, and its companion '{printable(companion.name)}' has no transformer config."
+        )
+    denoiser_cls = getattr(diffusers, _DENOISERS[family.name])
+    kwargs: dict[str, Any] = {}
+    if info.is_gguf:
+        gguf_module()
+        kwargs["quantization_config"] = diffusers.GGUFQuantizationConfig(compute_dtype=dtype)
+    source: Any = str(path)
+    if denoiser_cls.__name__ == "FluxTransformer2DModel":
+        source = flux_to_diffusers(_state_dict(path))
+    denoiser = denoiser_cls.from_single_file(
+        source,
+        config=str(config),
+        subfolder="transformer",
+        dtype=dtype,
+        local_files_only=True,
+        **kwargs,
+    )
+    extra: dict[str, Any] = {"transformer": denoiser}
+    if variant is not None and info.matches:
+        scheduler_config = CONFIGS_DIR / variant.name / "scheduler" / "scheduler_config.json"
+        if scheduler_config.is_file():
+            extra["scheduler"] = diffusers.FlowMatchEulerDiscreteScheduler.from_pretrained(
+                CONFIGS_DIR / variant.name, subfolder="scheduler"
+            )
+    pipeline_cls = getattr(diffusers, family.pipelines["txt2img"])
+    log.info("loading %s as %s with the rest of %s", path, family.name, companion)
+    return pipeline_cls.from_pretrained(
+        companion,
+        dtype=dtype,
+        local_files_only=True,
+        trust_remote_code=False,
+        use_safetensors=True,
+        **extra,
+    )
+
+
+def _state_dict(path: Path) -> dict[str, Any]:
+    if path.suffix.lower() == ".gguf":
+        from diffusers.models.model_loading_utils import load_gguf_checkpoint
+
+        return load_gguf_checkpoint(str(path))
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def flux_to_diffusers(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """A Flux.1 transformer's tensors in BFL's layout (as model sites and GGUF files have
+    them) renamed and split into diffusers'. diffusers' own conversion assumes the published
+    width (3072); this one reads it from the file, so narrower models (tests) load too."""
+    import torch
+
+    sd = {k.removeprefix(UNET): v for k, v in checkpoint.items() if not k.startswith("vae.")}
+    sd = {k: v for k, v in sd.items() if not k.startswith(("text_encoders.", "first_stage"))}
+    inner = int(sd["img_in.weight"].shape[0])
+    out: dict[str, Any] = {}
+
+    def move(new: str, old: str) -> None:
+        for end in ("weight", "bias"):
+            if f"{old}.{end}" in sd:
+                out[f"{new}.{end}"] = sd.pop(f"{old}.{end}")
+
+    for new, old in (
+        ("time_text_embed.timestep_embedder", "time_in"),
+        ("time_text_embed.text_embedder", "vector_in"),
+        ("time_text_embed.guidance_embedder", "guidance_in"),
+    ):
+        move(f"{new}.linear_1", f"{old}.in_layer")
+        move(f"{new}.linear_2", f"{old}.out_layer")
+    move("context_embedder", "txt_in")
+    move("x_embedder", "img_in")
+    doubles = sorted({int(k.split(".")[1]) for k in sd if k.startswith("double_blocks.")})
+    for i in doubles:
+        b, o = f"transformer_blocks.{i}.", f"double_blocks.{i}."
+        move(b + "norm1.linear", o + "img_mod.lin")
+        move(b + "norm1_context.linear", o + "txt_mod.lin")
+        for end in ("weight", "bias"):
+            for names, source in (
+                (("to_q", "to_k", "to_v"), "img_attn.qkv"),
+                (("add_q_proj", "add_k_proj", "add_v_proj"), "txt_attn.qkv"),
+            ):
+                parts = torch.chunk(sd.pop(f"{o}{source}.{end}"), 3, dim=0)
+                for part_name, part in zip(names, parts, strict=True):
+                    out[f"{b}attn.{part_name}.{end}"] = part
+        for new, old in (
+            ("attn.norm_q", "img_attn.norm.query_norm"),
+            ("attn.norm_k", "img_attn.norm.key_norm"),
+            ("attn.norm_added_q", "txt_attn.norm.query_norm"),
+            ("attn.norm_added_k", "txt_attn.norm.key_norm"),
+        ):
+            out[f"{b}{new}.weight"] = sd.pop(f"{o}{old}.scale")
+        move(b + "ff.net.0.proj", o + "img_mlp.0")
+        move(b + "ff.net.2", o + "img_mlp.2")
+        move(b + "ff_context.net.0.proj", o + "txt_mlp.0")
+        move(b + "ff_context.net.2", o + "txt_mlp.2")
+        move(b + "attn.to_out.0", o + "img_attn.proj")
+        move(b + "attn.to_add_out", o + "txt_attn.proj")
+    singles = sorted({int(k.split(".")[1]) for k in sd if k.startswith("single_blocks.")})
+    for i in singles:
+        b, o = f"single_transformer_blocks.{i}.", f"single_blocks.{i}."
+        move(b + "norm.linear", o + "modulation.lin")
+        for end in ("weight", "bias"):
+            tensor = sd.pop(f"{o}linear1.{end}")
+            mlp = int(tensor.shape[0]) - 3 * inner
+            q, k, v, m = torch.split(tensor, (inner, inner, inner, mlp), dim=0)
+            out.update(
+                {
+                    f"{b}attn.to_q.{end}": q,
+                    f"{b}attn.to_k.{end}": k,
+                    f"{b}attn.to_v.{end}": v,
+                    f"{b}proj_mlp.{end}": m,
+                }
+            )
+        out[f"{b}attn.norm_q.weight"] = sd.pop(f"{o}norm.query_norm.scale")
+        out[f"{b}attn.norm_k.weight"] = sd.pop(f"{o}norm.key_norm.scale")
+        move(b + "proj_out", o + "linear2")
+    move("proj_out", "final_layer.linear")
+    for end in ("weight", "bias"):
+        shift, scale = torch.chunk(sd.pop(f"final_layer.adaLN_modulation.1.{end}"), 2, dim=0)
+        out[f"norm_out.linear.{end}"] = torch.cat([scale, shift], dim=0)
+    if sd:
+        log.info("flux conversion left %d tensors unused: %s", len(sd), sorted(sd)[:5])
+    return out

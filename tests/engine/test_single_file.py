@@ -1,0 +1,589 @@
+"""Single-file checkpoints load with no network (studio.engine.single_file).
+
+Tiny checkpoints are written in the ORIGINAL layouts (CompVis/A1111/kohya `model.diffusion_model.`,
+`first_stage_model.`, `cond_stage_model.`, `conditioner.embedders.N.`; BFL's Flux names, in
+safetensors and GGUF) from tiny diffusers folders, by the reverse of diffusers' conversion (the
+mapping of diffusers' `convert_diffusers_to_original_*` scripts, written out here), and must
+load offline — HF_HUB_OFFLINE=1 and an empty Hugging Face cache — to the same pixels as the
+folder they were written from. Being tiny, they take their configs from the folder beside them
+(the companion); the shipped configs of the published models are exercised by building every
+model they describe on the meta device and checking the shapes the studio recognises them by.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from studio.core.catalog import ModelError, model_defaults, resolve
+from studio.core.request import GenerationRequest, Mode
+from studio.engine import single_file
+from studio.engine.family_runtime import family_of
+from studio.engine.models import ModelManager
+from tests.engine.tiny_families import build
+
+SIZE = 64
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No network and nothing in the Hugging Face cache; the studio's own cache is fresh."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-home" / "hub"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-home/hub"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# -- diffusers → original layouts (the reverse of diffusers' single-file conversion) -------
+
+
+def unet_to_original(state: dict, config) -> dict:  # noqa: ANN001
+    """UNet2DConditionModel → `model.diffusion_model.*` (CompVis openaimodel names)."""
+    n, per = len(config.block_out_channels), config.layers_per_block
+    fixed = {
+        "time_embedding.linear_1": "time_embed.0",
+        "time_embedding.linear_2": "time_embed.2",
+        "add_embedding.linear_1": "label_emb.0.0",
+        "add_embedding.linear_2": "label_emb.0.2",
+        "conv_in": "input_blocks.0.0",
+        "conv_norm_out": "out.0",
+        "conv_out": "out.2",
+    }
+    prefixes: list[tuple[str, str]] = []
+    for i in range(n):
+        for j in range(per):
+            at = (per + 1) * i + j + 1
+            prefixes += [
+                (f"down_blocks.{i}.resnets.{j}.", f"input_blocks.{at}.0."),
+                (f"down_blocks.{i}.attentions.{j}.", f"input_blocks.{at}.1."),
+            ]
+        prefixes.append(
+            (f"down_blocks.{i}.downsamplers.0.conv.", f"input_blocks.{(per + 1) * (i + 1)}.0.op.")
+        )
+        for j in range(per + 1):
+            at = (per + 1) * i + j
+            prefixes += [
+                (f"up_blocks.{i}.resnets.{j}.", f"output_blocks.{at}.0."),
+                (f"up_blocks.{i}.attentions.{j}.", f"output_blocks.{at}.1."),
+            ]
+        attention = any(k.startswith(f"up_blocks.{i}.attentions.") for k in state)
+        up_at = f"output_blocks.{(per + 1) * i + per}.{2 if attention else 1}."
+        prefixes.append((f"up_blocks.{i}.upsamplers.0.", up_at))
+    prefixes += [
+        ("mid_block.resnets.0.", "middle_block.0."),
+        ("mid_block.attentions.0.", "middle_block.1."),
+        ("mid_block.resnets.1.", "middle_block.2."),
+    ]
+    resnet = {
+        "norm1": "in_layers.0",
+        "conv1": "in_layers.2",
+        "norm2": "out_layers.0",
+        "conv2": "out_layers.3",
+        "time_emb_proj": "emb_layers.1",
+        "conv_shortcut": "skip_connection",
+    }
+    out = {}
+    for key, value in state.items():
+        module, end = key.rsplit(".", 1)
+        if module in fixed:
+            out[f"{fixed[module]}.{end}"] = value
+            continue
+        hf, sd = next((hf, sd) for hf, sd in prefixes if key.startswith(hf))
+        rest = key[len(hf) :]
+        if ".resnets." in hf:
+            head, tail = rest.split(".", 1)
+            rest = f"{resnet[head]}.{tail}"
+        out[sd + rest] = value
+    return {"model.diffusion_model." + k: v for k, v in out.items()}
+
+
+def vae_to_original(state: dict, config) -> dict:  # noqa: ANN001
+    """AutoencoderKL → `first_stage_model.*` (attention projections as 1×1 convolutions)."""
+    n, per = len(config.block_out_channels), config.layers_per_block
+    prefixes = []
+    for i in range(n):
+        for j in range(per):
+            prefixes.append(
+                (f"encoder.down_blocks.{i}.resnets.{j}.", f"encoder.down.{i}.block.{j}.")
+            )
+        prefixes.append(
+            (f"encoder.down_blocks.{i}.downsamplers.0.", f"encoder.down.{i}.downsample.")
+        )
+        for j in range(per + 1):
+            prefixes.append(
+                (f"decoder.up_blocks.{i}.resnets.{j}.", f"decoder.up.{n - 1 - i}.block.{j}.")
+            )
+        prefixes.append(
+            (f"decoder.up_blocks.{i}.upsamplers.0.", f"decoder.up.{n - 1 - i}.upsample.")
+        )
+    for part in ("encoder", "decoder"):
+        prefixes += [
+            (f"{part}.mid_block.resnets.0.", f"{part}.mid.block_1."),
+            (f"{part}.mid_block.resnets.1.", f"{part}.mid.block_2."),
+            (f"{part}.mid_block.attentions.0.", f"{part}.mid.attn_1."),
+            (f"{part}.conv_norm_out.", f"{part}.norm_out."),
+        ]
+    attention = {
+        "group_norm": "norm",
+        "to_q": "q",
+        "to_k": "k",
+        "to_v": "v",
+        "to_out.0": "proj_out",
+    }
+    out = {}
+    for key, value in state.items():
+        hf, sd = next(((hf, sd) for hf, sd in prefixes if key.startswith(hf)), ("", ""))
+        rest = key[len(hf) :]
+        if hf.endswith("resnets.0.") or hf.endswith("resnets.1.") or ".resnets." in hf:
+            rest = rest.replace("conv_shortcut", "nin_shortcut")
+        if hf.endswith("attentions.0."):
+            module, end = rest.rsplit(".", 1)
+            rest = f"{attention[module]}.{end}"
+            if value.ndim == 2:
+                value = value[:, :, None, None]
+        out[sd + rest] = value
+    return {"first_stage_model." + k: v for k, v in out.items()}
+
+
+def clip_to_original(model, prefix: str) -> dict:  # noqa: ANN001
+    """transformers' CLIPTextModel as A1111 stores it (`<prefix>text_model.*`)."""
+    state = model.state_dict()
+    return {
+        prefix + (k if k.startswith("text_model.") else "text_model." + k): v
+        for k, v in state.items()
+    }
+
+
+def open_clip_to_original(model, prefix: str) -> dict:  # noqa: ANN001
+    """CLIPTextModelWithProjection as OpenCLIP stores it (SDXL's second text encoder)."""
+    state = {k.removeprefix("text_model."): v for k, v in model.state_dict().items()}
+    out = {
+        "token_embedding.weight": state.pop("embeddings.token_embedding.weight"),
+        "positional_embedding": state.pop("embeddings.position_embedding.weight"),
+        "ln_final.weight": state.pop("final_layer_norm.weight"),
+        "ln_final.bias": state.pop("final_layer_norm.bias"),
+        "text_projection": state.pop("text_projection.weight").T.contiguous(),
+    }
+    state.pop("embeddings.position_ids", None)
+    names = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc"}
+    names |= {"mlp.fc2": "mlp.c_proj", "self_attn.out_proj": "attn.out_proj"}
+    layers = sorted({int(k.split(".")[2]) for k in state if k.startswith("encoder.layers.")})
+    for i in layers:
+        layer = f"encoder.layers.{i}."
+        for end in ("weight", "bias"):
+            qkv = [state.pop(f"{layer}self_attn.{p}_proj.{end}") for p in "qkv"]
+            out[f"transformer.resblocks.{i}.attn.in_proj_{end}"] = torch.cat(qkv)
+            for new, old in names.items():
+                out[f"transformer.resblocks.{i}.{old}.{end}"] = state.pop(f"{layer}{new}.{end}")
+    assert not state, sorted(state)
+    return {prefix + k: v for k, v in out.items()}
+
+
+def flux_to_original(state: dict) -> dict:
+    """FluxTransformer2DModel → BFL's names (as flux1-dev.safetensors and GGUF files have)."""
+    s = dict(state)
+    out = {}
+
+    def move(old: str, new: str) -> None:
+        for end in ("weight", "bias"):
+            if f"{new}.{end}" in s:
+                out[f"{old}.{end}"] = s.pop(f"{new}.{end}")
+
+    for old, new in (
+        ("time_in", "time_text_embed.timestep_embedder"),
+        ("vector_in", "time_text_embed.text_embedder"),
+        ("guidance_in", "time_text_embed.guidance_embedder"),
+    ):
+        move(f"{old}.in_layer", f"{new}.linear_1")
+        move(f"{old}.out_layer", f"{new}.linear_2")
+    move("txt_in", "context_embedder")
+    move("img_in", "x_embedder")
+    doubles = {int(k.split(".")[1]) for k in s if k.startswith("transformer_blocks.")}
+    for i in sorted(doubles):
+        b, o = f"transformer_blocks.{i}.", f"double_blocks.{i}."
+        move(o + "img_mod.lin", b + "norm1.linear")
+        move(o + "txt_mod.lin", b + "norm1_context.linear")
+        for end in ("weight", "bias"):
+            img = [s.pop(f"{b}attn.to_{p}.{end}") for p in "qkv"]
+            txt = [s.pop(f"{b}attn.add_{p}_proj.{end}") for p in "qkv"]
+            out[f"{o}img_attn.qkv.{end}"] = torch.cat(img)
+            out[f"{o}txt_attn.qkv.{end}"] = torch.cat(txt)
+        for old, new in (
+            ("img_attn.norm.query_norm", "attn.norm_q"),
+            ("img_attn.norm.key_norm", "attn.norm_k"),
+            ("txt_attn.norm.query_norm", "attn.norm_added_q"),
+            ("txt_attn.norm.key_norm", "attn.norm_added_k"),
+        ):
+            out[f"{o}{old}.scale"] = s.pop(f"{b}{new}.weight")
+        move(o + "img_mlp.0", b + "ff.net.0.proj")
+        move(o + "img_mlp.2", b + "ff.net.2")
+        move(o + "txt_mlp.0", b + "ff_context.net.0.proj")
+        move(o + "txt_mlp.2", b + "ff_context.net.2")
+        move(o + "img_attn.proj", b + "attn.to_out.0")
+        move(o + "txt_attn.proj", b + "attn.to_add_out")
+    singles = {int(k.split(".")[1]) for k in s if k.startswith("single_transformer_blocks.")}
+    for i in sorted(singles):
+        b, o = f"single_transformer_blocks.{i}.", f"single_blocks.{i}."
+        move(o + "modulation.lin", b + "norm.linear")
+        for end in ("weight", "bias"):
+            parts = [s.pop(f"{b}attn.to_{p}.{end}") for p in "qkv"] + [s.pop(f"{b}proj_mlp.{end}")]
+            out[f"{o}linear1.{end}"] = torch.cat(parts)
+        out[f"{o}norm.query_norm.scale"] = s.pop(f"{b}attn.norm_q.weight")
+        out[f"{o}norm.key_norm.scale"] = s.pop(f"{b}attn.norm_k.weight")
+        move(o + "linear2", b + "proj_out")
+    move("final_layer.linear", "proj_out")
+    for end in ("weight", "bias"):
+        scale, shift = torch.chunk(s.pop(f"norm_out.linear.{end}"), 2)
+        out[f"final_layer.adaLN_modulation.1.{end}"] = torch.cat([shift, scale])
+    assert not s, sorted(s)
+    return out
+
+
+def sd_checkpoint(pipe) -> dict:  # noqa: ANN001
+    """A whole SD 1.x or SDXL pipeline as one A1111 checkpoint."""
+    state = unet_to_original(pipe.unet.state_dict(), pipe.unet.config)
+    state |= vae_to_original(pipe.vae.state_dict(), pipe.vae.config)
+    if getattr(pipe, "text_encoder_2", None) is None:
+        state |= clip_to_original(pipe.text_encoder, "cond_stage_model.transformer.")
+    else:
+        state |= clip_to_original(pipe.text_encoder, "conditioner.embedders.0.transformer.")
+        state |= open_clip_to_original(pipe.text_encoder_2, "conditioner.embedders.1.model.")
+    return {k: v.contiguous() for k, v in state.items()}
+
+
+def _build_sdxl(folder: Path) -> Path:
+    """The tiny SDXL fixture with its two text encoders of different widths (32 and 64), as
+    in the real model: diffusers tells CLIP-L's tensors from OpenCLIP-G's by their width."""
+    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
+
+    from studio.bench import tiny_families as tiny
+
+    tokenizer = tiny.clip_tokenizer()
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=96,
+        attention_head_dim=(2, 4),
+        norm_num_groups=8,
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=6 * 8 + 64,
+    )
+    pipe = StableDiffusionXLPipeline(
+        vae=tiny._kl_vae(4, 0.13025, None, quant_conv=True),
+        text_encoder=tiny._clip(tokenizer),
+        text_encoder_2=tiny._clip(tokenizer, hidden=64, projection=64, act="gelu", seed=2),
+        tokenizer=tokenizer,
+        tokenizer_2=tiny.clip_tokenizer(),
+        unet=unet,
+        scheduler=tiny._sd_scheduler("sdxl"),
+        force_zeros_for_empty_prompt=True,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("single-file-tiny")
+    return {
+        "sd1": Path(build("sd1", root / "sd1")),
+        "sdxl": _build_sdxl(root / "sdxl"),
+        "flux": Path(build("flux", root / "flux")),
+    }
+
+
+def _pixels(pipe, **extra) -> np.ndarray:  # noqa: ANN001, ANN003
+    generator = torch.Generator().manual_seed(7)
+    return pipe(
+        "a red circle",
+        num_inference_steps=2,
+        height=SIZE,
+        width=SIZE,
+        generator=generator,
+        output_type="np",
+        **extra,
+    ).images[0]
+
+
+def _save(state: dict, path: Path) -> Path:
+    from safetensors.torch import save_file
+
+    save_file(state, str(path))
+    return path
+
+
+def _folder_pipe(folder: Path):  # noqa: ANN202
+    from diffusers import DiffusionPipeline
+
+    return DiffusionPipeline.from_pretrained(folder, local_files_only=True)
+
+
+# -- the shipped configurations ---------------------------------------------------------------
+
+
+def test_the_clip_tokenizer_is_built_from_the_shipped_vocabulary() -> None:
+    from transformers import CLIPTokenizer
+
+    sd1 = single_file.shipped_folder(single_file.VARIANTS["sd1"])
+    tokenizer = CLIPTokenizer.from_pretrained(sd1, subfolder="tokenizer", local_files_only=True)
+    assert tokenizer("a cat").input_ids == [49406, 320, 2368, 49407]
+    assert len(tokenizer) == 49408 and tokenizer.model_max_length == 77
+    assert tokenizer.pad_token_id == 49407  # SD 1.x pads with the end token
+    sdxl = single_file.shipped_folder(single_file.VARIANTS["sdxl"])
+    second = CLIPTokenizer.from_pretrained(sdxl, subfolder="tokenizer_2", local_files_only=True)
+    assert second.pad_token_id == 0  # OpenCLIP pads with "!"
+    assert second("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
+
+
+@pytest.mark.parametrize("variant", sorted(single_file.VARIANTS))
+def test_every_shipped_config_builds_the_published_model(variant: str) -> None:
+    """Each shipped JSON is read by its library's config class and builds its model (on the
+    meta device: no memory), whose tensors have the shapes the studio recognises it by."""
+    import diffusers
+    import transformers
+
+    folder = single_file.CONFIGS_DIR / variant
+    built = {}
+    for config in sorted(folder.glob("*/config.json")):
+        data = json.loads(config.read_text())
+        with torch.device("meta"):  # nothing is computed or allocated
+            if "_class_name" in data:
+                cls = getattr(diffusers, data["_class_name"])
+                built[config.parent.name] = cls.from_config(cls.load_config(config.parent))
+            else:
+                cls = getattr(transformers, data["architectures"][0])
+                built[config.parent.name] = cls(cls.config_class.from_pretrained(config.parent))
+    scheduler = folder / "scheduler" / "scheduler_config.json"
+    data = json.loads(scheduler.read_text())
+    getattr(diffusers, data["_class_name"]).from_pretrained(folder, subfolder="scheduler")
+    shapes = {}
+    if "unet" in built:
+        unet = built["unet"]
+        shapes[single_file.UNET + "input_blocks.0.0.weight"] = unet.conv_in.weight.shape
+        attention = unet.down_blocks[1].attentions[0].proj_in.weight.shape  # input_blocks.4.1
+        assert attention[0] == 640
+    if "vae" in built:
+        shapes["first_stage_model.encoder.conv_in.weight"] = built[
+            "vae"
+        ].encoder.conv_in.weight.shape
+    if "transformer" in built:
+        model = built["transformer"]
+        if variant.startswith("flux"):
+            shapes["img_in.weight"] = model.x_embedder.weight.shape
+            shapes["txt_in.weight"] = model.context_embedder.weight.shape
+            assert (
+                len(model.transformer_blocks) == 19 and len(model.single_transformer_blocks) == 38
+            )
+            assert model.config.guidance_embeds == (variant == "flux-dev")
+        else:
+            shapes["x_embedder.proj.weight"] = model.pos_embed.proj.weight.shape
+            shapes["pos_embed"] = model.pos_embed.pos_embed.shape
+    for component, model in built.items():
+        if component.startswith("text_encoder"):
+            width = model.config.hidden_size
+            assert model.config.vocab_size == 49408 and width in (768, 1024, 1280)
+    signature = single_file.VARIANTS[variant].signature
+    assert shapes and all(tuple(shape) == signature[key] for key, shape in shapes.items())
+    if (folder / "model_index.json").is_file():  # a complete pipeline: every part is there
+        index = json.loads((folder / "model_index.json").read_text())
+        parts = [k for k, v in index.items() if isinstance(v, list) and v[0] is not None]
+        assert all((folder / p).is_dir() for p in parts)
+
+
+def test_sd2_v_or_epsilon_follows_the_yaml_else_the_name(tmp_path: Path) -> None:
+    model = tmp_path / "dreamy-v21.safetensors"
+    assert single_file.sd2_predicts_v(model)  # an SD 2.x fine-tune: 768 px v
+    assert not single_file.sd2_predicts_v(tmp_path / "sd21-base-512.safetensors")
+    (tmp_path / "dreamy-v21.yaml").write_text('model:\n  params:\n    parameterization: "v"\n')
+    assert single_file.sd2_predicts_v(model)
+    (tmp_path / "dreamy-v21.yaml").write_text("model:\n  params:\n    linear_start: 0.00085\n")
+    assert not single_file.sd2_predicts_v(model)
+
+
+# -- full checkpoints: SD 1.x and SDXL -------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["sd1", "sdxl"])
+def test_a_checkpoint_in_the_original_layout_loads_offline_to_the_folders_pixels(
+    tiny: dict[str, Path], tmp_path: Path, family: str
+) -> None:
+    folder = _folder_pipe(tiny[family])
+    # the companion: the tiny folder beside the file (its configs; the weights are the file's)
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / f"tiny-{family}").symlink_to(tiny[family], target_is_directory=True)
+    checkpoint = _save(sd_checkpoint(folder), models / f"{family}-finetune.safetensors")
+    assert not any(k.startswith(("unet.", "vae.", "text_encoder")) for k in sd_checkpoint(folder))
+
+    assert resolve(str(checkpoint)).kind == "checkpoint"
+    assert model_defaults(str(checkpoint))["width"] == (1024 if family == "sdxl" else 512)
+    manager = ModelManager()
+    pipe = manager.pipeline(str(checkpoint), Mode.TEXT_TO_IMAGE)
+    assert family_of(pipe).name == family and type(pipe).__name__ == type(folder).__name__
+    np.testing.assert_allclose(_pixels(pipe), _pixels(folder), atol=1e-5)
+    # image→image shares the loaded weights
+    assert manager.pipeline(str(checkpoint), Mode.IMAGE_TO_IMAGE).unet is pipe.unet
+
+
+def test_a_safe_pickled_checkpoint_loads_too(tiny: dict[str, Path], tmp_path: Path) -> None:
+    folder = _folder_pipe(tiny["sd1"])
+    (tmp_path / "tiny-sd1").symlink_to(tiny["sd1"], target_is_directory=True)
+    checkpoint = tmp_path / "old-model.ckpt"
+    torch.save({"state_dict": sd_checkpoint(folder)}, checkpoint)
+    pipe = ModelManager().pipeline(str(checkpoint), Mode.TEXT_TO_IMAGE)
+    np.testing.assert_allclose(_pixels(pipe), _pixels(folder), atol=1e-5)
+
+
+def test_a_checkpoint_of_unusual_shapes_without_a_companion_is_one_sentence(
+    tiny: dict[str, Path], tmp_path: Path
+) -> None:
+    checkpoint = _save(sd_checkpoint(_folder_pipe(tiny["sd1"])), tmp_path / "alone.safetensors")
+    with pytest.raises(ModelError, match=r"alone\.safetensors\.companion'") as caught:
+        ModelManager().pipeline(str(checkpoint), Mode.TEXT_TO_IMAGE)
+    assert "SD 1.x" in str(caught.value) and "\n" not in str(caught.value)
+
+
+# -- transformer-only files: Flux.1 safetensors and GGUF --------------------------------------
+
+
+def test_diffusers_and_the_studio_convert_a_published_width_flux_file_alike() -> None:
+    """The studio's Flux conversion reads the width from the file (tiny models load); at the
+    published width (3072) it gives what diffusers' own conversion gives."""
+    from diffusers.loaders.single_file_utils import (
+        convert_flux_transformer_checkpoint_to_diffusers,
+    )
+
+    g = torch.Generator().manual_seed(0)
+    inner = 3072
+    rows = {
+        "img_in": inner, "txt_in": inner, "time_in.in_layer": inner, "time_in.out_layer": inner,
+        "vector_in.in_layer": inner, "vector_in.out_layer": inner,
+        "guidance_in.in_layer": inner, "guidance_in.out_layer": inner,
+        "final_layer.linear": 64, "final_layer.adaLN_modulation.1": 2 * inner,
+    }  # fmt: skip
+    for o in ("double_blocks.0.", "double_blocks.1."):
+        for part, n in (("img_mod.lin", 6), ("txt_mod.lin", 6), ("img_attn.qkv", 3)):
+            rows[o + part] = n * inner
+        rows |= {o + "txt_attn.qkv": 3 * inner, o + "img_attn.proj": inner}
+        rows |= {o + "txt_attn.proj": inner, o + "img_mlp.0": 4 * inner, o + "img_mlp.2": inner}
+        rows |= {o + "txt_mlp.0": 4 * inner, o + "txt_mlp.2": inner}
+    rows |= {"single_blocks.0.modulation.lin": 3 * inner, "single_blocks.0.linear1": 7 * inner}
+    rows |= {"single_blocks.0.linear2": inner}
+    state = {}
+    for name, n in rows.items():
+        state[f"{name}.weight"] = torch.randn(n, 2, generator=g)
+        state[f"{name}.bias"] = torch.randn(n, generator=g)
+    for o in ("double_blocks.0.", "double_blocks.1."):
+        for norm in ("img_attn.norm", "txt_attn.norm"):
+            for q in ("query_norm", "key_norm"):
+                state[f"{o}{norm}.{q}.scale"] = torch.randn(128, generator=g)
+    for q in ("query_norm", "key_norm"):
+        state[f"single_blocks.0.norm.{q}.scale"] = torch.randn(128, generator=g)
+    prefixed = {"model.diffusion_model." + k: v for k, v in state.items()}
+    ours = single_file.flux_to_diffusers(dict(prefixed))
+    theirs = convert_flux_transformer_checkpoint_to_diffusers(dict(prefixed))
+    assert sorted(ours) == sorted(theirs)
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+def test_a_flux_transformer_file_takes_the_rest_from_its_companion(
+    tiny: dict[str, Path], tmp_path: Path
+) -> None:
+    folder = _folder_pipe(tiny["flux"])
+    checkpoint = _save(
+        {
+            "model.diffusion_model." + k: v
+            for k, v in flux_to_original(folder.transformer.state_dict()).items()
+        },
+        tmp_path / "flux1-dev-finetune.safetensors",
+    )
+    # alone: one sentence saying what to add
+    with pytest.raises(ModelError, match=r"holds the Flux\.1 dev transformer.*\.companion'"):
+        ModelManager().pipeline(str(checkpoint), Mode.TEXT_TO_IMAGE)
+    # the companion named in <file>.companion (a folder elsewhere)
+    (tmp_path / "flux1-dev-finetune.safetensors.companion").write_text(f"{tiny['flux']}\n")
+    pipe = ModelManager().pipeline(str(checkpoint), Mode.TEXT_TO_IMAGE)
+    assert family_of(pipe).name == "flux-dev"
+    np.testing.assert_allclose(_pixels(pipe), _pixels(folder), atol=1e-5)
+
+
+def _write_gguf(state: dict, path: Path, quantize: bool) -> Path:
+    import gguf
+
+    writer = gguf.GGUFWriter(str(path), arch="flux")
+    q8 = gguf.GGMLQuantizationType.Q8_0
+    for name, tensor in state.items():
+        data = tensor.detach().float().numpy()
+        if quantize and data.ndim == 2 and data.shape[-1] % 32 == 0:
+            writer.add_tensor(name, gguf.quants.quantize(data, q8), raw_dtype=q8)
+        else:
+            writer.add_tensor(name, data)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_a_gguf_flux_transformer_generates_through_the_engine(
+    tiny: dict[str, Path], tmp_path: Path
+) -> None:
+    from studio.engine.generate import Engine
+
+    folder = _folder_pipe(tiny["flux"])
+    original = flux_to_original(folder.transformer.state_dict())
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "FLUX.1-dev-tiny").symlink_to(tiny["flux"], target_is_directory=True)
+    path = _write_gguf(original, models / "flux1-dev-Q8_0.gguf", quantize=True)
+    assert resolve(str(path)).kind == "checkpoint"
+    assert model_defaults(str(path))["width"] == 1024  # Flux's native size, from the names
+
+    engine = Engine()
+    request = GenerationRequest(
+        prompt="a red circle", model=str(path), width=SIZE, height=SIZE, steps=2, seed=3
+    )
+    result = engine.run(request)
+    image = np.asarray(result.images[0], np.float32)
+    assert image.shape == (SIZE, SIZE, 3) and not result.cancelled
+    pipe = engine.models.pipeline(str(path), Mode.TEXT_TO_IMAGE)
+    assert family_of(pipe).name == "flux-dev"
+    assert type(pipe.transformer.x_embedder.weight).__name__ == "GGUFParameter"  # quantised
+    # the same request on the folder the file was written from: Q8_0 is close, not equal
+    reference = engine.run(request.replace(model=str(tiny["flux"])))
+    difference = np.abs(image - np.asarray(reference.images[0], np.float32)).mean()
+    assert difference < 8.0, difference
+
+
+def test_gguf_files_without_the_gguf_package_or_damaged_are_one_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    damaged = tmp_path / "half.gguf"
+    damaged.write_bytes(b"GGUF\x03\x00\x00\x00garbage")
+    with pytest.raises(ModelError, match="not a readable GGUF file"):
+        ModelManager().pipeline(str(damaged), Mode.TEXT_TO_IMAGE)
+    monkeypatch.setitem(sys.modules, "gguf", None)  # not installed
+    with pytest.raises(ModelError, match=r"pip install gguf"):
+        ModelManager().pipeline(str(damaged), Mode.TEXT_TO_IMAGE)
