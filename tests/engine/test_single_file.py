@@ -422,6 +422,87 @@ def test_sd2_v_or_epsilon_follows_the_yaml_else_the_name(tmp_path: Path) -> None
     assert not single_file.sd2_predicts_v(model)
 
 
+def _published_shapes(path: Path, shapes: dict[str, tuple[int, ...]]) -> Path:
+    """A .safetensors file with the published model's tensor names and shapes, sparse (its
+    weights are never read: a header and a hole), for what is decided from the header."""
+    header, offset = {}, 0
+    for name, shape in shapes.items():
+        size = 2 * int(np.prod(shape))
+        header[name] = {
+            "dtype": "F16",
+            "shape": list(shape),
+            "data_offsets": [offset, offset + size],
+        }
+        offset += size
+    data = json.dumps(header).encode()
+    with open(path, "wb") as handle:
+        handle.write(len(data).to_bytes(8, "little") + data)
+        handle.truncate(8 + len(data) + offset)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "extra", "variant", "prediction"),
+    [
+        ("sd1", {}, "sd1", "epsilon"),
+        ("sd2", {}, "sd2-v", "v_prediction"),
+        ("sd2-512-base", {}, "sd2-base", "epsilon"),
+        ("sdxl", {}, "sdxl", "epsilon"),
+        ("sdxl-vpred", {"v_pred": ()}, "sdxl", "v_prediction"),
+    ],
+)
+def test_a_published_checkpoint_is_built_with_the_shipped_configs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, extra: dict, variant: str,
+    prediction: str,
+) -> None:  # fmt: skip
+    """The loading decision for real models (whose weights a test cannot hold): a file with
+    the published shapes is recognised as its variant and handed to its family's pipeline
+    with the shipped configs and built tokenizers, offline; nothing else is needed."""
+    import diffusers
+
+    family = name.split("-")[0]
+    signature = dict(single_file.VARIANTS[variant].signature)
+    if family == "sdxl":  # VAE and text encoders present, as in every A1111 checkpoint
+        signature["conditioner.embedders.0.transformer.text_model.final_layer_norm.bias"] = (768,)
+    path = _published_shapes(tmp_path / f"{name}.safetensors", signature | extra)
+    assert path.stat().st_blocks * 512 < 1_000_000  # sparse: the test writes no weights
+    info = single_file.inspect(path)
+    assert info.family.name == family and info.variant.name == variant and info.matches
+    assert model_defaults(str(path))["width"] == {"sd1": 512, "sd2": 768, "sdxl": 1024}[family]
+    cls = getattr(diffusers, info.family.checkpoint_class)
+    asked = {}
+
+    def from_single_file(source, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        asked.update(kwargs, source=source)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(cls, "from_single_file", from_single_file)
+    with pytest.raises(RuntimeError, match="stop here"):
+        single_file.load(path, diffusers.DiffusionPipeline, torch.float32)
+    assert asked["source"] == str(path) and asked["local_files_only"] is True
+    config = Path(asked["config"])
+    assert config.is_relative_to(tmp_path / "xdg-cache")  # assembled in the studio's cache
+    index = json.loads((config / "model_index.json").read_text())
+    assert index["_class_name"] == cls.__name__
+    scheduler = json.loads((config / "scheduler" / "scheduler_config.json").read_text())
+    assert scheduler.get("prediction_type", "epsilon") == prediction
+    for tokenizer in config.glob("tokenizer*"):
+        assert (tokenizer / "vocab.json").is_file() and (tokenizer / "merges.txt").is_file()
+    assert not set(asked) & {"vae", "text_encoder", "unet"}  # all from the file
+
+
+def test_flux_dev_and_schnell_files_are_told_apart_by_their_guidance_layer(tmp_path: Path) -> None:
+    signature = dict(single_file.VARIANTS["flux-dev"].signature)
+    dev = _published_shapes(
+        tmp_path / "dev.safetensors", signature | {"guidance_in.in_layer.weight": (3072, 256)}
+    )
+    schnell = _published_shapes(tmp_path / "schnell.safetensors", signature)
+    for path, name in ((dev, "flux-dev"), (schnell, "flux-schnell")):
+        info = single_file.inspect(path)
+        assert info.family.name == name and info.variant.name == name and info.matches
+    assert model_defaults(str(schnell))["steps"] == 4 and model_defaults(str(dev))["steps"] == 28
+
+
 # -- full checkpoints: SD 1.x and SDXL -------------------------------------------------------
 
 

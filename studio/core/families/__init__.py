@@ -90,6 +90,8 @@ class Family:
     config_test: Callable[[ConfigReader], bool] | None = None
     checkpoint_prefixes: tuple[str, ...] = ()
     checkpoint_class: str = ""  # the class whose from_single_file loads such a file
+    # where variants share the prefixes (Flux.1 dev and schnell): a test on all the names
+    checkpoint_test: Callable[[list[str]], bool] | None = None
     # Edit mode: how many reference images the edit pipeline takes besides the input
     edit_references: int = 0
 
@@ -174,8 +176,10 @@ def of_folder(folder: Path) -> Family | None:
 def of_checkpoint(keys: list[str]) -> Family | None:
     """The family of a single-file checkpoint, from its tensor names alone."""
     for family in all_families():
-        if family.checkpoint_prefixes and any(
-            key.startswith(prefix) for key in keys for prefix in family.checkpoint_prefixes
+        if (
+            family.checkpoint_prefixes
+            and any(key.startswith(prefix) for key in keys for prefix in family.checkpoint_prefixes)
+            and (family.checkpoint_test is None or family.checkpoint_test(keys))
         ):
             return family
     return None

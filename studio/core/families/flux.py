@@ -12,6 +12,12 @@ def _guidance_embedded(read: ConfigReader) -> bool:
     return bool(read("transformer").get("guidance_embeds", False))
 
 
+def _guidance_in_file(keys: list[str]) -> bool:
+    """dev takes the guidance strength as an input (its file has guidance_in.*); schnell
+    has no such layer."""
+    return any(k.removeprefix("model.diffusion_model.").startswith("guidance_in.") for k in keys)
+
+
 _COMMON = {
     "denoiser": "transformer",
     "prediction": "flow",
@@ -49,6 +55,7 @@ FAMILIES = [
         guidance=Guidance("distilled", 3.5),
         index_classes=("FluxPipeline",),
         config_test=_guidance_embedded,
+        checkpoint_test=_guidance_in_file,
         **_COMMON,
     ),
     Family(
@@ -59,6 +66,7 @@ FAMILIES = [
         guidance=Guidance("none", 0.0),
         index_classes=("FluxPipeline",),
         config_test=lambda read: not _guidance_embedded(read),
-        **{**_COMMON, "checkpoint_prefixes": ()},  # a file does not say which: dev
+        checkpoint_test=lambda keys: not _guidance_in_file(keys),
+        **_COMMON,
     ),
 ]
