@@ -212,3 +212,24 @@ def test_deriving_a_mode_keeps_the_models_precision(folders) -> None:
     base = models.pipeline(folders["flux"], Mode.TEXT_TO_IMAGE)
     models.pipeline(folders["flux"], Mode.INPAINT)
     assert base.transformer.dtype == torch.bfloat16 and base.vae.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize(
+    ("family_name", "vae_config"),
+    [
+        ("sdxl", {"block_out_channels": [128, 256, 512, 512], "latent_channels": 4}),
+        ("sd3", {"block_out_channels": [128, 256, 512, 512], "latent_channels": 16}),
+        ("flux-dev", {"block_out_channels": [128, 256, 512, 512], "latent_channels": 16}),
+        ("chroma", {"block_out_channels": [128, 256, 512, 512], "latent_channels": 16}),
+    ],
+)
+def test_published_projections_fit_only_their_own_vae(family_name: str, vae_config) -> None:  # noqa: ANN001
+    """A family's published latent→RGB rows are used with the family's real VAE (one row per
+    latent channel); a VAE of another shape (the tiny test models, a fine-tune's own) gets a
+    projection fitted from itself instead."""
+    family = families.by_name(family_name)
+    assert family.preview is not None
+    assert len(family.preview[0]) == vae_config["latent_channels"] == family.latent_channels
+    assert family.preview_fits(vae_config)
+    assert not family.preview_fits({**vae_config, "latent_channels": 32})
+    assert not family.preview_fits({**vae_config, "block_out_channels": [32, 64]})

@@ -106,7 +106,12 @@ class Family:
 
     def preview_fits(self, vae_config: Mapping[str, Any]) -> bool:
         blocks = tuple(vae_config.get("block_out_channels") or ())
-        return self.preview is not None and blocks == self.preview_vae_blocks
+        channels = vae_config.get("latent_channels")
+        return (
+            self.preview is not None
+            and blocks == self.preview_vae_blocks
+            and channels in (None, len(self.preview[0]))
+        )
 
     @property
     def is_flow(self) -> bool:

@@ -7,6 +7,30 @@ from __future__ import annotations
 from studio.core.families import ConfigReader, Family, Guidance
 from studio.core.schedulers import FLOW_SAMPLERS
 
+# A published approximation of the Flux.1 VAE's latents, as the network sees them (shifted,
+# scaled and unpacked), to RGB: one row per latent channel, and a bias. Chroma shares it.
+FLUX_VAE_PREVIEW = (
+    (
+        (-0.0346, 0.0244, 0.0681),
+        (0.0034, 0.0210, 0.0687),
+        (0.0275, -0.0668, -0.0433),
+        (-0.0174, 0.0160, 0.0617),
+        (0.0859, 0.0721, 0.0329),
+        (0.0004, 0.0383, 0.0115),
+        (0.0405, 0.0861, 0.0915),
+        (-0.0236, -0.0185, -0.0259),
+        (-0.0245, 0.0250, 0.1180),
+        (0.1008, 0.0755, -0.0421),
+        (-0.0515, 0.0201, 0.0011),
+        (0.0428, -0.0012, -0.0036),
+        (0.0817, 0.0765, 0.0749),
+        (-0.1264, -0.0522, -0.1103),
+        (-0.0280, -0.0881, -0.0499),
+        (-0.1262, -0.0982, -0.0778),
+    ),
+    (-0.0329, -0.0718, -0.0851),
+)
+
 
 def _guidance_embedded(read: ConfigReader) -> bool:
     return bool(read("transformer").get("guidance_embeds", False))
@@ -27,6 +51,7 @@ _COMMON = {
     "native_size": 1024,
     "default_sampler": "Euler",
     "samplers": FLOW_SAMPLERS,
+    "preview": FLUX_VAE_PREVIEW,
     # transformer-only files as model sites share them, and full checkpoints
     "checkpoint_prefixes": ("double_blocks.", "model.diffusion_model.double_blocks."),
     "checkpoint_class": "FluxPipeline",
