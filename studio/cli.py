@@ -249,12 +249,23 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="measure the studio against bare diffusers")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions (minutes)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
-    bench.add_argument("--model", default="studio-tiny", metavar="SPEC")
     bench.add_argument(
-        "--gpu", action="store_true", help="the SD 1.5 architecture benchmark (random weights)"
+        "--model",
+        metavar="SPEC",
+        help="the model (default studio-tiny); with --gpu the architecture: sd15 (default), "
+        "sdxl or flux",
     )
-    bench.add_argument("--size", type=int, default=512, help="--gpu: image size")
-    bench.add_argument("--steps", type=int, default=20, help="--gpu: denoising steps")
+    bench.add_argument(
+        "--gpu",
+        action="store_true",
+        help="the GPU benchmark on a published architecture with random weights",
+    )
+    bench.add_argument(
+        "--size", type=int, help="--gpu: image size (default: the architecture's native size)"
+    )
+    bench.add_argument(
+        "--steps", type=int, help="--gpu: denoising steps (default: 20, SDXL 30, Flux 28)"
+    )
     bench.add_argument("--repeats", type=int, default=5, help="--gpu: timed runs of each")
     bench.add_argument(
         "--rows",
@@ -502,6 +513,10 @@ def _bench(args: argparse.Namespace) -> int:
         raise UsageError("--no-compile leaves none of the rows given to --rows to measure.")
     if args.out is not None and args.out.is_dir():
         raise UsageError(f"--out must be a file to write the JSON to; '{args.out}' is a folder.")
+    from studio.bench.gpu_bench import ARCHITECTURES
+
+    if args.gpu and args.model not in (None, *ARCHITECTURES):
+        raise UsageError(f"--gpu measures one of {', '.join(ARCHITECTURES)}, not '{args.model}'.")
 
     not_kept: list[str] = []
 
@@ -529,7 +544,13 @@ def _bench(args: argparse.Namespace) -> int:
             keep_figures({"gpu": gpu})  # a run cut short keeps the rows it finished
 
         results["gpu"] = run_gpu_bench(
-            args.device, args.size, args.steps, args.repeats, tuple(rows), save_gpu
+            args.device,
+            args.size,
+            args.steps,
+            args.repeats,
+            tuple(rows),
+            save_gpu,
+            model=args.model or "sd15",
         )
     else:
         from studio.bench.runner import PARTS
@@ -537,7 +558,7 @@ def _bench(args: argparse.Namespace) -> int:
         parts = args.parts or PARTS
         results = run_bench(
             args.quick,
-            args.model,
+            args.model or "studio-tiny",
             compile_rows=not args.no_compile,
             parts=parts,
             families=args.families,

@@ -90,21 +90,26 @@ def engine_overhead(engine: Any, request: GenerationRequest, repeats: int) -> di
 
 def bare_call(pipe: Any, request: GenerationRequest, **extra: Any) -> None:
     """The request as a plain diffusers call: the baseline the engine is held against
-    (under inference_mode, as the engine runs)."""
+    (under inference_mode, as the engine runs), with the sampler and guidance arguments
+    the engine gives the model's family."""
     import torch
 
+    from studio.engine.family_runtime import family_of
+    from studio.engine.generate import guidance_arguments, sampler_for
     from studio.engine.schedulers import make_scheduler
 
-    pipe.scheduler = make_scheduler(request.scheduler, pipe.scheduler.config)
+    family = family_of(pipe)
+    sampler = sampler_for(family, request.scheduler)
+    pipe.scheduler = make_scheduler(sampler, pipe.scheduler.config, family.is_flow)
     with torch.inference_mode():
         pipe(
             prompt=request.prompt,
             width=request.width,
             height=request.height,
             num_inference_steps=request.steps,
-            guidance_scale=request.cfg_scale,
             generator=torch.Generator("cpu").manual_seed(request.seed),
             output_type="pil",
+            **guidance_arguments(pipe, request.cfg_scale, request.negative_prompt),
             **extra,
         )
 

@@ -70,7 +70,7 @@ def measure_family(
     request = GenerationRequest(
         prompt=PROMPT, model=folder, width=size, height=size, steps=steps, seed=1234
     )
-    taps = _warm_up_keeping_the_tap(engine, request)
+    taps = warm_up_keeping_the_tap(engine, request)
     pipe = engine.models.pipeline(folder, Mode.TEXT_TO_IMAGE)  # with the sampler the run used
     guidance = guidance_arguments(pipe, request.cfg_scale, request.negative_prompt)
 
@@ -108,14 +108,14 @@ def measure_family(
     return {
         "engine_over_bare": engine_s / bare_s,
         "engine_no_preview_over_bare": quiet_s / bare_s,
-        "preview_share": _preview_seconds(engine, pipe, taps, size) / step_s,
+        "preview_share": preview_seconds(engine, pipe, taps, size, size) / step_s,
         "bare_s": bare_s,
         "engine_s": engine_s,
         "step_ms": step_s * 1000,
     }
 
 
-def _warm_up_keeping_the_tap(engine: Any, request: Any) -> list[Any]:
+def warm_up_keeping_the_tap(engine: Any, request: Any) -> list[Any]:
     """One run to load and warm up, keeping its guidance tap: the tap holds the last step's
     latents and prediction, so a preview is then timed on the very tensors a run makes
     (packed families hand the previewer packed latents), not on a guessed shape."""
@@ -137,23 +137,31 @@ def _warm_up_keeping_the_tap(engine: Any, request: Any) -> list[Any]:
     return taps
 
 
-def _preview_seconds(engine: Any, pipe: Any, taps: list[Any], size: int) -> float:
+def preview_seconds(
+    engine: Any,
+    pipe: Any,
+    taps: list[Any],
+    width: int,
+    height: int,
+    sync: Callable[[], None] = lambda: None,
+) -> float:
     """Seconds of one preview as the loop makes it: the denoised estimate from the tap,
-    projected (linear) where it lies, and copied to the CPU."""
+    projected (linear) where it lies, copied to the CPU. Started one after another and
+    collected later, as the loop does, so on a GPU the copies run behind the work."""
     import torch
 
-    previewer = engine._previewer(pipe, size, size, "linear")
+    previewer = engine._previewer(pipe, width, height, "linear")
     tap = taps[-1]
     reps = 200
 
     def previews() -> None:
-        for _ in range(reps):
-            copy = previewer.start(tap.latest_x0())
+        for copy in [previewer.start(tap.latest_x0()) for _ in range(reps)]:
             if copy is not None:
                 copy.collect()
+        sync()
 
     with torch.inference_mode():
-        previews()  # warm up
+        previews()  # warm up (pinned host memory for the copies included)
         return min(_seconds(previews) for _ in range(3)) / reps
 
 

@@ -1,7 +1,9 @@
 """The speed-up ladder: one pipeline measured as bare diffusers, through the engine, then
 with one more speed-up per row, so that each row says what its speed-up buys.
 
-The GPU bench runs it on the SD 1.5 architecture, the CPU bench on the embedded model.
+The GPU bench runs it on the SD 1.5, SDXL or Flux.1-dev architecture, the CPU bench on
+the embedded model. The hooks and figures follow the family's denoiser (a UNet or a
+transformer), and a preview is timed on the latents the run itself made.
 """
 
 from __future__ import annotations
@@ -73,8 +75,10 @@ def measure(
     import torch
     from torch._dynamo.utils import counters
 
-    from studio.bench.engine_bench import bare_call, preview_cost
+    from studio.bench.engine_bench import bare_call
+    from studio.bench.family_bench import preview_seconds, warm_up_keeping_the_tap
     from studio.core.request import Mode
+    from studio.engine.family_runtime import denoiser
     from studio.engine.generate import Engine
     from studio.engine.speedups import eager, is_compiled
 
@@ -88,12 +92,13 @@ def measure(
         torch.cuda.reset_peak_memory_stats(target)
     started = time.perf_counter()
     with _cold_compiler_caches() if settings.compile_unet else contextlib.nullcontext():
-        engine.run(request)  # warm up (and compile, as on a machine that never compiled)
+        # warm up (and compile, as on a machine that never compiled), keeping the run's tap
+        taps = warm_up_keeping_the_tap(engine, request)
     sync()
     first_run_s = time.perf_counter() - started
     pipe = engine.models.pipeline(model, Mode.TEXT_TO_IMAGE)
     clock = _LoopClock(target)
-    hook = pipe.unet.register_forward_pre_hook(clock.before_unet)
+    hook = denoiser(pipe).register_forward_pre_hook(clock.before_unet)
     seconds, rates = [], []
     try:
         for _ in range(repeats):
@@ -108,7 +113,7 @@ def measure(
             rates.append(clock.steps_per_second)
     finally:
         hook.remove()
-    if engine.models.compile_failed or settings.compile_unet != is_compiled(pipe.unet):
+    if engine.models.compile_failed or settings.compile_unet != is_compiled(denoiser(pipe)):
         raise RuntimeError("the compiled UNet failed and the engine fell back to eager")
     figures: dict[str, Any] = {
         "it_per_s": statistics.median(rates),
@@ -117,7 +122,7 @@ def measure(
         "first_run_s": first_run_s,
     }
     # SDPA (AttnProcessor2_0) unless fused or sliced: the row names what it ran
-    processors = eager(pipe.unet).attn_processors.values()
+    processors = getattr(eager(denoiser(pipe)), "attn_processors", {}).values()
     figures["attention"] = ", ".join(sorted({type(p).__name__ for p in processors}))
     if settings.compile_unet:  # parts left eager or not replayed: the row says so
         figures["graph_breaks"] = sum(counters["graph_break"].values())
@@ -127,7 +132,8 @@ def measure(
         figures["peak_vram_reserved_mb"] = torch.cuda.max_memory_reserved(target) / 2**20
     if not bare:
         step_seconds = 1 / figures["it_per_s"]
-        figures["preview_cost_share"] = preview_cost(engine, request, step_seconds)["linear"]
+        preview_s = preview_seconds(engine, pipe, taps, request.width, request.height, sync)
+        figures["preview_cost_share"] = preview_s / step_seconds
     engine.models.unload()
     return figures
 

@@ -7,6 +7,7 @@ SD 1.5-shaped one costs what the real model costs, for benchmarks, with no downl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from pathlib import Path
@@ -186,29 +187,212 @@ SD15_SCHEDULER: dict[str, Any] = {
 }
 
 
-def build_sd15(dtype: Any = None) -> Any:
+def build_sd15(dtype: Any = None, device: Any = "cpu") -> Any:
     """An SD 1.5-shaped StableDiffusionPipeline with random weights, in memory."""
-    import torch
     from diffusers import (
         AutoencoderKL,
         EulerAncestralDiscreteScheduler,
         StableDiffusionPipeline,
         UNet2DConditionModel,
     )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
-    with tempfile.TemporaryDirectory() as tmp:
-        write_byte_tokenizer(Path(tmp), max_length=77)
-        tokenizer = CLIPTokenizer.from_pretrained(tmp)
     torch.manual_seed(0)
+    with _building(device, dtype):
+        networks = {
+            "vae": AutoencoderKL(**SD15_VAE),
+            "text_encoder": CLIPTextModel(CLIPTextConfig(**SD15_TEXT)),
+            "unet": UNet2DConditionModel(**SD15_UNET),
+        }
     pipe = StableDiffusionPipeline(
-        vae=AutoencoderKL(**SD15_VAE),
-        text_encoder=CLIPTextModel(CLIPTextConfig(**SD15_TEXT)),
-        tokenizer=tokenizer,
-        unet=UNet2DConditionModel(**SD15_UNET),
+        **networks,
+        tokenizer=_clip_tokenizer(),
         scheduler=EulerAncestralDiscreteScheduler(**SD15_SCHEDULER),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
     )
     return pipe.to(dtype=dtype) if dtype is not None else pipe
+
+
+# ---------------------------------------------------------------------------------------
+# SDXL and Flux.1-dev at full size, from their published configs (the values of
+# stabilityai/stable-diffusion-xl-base-1.0 and black-forest-labs/FLUX.1-dev's config.json
+# files), for the GPU bench: random weights compute what the real ones do.
+
+SDXL_UNET: dict[str, Any] = {
+    "sample_size": 128,
+    "in_channels": 4,
+    "out_channels": 4,
+    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    "block_out_channels": (320, 640, 1280),
+    "layers_per_block": 2,
+    "attention_head_dim": (5, 10, 20),
+    "cross_attention_dim": 2048,
+    "transformer_layers_per_block": (1, 2, 10),
+    "use_linear_projection": True,
+    "addition_embed_type": "text_time",
+    "addition_time_embed_dim": 256,
+    "projection_class_embeddings_input_dim": 2816,
+}
+SDXL_VAE: dict[str, Any] = {
+    **SD15_VAE,
+    "sample_size": 1024,
+    "scaling_factor": 0.13025,
+    "force_upcast": True,
+}
+CLIP_L_TEXT: dict[str, Any] = {**SD15_TEXT, "projection_dim": 768}
+CLIP_G_TEXT: dict[str, Any] = {  # OpenCLIP ViT-bigG/14's text tower
+    "vocab_size": 49408,
+    "hidden_size": 1280,
+    "intermediate_size": 5120,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 20,
+    "max_position_embeddings": 77,
+    "hidden_act": "gelu",
+    "projection_dim": 1280,
+}
+SDXL_SCHEDULER: dict[str, Any] = {**SD15_SCHEDULER, "timestep_spacing": "leading"}
+
+FLUX_TRANSFORMER: dict[str, Any] = {
+    "patch_size": 1,
+    "in_channels": 64,
+    "num_layers": 19,
+    "num_single_layers": 38,
+    "attention_head_dim": 128,
+    "num_attention_heads": 24,
+    "joint_attention_dim": 4096,
+    "pooled_projection_dim": 768,
+    "guidance_embeds": True,
+    "axes_dims_rope": (16, 56, 56),
+}
+FLUX_VAE: dict[str, Any] = {
+    **SD15_VAE,
+    "latent_channels": 16,
+    "sample_size": 1024,
+    "scaling_factor": 0.3611,
+    "shift_factor": 0.1159,
+    "use_quant_conv": False,
+    "use_post_quant_conv": False,
+}
+T5_XXL: dict[str, Any] = {  # google/t5-v1_1-xxl's encoder, FLUX.1's text_encoder_2
+    "vocab_size": 32128,
+    "d_model": 4096,
+    "d_kv": 64,
+    "d_ff": 10240,
+    "num_layers": 24,
+    "num_heads": 64,
+    "relative_attention_num_buckets": 32,
+    "relative_attention_max_distance": 128,
+    "feed_forward_proj": "gated-gelu",
+    "layer_norm_epsilon": 1e-6,
+    "tie_word_embeddings": False,
+}
+FLUX_SCHEDULER: dict[str, Any] = {
+    "base_image_seq_len": 256,
+    "base_shift": 0.5,
+    "max_image_seq_len": 4096,
+    "max_shift": 1.15,
+    "shift": 3.0,
+    "use_dynamic_shifting": True,
+}
+
+#: Parameters of the published models (the safetensors files' tensor counts), which the
+#: random models built from these configs must match.
+PUBLISHED_PARAMETERS: dict[str, dict[str, float]] = {
+    "sdxl": {"unet": 2.567e9, "text_encoder": 123.1e6, "text_encoder_2": 694.7e6, "vae": 83.7e6},
+    "flux": {
+        "transformer": 11.90e9,
+        "text_encoder": 123.1e6,
+        "text_encoder_2": 4.762e9,
+        "vae": 83.8e6,
+    },
+}
+
+
+@contextlib.contextmanager
+def _building(device: Any, dtype: Any) -> Any:
+    """Modules made inside are made on `device` (their random initialisation too: seconds
+    on a GPU for billions of weights; nothing at all on the meta device) in `dtype`."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype if dtype is not None and dtype.is_floating_point else previous)
+    try:
+        with torch.device(device):
+            yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def _clip_tokenizer() -> Any:
+    from transformers import CLIPTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_byte_tokenizer(Path(tmp), max_length=77)
+        return CLIPTokenizer.from_pretrained(tmp)
+
+
+def build_sdxl(dtype: Any = None, device: Any = "cpu") -> Any:
+    """An SDXL-base-shaped StableDiffusionXLPipeline with random weights, in memory."""
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(0)
+    with _building(device, dtype):
+        networks = {
+            "vae": AutoencoderKL(**SDXL_VAE),
+            "text_encoder": CLIPTextModel(CLIPTextConfig(**CLIP_L_TEXT)),
+            "text_encoder_2": CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_G_TEXT)),
+            "unet": UNet2DConditionModel(**SDXL_UNET),
+        }
+    pipe = StableDiffusionXLPipeline(
+        **networks,
+        tokenizer=_clip_tokenizer(),
+        tokenizer_2=_clip_tokenizer(),
+        scheduler=EulerDiscreteScheduler(**SDXL_SCHEDULER),
+        add_watermarker=False,
+    )
+    return pipe.to(dtype=dtype) if dtype is not None else pipe
+
+
+def build_flux(dtype: Any = None, device: Any = "cpu") -> Any:
+    """A FLUX.1-dev-shaped FluxPipeline with random weights (T5-XXL included), in memory."""
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        FluxPipeline,
+        FluxTransformer2DModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    from studio.bench.tiny_families import t5_tokenizer
+
+    torch.manual_seed(0)
+    with _building(device, dtype):
+        networks = {
+            "vae": AutoencoderKL(**FLUX_VAE),
+            "text_encoder": CLIPTextModel(CLIPTextConfig(**CLIP_L_TEXT)),
+            "text_encoder_2": T5EncoderModel(T5Config(**T5_XXL)),
+            "transformer": FluxTransformer2DModel(**FLUX_TRANSFORMER),
+        }
+    pipe = FluxPipeline(
+        **networks,
+        tokenizer=_clip_tokenizer(),
+        tokenizer_2=t5_tokenizer(),
+        scheduler=FlowMatchEulerDiscreteScheduler(**FLUX_SCHEDULER),
+    )
+    return pipe.to(dtype=dtype) if dtype is not None else pipe
+
+
+def parameter_counts(pipe: Any) -> dict[str, int]:
+    """Parameters per network of a pipeline (on any device, the meta device included)."""
+    return {
+        name: sum(p.numel() for p in module.parameters())
+        for name, module in pipe.components.items()
+        if isinstance(module, torch.nn.Module)
+    }

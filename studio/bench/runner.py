@@ -144,7 +144,7 @@ def record_speedups(results: dict[str, Any]) -> Path | None:
         ladder = {
             "device": gpu["device"],
             "device_name": gpu.get("device_name", gpu["device"]),
-            "workload": f"SD 1.5 architecture, {gpu['size']}×{gpu['size']}, {gpu['steps']} steps",
+            "workload": f"{_architecture(gpu)}, {gpu['size']}×{gpu['size']}, {gpu['steps']} steps",
             "rows": {row: gpu[row] for row in ROWS if row in gpu},
         }
     else:
@@ -215,8 +215,8 @@ def _gpu_table(gpu: dict[str, Any]) -> list[str]:
     from studio.bench.ladder import ROWS
 
     lines = [
-        f"GPU bench: {gpu.get('device_name', gpu['device'])}, SD 1.5 architecture, "
-        f"{gpu['size']}×{gpu['size']}, {gpu['steps']} steps, CFG, batch 1",
+        f"GPU bench: {gpu.get('device_name', gpu['device'])}, {_architecture(gpu)}, "
+        f"{gpu['size']}×{gpu['size']}, {gpu['steps']} steps, batch 1",
         "(each row adds one speed-up to the row above)",
         f"{'':<16} {'it/s':>8} {'s/image':>9} {'1st run s':>10} {'VRAM MB':>9} {'util.':>7}",
     ]
@@ -238,10 +238,16 @@ def _gpu_table(gpu: dict[str, Any]) -> list[str]:
                 f"  ({row['graph_breaks']} graph breaks, {row['cudagraph_skips']} CUDA-graph skips)"
             )
     lines.append(
-        f"UNet GFLOP per CFG step: {gpu['unet_flops_per_step'] / 1e9:.1f}; "
+        f"Denoiser GFLOP per step: {gpu['unet_flops_per_step'] / 1e9:.1f}; "
         f"bf16 matmul peak: {gpu['matmul_peak_tflops_bf16']:.1f} TFLOP/s"
     )
+    if gpu.get("anchor"):
+        lines.append(f"({gpu['anchor']})")
     return lines
+
+
+def _architecture(gpu: dict[str, Any]) -> str:
+    return gpu.get("model_label", "SD 1.5 architecture")  # results of before SDXL and Flux
 
 
 def all_finite(results: dict[str, Any], keys: list[str]) -> list[str]:

@@ -36,16 +36,21 @@ def compile_mode(settings: EngineSettings, device: torch.device) -> str | None:
 
 def fuse_attention(unet: Any) -> None:
     """One projection for q, k and v (k and v for cross-attention). Fusing again only puts
-    the fused processor back: diffusers would build the fused weights anew each time. Models
-    with added key/value projections cannot be fused; they run as they are."""
+    the fused processors back (the model's own: Flux's and SD 3's are not the UNet's):
+    diffusers would build the fused weights anew each time. Models with added key/value
+    projections, or with no fusing at all (Z-Image), run as they are."""
     fused = any(getattr(module, "fused_projections", False) for module in unet.modules())
     try:
         if fused:
-            from diffusers.models.attention_processor import FusedAttnProcessor2_0
+            kept = getattr(unet, "_studio_fused_processors", None)
+            if kept is None:
+                from diffusers.models.attention_processor import FusedAttnProcessor2_0
 
-            unet.set_attn_processor(FusedAttnProcessor2_0())
-        else:
+                kept = FusedAttnProcessor2_0()
+            unet.set_attn_processor(kept)
+        elif hasattr(unet, "fuse_qkv_projections"):
             unet.fuse_qkv_projections()
+            unet._studio_fused_processors = dict(unet.attn_processors)
     except ValueError as e:
         log.info("attention projections not fused: %s", e)
 
