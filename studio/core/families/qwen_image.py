@@ -30,7 +30,7 @@ FAMILIES = [
     ),
     Family(
         name="qwen-image-edit-plus",
-        label="Qwen-Image-Edit (2509)",
+        label="Qwen-Image-Edit Plus (2509 and later)",
         pipelines={"edit": "QwenImageEditPlusPipeline"},
         index_classes=("QwenImageEditPlusPipeline",),
         edit_references=2,  # up to three images in all
