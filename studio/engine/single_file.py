@@ -531,6 +531,8 @@ def _load_full(info: FileInfo, cls: Any, dtype: Any) -> Any:
                 f"configuration the studio does not ship: {companion_hint(path, family)}."
             )
         folder = companion
+    if companion is not None:
+        check_model_folder(companion)  # before any library reads it: no code, no pickles
     # Parts the file lacks (a checkpoint saved without its VAE) come from the companion.
     parts: dict[str, Any] = {}
     for component, prefixes in (variant.components if variant else {}).items():
@@ -591,6 +593,9 @@ def _load_denoiser(info: FileInfo, dtype: Any) -> Any:
     source: Any = str(path)
     if denoiser_cls.__name__ == "FluxTransformer2DModel":
         source = flux_to_diffusers(_state_dict(path))
+    elif family.name == "qwen-image" and any(k.startswith(UNET) for k in info.keys):
+        # diffusers' names already, behind ComfyUI's prefix (which diffusers keeps)
+        source = {k.removeprefix(UNET): v for k, v in _state_dict(path).items()}
     denoiser = denoiser_cls.from_single_file(
         source,
         config=str(config),

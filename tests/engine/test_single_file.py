@@ -610,6 +610,58 @@ def test_a_flux_transformer_file_takes_the_rest_from_its_companion(
     np.testing.assert_allclose(_pixels(pipe), _pixels(folder), atol=1e-5)
 
 
+def z_image_to_original(state: dict) -> dict:
+    """ZImageTransformer2DModel → Tongyi's names (fused qkv), as its GGUF files have them."""
+    out = {}
+    for key, value in state.items():
+        if ".attention.to_k." in key or ".attention.to_v." in key:
+            continue
+        if ".attention.to_q." in key:
+            parts = [state[key.replace(".to_q.", f".to_{p}.")] for p in "qkv"]
+            out[key.replace(".to_q.", ".qkv.")] = torch.cat(parts)
+            continue
+        for new, old in (
+            ("all_final_layer.2-1.", "final_layer."),
+            ("all_x_embedder.2-1.", "x_embedder."),
+            (".attention.to_out.0.", ".attention.out."),
+            (".attention.norm_k.", ".attention.k_norm."),
+            (".attention.norm_q.", ".attention.q_norm."),
+        ):
+            key = key.replace(new, old)
+        out[key] = value
+    return out
+
+
+def test_z_image_gguf_and_qwen_image_files_take_the_rest_from_a_sibling_folder(
+    tmp_path: Path,
+) -> None:
+    """Z-Image as a GGUF in Tongyi's names; Qwen-Image as ComfyUI stores it (diffusers' names
+    behind `model.diffusion_model.`): each beside a diffusers folder of its family."""
+    for family, name in (
+        ("z_image", "z-image-turbo-Q8_0.gguf"),
+        ("qwen_image", "qwen.safetensors"),
+    ):
+        models = tmp_path / family
+        companion = Path(build(family, models / f"{family}-diffusers"))
+        folder = _folder_pipe(companion)
+        state = folder.transformer.state_dict()
+        if family == "z_image":
+            path = _write_gguf(z_image_to_original(state), models / name, quantize=True)
+        else:
+            prefixed = {f"model.diffusion_model.{k}": v.contiguous() for k, v in state.items()}
+            path = _save(prefixed, models / name)
+        manager = ModelManager()
+        pipe = manager.pipeline(str(path), Mode.TEXT_TO_IMAGE)
+        assert family_of(pipe).name == family.replace("_", "-")
+        assert pipe.transformer is not folder.transformer
+        quantised = {type(p).__name__ for p in pipe.transformer.parameters()}
+        assert ("GGUFParameter" in quantised) == (path.suffix == ".gguf")
+        ours, theirs = _pixels(pipe), _pixels(folder)
+        tolerance = 0.05 if path.suffix == ".gguf" else 1e-5  # Q8_0 is close, not equal
+        np.testing.assert_allclose(ours, theirs, atol=tolerance)
+        manager.unload()
+
+
 def _write_gguf(state: dict, path: Path, quantize: bool) -> Path:
     import gguf
 
@@ -617,7 +669,10 @@ def _write_gguf(state: dict, path: Path, quantize: bool) -> Path:
     q8 = gguf.GGMLQuantizationType.Q8_0
     for name, tensor in state.items():
         data = tensor.detach().float().numpy()
-        if quantize and data.ndim == 2 and data.shape[-1] % 32 == 0:
+        # as GGUF converters do: linear layers' weights quantised, the rest (norms, biases,
+        # pad tokens, embeddings used as tensors) kept as they are
+        linear = name.endswith(".weight") and data.ndim == 2 and "norm" not in name
+        if quantize and linear and data.shape[-1] % 32 == 0:
             writer.add_tensor(name, gguf.quants.quantize(data, q8), raw_dtype=q8)
         else:
             writer.add_tensor(name, data)
