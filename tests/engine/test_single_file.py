@@ -593,11 +593,14 @@ def test_a_flux_transformer_file_takes_the_rest_from_its_companion(
     tiny: dict[str, Path], tmp_path: Path
 ) -> None:
     folder = _folder_pipe(tiny["flux"])
+    state = flux_to_original(folder.transformer.state_dict())
+    # a full ComfyUI checkpoint: the VAE and text encoders ride along (the companion's are used)
+    extra = {
+        "vae.decoder.conv_in.weight": torch.ones(8, 16, 3, 3),
+        "text_encoders.clip_l.transformer.text_model.final_layer_norm.weight": torch.ones(32),
+    }
     checkpoint = _save(
-        {
-            "model.diffusion_model." + k: v
-            for k, v in flux_to_original(folder.transformer.state_dict()).items()
-        },
+        {"model.diffusion_model." + k: v for k, v in state.items()} | extra,
         tmp_path / "flux1-dev-finetune.safetensors",
     )
     # alone: one sentence saying what to add
@@ -607,6 +610,92 @@ def test_a_flux_transformer_file_takes_the_rest_from_its_companion(
     (tmp_path / "flux1-dev-finetune.safetensors.companion").write_text(f"{tiny['flux']}\n")
     pipe = ModelManager().pipeline(str(checkpoint), Mode.TEXT_TO_IMAGE)
     assert family_of(pipe).name == "flux-dev"
+    np.testing.assert_allclose(_pixels(pipe), _pixels(folder), atol=1e-5)
+
+
+def sd3_to_original(state: dict) -> dict:
+    """SD3Transformer2DModel → Stability's MMDiT names (sd3.5_*.safetensors)."""
+    s = dict(state)
+    out = {}
+
+    def move(old: str, new: str) -> None:
+        for end in ("weight", "bias"):
+            if f"{new}.{end}" in s:
+                out[f"{old}.{end}"] = s.pop(f"{new}.{end}")
+
+    def unswap(tensor: torch.Tensor) -> torch.Tensor:
+        scale, shift = torch.chunk(tensor, 2)
+        return torch.cat([shift, scale])
+
+    out["pos_embed"] = s.pop("pos_embed.pos_embed")
+    move("x_embedder.proj", "pos_embed.proj")
+    move("t_embedder.mlp.0", "time_text_embed.timestep_embedder.linear_1")
+    move("t_embedder.mlp.2", "time_text_embed.timestep_embedder.linear_2")
+    move("y_embedder.mlp.0", "time_text_embed.text_embedder.linear_1")
+    move("y_embedder.mlp.2", "time_text_embed.text_embedder.linear_2")
+    move("context_embedder", "context_embedder")
+    layers = sorted({int(k.split(".")[1]) for k in s if k.startswith("transformer_blocks.")})
+    for i in layers:
+        b, x, c = (
+            f"transformer_blocks.{i}.",
+            f"joint_blocks.{i}.x_block.",
+            f"joint_blocks.{i}.context_block.",
+        )
+        for end in ("weight", "bias"):
+            out[f"{x}attn.qkv.{end}"] = torch.cat([s.pop(f"{b}attn.to_{p}.{end}") for p in "qkv"])
+            added = [s.pop(f"{b}attn.add_{p}_proj.{end}") for p in "qkv"]
+            out[f"{c}attn.qkv.{end}"] = torch.cat(added)
+            if f"{b}attn2.to_q.{end}" in s:
+                attn2 = [s.pop(f"{b}attn2.to_{p}.{end}") for p in "qkv"]
+                out[f"{x}attn2.qkv.{end}"] = torch.cat(attn2)
+        for old, new in (
+            (x + "attn.ln_q", b + "attn.norm_q"),
+            (x + "attn.ln_k", b + "attn.norm_k"),
+            (c + "attn.ln_q", b + "attn.norm_added_q"),
+            (c + "attn.ln_k", b + "attn.norm_added_k"),
+            (x + "attn2.ln_q", b + "attn2.norm_q"),
+            (x + "attn2.ln_k", b + "attn2.norm_k"),
+            (x + "attn.proj", b + "attn.to_out.0"),
+            (c + "attn.proj", b + "attn.to_add_out"),
+            (x + "attn2.proj", b + "attn2.to_out.0"),
+            (x + "adaLN_modulation.1", b + "norm1.linear"),
+            (x + "mlp.fc1", b + "ff.net.0.proj"),
+            (x + "mlp.fc2", b + "ff.net.2"),
+            (c + "mlp.fc1", b + "ff_context.net.0.proj"),
+            (c + "mlp.fc2", b + "ff_context.net.2"),
+        ):
+            move(old, new)
+        last = i == layers[-1]  # its context branch ends there: a final-layer style norm
+        for end in ("weight", "bias"):
+            tensor = s.pop(f"{b}norm1_context.linear.{end}")
+            out[f"{c}adaLN_modulation.1.{end}"] = unswap(tensor) if last else tensor
+    move("final_layer.linear", "proj_out")
+    for end in ("weight", "bias"):
+        out[f"final_layer.adaLN_modulation.1.{end}"] = unswap(s.pop(f"norm_out.linear.{end}"))
+    assert not s, sorted(s)
+    return out
+
+
+def test_an_sd3_transformer_file_takes_the_rest_from_a_cached_hub_repo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sd3.5_*.safetensors as Stability publishes it (the MMDiT behind
+    `model.diffusion_model.`), its companion found as the family's hub repo in the local cache
+    (here a cache that holds the tiny folder under that repo's name)."""
+    companion = Path(build("sd3", tmp_path / "sd3"))
+    folder = _folder_pipe(companion)
+    state = sd3_to_original(folder.transformer.state_dict())
+    (tmp_path / "models").mkdir()  # the file alone: no folder beside it
+    path = _save(
+        {f"model.diffusion_model.{k}": v.contiguous() for k, v in state.items()},
+        tmp_path / "models" / "sd3.5_tiny.safetensors",
+    )
+    repo = single_file.HUB_COMPANIONS["sd3"][0]
+    monkeypatch.setattr(
+        single_file, "_cached_repo", lambda name: companion if name == repo else None
+    )
+    pipe = ModelManager().pipeline(str(path), Mode.TEXT_TO_IMAGE)
+    assert family_of(pipe).name == "sd3" and pipe.transformer is not folder.transformer
     np.testing.assert_allclose(_pixels(pipe), _pixels(folder), atol=1e-5)
 
 
