@@ -495,13 +495,15 @@ def load(
             f"'{name}' is not a checkpoint of a model family the studio knows (SD 1.x, SD 2.x, "
             "SDXL, SD 3.5, Flux.1, Chroma, Qwen-Image, Z-Image)."
         )
+    say = status or (lambda message, fraction: None)
     if family.name in _FULL_FAMILIES and not info.is_gguf:
+        say(f"Loading {name} ({family.label})…", None)
         return _load_full(info, getattr(diffusers, family.checkpoint_class), dtype)
     if family.name not in _DENOISERS:
         raise ModelError(
             f"{family.label} single files cannot be loaded yet: use a diffusers folder."
         )
-    return _load_denoiser(info, dtype)
+    return _load_denoiser(info, dtype, say)
 
 
 def _load_full(info: FileInfo, cls: Any, dtype: Any) -> Any:
@@ -561,7 +563,7 @@ def _component(folder: Path, component: str, dtype: Any) -> Any:
     )
 
 
-def _load_denoiser(info: FileInfo, dtype: Any) -> Any:
+def _load_denoiser(info: FileInfo, dtype: Any, say: Callable[[str, float | None], None]) -> Any:
     """SD 3.5, Flux.1, Chroma, Qwen-Image, Z-Image and GGUF files: the denoiser from the file,
     the rest of the pipeline from the companion."""
     import diffusers
@@ -576,6 +578,7 @@ def _load_denoiser(info: FileInfo, dtype: Any) -> Any:
             f"encoders come from a companion, so {companion_hint(path, family)}."
         )
     check_model_folder(companion)
+    say(f"Loading {printable(path.name)} with the rest of {printable(companion.name)}…", None)
     if variant is not None and info.matches:
         config = CONFIGS_DIR / variant.name
     elif (companion / "transformer" / "config.json").is_file():
