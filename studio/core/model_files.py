@@ -33,6 +33,21 @@ class ModelFileError(ModelError):
 def safetensors_keys(path: Path) -> list[str]:
     """The tensor names in a .safetensors file's header (no weights are read); ValueError
     when the header is damaged or the file shorter than it says."""
+    return [name for name in safetensors_header(path) if name != "__metadata__"]
+
+
+def safetensors_metadata(path: Path) -> dict[str, str]:
+    """The free-form metadata a .safetensors file carries (trainers write the base model,
+    trigger words and tag counts there); {} when it has none. ValueError as above."""
+    metadata = safetensors_header(path).get("__metadata__")
+    if not isinstance(metadata, dict):
+        return {}
+    return {str(k): str(v) for k, v in metadata.items()}
+
+
+def safetensors_header(path: Path) -> dict:
+    """A .safetensors file's header, checked against the file's size; ValueError when it is
+    damaged or the file shorter than it says."""
     if not is_regular_file(path):
         raise ValueError("not a regular file")
     size = path.stat().st_size
@@ -55,7 +70,7 @@ def safetensors_keys(path: Path) -> list[str]:
             raise ValueError("header entry without offsets")
         if end + int(offsets[1]) > size:
             raise ValueError("truncated")
-    return [name for name in header if name != "__metadata__"]
+    return header
 
 
 def gguf_keys(path: Path) -> list[str]:

@@ -20,6 +20,7 @@ from studio.core.jobs import (
     Reporter,
     Stage,
 )
+from studio.core.prompt_tags import split_lora_tags
 from studio.core.request import (
     MAX_STEPS,
     GenerationRequest,
@@ -39,6 +40,7 @@ from studio.engine.guidance import (
     GuidanceTap,
     denoised_for,
 )
+from studio.engine.loras import active_loras
 from studio.engine.models import ModelManager
 from studio.engine.preview import Previewer, coefficients_for
 from studio.engine.schedulers import make_scheduler
@@ -107,8 +109,11 @@ class Engine:
         pipe = self._timed(
             timings, "load", lambda: self.models.pipeline(request.model, request.mode)
         )
+        text, tags = split_lora_tags(request.prompt)
+        wanted = active_loras(tags)
+        self._timed(timings, "loras", lambda: self.models.apply_loras(request.model, wanted))
         common = {
-            "prompt": request.prompt,
+            "prompt": text,
             "num_inference_steps": request.steps,
             "num_images_per_prompt": request.batch_size,
             **guidance_arguments(pipe, request.cfg_scale, request.negative_prompt),
@@ -214,7 +219,7 @@ class Engine:
         card = self.models.card(pipe)
         cfg = float(card.get("default_cfg", request.cfg_scale))
         call = {
-            "prompt": request.prompt,
+            "prompt": split_lora_tags(request.prompt)[0],
             "negative_prompt": request.negative_prompt or None,
             "image": image.convert("RGB"),
             "num_inference_steps": int(card.get("default_steps", min(request.steps, 50))),
@@ -240,7 +245,7 @@ class Engine:
             timings, "load", lambda: self.models.pipeline(request.model, Mode.IMAGE_TO_IMAGE)
         )
         call = {
-            "prompt": request.prompt,
+            "prompt": split_lora_tags(request.prompt)[0],
             "image": enlarged,
             "strength": request.upscale_strength,
             "num_inference_steps": steps_for_strength(request.steps, request.upscale_strength),

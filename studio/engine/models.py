@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from studio.core import families
+from studio.core import families, memory_policy
 from studio.core.catalog import ModelError, read_model_card, resolve
 from studio.core.model_files import check_model_folder, safetensors_keys
 from studio.core.paths import log_file
@@ -259,9 +259,11 @@ class ModelManager:
 
     def _place(self, pipe: Any) -> None:
         pipe.set_progress_bar_config(disable=True)
-        plan = memory_plan(self.settings, self.device)
-        if plan["cpu_offload"] and self.device.type == "cuda":
+        placement = self._placement(pipe)  # on the CPU and MPS: "gpu", i.e. the device
+        if placement == "model_offload":
             pipe.enable_model_cpu_offload(device=self.device)
+        elif placement == "group_offload":
+            pipe.enable_group_offload(self.device, offload_type="leaf_level", use_stream=True)
         else:
             pipe.to(self.device)
         self.set_attention(pipe)
@@ -275,6 +277,29 @@ class ModelManager:
             import torch
 
             family_runtime.set_denoiser(pipe, torch.compile(network, mode=mode))
+
+    def _placement(self, pipe: Any) -> str:
+        """On CUDA, memory_policy's placement for the family and the free memory (the
+        settings' CPU offload when set, or a GPU under 5 GB); bfloat16 for the families
+        that need it (unless a precision was chosen), and fp8 weights when asked."""
+        plan = memory_plan(self.settings, self.device)
+        if self.device.type != "cuda":
+            return "gpu"
+        import torch
+
+        name = family_of(pipe).name
+        # the automatic precision on CUDA is fp16, which overflows these families' activations
+        wants_bf16 = memory_policy.dtype_for(name) == "bfloat16" and self.settings.dtype is None
+        if wants_bf16 and pipe.dtype == torch.float16 and torch.cuda.is_bf16_supported():
+            pipe.to(dtype=torch.bfloat16)
+        if self.settings.fp8_weights:
+            network = family_runtime.denoiser(pipe)
+            network.enable_layerwise_casting(torch.float8_e4m3fn, compute_dtype=network.dtype)
+        if self.settings.cpu_offload is not None or plan["cpu_offload"]:
+            return "model_offload" if plan["cpu_offload"] else "gpu"
+        free_gib = torch.cuda.mem_get_info(self.device)[0] / 2**30
+        policy = memory_policy.choose(name, free_gib, self.settings.fp8_weights)
+        return policy.placement if policy is not None else "gpu"
 
     def set_attention(self, pipe: Any) -> None:
         """Attention as the settings place it: sliced when memory asks for it (slicing

@@ -1,0 +1,232 @@
+"""LoRA files: where they are, how a prompt's `<lora:NAME>` finds one, what a file says
+about itself, and the short hash AUTOMATIC1111 writes. Torch-free: the window lists and
+describes LoRAs without loading any.
+
+A LoRA is found by the name a tag gives — its file name without the suffix, as A1111
+resolves it — in the LoRA folders: the models folder's (`models/Lora`, `models/loras`,
+…), the studio's own embedded LoRAs, and a LoRA folder of the artist's choosing; or by its
+path. Restoring a file, a name that is not found may still be found by its hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from studio.core import models_folder
+from studio.core.files import is_regular_file
+from studio.core.model_files import safetensors_keys, safetensors_metadata
+from studio.core.paths import RESOURCES_DIR
+from studio.core.text import printable
+
+LORA_SUFFIXES = (".safetensors", ".pt", ".ckpt", ".bin")
+EMBEDDED_LORAS_DIR = RESOURCES_DIR / "loras"
+LORA_DIR_ENV = "LATENT_STUDIO_LORA_DIR"
+PREVIEW_SUFFIXES = (".preview.png", ".png", ".preview.jpg", ".jpg", ".preview.webp", ".webp")
+
+_lora_dir: Path | None = None  # the window's setting
+_hashes: dict[tuple[str, int, float], str] = {}
+
+
+class LoraError(ValueError):
+    """A LoRA that cannot be used; str() is one sentence for the artist."""
+
+
+def use_lora_dir(folder: str | Path | None) -> None:
+    """The artist's own LoRA folder (Settings), searched besides the models folder's."""
+    global _lora_dir
+    _lora_dir = Path(folder).expanduser() if folder else None
+
+
+def lora_dirs() -> list[Path]:
+    """Every folder searched for LoRAs, first match wins."""
+    folders: list[Path] = []
+    environment = os.environ.get(LORA_DIR_ENV)
+    for folder in (_lora_dir, Path(environment) if environment else None):
+        if folder is not None and folder.is_dir():
+            folders.append(folder)
+    if EMBEDDED_LORAS_DIR.is_dir():
+        folders.append(EMBEDDED_LORAS_DIR)
+    return folders
+
+
+def available() -> list[Path]:
+    """Every LoRA file found, by name (the first of a name wins, as lookups do)."""
+    seen: dict[str, Path] = {}
+    found = models_folder.current()
+    candidates = [*(_files(folder) for folder in lora_dirs())]
+    if found is not None:
+        candidates.append(found.loras)
+    for paths in candidates:
+        for path in paths:
+            seen.setdefault(path.stem.lower(), path)
+    return sorted(seen.values(), key=lambda p: p.stem.lower())
+
+
+def find(name: str) -> Path | None:
+    """The LoRA a tag names: a path, or a file name (with or without its suffix) in the
+    LoRA folders; None when there is none."""
+    name = name.strip()
+    path = Path(name).expanduser()
+    if path.suffix.lower() in LORA_SUFFIXES and is_regular_file(path):
+        return path
+    wanted = name.lower()
+    for candidate in available():
+        if wanted in (candidate.stem.lower(), candidate.name.lower()):
+            return candidate
+    return None
+
+
+def find_by_hash(short: str) -> Path | None:
+    """A LoRA whose short hash (A1111's, or Civitai's AutoV2) starts like `short`."""
+    short = short.strip().lower()
+    if len(short) < 8:
+        return None
+    for candidate in available():
+        if short_hash(candidate).startswith(short) or _file_sha256(candidate).startswith(short):
+            return candidate
+    return None
+
+
+def short_hash(path: Path) -> str:
+    """The hash A1111 writes in "Lora hashes": for a .safetensors file the SHA-256 of its
+    tensors (the bytes after the header, so edited metadata keeps the hash), else of the
+    whole file; the first 12 hex digits."""
+    return _cached(path, "tensors", lambda: _sha256(path, skip_header=_is_safetensors(path)))[:12]
+
+
+def _file_sha256(path: Path) -> str:
+    return _cached(path, "file", lambda: _sha256(path, skip_header=False))
+
+
+def _cached(path: Path, kind: str, compute) -> str:  # noqa: ANN001
+    stat = path.stat()
+    key = (f"{kind}:{path.resolve()}", stat.st_size, stat.st_mtime)
+    if key not in _hashes:
+        _hashes[key] = compute()
+    return _hashes[key]
+
+
+def _sha256(path: Path, skip_header: bool) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        if skip_header:
+            length = int.from_bytes(handle.read(8), "little")
+            handle.seek(8 + length)
+        for block in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _is_safetensors(path: Path) -> bool:
+    return path.suffix.lower() == ".safetensors"
+
+
+# -- what a file says about itself ---------------------------------------------------------
+
+
+@dataclass
+class LoraInfo:
+    path: Path
+    name: str
+    family: str = ""  # "SD 1.x", "SDXL", "Flux.1", … when the file says or its keys show
+    triggers: list[str] = field(default_factory=list)  # words the trainer tagged most
+    preview: Path | None = None  # a picture beside it, as A1111 and Civitai helpers keep
+
+
+def describe(path: Path) -> LoraInfo:
+    """What the panel shows of a LoRA: its family, trigger words and preview picture, from
+    its metadata (kohya's `ss_*`, ModelSpec's `modelspec.*`), its tensor names and sibling
+    files; never more than the header is read."""
+    info = LoraInfo(path, printable(path.stem))
+    info.preview = next(
+        (
+            path.with_name(path.stem + suffix)
+            for suffix in PREVIEW_SUFFIXES
+            if is_regular_file(path.with_name(path.stem + suffix))
+        ),
+        None,
+    )
+    if not _is_safetensors(path):
+        return info
+    try:
+        metadata = safetensors_metadata(path)
+        keys = safetensors_keys(path)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return info
+    info.family = _family_of(metadata, keys)
+    info.triggers = _triggers(metadata)
+    return info
+
+
+_BASE_MODELS = {  # kohya's ss_base_model_version and ModelSpec's architecture, shortened
+    "sd_v1": "SD 1.x",
+    "sd_v2": "SD 2.x",
+    "sdxl": "SDXL",
+    "flux": "Flux.1",
+    "sd3": "SD 3.x",
+    "stable-diffusion-v1": "SD 1.x",
+    "stable-diffusion-xl": "SDXL",
+}
+
+
+def _family_of(metadata: dict[str, str], keys: list[str]) -> str:
+    stated = (
+        metadata.get("ss_base_model_version") or metadata.get("modelspec.architecture") or ""
+    ).lower()
+    for prefix, label in _BASE_MODELS.items():
+        if stated.startswith(prefix):
+            return label
+    joined = " ".join(keys[:400])
+    if "lora_te2_" in joined or "text_encoder_2." in joined or "add_embedding" in joined:
+        return "SDXL"
+    if "double_blocks" in joined or "single_transformer_blocks" in joined:
+        return "Flux.1"
+    if "lora_unet_" in joined or "unet." in joined:
+        return "SD 1.x"  # or 2.x: the names are the same; shapes would tell
+    return ""
+
+
+def _triggers(metadata: dict[str, str], most: int = 5) -> list[str]:
+    phrase = metadata.get("modelspec.trigger_phrase")
+    if phrase:
+        return [printable(t.strip()) for t in phrase.split(",") if t.strip()][:most]
+    try:
+        frequencies = json.loads(metadata.get("ss_tag_frequency") or "{}")
+    except ValueError:
+        return []
+    counts: dict[str, int] = {}
+    if isinstance(frequencies, dict):
+        for tags in frequencies.values():
+            if isinstance(tags, dict):
+                for tag, count in tags.items():
+                    if isinstance(count, int):
+                        counts[str(tag).strip()] = counts.get(str(tag).strip(), 0) + count
+    ranked = sorted(counts, key=lambda t: -counts[t])
+    return [printable(t) for t in ranked if t][:most]
+
+
+def _files(folder: Path) -> list[Path]:
+    """LoRA files directly in a folder and one level down (a bounded look)."""
+    found: list[Path] = []
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return found
+    for entry in entries[:5000]:
+        path = Path(entry.path)
+        if entry.is_file() and entry.name.lower().endswith(LORA_SUFFIXES):
+            found.append(path)
+        elif entry.is_dir(follow_symlinks=False):
+            try:
+                found.extend(
+                    Path(e.path)
+                    for e in list(os.scandir(path))[:5000]
+                    if e.is_file() and e.name.lower().endswith(LORA_SUFFIXES)
+                )
+            except OSError:
+                continue
+    return found
