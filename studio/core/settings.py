@@ -16,6 +16,8 @@ class EngineSettings:
     attention_slicing: bool | None = None
     vae_tiling: bool | None = None
     cpu_offload: bool | None = None
+    # the denoiser's weights stored in float8 on CUDA (computed in 16 bits): half its memory
+    fp8_weights: bool = False
     preview_method: str = "linear"  # "linear", "vae" or "none"
     preview_every: int = 1  # a preview every N steps
     # speed-ups (SPEEDUPS below), all off by default

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -26,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core import speedup_figures
+from studio.core import memory_policy, speedup_figures
 from studio.core.formats import PNG, SaveFormat
 from studio.core.paths import output_dir
 from studio.core.settings import PREVIEW_METHODS, SPEEDUPS, EngineSettings
@@ -167,9 +168,15 @@ class SettingsDialog(QDialog):
         performance_box = self._build_performance(engine)
         _align_labels(studio_form, preview_form, performance_box.layout())
         layout = QVBoxLayout(self)
-        layout.addWidget(studio_box)
-        layout.addWidget(preview_box)
-        layout.addWidget(performance_box)
+        columns = QHBoxLayout()
+        left = QVBoxLayout()
+        left.addWidget(studio_box)
+        left.addWidget(preview_box)
+        left.addWidget(performance_box)
+        left.addStretch(1)
+        columns.addLayout(left, 5)
+        columns.addWidget(self._build_memory_table(), 4)
+        layout.addLayout(columns)
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
@@ -177,7 +184,7 @@ class SettingsDialog(QDialog):
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
         # The wrapped hint needs its height for this width, which a plain resize ignores.
-        self.resize(580, layout.totalHeightForWidth(580))
+        self.resize(1060, layout.totalHeightForWidth(1060))
 
     def _build_performance(self, engine: EngineSettings) -> QGroupBox:
         # Only names here: probing CUDA or MPS would import torch on the UI thread. A device
@@ -214,7 +221,8 @@ class SettingsDialog(QDialog):
             _AUTO_ON_OFF,
             engine.cpu_offload,
             "Keep each part of the model on the CPU until it is needed: the least GPU memory, "
-            "much slower. CUDA only. Automatic: on for GPUs with less than 5 GB.",
+            "much slower. CUDA only. Automatic: by the model's size and the GPU memory free "
+            "when it loads (the table beside).",
         )
         self.speedups = {s.field: QCheckBox(s.label) for s in SPEEDUPS}
         # what each bought when studio bench last measured it here, beside its checkbox
@@ -228,6 +236,13 @@ class SettingsDialog(QDialog):
         form.addRow("Attention slicing", self.attention_slicing)
         form.addRow("VAE tiling", self.vae_tiling)
         form.addRow("Model CPU offload", self.cpu_offload)
+        self.fp8_weights = QCheckBox("Store the denoiser's weights in fp8")
+        self.fp8_weights.setChecked(engine.fp8_weights)
+        self.fp8_weights.setToolTip(
+            "Half the denoiser's GPU memory (Flux.1: 12 GB instead of 24), computed in 16 "
+            "bits: a big model fits a smaller GPU, with slightly less fine detail. CUDA only."
+        )
+        form.addRow("fp8 weights", self.fp8_weights)
         for index, speedup in enumerate(SPEEDUPS):
             check = self.speedups[speedup.field]
             check.setChecked(getattr(engine, speedup.field))
@@ -276,6 +291,64 @@ class SettingsDialog(QDialog):
                 "GPU) to see here what each speed-up buys on this machine."
             )
 
+    def _build_memory_table(self) -> QGroupBox:
+        """Each family's GPU memory at its native size, and where the studio would place it
+        on this machine's GPU (asked of nvidia-smi, not torch: this is the UI thread)."""
+        self.gpu = memory_policy.detect_gpu()
+        self.memory_table = QTableWidget(len(memory_policy.FAMILY_MEMORY), 4)
+        self.memory_table.setHorizontalHeaderLabels(["Family", "Precision", "GPU memory", "Here"])
+        self.memory_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.memory_table.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
+        self.memory_table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.memory_table.verticalHeader().setVisible(False)
+        self.memory_table.setShowGrid(False)
+        self.memory_table.setWordWrap(False)
+        self.memory_table.setAlternatingRowColors(True)
+        header = self.memory_table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.memory_caption = _hint_label()
+        self.memory_caption.setTextFormat(Qt.TextFormat.PlainText)
+        hint = _hint_label(
+            "GPU memory: the weights in 16 bits (the denoiser in 8 with fp8 weights) and a "
+            "generation at the family's native size. With Model CPU offload on Automatic, "
+            "the studio places each model by the GPU memory free when it loads: all on the "
+            "GPU when it fits; else one network at a time (model offload), a little slower; "
+            "else layer by layer (group offload), slowest."
+        )
+        box = QGroupBox("GPU memory by model family")
+        column = QVBoxLayout(box)
+        column.addWidget(self.memory_caption)
+        column.addWidget(self.memory_table, 1)
+        column.addWidget(hint)
+        self.fp8_weights.toggled.connect(self._show_memory_table)
+        self._show_memory_table()
+        return box
+
+    def _show_memory_table(self) -> None:
+        fp8 = self.fp8_weights.isChecked()
+        free = self.gpu.free_gib if self.gpu is not None else None
+        for row, (family, gib, dtype, placement) in enumerate(memory_policy.table(free, fp8)):
+            cells = (family, dtype, f"{gib:.1f} GB", placement or "–")
+            for column, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if column == 2:
+                    item.setTextAlignment(
+                        Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+                    )
+                self.memory_table.setItem(row, column, item)
+        if self.gpu is None:
+            self.memory_caption.setText(
+                "No NVIDIA GPU found here: models run on the CPU, in main memory. On a "
+                "GPU, “Here” would say where each family goes."
+            )
+        else:
+            self.memory_caption.setText(
+                f"{self.gpu.name}: {self.gpu.free_gib:.1f} of {self.gpu.total_gib:.1f} GB free "
+                "now. “Here” is where each family would go."
+            )
+        self.memory_table.resizeColumnsToContents()
+
     def folder(self) -> Path:
         return Path(self.folder_edit.text().strip() or str(output_dir())).expanduser()
 
@@ -286,6 +359,7 @@ class SettingsDialog(QDialog):
             attention_slicing=self.attention_slicing.value(),
             vae_tiling=self.vae_tiling.value(),
             cpu_offload=self.cpu_offload.value(),
+            fp8_weights=self.fp8_weights.isChecked(),
             preview_method=self.preview_method.currentData(),
             preview_every=self.preview_every.value(),
             **{

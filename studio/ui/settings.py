@@ -125,6 +125,7 @@ class Settings:
             attention_slicing=self._tristate("engine/attention_slicing"),
             vae_tiling=self._tristate("engine/vae_tiling"),
             cpu_offload=self._tristate("engine/cpu_offload"),
+            fp8_weights=self._bool("engine/fp8_weights", False),
             preview_method=self.preview_method(),
             preview_every=self.preview_every(),
             **{s.field: self._bool(f"engine/{s.field}", False) for s in SPEEDUPS},
@@ -141,6 +142,7 @@ class Settings:
             ("engine/cpu_offload", settings.cpu_offload),
         ):
             self._qs.setValue(key, _TRISTATE_NAMES[value])
+        self._qs.setValue("engine/fp8_weights", bool(settings.fp8_weights))
         for speedup in SPEEDUPS:
             self._qs.setValue(f"engine/{speedup.field}", bool(getattr(settings, speedup.field)))
 
