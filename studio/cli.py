@@ -178,6 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
         "model takes several)",
     )
     gen.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="NAME[:WEIGHT]",
+        help="a LoRA by file name (in the LoRA folders) or path, weight 1 unless given; "
+        "repeatable; the same as <lora:NAME:WEIGHT> in the prompt",
+    )
+    gen.add_argument(
         "--mask",
         type=Path,
         metavar="PATH",
@@ -424,7 +432,7 @@ def _generate(args: argparse.Namespace) -> int:
         default_w, default_h = input_size(init_image.size, defaults.get("width"))
     request = GenerationRequest(
         mode=mode,
-        prompt=args.prompt,
+        prompt=_with_loras(args.prompt, args.lora),
         negative_prompt=args.negative,
         model=model,
         width=default_w if args.width is None else args.width,
@@ -450,6 +458,22 @@ def _generate(args: argparse.Namespace) -> int:
         upscale_strength=args.upscale_strength,
     )
     return _run_and_save(request, args)
+
+
+def _with_loras(prompt: str, options: list[str]) -> str:
+    """--lora NAME[:WEIGHT] as the prompt tag A1111 writes, so the metadata keeps it."""
+    from studio.core.prompt_tags import LoraTag, split_lora_tags, with_lora_tags
+
+    if not options:
+        return prompt
+    tags = split_lora_tags(prompt)[1]
+    for option in options:
+        name, _, weight = option.rpartition(":")
+        try:
+            tags.append(LoraTag(name, float(weight)) if name else LoraTag(option))
+        except ValueError:
+            tags.append(LoraTag(option))  # a path with a colon, no weight
+    return with_lora_tags(prompt, tags)
 
 
 def _upscale(args: argparse.Namespace) -> int:

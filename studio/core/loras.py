@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from studio.core import models_folder
 from studio.core.files import is_regular_file
 from studio.core.model_files import safetensors_keys, safetensors_metadata
 from studio.core.paths import RESOURCES_DIR
+from studio.core.prompt_tags import split_lora_tags
 from studio.core.text import printable
 
 LORA_SUFFIXES = (".safetensors", ".pt", ".ckpt", ".bin")
@@ -229,4 +231,53 @@ def _files(folder: Path) -> list[Path]:
                 )
             except OSError:
                 continue
+    return found
+
+
+# -- metadata -------------------------------------------------------------------------------
+
+
+def hashes_field(prompt: str) -> str:
+    """A1111's "Lora hashes" value for the LoRAs a prompt names ("name: hash, …"); those not
+    found are left out (the job would not have run with them)."""
+    _, tags = split_lora_tags(prompt)
+    pairs = []
+    for tag in tags:
+        path = find(tag.name)
+        if path is not None:
+            pairs.append(f"{tag.name}: {short_hash(path)}")
+    return ", ".join(pairs)
+
+
+def restore_tags(prompt: str, hashes: str | None) -> tuple[str, list[str]]:
+    """A restored prompt's LoRA tags made to name the files here: a LoRA not found by its
+    name but by its hash ("Lora hashes") is renamed in its tag; those found neither way are
+    named in a note (their tags stay, and Generate says so again)."""
+    _, tags = split_lora_tags(prompt)
+    known = _parse_hashes(hashes or "")
+    notes: list[str] = []
+    missing: list[str] = []
+    for tag in tags:
+        if find(tag.name) is not None:
+            continue
+        here = find_by_hash(known.get(tag.name, ""))
+        if here is None:
+            missing.append(printable(tag.name))
+            continue
+        prompt = re.sub(
+            rf"<(lora|lyco):{re.escape(tag.name)}(?=[:>])", rf"<\1:{here.stem}", prompt, flags=re.I
+        )
+        notes.append(f"The LoRA '{printable(tag.name)}' is here as '{printable(here.stem)}'.")
+    if missing:
+        names = ", ".join(f"'{name}'" for name in missing)
+        notes.append(f"Not in your LoRA folders: {names}. Add them there to use them.")
+    return prompt, notes
+
+
+def _parse_hashes(text: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for part in text.split(","):
+        name, _, value = part.rpartition(":")
+        if name.strip() and value.strip():
+            found[name.strip()] = value.strip()
     return found

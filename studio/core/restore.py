@@ -41,8 +41,11 @@ class RestorePlan:
 
 def plan_restore(params: ImageParameters) -> RestorePlan:
     if params.request:  # our own file: the whole request (the draft keeps its own mode)
-        return RestorePlan(params.source, dict(params.request), complete=True)
-    values: dict[str, Any] = {"prompt": params.prompt, "negative_prompt": params.negative_prompt}
+        values = dict(params.request)
+        values["prompt"], notes = _with_loras_here(str(values.get("prompt", "")), params)
+        return RestorePlan(params.source, values, complete=True, notes=notes)
+    prompt, notes = _with_loras_here(params.prompt or "", params)
+    values: dict[str, Any] = {"prompt": prompt, "negative_prompt": params.negative_prompt}
     for key, value in (
         ("seed", params.seed),
         ("steps", params.steps),
@@ -54,7 +57,6 @@ def plan_restore(params: ImageParameters) -> RestorePlan:
     ):
         if value is not None:
             values[key] = value
-    notes: list[str] = []
     if params.sampler:
         closest = closest_scheduler(params.sampler)
         if closest is None:
@@ -67,3 +69,10 @@ def plan_restore(params: ImageParameters) -> RestorePlan:
                     f"{closest}."
                 )
     return RestorePlan(params.source, values, notes=notes)
+
+
+def _with_loras_here(prompt: str, params: ImageParameters) -> tuple[str, list[str]]:
+    """The prompt's LoRA tags naming the files on this machine, found by name or hash."""
+    from studio.core import loras
+
+    return loras.restore_tags(prompt, params.extras.get("Lora hashes"))

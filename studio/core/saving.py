@@ -14,6 +14,7 @@ from typing import BinaryIO
 from PIL import Image
 
 from studio import metadata
+from studio.core import loras
 from studio.core.formats import PNG, SaveFormat
 from studio.core.jobs import GenerationResult, Stage
 from studio.core.request import GenerationRequest, Mode
@@ -39,6 +40,9 @@ def parameters_of(
         extras["Mode"] = request.mode.value
     if request.references:
         extras["Reference images"] = str(len(request.references))
+    lora_hashes = loras.hashes_field(request.prompt)
+    if lora_hashes:
+        extras["Lora hashes"] = lora_hashes  # as A1111 writes them, for restoring by hash
     main = stages[0] if stages else None
     strength = request.strength if request.mode.uses_strength else None
     steps, sampler, cfg, model = request.steps, request.scheduler, request.cfg_scale, request.model

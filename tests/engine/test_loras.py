@@ -159,3 +159,34 @@ def test_the_tag_is_not_read_by_the_text_encoder(engine, models) -> None:
         _run(engine, model, "a red circle, <lora:sd1-peft-1:0>, blue"),
         _run(engine, model, "a red circle, blue"),
     )
+
+
+def test_the_command_line_and_the_metadata_name_each_lora_with_its_hash(  # noqa: ANN001
+    models, lora_folder, tmp_path, capsys
+) -> None:
+    from studio.cli import main
+    from studio.core.restore import plan_restore
+    from studio.metadata import read_parameters
+
+    target = tmp_path / "out.png"
+    args = ["generate", "a red circle", "--model", models["sd1"], "--lora", "sd1-peft-1:0.7"]
+    size = ["--width", str(SIZE), "--height", str(SIZE), "--steps", "2", "--seed", "3"]
+    assert main([*args, "--lora", "sd1-kohya-2", *size, "--out", str(target)]) == 0, (
+        capsys.readouterr().err
+    )
+    saved = read_parameters(target)
+    # the prompt keeps its tags, and the hashes are A1111's: 12 digits of the tensors' SHA-256
+    assert saved.prompt == "a red circle <lora:sd1-peft-1:0.7> <lora:sd1-kohya-2:1>"
+    short = loras.short_hash(lora_folder / "sd1-peft-1.safetensors")
+    assert len(short) == 12
+    assert saved.extras["Lora hashes"].startswith(f"sd1-peft-1: {short}, sd1-kohya-2: ")
+
+    # restoring on a machine where the file has another name finds it by its hash; one
+    # found neither way is named
+    renamed = saved.__class__(**{**saved.__dict__, "request": None})
+    renamed.prompt = "x <lora:my old name:0.5> <lora:gone:1>"
+    renamed.extras = {"Lora hashes": f"my old name: {short}, gone: 0123456789ab"}
+    plan = plan_restore(renamed)
+    assert plan.values["prompt"] == "x <lora:sd1-peft-1:0.5> <lora:gone:1>"
+    assert any("'my old name' is here as 'sd1-peft-1'" in note for note in plan.notes)
+    assert any("Not in your LoRA folders: 'gone'" in note for note in plan.notes)
