@@ -43,6 +43,7 @@ from studio.engine.guidance import (
 from studio.engine.loras import active_loras
 from studio.engine.models import ModelManager
 from studio.engine.preview import Previewer, coefficients_for
+from studio.engine.prompt_encoding import prompt_arguments
 from studio.engine.schedulers import make_scheduler
 from studio.engine.step_reports import StepReports
 
@@ -112,11 +113,11 @@ class Engine:
         text, tags = split_lora_tags(request.prompt)
         wanted = active_loras(tags)
         self._timed(timings, "loras", lambda: self.models.apply_loras(request.model, wanted))
+        guidance = guidance_arguments(pipe, request.cfg_scale, request.negative_prompt)
         common = {
-            "prompt": text,
             "num_inference_steps": request.steps,
             "num_images_per_prompt": request.batch_size,
-            **guidance_arguments(pipe, request.cfg_scale, request.negative_prompt),
+            **prompt_arguments(pipe, text, guidance, self._note),
         }
         if request.mode is Mode.TEXT_TO_IMAGE:
             call = {**common, "width": request.width, "height": request.height}
@@ -218,9 +219,9 @@ class Engine:
         pipe = self._timed(timings, "load", lambda: self.models.upscaler(request.upscale_model))
         card = self.models.card(pipe)
         cfg = float(card.get("default_cfg", request.cfg_scale))
+        negative = {"negative_prompt": request.negative_prompt or None}
         call = {
-            "prompt": split_lora_tags(request.prompt)[0],
-            "negative_prompt": request.negative_prompt or None,
+            **prompt_arguments(pipe, request.prompt, negative, self._note),
             "image": image.convert("RGB"),
             "num_inference_steps": int(card.get("default_steps", min(request.steps, 50))),
             "guidance_scale": cfg,
@@ -244,17 +245,21 @@ class Engine:
         pipe = self._timed(
             timings, "load", lambda: self.models.pipeline(request.model, Mode.IMAGE_TO_IMAGE)
         )
+        guidance = guidance_arguments(pipe, request.cfg_scale, request.negative_prompt)
         call = {
-            "prompt": split_lora_tags(request.prompt)[0],
+            **prompt_arguments(pipe, request.prompt, guidance, self._note),
             "image": enlarged,
             "strength": request.upscale_strength,
             "num_inference_steps": steps_for_strength(request.steps, request.upscale_strength),
-            **guidance_arguments(pipe, request.cfg_scale, request.negative_prompt),
         }
         if "width" in _parameters(pipe):
             call.update(width=width, height=height)
         hires_request = request.replace(width=width, height=height)
         return self._denoise(pipe, hires_request, call, [seed], "hires", timings)
+
+    def _note(self, message: str) -> None:
+        """A note on how the prompt is read (weights a family ignores, text cut)."""
+        self._reporter.status(message, None)
 
     # -- the denoising loop ------------------------------------------------------------
 

@@ -1,0 +1,125 @@
+"""AUTOMATIC1111's prompt syntax (wiki "Features → Attention/emphasis"), read as A1111 reads it.
+
+- `(word)` multiplies the attention to `word` by 1.1, `((word))` by 1.21, `[word]` divides
+  it by 1.1, `(word:1.3)` sets the factor (brackets nest and multiply);
+- `\\(`, `\\)`, `\\[`, `\\]` are the characters themselves (and `\\\\` a backslash);
+- unbalanced brackets as A1111 handles them: a bracket never closed weights everything after
+  it, a closing bracket never opened is a literal character;
+- `BREAK` (capitals, a word of its own) ends the current 75-token chunk;
+- `<lora:…>` tags are taken out first (`studio.core.prompt_tags`), as A1111 does.
+
+This is the parser of A1111's `modules/prompt_parser.parse_prompt_attention`, written from its
+documented behaviour and its doctest table (tests/core/test_prompt_syntax.py). Two deviations:
+a weight that is not a number (`(word:1.2.3)`) is kept as literal text where A1111 fails, and
+a BREAK inside brackets still breaks (A1111 weights its marker, which then reaches the encoder
+as the word "BREAK" with a negative weight).
+
+No torch: the window uses it too. The text encoders' side is `studio.engine.prompt_encoding`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from studio.core.prompt_tags import split_lora_tags
+
+BREAK = ("BREAK", -1.0)  # the marker parse_weighted puts where a chunk ends, as A1111 does
+ROUND = 1.1
+SQUARE = 1 / 1.1
+
+_ATTENTION = re.compile(
+    r"""
+    \\\(|\\\)|\\\[|\\]|\\\\|\\|   # escapes (a lone backslash is dropped, as in A1111)
+    \(|\[|
+    :\s*([+-]?[.\d]+)\s*\)|        # the end of (word:1.3)
+    \)|]|
+    [^\\()\[\]:]+|
+    :
+    """,
+    re.X,
+)
+_BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)
+
+
+def parse_weighted(text: str) -> list[tuple[str, float]]:
+    """The prompt as (text, weight) pieces in order, runs of one weight merged, with `BREAK`
+    where a chunk ends; `[("", 1.0)]` for an empty prompt. `<lora:…>` tags are removed."""
+    text, _ = split_lora_tags(text)
+    pieces: list[list] = []
+    rounds: list[int] = []  # where each open bracket started, in pieces
+    squares: list[int] = []
+
+    def multiply(start: int, factor: float) -> None:
+        for piece in pieces[start:]:
+            if piece != list(BREAK):
+                piece[1] *= factor
+
+    for match in _ATTENTION.finditer(text):
+        token, weight = match.group(0), match.group(1)
+        if token.startswith("\\"):
+            pieces.append([token[1:], 1.0])
+        elif token == "(":
+            rounds.append(len(pieces))
+        elif token == "[":
+            squares.append(len(pieces))
+        elif weight is not None and rounds and _is_number(weight):
+            multiply(rounds.pop(), float(weight))
+        elif token == ")" and rounds:
+            multiply(rounds.pop(), ROUND)
+        elif token == "]" and squares:
+            multiply(squares.pop(), SQUARE)
+        else:
+            for i, part in enumerate(_BREAK.split(token)):
+                if i > 0:
+                    pieces.append(list(BREAK))
+                pieces.append([part, 1.0])
+    for start in rounds:  # never closed: weighted to the end
+        multiply(start, ROUND)
+    for start in squares:
+        multiply(start, SQUARE)
+
+    if not pieces:
+        return [("", 1.0)]
+    merged = [pieces[0]]
+    for piece in pieces[1:]:
+        if piece[1] == merged[-1][1]:
+            merged[-1][0] += piece[0]
+        else:
+            merged.append(piece)
+    return [(str(t), float(w)) for t, w in merged]
+
+
+def is_break(piece: tuple[str, float]) -> bool:
+    return piece == BREAK
+
+
+def split_breaks(pieces: list[tuple[str, float]]) -> list[list[tuple[str, float]]]:
+    """The pieces between BREAKs (each part starts a new chunk); empty pieces left out."""
+    parts: list[list[tuple[str, float]]] = [[]]
+    for piece in pieces:
+        if is_break(piece):
+            parts.append([])
+        elif piece[0]:
+            parts[-1].append(piece)
+    return parts
+
+
+def plain_text(text: str) -> str:
+    """The words only (no tags, brackets, weights or BREAK), for encoders that read no
+    weights (T5 and the language-model encoders)."""
+    words = [" " if is_break(p) else p[0] for p in parse_weighted(text)]
+    return re.sub(r"[ \t]{2,}", " ", "".join(words)).strip()
+
+
+def has_weights(text: str) -> bool:
+    """Whether the prompt weights anything or breaks it into chunks (what a plain-text encoder
+    cannot read)."""
+    return any(w != 1.0 for _, w in parse_weighted(text))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,286 @@
+"""Prompts encoded the way AUTOMATIC1111 encodes them, for the CLIP families (SD 1.x, SD 2.x,
+SDXL, the embedded studio-tiny); plain text for the T5 and language-model encoders.
+
+A1111's way (its `sd_hijack_clip`, emphasis "Original"): the prompt's tokens, weighted by
+`studio.core.prompt_syntax`, are cut into chunks of 75 (a CLIP tokenizer's 77 less BOS and
+EOS; studio-tiny's 32 gives 30), a BREAK ending a chunk early and text after a comma close to
+a chunk's end moved to the next chunk (its "word wrap" of 20 tokens). Each chunk is wrapped in
+BOS … EOS, padded, encoded on its own, each token's hidden state multiplied by its weight and
+the chunk rescaled to its mean before weighting; the chunks are concatenated along the
+sequence (162 tokens: 3 chunks, 231 positions). SDXL does this for both encoders (hidden
+states side by side) and takes the pooled embedding of the second from the first chunk.
+
+The layer read, the padding token and the dtype are the diffusers pipelines' own, so a plain
+prompt of up to 75 tokens gives exactly the embeddings their `encode_prompt` gives. The
+negative prompt is encoded the same way and padded with empty-prompt chunks to the prompt's
+length (A1111's "pad prompt/negative prompt to be same length"; diffusers needs equal
+shapes); SDXL's empty negative is zeros where the model asks for it, as the pipeline does.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from studio.core.prompt_syntax import has_weights, parse_weighted, plain_text, split_breaks
+from studio.engine.family_runtime import family_of
+
+WORD_WRAP = 20  # A1111's "prompt word wrap length limit" (comma_padding_backtrack) default
+
+Note = Callable[[str], None]
+Tokens = list[tuple[list[int], list[float]]]  # chunks: token ids (no BOS/EOS) and weights
+
+# The plain-text encoders: the tokenizer the pipeline cuts the prompt with, and the default of
+# its max_sequence_length when the pipeline has none to read.
+PLAIN_ENCODERS = {
+    "sd3": ("tokenizer_3", 256),
+    "flux-dev": ("tokenizer_2", 512),
+    "flux-schnell": ("tokenizer_2", 512),
+    "flux-kontext": ("tokenizer_2", 512),
+    "chroma": ("tokenizer", 512),
+    "qwen-image": ("tokenizer", 1024),
+    "qwen-image-edit": ("tokenizer", 1024),
+    "qwen-image-edit-plus": ("tokenizer", 1024),
+    "z-image": ("tokenizer", 512),
+    "flux2-klein": ("tokenizer", 512),
+    "flux2-klein-base": ("tokenizer", 512),
+}
+
+
+@dataclass
+class Encoded:
+    embeds: torch.Tensor  # (1, 77·chunks, width)
+    pooled: torch.Tensor | None = None  # SDXL: (1, projection)
+
+
+# -- the arguments a pipeline call gets ------------------------------------------------------
+
+
+def prompt_arguments(
+    pipe: Any, prompt: str, guidance: dict[str, Any], note: Note | None = None
+) -> dict[str, Any]:
+    """The call's prompt entries: `guidance` (from `guidance_arguments`, holding the negative
+    prompt where the family takes one) with the prompt added as A1111 would have it read:
+    embeddings for the CLIP families, plain text for the others."""
+    note = note or (lambda _message: None)
+    call = dict(guidance)
+    kind = encoder_kind(pipe)
+    if kind == "plain":
+        call["prompt"] = _plain(pipe, prompt, note)
+        if call.get("negative_prompt"):
+            call["negative_prompt"] = _plain(pipe, call["negative_prompt"], note, "negative ")
+        return call
+    negative = call.pop("negative_prompt", None)
+    positive = encode(pipe, prompt)
+    if kind == "sdxl" and not negative and pipe.config.get("force_zeros_for_empty_prompt"):
+        empty = Encoded(torch.zeros_like(positive.embeds), torch.zeros_like(positive.pooled))
+    else:
+        empty = encode(pipe, negative or "")
+    positive, empty = pad_to_same_length(pipe, positive, empty)
+    call.update(prompt_embeds=positive.embeds, negative_prompt_embeds=empty.embeds)
+    if kind == "sdxl":
+        call.update(
+            pooled_prompt_embeds=positive.pooled, negative_pooled_prompt_embeds=empty.pooled
+        )
+    return call
+
+
+def encoder_kind(pipe: Any) -> str:
+    """ "sdxl", "sd" (one CLIP encoder: SD 1.x, 2.x, studio-tiny, the x4 upscaler) or
+    "plain" (no weights: T5 and language-model encoders, or a pipeline of no known kind)."""
+    name = family_of(pipe).name
+    takes = inspect.signature(pipe.__call__).parameters
+    if "prompt_embeds" not in takes:
+        return "plain"
+    if name == "sdxl":
+        ready = "pooled_prompt_embeds" in takes and pipe.text_encoder_2 is not None
+        return "sdxl" if ready else "plain"
+    if getattr(pipe, "tokenizer", None) is None or getattr(pipe, "text_encoder", None) is None:
+        return "plain"
+    cls = type(pipe).__name__
+    if name in ("sd1", "sd2") or (
+        name == "unknown" and cls.startswith("StableDiffusion") and cls[15:17] not in ("XL", "3")
+    ):
+        return "sd"
+    return "plain"
+
+
+# -- A1111's chunks ---------------------------------------------------------------------------
+
+
+def encode(pipe: Any, prompt: str) -> Encoded:
+    """The prompt's embeddings (and SDXL's pooled one) as A1111 computes them."""
+    pairs = [
+        (getattr(pipe, "tokenizer", None), getattr(pipe, "text_encoder", None)),
+        (getattr(pipe, "tokenizer_2", None), getattr(pipe, "text_encoder_2", None)),
+    ]
+    pairs = [(t, e) for t, e in pairs if t is not None and e is not None]
+    sdxl = encoder_kind(pipe) == "sdxl"
+    chunked = [tokenize(pipe, tokenizer, encoder, prompt) for tokenizer, encoder in pairs]
+    count = max(len(chunks) for chunks in chunked)
+    hidden: list[torch.Tensor] = []
+    pooled = None
+    for (tokenizer, encoder), chunks in zip(pairs, chunked, strict=True):
+        chunks = chunks + [([], [])] * (count - len(chunks))  # the empty chunk, as A1111 pads
+        states = []
+        for i, (tokens, weights) in enumerate(chunks):
+            state, pool = encode_chunk(pipe, tokenizer, encoder, tokens, weights, sdxl)
+            states.append(state)
+            if i == 0 and pool is not None:
+                pooled = pool  # A1111: the pooled embedding of the first chunk
+        hidden.append(torch.cat(states, dim=1))
+    embeds = torch.cat(hidden, dim=-1)
+    dtype = (pairs[-1][1] if sdxl else pairs[0][1]).dtype
+    return Encoded(embeds.to(dtype), pooled)
+
+
+def tokenize(pipe: Any, tokenizer: Any, encoder: Any, prompt: str) -> Tokens:
+    """The prompt as A1111 chunks it for this tokenizer: token ids and their weights, at most
+    `chunk_length` a chunk; at least one chunk (empty for an empty prompt)."""
+    length = chunk_length(tokenizer, encoder)
+    comma = tokenizer.get_vocab().get(",</w>")
+    chunks: Tokens = []
+    tokens: list[int] = []
+    weights: list[float] = []
+    last_comma = -1
+
+    def close() -> None:
+        nonlocal tokens, weights, last_comma
+        chunks.append((tokens, weights))
+        tokens, weights, last_comma = [], [], -1
+
+    for part_index, part in enumerate(split_breaks(parse_weighted(prompt))):
+        if part_index > 0:
+            close()  # BREAK
+        for text, weight in part:
+            for token in _ids(pipe, tokenizer, text):
+                if token == comma:
+                    last_comma = len(tokens)
+                elif (
+                    len(tokens) == length and last_comma != -1 and length - last_comma <= WORD_WRAP
+                ):
+                    # the words after the last comma move to the next chunk whole
+                    moved = tokens[last_comma + 1 :], weights[last_comma + 1 :]
+                    tokens, weights = tokens[: last_comma + 1], weights[: last_comma + 1]
+                    close()
+                    tokens, weights = list(moved[0]), list(moved[1])
+                if len(tokens) == length:
+                    close()
+                tokens.append(token)
+                weights.append(weight)
+    if tokens or not chunks:
+        close()
+    return chunks
+
+
+def chunk_length(tokenizer: Any, encoder: Any) -> int:
+    """Tokens a chunk holds: the tokenizer's length less BOS and EOS (75 for CLIP)."""
+    length = int(tokenizer.model_max_length)
+    if encoder is not None:
+        length = min(length, int(encoder.config.max_position_embeddings))
+    return length - 2
+
+
+def encode_chunk(
+    pipe: Any,
+    tokenizer: Any,
+    encoder: Any,
+    tokens: list[int],
+    weights: list[float],
+    sdxl: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One chunk through one encoder, as the diffusers pipeline encodes a prompt of these
+    tokens (layer, padding, mask), then A1111's emphasis on the hidden states."""
+    length = chunk_length(tokenizer, encoder) + 2
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    ids = [bos, *tokens, eos] + [pad] * (length - len(tokens) - 2)
+    device = getattr(pipe, "_execution_device", None) or encoder.device
+    input_ids = torch.tensor([ids], device=device)
+    if sdxl:
+        out = encoder(input_ids, output_hidden_states=True)
+        pooled = out[0] if out[0].ndim == 2 else None
+        state = out.hidden_states[-2]
+    else:
+        mask = None
+        if getattr(encoder.config, "use_attention_mask", False):
+            mask = torch.tensor([[1] * (len(tokens) + 2) + [0] * (length - len(tokens) - 2)])
+            mask = mask.to(device)
+        state, pooled = encoder(input_ids, attention_mask=mask)[0], None
+    multipliers = [1.0, *weights, *[1.0] * (length - len(weights) - 1)]
+    if any(m != 1.0 for m in multipliers):
+        state = emphasis(state, torch.tensor(multipliers, device=state.device))
+    return state, pooled
+
+
+def emphasis(state: torch.Tensor, multipliers: torch.Tensor) -> torch.Tensor:
+    """A1111's emphasis "Original": each position's hidden state times its weight, then the
+    chunk rescaled so its mean is what it was."""
+    original = state.mean()
+    weighted = state * multipliers.to(state.dtype).reshape(1, -1, 1)
+    return weighted * (original / weighted.mean())
+
+
+def pad_to_same_length(pipe: Any, a: Encoded, b: Encoded) -> tuple[Encoded, Encoded]:
+    """Both sides with as many chunks: the shorter padded with empty-prompt chunks (zeros when
+    that side is SDXL's zeroed empty negative)."""
+    if a.embeds.shape[1] == b.embeds.shape[1]:
+        return a, b
+    short, long_ = (a, b) if a.embeds.shape[1] < b.embeds.shape[1] else (b, a)
+    missing = long_.embeds.shape[1] - short.embeds.shape[1]
+    if not short.embeds.any():
+        filler = torch.zeros_like(long_.embeds[:, :missing])
+    else:
+        empty = encode(pipe, "").embeds
+        filler = empty.repeat(1, missing // empty.shape[1], 1)
+    padded = Encoded(torch.cat([short.embeds, filler], dim=1), short.pooled)
+    return (padded, long_) if short is a else (long_, padded)
+
+
+def _ids(pipe: Any, tokenizer: Any, text: str) -> list[int]:
+    if not text:
+        return []
+    convert = getattr(pipe, "maybe_convert_prompt", None)
+    if convert is not None:  # textual inversion: multi-vector tokens spelt out
+        text = convert(text, tokenizer)
+    return list(tokenizer(text, add_special_tokens=False, verbose=False).input_ids)
+
+
+# -- plain-text encoders ---------------------------------------------------------------------
+
+
+def _plain(pipe: Any, prompt: str, note: Note, side: str = "") -> str:
+    """The text without syntax, with a note when weights were dropped or text will be cut."""
+    text = plain_text(prompt)
+    label = family_of(pipe).label
+    if has_weights(prompt):
+        note(f"{label} reads no weights: the {side}prompt's (…), […] and BREAK are ignored.")
+    counted = token_count(pipe, text)
+    if counted is not None and counted[0] > counted[1]:
+        note(
+            f"The {side}prompt is {counted[0]} tokens; {label} reads {counted[1]}: the rest is cut."
+        )
+    return text
+
+
+def token_count(pipe: Any, text: str) -> tuple[int, int] | None:
+    """(tokens the text is, tokens the pipeline reads) for a plain-text encoder, or None."""
+    known = PLAIN_ENCODERS.get(family_of(pipe).name)
+    if known is None:
+        return None
+    tokenizer = getattr(pipe, known[0], None)
+    if tokenizer is None or not callable(tokenizer):
+        return None
+    limit = known[1]
+    default = inspect.signature(pipe.__call__).parameters.get("max_sequence_length")
+    if default is not None and isinstance(default.default, int):
+        limit = default.default
+    try:
+        count = len(tokenizer(text, verbose=False).input_ids)
+    except Exception:  # noqa: BLE001 - a note, never a failure
+        return None
+    return count, limit
