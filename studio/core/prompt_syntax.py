@@ -20,10 +20,28 @@ No torch: the window uses it too. The text encoders' side is `studio.engine.prom
 from __future__ import annotations
 
 import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
 
 from studio.core.prompt_tags import split_lora_tags
 
 BREAK = ("BREAK", -1.0)  # the marker parse_weighted puts where a chunk ends, as A1111 does
+# The families whose text encoders read no weights (T5, language models): the tokenizer the
+# pipeline cuts the prompt with, and how many tokens it reads (its max_sequence_length).
+PLAIN_ENCODERS = {
+    "sd3": ("tokenizer_3", 256),
+    "flux-dev": ("tokenizer_2", 512),
+    "flux-schnell": ("tokenizer_2", 512),
+    "flux-kontext": ("tokenizer_2", 512),
+    "chroma": ("tokenizer", 512),
+    "qwen-image": ("tokenizer", 512),
+    "qwen-image-edit": ("tokenizer", 512),
+    "qwen-image-edit-plus": ("tokenizer", 512),
+    "z-image": ("tokenizer", 512),
+    "flux2-klein": ("tokenizer", 512),
+    "flux2-klein-base": ("tokenizer", 512),
+}
 ROUND = 1.1
 SQUARE = 1 / 1.1
 
@@ -123,3 +141,45 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+# -- what the window says under the prompt ---------------------------------------------------
+
+
+def weights_note(label: str, side: str = "") -> str:
+    return f"{label} reads no weights: the {side}prompt's (…), […] and BREAK are ignored."
+
+
+def cut_note(label: str, count: int, limit: int, side: str = "") -> str:
+    return f"The {side}prompt is {count} tokens; {label} reads {limit}: the rest is cut."
+
+
+def reading_note(family: Any, folder: Path | None, prompt: str, negative: str = "") -> str:
+    """What a plain-text family will not read of the prompts (weights, text past its
+    maximum), in a line or two; "" for the CLIP families, which read it all. The tokens are
+    counted with the model folder's tokenizer.json (the Rust tokenizer, loaded once)."""
+    if family is None or family.name not in PLAIN_ENCODERS:
+        return ""
+    subfolder, limit = PLAIN_ENCODERS[family.name]
+    notes = []
+    for side, text in (("", prompt), ("negative ", negative)):
+        if not text:
+            continue
+        if has_weights(text):
+            notes.append(weights_note(family.label, side))
+        tokenizer = _tokenizer(folder / subfolder / "tokenizer.json") if folder else None
+        if tokenizer is not None:
+            count = len(tokenizer.encode(plain_text(text)).ids)
+            if count > limit:
+                notes.append(cut_note(family.label, count, limit, side))
+    return "\n".join(notes)
+
+
+@lru_cache(maxsize=4)
+def _tokenizer(path: Path) -> Any:
+    try:
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_file(str(path)) if path.is_file() else None
+    except Exception:  # noqa: BLE001 - a damaged file: no note, never a failure
+        return None

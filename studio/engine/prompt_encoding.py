@@ -26,29 +26,21 @@ from typing import Any
 
 import torch
 
-from studio.core.prompt_syntax import has_weights, parse_weighted, plain_text, split_breaks
+from studio.core.prompt_syntax import (
+    PLAIN_ENCODERS,
+    cut_note,
+    has_weights,
+    parse_weighted,
+    plain_text,
+    split_breaks,
+    weights_note,
+)
 from studio.engine.family_runtime import family_of
 
 WORD_WRAP = 20  # A1111's "prompt word wrap length limit" (comma_padding_backtrack) default
 
 Note = Callable[[str], None]
 Tokens = list[tuple[list[int], list[float]]]  # chunks: token ids (no BOS/EOS) and weights
-
-# The plain-text encoders: the tokenizer the pipeline cuts the prompt with, and the default of
-# its max_sequence_length when the pipeline has none to read.
-PLAIN_ENCODERS = {
-    "sd3": ("tokenizer_3", 256),
-    "flux-dev": ("tokenizer_2", 512),
-    "flux-schnell": ("tokenizer_2", 512),
-    "flux-kontext": ("tokenizer_2", 512),
-    "chroma": ("tokenizer", 512),
-    "qwen-image": ("tokenizer", 1024),
-    "qwen-image-edit": ("tokenizer", 1024),
-    "qwen-image-edit-plus": ("tokenizer", 1024),
-    "z-image": ("tokenizer", 512),
-    "flux2-klein": ("tokenizer", 512),
-    "flux2-klein-base": ("tokenizer", 512),
-}
 
 
 @dataclass
@@ -258,12 +250,10 @@ def _plain(pipe: Any, prompt: str, note: Note, side: str = "") -> str:
     text = plain_text(prompt)
     label = family_of(pipe).label
     if has_weights(prompt):
-        note(f"{label} reads no weights: the {side}prompt's (…), […] and BREAK are ignored.")
+        note(weights_note(label, side))
     counted = token_count(pipe, text)
     if counted is not None and counted[0] > counted[1]:
-        note(
-            f"The {side}prompt is {counted[0]} tokens; {label} reads {counted[1]}: the rest is cut."
-        )
+        note(cut_note(label, *counted, side))
     return text
 
 

@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
+from studio.core import families
 from studio.core.prompt_syntax import (
     BREAK,
     has_weights,
     parse_weighted,
     plain_text,
+    reading_note,
     split_breaks,
 )
 
@@ -88,3 +93,32 @@ def test_plain_text_for_encoders_without_weights() -> None:
     assert plain_text("\\(literal\\)") == "(literal)"
     assert not has_weights("a red ball <lora:x:1>, \\(not weighted\\)")
     assert has_weights("a (red) ball") and has_weights("a BREAK b")
+
+
+def chroma_like(folder: Path) -> Path:
+    """A folder the studio takes for a Chroma model, with a word-level tokenizer.json."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    (folder / "tokenizer").mkdir(parents=True)
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "ChromaPipeline"}))
+    tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0, "a": 1, "red": 2}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.save(str(folder / "tokenizer" / "tokenizer.json"))
+    return folder
+
+
+def test_the_window_says_what_a_plain_text_encoder_will_not_read(tmp_path: Path) -> None:
+    folder = chroma_like(tmp_path / "chroma")
+    chroma = families.by_name("chroma")
+    assert reading_note(chroma, folder, "a red ball") == ""
+    assert reading_note(chroma, folder, "a (red:1.2)") == (
+        "Chroma reads no weights: the prompt's (…), […] and BREAK are ignored."
+    )
+    long = reading_note(chroma, folder, "red " * 600, "[blurry]").splitlines()
+    assert long == [
+        "The prompt is 600 tokens; Chroma reads 512: the rest is cut.",
+        "Chroma reads no weights: the negative prompt's (…), […] and BREAK are ignored.",
+    ]
+    # the CLIP families read long prompts in chunks and weights: nothing to say
+    assert reading_note(families.by_name("sdxl"), folder, "(red:1.2) " * 200) == ""
+    assert reading_note(None, None, "(red)") == ""

@@ -3,6 +3,7 @@ the words the chosen model does not know marked (for models whose card lists the
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QEvent, QPoint, QSize, Qt, Signal
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from studio.core import catalog, vocabulary
 from studio.core.draft import Draft, Source
+from studio.core.prompt_syntax import reading_note
 from studio.core.text import printable
 from studio.core.vocabulary import Vocabulary, WordSpan
 from studio.ui.bind import bind, follow
@@ -145,6 +147,7 @@ class PromptPanel(QWidget):
         self.vocabulary_note.hide()
         layout.addWidget(self.vocabulary_note)
 
+        self._reads: tuple[Any, Path | None] = (None, None)  # the model's family and folder
         self._history: list[tuple[str, str]] = []  # newest first
         self._position = -1  # -1: not browsing
         self.prompt_edit.historyStep.connect(self._step_history)
@@ -172,10 +175,15 @@ class PromptPanel(QWidget):
             words = vocabulary.of_model(str(self.draft["model"]))
             for edit in (self.prompt_edit, self.negative_edit):
                 edit.unknown_words.set_vocabulary(words)
-            self._show_negative_applies(catalog.model_family(str(self.draft["model"])))
+            family = catalog.model_family(str(self.draft["model"]))
+            self._show_negative_applies(family)
+            self._reads = (family, _model_folder(str(self.draft["model"])))
         if values.keys() & {"model", "prompt", "negative_prompt"}:
             words = self.prompt_edit.unknown_words.vocabulary
             note = words.note(self.prompt(), self.negative_prompt()) if words else ""
+            # what a plain-text encoder will not read: weights, text past its maximum
+            reads = reading_note(*self._reads, self.prompt(), self.negative_prompt())
+            note = "\n".join(n for n in (note, reads) if n)
             self.vocabulary_note.setText(note)
             self.vocabulary_note.setVisible(bool(note))
 
@@ -238,3 +246,11 @@ def unknown_word_tip(word: str, words: Vocabulary) -> str:
         f"'{printable(word)}' is not a word {words.model} knows: it is ignored. "
         "The words it knows are listed under Model."
     )
+
+
+def _model_folder(spec: str) -> Path | None:
+    """The model's folder on this machine (its tokenizers are read from it), or None."""
+    try:
+        return catalog._local_folder(catalog.resolve(spec))  # noqa: SLF001
+    except catalog.ModelError:
+        return None
