@@ -47,3 +47,24 @@ def with_lora_tags(prompt: str, tags: list[LoraTag]) -> str:
     panel writes the prompt this way when a weight is changed there)."""
     text, _ = split_lora_tags(prompt)
     return " ".join([text, *(t.tag() for t in tags)]).strip()
+
+
+def _tag_of(name: str) -> re.Pattern[str]:
+    number = r"-?[0-9]*\.?[0-9]+"
+    return re.compile(rf"<(lora|lyco):{re.escape(name)}(?::{number})?(?::{number})?>", re.I)
+
+
+def set_lora_weight(prompt: str, name: str, weight: float) -> str:
+    """The prompt with that LoRA's tag at a new weight, where it stands; added at the end
+    when the prompt has no tag of it (as A1111's LoRA cards add one)."""
+    tag = LoraTag(name, weight).tag()
+    pattern = _tag_of(name)
+    if pattern.search(prompt):
+        return pattern.sub(lambda _match: tag, prompt, count=1)
+    return f"{prompt.rstrip()} {tag}".strip()
+
+
+def remove_lora_tag(prompt: str, name: str) -> str:
+    text = _tag_of(name).sub("", prompt)
+    text = re.sub(r"\s*,(\s*,)+", ",", text)
+    return re.sub(r"[ \t]{2,}", " ", text).strip().strip(",").strip()

@@ -71,6 +71,7 @@ class StudioSettings:
     theme: str
     save_as: SaveFormat = PNG
     models_dir: Path | None = None  # the artist's AUTOMATIC1111 / ComfyUI models folder
+    lora_dir: Path | None = None  # a LoRA folder besides the models folder's
 
 
 class _Choice(QComboBox):
@@ -129,6 +130,15 @@ class SettingsDialog(QDialog):
         models_row.addWidget(self.models_edit, 1)
         models_row.addWidget(models_browse)
         studio_form.addRow("Models folder", models_row)
+        self.lora_edit = QLineEdit(str(values.lora_dir or ""))
+        self.lora_edit.setPlaceholderText("Optional: another folder of LoRAs")
+        self.lora_edit.setToolTip("Searched for <lora:NAME> besides the models folder's LoRAs")
+        lora_browse = QPushButton("Browse…")
+        lora_browse.clicked.connect(lambda: self._browse_into(self.lora_edit, "LoRA folder"))
+        lora_row = QHBoxLayout()
+        lora_row.addWidget(self.lora_edit, 1)
+        lora_row.addWidget(lora_browse)
+        studio_form.addRow("LoRA folder", lora_row)
         self.save_kind = QComboBox()
         for kind, label in _FORMAT_LABELS.items():
             self.save_kind.addItem(label, kind)
@@ -372,21 +382,26 @@ class SettingsDialog(QDialog):
     def values(self) -> StudioSettings:
         save_as = SaveFormat(self.save_kind.currentData(), self.save_quality.value())
         models = self.models_edit.text().strip()
+        lora = self.lora_edit.text().strip()
         return StudioSettings(
             self.folder(),
             self.engine_settings(),
             self.theme.currentData(),
             save_as,
             Path(models).expanduser() if models else None,
+            Path(lora).expanduser() if lora else None,
         )
 
     def _update_quality(self) -> None:
         self.save_quality.setEnabled(self.save_kind.currentData() != "png")
 
     def _browse_models(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Models folder", self.models_edit.text())
+        self._browse_into(self.models_edit, "Models folder")
+
+    def _browse_into(self, edit: QLineEdit, title: str) -> None:
+        folder = QFileDialog.getExistingDirectory(self, title, edit.text())
         if folder:
-            self.models_edit.setText(folder)
+            edit.setText(folder)
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Output folder", self.folder_edit.text())

@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.core import loras as lora_files
 from studio.core import models_folder
 from studio.core.catalog import ModelError, model_defaults, model_family
 from studio.core.draft import Draft, Source
@@ -57,6 +58,7 @@ from studio.ui.image_input import dropped_image_path
 from studio.ui.intake import Intake
 from studio.ui.job_view import JobView
 from studio.ui.panels.guidance_panel import GuidancePanel
+from studio.ui.panels.lora_panel import LoraPanel
 from studio.ui.panels.mask_bar import MaskBar
 from studio.ui.panels.mode_bar import ModeBar
 from studio.ui.panels.model_picker import AddModelDialog, ModelPicker
@@ -100,6 +102,7 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.settings = settings or Settings()
         models_folder.use(self.settings.models_dir(), "setting")  # before any picker lists
+        lora_files.use_lora_dir(self.settings.lora_dir())
         self.setWindowTitle(TITLE)
         self.setWindowIcon(icons.app_icon())
         self.setAcceptDrops(True)
@@ -187,6 +190,7 @@ class MainWindow(QMainWindow):
         self.cancel_button.setToolTip("Cancel the current job (Esc)")
         self.queue = QueueView(self.controller)
         self.guidance = GuidancePanel(self.draft)
+        self.loras = LoraPanel(self.draft)
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.generate_button, 2)
@@ -206,6 +210,7 @@ class MainWindow(QMainWindow):
         layout.addLayout(buttons)
         layout.addWidget(self.queue)
         layout.addWidget(self.guidance)
+        layout.addWidget(self.loras)
 
         scroll = QScrollArea()
         scroll.setWidget(panel)
@@ -532,6 +537,7 @@ class MainWindow(QMainWindow):
             self.settings.theme(),
             self.settings.save_format(),
             self.settings.models_dir(),
+            self.settings.lora_dir(),
         )
         dialog = SettingsDialog(current, self)
         try:
@@ -552,6 +558,11 @@ class MainWindow(QMainWindow):
             self.settings.set_models_dir(chosen.models_dir)
             models_folder.use(chosen.models_dir, "setting")
             self.model_picker.reload()
+            self.loras.reload()
+        if chosen.lora_dir != self.settings.lora_dir():
+            self.settings.set_lora_dir(chosen.lora_dir)
+            lora_files.use_lora_dir(chosen.lora_dir)
+            self.loras.reload()
         self.controller.save_as = chosen.save_as
         self.controller.set_output_dir(chosen.output_dir)  # the gallery follows
         self.controller.configure(self.settings.engine_settings())

@@ -181,6 +181,14 @@ class Settings:
     def set_models_dir(self, folder: Path | None) -> None:
         self._qs.setValue("studio/models_dir", str(folder) if folder else "")
 
+    def lora_dir(self) -> Path | None:
+        """A LoRA folder of the artist's, searched besides the models folder's."""
+        value = self._qs.value("studio/lora_dir")
+        return Path(value) if isinstance(value, str) and value else None
+
+    def set_lora_dir(self, folder: Path | None) -> None:
+        self._qs.setValue("studio/lora_dir", str(folder) if folder else "")
+
     def theme(self) -> str:
         value = self._qs.value("studio/theme", "dark")
         return value if value in ("dark", "light") else "dark"

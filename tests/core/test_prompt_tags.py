@@ -1,0 +1,42 @@
+"""A1111's <lora:NAME:WEIGHT> tags: taken out of the encoder's text, edited in place."""
+
+from __future__ import annotations
+
+import pytest
+
+from studio.core.prompt_tags import (
+    LoraTag,
+    remove_lora_tag,
+    set_lora_weight,
+    split_lora_tags,
+    with_lora_tags,
+)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "text", "tags"),
+    [
+        ("a cat", "a cat", []),
+        ("a cat <lora:style:0.8>", "a cat", [LoraTag("style", 0.8)]),
+        ("<lora:style> a cat", "a cat", [LoraTag("style", 1.0)]),
+        (
+            "masterpiece, <lora:detail slider v2:0.8>, a cat",
+            "masterpiece, a cat",
+            [LoraTag("detail slider v2", 0.8)],
+        ),
+        ("x <LORA:a:-1> <lyco:b:0.5:0.2>", "x", [LoraTag("a", -1.0), LoraTag("b", 0.5)]),
+        ("x <lora:a:0.2> <lora:a:0.9>", "x", [LoraTag("a", 0.9)]),  # the last weight wins
+        ("(red:1.2) <notatag> x", "(red:1.2) <notatag> x", []),
+    ],
+)
+def test_tags_are_split_from_the_text(prompt: str, text: str, tags: list[LoraTag]) -> None:
+    assert split_lora_tags(prompt) == (text, tags)
+
+
+def test_tags_are_edited_where_they_stand() -> None:
+    prompt = "a cat, <lora:x y:0.5>, blue <lora:z>"
+    assert set_lora_weight(prompt, "x y", 1.25) == "a cat, <lora:x y:1.25>, blue <lora:z>"
+    assert set_lora_weight(prompt, "new", 1) == prompt + " <lora:new:1>"
+    assert remove_lora_tag(prompt, "x y") == "a cat, blue <lora:z>"
+    assert remove_lora_tag(prompt, "z") == "a cat, <lora:x y:0.5>, blue"
+    assert with_lora_tags(prompt, [LoraTag("q", 2)]) == "a cat, blue <lora:q:2>"
