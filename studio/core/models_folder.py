@@ -33,6 +33,7 @@ KIND_FOLDERS: dict[str, tuple[str, ...]] = {
     "checkpoints": ("stable-diffusion", "checkpoints", "diffusion_models", "unet", "diffusers"),
     "loras": ("lora", "loras", "lycoris"),
     "controlnets": ("controlnet",),
+    "embeddings": ("embeddings",),  # A1111 keeps these beside models/, not in it
 }
 
 
@@ -56,6 +57,10 @@ class ModelsFolder:
     @property
     def controlnets(self) -> list[Path]:
         return self.of_kind("controlnets")
+
+    @property
+    def embeddings(self) -> list[Path]:
+        return self.of_kind("embeddings")
 
 
 # The folder in use, by precedence: the command line's, the window's setting, the
@@ -121,7 +126,11 @@ def scan(folder: Path) -> ModelsFolder:
     root = _models_root(folder)
     result = ModelsFolder(root)
     budget = [MAX_ENTRIES]
-    for kind, directories in _kind_dirs(root).items():
+    kinds = _kind_dirs(root)
+    if "embeddings" not in kinds:  # AUTOMATIC1111's own folder holds models/ and embeddings/
+        beside = _kind_dirs(root.parent).get("embeddings") if root != folder else None
+        kinds["embeddings"] = beside or []
+    for kind, directories in kinds.items():
         found = result.found.setdefault(kind, [])
         for directory in directories:
             _walk(directory, 0, found, kind == "checkpoints", budget)

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from studio.core import imaging
+from studio.core import embeddings, imaging
 from studio.core.jobs import (
     GenerationError,
     GenerationResult,
@@ -113,6 +113,9 @@ class Engine:
         text, tags = split_lora_tags(request.prompt)
         wanted = active_loras(tags)
         self._timed(timings, "loras", lambda: self.models.apply_loras(request.model, wanted))
+        named = embeddings.named_in(text, request.negative_prompt)
+        if named:
+            self.models.apply_embeddings(request.model, named)
         guidance = guidance_arguments(pipe, request.cfg_scale, request.negative_prompt)
         common = {
             "num_inference_steps": request.steps,

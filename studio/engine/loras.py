@@ -86,11 +86,12 @@ class LoraSet:
         return adapter
 
 
-def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """A LoRA file's tensors, without running anything the file brings."""
+def read_weights(path: Path, kind: str = "LoRA", flat: bool = True) -> dict[str, Any]:
+    """A LoRA's (or an embedding's) file, without running anything the file brings: its
+    tensors by name (`flat`), or the dict it holds (embeddings nest theirs)."""
     shown = printable(path.name)
     if not is_regular_file(path):
-        raise ModelError(f"The LoRA '{shown}' is not a file the studio can read.")
+        raise ModelError(f"The {kind} '{shown}' is not a file the studio can read.")
     try:
         if path.suffix.lower() == ".safetensors":
             from safetensors.torch import load_file
@@ -101,15 +102,17 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     except Exception as e:  # noqa: BLE001
         pickled = path.suffix.lower() != ".safetensors" and "weights_only" in str(e)
         raise ModelError(
-            f"The LoRA '{shown}' holds code as well as weights, which the studio never runs: "
+            f"The {kind} '{shown}' holds code as well as weights, which the studio never runs: "
             "use its .safetensors version."
             if pickled
-            else f"The LoRA '{shown}' is damaged or incomplete: download it again."
+            else f"The {kind} '{shown}' is damaged or incomplete: download it again."
         ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]  # some trainers wrap the weights
-    if not (isinstance(state, dict) and state and all(torch.is_tensor(v) for v in state.values())):
-        raise ModelError(f"The LoRA '{shown}' holds no LoRA weights.")
+    if not (isinstance(state, dict) and state):
+        raise ModelError(f"The {kind} '{shown}' holds no weights.")
+    if flat and not all(torch.is_tensor(v) for v in state.values()):
+        raise ModelError(f"The {kind} '{shown}' holds no {kind} weights.")
     return state
 
 

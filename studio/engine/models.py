@@ -23,7 +23,9 @@ from studio.core.settings import EngineSettings
 from studio.core.text import printable
 from studio.engine import family_runtime, speedups
 from studio.engine.devices import memory_plan, pick_device, pick_dtype
+from studio.engine.embeddings import EmbeddingSet
 from studio.engine.family_runtime import family_of
+from studio.engine.loras import ActiveLora, LoraSet
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,8 @@ class ModelManager:
         self._base: tuple[str, Any] | None = None  # (spec, text→image pipeline)
         self._derived: dict[Mode, Any] = {}
         self._upscaler: tuple[str, Any] | None = None
+        self.loras = LoraSet()  # the adapters on the loaded model
+        self.embeddings = EmbeddingSet()  # the textual inversions in its text encoders
 
     # -- public -------------------------------------------------------------------------
 
@@ -116,6 +120,17 @@ class ModelManager:
                 setattr(derived, name, getattr(base, name, default))
             self._derived[mode] = derived
         return self._derived[mode]
+
+    def apply_loras(self, spec: str, wanted: list[ActiveLora]) -> None:
+        """Make exactly these LoRAs active on the model (loaded if it is not); every mode's
+        pipeline shares the networks they change."""
+        base = self._load_base(spec)
+        self.loras.apply(base, wanted, family_of(base).label)
+
+    def apply_embeddings(self, spec: str, paths: list[Path]) -> None:
+        """Load the embeddings a prompt names into the model's text encoders (kept after)."""
+        base = self._load_base(spec)
+        self.embeddings.apply(base, paths, family_of(base).label)
 
     def adopt(self, spec: str, pipe: Any) -> None:
         """Use an already built text→image pipeline under a name (benchmarks, embedding)."""
@@ -142,6 +157,8 @@ class ModelManager:
     def unload(self) -> None:
         self._base = None
         self._derived.clear()
+        self.loras.reset()
+        self.embeddings.reset()
         self._upscaler = None
         self._empty_cache()
 
@@ -153,6 +170,8 @@ class ModelManager:
         # One generator at a time: free the old one before loading the next.
         self._base = None
         self._derived.clear()
+        self.loras.reset()
+        self.embeddings.reset()
         self._empty_cache()
         from diffusers import DiffusionPipeline
 
