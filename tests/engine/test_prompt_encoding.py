@@ -219,3 +219,15 @@ def test_the_last_tokens_of_a_long_prompt_change_the_picture(folders, monkeypatc
     assert not np.array_equal(np.asarray(one), np.asarray(other.images[0]))
     # the saved prompt is the text as typed
     assert other.request.prompt == long_prompt(162, "blue blue blue")
+
+
+def test_the_notes_reach_the_reporter_and_the_prompt_is_saved_as_typed(folders) -> None:
+    typed = "a (red:1.3) circle BREAK blue"
+    request = GenerationRequest(
+        prompt=typed, model=folders["chroma"], width=64, height=64, steps=2, seed=1
+    )
+    reporter = RecordingReporter()
+    result = generate.Engine().run(request, reporter)
+    notes = [message for message, _ in reporter.statuses if "reads no weights" in message]
+    assert notes == ["Chroma reads no weights: the prompt's (…), […] and BREAK are ignored."]
+    assert result.request.prompt == typed
