@@ -190,3 +190,23 @@ def test_the_command_line_and_the_metadata_name_each_lora_with_its_hash(  # noqa
     assert plan.values["prompt"] == "x <lora:sd1-peft-1:0.5> <lora:gone:1>"
     assert any("'my old name' is here as 'sd1-peft-1'" in note for note in plan.notes)
     assert any("Not in your LoRA folders: 'gone'" in note for note in plan.notes)
+
+
+def test_a_lycoris_kind_diffusers_cannot_convert_is_named(engine, models, lora_folder) -> None:
+    """LoHa (and LoKr) files: diffusers 0.42 converts neither for SD 1.x; the artist is told
+    which kind it is, and the model stays as it was."""
+    model = models["sd1"]
+    base = _run(engine, model)
+    module = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q"
+    width = 8
+    loha = {
+        f"{module}.hada_w1_a": torch.randn(width, 2),
+        f"{module}.hada_w1_b": torch.randn(2, width),
+        f"{module}.hada_w2_a": torch.randn(width, 2),
+        f"{module}.hada_w2_b": torch.randn(2, width),
+        f"{module}.alpha": torch.tensor(2.0),
+    }
+    save_file(loha, lora_folder / "style-loha.safetensors")
+    with pytest.raises(ModelError, match="LyCORIS kind that diffusers cannot convert"):
+        _run(engine, model, "a red circle <lora:style-loha:1>")
+    assert np.array_equal(_run(engine, model), base)
