@@ -248,6 +248,8 @@ def _ids(pipe: Any, tokenizer: Any, text: str) -> list[int]:
 def _plain(pipe: Any, prompt: str, note: Note, side: str = "") -> str:
     """The text without syntax, with a note when weights were dropped or text will be cut."""
     text = plain_text(prompt)
+    if text == prompt.strip():
+        text = prompt  # nothing to take out: the text exactly as given (Qwen's " " negative)
     label = family_of(pipe).label
     if has_weights(prompt):
         note(weights_note(label, side))

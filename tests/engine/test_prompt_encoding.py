@@ -187,6 +187,9 @@ def test_plain_text_families_read_no_syntax_and_say_when_text_is_cut(pipes) -> N
         )
     assert args["prompt"] == "a red circle" and args["negative_prompt"] == "blurry"
     assert any("reads no weights" in n for n in notes)
+    with torch.inference_mode():  # text with nothing to take out is passed as it is
+        same = prompt_arguments(pipe, "a red circle", {"negative_prompt": " "})
+    assert same["prompt"] == "a red circle" and same["negative_prompt"] == " "
     notes.clear()
     with torch.inference_mode():
         prompt_arguments(pipe, long_prompt(700), {}, notes.append)
