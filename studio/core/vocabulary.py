@@ -16,7 +16,8 @@ from studio.core import catalog
 from studio.core.text import printable
 
 _WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")  # letters, with inner apostrophes
-_TAG = re.compile(r"<[^<>\n]*>")  # <lora:…> and other tags are not words of the prompt
+# <lora:…> and other tags, and A1111's BREAK, are not words of the prompt
+_TAG = re.compile(r"<[^<>\n]*>|\bBREAK\b")
 _PLACEHOLDER = re.compile(r"<[^<>]*>")  # "<colour> striped background" in a card
 NOTE_WORDS = 8  # the note names this many words, then counts the rest
 

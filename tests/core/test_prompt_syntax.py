@@ -122,3 +122,12 @@ def test_the_window_says_what_a_plain_text_encoder_will_not_read(tmp_path: Path)
     # the CLIP families read long prompts in chunks and weights: nothing to say
     assert reading_note(families.by_name("sdxl"), folder, "(red:1.2) " * 200) == ""
     assert reading_note(None, None, "(red)") == ""
+
+
+def test_break_is_not_a_word_the_embedded_model_lacks() -> None:
+    from studio.core import vocabulary
+
+    words = vocabulary.of_model("studio-tiny")
+    assert words is not None
+    assert words.note("a (red:1.2) circle BREAK [blue] square") == ""
+    assert "'break'" in words.note("a red circle, break")  # the word itself is still unknown
