@@ -50,7 +50,9 @@ def run_ladder(
         if row == "cuda_graphs" and target.type != "cuda":
             on_row(row, {"skipped": "CUDA graphs need a CUDA GPU."})
             continue
-        settings = EngineSettings(dtype=dtype, device=str(target), **chosen)
+        # all on the device: the model was built there, and the memory policy would offload
+        # one that leaves less free than it needs (Flux on a 48 GB GPU)
+        settings = EngineSettings(dtype=dtype, device=str(target), cpu_offload=False, **chosen)
         try:
             figures = measure(pipe, request, settings, row == "bare_diffusers", target, repeats)
         except Exception as e:  # noqa: BLE001 - a row that fails must not cost the others
