@@ -81,3 +81,14 @@ def test_no_lora_folder_says_where_it_looked(make_window, monkeypatch) -> None: 
     window.loras.reload()
     assert window.loras.found.count() == 0
     assert "No LoRAs found" in window.loras.empty.text()
+
+
+def test_a_tag_naming_no_lora_here_is_said_under_the_prompt(make_window, lora_dir) -> None:  # noqa: ANN001
+    window = make_window()
+    loras.use_lora_dir(lora_dir)  # after the window took its own (none) from its settings
+    window.prompt_panel.set_prompts("a cat <lora:detail_slider_v2:0.5>", "")
+    assert "No LoRA called" not in window.prompt_panel.vocabulary_note.text()
+    window.prompt_panel.set_prompts("a cat <lora:detail_slider_v2:0.5> <lora:gone:1>", "")
+    note = window.prompt_panel.vocabulary_note.text()
+    assert "No LoRA called 'gone'" in note and "detail_slider_v2" not in note
+    assert window.prompt_panel.vocabulary_note.isVisible()

@@ -281,3 +281,14 @@ def _parse_hashes(text: str) -> dict[str, str]:
         if name.strip() and value.strip():
             found[name.strip()] = value.strip()
     return found
+
+
+def missing_note(prompt: str) -> str:
+    """A line under the prompt naming the LoRAs its tags ask for that are not here (the job
+    would stop on them); "" when every one is found."""
+    _, tags = split_lora_tags(prompt)
+    missing = [printable(tag.name) for tag in tags if find(tag.name) is None]
+    if not missing:
+        return ""
+    names = ", ".join(f"'{name}'" for name in missing)
+    return f"No LoRA called {names} in your LoRA folders: add the file or remove the tag."

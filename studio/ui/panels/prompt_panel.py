@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core import catalog, vocabulary
+from studio.core import catalog, loras, vocabulary
 from studio.core.draft import Draft, Source
 from studio.core.prompt_syntax import reading_note
 from studio.core.text import printable
@@ -183,7 +183,8 @@ class PromptPanel(QWidget):
             note = words.note(self.prompt(), self.negative_prompt()) if words else ""
             # what a plain-text encoder will not read: weights, text past its maximum
             reads = reading_note(*self._reads, self.prompt(), self.negative_prompt())
-            note = "\n".join(n for n in (note, reads) if n)
+            missing = loras.missing_note(self.prompt())  # the job would stop on them
+            note = "\n".join(n for n in (note, reads, missing) if n)
             self.vocabulary_note.setText(note)
             self.vocabulary_note.setVisible(bool(note))
 
