@@ -56,7 +56,9 @@ class Source(enum.IntEnum):
 # The upscaler of the Upscale mode is never "none": it is kept apart from the one the
 # generation modes may run after generating, so switching mode keeps both choices.
 UPSCALE_METHOD = "upscale_method"
-FIELDS: tuple[str, ...] = (*PARAMETER_NAMES, UPSCALE_METHOD)
+# The ControlNets come with their control images, from the canvas's control layer, not from
+# the draft's values: a restored file's or the last session's are not taken.
+FIELDS: tuple[str, ...] = (*(n for n in PARAMETER_NAMES if n != "controls"), UPSCALE_METHOD)
 _TEXT_FIELDS = ("prompt", "negative_prompt")
 _MODEL_FIELDS = ("model", "upscale_model")
 _BOOL_FIELDS = ("dynamic_thresholding", "inpaint_only_masked")

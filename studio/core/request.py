@@ -173,6 +173,62 @@ RANGES: dict[str, Range] = {
 # Images are inputs, not parameters: they are compared by identity and left out of to_dict().
 _IMAGE_FIELDS = ("init_image", "mask", "references")
 
+# The ControlNet used with an embedded model when none is named: a folder of that name in
+# resources/models (diffusers' ControlNet layout); until it is there, one must be named.
+EMBEDDED_CONTROLNETS: dict[str, str] = {DEFAULT_MODEL: "studio-tiny-controlnet"}
+PREPROCESSORS = ("none", "canny", "lineart")  # studio.core.preprocessors
+CONTROL_SCALE = Range("A ControlNet's conditioning scale", 0, 2)
+
+
+@dataclass(frozen=True)
+class Control:
+    """One ControlNet of a job: the model, its control image (already a map of edges, lines
+    or a scribble, or a picture the preprocessor turns into one), how strongly it steers
+    (the conditioning scale) and over which fraction of the schedule (start to end)."""
+
+    model: str
+    image: Image.Image | None = field(default=None, compare=False, repr=False)
+    scale: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+    preprocessor: str = "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The parameters, without the image."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "image"}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Control:
+        names = {f.name for f in fields(cls)} - {"image"}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def problems(self, number: int) -> list[str]:
+        """One sentence per problem; `number` counts from 1, as the artist reads it."""
+        subject = f"ControlNet {number}"
+        found = []
+        if not isinstance(self.model, str) or not self.model.strip():
+            found.append(f"{subject} has no model: choose a ControlNet.")
+        if self.image is None:
+            found.append(f"{subject} has no control image: draw, open or paste one.")
+        scale = CONTROL_SCALE.problem(self.scale)
+        if scale:
+            found.append(f"{subject}: {scale[0].lower()}{scale[1:]}")
+        numbers = all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            for v in (self.start, self.end)
+        )
+        if not numbers or not 0 <= self.start < self.end <= 1:
+            found.append(
+                f"{subject} acts from {self.start} to {self.end} of the steps: the start must "
+                "be below the end, both between 0 and 1."
+            )
+        if self.preprocessor not in PREPROCESSORS:
+            found.append(
+                f"{subject}'s preprocessor '{self.preprocessor}' is unknown: choose one of "
+                f"{', '.join(PREPROCESSORS)}."
+            )
+        return found
+
 
 @dataclass(frozen=True)
 class GenerationRequest:
@@ -203,10 +259,13 @@ class GenerationRequest:
     upscale_model: str = DEFAULT_UPSCALE_MODEL
     upscale_strength: float = 0.35  # image→image strength of the hires fix pass
     upscale_noise_level: int = 20  # noise added to the input of a diffusion ×4 upscaler
+    controls: tuple[Control, ...] = ()  # ControlNets, each with its control image
 
     def __post_init__(self) -> None:
         # Accept plain strings (from JSON, the command line) for the enum fields.
         object.__setattr__(self, "mode", Mode(self.mode))
+        controls = (Control.from_dict(c) if isinstance(c, dict) else c for c in self.controls)
+        object.__setattr__(self, "controls", tuple(controls))
         if self.upscaler is not None:
             object.__setattr__(self, "upscaler", Upscaler(self.upscaler))
 
@@ -230,6 +289,7 @@ class GenerationRequest:
                 continue
             value = getattr(self, f.name)
             data[f.name] = value.value if isinstance(value, enum.Enum) else value
+        data["controls"] = [c.to_dict() for c in self.controls]  # their images left out
         return data
 
     @classmethod
@@ -301,6 +361,10 @@ def _validate(r: GenerationRequest) -> list[str]:
     if r.upscaler is Upscaler.HIRES:
         check("upscale_strength")
     check("upscale_noise_level")
+    if r.controls and r.mode in (Mode.UPSCALE, Mode.EDIT):
+        problems.append(f"ControlNets steer generation, not {r.mode.label}: remove them.")
+    for number, control in enumerate(r.controls, 1):
+        problems.extend(control.problems(number))
     return problems
 
 

@@ -17,7 +17,7 @@ from studio import metadata
 from studio.core import loras
 from studio.core.formats import PNG, SaveFormat
 from studio.core.jobs import GenerationResult, Stage
-from studio.core.request import GenerationRequest, Mode
+from studio.core.request import Control, GenerationRequest, Mode
 
 
 def parameters_of(
@@ -40,6 +40,8 @@ def parameters_of(
         extras["Mode"] = request.mode.value
     if request.references:
         extras["Reference images"] = str(len(request.references))
+    for number, control in enumerate(request.controls):  # as A1111's ControlNet extension
+        extras[f"ControlNet {number}"] = control_field(control)
     lora_hashes = loras.hashes_field(request.prompt)
     if lora_hashes:
         extras["Lora hashes"] = lora_hashes  # as A1111 writes them, for restoring by hash
@@ -86,6 +88,20 @@ def parameters_of(
         model=model,
         strength=strength,
         extras=extras,
+    )
+
+
+def control_field(control: Control) -> str:
+    """One ControlNet as A1111's ControlNet extension writes it (the writer quotes it)."""
+    from studio.core.preprocessors import MODULE_NAMES
+
+    name = Path(control.model.replace("\\", "/")).name  # a hub id's or a path's last part
+    if Path(name).suffix.lower() in (".safetensors", ".pth", ".ckpt", ".bin", ".pt"):
+        name = Path(name).stem
+    return (
+        f"Module: {MODULE_NAMES.get(control.preprocessor, control.preprocessor)}, "
+        f"Model: {name}, Weight: {control.scale:g}, "
+        f"Guidance Start: {control.start:g}, Guidance End: {control.end:g}"
     )
 
 
