@@ -185,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a LoRA by file name (in the LoRA folders) or path, weight 1 unless given; "
         "repeatable; the same as <lora:NAME:WEIGHT> in the prompt",
     )
+    _control_options(gen)
     gen.add_argument(
         "--mask",
         type=Path,
@@ -312,6 +313,139 @@ def _output_options(command: argparse.ArgumentParser) -> None:
         "studio's output folder); every format carries the parameters as A1111 writes them",
     )
     command.add_argument("--quality", type=int, default=95, help="JPEG and WebP quality, 1-100")
+
+
+class _ControlGroup(argparse.Action):
+    """--control IMAGE starts a ControlNet; the --control-* options after it are its own."""
+
+    KEYS = {
+        "--control-model": "model",
+        "--control-scale": "scale",
+        "--control-range": "range",
+        "--control-preprocessor": "preprocessor",
+    }
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        groups = list(getattr(namespace, "controls", None) or [])
+        if option_string == "--control":
+            groups.append({"image": values})
+        elif not groups:
+            parser.error(f"{option_string} goes after the --control IMAGE it applies to")
+        elif self.KEYS[str(option_string)] in groups[-1]:
+            parser.error(f"{option_string} is given twice for one --control")
+        else:
+            groups[-1] = {**groups[-1], self.KEYS[str(option_string)]: values}
+        namespace.controls = groups
+
+
+def _control_options(gen: argparse.ArgumentParser) -> None:
+    from studio.core.request import CONTROL_SCALE, PREPROCESSORS
+
+    gen.add_argument(
+        "--control",
+        dest="controls",
+        action=_ControlGroup,
+        default=[],
+        type=Path,
+        metavar="IMAGE",
+        help="a ControlNet's control image (edges, line art, a scribble, or a picture for "
+        "--control-preprocessor); repeatable: the --control-* options after each one are its "
+        "own. With the embedded model, its own ControlNet is used unless one is named",
+    )
+    gen.add_argument(
+        "--control-model",
+        dest="controls",
+        action=_ControlGroup,
+        default=argparse.SUPPRESS,
+        metavar="SPEC",
+        help="the ControlNet: a diffusers folder, a hub id in the local cache, a .safetensors "
+        "file or a name in the models folder's ControlNet folder",
+    )
+    gen.add_argument(
+        "--control-scale",
+        dest="controls",
+        action=_ControlGroup,
+        default=argparse.SUPPRESS,
+        type=float,
+        metavar="F",
+        help=f"how strongly it steers, {CONTROL_SCALE.low:g} to {CONTROL_SCALE.high:g} "
+        "(default: 1)",
+    )
+    gen.add_argument(
+        "--control-range",
+        dest="controls",
+        action=_ControlGroup,
+        default=argparse.SUPPRESS,
+        type=_control_range,
+        metavar="START:END",
+        help="the fraction of the steps it acts on (default: 0:1, all of them)",
+    )
+    gen.add_argument(
+        "--control-preprocessor",
+        dest="controls",
+        action=_ControlGroup,
+        default=argparse.SUPPRESS,
+        choices=PREPROCESSORS,
+        help="turn the image into the control first: Canny's edges, or line art "
+        "(default: none, the image is the control)",
+    )
+
+
+def _control_range(text: str) -> tuple[float, float]:
+    start, colon, end = text.partition(":")
+    try:
+        if not colon:
+            raise ValueError
+        return float(start), float(end)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'{printable(text)}' is not START:END (fractions of the steps, e.g. 0:0.6)"
+        ) from None
+
+
+def _controls(groups: list[dict[str, Any]], model: str) -> tuple[Any, ...]:
+    """The ControlNets of the --control groups, each with its image opened."""
+    from studio.core.imaging import open_image
+    from studio.core.request import Control
+
+    controls = []
+    for group in groups:
+        start, end = group.get("range", (0.0, 1.0))
+        controls.append(
+            Control(
+                model=group.get("model") or _default_controlnet(model),
+                image=open_image(group["image"]).convert("RGB"),
+                scale=group.get("scale", 1.0),
+                start=start,
+                end=end,
+                preprocessor=group.get("preprocessor", "none"),
+            )
+        )
+    return tuple(controls)
+
+
+def _default_controlnet(model: str) -> str:
+    from studio.core.paths import EMBEDDED_MODELS_DIR
+    from studio.core.request import EMBEDDED_CONTROLNETS
+
+    name = EMBEDDED_CONTROLNETS.get(model)
+    if name is None:
+        raise UsageError(
+            f"--control needs --control-model SPEC after it: '{printable(model)}' has no "
+            "ControlNet of its own."
+        )
+    if not (EMBEDDED_MODELS_DIR / name / "config.json").is_file():
+        raise UsageError(
+            f"{model} has no ControlNet yet: name one with --control-model (a diffusers "
+            "folder, a hub id in the local cache or a .safetensors file)."
+        )
+    return name
 
 
 def _scheduler(text: str) -> str:
@@ -456,6 +590,7 @@ def _generate(args: argparse.Namespace) -> int:
         upscaler=args.upscale,
         upscale_model=args.upscale_model,
         upscale_strength=args.upscale_strength,
+        controls=_controls(args.controls, model),
     )
     return _run_and_save(request, args)
 

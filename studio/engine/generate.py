@@ -31,7 +31,7 @@ from studio.core.request import (
 )
 from studio.core.schedulers import SCHEDULER_NAMES, closest_scheduler
 from studio.core.settings import EngineSettings
-from studio.engine import family_runtime, speedups
+from studio.engine import controlnets, family_runtime, speedups
 from studio.engine.devices import wants_vae_tiling
 from studio.engine.family_runtime import family_of
 from studio.engine.guidance import (
@@ -116,11 +116,17 @@ class Engine:
         named = embeddings.named_in(text, request.negative_prompt)
         if named:
             self.models.apply_embeddings(request.model, named)
+        control = None
+        if request.controls:  # the mode's ControlNet pipeline, derived from the same model
+            pipe, control = self._timed(
+                timings, "load", lambda: controlnets.prepare(self.models, request, pipe)
+            )
         guidance = guidance_arguments(pipe, request.cfg_scale, request.negative_prompt)
         common = {
             "num_inference_steps": request.steps,
             "num_images_per_prompt": request.batch_size,
             **prompt_arguments(pipe, text, guidance, self._note),
+            **(control.arguments(request.width, request.height) if control else {}),
         }
         if request.mode is Mode.TEXT_TO_IMAGE:
             call = {**common, "width": request.width, "height": request.height}
@@ -136,7 +142,7 @@ class Engine:
                 call.update(width=request.width, height=request.height)
             call["num_inference_steps"] = steps_for_strength(request.steps, request.strength)
             return self._denoise(pipe, request, call, seeds, "generate", timings)
-        return self._inpaint(pipe, request, common, seeds, timings)
+        return self._inpaint(pipe, request, common, seeds, timings, control)
 
     def _edit(
         self,
@@ -174,6 +180,7 @@ class Engine:
         common: dict[str, Any],
         seeds: list[int],
         timings: dict[str, float],
+        control: controlnets.ControlCall | None = None,
     ) -> list[Image.Image]:
         assert request.init_image is not None and request.mask is not None
         original = request.init_image.convert("RGB")
@@ -197,6 +204,8 @@ class Engine:
             "width": request.width,
             "height": request.height,
         }
+        if control is not None and request.inpaint_only_masked:  # the control images' crop
+            call.update(control.arguments(request.width, request.height, box, original.size))
         painted = self._denoise(pipe, request, call, seeds, "generate", timings)
         return [imaging.paste_into(original, p, box, soft_mask) for p in painted]
 

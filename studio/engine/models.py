@@ -21,7 +21,7 @@ from studio.core.paths import log_file
 from studio.core.request import Mode
 from studio.core.settings import EngineSettings
 from studio.core.text import printable
-from studio.engine import family_runtime, speedups
+from studio.engine import controlnets, family_runtime, speedups
 from studio.engine.devices import memory_plan, pick_device, pick_dtype
 from studio.engine.embeddings import EmbeddingSet
 from studio.engine.family_runtime import family_of
@@ -93,10 +93,12 @@ class ModelManager:
         self.weight_loads = 0
         self.compile_failed = False  # a compiled UNet failed here once: compile no more
         self._base: tuple[str, Any] | None = None  # (spec, text→image pipeline)
-        self._derived: dict[Mode, Any] = {}
+        # a mode → its pipeline; ("controlnet", mode, ControlNet ids) → a ControlNet pipeline
+        self._derived: dict[Any, Any] = {}
         self._upscaler: tuple[str, Any] | None = None
         self.loras = LoraSet()  # the adapters on the loaded model
         self.embeddings = EmbeddingSet()  # the textual inversions in its text encoders
+        self.controlnets = controlnets.ControlNets()  # kept while asked for
 
     # -- public -------------------------------------------------------------------------
 
@@ -120,6 +122,22 @@ class ModelManager:
                 setattr(derived, name, getattr(base, name, default))
             self._derived[mode] = derived
         return self._derived[mode]
+
+    def controlled(self, spec: str, mode: Mode, networks: list[Any]) -> Any:
+        """The mode's ControlNet pipeline running these ControlNet models (loaded by
+        `self.controlnets`), derived from the loaded model with from_pipe; kept while the
+        same ControlNets are asked for."""
+        base = self._load_base(spec)
+        key = ("controlnet", mode, tuple(map(id, networks)))
+        for old in [k for k in self._derived if isinstance(k, tuple) and k[2] != key[2]]:
+            del self._derived[old]  # it holds ControlNets no longer asked for
+        if key not in self._derived:
+            derived = controlnets.derive(base, mode.value, networks)
+            derived.set_progress_bar_config(disable=True)
+            for name, default in _STUDIO_ATTRIBUTES.items():
+                setattr(derived, name, getattr(base, name, default))
+            self._derived[key] = derived
+        return self._derived[key]
 
     def apply_loras(self, spec: str, wanted: list[ActiveLora]) -> None:
         """Make exactly these LoRAs active on the model (loaded if it is not); every mode's
@@ -159,6 +177,7 @@ class ModelManager:
         self._derived.clear()
         self.loras.reset()
         self.embeddings.reset()
+        self.controlnets.reset()
         self._upscaler = None
         self._empty_cache()
 

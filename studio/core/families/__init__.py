@@ -94,6 +94,12 @@ class Family:
     checkpoint_test: Callable[[list[str]], bool] | None = None
     # Edit mode: how many reference images the edit pipeline takes besides the input
     edit_references: int = 0
+    # ControlNets: the model classes (config.json's _class_name) the family's ControlNet
+    # pipelines run, and diffusers' ControlNet pipeline of each mode, derived from the loaded
+    # pipeline with from_pipe; "union" ControlNet classes it recognises but does not run yet
+    controlnet_models: tuple[str, ...] = ()
+    controlnet_pipelines: Mapping[str, str] = field(default_factory=dict)
+    controlnet_unions: tuple[str, ...] = ()
 
     @property
     def modes(self) -> tuple[str, ...]:

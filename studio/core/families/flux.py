@@ -56,6 +56,16 @@ _COMMON = {
     "checkpoint_prefixes": ("double_blocks.", "model.diffusion_model.double_blocks."),
     "checkpoint_class": "FluxPipeline",
 }
+# Flux.1 dev and schnell run FluxControlNetModel (a union one is the same class with a
+# num_mode in its config: recognised from it, not run yet); Kontext has no ControlNet pipeline
+_CONTROLNETS = {
+    "controlnet_models": ("FluxControlNetModel",),
+    "controlnet_pipelines": {
+        "txt2img": "FluxControlNetPipeline",
+        "img2img": "FluxControlNetImg2ImgPipeline",
+        "inpaint": "FluxControlNetInpaintPipeline",
+    },
+}
 _PIPELINES = {
     "txt2img": "FluxPipeline",
     "img2img": "FluxImg2ImgPipeline",
@@ -82,6 +92,7 @@ FAMILIES = [
         config_test=_guidance_embedded,
         checkpoint_test=_guidance_in_file,
         **_COMMON,
+        **_CONTROLNETS,
     ),
     Family(
         name="flux-schnell",
@@ -93,5 +104,6 @@ FAMILIES = [
         config_test=lambda read: not _guidance_embedded(read),
         checkpoint_test=lambda keys: not _guidance_in_file(keys),
         **_COMMON,
+        **_CONTROLNETS,
     ),
 ]

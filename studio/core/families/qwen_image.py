@@ -47,6 +47,9 @@ FAMILIES = [
         index_classes=("QwenImagePipeline",),
         checkpoint_prefixes=("transformer_blocks.0.img_mod.", "model.diffusion_model.txt_norm."),
         checkpoint_class="QwenImagePipeline",
+        # QwenImageControlNetInpaintPipeline is for inpainting ControlNets only
+        controlnet_models=("QwenImageControlNetModel",),
+        controlnet_pipelines={"txt2img": "QwenImageControlNetPipeline"},
         **_COMMON,
     ),
 ]

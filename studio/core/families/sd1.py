@@ -21,6 +21,12 @@ SD_PIPELINES = {
     "inpaint": "StableDiffusionInpaintPipeline",
 }
 
+SD_CONTROLNET_PIPELINES = {
+    "txt2img": "StableDiffusionControlNetPipeline",
+    "img2img": "StableDiffusionControlNetImg2ImgPipeline",
+    "inpaint": "StableDiffusionControlNetInpaintPipeline",
+}
+
 FAMILIES = [
     Family(
         name="sd1",
@@ -35,5 +41,7 @@ FAMILIES = [
         config_test=lambda read: not is_sd2(read),
         checkpoint_prefixes=("cond_stage_model.transformer.",),
         checkpoint_class="StableDiffusionPipeline",
+        controlnet_models=("ControlNetModel",),
+        controlnet_pipelines=SD_CONTROLNET_PIPELINES,
     ),
 ]

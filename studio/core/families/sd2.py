@@ -4,7 +4,7 @@ models predict v (their scheduler config says so, which the engine reads)."""
 from __future__ import annotations
 
 from studio.core.families import Family, Guidance, is_sd2
-from studio.core.families.sd1 import SD_PIPELINES, SD_VAE_PREVIEW
+from studio.core.families.sd1 import SD_CONTROLNET_PIPELINES, SD_PIPELINES, SD_VAE_PREVIEW
 
 FAMILIES = [
     Family(
@@ -19,5 +19,7 @@ FAMILIES = [
         config_test=is_sd2,
         checkpoint_prefixes=("cond_stage_model.model.",),
         checkpoint_class="StableDiffusionPipeline",
+        controlnet_models=("ControlNetModel",),
+        controlnet_pipelines=SD_CONTROLNET_PIPELINES,
     ),
 ]

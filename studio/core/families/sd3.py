@@ -52,5 +52,8 @@ FAMILIES = [
         index_classes=("StableDiffusion3Pipeline",),
         checkpoint_prefixes=("model.diffusion_model.joint_blocks.", "joint_blocks."),
         checkpoint_class="StableDiffusion3Pipeline",
+        # StableDiffusion3ControlNetInpaintingPipeline is for inpainting ControlNets only
+        controlnet_models=("SD3ControlNetModel",),
+        controlnet_pipelines={"txt2img": "StableDiffusion3ControlNetPipeline"},
     ),
 ]

@@ -31,5 +31,14 @@ FAMILIES = [
         # only SDXL checkpoints have a second text encoder under this prefix
         checkpoint_prefixes=("conditioner.embedders.1.",),
         checkpoint_class="StableDiffusionXLPipeline",
+        controlnet_models=("ControlNetModel",),
+        controlnet_pipelines={
+            "txt2img": "StableDiffusionXLControlNetPipeline",
+            "img2img": "StableDiffusionXLControlNetImg2ImgPipeline",
+            "inpaint": "StableDiffusionXLControlNetInpaintPipeline",
+        },
+        # ControlNet++ (one network, a control type per image): StableDiffusionXLControlNet-
+        # UnionPipeline takes a control mode the studio does not ask for yet
+        controlnet_unions=("ControlNetUnionModel",),
     ),
 ]

@@ -1,0 +1,382 @@
+"""ControlNets: a trainable copy of the denoiser's encoder, joined to it by zero-initialised
+layers, that steers generation with a control image (edges, lines, a scribble).
+
+A ControlNet is found from a spec (an embedded name, a diffusers folder, a hub id already
+in the local cache, a name in the models folder's ControlNet folder, or a single file),
+checked against the loaded model's family (its class and the widths it joins the denoiser
+at), loaded once and kept while it is asked for. The family's ControlNet pipeline of the
+job's mode is derived from the loaded pipeline with `from_pipe`, so the base weights are
+shared, never loaded twice; several ControlNets run together (diffusers' Multi… models),
+each with its image, conditioning scale and start/end fraction of the schedule.
+
+The guidance tap, previews and cancel keep working: the derived pipeline has the same
+denoiser and scheduler attributes as the base, and the ControlNet runs before the denoiser
+at each step, whose hook sees the cancel.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from studio.core import families, preprocessors
+from studio.core.catalog import ModelError
+from studio.core.families import Family
+from studio.core.paths import EMBEDDED_MODELS_DIR
+from studio.core.request import Control, GenerationRequest
+from studio.core.text import printable
+from studio.engine.family_runtime import denoiser, family_of
+
+log = logging.getLogger(__name__)
+
+_FILE_SUFFIXES = (".safetensors", ".pth", ".ckpt", ".bin", ".pt")
+# diffusers' model that runs several ControlNets of a class together
+_MULTI = {
+    "ControlNetModel": "MultiControlNetModel",
+    "FluxControlNetModel": "FluxMultiControlNetModel",
+    "SD3ControlNetModel": "SD3MultiControlNetModel",
+    "QwenImageControlNetModel": "QwenImageMultiControlNetModel",
+}
+# Config entries a ControlNet shares with the denoiser it is joined to: the text width it
+# attends to, SDXL's added embeddings, the widths of the residuals it adds (UNets), the
+# transformer's text and pooled widths. A ControlNet of another size fails on the first one.
+_JOINED = (
+    "cross_attention_dim",
+    "addition_embed_type",
+    "block_out_channels",
+    "joint_attention_dim",
+    "pooled_projection_dim",
+)
+
+
+@dataclass(frozen=True)
+class Source:
+    spec: str
+    kind: str  # "folder" (a diffusers ControlNet: config.json and weights) or "file"
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return printable(self.spec)
+
+
+def resolve(spec: str) -> Source:
+    """Where a ControlNet spec points, without loading anything; a sentence when nowhere."""
+    spec = spec.strip()
+    if not spec:
+        raise ModelError("A ControlNet has no model: name one.")
+    embedded = EMBEDDED_MODELS_DIR / spec
+    if "/" not in spec and (embedded / "config.json").is_file():
+        return Source(spec, "folder", embedded)
+    path = Path(spec).expanduser()
+    if not path.exists():
+        from studio.core import models_folder
+
+        found = models_folder.find(spec, "controlnets")
+        if found is not None:
+            path = found
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(
+                f"The folder '{printable(str(path))}' is not a diffusers ControlNet (it has no "
+                "config.json)."
+            )
+        return Source(spec, "folder", path)
+    if path.is_file() and path.suffix.lower() in _FILE_SUFFIXES:
+        return Source(spec, "file", path)
+    if path.exists():
+        raise ModelError(f"'{printable(spec)}' is not a ControlNet file (.safetensors).")
+    if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
+        return Source(spec, "folder", _cached_repo(spec))
+    raise ModelError(
+        f"'{printable(spec)}' is not a ControlNet folder, file, models-folder name or hub id."
+    )
+
+
+def _cached_repo(repo: str) -> Path:
+    """A hub ControlNet's folder in the local cache; the studio downloads none by itself."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        config = try_to_load_from_cache(repo, "config.json")
+    except Exception:  # noqa: BLE001 - an unreadable cache holds nothing
+        config = None
+    if not isinstance(config, str):
+        raise ModelError(
+            f"The ControlNet '{printable(repo)}' is not in the local Hugging Face cache: "
+            "download it first (huggingface-cli download) or name its folder."
+        )
+    return Path(config).parent
+
+
+# -- fitting the loaded model ------------------------------------------------------------
+
+
+def check_fits(config: Any, name: str, family: Family, network: Any) -> None:
+    """Refuse, in one sentence, a ControlNet this model cannot run: of another family's
+    class, a union ControlNet (not wired yet), or of another size of the family."""
+    config = dict(config)
+    kind = config.get("_class_name", "")
+    if kind in family.controlnet_unions or config.get("num_mode") or config.get("num_control_type"):
+        raise ModelError(
+            f"'{name}' is a union ControlNet (one network for several control types, each "
+            "image with its type), which the studio recognises but does not run yet: use a "
+            "ControlNet of one control type."
+        )
+    if not family.controlnet_pipelines:
+        raise ModelError(f"{family.label} models have no ControlNet pipeline in diffusers.")
+    if kind not in family.controlnet_models:
+        owners = [f.label for f in families.all_families() if kind in f.controlnet_models]
+        made_for = " or ".join(dict.fromkeys(owners)) or "another kind of model"
+        raise ModelError(
+            f"'{name}' is a ControlNet for {made_for} ({kind or 'unknown class'}), not for "
+            f"{family.label}: use one made for {family.label}."
+        )
+    own = dict(network.config)
+    for key in _JOINED:
+        mine, theirs = config.get(key), own.get(key)
+        if mine is None or theirs is None:
+            continue
+        if (list(mine) if isinstance(mine, list | tuple) else mine) != (
+            list(theirs) if isinstance(theirs, list | tuple) else theirs
+        ):
+            raise ModelError(
+                f"'{name}' is a ControlNet for another kind of model than this {family.label} "
+                f"one (its {key.replace('_', ' ')} is {mine}, the model's {theirs}): use a "
+                f"ControlNet made for {family.label}."
+            )
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+def load(source: Source, dtype: Any, family: Family, network: Any) -> Any:
+    """The ControlNet model of a spec, checked against the model before its weights load
+    where its config says enough (a folder), after for a single file."""
+    import diffusers
+
+    try:
+        if source.kind == "folder":
+            config = json.loads((source.path / "config.json").read_text(encoding="utf-8"))
+            if not isinstance(config, dict):
+                raise ValueError("config.json is not an object")
+            check_fits(config, source.name, family, network)
+            cls = getattr(diffusers, config["_class_name"])
+            model = cls.from_pretrained(
+                source.path, torch_dtype=dtype, local_files_only=True, use_safetensors=True
+            )
+        else:
+            model = _load_file(source, dtype, family, network)
+            check_fits(model.config, source.name, family, network)
+    except ModelError:
+        raise
+    except MemoryError:
+        raise ModelError(
+            f"There is not enough memory to load the ControlNet '{source.name}'."
+        ) from None
+    except Exception as e:  # noqa: BLE001 - a library's internals are never the message
+        log.exception("loading the ControlNet %s failed", source.spec)
+        raise ModelError(
+            f"The ControlNet '{source.name}' could not be loaded ({e.__class__.__name__}): "
+            "its files are damaged or of a kind the studio does not know."
+        ) from None
+    return model.eval()
+
+
+def _load_file(source: Source, dtype: Any, family: Family, network: Any) -> Any:
+    """A single-file ControlNet of the UNet families, with no network: its configuration is
+    the loaded UNet's (a ControlNet is a copy of its encoder). diffusers' own tensor names
+    load directly; the original layout goes through diffusers' from_single_file."""
+    import diffusers
+
+    from studio.engine.models import check_checkpoint_is_safe, check_safetensors_header
+
+    if "ControlNetModel" not in family.controlnet_models:
+        raise ModelError(
+            f"Single-file ControlNets of {family.label} cannot be loaded offline: use the "
+            f"ControlNet's diffusers folder ('{source.name}' is a file)."
+        )
+    if source.path.suffix.lower() == ".safetensors":
+        keys = check_safetensors_header(source.path)
+    else:
+        keys = check_checkpoint_is_safe(source.path)  # refuses pickles that run code
+    config = _config_from_unet(network)
+    if any(k.startswith("controlnet_cond_embedding.") for k in keys):
+        model = diffusers.ControlNetModel.from_config(config)
+        model.load_state_dict(_state_dict(source.path), strict=True)
+        return model.to(dtype)
+    if not any("input_hint_block" in k for k in keys):
+        raise ModelError(
+            f"'{source.name}' is not a ControlNet (it has none of a ControlNet's tensors)."
+        )
+    with tempfile.TemporaryDirectory(prefix="studio-controlnet-") as folder:
+        (Path(folder) / "config.json").write_text(json.dumps(config), encoding="utf-8")
+        return diffusers.ControlNetModel.from_single_file(
+            str(source.path), config=folder, torch_dtype=dtype, local_files_only=True
+        )
+
+
+def _config_from_unet(unet: Any) -> dict[str, Any]:
+    from diffusers import ControlNetModel
+
+    from studio.engine import speedups
+
+    accepted = inspect.signature(ControlNetModel.__init__).parameters
+    own = dict(speedups.eager(unet).config)
+    config = {k: v for k, v in own.items() if k in accepted and k != "in_channels"}
+    return {"_class_name": "ControlNetModel", **config, "in_channels": 4}
+
+
+def _state_dict(path: Path) -> dict[str, Any]:
+    if path.suffix.lower() == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    import torch
+
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    return data.get("state_dict", data) if isinstance(data, dict) else {}
+
+
+class ControlNets:
+    """The ControlNet models loaded, by spec: kept while asked for (like the upscaler)."""
+
+    def __init__(self) -> None:
+        self.loaded: dict[str, Any] = {}
+
+    def get(self, manager: Any, specs: Sequence[str], base: Any) -> list[Any]:
+        """The models of these specs, in order, fitted to the base pipeline's family; the
+        ones no longer asked for are let go. Each load counts in manager.weight_loads."""
+        family = family_of(base)
+        network = denoiser(base)
+        for spec in [s for s in self.loaded if s not in specs]:
+            del self.loaded[spec]
+        models = []
+        for spec in specs:
+            model = self.loaded.get(spec)
+            if model is None:
+                source = resolve(spec)
+                manager.status(f"Loading the ControlNet {source.name}…", None)
+                model = load(source, base.dtype, family, network)
+                model.to(manager.device)
+                manager.weight_loads += 1
+                self.loaded[spec] = model
+            else:
+                check_fits(model.config, printable(spec), family, network)  # the model changed?
+            models.append(model)
+        return models
+
+    def reset(self) -> None:
+        self.loaded.clear()
+
+
+def derive(base: Any, mode_name: str, models: list[Any]) -> Any:
+    """The family's ControlNet pipeline of a mode, sharing every component of the loaded
+    pipeline (from_pipe) and running these ControlNets."""
+    import diffusers
+
+    family = family_of(base)
+    name = family.controlnet_pipelines.get(mode_name)
+    if name is None or not hasattr(diffusers, name):
+        raise ModelError(
+            f"{family.label} models have no ControlNet pipeline for {_mode_label(mode_name)} in "
+            "diffusers: generate without ControlNets, or in another mode."
+        )
+    if len(models) == 1:
+        controlnet = models[0]
+    else:
+        multi = _MULTI.get(type(models[0]).__name__)
+        if multi is None or not hasattr(diffusers, multi):
+            raise ModelError(f"{family.label} runs one ControlNet at a time: remove the others.")
+        controlnet = getattr(diffusers, multi)(models)
+    # from_pipe casts the shared components to float32 unless told the dtype
+    return getattr(diffusers, name).from_pipe(base, controlnet=controlnet, dtype=base.dtype)
+
+
+def _mode_label(mode_name: str) -> str:
+    from studio.core.request import Mode
+
+    return Mode(mode_name).label
+
+
+# -- the call ------------------------------------------------------------------------------
+
+
+def active(request: GenerationRequest) -> list[Control]:
+    """The controls that do something: a ControlNet at weight 0 adds nothing, so it is not
+    run (its model is still loaded and checked, so a wrong one is told all the same)."""
+    return [c for c in request.controls if c.scale > 0]
+
+
+@dataclass
+class ControlCall:
+    """The ControlNet entries of a pipeline call, for the job's size and, when inpainting
+    only the masked area, for the crop of the canvas it repaints."""
+
+    controls: list[Control]
+    image_key: str  # "image" (SD text→image pipelines) or "control_image"
+
+    def arguments(
+        self,
+        width: int,
+        height: int,
+        box: tuple[int, int, int, int] | None = None,
+        canvas: tuple[int, int] | None = None,
+    ) -> dict[str, Any]:
+        """`box`: the part of the canvas (of size `canvas`) the job repaints, when it is
+        not all of it; the control images are cut to it before they are brought to size."""
+        images = [self._image(c, width, height, box, canvas) for c in self.controls]
+        one = len(self.controls) == 1
+
+        def values(name: str) -> Any:
+            found = [float(getattr(c, name)) for c in self.controls]
+            return found[0] if one else found
+
+        return {
+            self.image_key: images[0] if one else images,
+            "controlnet_conditioning_scale": values("scale"),
+            "control_guidance_start": values("start"),
+            "control_guidance_end": values("end"),
+        }
+
+    @staticmethod
+    def _image(
+        control: Control,
+        width: int,
+        height: int,
+        box: tuple[int, int, int, int] | None,
+        canvas: tuple[int, int] | None,
+    ) -> Image.Image:
+        assert control.image is not None
+        image = control.image
+        if box is not None and canvas is not None:  # a control image of another size: scaled
+            sx, sy = image.width / canvas[0], image.height / canvas[1]
+            left, top, right, bottom = box
+            image = image.crop(
+                (round(left * sx), round(top * sy), round(right * sx), round(bottom * sy))
+            )
+        return preprocessors.run(control.preprocessor, image, width, height)
+
+
+def prepare(
+    manager: Any, request: GenerationRequest, mode_pipe: Any
+) -> tuple[Any, ControlCall | None]:
+    """The pipeline a job with ControlNets runs and its ControlNet entries; the mode's own
+    pipeline and None when no ControlNet acts (every weight 0)."""
+    models = manager.controlnets.get(manager, [c.model for c in request.controls], mode_pipe)
+    acting = active(request)
+    if not acting:
+        return mode_pipe, None
+    chosen = [models[i] for i, c in enumerate(request.controls) if c.scale > 0]
+    pipe = manager.controlled(request.model, request.mode, chosen)
+    takes = inspect.signature(pipe.__call__).parameters
+    key = "control_image" if "control_image" in takes else "image"
+    return pipe, ControlCall(acting, key)

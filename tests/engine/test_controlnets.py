@@ -1,0 +1,376 @@
+"""ControlNets through the engine: tiny ControlNets with random weights, built from the tiny
+families' own denoisers as diffusers' tests build theirs, steer SD 1.x, SDXL and Flux.1 in
+text→image, image→image and inpaint through pipelines derived from the loaded model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from studio.core.catalog import ModelError
+from studio.core.request import Control, GenerationRequest, Mode, RequestError
+from studio.core.saving import parameters_of
+from studio.core.settings import EngineSettings
+from studio.engine.generate import Engine
+from tests.engine.conftest import RecordingReporter
+from tests.engine.tiny_families import build
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _loud(model: torch.nn.Module) -> None:
+    """Random weights for the zero-initialised layers too, or the ControlNet adds nothing."""
+    generator = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "controlnet_" in name or "zero" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.2)
+
+
+def _unet_controlnet(folder, unet, seed: int = 0):
+    from diffusers import ControlNetModel
+
+    torch.manual_seed(seed)
+    model = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 8, 16))
+    _loud(model)
+    model.save_pretrained(folder, safe_serialization=True)
+    return str(folder)
+
+
+def _flux_controlnet(folder, transformer):
+    from diffusers import FluxControlNetModel
+
+    torch.manual_seed(0)
+    model = FluxControlNetModel.from_transformer(
+        transformer, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2,
+    )  # fmt: skip
+    _loud(model)
+    model.save_pretrained(folder, safe_serialization=True)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    from diffusers import DiffusionPipeline
+
+    root = tmp_path_factory.mktemp("controlnets")
+    found = {}
+    for family in ("sd1", "sdxl", "flux"):
+        found[family] = str(build(family, root / family))
+        pipe = DiffusionPipeline.from_pretrained(found[family])
+        if family == "flux":
+            found["flux-cn"] = _flux_controlnet(root / "flux-cn", pipe.transformer)
+        else:
+            found[f"{family}-cn"] = _unet_controlnet(root / f"{family}-cn", pipe.unet)
+            found[f"{family}-cn2"] = _unet_controlnet(root / f"{family}-cn2", pipe.unet, 1)
+    return found
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine()
+
+
+def _square() -> Image.Image:
+    picture = np.zeros((SIZE, SIZE, 3), np.uint8)
+    picture[16:48, 16:48] = 255
+    return Image.fromarray(picture)
+
+
+def _circle() -> Image.Image:
+    y, x = np.mgrid[:SIZE, :SIZE]
+    disc = ((x - 20) ** 2 + (y - 20) ** 2 < 12**2) * 255
+    return Image.fromarray(np.dstack([disc] * 3).astype(np.uint8))
+
+
+def _request(model: str, *controls: Control, **changes) -> GenerationRequest:  # noqa: ANN003
+    base = GenerationRequest(
+        prompt="a red circle", model=model, width=SIZE, height=SIZE, steps=3, seed=5,
+        controls=controls,
+    )  # fmt: skip
+    return base.replace(**changes)
+
+
+def _pixels(result) -> np.ndarray:  # noqa: ANN001
+    return np.asarray(result.images[0], np.int16)
+
+
+def _picture() -> Image.Image:
+    rgb = np.zeros((SIZE, SIZE, 3), np.uint8)
+    rgb[:, :, 2] = 200
+    rgb[8:40, 24:56] = (230, 200, 30)
+    return Image.fromarray(rgb)
+
+
+def _mask() -> Image.Image:
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    mask[16:48, 16:48] = 255
+    return Image.fromarray(mask)
+
+
+MODES = {
+    Mode.TEXT_TO_IMAGE: {},
+    Mode.IMAGE_TO_IMAGE: {"init_image": _picture(), "strength": 0.8},
+    Mode.INPAINT: {"init_image": _picture(), "mask": _mask(), "strength": 1.0},
+}
+
+
+@pytest.mark.parametrize("family", ["sd1", "sdxl"])
+@pytest.mark.parametrize("mode", list(MODES), ids=lambda m: m.value)
+def test_the_control_image_steers_and_weight_0_or_no_step_gives_the_plain_picture(
+    engine, models, family: str, mode: Mode
+) -> None:
+    model, cn = models[family], models[f"{family}-cn"]
+    changes = {"mode": mode, **MODES[mode]}
+    plain = _pixels(engine.run(_request(model, **changes)))
+    square = _pixels(engine.run(_request(model, Control(cn, _square()), **changes)))
+    circle = _pixels(engine.run(_request(model, Control(cn, _circle()), **changes)))
+    assert np.abs(square - plain).mean() > 2 and np.abs(square - circle).mean() > 1
+    # weight 0: the ControlNet adds nothing (it is not run)
+    zero = _pixels(engine.run(_request(model, Control(cn, _square(), scale=0.0), **changes)))
+    assert np.abs(zero - plain).max() <= 1
+    # a range that holds no step: diffusers' ControlNet pipeline runs with the ControlNet's
+    # residuals weighted 0 at every step, and gives the base pipeline's pixels
+    late = Control(cn, _square(), start=0.95, end=1.0)
+    assert np.abs(_pixels(engine.run(_request(model, late, **changes))) - plain).max() <= 1
+    # a range that holds some of the steps that run acts (image→image runs 2 of 3 here)
+    early = Control(cn, _square(), start=0.0, end=0.6)
+    assert np.abs(_pixels(engine.run(_request(model, early, **changes))) - plain).mean() > 1
+
+
+def test_the_derived_pipeline_shares_the_model_and_the_controlnet_is_kept(engine, models) -> None:
+    model, cn = models["sd1"], models["sd1-cn"]
+    engine.run(_request(model))
+    loads = engine.models.weight_loads
+    engine.run(_request(model, Control(cn, _square())))
+    assert engine.models.weight_loads == loads + 1  # the ControlNet, not the model again
+    engine.run(_request(model, Control(cn, _circle(), scale=0.5), mode=Mode.IMAGE_TO_IMAGE,
+                        init_image=_picture()))  # fmt: skip
+    assert engine.models.weight_loads == loads + 1  # kept while asked for
+    base = engine.models.pipeline(model, Mode.TEXT_TO_IMAGE)
+    network = engine.models.controlnets.loaded[cn]
+    controlled = engine.models.controlled(model, Mode.TEXT_TO_IMAGE, [network])
+    assert type(controlled).__name__ == "StableDiffusionControlNetPipeline"
+    assert controlled.unet is base.unet and controlled.vae is base.vae
+    assert controlled.text_encoder is base.text_encoder
+
+
+def test_two_controlnets_at_once_each_with_its_image_weight_and_range(engine, models) -> None:
+    model, first, second = models["sd1"], models["sd1-cn"], models["sd1-cn2"]
+    one = _pixels(engine.run(_request(model, Control(first, _square()))))
+    both = engine.run(
+        _request(model, Control(first, _square()), Control(second, _circle(), 0.8, 0.0, 0.7))
+    )
+    assert np.abs(_pixels(both) - one).mean() > 1
+    # the second one weighted 0 leaves the first's picture
+    zero = Control(second, _circle(), scale=0.0)
+    assert (
+        np.abs(_pixels(engine.run(_request(model, Control(first, _square()), zero))) - one).max()
+        <= 1
+    )
+    pipe = engine.models.controlled(
+        model, Mode.TEXT_TO_IMAGE, [engine.models.controlnets.loaded[s] for s in (first, second)]
+    )
+    assert type(pipe.controlnet).__name__ == "MultiControlNetModel"
+
+
+def test_previews_and_cancel_work_with_a_controlnet(models) -> None:
+    engine = Engine(EngineSettings(preview_method="vae"))  # the VAE's preview is the picture
+    model, cn = models["sdxl"], models["sdxl-cn"]
+    reporter = RecordingReporter()
+    result = engine.run(_request(model, Control(cn, _square()), steps=4), reporter)
+    steps = [p for p in reporter.steps if p.stage == "generate"]
+    assert [p.step for p in steps] == [1, 2, 3, 4] and all(p.preview is not None for p in steps)
+    last = steps[-1].preview.astype(np.float32)
+    small = np.asarray(result.images[0].resize(last.shape[1::-1], Image.Resampling.BOX), np.float32)
+    assert np.abs(last - small).mean() < 3.0
+    cancelling = RecordingReporter(cancel_at=2, engine=engine)
+    cancelled = engine.run(_request(model, Control(cn, _square()), steps=6), cancelling)
+    assert cancelled.cancelled and max(p.step for p in cancelling.steps) == 2
+
+
+def test_flux_runs_its_controlnet(engine, models) -> None:
+    model, cn = models["flux"], models["flux-cn"]
+    plain = _pixels(engine.run(_request(model, cfg_scale=3.5)))
+    steered = engine.run(_request(model, Control(cn, _square()), cfg_scale=3.5))
+    assert np.abs(_pixels(steered) - plain).mean() > 1
+    pipe = engine.models.controlled(
+        model, Mode.TEXT_TO_IMAGE, [engine.models.controlnets.loaded[cn]]
+    )
+    assert type(pipe).__name__ == "FluxControlNetPipeline"
+    assert pipe.transformer is engine.models.pipeline(model, Mode.TEXT_TO_IMAGE).transformer
+
+
+def test_a_controlnet_of_another_family_is_refused_in_a_sentence(engine, models) -> None:
+    for model, cn, said in (
+        (models["sd1"], models["sdxl-cn"], "another kind of model than this SD 1.x one"),
+        (models["sd1"], models["flux-cn"], "a ControlNet for Flux.1"),
+        (models["flux"], models["sd1-cn"], "not for Flux.1 dev"),
+    ):
+        with pytest.raises(ModelError) as caught:
+            engine.run(_request(model, Control(cn, _square())))
+        assert said in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_union_controlnet_is_recognised_and_refused(engine, models, tmp_path) -> None:
+    union = tmp_path / "union"
+    union.mkdir()
+    config = json.loads((Path(models["sd1-cn"]) / "config.json").read_text())
+    config["_class_name"] = "ControlNetUnionModel"
+    config["num_control_type"] = 6
+    (union / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="union ControlNet"):
+        engine.run(_request(models["sdxl"], Control(str(union), _square())))
+
+
+def test_a_single_file_controlnet_loads_offline_from_the_models_unet(
+    engine, models, tmp_path
+) -> None:
+    from diffusers import ControlNetModel, DiffusionPipeline
+    from safetensors.torch import save_file
+
+    # a file holds the default conditioning embedding (the UNet's config gives the rest)
+    unet = DiffusionPipeline.from_pretrained(models["sd1"]).unet
+    torch.manual_seed(0)
+    network = ControlNetModel.from_unet(unet)
+    _loud(network)
+    path = tmp_path / "control_tiny_sd1.safetensors"
+    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, path)
+    plain = _pixels(engine.run(_request(models["sd1"])))
+    steered = engine.run(_request(models["sd1"], Control(str(path), _square())))
+    assert np.abs(_pixels(steered) - plain).mean() > 1
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelError, match="not a readable"):
+        engine.run(_request(models["sd1"], Control(str(broken), _square())))
+
+
+def test_controls_are_validated_in_sentences() -> None:
+    bad = GenerationRequest(
+        prompt="x",
+        controls=(
+            Control("cn", None),
+            Control("cn", _square(), scale=3.0),
+            Control("cn", _square(), start=0.6, end=0.4),
+            Control("cn", _square(), preprocessor="depth"),
+        ),
+    )
+    problems = bad.problems()
+    assert "ControlNet 1 has no control image: draw, open or paste one." in problems
+    assert any(
+        p.startswith("ControlNet 2: a ControlNet's conditioning scale must be") for p in problems
+    )
+    assert any(p.startswith("ControlNet 3 acts from 0.6 to 0.4") for p in problems)
+    assert any("'depth' is unknown" in p for p in problems)
+    with pytest.raises(RequestError):
+        bad.validate()
+    assert GenerationRequest(prompt="x", controls=(Control("cn", _square()),)).problems() == []
+
+
+def test_the_metadata_records_each_controlnet_as_a1111_does() -> None:
+    from studio.metadata.a1111 import format_a1111
+
+    request = GenerationRequest(
+        prompt="x",
+        controls=(
+            Control("/models/ControlNet/control_v11p_sd15_canny.safetensors", _square(),
+                    preprocessor="canny"),
+            Control("lllyasviel/control_v11p_sd15_lineart", _square(), 0.5, 0.1, 0.8, "lineart"),
+        ),
+    )  # fmt: skip
+    parameters = parameters_of(request, 5, _square())
+    assert parameters.extras["ControlNet 0"] == (
+        "Module: canny, Model: control_v11p_sd15_canny, Weight: 1, Guidance Start: 0, "
+        "Guidance End: 1"
+    )
+    assert parameters.extras["ControlNet 1"] == (
+        "Module: lineart_standard, Model: control_v11p_sd15_lineart, Weight: 0.5, "
+        "Guidance Start: 0.1, Guidance End: 0.8"
+    )
+    text = format_a1111(parameters)
+    assert 'ControlNet 0: "Module: canny, Model: control_v11p_sd15_canny, Weight: 1' in text
+    # the studio's own request keeps the control parameters, not the image
+    data = json.loads(json.dumps(request.to_dict()))
+    assert data["controls"][1] == {
+        "model": "lllyasviel/control_v11p_sd15_lineart",
+        "scale": 0.5,
+        "start": 0.1,
+        "end": 0.8,
+        "preprocessor": "lineart",
+    }
+    restored = GenerationRequest.from_dict(data)
+    assert restored.controls[1] == request.controls[1] and restored.controls[1].image is None
+
+
+def test_the_command_line_takes_control_groups(tmp_path) -> None:
+    from studio.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["generate", "x", "--control", "a.png", "--control-scale", "0.5",
+         "--control-range", "0.1:0.7", "--control-model", "cn1",
+         "--control", "b.png", "--control-preprocessor", "canny", "--steps", "3"]
+    )  # fmt: skip
+    assert args.controls == [
+        {"image": Path("a.png"), "scale": 0.5, "range": (0.1, 0.7), "model": "cn1"},
+        {"image": Path("b.png"), "preprocessor": "canny"},
+    ]
+    assert build_parser().parse_args(["generate", "x"]).controls == []
+
+
+@pytest.mark.parametrize(
+    "argv, said",
+    [
+        (["--control-scale", "0.5", "--control", "a.png"], "goes after the --control IMAGE"),
+        (["--control", "a.png", "--control-scale", "1", "--control-scale", "2"], "given twice"),
+        (["--control", "a.png", "--control-range", "0.5"], "is not START:END"),
+        (["--control", "a.png", "--control-preprocessor", "depth"], "invalid choice"),
+    ],
+)
+def test_misplaced_control_options_are_one_line(argv, said, capsys) -> None:
+    from studio.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["generate", "x", *argv])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert said in err and err.count("\n") == 1
+
+
+def test_generate_with_a_controlnet_from_the_command_line(models, tmp_path, capsys) -> None:
+    from studio.cli import main
+    from studio.metadata import read_parameters
+
+    control = tmp_path / "square.png"
+    _square().save(control)
+    target = tmp_path / "out.png"
+    common = ["generate", "a red circle", "--steps", "2", "--width", "64", "--height", "64",
+              "--seed", "3"]  # fmt: skip
+    code = main([*common, "--model", models["sd1"], "--out", str(target),
+                 "--control", str(control), "--control-model", models["sd1-cn"],
+                 "--control-scale", "0.8", "--control-range", "0:0.5",
+                 "--control-preprocessor", "canny"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    parameters = read_parameters(target)
+    assert parameters.extras["ControlNet 0"] == (
+        "Module: canny, Model: sd1-cn, Weight: 0.8, Guidance Start: 0, Guidance End: 0.5"
+    )
+    capsys.readouterr()
+    # the embedded model has no ControlNet of its own yet: one must be named
+    assert main([*common, "--control", str(control), "--out", str(tmp_path / "b.png")]) == 2
+    assert "studio-tiny has no ControlNet yet: name one with --control-model" in (
+        capsys.readouterr().err
+    )
