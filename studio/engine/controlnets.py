@@ -380,3 +380,55 @@ def prepare(
     takes = inspect.signature(pipe.__call__).parameters
     key = "control_image" if "control_image" in takes else "image"
     return pipe, ControlCall(acting, key)
+
+
+# -- the same seed, the same noise ------------------------------------------------------------
+
+
+class _Unwrap:
+    """Undoes `steady_noise`: the pipeline's and the VAE's own methods back."""
+
+    def __init__(self, *owned: tuple[Any, str]) -> None:
+        self.owned = owned
+
+    def remove(self) -> None:
+        for owner, name in self.owned:
+            owner.__dict__.pop(name, None)
+
+
+def steady_noise(pipe: Any, call: dict[str, Any]) -> list[Any]:
+    """diffusers' Flux and Qwen-Image ControlNet pipelines encode each control image with the
+    VAE by *sampling* its latent distribution with the job's generator, before they draw the
+    starting noise: the same seed would start from other noise with a ControlNet than
+    without, so even a ControlNet acting at no step would change the picture. The control
+    images' encodes (each call's first ones: counted again from the call's check_inputs, so
+    a retry is the same) take the distribution's mean instead, which draws nothing. Returns
+    handles to undo it ([] where nothing needs it: the UNet families condition on pixels,
+    and ControlNets with their own hint encoder do not use the VAE)."""
+    controlnet = getattr(pipe, "controlnet", None)
+    if controlnet is None or "control_image" not in call or family_of(pipe).denoiser == "unet":
+        return []
+    nets = list(getattr(controlnet, "nets", [controlnet]))
+    if any(getattr(net, "input_hint_block", None) is not None for net in nets):
+        return []
+    images = call["control_image"]
+    count = len(images) if isinstance(images, list) else 1
+    remaining = [count]
+    vae = pipe.vae
+    encode_original, check_original = vae.encode, pipe.check_inputs
+
+    def check_inputs(*args: Any, **kwargs: Any) -> Any:
+        remaining[0] = count  # a new call
+        return check_original(*args, **kwargs)
+
+    def encode(*args: Any, **kwargs: Any) -> Any:
+        output = encode_original(*args, **kwargs)
+        distribution = getattr(output, "latent_dist", None)
+        if remaining[0] > 0 and distribution is not None:
+            remaining[0] -= 1
+            distribution.sample = lambda generator=None: distribution.mode()
+        return output
+
+    pipe.check_inputs = check_inputs
+    vae.encode = encode
+    return [_Unwrap((vae, "encode"), (pipe, "check_inputs"))]

@@ -388,6 +388,7 @@ class Engine:
         request: GenerationRequest,
     ) -> list[Image.Image]:
         hooks = tap.attach(family_runtime.denoiser(pipe), pipe.scheduler)
+        hooks += controlnets.steady_noise(pipe, call)
         try:
             return self._call_with_memory_fallback(pipe, call, seeds, request)
         finally:

@@ -203,16 +203,84 @@ def test_previews_and_cancel_work_with_a_controlnet(models) -> None:
     assert cancelled.cancelled and max(p.step for p in cancelling.steps) == 2
 
 
-def test_flux_runs_its_controlnet(engine, models) -> None:
+@pytest.mark.parametrize("mode", list(MODES), ids=lambda m: m.value)
+def test_flux_runs_its_controlnet_in_every_mode(engine, models, mode: Mode) -> None:
     model, cn = models["flux"], models["flux-cn"]
-    plain = _pixels(engine.run(_request(model, cfg_scale=3.5)))
-    steered = engine.run(_request(model, Control(cn, _square()), cfg_scale=3.5))
+    changes = {"mode": mode, "cfg_scale": 3.5, **MODES[mode]}
+    plain = _pixels(engine.run(_request(model, **changes)))
+    steered = engine.run(_request(model, Control(cn, _square()), **changes))
     assert np.abs(_pixels(steered) - plain).mean() > 1
-    pipe = engine.models.controlled(
-        model, Mode.TEXT_TO_IMAGE, [engine.models.controlnets.loaded[cn]]
-    )
-    assert type(pipe).__name__ == "FluxControlNetPipeline"
+    # diffusers' Flux ControlNet pipelines draw from the seed's generator to encode the
+    # control image; the engine keeps the seed's noise, so no step steered = the plain picture
+    late = Control(cn, _square(), start=0.95)
+    assert np.abs(_pixels(engine.run(_request(model, late, **changes))) - plain).max() <= 1
+    pipe = engine.models.controlled(model, mode, [engine.models.controlnets.loaded[cn]])
+    assert type(pipe).__name__ == FLUX_PIPELINES[mode]
     assert pipe.transformer is engine.models.pipeline(model, Mode.TEXT_TO_IMAGE).transformer
+
+
+FLUX_PIPELINES = {
+    Mode.TEXT_TO_IMAGE: "FluxControlNetPipeline",
+    Mode.IMAGE_TO_IMAGE: "FluxControlNetImg2ImgPipeline",
+    Mode.INPAINT: "FluxControlNetInpaintPipeline",
+}
+
+
+def _sd3_with_two_blocks():
+    """Tiny SD 3 with two blocks: SD 3 adds a ControlNet's residuals only to the blocks that
+    are not the last (context_pre_only), which the one-block fixture does not have."""
+    from diffusers import SD3ControlNetModel, SD3Transformer2DModel
+
+    from tests.engine.tiny_families import make_pipeline
+
+    pipe = make_pipeline("sd3")
+    config = {k: v for k, v in pipe.transformer.config.items() if not k.startswith("_")}
+    torch.manual_seed(0)
+    pipe.register_modules(transformer=SD3Transformer2DModel(**{**config, "num_layers": 2}))
+    network = SD3ControlNetModel.from_transformer(
+        pipe.transformer, num_layers=1, num_extra_conditioning_channels=0
+    )
+    return pipe, network
+
+
+def _qwen_image(folder):
+    from diffusers import DiffusionPipeline, QwenImageControlNetModel
+
+    pipe = DiffusionPipeline.from_pretrained(str(build("qwen_image", folder)))
+    config = pipe.transformer.config
+    torch.manual_seed(0)
+    network = QwenImageControlNetModel.from_transformer(
+        pipe.transformer,
+        num_layers=1,
+        attention_head_dim=config.attention_head_dim,
+        num_attention_heads=config.num_attention_heads,
+    )
+    return pipe, network
+
+
+@pytest.mark.parametrize("family", ["sd3", "qwen_image"])
+def test_sd3_and_qwen_image_run_their_controlnets_in_text_to_image(family, tmp_path) -> None:
+    engine = Engine()
+    pipe, network = _sd3_with_two_blocks() if family == "sd3" else _qwen_image(tmp_path / "m")
+    _loud(network)
+    network.save_pretrained(tmp_path / "cn", safe_serialization=True)
+    engine.models.adopt(f"tiny-{family}", pipe)
+    cn = str(tmp_path / "cn")
+    plain = _pixels(engine.run(_request(f"tiny-{family}", cfg_scale=4.0)))
+    steered = engine.run(_request(f"tiny-{family}", Control(cn, _square()), cfg_scale=4.0))
+    assert np.abs(_pixels(steered) - plain).mean() > 1
+    late = Control(cn, _square(), start=0.95)
+    late_pixels = _pixels(engine.run(_request(f"tiny-{family}", late, cfg_scale=4.0)))
+    assert np.abs(late_pixels - plain).max() <= 1
+    with pytest.raises(ModelError, match="no ControlNet pipeline for Image→Image"):
+        engine.run(
+            _request(
+                f"tiny-{family}",
+                Control(cn, _square()),
+                mode=Mode.IMAGE_TO_IMAGE,
+                init_image=_picture(),
+            )
+        )
 
 
 def test_a_controlnet_of_another_family_is_refused_in_a_sentence(engine, models) -> None:
@@ -374,3 +442,39 @@ def test_generate_with_a_controlnet_from_the_command_line(models, tmp_path, caps
     assert "studio-tiny has no ControlNet yet: name one with --control-model" in (
         capsys.readouterr().err
     )
+
+
+def test_a_hub_controlnet_comes_from_the_local_cache_only(
+    engine, models, tmp_path, monkeypatch
+) -> None:
+    import shutil
+
+    from huggingface_hub import constants
+
+    snapshot = tmp_path / "models--studio-test--tiny-cn" / "snapshots" / "0123abcd"
+    shutil.copytree(models["sd1-cn"], snapshot)
+    (tmp_path / "models--studio-test--tiny-cn" / "refs").mkdir()
+    (tmp_path / "models--studio-test--tiny-cn" / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    plain = _pixels(engine.run(_request(models["sd1"])))
+    steered = engine.run(_request(models["sd1"], Control("studio-test/tiny-cn", _square())))
+    assert np.abs(_pixels(steered) - plain).mean() > 1
+    with pytest.raises(ModelError, match="is not in the local Hugging Face cache"):
+        engine.run(_request(models["sd1"], Control("studio-test/absent-cn", _square())))
+
+
+def test_inpainting_only_the_masked_area_cuts_the_control_image_to_it(engine, models) -> None:
+    from studio.engine.controlnets import ControlCall
+
+    model, cn = models["sd1"], models["sd1-cn"]
+    changes = {**MODES[Mode.INPAINT], "mode": Mode.INPAINT, "inpaint_only_masked": True}
+    changes["inpaint_padding"] = 0
+    plain = _pixels(engine.run(_request(model, **changes)))
+    steered = _pixels(engine.run(_request(model, Control(cn, _square()), **changes)))
+    assert np.abs(steered - plain).mean() > 1
+    # the box is in the canvas's pixels: a control image of twice its size is cut alike
+    big = _square().resize((2 * SIZE, 2 * SIZE), Image.Resampling.NEAREST)
+    call = ControlCall([Control(cn, big)], "control_image")
+    cut = call.arguments(SIZE, SIZE, box=(8, 8, 24, 24), canvas=(SIZE, SIZE))["control_image"]
+    corner = np.asarray(cut.convert("L"), np.int16)
+    assert corner[:28, :28].max() < 60 and corner[36:, 36:].min() > 200  # black, then white
