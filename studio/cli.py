@@ -356,7 +356,8 @@ def _control_options(gen: argparse.ArgumentParser) -> None:
         metavar="IMAGE",
         help="a ControlNet's control image (edges, line art, a scribble, or a picture for "
         "--control-preprocessor); repeatable: the --control-* options after each one are its "
-        "own. With the embedded model, its own ControlNet is used unless one is named",
+        "own (default: none). With no --control-model, an embedded model's own ControlNet "
+        "is used (studio-tiny has none yet)",
     )
     gen.add_argument(
         "--control-model",
