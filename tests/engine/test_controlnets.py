@@ -478,3 +478,20 @@ def test_inpainting_only_the_masked_area_cuts_the_control_image_to_it(engine, mo
     cut = call.arguments(SIZE, SIZE, box=(8, 8, 24, 24), canvas=(SIZE, SIZE))["control_image"]
     corner = np.asarray(cut.convert("L"), np.int16)
     assert corner[:28, :28].max() < 60 and corner[36:, 36:].min() > 200  # black, then white
+
+
+def test_every_declared_controlnet_class_is_in_diffusers() -> None:
+    import diffusers
+
+    from studio.core import families
+
+    declared = [f for f in families.all_families() if f.controlnet_pipelines]
+    assert {f.name for f in declared} >= {"sd1", "sd2", "sdxl", "sd3", "flux-dev", "qwen-image"}
+    for family in declared:
+        assert set(family.controlnet_pipelines) <= set(family.pipelines)
+        for name in (
+            *family.controlnet_pipelines.values(),
+            *family.controlnet_models,
+            *family.controlnet_unions,
+        ):
+            assert hasattr(diffusers, name), (family.name, name)
