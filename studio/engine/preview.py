@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -162,12 +163,17 @@ def fitted_coefficients(
     set of synthetic pictures (plain colours, gradients, blocks), then least squares maps
     its latents back to their colours. Done once per VAE (kept in memory and in the config
     folder), so a family nobody published coefficients for still previews in colour."""
+    known = _fitted_by_vae.get(vae)
+    if known is not None:  # this very VAE: no fingerprint (its state_dict) every run
+        return known
     key = _vae_fingerprint(vae)
     if key in _fitted:
+        _fitted_by_vae[vae] = _fitted[key]
         return _fitted[key]
     cached = _read_fit_cache().get(key)
     if cached is not None:
         _fitted[key] = cached
+        _fitted_by_vae[vae] = cached
         return cached
     try:
         found = _fit_from_vae(vae, layout)
@@ -175,6 +181,7 @@ def fitted_coefficients(
         log.warning("could not fit preview coefficients for %s", type(vae).__name__, exc_info=True)
         return None
     _fitted[key] = found
+    _fitted_by_vae[vae] = found
     _write_fit_cache(key, found)
     return found
 
@@ -215,6 +222,9 @@ def _fit_from_vae(vae: Any, layout: str) -> tuple[list[list[float]], list[float]
     latents = vae.encode(batch).latent_dist.mean
     network = from_vae(vae, latents, layout)
     return fit_coefficients(network.float().cpu(), pictures.float().cpu())
+
+
+_fitted_by_vae: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def _vae_fingerprint(vae: Any) -> str:

@@ -116,11 +116,15 @@ def encode(pipe: Any, prompt: str) -> Encoded:
     count = max(len(chunks) for chunks in chunked)
     hidden: list[torch.Tensor] = []
     pooled = None
+    # once a prompt: diffusers walks every module to find it (ms on a big pipeline)
+    device = getattr(pipe, "_execution_device", None)
     for (tokenizer, encoder), chunks in zip(pairs, chunked, strict=True):
         chunks = chunks + [([], [])] * (count - len(chunks))  # the empty chunk, as A1111 pads
         states = []
         for i, (tokens, weights) in enumerate(chunks):
-            state, pool = encode_chunk(pipe, tokenizer, encoder, tokens, weights, sdxl)
+            state, pool = encode_chunk(
+                pipe, tokenizer, encoder, tokens, weights, sdxl, device or encoder.device
+            )
             states.append(state)
             if i == 0 and pool is not None:
                 pooled = pool  # A1111: the pooled embedding of the first chunk
@@ -134,7 +138,8 @@ def tokenize(pipe: Any, tokenizer: Any, encoder: Any, prompt: str) -> Tokens:
     """The prompt as A1111 chunks it for this tokenizer: token ids and their weights, at most
     `chunk_length` a chunk; at least one chunk (empty for an empty prompt)."""
     length = chunk_length(tokenizer, encoder)
-    comma = tokenizer.get_vocab().get(",</w>")
+    comma = tokenizer.convert_tokens_to_ids(",</w>")  # not get_vocab(): a 49,408-entry copy
+    comma = None if comma == tokenizer.unk_token_id else comma
     chunks: Tokens = []
     tokens: list[int] = []
     weights: list[float] = []
@@ -184,6 +189,7 @@ def encode_chunk(
     tokens: list[int],
     weights: list[float],
     sdxl: bool,
+    device: Any = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One chunk through one encoder, as the diffusers pipeline encodes a prompt of these
     tokens (layer, padding, mask), then A1111's emphasis on the hidden states."""
@@ -191,7 +197,7 @@ def encode_chunk(
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     ids = [bos, *tokens, eos] + [pad] * (length - len(tokens) - 2)
-    device = getattr(pipe, "_execution_device", None) or encoder.device
+    device = device or getattr(pipe, "_execution_device", None) or encoder.device
     input_ids = torch.tensor([ids], device=device)
     if sdxl:
         out = encoder(input_ids, output_hidden_states=True)
