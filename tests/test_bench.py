@@ -102,13 +102,15 @@ def test_gpu_bench_runs_on_a_cpu_at_a_small_size(tmp_path) -> None:  # noqa: ANN
         "cpu",
         "bench",
         "--gpu",
+        "--model",
+        "sd15-narrow",  # SD 1.5 itself takes minutes a row on a CPU; its size is tested apart
         "--size",
         "64",
         "--steps",
         "2",
         "--repeats",
         "1",
-        "--no-compile",  # compiling the SD 1.5 UNet takes minutes on this CPU
+        "--no-compile",  # compiling takes minutes on this CPU
         "--out",
         str(saved),
         timeout=900,
@@ -125,10 +127,10 @@ def test_gpu_bench_runs_on_a_cpu_at_a_small_size(tmp_path) -> None:  # noqa: ANN
     assert "compile_unet" not in gpu and "cuda_graphs" not in gpu
     assert gpu["engine"]["attention"] == "AttnProcessor2_0"  # SDPA
     assert gpu["fuse_qkv"]["attention"] == "FusedAttnProcessor2_0"
-    assert gpu["unet_flops_per_step"] > 1e10  # the SD 1.5 UNet, not a toy
+    assert gpu["unet_flops_per_step"] > 1e6  # counted on the UNet's real calls
     assert json.loads(saved.read_text()) == results  # the file a cut-short run would leave
     kept = speedup_figures.load(tmp_path / speedup_figures.FILE_NAME)["cpu"]
-    assert kept.workload == "SD 1.5 architecture, 64×64, 2 steps"
+    assert kept.workload == "SD 1.5 layout, narrowed, 64×64, 2 steps"
     assert set(kept.figures()) == {"channels_last", "fuse_qkv"}  # the rows it measured
 
 

@@ -14,7 +14,7 @@ from studio.bench import gpu_bench, random_models
 from studio.bench.runner import all_finite, format_table
 
 
-@pytest.mark.parametrize("model", ["sdxl", "flux"])
+@pytest.mark.parametrize("model", ["sd15", "sdxl", "flux"])
 def test_the_gpu_models_have_the_published_parameter_counts(model: str) -> None:
     from studio.engine.family_runtime import family_of
 
@@ -28,8 +28,8 @@ def test_the_gpu_models_have_the_published_parameter_counts(model: str) -> None:
     networks = [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]
     assert all(p.dtype == torch.bfloat16 and p.is_meta for m in networks for p in m.parameters())
     # the engine knows the family, so it runs them with their sampler and guidance
-    assert family_of(pipe).name == {"sdxl": "sdxl", "flux": "flux-dev"}[model]
-    assert gpu_bench.ARCHITECTURES[model].size == 1024
+    assert family_of(pipe).name == {"sd15": "sd1", "sdxl": "sdxl", "flux": "flux-dev"}[model]
+    assert gpu_bench.ARCHITECTURES[model].size == (512 if model == "sd15" else 1024)
 
 
 def test_the_gpu_ladder_runs_a_transformer_family(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -187,7 +187,32 @@ SD15_SCHEDULER: dict[str, Any] = {
 }
 
 
-def build_sd15(dtype: Any = None, device: Any = "cpu") -> Any:
+# SD 1.5's layout (blocks, attention, encoders, scheduler) at a width a CPU runs in
+# seconds: the GPU bench's own code path, tested on machines without a GPU.
+SD15_NARROW = {
+    "unet": {
+        **SD15_UNET,
+        "block_out_channels": (32, 64, 64, 64),
+        "cross_attention_dim": 64,
+        "layers_per_block": 1,
+    },
+    "vae": {**SD15_VAE, "block_out_channels": (32, 32, 64, 64), "layers_per_block": 1},
+    "text": {
+        **SD15_TEXT,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+    },
+}
+
+
+def build_sd15_narrow(dtype: Any = None, device: Any = "cpu") -> Any:
+    """The SD 1.5 pipeline of `build_sd15`, narrowed (SD15_NARROW)."""
+    return build_sd15(dtype, device, SD15_NARROW)
+
+
+def build_sd15(dtype: Any = None, device: Any = "cpu", configs: Any = None) -> Any:
     """An SD 1.5-shaped StableDiffusionPipeline with random weights, in memory."""
     from diffusers import (
         AutoencoderKL,
@@ -199,10 +224,11 @@ def build_sd15(dtype: Any = None, device: Any = "cpu") -> Any:
 
     torch.manual_seed(0)
     with _building(device, dtype):
+        configs = configs or {"unet": SD15_UNET, "vae": SD15_VAE, "text": SD15_TEXT}
         networks = {
-            "vae": AutoencoderKL(**SD15_VAE),
-            "text_encoder": CLIPTextModel(CLIPTextConfig(**SD15_TEXT)),
-            "unet": UNet2DConditionModel(**SD15_UNET),
+            "vae": AutoencoderKL(**configs["vae"]),
+            "text_encoder": CLIPTextModel(CLIPTextConfig(**configs["text"])),
+            "unet": UNet2DConditionModel(**configs["unet"]),
         }
     pipe = StableDiffusionPipeline(
         **networks,
@@ -301,6 +327,7 @@ FLUX_SCHEDULER: dict[str, Any] = {
 #: Parameters of the published models (the safetensors files' tensor counts), which the
 #: random models built from these configs must match.
 PUBLISHED_PARAMETERS: dict[str, dict[str, float]] = {
+    "sd15": {"unet": 859.5e6, "text_encoder": 123.1e6, "vae": 83.7e6},
     "sdxl": {"unet": 2.567e9, "text_encoder": 123.1e6, "text_encoder_2": 694.7e6, "vae": 83.7e6},
     "flux": {
         "transformer": 11.90e9,
