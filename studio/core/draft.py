@@ -115,6 +115,7 @@ class Draft:
         init_image: Image.Image | None = None,
         mask: Image.Image | None = None,
         references: tuple[Image.Image, ...] = (),
+        controls: tuple[Any, ...] = (),
     ) -> GenerationRequest:
         """The request Generate sends: the images the mode uses, the mode's upscaler."""
         values = {name: self._values[name] for name in PARAMETER_NAMES}
@@ -128,6 +129,7 @@ class Draft:
             init_image=init_image if mode.needs_image else None,
             mask=mask if mode is Mode.INPAINT else None,
             references=references if mode is Mode.EDIT else (),
+            controls=controls if mode.uses_model and mode is not Mode.EDIT else (),
         )
 
     # -- the seed -----------------------------------------------------------------------

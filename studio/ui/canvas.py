@@ -76,6 +76,9 @@ FIT_MARGIN = 4  # screen pixels kept free around a fitted picture
 
 MASK_COLOR = QColor(255, 32, 128)  # magenta-red stands out on most pictures
 MASK_OPACITY = 0.45  # the overlay's default; the mask bar's slider changes it
+# The ControlNet layer's lines (a scribble, edges, line art) in a colour masks never have
+CONTROL_COLOR = QColor(40, 230, 255)
+CONTROL_OPACITY = 0.9
 BACKGROUND = QColor(30, 30, 32)
 CHECKER_LIGHT, CHECKER_DARK = QColor(70, 70, 74), QColor(52, 52, 56)
 HINT_COLOR = QColor(150, 150, 156)
@@ -263,6 +266,7 @@ class ImageCanvas(QGraphicsView):
     brushRangeChanged = Signal(int, int)  # the smallest and largest brush for the picture
     toolChanged = Signal(str)
     maskShownChanged = Signal(bool)
+    controlChanged = Signal()  # the ControlNet layer: a stroke, a loaded map, clear, undo
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -271,6 +275,10 @@ class ImageCanvas(QGraphicsView):
         self._image: Image.Image | None = None
         self._image_has_alpha = False
         self._layer: MaskLayer | None = None
+        # The ControlNet layer: white lines on black, painted like the mask, its own undo
+        self._control: MaskLayer | None = None
+        self._drawing_control = False
+        self._control_shown = True
         self._editing = False
         self._tool = "brush"
         self._brush_max = NO_IMAGE_SIDE
@@ -286,12 +294,15 @@ class ImageCanvas(QGraphicsView):
         self._picture = PictureItem()
         self._preview = PictureItem(always_smooth=True)
         self._overlay = MaskOverlayItem()
+        self._control_overlay = MaskOverlayItem(CONTROL_COLOR, CONTROL_OPACITY)
         self._cursor = BrushCursorItem()
-        for z, item in enumerate((self._picture, self._preview, self._overlay, self._cursor)):
+        items = (self._picture, self._preview, self._overlay, self._control_overlay, self._cursor)
+        for z, item in enumerate(items):
             item.setZValue(z)
             self._scene.addItem(item)
         self._preview.hide()
         self._overlay.hide()
+        self._control_overlay.hide()
         self._cursor.hide()
 
         self.setFrameShape(QFrame.Shape.NoFrame)
@@ -318,6 +329,7 @@ class ImageCanvas(QGraphicsView):
             self._picture.set_pixmap(None, QRectF())
             self._image_has_alpha = False
             self._set_layer(None)
+            self._set_control(None)
             self._set_content(QRectF())
             return
         qimage = pil_to_qimage(image)
@@ -326,6 +338,7 @@ class ImageCanvas(QGraphicsView):
         self._picture.set_pixmap(QPixmap.fromImage(qimage), rect)
         if image.size != old_size:
             self._set_layer(MaskLayer(*image.size))
+            self._set_control(MaskLayer(*image.size))
             self._fit_brush(min(image.size))
         self._set_content(rect)
 
@@ -416,18 +429,85 @@ class ImageCanvas(QGraphicsView):
             self._edited(self._layer.invert())
 
     def undo(self) -> None:
-        if self._layer is not None:
-            self._edited(self._layer.undo())
+        """Undo the last edit of the layer being painted (the mask, or the ControlNet's)."""
+        if self._paint is not None:
+            self._edited(self._paint.undo(), self._paint)
 
     def redo(self) -> None:
-        if self._layer is not None:
-            self._edited(self._layer.redo())
+        if self._paint is not None:
+            self._edited(self._paint.redo(), self._paint)
 
     def can_undo(self) -> bool:
-        return self._layer is not None and self._layer.history.can_undo()
+        return self._paint is not None and self._paint.history.can_undo()
 
     def can_redo(self) -> bool:
-        return self._layer is not None and self._layer.history.can_redo()
+        return self._paint is not None and self._paint.history.can_redo()
+
+    # ControlNet layer ----------------------------------------------------------------
+
+    def control_image(self) -> Image.Image | None:
+        """The control image (RGB, the picture's size: white lines on black), or None when
+        the layer is empty."""
+        if self._control is None or self._control.is_empty():
+            return None
+        return Image.fromarray(self._control.array.copy()).convert("RGB")
+
+    def set_control_image(self, image: Image.Image | None) -> None:
+        """Replace the ControlNet layer (one undo step) with a map of lines (its brightness,
+        resized to the picture); None clears it."""
+        if self._control is None:
+            raise ValueError("There is no image to put a control image on.")
+        if image is None:
+            self._edited(self._control.clear(), self._control)
+            return
+        grey = image.convert("L")
+        if grey.size != self._control.size:
+            grey = grey.resize(self._control.size, Image.Resampling.BILINEAR)
+        self._edited(self._control.replace(np.asarray(grey)), self._control)
+        self.set_control_shown(True)
+
+    def clear_control(self) -> None:
+        if self._control is not None:
+            self._edited(self._control.clear(), self._control)
+
+    def control_is_empty(self) -> bool:
+        return self._control is None or self._control.is_empty()
+
+    def set_control_drawing(self, enabled: bool) -> None:
+        """Paint the ControlNet layer (a scribble) instead of the mask; the same brush."""
+        self._end_stroke()
+        self._drawing_control = enabled
+        if enabled:
+            self.set_control_shown(True)
+        elif not self._editing:
+            self._cursor.hide()
+        self._update_layers()
+
+    def control_drawing(self) -> bool:
+        return self._drawing_control
+
+    def control_shown(self) -> bool:
+        return self._control_shown
+
+    def set_control_shown(self, shown: bool) -> None:
+        if shown != self._control_shown:
+            self._control_shown = shown
+            self._update_layers()
+
+    @property
+    def _paint(self) -> MaskLayer | None:
+        """The layer strokes go to: the ControlNet's while drawing it, else the mask."""
+        return self._control if self._drawing_control else self._layer
+
+    def _overlay_of(self, layer: MaskLayer | None) -> MaskOverlayItem:
+        return self._control_overlay if layer is self._control else self._overlay
+
+    def _set_control(self, layer: MaskLayer | None) -> None:
+        had = self._control is not None
+        self._control = layer
+        self._control_overlay.set_mask(layer.array if layer is not None else None)
+        if had or layer is not None:
+            self.controlChanged.emit()
 
     def set_mask_color(self, color: QColor, opacity: float = MASK_OPACITY) -> None:
         self._overlay.set_color(color, opacity)
@@ -459,7 +539,7 @@ class ImageCanvas(QGraphicsView):
         """Inpaint mode: show the mask and paint it with the left button; else drags pan."""
         self._end_stroke()
         self._editing = enabled
-        if not enabled:
+        if not self._painting():
             self._cursor.hide()
         self._update_layers()
 
@@ -625,7 +705,7 @@ class ImageCanvas(QGraphicsView):
     def _key_action(self, event: QKeyEvent) -> Callable[[], None] | None:
         ctrl = Qt.KeyboardModifier.ControlModifier
         combo = event.keyCombination()
-        if self._editing:
+        if self._painting():
             if event.matches(QKeySequence.StandardKey.Undo):
                 return self.undo
             redo_keys = (
@@ -650,7 +730,7 @@ class ImageCanvas(QGraphicsView):
         }
         if self._editing:
             actions[Qt.Key.Key_M] = self.toggle_mask_shown
-        if self._layer is not None and self._layer.in_stroke:
+        if self._in_stroke():
             actions[Qt.Key.Key_Escape] = self._cancel_stroke
         return actions.get(event.key())  # Qt.Key is an IntEnum: plain ints find it
 
@@ -685,7 +765,7 @@ class ImageCanvas(QGraphicsView):
         if self._pan_last is not None:
             self._pan_by(pos - self._pan_last)
             self._pan_last = pos
-        elif self._layer is not None and self._layer.in_stroke:
+        elif self._in_stroke():
             if event.buttons() & Qt.MouseButton.LeftButton:
                 self._continue_stroke(pos, 1.0)
             else:  # the release went elsewhere (a popup, another window)
@@ -714,7 +794,7 @@ class ImageCanvas(QGraphicsView):
         if not delta:
             event.ignore()
             return
-        if event.modifiers() & Qt.KeyboardModifier.ShiftModifier and self._editing:
+        if event.modifiers() & Qt.KeyboardModifier.ShiftModifier and self._painting():
             self._brush_wheel += delta
             steps = int(self._brush_wheel / 120)  # whole notches; touchpads send slivers
             self._brush_wheel -= steps * 120
@@ -743,10 +823,10 @@ class ImageCanvas(QGraphicsView):
             eraser_end = event.pointerType() == QPointingDevice.PointerType.Eraser
             self._begin_stroke(pos, pressure, eraser_end or self._tool == "eraser")
         elif kind == QEvent.Type.TabletMove:
-            if self._layer.in_stroke:
+            if self._in_stroke():
                 self._continue_stroke(pos, pressure)
             self._move_cursor(pos)
-        elif self._layer.in_stroke:
+        elif self._in_stroke():
             self._end_stroke()
         else:
             return False
@@ -755,37 +835,56 @@ class ImageCanvas(QGraphicsView):
 
     # Strokes -------------------------------------------------------------------------
 
+    def _painting(self) -> bool:
+        """Whether the left button paints: the mask in Inpaint, or the ControlNet layer."""
+        return self._editing or self._drawing_control
+
     def _can_paint(self) -> bool:
-        return self._editing and self._layer is not None and not self._preview.isVisible()
+        return self._painting() and self._paint is not None and not self._preview.isVisible()
+
+    def _in_stroke(self) -> bool:
+        return any(layer is not None and layer.in_stroke for layer in (self._layer, self._control))
 
     def _begin_stroke(self, pos: QPointF, pressure: float, erase: bool) -> None:
         self._end_stroke()  # a stroke left open (mouse and pen at once) stays undoable
-        self.set_mask_shown(True)
-        self._layer.begin_stroke(erase)
+        if self._drawing_control:
+            self.set_control_shown(True)
+        else:
+            self.set_mask_shown(True)
+        self._paint.begin_stroke(erase)
         self._continue_stroke(pos, pressure)
 
     def _continue_stroke(self, pos: QPointF, pressure: float) -> None:
         point = self.widget_to_image(pos)
         radius = self._brush_size / 2 * max(pressure, MIN_PRESSURE)
-        box = self._layer.stroke_to(point.x(), point.y(), radius)
+        layer = self._paint
+        box = layer.stroke_to(point.x(), point.y(), radius)
         if box is not None:
-            self._overlay.refresh(box)
+            self._overlay_of(layer).refresh(box)
 
     def _end_stroke(self) -> None:
-        if self._layer is not None and self._layer.in_stroke:
-            self._edited(self._layer.end_stroke())
+        for layer in (self._layer, self._control):
+            if layer is not None and layer.in_stroke:
+                self._edited(layer.end_stroke(), layer)
 
     def _cancel_stroke(self) -> None:
-        box = self._layer.cancel_stroke()
-        if box is not None:
-            self._overlay.refresh(box)
+        for layer in (self._layer, self._control):
+            if layer is not None and layer.in_stroke:
+                box = layer.cancel_stroke()
+                if box is not None:
+                    self._overlay_of(layer).refresh(box)
 
-    def _edited(self, box: Box | None) -> None:
-        if box is not None:
-            self._overlay.refresh(box)
-            if self._editing:
-                self.set_mask_shown(True)  # an edit one cannot see is a surprise
-            self.maskChanged.emit()
+    def _edited(self, box: Box | None, layer: MaskLayer | None = None) -> None:
+        layer = layer or self._layer
+        if box is None:
+            return
+        self._overlay_of(layer).refresh(box)
+        if layer is self._control and layer is not None:
+            self.controlChanged.emit()
+            return
+        if self._editing:
+            self.set_mask_shown(True)  # an edit one cannot see is a surprise
+        self.maskChanged.emit()
 
     def _set_layer(self, layer: MaskLayer | None) -> None:
         had_mask = self._layer is not None
@@ -836,9 +935,9 @@ class ImageCanvas(QGraphicsView):
             self._cursor.hide()
 
     def _update_layers(self) -> None:
-        self._overlay.setVisible(
-            self._editing and self._mask_shown and not self._preview.isVisible()
-        )
+        previewing = self._preview.isVisible()
+        self._overlay.setVisible(self._editing and self._mask_shown and not previewing)
+        self._control_overlay.setVisible(self._control_shown and not previewing)
         self._update_pointer()
 
     def _update_pointer(self) -> None:

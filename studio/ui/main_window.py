@@ -33,9 +33,11 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSizePolicy,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
+from superqt import QCollapsible
 
 from studio.core import loras as lora_files
 from studio.core import models_folder
@@ -54,9 +56,11 @@ from studio.ui.canvas import ImageCanvas
 from studio.ui.controller import JobController, fraction_or_none
 from studio.ui.dialogs import SettingsDialog, ShortcutsDialog, StudioSettings
 from studio.ui.gallery import GalleryPanel
+from studio.ui.icons import themed_section
 from studio.ui.image_input import dropped_image_path
 from studio.ui.intake import Intake
 from studio.ui.job_view import JobView
+from studio.ui.panels.control_panel import ControlPanel
 from studio.ui.panels.guidance_panel import GuidancePanel
 from studio.ui.panels.lora_panel import LoraPanel
 from studio.ui.panels.mask_bar import MaskBar
@@ -174,6 +178,27 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.timeline)
         self.setCentralWidget(centre)
 
+    def _build_addons(self) -> QCollapsible:
+        """LoRAs and ControlNet under one folded header (a row each would push the controls
+        past a laptop's height), a tab each."""
+        self.addons = QCollapsible("LoRAs · ControlNet")
+        self.addons.setDuration(0)
+        themed_section(self.addons)
+        self.addon_tabs = QTabWidget()
+        self.addon_tabs.addTab(self.loras, self.loras.text())
+        self.addon_tabs.addTab(self.controlnet, self.controlnet.text())
+
+        def retitle(_title: str = "") -> None:
+            self.addon_tabs.setTabText(0, self.loras.text())
+            self.addon_tabs.setTabText(1, self.controlnet.text())
+            self.addons.setText(f"{self.loras.text()} · {self.controlnet.text()}")
+
+        self.loras.titleChanged.connect(retitle)
+        self.controlnet.titleChanged.connect(retitle)
+        retitle()
+        self.addons.addWidget(self.addon_tabs)
+        return self.addons
+
     def _build_controls(self) -> None:
         self.mode_bar = ModeBar()
         self.mode_bar.bind(self.draft)
@@ -191,6 +216,7 @@ class MainWindow(QMainWindow):
         self.queue = QueueView(self.controller)
         self.guidance = GuidancePanel(self.draft)
         self.loras = LoraPanel(self.draft)
+        self.controlnet = ControlPanel(self.canvas)
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.generate_button, 2)
@@ -210,7 +236,7 @@ class MainWindow(QMainWindow):
         layout.addLayout(buttons)
         layout.addWidget(self.queue)
         layout.addWidget(self.guidance)
-        layout.addWidget(self.loras)
+        layout.addWidget(self._build_addons())
 
         scroll = QScrollArea()
         scroll.setWidget(panel)
@@ -316,6 +342,7 @@ class MainWindow(QMainWindow):
         self.generate_button.clicked.connect(self.generate)
         self.cancel_button.clicked.connect(self.cancel)
         self.references.problem.connect(self.status.say)
+        self.controlnet.problem.connect(self.status.say)
         self.model_picker.addRequested.connect(lambda: self._ask_for_model(self.model_picker))
         self.upscaler_picker.addRequested.connect(lambda: self._ask_for_model(self.upscaler_picker))
         self.guidance.upscale_model.addRequested.connect(
@@ -367,7 +394,10 @@ class MainWindow(QMainWindow):
     def build_request(self) -> GenerationRequest:
         """The draft frozen with the canvas's image and mask (the mode takes what it uses)."""
         return self.draft.freeze(
-            self.canvas.image(), self.canvas.mask(), references=self.references.images()
+            self.canvas.image(),
+            self.canvas.mask(),
+            references=self.references.images(),
+            controls=self.controlnet.controls(),
         )
 
     @Slot()
@@ -399,6 +429,7 @@ class MainWindow(QMainWindow):
             self._show_mode(self.draft.mode)
 
     def _show_family(self) -> None:
+        self.controlnet.set_generator(str(self.draft["model"]))
         family = model_family(str(self.draft["model"]))
         label = family.label if family else ""
         self.references.set_limit(family.edit_references if family else 0, label)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -20,14 +20,13 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from superqt import QCollapsible, QLabeledDoubleSlider
+from superqt import QLabeledDoubleSlider
 
 from studio.core import loras
 from studio.core.draft import Draft, Source
 from studio.core.prompt_tags import remove_lora_tag, set_lora_weight, split_lora_tags
 from studio.core.text import printable
 from studio.ui.bind import follow
-from studio.ui.icons import themed_section
 
 WEIGHT_RANGE = (-2.0, 2.0)
 ICON = 40
@@ -63,13 +62,14 @@ class ActiveLoraRow(QWidget):
         self.remove.clicked.connect(lambda: panel.remove(name))
 
 
-class LoraPanel(QCollapsible):
+class LoraPanel(QWidget):
+    titleChanged = Signal(str)  # "LoRAs", "LoRAs (2 active)"
+
     def __init__(self, draft: Draft, parent: QWidget | None = None) -> None:
-        super().__init__("LoRAs", parent)
-        self.setDuration(0)
-        themed_section(self)
+        super().__init__(parent)
         self.draft = draft
-        content = QWidget()
+        self._title = "LoRAs"
+        content = self
         self.rows_box = QVBoxLayout()
         self.rows_box.setContentsMargins(0, 0, 0, 0)
         self.rows: dict[str, ActiveLoraRow] = {}
@@ -100,7 +100,6 @@ class LoraPanel(QCollapsible):
         layout.addLayout(search_row)
         layout.addWidget(self.found)
         layout.addWidget(self.empty)
-        self.addWidget(content)
         self.reload()
         self._show_tags(draft.values(), Source.USER)
         follow(draft.changed, self, self._show_tags)
@@ -182,7 +181,14 @@ class LoraPanel(QCollapsible):
                     slider.blockSignals(True)
                     slider.setValue(tag.weight)
                     slider.blockSignals(False)
-        self.setText(f"LoRAs ({len(tags)} active)" if tags else "LoRAs")
+        title = f"LoRAs ({len(tags)} active)" if tags else "LoRAs"
+        if title != self._title:
+            self._title = title
+            self.titleChanged.emit(title)
+
+    def text(self) -> str:
+        """The panel's title: how many LoRAs are active."""
+        return self._title
 
     def _rebuild(self, tags: list[Any]) -> None:
         for row in self.rows.values():

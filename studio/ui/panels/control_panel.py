@@ -1,0 +1,234 @@
+"""The ControlNet section: which ControlNet, its control image on the canvas's control layer
+(drawn with the mask's brush, or made from a picture by a built-in preprocessor), how
+strongly it steers and over which part of the schedule. The job takes it when it is on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QLabel,
+    QToolButton,
+    QWidget,
+)
+from superqt import QFlowLayout, QLabeledDoubleRangeSlider, QLabeledDoubleSlider
+
+from studio.core import models_folder, preprocessors
+from studio.core.imaging import ImageLoadError, file_dialog_filter, open_image
+from studio.core.paths import EMBEDDED_MODELS_DIR
+from studio.core.request import EMBEDDED_CONTROLNETS, Control
+from studio.core.text import printable
+from studio.ui.canvas import ImageCanvas
+
+PREPROCESSOR_LABELS = {
+    "none": "As drawn (scribble, or a map you have)",
+    "canny": "Canny edges",
+    "lineart": "Line art",
+}
+OTHER = "__other__"
+
+
+class ControlPanel(QWidget):
+    problem = Signal(str)  # one sentence: a file that is not an image, no image to use
+    titleChanged = Signal(str)  # "ControlNet", "ControlNet (on)"
+
+    def __init__(self, canvas: ImageCanvas, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._title = "ControlNet"
+        self.canvas = canvas
+        self.enabled = QCheckBox("Steer the next jobs with a ControlNet")
+        self.enabled.setToolTip(
+            "Conditions the picture on the control layer: lines, edges or a scribble"
+        )
+        self.model = QComboBox()
+        self.model.setToolTip("The ControlNet model: one for the generator's family")
+        self.model.activated.connect(self._on_model_activated)
+        self.preprocessor = QComboBox()
+        for name, label in PREPROCESSOR_LABELS.items():
+            self.preprocessor.addItem(label, name)
+        self.preprocessor.setToolTip(
+            "How a picture becomes the control image (drawing on the layer needs none)"
+        )
+        self.draw = QToolButton()
+        self.draw.setText("Draw")
+        self.draw.setCheckable(True)
+        self.draw.setToolTip("Paint the control layer with the brush (B, E, [ ]); Ctrl+Z undoes")
+        self.draw.toggled.connect(canvas.set_control_drawing)
+        self.from_canvas = QToolButton()
+        self.from_canvas.setText("From picture")
+        self.from_canvas.setToolTip("Make the control image from the canvas picture")
+        self.from_canvas.clicked.connect(self.use_canvas_picture)
+        self.load = QToolButton()
+        self.load.setText("Open…")
+        self.load.setToolTip("Make the control image from a picture file")
+        self.load.clicked.connect(self._open_file)
+        self.show_layer = QToolButton()
+        self.show_layer.setText("Show")
+        self.show_layer.setCheckable(True)
+        self.show_layer.setChecked(True)
+        self.show_layer.setToolTip("Show or hide the control layer over the picture")
+        self.show_layer.toggled.connect(canvas.set_control_shown)
+        self.clear = QToolButton()
+        self.clear.setText("Clear")
+        self.clear.clicked.connect(canvas.clear_control)
+        self.scale = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+        self.scale.setRange(0.0, 2.0)
+        self.scale.setSingleStep(0.05)
+        self.scale.setValue(1.0)
+        self.scale.setToolTip("How strongly the control image steers (0: not at all)")
+        self.range = QLabeledDoubleRangeSlider(Qt.Orientation.Horizontal)
+        self.range.setRange(0.0, 1.0)
+        self.range.setSingleStep(0.05)
+        self.range.setValue((0.0, 1.0))
+        # one line, like the other sliders: the values at the ends, none above the handles
+        self.range.setHandleLabelPosition(QLabeledDoubleRangeSlider.LabelPosition.NoLabel)
+        self.range.setEdgeLabelMode(QLabeledDoubleRangeSlider.EdgeLabelMode.LabelIsValue)
+        self.range.setToolTip("The part of the schedule it steers: 0 is the first step, 1 the last")
+        self.state = QLabel()
+        self.state.setObjectName("hint")
+        self.state.setWordWrap(True)
+
+        tools_box = QWidget()  # wraps on a narrow panel instead of widening it
+        tools = QFlowLayout(tools_box)
+        tools.setContentsMargins(0, 0, 0, 0)
+        for button in (self.draw, self.from_canvas, self.load, self.show_layer, self.clear):
+            tools.addWidget(button)
+        form = QFormLayout(self)
+        form.setContentsMargins(0, 0, 0, 0)
+        form.addRow(self.enabled)
+        form.addRow("Model", self.model)
+        form.addRow("Image", tools_box)
+        form.addRow("Preprocess", self.preprocessor)
+        form.addRow("Strength", self.scale)
+        form.addRow("Steps", self.range)
+        form.addRow(self.state)
+        canvas.controlChanged.connect(self._show_state)
+        self.enabled.toggled.connect(self._show_state)
+        self.set_generator("")
+
+    # -- the models -------------------------------------------------------------------------
+
+    def set_generator(self, model: str) -> None:
+        """List the ControlNets: the generator's embedded one, the models folder's, and any
+        picked by hand (kept at the end)."""
+        current = self.model.currentData()
+        picked = [
+            self.model.itemData(i)
+            for i in range(self.model.count())
+            if self.model.itemData(i) not in (None, OTHER) and self.model.itemData(i)
+        ]
+        self.model.clear()
+        names: list[str] = []
+        embedded = EMBEDDED_CONTROLNETS.get(model)
+        if embedded and (EMBEDDED_MODELS_DIR / embedded / "config.json").is_file():
+            names.append(embedded)
+        found = models_folder.current()
+        if found is not None:
+            names.extend(str(path) for path in found.controlnets)
+        for spec in [*names, *picked]:
+            if self.model.findData(spec) < 0:
+                self.model.addItem(_short(spec), spec)
+        self.model.addItem("Other… (a folder or file)", OTHER)
+        index = self.model.findData(current)
+        self.model.setCurrentIndex(index if index >= 0 and current != OTHER else 0)
+
+    def _on_model_activated(self, index: int) -> None:
+        if self.model.itemData(index) != OTHER:
+            return
+        path, _ = QFileDialog.getOpenFileName(
+            self,
+            "A ControlNet (its config.json or .safetensors)",
+            "",
+            "ControlNet (*.json *.safetensors)",
+        )
+        if not path:
+            self.model.setCurrentIndex(0)
+            return
+        spec = str(Path(path).parent if path.endswith(".json") else path)
+        self.model.insertItem(self.model.count() - 1, _short(spec), spec)
+        self.model.setCurrentIndex(self.model.findData(spec))
+
+    def model_spec(self) -> str:
+        """The chosen ControlNet, "" while none is (the job then says to choose one)."""
+        data = self.model.currentData()
+        return "" if data in (None, OTHER) else str(data)
+
+    # -- the control image ------------------------------------------------------------------
+
+    def use_canvas_picture(self) -> None:
+        picture = self.canvas.image()
+        if picture is None:
+            self.problem.emit("There is no picture on the canvas to make a control image of.")
+            return
+        self._set_map(picture)
+
+    def use_picture(self, picture: Image.Image) -> None:
+        self._set_map(picture)
+
+    def _open_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "A picture to take lines from", "", file_dialog_filter()
+        )
+        if not path:
+            return
+        try:
+            self._set_map(open_image(path))
+        except ImageLoadError as e:
+            self.problem.emit(str(e))
+
+    def _set_map(self, picture: Image.Image) -> None:
+        if not self.canvas.has_image():
+            self.problem.emit("Open or generate a picture first: the control layer is its size.")
+            return
+        width, height = self.canvas.image().size
+        name = self.preprocessor.currentData()
+        lines = preprocessors.run(name, picture.convert("RGB"), width, height)
+        self.canvas.set_control_image(lines)
+        self.enabled.setChecked(True)
+
+    # -- what the job takes -----------------------------------------------------------------
+
+    def controls(self) -> tuple[Control, ...]:
+        """The ControlNet of the next job, when on (its image is the control layer now)."""
+        if not self.enabled.isChecked():
+            return ()
+        start, end = self.range.value()
+        return (
+            Control(
+                model=self.model_spec(),
+                image=self.canvas.control_image(),
+                scale=round(self.scale.value(), 2),
+                start=round(start, 2),
+                end=round(end, 2),
+                # the layer is already the map (made by a preprocessor, then maybe drawn
+                # on): the engine takes it as it is, and the metadata says so
+                preprocessor="none",
+            ),
+        )
+
+    def _show_state(self) -> None:
+        empty = self.canvas.control_is_empty()
+        self.state.setText(
+            "The control layer is empty: draw on it, or make it from a picture."
+            if empty and self.enabled.isChecked()
+            else ""
+        )
+        self.state.setVisible(bool(self.state.text()))
+        title = "ControlNet (on)" if self.enabled.isChecked() else "ControlNet"
+        if title != self._title:
+            self._title = title
+            self.titleChanged.emit(title)
+
+    def text(self) -> str:
+        return self._title
+
+
+def _short(spec: str) -> str:
+    parts = printable(spec).replace("\\", "/").rstrip("/").split("/")
+    return parts[-1] if parts else spec
