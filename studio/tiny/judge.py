@@ -9,6 +9,7 @@ the same way, so the judge sees real and generated images through the same eyes.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,8 +84,12 @@ def nearest_position(mask: np.ndarray) -> str:
 
 
 class ShapeNet(torch.nn.Module):
-    def __init__(self) -> None:
+    """Names the shape of a mask, one of `shapes` (the vocabulary's; a LoRA's evaluation adds
+    the shapes it teaches, from `scenes.EXTRA_SHAPES`)."""
+
+    def __init__(self, shapes: Sequence[str] = SHAPES) -> None:
         super().__init__()
+        self.shapes = tuple(shapes)
         self.net = torch.nn.Sequential(
             torch.nn.Conv2d(1, 16, 3, padding=1),
             torch.nn.ReLU(),
@@ -96,7 +101,7 @@ class ShapeNet(torch.nn.Module):
             torch.nn.ReLU(),
             torch.nn.AdaptiveAvgPool2d(2),
             torch.nn.Flatten(),
-            torch.nn.Linear(256, len(SHAPES)),
+            torch.nn.Linear(256, len(self.shapes)),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -114,26 +119,32 @@ def _degrade(image: Image.Image, rng: random.Random) -> Image.Image:
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
 
 
-def _training_masks(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _training_masks(
+    n: int, seed: int, shapes: Sequence[str] = SHAPES
+) -> tuple[torch.Tensor, torch.Tensor]:
     rng = random.Random(seed)
     xs, ys = [], []
     while len(xs) < n:
-        scene = sample_scene(rng)
+        scene = sample_scene(rng, shapes=shapes)
         px = _pixels(_degrade(draw_scene(scene, SIZE), rng))
         labels = label_map(px, background_colour(px))
         for obj in scene.objects:
             mask = labels == _NAMES.index(obj.colour)
             if mask.sum() >= MIN_PIXELS:
                 xs.append(mask_crop(mask))
-                ys.append(SHAPES.index(obj.shape))
+                ys.append(list(shapes).index(obj.shape))
     return torch.stack(xs), torch.tensor(ys)
 
 
-def train_shape_classifier(n: int = 6000, steps: int = 600, seed: int = 7) -> ShapeNet:
-    """A few hundred steps on masks of clean (lightly degraded) renders; about a minute."""
+def train_shape_classifier(
+    n: int = 6000, steps: int = 600, seed: int = 7, shapes: Sequence[str] = SHAPES
+) -> ShapeNet:
+    """A few hundred steps on masks of clean (lightly degraded) renders; about a minute.
+    `shapes` are the names it tells apart: the vocabulary's unless asked (to judge a LoRA's
+    new shape, pass SHAPES + EXTRA_SHAPES)."""
     torch.manual_seed(seed)
-    x, y = _training_masks(n, seed)
-    net = ShapeNet()
+    x, y = _training_masks(n, seed, shapes)
+    net = ShapeNet(shapes)
     opt = torch.optim.Adam(net.parameters(), 2e-3)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(steps):
@@ -152,7 +163,7 @@ class Judge:
     @torch.no_grad()
     def _shape(self, mask: np.ndarray) -> str:
         logits = self.shape_net(mask_crop(mask)[None])
-        return SHAPES[int(logits.argmax())]
+        return self.shape_net.shapes[int(logits.argmax())]
 
     def __call__(self, image: Image.Image, scene: Scene) -> Verdict:
         px = _pixels(image)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
@@ -20,6 +21,11 @@ _MIN_GRID_DISTANCE = 2
 _JITTER_POS = 0.04
 _JITTER_RGB = 12
 _TEXTURE_MIX = 0.25  # how far a texture's second tone moves from the base colour
+
+# Shapes the renderer can draw that studio-tiny was never trained on: the embedded LoRAs
+# teach them (studio/tiny/train_lora.py). They appear only where a caller asks for them by
+# `shapes=`; by default every sampler draws from the vocabulary's SHAPES, as in training.
+EXTRA_SHAPES: tuple[str, ...] = ("heart",)
 
 
 @dataclass(frozen=True)
@@ -86,13 +92,17 @@ def _far_apart(a: str, b: str) -> bool:
 
 
 def sample_object(
-    rng: random.Random, position: str, exclude_colours: set[str], size: str | None = None
+    rng: random.Random,
+    position: str,
+    exclude_colours: set[str],
+    size: str | None = None,
+    shapes: Sequence[str] = SHAPES,
 ) -> SceneObject:
     colour = rng.choice([c for c in COLOURS if c not in exclude_colours])
     size = size or rng.choice(list(SIZES))
     cx, cy = POSITIONS[position]
     return SceneObject(
-        shape=rng.choice(SHAPES),
+        shape=rng.choice(shapes),
         colour=colour,
         size=size,
         position=position,
@@ -105,8 +115,12 @@ def sample_object(
     )
 
 
-def sample_scene(rng: random.Random, n_objects: int | None = None) -> Scene:
-    """A random scene; two objects 40% of the time unless `n_objects` is given."""
+def sample_scene(
+    rng: random.Random, n_objects: int | None = None, shapes: Sequence[str] = SHAPES
+) -> Scene:
+    """A random scene; two objects 40% of the time unless `n_objects` is given. Shapes are
+    drawn from `shapes` (the training vocabulary unless asked; the random draws are the same
+    for any list of the same length, so the default scenes never change)."""
     if n_objects is None:
         n_objects = 2 if rng.random() < 0.4 else 1
     bg_colour = rng.choice(list(COLOURS))
@@ -115,10 +129,10 @@ def sample_scene(rng: random.Random, n_objects: int | None = None) -> Scene:
     # The centre has no partner far enough away, so two-object scenes avoid it.
     positions = [p for p in POSITIONS if n_objects == 1 or p != "centre"]
     first = rng.choice(positions)
-    objects = [sample_object(rng, first, {bg_colour})]
+    objects = [sample_object(rng, first, {bg_colour}, shapes=shapes)]
     if n_objects == 2:
         second = rng.choice([p for p in positions if _far_apart(first, p)])
-        objects.append(sample_object(rng, second, {bg_colour, objects[0].colour}))
+        objects.append(sample_object(rng, second, {bg_colour, objects[0].colour}, shapes=shapes))
     return Scene(background, tuple(objects))
 
 
@@ -133,6 +147,17 @@ def _shape_points(shape: str, cx: float, cy: float, r: float) -> list[tuple[floa
             rad = r if i % 2 == 0 else r * 0.45
             a = -math.pi / 2 + i * math.pi / 5
             pts.append((cx + rad * math.cos(a), cy + rad * math.sin(a) + r * 0.1))
+        return pts
+    if shape == "heart":
+        # The classic parametric heart (x = 16 sin^3 t, y = 13 cos t - 5 cos 2t - ...),
+        # 32 units wide and 29 high, scaled to the object's extent and centred on its box:
+        # two round lobes with a notch at the top, a point at the bottom.
+        pts = []
+        for i in range(96):
+            a = 2 * math.pi * i / 96
+            x = 16 * math.sin(a) ** 3
+            y = 13 * math.cos(a) - 5 * math.cos(2 * a) - 2 * math.cos(3 * a) - math.cos(4 * a)
+            pts.append((cx + r * x / 16, cy - r * (y + 2.6) / 16))
         return pts
     raise ValueError(shape)
 
