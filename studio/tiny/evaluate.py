@@ -3,6 +3,8 @@ x4 upscaler better than Lanczos, and how fast is it on this machine.
 
     python -m studio.tiny.evaluate                 # print the tables
     python -m studio.tiny.evaluate --record        # also store them in training.json + README
+    python -m studio.tiny.evaluate --lora resources/loras/studio-tiny-heart.safetensors
+                                                   # a LoRA's new shape, by LoRA weight
 
 Prompts are full captions of held-out scenes; each image is judged by `studio.tiny.judge`
 against its scene's ground truth, never by the diffusion model itself.
@@ -15,6 +17,7 @@ import json
 import os
 import random
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -27,7 +30,8 @@ from studio.core.schedulers import SCHEDULER_NAMES
 from studio.engine.schedulers import make_scheduler
 from studio.tiny import card, export
 from studio.tiny.judge import Judge, Verdict, train_shape_classifier
-from studio.tiny.scenes import Scene, caption, draw_scene, sample_scene
+from studio.tiny.scenes import EXTRA_SHAPES, Scene, caption, draw_scene, sample_scene
+from studio.tiny.vocabulary import SHAPES
 
 MODELS = Path(__file__).resolve().parents[2] / "resources" / "models"
 EVAL_SEED = 424242  # held out: training scenes come from seeds below 100
@@ -45,6 +49,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--samples", type=Path, default=Path("/tmp/tiny_samples.png"))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--record", action="store_true", help="write results into the model folders")
+    lora = p.add_argument_group("a LoRA that teaches a new shape (train_lora.py)")
+    lora.add_argument(
+        "--lora",
+        type=Path,
+        default=None,
+        help="measure this LoRA on studio-tiny instead: its shape's accuracy by LoRA weight, and"
+        " the ordinary prompts (--single, --double) with it at 1 and without; --record writes"
+        " the figures into the LoRA's .json",
+    )
+    lora.add_argument(
+        "--concept", default=None, help="its shape word (default: the file's trigger phrase)"
+    )
+    lora.add_argument("--concept-prompts", type=int, default=50, help="prompts naming the shape")
+    lora.add_argument(
+        "--lora-weights", type=float, nargs="*", default=[0.0, 0.5, 1.0, 1.5], help="0 = without"
+    )
+    cg = p.add_argument_group("classifier guidance (evaluate_classifier.py)")
+    cg.add_argument(
+        "--classifier-guidance",
+        action="store_true",
+        help="measure classifier guidance instead: shape and colour accuracy and diversity at"
+        " CFG 1, guidance at --scales, the model's CFG, and CFG + guidance at --cfg-scales",
+    )
+    cg.add_argument("--prompts", type=int, default=12, help="single-object prompts")
+    cg.add_argument("--seeds", type=int, default=4, help="seeds per prompt (for diversity)")
+    cg.add_argument("--scales", type=float, nargs="*", default=[1.0, 3.0, 10.0])
+    cg.add_argument("--cfg-scales", type=float, nargs="*", default=[3.0])
     return p.parse_args(argv)
 
 
@@ -185,8 +216,9 @@ def sample_grid(images: list[Image.Image], path: Path, cols: int = 10) -> None:
 
 def format_table(rows: dict[str, dict[str, float]]) -> str:
     cols = ["colour", "shape", "position", "background", "all"]
-    lines = [f"{'setting':<34}" + "".join(f"{c:>11}" for c in cols)]
-    lines += [f"{name:<34}" + "".join(f"{r[c]:>10.1f}%" for c in cols) for name, r in rows.items()]
+    w = max([34, *map(len, rows)])
+    lines = [f"{'setting':<{w}}" + "".join(f"{c:>11}" for c in cols)]
+    lines += [f"{name:<{w}}" + "".join(f"{r[c]:>10.1f}%" for c in cols) for name, r in rows.items()]
     return "\n".join(lines)
 
 
@@ -201,10 +233,107 @@ def record(models: Path, result: dict) -> None:
     card.write_cards(models)
 
 
+def concept_scenes(concept: str, count: int) -> list[Scene]:
+    """Held-out one-object scenes of a LoRA's shape, phrased as full captions when generated."""
+    rng = random.Random(EVAL_SEED + 11)
+    return [sample_scene(rng, 1, shapes=(concept,)) for _ in range(count)]
+
+
+def lora_concept(path: Path) -> str:
+    """The shape a LoRA file teaches, from its ModelSpec trigger phrase."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        phrase = (f.metadata() or {}).get("modelspec.trigger_phrase", "")
+    return phrase.split(",")[0].strip()
+
+
+def evaluate_lora(args: argparse.Namespace) -> dict[str, object]:
+    """The LoRA's shape named in full captions, judged at each LoRA weight (0 is the base
+    model), and the ordinary prompts with the LoRA at 1 against without. One judge for every
+    row: the vocabulary's shapes plus the new ones, so a base-model circle called a heart
+    counts against the base too."""
+    from safetensors.torch import load_file
+
+    concept = args.concept or lora_concept(args.lora)
+    if concept not in EXTRA_SHAPES:
+        raise SystemExit(f"--concept must be one of {', '.join(EXTRA_SHAPES)}, not {concept!r}")
+    base = args.models / "studio-tiny"
+    meta = export.read_json(base / "studio.json")
+    steps = args.steps or meta["default_steps"]
+    cfg = args.cfg[0] if args.cfg else meta["default_cfg"]
+    scheduler = args.scheduler or meta.get("default_scheduler", "Euler a")
+    pipe = load(base, scheduler=scheduler)
+    pipe.load_lora_weights(load_file(str(args.lora)), adapter_name="concept")
+    judge = Judge(train_shape_classifier(shapes=(*SHAPES, *EXTRA_SHAPES)))
+    hearts = concept_scenes(concept, args.concept_prompts)
+    single, double = eval_scenes(1, args.single), eval_scenes(2, args.double)
+
+    def judged(images: list[Image.Image], scenes: list[Scene]) -> dict[str, float]:
+        verdicts = [judge(im, s) for im, s in zip(images, scenes, strict=True)]
+        row = score(verdicts)
+        if not any(o.shape == concept for s in scenes for o in s.objects):
+            # how often an ordinary object came out as the new shape
+            found = [o.found_shape == concept for v in verdicts for o in v.objects]
+            row[f"called {concept}"] = round(100 * sum(found) / max(1, len(found)), 1)
+        return row
+
+    renders = [draw_scene(s, 64) for s in hearts]
+    rows: dict[str, dict[str, float]] = {
+        f"{concept} renders (judge sanity check)": judged(renders, hearts),
+        f"{concept} renders through the VAE (ceiling)": judged(
+            vae_round_trip(pipe, renders), hearts
+        ),
+    }
+    shown: list[Image.Image] = []
+    for weight in args.lora_weights:
+        pipe.set_adapters(["concept"], [weight])
+        images = generate(pipe, hearts, steps, cfg)
+        rows[f"'{concept}' prompts, LoRA {weight:g}"] = judged(images, hearts)
+        shown += images[:10]
+        print(format_table(rows), flush=True)
+    for weight in (0.0, 1.0):
+        pipe.set_adapters(["concept"], [weight])
+        for label, scenes in (("1 object", single), ("2 objects", double)):
+            if scenes:
+                images = generate(pipe, scenes, steps, cfg)
+                rows[f"ordinary {label}, LoRA {weight:g}"] = judged(images, scenes)
+                shown += images[:10] if weight else []
+        print(format_table(rows), flush=True)
+    sample_grid(shown, args.samples)
+    result: dict[str, object] = {
+        "command": "python -m studio.tiny.evaluate " + " ".join(args.argv),
+        "concept": concept,
+        "scheduler": scheduler,
+        "steps": steps,
+        "cfg": cfg,
+        "prompts": {"concept": len(hearts), "ordinary_1": len(single), "ordinary_2": len(double)},
+        "judge_shapes": [*SHAPES, *EXTRA_SHAPES],
+        "table": rows,
+    }
+    print(format_table(rows))
+    for name, row in rows.items():
+        if f"called {concept}" in row:
+            print(f"{name}: {row[f'called {concept}']:.1f}% of objects judged a {concept}")
+    if args.record:
+        path = args.lora.with_suffix(".json")
+        export.write_json(path, {**export.read_json(path), "evaluation": result})
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
+    if args.lora is not None:
+        print(json.dumps(evaluate_lora(args), indent=1))
+        return
+    if args.classifier_guidance:
+        from studio.tiny.evaluate_classifier import evaluate_classifier_guidance
+
+        print(json.dumps(evaluate_classifier_guidance(args), indent=1))
+        return
     base = args.models / "studio-tiny"
     meta = export.read_json(base / "studio.json")
     steps = args.steps or meta["default_steps"]
