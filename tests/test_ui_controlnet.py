@@ -71,3 +71,53 @@ def test_a_control_image_from_the_picture_goes_with_the_job(qtbot, make_window) 
     assert "control layer is empty" in panel.state.text()
     assert window.generate() is None
     assert "no control image" in window.status.text()
+
+
+def test_a_drawn_control_layer_steers_a_real_job(  # noqa: ANN001
+    qtbot, make_window, shared_engine_factory, tiny_sd, tmp_path, out_dir
+) -> None:
+    """Through the window and the engine thread: the scribble changes the picture, and at
+    strength 0 the picture is the plain one."""
+    from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
+
+    from tests.engine.test_controlnets import _loud
+
+    unet = UNet2DConditionModel.from_pretrained(tiny_sd, subfolder="unet")
+    vae_blocks = len(AutoencoderKL.load_config(tiny_sd, subfolder="vae")["block_out_channels"])
+    # the control image is brought down to the latents' size: as many stages as the VAE has
+    network = ControlNetModel.from_unet(
+        unet, conditioning_embedding_out_channels=(8, 16, 16, 16)[:vae_blocks]
+    )
+    _loud(network)
+    network.save_pretrained(tmp_path / "controlnet")
+    controlnet = str(tmp_path / "controlnet")
+    window = make_window(engine_factory=shared_engine_factory)
+    window.start_engine(preload=False)
+    window.draft.edit({"model": str(tiny_sd), "steps": 2, "width": 32, "height": 32, "seed": 9})
+    window.prompt_panel.set_prompts("a red circle", "")
+    picture = Image.new("RGB", (32, 32), (30, 60, 200))
+    ImageDraw.Draw(picture).ellipse((8, 8, 24, 24), fill=(250, 250, 250))
+    panel = window.controlnet
+    panel.model.insertItem(0, "tiny", controlnet)
+    panel.model.setCurrentIndex(0)
+
+    def run() -> np.ndarray:
+        controller = window.controller
+        outcome: list = []  # a failure ends the wait at once, with its sentence
+        controller.jobFinished.connect(lambda _id, result: outcome.append(result))
+        controller.jobFailed.connect(lambda _id, message: outcome.append(message))
+        window.generate()
+        qtbot.waitUntil(lambda: bool(outcome), timeout=60000)
+        assert not isinstance(outcome[0], str), outcome[0]
+        return np.asarray(outcome[0].images[0], np.int16)
+
+    window.canvas.set_image(picture)
+    plain = run()  # ControlNet off
+    window.canvas.set_image(picture)
+    panel.preprocessor.setCurrentIndex(panel.preprocessor.findData("canny"))
+    panel.use_canvas_picture()
+    steered = run()
+    assert np.abs(steered - plain).mean() > 0.5
+    window.canvas.set_image(picture)
+    panel.scale.setValue(0.0)
+    assert np.abs(run() - plain).max() <= 1
