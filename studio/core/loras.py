@@ -172,6 +172,7 @@ _BASE_MODELS = {  # kohya's ss_base_model_version and ModelSpec's architecture, 
     "sd3": "SD 3.x",
     "stable-diffusion-v1": "SD 1.x",
     "stable-diffusion-xl": "SDXL",
+    "studio-tiny": "studio-tiny",  # the embedded LoRAs'
 }
 
 
