@@ -238,6 +238,10 @@ class Draft:
             return value
         if name in _BOOL_FIELDS:
             return bool(value)
+        if name == "classifier_class":  # classifier guidance's target: words, as typed
+            if not isinstance(value, str):
+                raise ValueError("The classifier guidance class is not text.")
+            return " ".join(value.split())
         number = RANGES[name].coerce(value)  # ValueError: the range's own sentence
         if name in ("width", "height") and number % SIDE_STEP:
             # other tools allow sizes a latent model cannot make: the nearest one it can

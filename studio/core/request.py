@@ -159,6 +159,7 @@ RANGES: dict[str, Range] = {
     "cfg_rescale": Range("CFG rescale", 0, 1),
     "threshold_percentile": Range("The thresholding percentile", 50, 100),
     "threshold_max": Range("The thresholding ceiling", 0, 100, above_low=True),
+    "classifier_scale": Range("The classifier guidance scale", 0, 50),
     "seed": Range("The seed", RANDOM_SEED, MAX_SEED, integer=True),
     "batch_size": Range("The batch", 1, MAX_BATCH, integer=True),
     # At least 0.01: image→image runs `steps / strength` steps' worth of schedule, and a
@@ -244,6 +245,10 @@ class GenerationRequest:
     dynamic_thresholding: bool = False
     threshold_percentile: float = 99.5
     threshold_max: float = 2.5
+    # Classifier guidance (studio/engine/classifier_guidance.py): the target class of the
+    # model's classifier ("star", "red", "red star"), and s; 0 = off
+    classifier_class: str = ""
+    classifier_scale: float = 0.0
     scheduler: str = "Euler a"
     seed: int = RANDOM_SEED  # resolved by the engine and recorded in the result
     batch_size: int = 1
@@ -333,6 +338,10 @@ def _validate(r: GenerationRequest) -> list[str]:
     if r.dynamic_thresholding:
         check("threshold_percentile")
         check("threshold_max")
+    check("classifier_scale")
+    # no target is off, whatever the scale; the engine checks the words against the classifier
+    if not isinstance(r.classifier_class, str) or len(r.classifier_class.split()) > 2:
+        problems.append("The classifier guidance class is a shape, a colour or both ('red star').")
     if r.scheduler not in SCHEDULER_NAMES:
         problems.append(
             f"Unknown scheduler '{r.scheduler}': choose one of {', '.join(SCHEDULER_NAMES)}."

@@ -36,6 +36,9 @@ def parameters_of(
         extras["Dynamic thresholding"] = (
             f"{request.threshold_percentile:g}% / {request.threshold_max:g}"
         )
+    if request.classifier_scale and request.classifier_class.strip():
+        target = " ".join(request.classifier_class.split())
+        extras["Classifier guidance"] = f"{target}, {request.classifier_scale:g}"
     if request.mode is not Mode.TEXT_TO_IMAGE:
         extras["Mode"] = request.mode.value
     if request.references:

@@ -31,7 +31,7 @@ from studio.core.request import (
 )
 from studio.core.schedulers import SCHEDULER_NAMES, closest_scheduler
 from studio.core.settings import EngineSettings
-from studio.engine import controlnets, family_runtime, speedups
+from studio.engine import classifier_guidance, controlnets, family_runtime, speedups
 from studio.engine.devices import wants_vae_tiling
 from studio.engine.family_runtime import family_of
 from studio.engine.guidance import (
@@ -307,6 +307,8 @@ class Engine:
             batched_cfg=family.guidance.kind == "cfg",
             copy_output=speedups.is_compiled(network)
             and speedups.replays_graphs(self.settings, self.models.device),
+            # the classifier reads the model's own latents: not the ×4 upscaler's
+            classifier=classifier_guidance.for_request(request) if stage != "upscale" else None,
         )
         legacy_callback = not _has_step_end_callback(pipe)
         on_step = StepReports(

@@ -112,6 +112,7 @@ class GuidanceTap:
         batched_cfg: bool = False,
         latent_channels: int = 4,
         copy_output: bool = False,
+        classifier: Any = None,
     ) -> None:
         """`batched_cfg`: the pipeline runs CFG as one call on [uncond, cond] (the SD
         families, SD 3), so the network hook can rescale it. `copy_output`: the network is
@@ -123,6 +124,9 @@ class GuidanceTap:
         self.batched_cfg = batched_cfg and settings.cfg_scale > 1
         self.latent_channels = latent_channels
         self.copy_output = copy_output
+        # classifier guidance (classifier_guidance.ClassifierGuide): shifts the final,
+        # CFG-combined prediction towards a class, before thresholding and the step
+        self.classifier = classifier
         self.calls = 0
         self._last: tuple[torch.Tensor, torch.Tensor, Any] | None = None
         self._scaled: Any = None  # the scheduler's scale_model_input, where it has one
@@ -175,6 +179,8 @@ class GuidanceTap:
         self.calls += 1
         if self._scaled is not None:
             latents = self._scaled(latents, timestep)
+        if self.classifier is not None:
+            prediction = self.classifier(latents, prediction, timestep, self.denoised)
         if self.settings.dynamic_thresholding:
             x0 = self.denoised.to_x0(latents, prediction, timestep)
             x0 = dynamic_threshold(
