@@ -34,6 +34,7 @@ from studio.core.schedulers import SCHEDULER_NAMES, closest_scheduler
 from studio.core.text import printable
 from studio.ui.bind import bind, follow
 from studio.ui.icons import themed, themed_section
+from studio.ui.panels.classifier_panel import ClassifierSection
 from studio.ui.panels.model_picker import ModelPicker, short_model_name
 
 MAX_BATCH_SHOWN = 16  # the request allows more (the command line); the window offers these
@@ -138,6 +139,8 @@ class GuidancePanel(QWidget):
         layout.addWidget(self._build_inpaint())
         layout.addWidget(self._build_upscale())
         layout.addWidget(self._build_advanced())
+        self.classifier = ClassifierSection(draft)  # shown only for a model with a classifier
+        layout.addWidget(self.classifier)
         for widget in (self.steps, self.cfg_scale, self.scheduler, self.batch_size):
             widget.setProperty("usualTip", widget.toolTip())
         self.cfg_rescale.setProperty("usualTip", self.cfg_rescale.toolTip())
@@ -435,6 +438,7 @@ class GuidancePanel(QWidget):
         for widget in (self.height_box, self.swap, self.presets):
             widget.setEnabled(not upscaling)
         self.advanced.setEnabled(not upscaling)
+        self.classifier.setEnabled(not upscaling)
         self._show_padding()
 
     def _show_padding(self) -> None:
