@@ -79,6 +79,8 @@ def evaluate_classifier_guidance(args: Any) -> dict[str, Any]:
             "diversity": round(float(np.mean(spreads)), 1),
         }
         print(format_rows(rows), flush=True)
+    steering = steer(engine, judge, scenes, steps, default_cfg, scheduler, args)
+    print(format_steering(steering), flush=True)
     return {
         "scheduler": scheduler,
         "steps": steps,
@@ -87,7 +89,46 @@ def evaluate_classifier_guidance(args: Any) -> dict[str, Any]:
         "target": "each prompt's own object (colour and shape)",
         "wall_seconds": round(time.time() - started, 1),
         "table": rows,
+        "steering_shape_percent": steering,
     }
+
+
+def steer(engine, judge, scenes, steps, cfg, scheduler, args) -> dict[str, float]:  # noqa: ANN001
+    """Guidance against the prompt: each prompt's object pushed to the next shape of the
+    vocabulary; the judge's share of pictures that show the target shape, by scale."""
+    import dataclasses
+
+    from studio.core.request import GenerationRequest
+    from studio.tiny.scenes import caption
+    from studio.tiny.vocabulary import SHAPES
+
+    out: dict[str, float] = {}
+    for scale in [0.0, *args.scales]:
+        hits = []
+        for number, scene in enumerate(scenes):
+            obj = scene.objects[0]
+            target = SHAPES[(SHAPES.index(obj.shape) + 1) % len(SHAPES)]
+            wanted = dataclasses.replace(scene, objects=(dataclasses.replace(obj, shape=target),))
+            request = GenerationRequest(
+                prompt=caption(scene, full=True),
+                model=str(args.models / "studio-tiny"),
+                steps=steps,
+                cfg_scale=cfg,
+                scheduler=scheduler,
+                seed=1000 * number + 1,
+                batch_size=args.seeds,
+                classifier_class=target,
+                classifier_scale=scale,
+            )
+            hits += [judge(im, wanted).objects[0].shape for im in engine.run(request).images]
+        out[f"CFG {cfg:g}, scale {scale:g}"] = round(100 * sum(hits) / max(1, len(hits)), 1)
+    return out
+
+
+def format_steering(steering: dict[str, float]) -> str:
+    return "steering (the prompt's shape pushed to another): " + ", ".join(
+        f"{k}: {v:.1f}%" for k, v in steering.items()
+    )
 
 
 def format_rows(rows: dict[str, dict[str, float]]) -> str:

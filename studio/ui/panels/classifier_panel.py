@@ -20,7 +20,12 @@ from studio.core.request import RANGES
 from studio.ui.bind import bind, follow
 from studio.ui.icons import themed_section
 
-EXPLANATION = "Pushes each step toward the chosen class: more fidelity, less variety."
+# Measured (README, the embedded model): it steers even against the prompt, and at high
+# scales it adds stray copies of the object rather than fidelity
+EXPLANATION = (
+    "Pushes each step toward the chosen shape and colour, even against the prompt; "
+    "high scales add stray copies."
+)
 SCALE_SHOWN = 10.0  # the slider's end; the request allows more (the command line)
 
 
