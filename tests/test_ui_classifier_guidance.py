@@ -31,6 +31,7 @@ def test_the_section_shows_for_studio_tiny_and_binds_to_the_draft(qtbot) -> None
 
     draft, panel = _panel(qtbot, "studio-tiny")
     section = panel.classifier
+    panel.advanced.expand(animate=False)  # it sits inside Advanced guidance
     assert section.isVisible()
     shapes = [section.shape.itemText(i) for i in range(section.shape.count())]
     colours = [section.colour.itemText(i) for i in range(section.colour.count())]
@@ -55,6 +56,7 @@ def test_the_section_is_hidden_for_a_model_without_a_classifier(qtbot, tiny_sd) 
 
     draft, panel = _panel(qtbot, "studio-tiny")
     draft.apply({"classifier_class": "star", "classifier_scale": 2.0}, Source.USER)
+    panel.advanced.expand(animate=False)
     draft.apply({"model": tiny_sd}, Source.USER)
     assert not panel.classifier.isVisible()
     assert draft["classifier_scale"] == 0.0  # off: the model cannot run it
@@ -69,6 +71,7 @@ def test_screenshots_in_both_themes(qtbot, tmp_path) -> None:  # noqa: ANN001
     from studio.ui.theme import apply_theme
 
     _draft, panel = _panel(qtbot, "studio-tiny")
+    panel.advanced.expand(animate=False)
     panel.classifier.expand(animate=False)
     panel.classifier.shape.setCurrentIndex(panel.classifier.shape.findText("star"))
     panel.classifier.colour.setCurrentIndex(panel.classifier.colour.findText("red"))

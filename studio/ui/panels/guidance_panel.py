@@ -139,8 +139,9 @@ class GuidancePanel(QWidget):
         layout.addWidget(self._build_inpaint())
         layout.addWidget(self._build_upscale())
         layout.addWidget(self._build_advanced())
-        self.classifier = ClassifierSection(draft)  # shown only for a model with a classifier
-        layout.addWidget(self.classifier)
+        # inside Advanced guidance (folded, it costs no height); only for a model with one
+        self.classifier = ClassifierSection(draft)
+        self.advanced.addWidget(self.classifier)
         for widget in (self.steps, self.cfg_scale, self.scheduler, self.batch_size):
             widget.setProperty("usualTip", widget.toolTip())
         self.cfg_rescale.setProperty("usualTip", self.cfg_rescale.toolTip())
