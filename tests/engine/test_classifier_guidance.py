@@ -147,10 +147,13 @@ def test_the_command_line_option_and_the_metadata(tmp_path, capsys) -> None:  # 
     assert code == 0, err
     params = read_parameters(target)
     assert params.extras["Classifier guidance"] == "red star, 2.5"
-    # the default scale, and a class the classifier does not know: one sentence, status 2
-    assert main([*args, "--classifier-guidance", "star"]) == 0
-    capsys.readouterr()
-    assert read_parameters(target).extras["Classifier guidance"] == "star, 2"
+    # the default scale; a class the classifier does not know: one sentence, status 2
+    from studio.cli import _classifier_guidance
+
+    assert _classifier_guidance(" star ", "studio-tiny") == {
+        "classifier_class": "star",
+        "classifier_scale": 2.0,
+    }
     assert main([*args, "--classifier-guidance", "teapot:2"]) == 2
     err = capsys.readouterr().err.strip()
     assert "teapot" in err and "\n" not in err
@@ -173,3 +176,19 @@ def test_a_model_without_a_classifier_says_so_in_one_sentence(tiny_sd, tmp_path,
     )  # fmt: skip
     with pytest.raises(ClassifierGuidanceError, match="has no classifier"):
         Engine().run(request)
+
+
+def test_the_request_checks_the_scale_and_the_class_in_one_sentence_each() -> None:
+    assert (
+        GenerationRequest(prompt="x", classifier_class="red star", classifier_scale=2).problems()
+        == []
+    )
+    assert GenerationRequest(prompt="x", classifier_scale=2).problems() == []  # no class: off
+    (problem,) = GenerationRequest(
+        prompt="x", classifier_class="star", classifier_scale=60
+    ).problems()
+    assert problem.startswith("The classifier guidance scale")
+    (problem,) = GenerationRequest(prompt="x", classifier_class="big red star").problems()
+    assert "a shape, a colour or both" in problem
+    request = GenerationRequest(prompt="x", classifier_class="red star", classifier_scale=2.5)
+    assert GenerationRequest.from_dict(request.to_dict()) == request
