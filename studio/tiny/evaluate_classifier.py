@@ -79,7 +79,9 @@ def evaluate_classifier_guidance(args: Any) -> dict[str, Any]:
             "diversity": round(float(np.mean(spreads)), 1),
         }
         print(format_rows(rows), flush=True)
-    steering = steer(engine, judge, scenes, steps, default_cfg, scheduler, args)
+    steering = {}
+    for cfg in (1.0, default_cfg):
+        steering.update(steer(engine, judge, scenes, steps, cfg, scheduler, args))
     print(format_steering(steering), flush=True)
     return {
         "scheduler": scheduler,
