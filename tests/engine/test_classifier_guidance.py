@@ -125,14 +125,18 @@ def test_a_positive_scale_moves_the_pictures_toward_the_class(engine, scheduler,
 
 
 @needs_classifier
-def test_cancel_during_a_guided_run(engine) -> None:  # noqa: ANN001
+def test_cancel_and_previews_during_a_guided_run(engine) -> None:  # noqa: ANN001
     request = BASE.replace(batch_size=1, classifier_class="red", classifier_scale=2.0)
     reporter = RecordingReporter(cancel_at=2, engine=engine)
     result = engine.run(request, reporter)
     assert result.cancelled and result.images == []
     assert [p.step for p in reporter.steps][:2] == [1, 2]
-    after = engine.run(request)
+    reporter = RecordingReporter()
+    after = engine.run(request, reporter)
     assert not after.cancelled and len(after.images) == 1
+    # every step of a guided run still shows its preview (the guided denoised estimate)
+    assert [p.step for p in reporter.steps] == list(range(1, request.steps + 1))
+    assert all(p.preview is not None and p.preview.size for p in reporter.steps)
 
 
 @needs_classifier
