@@ -60,6 +60,8 @@ def test_the_section_is_hidden_for_a_model_without_a_classifier(qtbot, tiny_sd) 
     draft.apply({"model": tiny_sd}, Source.USER)
     assert not panel.classifier.isVisible()
     assert draft["classifier_scale"] == 0.0  # off: the model cannot run it
+    draft.apply({"classifier_class": "red", "classifier_scale": 3.0}, Source.RESTORED)
+    assert draft["classifier_scale"] == 0.0  # a restored file's too
     draft.apply({"model": "studio-tiny"}, Source.USER)
     assert panel.classifier.isVisible()
 

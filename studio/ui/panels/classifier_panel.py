@@ -74,6 +74,9 @@ class ClassifierSection(QCollapsible):
     def _on_draft_changed(self, values: dict[str, Any], source: Source) -> None:
         if "model" in values:
             self._on_model()
+        elif self._classes is None and self.draft["classifier_scale"]:
+            # a restored file's guidance on a model without a classifier: off, as above
+            self.draft.apply({"classifier_scale": 0.0}, Source.MODEL)
         elif "classifier_class" in values:
             self._show_target()
 
