@@ -210,3 +210,41 @@ def test_a_lycoris_kind_diffusers_cannot_convert_is_named(engine, models, lora_f
     with pytest.raises(ModelError, match="LyCORIS kind that diffusers cannot convert"):
         _run(engine, model, "a red circle <lora:style-loha:1>")
     assert np.array_equal(_run(engine, model), base)
+
+
+TRANSFORMER_FAMILIES = ("sd3", "chroma", "qwen_image", "z_image", "flux2_klein")
+
+
+@pytest.fixture(scope="module")
+def transformer_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("lora-transformers")
+    return {name: str(build(name, root / name)) for name in TRANSFORMER_FAMILIES}
+
+
+@pytest.mark.parametrize("family", TRANSFORMER_FAMILIES)
+def test_every_family_with_a_lora_loader_takes_a_lora(  # noqa: ANN001
+    engine, transformer_models, lora_folder, family
+) -> None:
+    """The transformer families' LoRAs (diffusers' layout, on the attention projections):
+    the picture moves, weight 0 and no tag give the base pixels, nothing is reloaded."""
+    from diffusers import DiffusionPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    model = transformer_models[family]
+    transformer = DiffusionPipeline.from_pretrained(model).transformer
+    torch.manual_seed(1)
+    config = LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_v"], init_lora_weights=False)
+    transformer.add_adapter(config, adapter_name="made")
+    state = get_peft_model_state_dict(transformer, adapter_name="made")
+    name = f"{family}-lora"
+    save_file(
+        {f"transformer.{k}": v.detach().clone() * 4 for k, v in state.items()},
+        lora_folder / f"{name}.safetensors",
+    )
+    base = _run(engine, model)
+    loads = engine.models.weight_loads
+    assert not np.array_equal(_run(engine, model, f"a red circle <lora:{name}:1>"), base)
+    assert np.array_equal(_run(engine, model, f"a red circle <lora:{name}:0>"), base)
+    assert np.array_equal(_run(engine, model), base)
+    assert engine.models.weight_loads == loads
