@@ -67,11 +67,13 @@ def prompt_arguments(
             call["negative_prompt"] = _plain(pipe, call["negative_prompt"], note, "negative ")
         return call
     negative = call.pop("negative_prompt", None)
-    positive = encode(pipe, prompt)
+    # looked up once a job: diffusers walks every module to find it (ms on any pipeline)
+    device = getattr(pipe, "_execution_device", None)
+    positive = encode(pipe, prompt, device)
     if kind == "sdxl" and not negative and pipe.config.get("force_zeros_for_empty_prompt"):
         empty = Encoded(torch.zeros_like(positive.embeds), torch.zeros_like(positive.pooled))
     else:
-        empty = encode(pipe, negative or "")
+        empty = encode(pipe, negative or "", device)
     positive, empty = pad_to_same_length(pipe, positive, empty)
     call.update(prompt_embeds=positive.embeds, negative_prompt_embeds=empty.embeds)
     if kind == "sdxl":
@@ -104,7 +106,7 @@ def encoder_kind(pipe: Any) -> str:
 # -- A1111's chunks ---------------------------------------------------------------------------
 
 
-def encode(pipe: Any, prompt: str) -> Encoded:
+def encode(pipe: Any, prompt: str, device: Any = None) -> Encoded:
     """The prompt's embeddings (and SDXL's pooled one) as A1111 computes them."""
     pairs = [
         (getattr(pipe, "tokenizer", None), getattr(pipe, "text_encoder", None)),
@@ -116,8 +118,7 @@ def encode(pipe: Any, prompt: str) -> Encoded:
     count = max(len(chunks) for chunks in chunked)
     hidden: list[torch.Tensor] = []
     pooled = None
-    # once a prompt: diffusers walks every module to find it (ms on a big pipeline)
-    device = getattr(pipe, "_execution_device", None)
+    device = device or getattr(pipe, "_execution_device", None)
     for (tokenizer, encoder), chunks in zip(pairs, chunked, strict=True):
         chunks = chunks + [([], [])] * (count - len(chunks))  # the empty chunk, as A1111 pads
         states = []
