@@ -32,7 +32,6 @@ import logging
 import os
 import re
 import shutil
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +40,7 @@ from typing import Any
 from studio.core import families
 from studio.core.catalog import ModelError
 from studio.core.files import is_regular_file
-from studio.core.model_files import MAX_HEADER_BYTES, check_model_folder
+from studio.core.model_files import check_model_folder, safetensors_header
 from studio.core.paths import cache_dir
 from studio.core.text import printable
 
@@ -191,31 +190,13 @@ class FileInfo:
 
 
 def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    """Tensor name → shape, from a .safetensors header alone (no weights are read)."""
-    if not is_regular_file(path):
-        raise ValueError("not a regular file")
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-        if len(head) < 8:
-            raise ValueError("shorter than a header")
-        (length,) = struct.unpack("<Q", head)
-        if length > min(MAX_HEADER_BYTES, size - 8):
-            raise ValueError("header longer than the file")
-        header = json.loads(handle.read(length).decode("utf-8"))
-    if not isinstance(header, dict):
-        raise ValueError("header is not a JSON object")
-    shapes = {}
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
-        if not (isinstance(offsets, list) and len(offsets) == 2):
-            raise ValueError("header entry without offsets")
-        if 8 + length + int(offsets[1]) > size:
-            raise ValueError("truncated")
-        shapes[name] = tuple(int(d) for d in entry.get("shape", ()))
-    return shapes
+    """Tensor name → shape, from a .safetensors header alone (no weights are read; the
+    header checked as `model_files.safetensors_header` checks it)."""
+    return {
+        name: tuple(int(d) for d in entry.get("shape", ()))
+        for name, entry in safetensors_header(path).items()
+        if name != "__metadata__"
+    }
 
 
 def gguf_module() -> Any:
