@@ -205,6 +205,21 @@ def _fit(
     return step
 
 
+def v_prediction_loss(
+    unet, noise_sched, x0: torch.Tensor, hidden: torch.Tensor, gen: torch.Generator, dev
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """studio-tiny's denoising objective, for the model and its LoRAs alike: noise x0 at a
+    random timestep, predict v, and the per-sample MSE with its weighted mean (the loss)."""
+    noise = torch.randn(x0.shape, generator=gen).to(dev)
+    t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(x0),), generator=gen)
+    t = t.to(dev)
+    xt = noise_sched.add_noise(x0, noise, t)
+    pred = unet(xt, t, encoder_hidden_states=hidden).sample
+    target = noise_sched.get_velocity(x0, noise, t)
+    per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
+    return per_sample, (per_sample * v_loss_weights(noise_sched, t)).mean()
+
+
 def v_loss_weights(scheduler, t: torch.Tensor) -> torch.Tensor:
     """Weights on the v-prediction MSE: 1 up to SNR_CLIP, then falling as 1/(1+snr).
 
@@ -344,15 +359,8 @@ def train_base(
         drop = torch.rand(args.unet_batch, generator=gen) < CFG_DROP
         tok[drop] = empty
         x0 = z[idx].to(dev)
-        noise = torch.randn(x0.shape, generator=gen).to(dev)
-        t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(x0),), generator=gen)
-        t = t.to(dev)
-        xt = noise_sched.add_noise(x0, noise, t)
         hidden = text(tok.to(dev)).last_hidden_state
-        pred = unet(xt, t, encoder_hidden_states=hidden).sample
-        target = noise_sched.get_velocity(x0, noise, t)
-        per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
-        loss = (per_sample * v_loss_weights(noise_sched, t)).mean()
+        per_sample, loss = v_prediction_loss(unet, noise_sched, x0, hidden, gen, dev)
         if args.text_aux > 0 and not drop.all():
             logits = pair_head(hidden[~drop.to(dev)].mean(dim=1))
             aux = F.binary_cross_entropy_with_logits(logits, pairs[idx][~drop].to(dev))

@@ -40,7 +40,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from studio.tiny import data, export, latents, models
 from studio.tiny.scenes import EXTRA_SHAPES, Scene, draw_scene, sample_scene
-from studio.tiny.train import CFG_DROP, LossLog, Schedule, _adamw, v_loss_weights
+from studio.tiny.train import CFG_DROP, LossLog, Schedule, _adamw, v_prediction_loss
 from studio.tiny.vocabulary import COLOURS, SHAPES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -227,15 +227,8 @@ def train(args: argparse.Namespace) -> dict:
         drop = torch.rand(args.batch, generator=gen) < CFG_DROP
         tok[drop] = empty
         x0 = z[idx].to(dev)
-        noise = torch.randn(x0.shape, generator=gen).to(dev)
-        t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(x0),), generator=gen)
-        t = t.to(dev)
-        xt = noise_sched.add_noise(x0, noise, t)
         hidden = text(tok.to(dev)).last_hidden_state
-        pred = unet(xt, t, encoder_hidden_states=hidden).sample
-        target = noise_sched.get_velocity(x0, noise, t)
-        per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
-        loss = (per_sample * v_loss_weights(noise_sched, t)).mean()
+        per_sample, loss = v_prediction_loss(unet, noise_sched, x0, hidden, gen, dev)
         if args.text_aux > 0 and not drop.all():
             logits = head(hidden[~drop.to(dev)].mean(dim=1))
             aux = F.binary_cross_entropy_with_logits(logits, pairs[idx][~drop].to(dev))
