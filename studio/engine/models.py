@@ -36,6 +36,9 @@ _STUDIO_ATTRIBUTES: dict[str, Any] = {
     "_studio_family": None,
     "_studio_folder": None,
     "_studio_kind": None,  # the Family (studio.core.families) it belongs to
+    # where its networks run, offloaded or not (diffusers' _execution_device walks every
+    # module to find out: milliseconds a call)
+    "_studio_device": None,
 }
 
 StatusCallback = Callable[[str, float | None], None]  # message, fraction done (None: unknown)
@@ -297,6 +300,7 @@ class ModelManager:
 
     def _place(self, pipe: Any) -> None:
         pipe.set_progress_bar_config(disable=True)
+        pipe._studio_device = self.device  # the accelerator, with offloading too
         placement = self._placement(pipe)  # on the CPU and MPS: "gpu", i.e. the device
         if placement == "model_offload":
             pipe.enable_model_cpu_offload(device=self.device)

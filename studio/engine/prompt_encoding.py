@@ -68,7 +68,7 @@ def prompt_arguments(
         return call
     negative = call.pop("negative_prompt", None)
     # looked up once a job: diffusers walks every module to find it (ms on any pipeline)
-    device = getattr(pipe, "_execution_device", None)
+    device = getattr(pipe, "_studio_device", None) or getattr(pipe, "_execution_device", None)
     positive = encode(pipe, prompt, device)
     if kind == "sdxl" and not negative and pipe.config.get("force_zeros_for_empty_prompt"):
         empty = Encoded(torch.zeros_like(positive.embeds), torch.zeros_like(positive.pooled))
