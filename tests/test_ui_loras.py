@@ -3,6 +3,8 @@ search, and the active LoRAs in sync with the prompt's <lora:…> tags both ways
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 from pathlib import Path
 
@@ -15,13 +17,19 @@ from studio.core import loras
 from studio.ui.dialogs import StudioSettings
 
 
-def _lora(folder: Path, name: str, base: str, tags: dict[str, int], preview: bool) -> None:
+def _lora(folder: Path, name: str, base: str, tags: dict[str, int], preview: str) -> None:
+    metadata = {"ss_base_model_version": base, "ss_tag_frequency": json.dumps({"1_x": tags})}
+    if preview == "metadata":  # ModelSpec's thumbnail, a data: URI in the file itself
+        buffer = io.BytesIO()
+        Image.new("RGB", (32, 32), "green").save(buffer, "PNG")
+        encoded = base64.b64encode(buffer.getvalue()).decode()
+        metadata["modelspec.thumbnail"] = f"data:image/png;base64,{encoded}"
     save_file(
         {"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 8)},
         folder / f"{name}.safetensors",
-        metadata={"ss_base_model_version": base, "ss_tag_frequency": json.dumps({"1_x": tags})},
+        metadata=metadata,
     )
-    if preview:
+    if preview == "sibling":
         Image.new("RGB", (32, 32), "orange").save(folder / f"{name}.preview.png")
 
 
@@ -29,8 +37,8 @@ def _lora(folder: Path, name: str, base: str, tags: dict[str, int], preview: boo
 def lora_dir(tmp_path: Path):
     folder = tmp_path / "Lora"
     folder.mkdir()
-    _lora(folder, "detail_slider_v2", "sd_v1", {"detailed": 40, "intricate": 20}, True)
-    _lora(folder, "pixel-art-xl", "sdxl_base_v1-0", {"pixel art": 90}, False)
+    _lora(folder, "detail_slider_v2", "sd_v1", {"detailed": 40, "intricate": 20}, "sibling")
+    _lora(folder, "pixel-art-xl", "sdxl_base_v1-0", {"pixel art": 90}, "metadata")
     yield folder
     loras.use_lora_dir(None)
 
@@ -50,7 +58,8 @@ def test_the_panel_lists_loras_and_keeps_the_prompt_in_sync(make_window, lora_di
         "detail_slider_v2\nSD 1.x · detailed, intricate",
         "pixel-art-xl\nSDXL · pixel art",
     ]
-    assert not panel.found.item(0).icon().isNull()  # its preview picture
+    # a preview picture beside the file, or in its metadata
+    assert not panel.found.item(0).icon().isNull() and not panel.found.item(1).icon().isNull()
     panel.search.setText("pixel")
     assert _listed(window) == ["pixel-art-xl\nSDXL · pixel art"]
     panel.search.clear()

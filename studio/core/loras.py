@@ -137,6 +137,7 @@ class LoraInfo:
     family: str = ""  # "SD 1.x", "SDXL", "Flux.1", … when the file says or its keys show
     triggers: list[str] = field(default_factory=list)  # words the trainer tagged most
     preview: Path | None = None  # a picture beside it, as A1111 and Civitai helpers keep
+    thumbnail: bytes = b""  # or one in its metadata (ModelSpec's data: URI), image bytes
 
 
 def describe(path: Path) -> LoraInfo:
@@ -161,7 +162,27 @@ def describe(path: Path) -> LoraInfo:
         return info
     info.family = _family_of(metadata, keys)
     info.triggers = _triggers(metadata)
+    info.thumbnail = _thumbnail(metadata)
     return info
+
+
+MAX_THUMBNAIL_BYTES = 2 * 2**20
+
+
+def _thumbnail(metadata: dict[str, str]) -> bytes:
+    """The picture ModelSpec keeps as `data:image/…;base64,…`; b"" when none or damaged."""
+    import base64
+
+    uri = metadata.get("modelspec.thumbnail", "")
+    head, _, data = uri.partition(",")
+    if not (head.startswith("data:image/") and head.endswith(";base64") and data):
+        return b""
+    if len(data) > MAX_THUMBNAIL_BYTES * 4 // 3 + 4:
+        return b""
+    try:
+        return base64.b64decode(data, validate=True)
+    except ValueError:
+        return b""
 
 
 _BASE_MODELS = {  # kohya's ss_base_model_version and ModelSpec's architecture, shortened

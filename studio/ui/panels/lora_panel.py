@@ -125,12 +125,13 @@ class LoraPanel(QWidget):
                     if part
                 )
             )
+            pixmap = QPixmap()
             if info.preview is not None:
                 pixmap = QPixmap(str(info.preview))
-                if not pixmap.isNull():
-                    item.setIcon(
-                        QIcon(pixmap.scaled(ICON, ICON, Qt.AspectRatioMode.KeepAspectRatio))
-                    )
+            elif info.thumbnail:  # a picture in the file's own metadata
+                pixmap.loadFromData(info.thumbnail)
+            if not pixmap.isNull():
+                item.setIcon(QIcon(pixmap.scaled(ICON, ICON, Qt.AspectRatioMode.KeepAspectRatio)))
             self.found.addItem(item)
         folders = ", ".join(printable(str(f)) for f in loras.lora_dirs()) or "none set"
         self.empty.setText(
