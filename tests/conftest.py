@@ -414,3 +414,15 @@ def interop_dir() -> Path:
     if not INTEROP.is_dir():
         pytest.skip("../shared/interop/ is not here")
     return INTEROP
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Torch on one thread for a module's tests: tiny models run faster on one thread than
+    two threads fighting over two cores (a module asks with usefixtures)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -27,12 +27,7 @@ LORA = RESOURCES / "loras" / "studio-tiny-heart.safetensors"
 PROMPT = "a large red heart in the centre on a blue background"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
 
 
 @pytest.fixture(scope="module")
