@@ -55,11 +55,45 @@ def lora_dirs() -> list[Path]:
     return folders
 
 
+# what the LoRA folders held: (the models folder's scan, the folders' times, the files)
+_listed: tuple[object, object, list[Path]] | None = None
+
+
 def available() -> list[Path]:
-    """Every LoRA file found, by name (the first of a name wins, as lookups do)."""
-    seen: dict[str, Path] = {}
+    """Every LoRA file found, by name (the first of a name wins, as lookups do). Listed again
+    only when a folder changes: the note under the prompt asks at every keystroke."""
+    global _listed
     found = models_folder.current()
-    candidates = [*(_files(folder) for folder in lora_dirs())]
+    folders = lora_dirs()
+    times = _folder_times(folders)
+    if _listed is not None and _listed[0] is found and times is not None and _listed[1] == times:
+        return list(_listed[2])
+    listed = _list(found, folders)
+    _listed = (found, times, listed)
+    return list(listed)
+
+
+def _folder_times(folders: list[Path]) -> tuple | None:
+    """The change times of the folders and of the folders in them (where files are
+    listed); None when one cannot be read (then the listing is made again)."""
+    try:
+        times = []
+        for folder in folders:
+            times.append((str(folder), folder.stat().st_mtime_ns))
+            with os.scandir(folder) as entries:
+                times.extend(
+                    (e.path, e.stat().st_mtime_ns)
+                    for e in entries
+                    if e.is_dir(follow_symlinks=False)
+                )
+        return tuple(times)
+    except OSError:
+        return None
+
+
+def _list(found: models_folder.ModelsFolder | None, folders: list[Path]) -> list[Path]:
+    seen: dict[str, Path] = {}
+    candidates = [*(_files(folder) for folder in folders)]
     if found is not None:
         candidates.append(found.loras)
     for paths in candidates:
