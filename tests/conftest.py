@@ -83,8 +83,10 @@ _tracker = _Tracker()
 
 
 # Libraries whose thread pools live as long as the process, by design: torch.compile's
-# compile workers are started on the first cold compile and kept for the next one.
-_PROCESS_LONG_POOLS = (f"torch{os.sep}_inductor{os.sep}",)
+# compile workers are started on the first cold compile and kept for the next one; Ray's
+# threads (its log and error listeners, its core worker's) live as long as its connection,
+# which a test module's cluster fixture ends.
+_PROCESS_LONG_POOLS = (f"torch{os.sep}_inductor{os.sep}", f"{os.sep}ray{os.sep}")
 
 
 def _starter(stack: traceback.StackSummary) -> str:

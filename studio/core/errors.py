@@ -21,3 +21,16 @@ class UserError(Exception):
 class BadInput(UserError):
     """Input that cannot be used as given (a value, a file, a model): exit status 2 on the
     command line. Other user errors (out of memory, a failed save) exit with 1."""
+
+
+def one_sentence(error: BaseException) -> str:
+    """What a failed job says: a user error is its own sentence; anything else is a bug,
+    logged with its traceback (a backend's worker, a cluster's engine) and named."""
+    if isinstance(error, UserError):
+        return str(error)
+    import logging
+
+    logging.getLogger("studio.jobs").error("the job failed unexpectedly", exc_info=error)
+    if isinstance(error, MemoryError):
+        return "There was not enough memory to finish the job: try a smaller size or batch."
+    return f"The job failed unexpectedly ({error.__class__.__name__}); see the log."

@@ -73,3 +73,20 @@ SPEEDUPS: tuple[Speedup, ...] = (
         needs="compile_unet",
     ),
 )
+
+
+# The settings a model is loaded and placed under. The rest (previews, VAE tiling) the engine
+# reads at every job, so changing them costs no reload.
+PLACEMENT_FIELDS = (
+    "device",
+    "dtype",
+    "attention_slicing",
+    "cpu_offload",
+    *(speedup.field for speedup in SPEEDUPS),
+)
+
+
+def needs_reload(old: EngineSettings, new: EngineSettings) -> bool:
+    """Whether a loaded model must be loaded again to follow `new` (every engine's owner
+    asks: the local worker and a cluster's engines)."""
+    return any(getattr(old, name) != getattr(new, name) for name in PLACEMENT_FIELDS)

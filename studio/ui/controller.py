@@ -37,6 +37,7 @@ class JobController(QObject):
     jobFinished = Signal(int, object)  # job id, GenerationResult: its files are already saved
     jobFailed = Signal(int, str)  # job id, one sentence
     jobCancelled = Signal(int)
+    jobPlaced = Signal(int, str)  # job id, where it runs (a cluster's engine and node)
     busyChanged = Signal(bool)  # True while a job is current
     engineStatus = Signal(str, float)  # message, fraction (UNKNOWN_FRACTION when unknown)
     engineReady = Signal(str)
@@ -74,6 +75,7 @@ class JobController(QObject):
         backend.finished.connect(self._on_finished)
         backend.failed.connect(self._on_failed)
         backend.cancelled.connect(self._on_worker_cancelled)
+        backend.placed.connect(self._on_placed)
         backend.statusChanged.connect(self.engineStatus)
         backend.engineReady.connect(self.engineReady)
 
@@ -219,6 +221,13 @@ class JobController(QObject):
         self._latest = progress
         if not self._flush_timer.isActive():
             self._flush_timer.start()
+
+    @Slot(int, str)
+    def _on_placed(self, job_id: int, where: str) -> None:
+        if not self._is_current(job_id):
+            return
+        self._jobs[job_id].frames.clear()  # placed again (its engine died): it starts over
+        self.jobPlaced.emit(job_id, where)
 
     @Slot()
     def _flush_progress(self) -> None:

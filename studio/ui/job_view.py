@@ -50,6 +50,7 @@ class JobView(QObject):
         self.shown_job: int | None = None  # the job whose steps the canvas and timeline show
 
         controller.jobStarted.connect(self._on_started)
+        controller.jobPlaced.connect(self._on_placed)
         controller.progress.connect(self._on_progress)
         controller.jobFinished.connect(self._on_finished)
         controller.jobFailed.connect(self._on_failed)
@@ -76,6 +77,12 @@ class JobView(QObject):
         record = self.controller.job(job_id)
         upscaling = record is not None and record.request.mode is Mode.UPSCALE
         self.status.say("Upscaling…" if upscaling else "Generating…")
+
+    @Slot(int, str)
+    def _on_placed(self, job_id: int, where: str) -> None:
+        record = self.controller.job(job_id)
+        upscaling = record is not None and record.request.mode is Mode.UPSCALE
+        self.status.say(f"{'Upscaling' if upscaling else 'Generating'} on {where}…")
 
     @Slot(int, object)
     def _on_progress(self, job_id: int, progress: StepProgress) -> None:

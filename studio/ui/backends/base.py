@@ -3,7 +3,8 @@
 A backend takes `Job`s and reports back by Qt signals delivered on the UI thread:
 status lines while it starts or loads a model, each step's progress with its preview,
 and exactly one ending per job it accepted — finished (with the result, its images
-already saved), failed (one sentence) or cancelled. Cancelling is thread-safe and acts
+already saved), failed (one sentence) or cancelled. A backend with several places to run
+may say where a job runs (placed; again if it moves). Cancelling is thread-safe and acts
 within one step; a job cancelled before its turn never runs.
 """
 
@@ -26,8 +27,17 @@ class JobSignals(QObject):
     finished = Signal(int, object)  # job id, GenerationResult with its paths
     failed = Signal(int, str)  # job id, one sentence
     cancelled = Signal(int)  # job id
+    placed = Signal(int, str)  # job id, where it runs ("studio-engine-1 on 10.0.0.7")
 
-    NAMES = ("statusChanged", "engineReady", "stepped", "finished", "failed", "cancelled")
+    NAMES = (
+        "statusChanged",
+        "engineReady",
+        "stepped",
+        "finished",
+        "failed",
+        "cancelled",
+        "placed",
+    )
 
 
 class Backend(JobSignals):

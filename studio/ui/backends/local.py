@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from studio.core.errors import UserError
+from studio.core.errors import UserError, one_sentence
 from studio.core.jobs import GenerationResult, Job
 from studio.core.request import GenerationRequest, Mode
-from studio.core.settings import SPEEDUPS, EngineSettings
+from studio.core.settings import EngineSettings, needs_reload
 from studio.core.text import printable
 from studio.ui.backends.base import UNKNOWN_FRACTION, Backend, JobSignals
 
@@ -56,22 +56,6 @@ def real_engine(settings: EngineSettings) -> EngineLike:
     from studio.engine.generate import Engine
 
     return Engine(settings)
-
-
-# The settings a model is loaded and placed under. The rest (previews, VAE tiling) the engine
-# reads at every job, so changing them costs no reload.
-PLACEMENT_FIELDS = (
-    "device",
-    "dtype",
-    "attention_slicing",
-    "cpu_offload",
-    *(speedup.field for speedup in SPEEDUPS),
-)
-
-
-def needs_reload(old: EngineSettings, new: EngineSettings) -> bool:
-    """Whether a loaded model must be loaded again to follow `new`."""
-    return any(getattr(old, name) != getattr(new, name) for name in PLACEMENT_FIELDS)
 
 
 class _SignalReporter:
@@ -205,9 +189,9 @@ class EngineWorker(JobSignals):
             if result.cancelled or cancel.is_set():  # set after the last step: save nothing
                 self.cancelled.emit(job.id)
                 return
-            _save(result, job)
+            save_job_result(result, job)
         except Exception as e:  # noqa: BLE001 - one job's failure never wedges the queue
-            self.failed.emit(job.id, _one_sentence(e))
+            self.failed.emit(job.id, one_sentence(e))
             return
         self.finished.emit(job.id, result)
 
@@ -221,8 +205,9 @@ class EngineWorker(JobSignals):
             self._cancels.pop(job_id, None)
 
 
-def _save(result: GenerationResult, job: Job) -> None:
-    """Every image of a job on disk (before anyone hears it is done), or a sentence why not."""
+def save_job_result(result: GenerationResult, job: Job) -> None:
+    """Every image of a job on disk (before anyone hears it is done), or a sentence why not;
+    every backend saves its results here."""
     from studio.core.saving import save_result
 
     try:
@@ -235,16 +220,6 @@ def _save(result: GenerationResult, job: Job) -> None:
 
 class SaveError(UserError):
     """The result could not be written; str() says where and why."""
-
-
-def _one_sentence(error: BaseException) -> str:
-    """A user error is its own sentence; anything else is a bug, logged with its traceback."""
-    if isinstance(error, UserError):
-        return str(error)
-    log.error("the job failed unexpectedly", exc_info=error)
-    if isinstance(error, MemoryError):
-        return "There was not enough memory to finish the job: try a smaller size or batch."
-    return f"The job failed unexpectedly ({error.__class__.__name__}); see the log."
 
 
 class LocalBackend(Backend):

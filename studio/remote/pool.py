@@ -1,0 +1,575 @@
+"""The engines of a Ray cluster as one queue: connect, start the engine actors, place each
+job on one, bring its events back, retry a job whose engine died, cancel within a step.
+
+`EnginePool` is Qt-free and reports to a listener (the window's `RayBackend`, the command
+line's waiter) from its own threads: one per running job, each ending with its job.
+
+Placing: jobs leave in the order they came, each to an idle engine that already holds the
+job's model if there is one, else to an empty one, else to any idle one; jobs wait while
+every engine is busy. A job whose engine dies (its node lost, killed for memory) runs again
+once, on another engine where there is one; a second loss fails it with one sentence.
+
+Steps travel back on a Ray streaming generator (`num_returns="streaming"`). Ray Client
+(`ray://`) cannot stream, so there the pool long-polls the engine for the same events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from studio.core.errors import UserError
+from studio.core.jobs import GenerationResult, StepProgress
+from studio.core.request import GenerationRequest
+from studio.core.settings import EngineSettings
+from studio.remote.actor import TERMINAL, EngineActor, Event, decode_result, studio_version
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "latent-studio"
+ENGINE_PREFIX = "studio-engine"
+DEFAULT_CPUS_PER_ENGINE = 4  # on a cluster without GPUs: one engine per this many CPUs
+MAX_CONCURRENCY = 4  # a running job, its cancel, a poll and a question at once
+MAX_RESTARTS = 2  # Ray starts a dead engine again (its model loads again on its next job)
+START_TIMEOUT_S = 300.0  # engines start a Python, import torch and the engine
+ATTEMPTS = 2  # a job whose engine died runs once more
+
+
+class ClusterError(UserError):
+    """The cluster cannot be used; str() is one sentence saying why and what to do."""
+
+
+class Listener(Protocol):
+    """Where a pool's reports go; called on the pool's threads."""
+
+    def placed(self, job_id: int, where: str) -> None: ...
+
+    def status(self, message: str, fraction: float | None) -> None: ...
+
+    def step(self, job_id: int, progress: StepProgress) -> None: ...
+
+    def finished(self, job_id: int, result: GenerationResult) -> None: ...
+
+    def failed(self, job_id: int, message: str) -> None: ...
+
+    def cancelled(self, job_id: int) -> None: ...
+
+
+# -- connecting ------------------------------------------------------------------------------
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ClusterError(
+            "Ray is not installed here: pip install 'latent-studio[ray]' to use a cluster."
+        ) from None
+    return ray
+
+
+def is_local(address: str) -> bool:
+    """Whether the address asks for a cluster of this process alone ("ray", "local")."""
+    return address.strip().lower() in ("", "ray", "local")
+
+
+def connect(address: str, local_cpus: int | None = None) -> bool:
+    """Connect this process to the Ray cluster at `address` (`ray://host:10001`, `auto`,
+    `host:6379`), or start one here for `ray`/`local`; True when this call started or joined
+    Ray and so must end it. No dashboard, unless the cluster was started with one."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    options: dict[str, Any] = {
+        "namespace": NAMESPACE,
+        "log_to_driver": False,
+        "logging_level": logging.WARNING,
+    }
+    try:
+        if is_local(address):
+            ray.init(num_cpus=local_cpus, include_dashboard=False, **options)
+        else:
+            ray.init(address=address.strip(), **options)
+    except Exception as e:  # noqa: BLE001 - every way of failing to connect is one sentence
+        raise ClusterError(explain(e, address)) from None
+    return True
+
+
+def explain(error: BaseException, address: str) -> str:
+    """One sentence for a cluster that cannot be used: not reachable, without the studio,
+    or running other versions."""
+    import platform
+
+    text = str(error)
+    lowered = text.lower()
+    shown = address.strip() or "this machine"
+    if isinstance(error, UserError):
+        return str(error)
+    if "no module named 'studio" in lowered or 'no module named "studio' in lowered:
+        return (
+            f"The Ray cluster at {shown} does not have Latent Studio installed: run pip "
+            "install 'latent-studio[ray]' on each of its nodes."
+        )
+    if "version mismatch" in lowered or "was started with" in lowered:
+        here = f"Ray {import_ray().__version__}, Python {platform.python_version()}"
+        return (
+            f"The Ray cluster at {shown} runs other versions of Ray or Python than this "
+            f"machine ({here}): install the same on both."
+        )
+    if "could not find any running ray instance" in lowered:
+        return (
+            "No Ray cluster runs on this machine: start one with 'ray start --head', or give "
+            "a cluster's address (ray://host:10001)."
+        )
+    if isinstance(error, (ConnectionError, TimeoutError)) or "connect" in lowered:
+        return (
+            f"No Ray cluster answered at {shown}: check the address, that 'ray start --head' "
+            "runs there and that its port is open."
+        )
+    if error.__class__.__name__ == "GetTimeoutError":
+        return (
+            f"The Ray cluster at {shown} started no engine within {START_TIMEOUT_S:.0f} s: "
+            "it may have no free GPU or CPUs for one."
+        )
+    first = text.strip().splitlines()[0] if text.strip() else error.__class__.__name__
+    return f"The Ray cluster at {shown} could not be used ({first[:160]})."
+
+
+def plan(
+    resources: dict[str, float], engines: int | None, cpus_per_engine: int
+) -> tuple[int, dict[str, float]]:
+    """How many engines, each asking for what: one per GPU, or one per `cpus_per_engine`
+    CPUs on a cluster without GPUs; `engines` overrides the count."""
+    gpus = int(resources.get("GPU", 0))
+    if gpus:
+        return engines or gpus, {"num_gpus": 1, "num_cpus": 1}
+    cpus = int(resources.get("CPU", 1))
+    count = engines or max(1, cpus // max(1, cpus_per_engine))
+    return count, {"num_cpus": max(1, cpus_per_engine)}
+
+
+# -- placing ---------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class EngineRecord:
+    """The pool's view of one engine actor."""
+
+    name: str
+    handle: Any
+    node: str = ""
+    model: str = ""  # the model it holds, known from its last finished job
+    job: PoolJob | None = None
+    deaths: int = 0
+
+    @property
+    def where(self) -> str:
+        return f"{self.name} on {self.node}" if self.node else self.name
+
+
+@dataclass(eq=False)
+class PoolJob:
+    id: int
+    request: GenerationRequest
+    attempts: int = 0
+    excluded: set[str] = field(default_factory=set)  # engines that died running it
+    cancelled: bool = False
+    engine: EngineRecord | None = None
+
+
+def choose_engine(job: PoolJob, engines: list[EngineRecord]) -> EngineRecord | None:
+    """The idle engine for a job: one holding its model, else an empty one, else any; never
+    one that died running it while another engine lives."""
+    idle = [e for e in engines if e.job is None]
+    allowed = [e for e in idle if e.name not in job.excluded]
+    if not allowed and all(e.name in job.excluded for e in engines):
+        allowed = idle  # a pool of one engine: its restarted self
+    for wanted in (
+        lambda e: e.model == job.request.model,
+        lambda e: not e.model,
+        lambda e: True,
+    ):
+        for engine in allowed:
+            if wanted(engine):
+                return engine
+    return None
+
+
+class EnginePool:
+    """The engine actors of one cluster, fed from one queue (see the module's docstring)."""
+
+    def __init__(
+        self,
+        listener: Listener,
+        address: str = "auto",
+        settings: EngineSettings | None = None,
+        engines: int | None = None,
+        cpus_per_engine: int = DEFAULT_CPUS_PER_ENGINE,
+        channel: str | None = None,
+        prefix: str = ENGINE_PREFIX,
+    ) -> None:
+        """`engines`: how many (default: one per GPU, or per `cpus_per_engine` CPUs);
+        `channel`: "stream" or "poll" (default: stream, except over Ray Client)."""
+        self._listener = listener
+        self.address = address
+        self._settings = settings or EngineSettings()
+        self._count = engines
+        self._cpus = cpus_per_engine
+        self._channel = channel
+        self._prefix = prefix
+        self._lock = threading.Lock()
+        self._engines: list[EngineRecord] = []
+        self._pending: deque[PoolJob] = deque()
+        self._running: dict[int, PoolJob] = {}
+        self._threads: set[threading.Thread] = set()
+        self._ready = False
+        self._broken = ""  # why the cluster cannot be used, once start() failed
+        self._stopping = False
+        self._owns_ray = False
+        self.step_delays: deque[float] = deque(maxlen=10_000)  # seconds each step travelled
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def start(self) -> str:
+        """Connect and start the engines (blocks: seconds to minutes); returns a summary.
+        Raises ClusterError with the sentence to show; jobs waiting fail with it."""
+        try:
+            summary = self._start()
+        except Exception as e:  # noqa: BLE001
+            self._fail_everything(explain(e, self.address))
+            raise ClusterError(self._broken) from None
+        with self._lock:
+            self._ready = True
+            started = self._dispatch_locked()
+        self._start_threads(started)
+        return summary
+
+    def submit(self, job_id: int, request: GenerationRequest) -> None:
+        """Run a request on the cluster after the jobs before it."""
+        with self._lock:
+            broken = self._broken or ("The cluster's queue is closed." if self._stopping else "")
+            if not broken:
+                self._pending.append(PoolJob(job_id, request))
+                started = self._dispatch_locked()
+        if broken:
+            self._listener.failed(job_id, broken)
+            return
+        self._start_threads(started)
+
+    def cancel(self, job_id: int) -> None:
+        """Stop a running job within one step; a waiting one ends unrun at once."""
+        handle = None
+        with self._lock:
+            waiting = next((j for j in self._pending if j.id == job_id), None)
+            if waiting is not None:
+                self._pending.remove(waiting)
+            running = self._running.get(job_id)
+            if running is not None and running.engine is not None:
+                running.cancelled = True
+                handle = running.engine.handle
+        if waiting is not None:
+            self._listener.cancelled(job_id)
+        if handle is not None:
+            self._tell_cancel(handle, job_id)
+
+    def configure(self, settings: EngineSettings) -> None:
+        """Settings for the jobs placed from now on (each job carries its settings)."""
+        with self._lock:
+            self._settings = settings
+
+    def stop(self, timeout: float = 2.0, kill: bool = False) -> bool:
+        """Cancel everything and wait for the job threads; end Ray if this pool started it,
+        and with `kill` its engines too. False when a job thread did not end in time."""
+        with self._lock:
+            self._stopping = True
+            waiting = list(self._pending)
+            self._pending.clear()
+            running = [(j.id, j.engine.handle) for j in self._running.values() if j.engine]
+            for job in self._running.values():
+                job.cancelled = True
+            threads = list(self._threads)
+            engines = list(self._engines)
+        for job in waiting:
+            self._listener.cancelled(job.id)
+        for job_id, handle in running:
+            self._tell_cancel(handle, job_id)
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        ended = not any(t.is_alive() for t in threads)
+        ray = _ray_if_imported()
+        if ray is not None and ray.is_initialized():
+            if kill:
+                for engine in engines:
+                    with contextlib.suppress(Exception):  # already gone
+                        ray.kill(engine.handle, no_restart=True)
+            if self._owns_ray:
+                ray.shutdown()
+        return ended
+
+    # -- queries ----------------------------------------------------------------------------
+
+    @property
+    def engines(self) -> list[EngineRecord]:
+        with self._lock:
+            return list(self._engines)
+
+    @property
+    def channel(self) -> str:
+        return self._channel or "stream"
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _start(self) -> str:
+        ray = import_ray()
+        self._owns_ray = connect(self.address, local_cpus=self._count and self._count * self._cpus)
+        if self._channel is None:
+            self._channel = "poll" if ray.util.client.ray.is_connected() else "stream"
+        count, resources = plan(ray.cluster_resources(), self._count, self._cpus)
+        threads = int(resources.get("num_cpus", 1)) if "num_gpus" not in resources else None
+        remote = ray.remote(EngineActor)
+        handles = []
+        for index in range(count):
+            name = f"{self._prefix}-{index}"
+            handles.append(
+                remote.options(
+                    name=name,
+                    namespace=NAMESPACE,
+                    get_if_exists=True,
+                    max_concurrency=MAX_CONCURRENCY,
+                    max_restarts=MAX_RESTARTS,
+                    **resources,
+                ).remote(name, threads)
+            )
+        wheres = ray.get([h.where.remote() for h in handles], timeout=START_TIMEOUT_S)
+        ours = studio_version()
+        for where in wheres:
+            if where["studio"] != ours:
+                raise ClusterError(
+                    f"The Ray cluster's node {where['node']} runs Latent Studio "
+                    f"{where['studio']}, this machine {ours}: install the same version on both."
+                )
+        with self._lock:
+            self._engines = [
+                EngineRecord(w["name"], h, w["node"], w.get("model", ""))
+                for h, w in zip(handles, wheres, strict=True)
+            ]
+        nodes = sorted({w["node"] for w in wheres})
+        kind = "GPU" if "num_gpus" in resources else f"{resources['num_cpus']:g} CPU"
+        return (
+            f"{count} engine{'s' if count != 1 else ''} ({kind} each) on "
+            f"{len(nodes)} node{'s' if len(nodes) != 1 else ''} of the Ray cluster"
+        )
+
+    def _fail_everything(self, sentence: str) -> None:
+        with self._lock:
+            self._broken = sentence
+            waiting = list(self._pending)
+            self._pending.clear()
+        for job in waiting:
+            self._listener.failed(job.id, sentence)
+
+    def _dispatch_locked(self) -> list[threading.Thread]:
+        """Place waiting jobs on idle engines; the threads to start once the lock is free."""
+        started: list[threading.Thread] = []
+        if not self._ready or self._stopping:
+            return started
+        for job in list(self._pending):
+            engine = choose_engine(job, self._engines)
+            if engine is None:
+                if all(e.job is not None for e in self._engines):
+                    break  # every engine is busy
+                continue  # this one waits for another engine; a later job may fit
+            self._pending.remove(job)
+            job.attempts += 1
+            job.engine, engine.job = engine, job
+            self._running[job.id] = job
+            thread = threading.Thread(
+                target=self._drive,
+                args=(job, engine),
+                name=f"studio-ray-job-{job.id}",
+                daemon=True,
+            )
+            self._threads.add(thread)
+            started.append(thread)
+        return started
+
+    @staticmethod
+    def _start_threads(threads: list[threading.Thread]) -> None:
+        for thread in threads:
+            thread.start()
+
+    def _drive(self, job: PoolJob, engine: EngineRecord) -> None:
+        """Follow one job on one engine to its end, on the job's own thread."""
+        ray = import_ray()
+        lost: BaseException | None = None
+        outcome: tuple[str, Any]
+        try:
+            self._listener.placed(job.id, engine.where)
+            outcome = self._follow(job, engine)
+        except ray.exceptions.RayActorError as e:
+            lost = e
+            outcome = ("lost", e)
+        except Exception as e:  # noqa: BLE001 - one job's failure never wedges the queue
+            log.warning("job %d on %s: %s", job.id, engine.name, e)
+            outcome = ("failed", explain(e, self.address))
+        retry = False
+        with self._lock:
+            engine.job = None
+            self._running.pop(job.id, None)
+            self._threads.discard(threading.current_thread())
+            if lost is not None:
+                engine.model = ""  # a restarted engine loads its model again
+                engine.deaths += 1
+                if engine.deaths > MAX_RESTARTS and engine in self._engines:
+                    self._engines.remove(engine)
+                log.warning("engine %s died running job %d: %s", engine.name, job.id, lost)
+                if job.cancelled:
+                    outcome = ("cancelled", None)
+                elif job.attempts < ATTEMPTS and self._engines and not self._stopping:
+                    job.excluded.add(engine.name)
+                    job.engine = None
+                    self._pending.appendleft(job)
+                    retry = True
+                else:
+                    outcome = (
+                        "failed",
+                        f"The job was lost twice on the Ray cluster ({engine.name} stopped: a "
+                        "node lost or out of memory).",
+                    )
+            started = self._dispatch_locked()
+        self._start_threads(started)
+        if retry:
+            self._listener.status(
+                f"{engine.name} stopped; running the job again on another engine.", None
+            )
+            return
+        kind, value = outcome
+        if kind == "finished":
+            self._listener.finished(job.id, value)
+        elif kind == "cancelled":
+            self._listener.cancelled(job.id)
+        else:
+            self._listener.failed(job.id, value)
+
+    def _follow(self, job: PoolJob, engine: EngineRecord) -> tuple[str, Any]:
+        for event in self._events(job, engine):
+            kind = event[0]
+            if kind == "step":
+                self.step_delays.append(time.time() - event[2])
+                if not job.cancelled:
+                    self._listener.step(job.id, event[1])
+            elif kind == "status":
+                self._listener.status(f"{event[1]} ({engine.name})", event[2])
+            elif kind == "done":
+                engine.model = job.request.model
+                if job.cancelled:  # cancelled after its last step: nothing is saved
+                    return ("cancelled", None)
+                return ("finished", decode_result(event[1]))
+            elif kind == "cancelled":
+                return ("cancelled", None)
+            elif kind == "error":
+                return ("failed", event[1])
+        return ("failed", f"{engine.name} ended the job without a result.")
+
+    def _events(self, job: PoolJob, engine: EngineRecord) -> Iterator[Event]:
+        ray = import_ray()
+        with self._lock:
+            settings = self._settings
+        if self.channel == "stream":
+            stream = engine.handle.run.options(num_returns="streaming").remote(
+                job.id, job.request, settings
+            )
+            for ref in stream:
+                yield ray.get(ref)
+            return
+        ray.get(engine.handle.begin.remote(job.id, job.request, settings))
+        while True:
+            for event in ray.get(engine.handle.poll.remote(job.id, 0.5)):
+                yield event
+                if event[0] in TERMINAL:
+                    return
+
+    @staticmethod
+    def _tell_cancel(handle: Any, job_id: int) -> None:
+        try:
+            handle.cancel.remote(job_id)
+        except Exception as e:  # noqa: BLE001 - a dead engine runs nothing to cancel
+            log.info("could not cancel job %d: %s", job_id, e)
+
+
+def _ray_if_imported() -> Any:
+    import sys
+
+    return sys.modules.get("ray")
+
+
+# -- one request, for the command line ---------------------------------------------------------
+
+
+class _Waiter:
+    """A listener for one job: relays its reports and keeps its ending."""
+
+    def __init__(self, reporter: Any) -> None:
+        self._reporter = reporter
+        self.done = threading.Event()
+        self.result: GenerationResult | None = None
+        self.error = ""
+        self.where = ""
+
+    def placed(self, job_id: int, where: str) -> None:
+        self.where = where
+        self._reporter.status(f"Running on {where}", None)
+
+    def status(self, message: str, fraction: float | None) -> None:
+        self._reporter.status(message, fraction)
+
+    def step(self, job_id: int, progress: StepProgress) -> None:
+        self._reporter.step(progress)
+
+    def finished(self, job_id: int, result: GenerationResult) -> None:
+        self.result = result
+        self.done.set()
+
+    def failed(self, job_id: int, message: str) -> None:
+        self.error = message
+        self.done.set()
+
+    def cancelled(self, job_id: int) -> None:
+        self.done.set()
+
+
+def run_on_cluster(
+    address: str,
+    request: GenerationRequest,
+    reporter: Any,
+    settings: EngineSettings | None = None,
+) -> GenerationResult:
+    """Run one request on a cluster (`ray` alone: a cluster of this machine for this call)
+    and return its result, images decoded; raises ClusterError with one sentence."""
+    waiter = _Waiter(reporter)
+    pool = EnginePool(waiter, address, settings, engines=1 if is_local(address) else None)
+    try:
+        if is_local(address):
+            reporter.status("Starting a Ray cluster on this machine…", None)
+        pool.start()
+        pool.submit(1, request)
+        while not waiter.done.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        pool.cancel(1)
+        waiter.done.wait(10)
+        raise
+    finally:
+        pool.stop(timeout=10)
+    if waiter.result is None:
+        if waiter.error:
+            raise ClusterError(waiter.error)
+        return GenerationResult([], request, [], cancelled=True)
+    return waiter.result

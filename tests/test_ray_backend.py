@@ -1,0 +1,200 @@
+"""The studio's queue on a Ray cluster: one local cluster on the CPU for the module (two
+engine actors, one CPU each, studio-tiny), the Ray backend behind the window's seam.
+
+What an artist would notice: the same picture as on this machine, saved with the same
+metadata; jobs spread over both engines, each job's previews in step order; cancel within
+a step; an engine killed mid-job costs a retry, not the picture; the window's whole cycle;
+a cluster that cannot be used is one sentence.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from studio.core.jobs import Job
+from studio.core.request import GenerationRequest
+from studio.metadata import read_parameters
+from tests.conftest import embedded_model_available
+
+PROMPT = "a small red circle at the top left on a blue background"
+SIZE = 64
+
+needs_tiny = pytest.mark.skipif(
+    not embedded_model_available("studio-tiny"), reason="studio-tiny is not shipped here"
+)
+
+
+def _request(steps: int = 4, seed: int = 5, prompt: str = PROMPT) -> GenerationRequest:
+    return GenerationRequest(prompt=prompt, width=SIZE, height=SIZE, steps=steps, seed=seed)
+
+
+@pytest.fixture(scope="module")
+def cluster():  # noqa: ANN201
+    """One local Ray cluster for the module: two CPUs, no dashboard; ended at the end."""
+    ray = pytest.importorskip("ray")
+    if not embedded_model_available("studio-tiny"):
+        pytest.skip("studio-tiny is not shipped here")
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        namespace="latent-studio",
+        log_to_driver=False,
+        logging_level="ERROR",
+    )
+    yield ray
+    ray.shutdown()
+
+
+class _Recorder:
+    """Everything a backend says, by job."""
+
+    def __init__(self, backend) -> None:  # noqa: ANN001
+        self.placed: dict[int, list[str]] = {}
+        self.steps: dict[int, list[int]] = {}
+        self.ended: dict[int, tuple[str, object]] = {}
+        self.ready: list[str] = []
+        backend.placed.connect(lambda j, w: self.placed.setdefault(j, []).append(w))
+        backend.stepped.connect(lambda j, p: self.steps.setdefault(j, []).append(p.step))
+        backend.finished.connect(lambda j, r: self.ended.setdefault(j, ("finished", r)))
+        backend.failed.connect(lambda j, m: self.ended.setdefault(j, ("failed", m)))
+        backend.cancelled.connect(lambda j: self.ended.setdefault(j, ("cancelled", None)))
+        backend.engineReady.connect(self.ready.append)
+
+
+@pytest.fixture
+def ray_backend(cluster, qtbot):  # noqa: ANN001, ANN201, ARG001
+    """The Ray backend on the module's cluster, started; stopped with every thread ended."""
+    from studio.ui.backends.ray import RayBackend
+
+    backend = RayBackend("auto", engines=2, cpus_per_engine=1)
+    recorder = _Recorder(backend)
+    with qtbot.waitSignal(backend.engineReady, timeout=120_000):
+        backend.start()
+    assert recorder.ready[-1].startswith("Ready"), recorder.ready
+    yield backend, recorder
+    assert backend.stop(10_000)
+    backend.deleteLater()
+
+
+def _job(job_id: int, folder: Path, **kwargs) -> Job:  # noqa: ANN003
+    return Job(job_id, _request(**kwargs), folder)
+
+
+@needs_tiny
+def test_the_cluster_paints_the_same_pixels_as_this_machine(
+    qtbot, ray_backend, tmp_path: Path, one_thread
+) -> None:  # noqa: ANN001, ARG001
+    from studio.core.saving import save_result
+    from studio.engine.generate import Engine
+
+    backend, seen = ray_backend
+    backend.submit(_job(1, tmp_path / "ray"))
+    qtbot.waitUntil(lambda: 1 in seen.ended, timeout=120_000)
+    kind, result = seen.ended[1]
+    assert kind == "finished", result
+    assert seen.placed[1][0].startswith("studio-engine-")
+    local = Engine().run(_request())
+    assert np.array_equal(np.asarray(result.images[0]), np.asarray(local.images[0]))
+    # saved here, with the metadata a local job's file has
+    local_paths = save_result(local, tmp_path / "local")
+    ray_params = read_parameters(result.paths[0])
+    local_params = read_parameters(local_paths[0])
+    assert result.paths[0].parent == tmp_path / "ray"
+    assert ray_params.to_json_dict() == local_params.to_json_dict() and ray_params.seed == 5
+
+
+@needs_tiny
+def test_four_jobs_spread_over_both_engines_with_previews_in_step_order(
+    qtbot, ray_backend, tmp_path: Path
+) -> None:  # noqa: ANN001
+    backend, seen = ray_backend
+    for job_id in range(1, 5):
+        backend.submit(_job(job_id, tmp_path, steps=5, seed=job_id))
+    qtbot.waitUntil(lambda: len(seen.ended) == 4, timeout=120_000)
+    assert {kind for kind, _ in seen.ended.values()} == {"finished"}
+    engines = {places[0].split(" on ")[0] for places in seen.placed.values()}
+    assert engines == {"studio-engine-0", "studio-engine-1"}
+    for job_id in range(1, 5):
+        assert seen.steps[job_id] == [1, 2, 3, 4, 5], seen.steps
+    assert len(list(tmp_path.glob("*.png"))) == 4
+
+
+@needs_tiny
+def test_cancel_reaches_the_running_step(qtbot, ray_backend, tmp_path: Path) -> None:  # noqa: ANN001
+    backend, seen = ray_backend
+    backend.submit(_job(7, tmp_path, steps=400))
+    qtbot.waitUntil(lambda: len(seen.steps.get(7, [])) >= 2, timeout=120_000)
+    asked = time.perf_counter()
+    backend.cancel(7)
+    steps_then = seen.steps[7][-1]
+    qtbot.waitUntil(lambda: 7 in seen.ended, timeout=10_000)
+    assert seen.ended[7][0] == "cancelled"
+    assert time.perf_counter() - asked < 2.0
+    assert seen.steps[7][-1] <= steps_then + 3  # the step under way, and those in flight
+    assert list(tmp_path.glob("*.png")) == []  # nothing saved
+
+
+@needs_tiny
+def test_an_engine_killed_mid_job_costs_one_retry_not_the_picture(
+    qtbot, cluster, ray_backend, tmp_path: Path
+) -> None:  # noqa: ANN001
+    backend, seen = ray_backend
+    backend.submit(_job(9, tmp_path, steps=60, seed=11))
+    qtbot.waitUntil(lambda: len(seen.steps.get(9, [])) >= 2, timeout=120_000)
+    first = seen.placed[9][0].split(" on ")[0]
+    cluster.kill(cluster.get_actor(first, namespace="latent-studio"), no_restart=False)
+    qtbot.waitUntil(lambda: 9 in seen.ended, timeout=120_000)
+    kind, result = seen.ended[9]
+    assert kind == "finished", result
+    assert len(seen.placed[9]) == 2 and not seen.placed[9][1].startswith(first + " ")
+    assert result.paths and result.paths[0].is_file() and result.seeds == [11]
+
+
+def test_a_cluster_that_cannot_be_used_is_one_sentence() -> None:
+    from studio.remote.pool import explain
+
+    cases = {
+        ConnectionError("Could not find any running Ray instance. Please specify"): "ray start",
+        ConnectionError("ray client connection timeout"): "No Ray cluster answered at",
+        RuntimeError(
+            "Version mismatch: The cluster was started with:\n Ray: 2.40.0 Python: 3.10.2"
+        ): "other versions of Ray or Python",
+        RuntimeError("ModuleNotFoundError: No module named 'studio'"): "Latent Studio installed",
+    }
+    for error, words in cases.items():
+        sentence = explain(error, "ray://studio-box:10001")
+        assert words in sentence and sentence.count(". ") == 0 and sentence.endswith("."), sentence
+
+
+def test_placing_prefers_an_engine_that_holds_the_jobs_model() -> None:
+    from studio.remote.pool import EngineRecord, PoolJob, choose_engine
+
+    engines = [EngineRecord("e0", None, model="sdxl"), EngineRecord("e1", None, model="tiny")]
+    job = PoolJob(1, GenerationRequest(model="tiny"))
+    assert choose_engine(job, engines).name == "e1"
+    engines[1].job = PoolJob(2, GenerationRequest(model="tiny"))  # busy: the other one
+    assert choose_engine(job, engines).name == "e0"
+    job.excluded.add("e0")  # it died running this job: not again while another lives
+    assert choose_engine(job, engines) is None
+
+
+def test_the_studio_imports_no_ray_until_the_ray_backend_starts(tmp_path: Path) -> None:
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from studio.ui.backends.ray import RayBackend\n"
+        "from studio.ui.main_window import MainWindow\n"
+        "import studio.cli\n"
+        "b = RayBackend('auto')\n"
+        "assert 'ray' not in sys.modules, 'ray imported'\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
