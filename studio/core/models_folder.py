@@ -7,8 +7,12 @@ and ControlNets where those tools put them:
     models/Stable-diffusion    models/checkpoints, models/diffusion_models, models/unet
     models/Lora, LyCORIS       models/loras
     models/ControlNet          models/controlnet
+    models/VAE                 models/vae
+    models/text_encoder        models/clip, models/text_encoders
 
-and diffusers folders (a folder with model_index.json) among the checkpoints. The scan is
+and diffusers folders (a folder with model_index.json) among the checkpoints. VAEs and text
+encoders are the separate parts of transformer-only files (Flux's ae.safetensors, clip_l,
+t5xxl): `studio.engine.single_file` looks for them there. The scan is
 bounded (depth and count) and follows no links out of the folder, so a huge or looping
 tree costs a moment, not a freeze. Torch-free: the window lists models without loading any.
 
@@ -34,6 +38,8 @@ KIND_FOLDERS: dict[str, tuple[str, ...]] = {
     "loras": ("lora", "loras", "lycoris"),
     "controlnets": ("controlnet",),
     "embeddings": ("embeddings",),  # A1111 keeps these beside models/, not in it
+    "vae": ("vae",),
+    "text_encoders": ("clip", "text_encoders", "text_encoder"),
 }
 
 
@@ -143,6 +149,11 @@ def _models_root(folder: Path) -> Path:
     """The tool's `models` folder when pointed at the tool's own folder."""
     inner = folder / "models"
     return inner if not _kind_dirs(folder) and inner.is_dir() else folder
+
+
+def kind_folders(root: Path, kind: str) -> list[Path]:
+    """The folders of one kind directly under a tool's folder or its models folder."""
+    return _kind_dirs(_models_root(root)).get(kind, [])
 
 
 def _kind_dirs(root: Path) -> dict[str, list[Path]]:

@@ -123,6 +123,10 @@ VARIANTS: dict[str, Variant] = {
             "sd3.5-medium",
             {"x_embedder.proj.weight": (1536, 16, 2, 2), "pos_embed": (1, 147456, 1536)},
         ),
+        Variant(  # SD 3 medium: SD 3.5 medium's width, a quarter of its position table
+            "sd3-medium",
+            {"x_embedder.proj.weight": (1536, 16, 2, 2), "pos_embed": (1, 36864, 1536)},
+        ),
         *(
             Variant(
                 name,
@@ -159,6 +163,7 @@ HUB_COMPANIONS: dict[str, tuple[str, ...]] = {
         "stabilityai/stable-diffusion-3.5-large",
         "stabilityai/stable-diffusion-3.5-medium",
         "stabilityai/stable-diffusion-3.5-large-turbo",
+        "stabilityai/stable-diffusion-3-medium-diffusers",
     ),
     "flux-dev": ("black-forest-labs/FLUX.1-dev", "black-forest-labs/FLUX.1-schnell"),
     "flux-schnell": ("black-forest-labs/FLUX.1-schnell", "black-forest-labs/FLUX.1-dev"),
@@ -288,7 +293,11 @@ def _variant(path: Path, family: Any, keys: list[str], shapes: dict) -> Variant 
     if family.name == "sd2":
         return VARIANTS["sd2-v" if sd2_predicts_v(path) else "sd2-base"]
     if family.name == "sd3":
-        width = _unprefixed(shapes, family).get("x_embedder.proj.weight", (0,))[0]
+        unprefixed = _unprefixed(shapes, family)
+        fitting = [v for n, v in VARIANTS.items() if n.startswith("sd3") and _fits(v, unprefixed)]
+        if fitting:
+            return fitting[0]
+        width = unprefixed.get("x_embedder.proj.weight", (0,))[0]
         return {2432: VARIANTS["sd3.5-large"], 1536: VARIANTS["sd3.5-medium"]}.get(width)
     if family.name in ("flux-dev", "flux-schnell"):
         guided = any(k.removeprefix(UNET).startswith("guidance_in.") for k in keys)
@@ -323,12 +332,13 @@ def companion_hint(path: Path, family: Any) -> str:
     )
 
 
-def find_companion(path: Path, family: Any) -> Path | None:
+def find_companion(path: Path, family: Any, hub: bool = True) -> Path | None:
     """The diffusers folder whose missing parts (configs, VAE, text encoders, tokenizers) a
-    single file uses: named in `<file>.companion`, beside the file, or in the local cache."""
-    sidecar = path.with_name(path.name + ".companion")
-    if is_regular_file(sidecar):
-        return _named_companion(sidecar, path)
+    single file uses: named in `<file>.companion`, beside the file, or (`hub`) in the local
+    cache. None when `<file>.companion` names separate part files instead of a folder."""
+    sidecar = read_sidecar(path)
+    if sidecar is not None and (sidecar.folder is not None or sidecar.named):
+        return sidecar.folder
     siblings: list[Path] = []
     try:
         with os.scandir(path.parent) as scan:
@@ -346,6 +356,10 @@ def find_companion(path: Path, family: Any) -> Path | None:
             same_class.append(folder)
     if same_class:
         return same_class[0]
+    return cached_companion(family) if hub else None
+
+
+def cached_companion(family: Any) -> Path | None:
     for repo in HUB_COMPANIONS.get(family.name, ()):
         folder = _cached_repo(repo)
         if folder is not None:
@@ -353,22 +367,51 @@ def find_companion(path: Path, family: Any) -> Path | None:
     return None
 
 
-def _named_companion(sidecar: Path, path: Path) -> Path:
+@dataclass
+class Sidecar:
+    """What `<model file>.companion` names, one a line: a diffusers folder or hub id (the
+    companion), part files (a VAE, text encoders), a folder holding T5's tokenizer."""
+
+    path: Path
+    folder: Path | None = None
+    files: list[Path] = field(default_factory=list)
+    tokenizers: list[Path] = field(default_factory=list)
+
+    @property
+    def named(self) -> bool:
+        return bool(self.files or self.tokenizers)
+
+
+def read_sidecar(path: Path) -> Sidecar | None:
+    sidecar = path.with_name(path.name + ".companion")
+    if not is_regular_file(sidecar):
+        return None
     try:
-        lines = sidecar.read_text(encoding="utf-8", errors="replace")[:4096].splitlines()
+        lines = sidecar.read_text(encoding="utf-8", errors="replace")[:16384].splitlines()
     except OSError:
         lines = []
-    named = next((line.strip() for line in lines if line.strip()), "")
-    folder = (path.parent / Path(named).expanduser()) if named else None
-    if folder is not None and (folder / "model_index.json").is_file():
-        return folder
-    cached = _cached_repo(named) if re.match(r"^[\w.-]+/[\w.-]+$", named) else None
-    if cached is not None:
-        return cached
-    raise ModelError(
-        f"'{printable(sidecar.name)}' names '{printable(named)}', which is neither a diffusers "
-        "folder nor a hub model in the local cache."
-    )
+    found = Sidecar(sidecar)
+    for line in (line.strip() for line in lines):
+        if not line or line.startswith("#"):
+            continue
+        named = path.parent / Path(line).expanduser()
+        if (named / "model_index.json").is_file():
+            found.folder = found.folder or named
+        elif is_regular_file(named) and named.suffix.lower() in PART_SUFFIXES:
+            found.files.append(named)
+        elif is_tokenizer_folder(named):
+            found.tokenizers.append(named)
+        elif re.match(r"^[\w.-]+/[\w.-]+$", line) and _cached_repo(line) is not None:
+            found.folder = found.folder or _cached_repo(line)
+        else:
+            raise ModelError(
+                f"'{printable(sidecar.name)}' names '{printable(line)}', which is neither a "
+                "diffusers folder, a .safetensors file, a tokenizer folder nor a hub model in "
+                "the local cache."
+            )
+    if not (found.folder or found.named):
+        raise ModelError(f"'{printable(sidecar.name)}' names nothing: write a folder into it.")
+    return found
 
 
 def _cached_repo(repo: str) -> Path | None:
@@ -379,6 +422,325 @@ def _cached_repo(repo: str) -> Path | None:
     except Exception:  # noqa: BLE001 - no cache, no companion
         return None
     return Path(index).parent if isinstance(index, str) else None
+
+
+# -- separate parts: ComfyUI's and Forge's VAE and text encoder files ----------------------
+
+# The parts a transformer-only file of each family needs, as model sites and ComfyUI keep them
+# (one file each): pipeline component → role. Their configs are shipped with the variant.
+FAMILY_PARTS: dict[str, dict[str, str]] = {
+    "flux-dev": {"vae": "vae", "text_encoder": "clip_l", "text_encoder_2": "t5xxl"},
+    "flux-schnell": {"vae": "vae", "text_encoder": "clip_l", "text_encoder_2": "t5xxl"},
+    "sd3": {
+        "vae": "vae",
+        "text_encoder": "clip_l",
+        "text_encoder_2": "clip_g",
+        "text_encoder_3": "t5xxl",
+    },
+}
+# The pipeline slot of T5's tokenizer, which the studio cannot ship (no pip dependency of the
+# studio carries T5's SentencePiece model); found as ComfyUI and Forge keep it, or named.
+T5_TOKENIZER_SLOT = {"flux-dev": "tokenizer_2", "flux-schnell": "tokenizer_2", "sd3": "tokenizer_3"}
+ROLE_KIND = {"vae": "vae", "clip_l": "clip", "clip_g": "clip", "t5xxl": "t5"}
+ROLE_LABEL = {
+    "vae": "VAE (ae.safetensors)",
+    "clip_l": "CLIP-L text encoder (clip_l.safetensors)",
+    "clip_g": "CLIP-G text encoder (clip_g.safetensors)",
+    "t5xxl": "T5-XXL text encoder (t5xxl_fp16.safetensors)",
+}
+# Where a full checkpoint keeps each part (Stability's, ComfyUI's saves); "" a file of its own.
+PART_PREFIXES = (
+    "",
+    "first_stage_model.",
+    "vae.",
+    "text_encoders.clip_l.transformer.",
+    "text_encoders.clip_g.transformer.",
+    "text_encoders.t5xxl.transformer.",
+)
+PART_SUFFIXES = (".safetensors", ".sft")
+MAX_PART_FILES = 200  # part files whose headers are read, in all
+# T5's tokenizer as ComfyUI (inside its code) and Forge keep it, relative to the tool's folder.
+TOOL_T5_TOKENIZERS = (
+    "comfy/text_encoders/t5_tokenizer",
+    "comfy/t5_tokenizer",
+    "backend/huggingface/black-forest-labs/FLUX.1-dev/tokenizer_2",
+)
+T5_HUB_REPOS = ("google/t5-v1_1-xxl",)
+
+
+@dataclass(frozen=True)
+class PartFile:
+    """One part inside a file: its kind ("vae", "clip", "t5") and the shape that tells which
+    model it is (a VAE's decoder input, a text encoder's token embedding)."""
+
+    path: Path
+    prefix: str  # where its tensors' names start ("" for a file of its own)
+    kind: str
+    shape: tuple[int, ...]
+    fp8: bool
+    rank: int  # 0: the model file itself, 1: named in .companion, 2: found
+
+
+def identify_parts(path: Path, rank: int) -> list[PartFile]:
+    """The parts a .safetensors file holds, from its header alone ([] if none or unreadable)."""
+    try:
+        header = safetensors_header(path)
+    except Exception:  # noqa: BLE001 - not a part file the studio can read: not a candidate
+        return []
+    found = []
+    for prefix in PART_PREFIXES:
+        for kind, names in (
+            ("vae", ("decoder.conv_in.weight",)),
+            (
+                "clip",
+                (
+                    "text_model.embeddings.token_embedding.weight",
+                    "embeddings.token_embedding.weight",
+                ),
+            ),
+            ("t5", ("shared.weight", "encoder.embed_tokens.weight")),
+        ):
+            key = next((prefix + n for n in names if prefix + n in header), None)
+            if key is None or not isinstance(header[key], dict):
+                continue
+            if kind == "t5" and prefix + "encoder.block.0.layer.0.SelfAttention.q.weight" not in (
+                header
+            ):
+                continue
+            entry = header[key]
+            shape = tuple(int(d) for d in entry.get("shape", ()))
+            fp8 = str(entry.get("dtype", "")).startswith("F8")
+            found.append(PartFile(path, prefix, kind, shape, fp8, rank))
+    return found
+
+
+def _expected_shape(config: dict[str, Any], kind: str) -> tuple[int, ...]:
+    if kind == "vae":
+        return (config["block_out_channels"][-1], config["latent_channels"], 3, 3)
+    if kind == "clip":
+        return (config["vocab_size"], config["hidden_size"])
+    return (config["vocab_size"], config["d_model"])
+
+
+def _name_hint(path: Path, family: Any) -> int:
+    """How much a file's name says it is this family's part (ComfyUI's names): 1 for ae or
+    flux for Flux, sd3 for SD 3; -1 for a name of the other family; else 0."""
+    stem = path.stem.lower()
+    flux = stem == "ae" or "flux" in stem
+    sd3 = "sd3" in stem or "sd35" in stem
+    if family.name.startswith("flux"):
+        return 1 if flux else -1 if sd3 else 0
+    return 1 if sd3 else -1 if flux else 0
+
+
+def part_folders(path: Path) -> list[Path]:
+    """The folders separate parts may be in: beside the model file, then the VAE and text
+    encoder folders of the tool folder it lies in (ComfyUI's models/unet/x.safetensors beside
+    models/vae and models/clip) and of the studio's models folder."""
+    from studio.core import models_folder
+
+    roots = [parent for parent in list(path.parents)[:4] if _has_part_folders(parent)]
+    chosen = models_folder.models_dir()
+    if chosen is not None:
+        roots.append(chosen)
+    folders = [path.parent]
+    for root in roots:
+        for kind in ("vae", "text_encoders"):
+            folders += models_folder.kind_folders(root, kind)
+    return list(dict.fromkeys(folders))
+
+
+def _has_part_folders(folder: Path) -> bool:
+    from studio.core import models_folder
+
+    return any(models_folder.kind_folders(folder, k) for k in ("vae", "text_encoders"))
+
+
+def _part_candidates(info: FileInfo, sidecar: Sidecar | None) -> list[PartFile]:
+    candidates = identify_parts(info.path, 0) if info.path.suffix.lower() in PART_SUFFIXES else []
+    files = list(sidecar.files) if sidecar is not None else []
+    named = set(files)
+    for folder in part_folders(info.path):
+        files += _part_files_in(folder, depth=1)
+    for file in list(dict.fromkeys(files))[:MAX_PART_FILES]:
+        if file != info.path:
+            candidates += identify_parts(file, 1 if file in named else 2)
+    return candidates
+
+
+def _part_files_in(folder: Path, depth: int) -> list[Path]:
+    """Part files in a folder and (ComfyUI users sort them) its subfolders, bounded."""
+    found: list[Path] = []
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)[:MAX_SIBLINGS]
+    except OSError:
+        return found
+    for entry in entries:
+        path = Path(entry.path)
+        if entry.name.lower().endswith(PART_SUFFIXES) and is_regular_file(path):
+            found.append(path)
+        elif depth > 0 and entry.is_dir(follow_symlinks=False):
+            found += _part_files_in(path, depth - 1)
+    return found
+
+
+def choose_parts(
+    info: FileInfo, folder: Path, sidecar: Sidecar | None
+) -> tuple[dict[str, PartFile], list[str]]:
+    """Each part the family needs (component → file), and the roles of those not found. A
+    part is the file's own if it holds one; then one named in `<file>.companion`; then the
+    best found, by the shipped config's shapes, the name, and full precision before fp8."""
+    family = info.family
+    assert family is not None
+    candidates = _part_candidates(info, sidecar)
+    chosen: dict[str, PartFile] = {}
+    missing = []
+    for component, role in FAMILY_PARTS[family.name].items():
+        config = json.loads((folder / component / "config.json").read_text(encoding="utf-8"))
+        kind = ROLE_KIND[role]
+        expected = _expected_shape(config, kind)
+        fitting = [c for c in candidates if c.kind == kind and c.shape == expected]
+        fitting.sort(
+            key=lambda c: (c.rank, -_name_hint(c.path, family), c.fp8, c.path.name.lower())
+        )
+        if fitting:
+            chosen[component] = fitting[0]
+        else:
+            missing.append(role)
+    return chosen, missing
+
+
+def is_tokenizer_folder(folder: Path) -> bool:
+    return is_regular_file(folder / "tokenizer.json") or is_regular_file(folder / "spiece.model")
+
+
+def find_t5_tokenizer(info: FileInfo, sidecar: Sidecar | None) -> Path | None:
+    """A folder with T5's tokenizer: named in `<file>.companion`; ComfyUI's or Forge's own
+    copy in the tool folder the model lies in; a t5_tokenizer folder beside the model or
+    among the text encoders; the family's repo or google/t5-v1_1-xxl in the local cache."""
+    from studio.core import models_folder
+
+    family = info.family
+    assert family is not None
+    candidates = list(sidecar.tokenizers) if sidecar is not None else []
+    tools = [parent for parent in list(info.path.parents)[:5] if _has_part_folders(parent)]
+    chosen = models_folder.models_dir()
+    if chosen is not None:
+        tools.append(chosen)
+    for tool in tools:
+        for top in (tool, tool.parent):
+            candidates += [top / relative for relative in TOOL_T5_TOKENIZERS]
+    candidates.append(info.path.parent / "t5_tokenizer")
+    for folder in part_folders(info.path):
+        candidates.append(folder / "t5_tokenizer")
+    for candidate in candidates:
+        if is_tokenizer_folder(candidate):
+            return candidate
+    slot = T5_TOKENIZER_SLOT[family.name]
+    for repo, subfolder in [(r, slot) for r in HUB_COMPANIONS.get(family.name, ())] + [
+        (r, "") for r in T5_HUB_REPOS
+    ]:
+        folder = _cached_file_folder(repo, f"{subfolder}/tokenizer_config.json".lstrip("/"))
+        if folder is not None and is_tokenizer_folder(folder):
+            return folder
+    return None
+
+
+def _cached_file_folder(repo: str, filename: str) -> Path | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(repo, filename)
+    except Exception:  # noqa: BLE001 - no cache
+        return None
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def parts_hint(path: Path, family: Any, missing: list[str]) -> str:
+    """One sentence: which separate parts were not found and where to put them."""
+    names = " and ".join(ROLE_LABEL[role] for role in missing)
+    name = printable(path.name)
+    return (
+        f"'{name}' holds the {family.label} transformer only, and its {names} were not found: "
+        "put them in the models folder's vae and text_encoders (or clip) folders as ComfyUI "
+        f"keeps them, or beside the file, or name them in '{name}.companion' (one a line), "
+        f"or put a diffusers folder of {family.label} beside it."
+    )
+
+
+def t5_tokenizer_hint(path: Path) -> str:
+    return (
+        "T5's tokenizer does not come with the studio (no package it installs carries it): "
+        "write a folder that holds it (ComfyUI's comfy/text_encoders/t5_tokenizer, or "
+        f"FLUX.1-dev's tokenizer_2) as a line into '{printable(path.name)}.companion', or "
+        "have 'google/t5-v1_1-xxl' in the local Hugging Face cache."
+    )
+
+
+def read_part(part: PartFile) -> dict[str, Any]:
+    """A part's tensors, names without its prefix; ComfyUI's scaled fp8 files (a scale per
+    weight) multiplied out."""
+    from safetensors import safe_open
+
+    tensors: dict[str, Any] = {}
+    with safe_open(str(part.path), framework="pt") as handle:
+        for key in handle.keys():  # noqa: SIM118 - safe_open has no __iter__
+            if key.startswith(part.prefix):
+                tensors[key[len(part.prefix) :]] = handle.get_tensor(key)
+    for key in [k for k in tensors if k.endswith(".scale_weight")]:
+        scale = tensors.pop(key)
+        weight = key.removesuffix(".scale_weight") + ".weight"
+        if weight in tensors:
+            tensors[weight] = tensors[weight].float() * scale.float()
+    for key in [k for k in tensors if k.endswith(".scale_input") or k == "scaled_fp8"]:
+        tensors.pop(key)
+    return tensors
+
+
+def load_part(part: PartFile, role: str, component: str, folder: Path, dtype: Any) -> Any:
+    """One part from its file with diffusers' single-file loaders and the shipped config."""
+    import importlib
+
+    import diffusers
+    from diffusers.loaders import single_file_utils as sfu
+
+    tensors = read_part(part)
+    if role == "vae":
+        if any(k.startswith("decoder.up_blocks.") for k in tensors):  # saved by diffusers
+            vae = diffusers.AutoencoderKL.from_config(
+                diffusers.AutoencoderKL.load_config(folder, subfolder="vae")
+            )
+            vae.load_state_dict(tensors)
+            return vae.to(dtype).eval()
+        vae = diffusers.AutoencoderKL.from_single_file(
+            tensors, config=str(folder), subfolder="vae", local_files_only=True, dtype=dtype
+        )
+        return vae.eval()
+    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    library, class_name = index[component]
+    cls = getattr(importlib.import_module(library), class_name)
+    if role == "t5xxl":
+        if "shared.weight" not in tensors:
+            tensors["shared.weight"] = tensors["encoder.embed_tokens.weight"]
+        prefixed = {"text_encoders.t5xxl.transformer." + k: v for k, v in tensors.items()}
+        model = sfu.create_diffusers_t5_model_from_checkpoint(
+            cls, prefixed, subfolder=component, config=str(folder), torch_dtype=dtype,
+            local_files_only=True,
+        )  # fmt: skip
+        model.encoder.embed_tokens = model.shared  # tied, as in T5 (the files keep one copy)
+        return model.eval()
+    # CLIP: as ComfyUI keeps it (transformers' names), placed where diffusers looks for it
+    prefix = f"text_encoders.{role}.transformer."
+    prefixed = {
+        prefix + (k if k.startswith(("text_model.", "text_projection", "logit_scale")) else
+                  "text_model." + k): v
+        for k, v in tensors.items()
+    }  # fmt: skip
+    model = sfu.create_diffusers_clip_model_from_ldm(
+        cls, prefixed, subfolder=component, config=str(folder), torch_dtype=dtype,
+        local_files_only=True,
+    )  # fmt: skip
+    return model.eval()
 
 
 # -- shipped configs and tokenizers ---------------------------------------------------------
@@ -545,15 +907,33 @@ def _component(folder: Path, component: str, dtype: Any) -> Any:
 
 
 def _load_denoiser(info: FileInfo, dtype: Any, say: Callable[[str, float | None], None]) -> Any:
-    """SD 3.5, Flux.1, Chroma, Qwen-Image, Z-Image and GGUF files: the denoiser from the file,
-    the rest of the pipeline from the companion."""
+    """SD 3.x, Flux.1, Chroma, Qwen-Image, Z-Image and GGUF files: the denoiser from the file,
+    the rest of the pipeline from a companion folder or, for Flux.1 and SD 3.x files of the
+    published shapes, from separate part files (ComfyUI's ae, clip_l, clip_g, t5xxl)."""
     import diffusers
 
     family, variant, path = info.family, info.variant, info.path
     assert family is not None
-    companion = find_companion(path, family)
+    companion = find_companion(path, family, hub=False)
+    missing: list[str] = []
+    if companion is None and family.name in FAMILY_PARTS and variant is not None and info.matches:
+        folder = shipped_folder(variant)
+        sidecar = read_sidecar(path)
+        chosen, missing = choose_parts(info, folder, sidecar)
+        if not missing:
+            tokenizer = find_t5_tokenizer(info, sidecar)
+            if tokenizer is None:
+                raise ModelError(
+                    f"'{printable(path.name)}' and its parts were found, but "
+                    + t5_tokenizer_hint(path)
+                )
+            return _load_with_parts(info, folder, chosen, tokenizer, dtype, say)
+    if companion is None:
+        companion = cached_companion(family)
     what = "GGUF file" if info.is_gguf else "file"
     if companion is None:
+        if missing:
+            raise ModelError(parts_hint(path, family, missing))
         raise ModelError(
             f"'{printable(path.name)}' holds the {family.label} transformer: its VAE and text "
             f"encoders come from a companion, so {companion_hint(path, family)}."
@@ -569,26 +949,7 @@ def _load_denoiser(info: FileInfo, dtype: Any, say: Callable[[str, float | None]
             f"The {what} '{printable(path.name)}' has shapes the studio has no configuration "
             f"for, and its companion '{printable(companion.name)}' has no transformer config."
         )
-    denoiser_cls = getattr(diffusers, _DENOISERS[family.name])
-    kwargs: dict[str, Any] = {}
-    if info.is_gguf:
-        gguf_module()
-        kwargs["quantization_config"] = diffusers.GGUFQuantizationConfig(compute_dtype=dtype)
-    source: Any = str(path)
-    if denoiser_cls.__name__ == "FluxTransformer2DModel":
-        source = flux_to_diffusers(_state_dict(path))
-    elif family.name == "qwen-image" and any(k.startswith(UNET) for k in info.keys):
-        # diffusers' names already, behind ComfyUI's prefix (which diffusers keeps)
-        source = {k.removeprefix(UNET): v for k, v in _state_dict(path).items()}
-    denoiser = denoiser_cls.from_single_file(
-        source,
-        config=str(config),
-        subfolder="transformer",
-        dtype=dtype,
-        local_files_only=True,
-        **kwargs,
-    )
-    extra: dict[str, Any] = {"transformer": denoiser}
+    extra: dict[str, Any] = {"transformer": _denoiser(info, config, dtype)}
     if variant is not None and info.matches:
         scheduler_config = CONFIGS_DIR / variant.name / "scheduler" / "scheduler_config.json"
         if scheduler_config.is_file():
@@ -605,6 +966,85 @@ def _load_denoiser(info: FileInfo, dtype: Any, say: Callable[[str, float | None]
         use_safetensors=True,
         **extra,
     )
+
+
+def _denoiser(info: FileInfo, config: Path, dtype: Any) -> Any:
+    """The file's transformer, with the config of `config`/transformer."""
+    import diffusers
+
+    family, path = info.family, info.path
+    assert family is not None
+    denoiser_cls = getattr(diffusers, _DENOISERS[family.name])
+    kwargs: dict[str, Any] = {}
+    if info.is_gguf:
+        gguf_module()
+        kwargs["quantization_config"] = diffusers.GGUFQuantizationConfig(compute_dtype=dtype)
+    source: Any = str(path)
+    if denoiser_cls.__name__ == "FluxTransformer2DModel":
+        source = flux_to_diffusers(_state_dict(path))
+    elif family.name == "qwen-image" and any(k.startswith(UNET) for k in info.keys):
+        # diffusers' names already, behind ComfyUI's prefix (which diffusers keeps)
+        source = {k.removeprefix(UNET): v for k, v in _state_dict(path).items()}
+    return denoiser_cls.from_single_file(
+        source,
+        config=str(config),
+        subfolder="transformer",
+        dtype=dtype,
+        local_files_only=True,
+        **kwargs,
+    )
+
+
+def _load_with_parts(
+    info: FileInfo,
+    folder: Path,
+    chosen: dict[str, PartFile],
+    t5_tokenizer: Path,
+    dtype: Any,
+    say: Callable[[str, float | None], None],
+) -> Any:
+    """The pipeline of a transformer-only file and its separate parts, every config shipped:
+    CLIP tokenizers built from the shipped vocabulary, T5's from the folder found."""
+    import diffusers
+    import transformers
+
+    family, variant, path = info.family, info.variant, info.path
+    assert family is not None and variant is not None
+    names = ", ".join(dict.fromkeys(printable(p.path.name) for p in chosen.values()))
+    say(f"Loading {printable(path.name)} with {names}…", None)
+    log.info("loading %s as %s with %s and T5's tokenizer from %s", path, family.name,
+             {c: str(p.path) for c, p in chosen.items()}, t5_tokenizer)  # fmt: skip
+    components: dict[str, Any] = {
+        "transformer": _denoiser(info, CONFIGS_DIR / variant.name, dtype),
+        "scheduler": diffusers.FlowMatchEulerDiscreteScheduler.from_pretrained(
+            folder, subfolder="scheduler"
+        ),
+    }
+    roles = FAMILY_PARTS[family.name]
+    for component, part in chosen.items():
+        try:
+            components[component] = load_part(part, roles[component], component, folder, dtype)
+        except (ValueError, KeyError, RuntimeError):
+            raise ModelError(
+                f"'{printable(part.path.name)}' is not the {ROLE_LABEL[roles[component]]} of "
+                f"{family.label} it looks like (damaged, or another model's): replace it or "
+                f"name the right file in '{printable(path.name)}.companion'."
+            ) from None
+    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    for slot in (k for k, v in index.items() if k.startswith("tokenizer") and v[0]):
+        components[slot] = transformers.CLIPTokenizer.from_pretrained(
+            folder, subfolder=slot, local_files_only=True
+        )
+    try:
+        components[T5_TOKENIZER_SLOT[family.name]] = transformers.T5TokenizerFast.from_pretrained(
+            t5_tokenizer, local_files_only=True
+        )
+    except (OSError, ValueError):
+        raise ModelError(
+            f"The folder '{printable(t5_tokenizer.name)}' does not hold a readable T5 tokenizer: "
+            + t5_tokenizer_hint(path)
+        ) from None
+    return getattr(diffusers, family.pipelines["txt2img"])(**components)
 
 
 def _state_dict(path: Path) -> dict[str, Any]:

@@ -379,7 +379,7 @@ def test_every_shipped_config_builds_the_published_model(variant: str) -> None:
         shapes[single_file.UNET + "input_blocks.0.0.weight"] = unet.conv_in.weight.shape
         attention = unet.down_blocks[1].attentions[0].proj_in.weight.shape  # input_blocks.4.1
         assert attention[0] == 640
-    if "vae" in built:
+    if "vae" in built and "unet" in built:  # a full checkpoint's VAE
         shapes["first_stage_model.encoder.conv_in.weight"] = built[
             "vae"
         ].encoder.conv_in.weight.shape
@@ -396,9 +396,21 @@ def test_every_shipped_config_builds_the_published_model(variant: str) -> None:
             shapes["x_embedder.proj.weight"] = model.pos_embed.proj.weight.shape
             shapes["pos_embed"] = model.pos_embed.pos_embed.shape
     for component, model in built.items():
-        if component.startswith("text_encoder"):
+        if type(model).__name__ == "T5EncoderModel":  # T5-XXL's encoder (Flux, SD 3.x)
+            assert (model.config.vocab_size, model.config.d_model) == (32128, 4096)
+            assert len(model.encoder.block) == 24
+        elif component.startswith("text_encoder"):
             width = model.config.hidden_size
             assert model.config.vocab_size == 49408 and width in (768, 1024, 1280)
+    if variant.startswith(("flux", "sd3")):  # the parts ComfyUI keeps as separate files
+        vae = built["vae"]
+        assert vae.config.latent_channels == 16 and not vae.config.use_quant_conv
+        flux = variant.startswith("flux")
+        expected = (0.3611, 0.1159) if flux else (1.5305, 0.0609)
+        assert (vae.config.scaling_factor, vae.config.shift_factor) == expected
+        assert built["text_encoder"].config.hidden_size == 768  # CLIP-L
+        if variant.startswith("sd3"):
+            assert built["text_encoder_2"].config.hidden_size == 1280  # OpenCLIP bigG
     signature = single_file.VARIANTS[variant].signature
     assert shapes and all(tuple(shape) == signature[key] for key, shape in shapes.items())
     if (folder / "model_index.json").is_file():  # a complete pipeline: every part is there
@@ -807,3 +819,117 @@ def test_gguf_files_without_the_gguf_package_or_damaged_are_one_sentence(
     monkeypatch.setitem(sys.modules, "gguf", None)  # not installed
     with pytest.raises(ModelError, match=r"pip install gguf"):
         ModelManager().pipeline(str(damaged), Mode.TEXT_TO_IMAGE)
+
+
+# -- transformer-only files with separate parts, as ComfyUI keeps them -------------------------
+
+
+def _as_shipped(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variant: str, folder: Path, signature: dict
+) -> None:
+    """Register a tiny folder's configs as a variant's shipped ones (the published models'
+    configs are checked on the meta device above; tiny files need tiny configs)."""
+    import shutil
+
+    shipped = tmp_path / "shipped-configs"
+    shutil.copytree(single_file.CONFIGS_DIR, shipped)
+    for config in folder.glob("*/*config.json"):
+        if (shipped / variant / config.parent.name).is_dir():
+            shutil.copyfile(config, shipped / variant / config.parent.name / config.name)
+    monkeypatch.setattr(single_file, "CONFIGS_DIR", shipped)
+    monkeypatch.setitem(single_file.VARIANTS, variant, single_file.Variant(variant, signature))
+
+
+def _shipped_clip(hidden: int, projection: bool, seed: int):  # noqa: ANN202
+    """A tiny CLIP text encoder over the shipped (full) CLIP vocabulary, with its tokenizer."""
+    from transformers import CLIPTokenizer
+
+    from studio.bench import tiny_families
+
+    tokenizer = CLIPTokenizer.from_pretrained(
+        single_file.shipped_folder(single_file.VARIANTS["sd1"]),
+        subfolder="tokenizer",
+        local_files_only=True,
+    )
+    encoder = tiny_families._clip(
+        tokenizer, hidden=hidden, projection=hidden if projection else None, seed=seed
+    )
+    return encoder, tokenizer
+
+
+def _fp16_rounded(model):  # noqa: ANN001, ANN202
+    """The model with its weights as a _fp16 file keeps them (the reference must be too)."""
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(parameter.half().float())
+    return model
+
+
+def comfy_clip(model) -> dict:  # noqa: ANN001
+    """A CLIP text encoder as ComfyUI's clip_l/clip_g files keep it (transformers' names)."""
+    return {
+        (k if k.startswith(("text_model.", "text_projection")) else "text_model." + k): v
+        for k, v in model.state_dict().items()
+    }
+
+
+def comfy_t5(model, dtype: torch.dtype) -> dict:  # noqa: ANN001
+    """T5's encoder as t5xxl_fp16/fp8 files keep it: the shared embedding once."""
+    state = model.state_dict()
+    state.pop("encoder.embed_tokens.weight", None)
+    return {k: v.to(dtype).contiguous() for k, v in state.items()}
+
+
+def test_a_comfyui_flux_file_loads_with_its_separate_vae_and_text_encoders(
+    tiny: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ComfyUI's layout: the transformer in models/diffusion_models, ae.safetensors in
+    models/vae, clip_l and t5xxl in models/text_encoders, T5's tokenizer in ComfyUI's own
+    comfy/text_encoders/t5_tokenizer; found with no diffusers folder anywhere, loaded
+    offline to the pixels of the folder the files were written from."""
+    from studio.bench import tiny_families
+
+    base = _folder_pipe(tiny["flux"])
+    clip, clip_tokenizer = _shipped_clip(32, projection=False, seed=1)
+    base.text_encoder, base.tokenizer = clip, clip_tokenizer
+    _fp16_rounded(base.text_encoder_2)
+    reference_folder = tmp_path / "reference"
+    base.save_pretrained(reference_folder, safe_serialization=True)
+    reference = _folder_pipe(reference_folder)
+    transformer = flux_to_original(base.transformer.state_dict())
+    _as_shipped(
+        monkeypatch, tmp_path, "flux-dev", reference_folder,
+        {k: tuple(transformer[k].shape) for k in ("img_in.weight", "txt_in.weight")},
+    )  # fmt: skip
+
+    comfy = tmp_path / "ComfyUI"
+    models = comfy / "models"
+    for sub in ("diffusion_models", "vae", "text_encoders"):
+        (models / sub).mkdir(parents=True)
+    path = _save(transformer, models / "diffusion_models" / "flux1-dev-tiny.safetensors")
+    # nothing beside it yet: one sentence naming the parts and where they go
+    with pytest.raises(ModelError, match=r"VAE \(ae\.safetensors\).*T5-XXL.*text_encoders"):
+        ModelManager().pipeline(str(path), Mode.TEXT_TO_IMAGE)
+
+    vae = vae_to_original(base.vae.state_dict(), base.vae.config)
+    ae = {k.removeprefix("first_stage_model."): v for k, v in vae.items()}  # BFL's ae layout
+    _save(ae, models / "vae" / "ae.safetensors")
+    # an SDXL VAE (4 channels) beside it is not Flux's
+    sdxl = _folder_pipe(tiny["sdxl"]).vae
+    _save(vae_to_original(sdxl.state_dict(), sdxl.config), models / "vae" / "sdxl_vae.safetensors")
+    _save(comfy_clip(base.text_encoder), models / "text_encoders" / "clip_l.safetensors")
+    encoders = models / "text_encoders"
+    _save(comfy_t5(base.text_encoder_2, torch.float16), encoders / "t5xxl_fp16.safetensors")
+    fp8 = comfy_t5(base.text_encoder_2, torch.float8_e4m3fn)  # the fp16 one is preferred
+    _save(fp8, encoders / "t5xxl_fp8_e4m3fn.safetensors")
+    with pytest.raises(ModelError, match=r"T5's tokenizer.*comfy/text_encoders/t5_tokenizer"):
+        ModelManager().pipeline(str(path), Mode.TEXT_TO_IMAGE)
+
+    tokenizer = tiny_families.t5_tokenizer()
+    tokenizer.save_pretrained(comfy / "comfy" / "text_encoders" / "t5_tokenizer")
+    manager = ModelManager()
+    pipe = manager.pipeline(str(path), Mode.TEXT_TO_IMAGE)
+    assert family_of(pipe).name == "flux-dev" and type(pipe).__name__ == "FluxPipeline"
+    np.testing.assert_allclose(_pixels(pipe), _pixels(reference), atol=1e-5)
+    # image→image shares the loaded parts
+    assert manager.pipeline(str(path), Mode.IMAGE_TO_IMAGE).text_encoder_2 is pipe.text_encoder_2
