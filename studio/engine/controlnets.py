@@ -31,7 +31,7 @@ from studio.core import families, preprocessors
 from studio.core.catalog import ModelError
 from studio.core.families import Family
 from studio.core.paths import EMBEDDED_MODELS_DIR
-from studio.core.request import Control, GenerationRequest
+from studio.core.request import Control, GenerationRequest, Mode
 from studio.core.text import printable
 from studio.engine.family_runtime import denoiser, family_of
 
@@ -52,8 +52,10 @@ _JOINED = (
     "cross_attention_dim",
     "addition_embed_type",
     "block_out_channels",
+    "layers_per_block",
     "joint_attention_dim",
     "pooled_projection_dim",
+    "inner_width",
 )
 
 
@@ -120,9 +122,29 @@ def _cached_repo(repo: str) -> Path:
 # -- fitting the loaded model ------------------------------------------------------------
 
 
-def check_fits(config: Any, name: str, family: Family, network: Any) -> None:
+def _inner_width(config: dict[str, Any]) -> int | None:
+    """A transformer's width (heads × head width): the residuals a transformer ControlNet
+    adds to the denoiser's hidden states have it."""
+    heads, width = config.get("num_attention_heads"), config.get("attention_head_dim")
+    if isinstance(heads, int) and isinstance(width, int):
+        return heads * width
+    return None
+
+
+def _conditioning_factor(config: dict[str, Any]) -> int | None:
+    """How many times smaller a UNet ControlNet's conditioning encoder makes the control
+    image (one halving per width after the first), which must be the VAE's factor."""
+    widths = config.get("conditioning_embedding_out_channels")
+    return 2 ** (len(widths) - 1) if isinstance(widths, list | tuple) and widths else None
+
+
+def check_fits(
+    config: Any, name: str, family: Family, network: Any, vae_factor: int | None = None
+) -> None:
     """Refuse, in one sentence, a ControlNet this model cannot run: of another family's
-    class, a union ControlNet (not wired yet), or of another size of the family."""
+    class, a union ControlNet (not wired yet), of another size of the family, or bringing
+    the control image to another size than the model's latents (`vae_factor`: how many
+    times smaller they are than the picture)."""
     config = dict(config)
     kind = config.get("_class_name", "")
     if kind in family.controlnet_unions or config.get("num_mode") or config.get("num_control_type"):
@@ -141,6 +163,7 @@ def check_fits(config: Any, name: str, family: Family, network: Any) -> None:
             f"{family.label}: use one made for {family.label}."
         )
     own = dict(network.config)
+    config["inner_width"], own["inner_width"] = _inner_width(config), _inner_width(own)
     for key in _JOINED:
         mine, theirs = config.get(key), own.get(key)
         if mine is None or theirs is None:
@@ -153,12 +176,21 @@ def check_fits(config: Any, name: str, family: Family, network: Any) -> None:
                 f"one (its {key.replace('_', ' ')} is {mine}, the model's {theirs}): use a "
                 f"ControlNet made for {family.label}."
             )
+    factor = _conditioning_factor(config)
+    if factor is not None and vae_factor is not None and factor != vae_factor:
+        raise ModelError(
+            f"'{name}' brings control images down {factor}× but this {family.label} model's "
+            f"latents are {vae_factor}× smaller than its pictures (the ControlNet was made for "
+            f"another model): use a ControlNet made for this one."
+        )
 
 
 # -- loading ---------------------------------------------------------------------------------
 
 
-def load(source: Source, dtype: Any, family: Family, network: Any) -> Any:
+def load(
+    source: Source, dtype: Any, family: Family, network: Any, vae_factor: int | None = None
+) -> Any:
     """The ControlNet model of a spec, checked against the model before its weights load
     where its config says enough (a folder), after for a single file."""
     import diffusers
@@ -168,14 +200,14 @@ def load(source: Source, dtype: Any, family: Family, network: Any) -> Any:
             config = json.loads((source.path / "config.json").read_text(encoding="utf-8"))
             if not isinstance(config, dict):
                 raise ValueError("config.json is not an object")
-            check_fits(config, source.name, family, network)
+            check_fits(config, source.name, family, network, vae_factor)
             cls = getattr(diffusers, config["_class_name"])
             model = cls.from_pretrained(
                 source.path, torch_dtype=dtype, local_files_only=True, use_safetensors=True
             )
         else:
             model = _load_file(source, dtype, family, network)
-            check_fits(model.config, source.name, family, network)
+            check_fits(model.config, source.name, family, network, vae_factor)
     except ModelError:
         raise
     except MemoryError:
@@ -210,8 +242,12 @@ def _load_file(source: Source, dtype: Any, family: Family, network: Any) -> Any:
         keys = check_checkpoint_is_safe(source.path)  # refuses pickles that run code
     config = _config_from_unet(network)
     if any(k.startswith("controlnet_cond_embedding.") for k in keys):
+        state = _state_dict(source.path)
+        widths = _conditioning_widths(state)
+        if widths:  # the conditioning encoder's size is the file's, not a UNet's
+            config["conditioning_embedding_out_channels"] = widths
         model = diffusers.ControlNetModel.from_config(config)
-        model.load_state_dict(_state_dict(source.path), strict=True)
+        model.load_state_dict(state, strict=True)
         return model.to(dtype)
     if not any("input_hint_block" in k for k in keys):
         raise ModelError(
@@ -233,6 +269,19 @@ def _config_from_unet(unet: Any) -> dict[str, Any]:
     own = dict(speedups.eager(unet).config)
     config = {k: v for k, v in own.items() if k in accepted and k != "in_channels"}
     return {"_class_name": "ControlNetModel", **config, "in_channels": 4}
+
+
+def _conditioning_widths(state: dict[str, Any]) -> list[int]:
+    """The widths of a diffusers-named ControlNet's conditioning encoder, from its tensors:
+    conv_in's, then each stride-2 block's (the odd ones) output channels."""
+    prefix = "controlnet_cond_embedding."
+    first = state.get(prefix + "conv_in.weight")
+    if first is None:
+        return []
+    widths = [int(first.shape[0])]
+    while (block := state.get(f"{prefix}blocks.{2 * len(widths) - 1}.weight")) is not None:
+        widths.append(int(block.shape[0]))
+    return widths
 
 
 def _state_dict(path: Path) -> dict[str, Any]:
@@ -257,6 +306,7 @@ class ControlNets:
         ones no longer asked for are let go. Each load counts in manager.weight_loads."""
         family = family_of(base)
         network = denoiser(base)
+        vae_factor = getattr(base, "vae_scale_factor", None)
         for spec in [s for s in self.loaded if s not in specs]:
             del self.loaded[spec]
         models = []
@@ -265,12 +315,13 @@ class ControlNets:
             if model is None:
                 source = resolve(spec)
                 manager.status(f"Loading the ControlNet {source.name}…", None)
-                model = load(source, base.dtype, family, network)
+                model = load(source, base.dtype, family, network, vae_factor)
                 model.to(manager.device)
                 manager.weight_loads += 1
                 self.loaded[spec] = model
             else:
-                check_fits(model.config, printable(spec), family, network)  # the model changed?
+                # the model changed?
+                check_fits(model.config, printable(spec), family, network, vae_factor)
             models.append(model)
         return models
 
@@ -302,9 +353,22 @@ def derive(base: Any, mode_name: str, models: list[Any]) -> Any:
 
 
 def _mode_label(mode_name: str) -> str:
-    from studio.core.request import Mode
-
     return Mode(mode_name).label
+
+
+def hires_note(pipe: Any) -> str | None:
+    """Why the hires fix pass of a job with ControlNets runs without them, in a sentence;
+    None when the family's image→image ControlNet pipeline runs them."""
+    import diffusers
+
+    family = family_of(pipe)
+    name = family.controlnet_pipelines.get(Mode.IMAGE_TO_IMAGE.value)
+    if name is not None and hasattr(diffusers, name):
+        return None
+    return (
+        f"{family.label} models have no image→image ControlNet pipeline in diffusers: the "
+        "hires fix pass ran without the ControlNets."
+    )
 
 
 # -- the call ------------------------------------------------------------------------------
@@ -367,16 +431,17 @@ class ControlCall:
 
 
 def prepare(
-    manager: Any, request: GenerationRequest, mode_pipe: Any
+    manager: Any, request: GenerationRequest, mode_pipe: Any, mode: Mode | None = None
 ) -> tuple[Any, ControlCall | None]:
     """The pipeline a job with ControlNets runs and its ControlNet entries; the mode's own
-    pipeline and None when no ControlNet acts (every weight 0)."""
+    pipeline and None when no ControlNet acts (every weight 0). `mode`: the pipeline's mode
+    when it is not the job's (the hires fix pass runs image→image)."""
     models = manager.controlnets.get(manager, [c.model for c in request.controls], mode_pipe)
     acting = active(request)
     if not acting:
         return mode_pipe, None
     chosen = [models[i] for i, c in enumerate(request.controls) if c.scale > 0]
-    pipe = manager.controlled(request.model, request.mode, chosen)
+    pipe = manager.controlled(request.model, mode or request.mode, chosen)
     takes = inspect.signature(pipe.__call__).parameters
     key = "control_image" if "control_image" in takes else "image"
     return pipe, ControlCall(acting, key)

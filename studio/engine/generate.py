@@ -257,12 +257,24 @@ class Engine:
         pipe = self._timed(
             timings, "load", lambda: self.models.pipeline(request.model, Mode.IMAGE_TO_IMAGE)
         )
+        control = None
+        if controlnets.active(request):  # the ControlNets steer the hires pass too
+            if note := controlnets.hires_note(pipe):
+                self._note(note)
+            else:
+                img2img = pipe
+                pipe, control = self._timed(
+                    timings,
+                    "load",
+                    lambda: controlnets.prepare(self.models, request, img2img, Mode.IMAGE_TO_IMAGE),
+                )
         guidance = guidance_arguments(pipe, request.cfg_scale, request.negative_prompt)
         call = {
             **prompt_arguments(pipe, request.prompt, guidance, self._note),
             "image": enlarged,
             "strength": request.upscale_strength,
             "num_inference_steps": steps_for_strength(request.steps, request.upscale_strength),
+            **(control.arguments(width, height) if control else {}),  # the maps at this size
         }
         if "width" in _parameters(pipe):
             call.update(width=width, height=height)

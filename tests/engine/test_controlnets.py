@@ -490,3 +490,74 @@ def test_every_declared_controlnet_class_is_in_diffusers() -> None:
             *family.controlnet_unions,
         ):
             assert hasattr(diffusers, name), (family.name, name)
+
+
+def test_a_controlnet_of_another_size_is_refused_naming_its_file(engine, models, tmp_path) -> None:
+    from diffusers import ControlNetModel, DiffusionPipeline, FluxControlNetModel
+
+    sd1, flux = (DiffusionPipeline.from_pretrained(models[f]) for f in ("sd1", "flux"))
+    halves_twice = ControlNetModel.from_unet(
+        sd1.unet, conditioning_embedding_out_channels=(8, 8, 16)
+    )
+    config = {**dict(sd1.unet.config), "layers_per_block": 2}
+    deeper = ControlNetModel.from_unet(
+        type(sd1.unet).from_config(config), conditioning_embedding_out_channels=(8, 8, 8, 16)
+    )
+    narrower = FluxControlNetModel.from_transformer(
+        flux.transformer, num_layers=1, num_single_layers=1, attention_head_dim=8,
+        num_attention_heads=2, load_weights_from_transformer=False,
+    )  # fmt: skip
+    for model, network, name, said in (
+        (models["sd1"], halves_twice, "cn-4x", "brings control images down 4× but this SD 1.x "
+         "model's latents are 8× smaller"),
+        (models["sd1"], deeper, "cn-deeper", "its layers per block is 2, the model's 1"),
+        (models["flux"], narrower, "cn-narrow", "its inner width is 16, the model's 32"),
+    ):  # fmt: skip
+        folder = tmp_path / name
+        network.save_pretrained(folder, safe_serialization=True)
+        with pytest.raises(ModelError) as caught:
+            engine.run(_request(model, Control(str(folder), _square())))
+        message = str(caught.value)
+        assert f"'{folder}'" in message and said in message, message
+        assert "use a ControlNet made for" in message and "\n" not in message
+
+
+def test_the_hires_pass_runs_the_controlnets_too(engine, models) -> None:
+    from studio.core.request import Upscaler
+
+    model, cn = models["sd1"], models["sd1-cn"]
+    hires = {"upscaler": Upscaler.HIRES, "upscale_strength": 0.6}
+
+    def hires_alone(picture: Image.Image) -> np.ndarray:
+        """The hires pass of this picture with no ControlNet: an upscale job's hires fix."""
+        job = _request(model, mode=Mode.UPSCALE, init_image=picture, **hires)
+        return _pixels(engine.run(job))
+
+    plain = engine.run(_request(model, **hires))
+    # the way of comparing holds: with no ControlNet, the same pass on the same picture
+    assert np.abs(_pixels(plain) - hires_alone(engine.run(_request(model)).images[0])).max() <= 1
+    first = engine.run(_request(model, Control(cn, _square())))
+    steered = engine.run(_request(model, Control(cn, _square()), **hires))
+    assert steered.images[0].size == (2 * SIZE, 2 * SIZE)
+    assert np.abs(_pixels(steered) - hires_alone(first.images[0])).mean() > 1
+    stages = engine.models.controlled(
+        model, Mode.IMAGE_TO_IMAGE, [engine.models.controlnets.loaded[cn]]
+    )
+    assert type(stages).__name__ == "StableDiffusionControlNetImg2ImgPipeline"
+
+
+def test_a_hires_pass_without_an_image_to_image_controlnet_pipeline_says_so(tmp_path) -> None:
+    from studio.core.request import Upscaler
+
+    engine = Engine()
+    pipe, network = _sd3_with_two_blocks()
+    _loud(network)
+    network.save_pretrained(tmp_path / "cn", safe_serialization=True)
+    engine.models.adopt("tiny-sd3", pipe)
+    reporter = RecordingReporter()
+    job = _request("tiny-sd3", Control(str(tmp_path / "cn"), _square()), cfg_scale=4.0,
+                   upscaler=Upscaler.HIRES, steps=2)  # fmt: skip
+    result = engine.run(job, reporter)
+    assert result.images[0].size == (2 * SIZE, 2 * SIZE)
+    said = "SD 3.x models have no image→image ControlNet pipeline in diffusers: the hires fix "
+    assert any(message.startswith(said) for message, _ in reporter.statuses)
