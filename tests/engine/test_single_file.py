@@ -933,3 +933,70 @@ def test_a_comfyui_flux_file_loads_with_its_separate_vae_and_text_encoders(
     np.testing.assert_allclose(_pixels(pipe), _pixels(reference), atol=1e-5)
     # image→image shares the loaded parts
     assert manager.pipeline(str(path), Mode.IMAGE_TO_IMAGE).text_encoder_2 is pipe.text_encoder_2
+
+
+def test_an_sd35_file_loads_with_its_own_vae_and_comfyuis_clip_g_clip_l_t5xxl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sd3.5_*.safetensors as Stability publishes it (the MMDiT and its VAE, no text
+    encoders), clip_g, clip_l and t5xxl in ComfyUI's models/clip, T5's tokenizer named in
+    `<file>.companion`: offline, the pixels of the folder the files were written from."""
+    from diffusers import SD3Transformer2DModel, StableDiffusion3Pipeline
+    from transformers import CLIPTokenizer
+
+    from studio.bench import tiny_families as tiny
+
+    clip_l, tokenizer = _shipped_clip(16, projection=True, seed=1)
+    with torch.no_grad():  # SD 3 uses CLIP-L unprojected (diffusers loads it so)
+        clip_l.text_projection.weight.copy_(torch.eye(16))
+    clip_g, _ = _shipped_clip(32, projection=True, seed=2)  # CLIP-L and -G differ in width
+    t5_tokenizer = tiny.t5_tokenizer()
+    torch.manual_seed(0)
+    transformer = SD3Transformer2DModel(
+        sample_size=8, patch_size=2, in_channels=16, out_channels=16, num_layers=1,
+        attention_head_dim=8, num_attention_heads=4, joint_attention_dim=64,
+        caption_projection_dim=32, pooled_projection_dim=16 + 32, pos_embed_max_size=64,
+    )  # fmt: skip
+    base = StableDiffusion3Pipeline(
+        transformer=transformer,
+        scheduler=tiny._flow_scheduler(shift=3.0),
+        vae=tiny._kl_vae(16, 1.5305, 0.0609, quant_conv=False),
+        text_encoder=clip_l,
+        tokenizer=tokenizer,
+        text_encoder_2=clip_g,
+        tokenizer_2=CLIPTokenizer.from_pretrained(
+            single_file.shipped_folder(single_file.VARIANTS["sdxl"]),
+            subfolder="tokenizer_2",
+            local_files_only=True,
+        ),
+        text_encoder_3=_fp16_rounded(tiny._t5(t5_tokenizer, d_model=64)),
+        tokenizer_3=t5_tokenizer,
+    )
+    reference_folder = tmp_path / "reference"
+    base.save_pretrained(reference_folder, safe_serialization=True)
+    reference = _folder_pipe(reference_folder)
+    mmdit = sd3_to_original(base.transformer.state_dict())
+    _as_shipped(
+        monkeypatch, tmp_path, "sd3.5-medium", reference_folder,
+        {k: tuple(mmdit[k].shape) for k in ("x_embedder.proj.weight", "pos_embed")},
+    )  # fmt: skip
+
+    models = tmp_path / "ComfyUI" / "models"
+    (models / "checkpoints").mkdir(parents=True)
+    (models / "clip").mkdir()
+    checkpoint = {f"model.diffusion_model.{k}": v.contiguous() for k, v in mmdit.items()}
+    checkpoint |= vae_to_original(base.vae.state_dict(), base.vae.config)
+    path = _save(checkpoint, models / "checkpoints" / "sd3.5_medium_tiny.safetensors")
+    _save(comfy_clip(base.text_encoder_2), models / "clip" / "clip_g.safetensors")
+    state = comfy_clip(base.text_encoder)
+    state.pop("text_projection.weight")  # ComfyUI's clip_l has none
+    _save(state, models / "clip" / "clip_l.safetensors")
+    _save(comfy_t5(base.text_encoder_3, torch.float16), models / "clip" / "t5xxl_fp16.safetensors")
+    downloads = tmp_path / "Downloads" / "t5-tokenizer"
+    t5_tokenizer.save_pretrained(downloads)
+    (models / "checkpoints" / "sd3.5_medium_tiny.safetensors.companion").write_text(
+        "# T5's tokenizer, which the studio cannot ship\n../../../Downloads/t5-tokenizer\n"
+    )
+    pipe = ModelManager().pipeline(str(path), Mode.TEXT_TO_IMAGE)
+    assert family_of(pipe).name == "sd3" and pipe.text_encoder_3 is not None
+    np.testing.assert_allclose(_pixels(pipe), _pixels(reference), atol=1e-5)
