@@ -8,15 +8,27 @@ vocabulary shipped beside them (OpenCLIP's `bpe_simple_vocab_16e6.txt.gz`, MIT),
 the studio's cache folder. The shipped configuration is used when the file's tensor shapes
 are the published model's; a file of other shapes takes its configuration from a companion.
 
-SD 3.5, Flux.1, Chroma, Qwen-Image and Z-Image files (and every `.gguf` file) are used for
+SD 3.x, Flux.1, Chroma, Qwen-Image and Z-Image files (and every `.gguf` file) are used for
 their denoiser (transformer) only: their VAE, text encoders and tokenizers (T5's and
 Qwen's cannot be shipped) come from a *companion*, a diffusers folder of the same family,
-found in this order:
+or, for Flux.1 and SD 3.x files of the published shapes, from *separate parts*, found in
+this order:
 
-1. the file `<model file>.companion` beside it: one line, a folder (absolute, or relative
-   to the model file's folder) or a hub id already in the local Hugging Face cache;
+1. the file `<model file>.companion` beside it, one entry a line (absolute, or relative to
+   the model file's folder): a diffusers folder or a hub id already in the local Hugging
+   Face cache (the companion); or part files and a folder holding T5's tokenizer;
 2. a diffusers folder of the same family beside the model file;
-3. the family's own hub repository (e.g. black-forest-labs/FLUX.1-dev) in the local cache.
+3. separate parts as ComfyUI and Forge keep them: the VAE (`ae.safetensors`), CLIP-L,
+   CLIP-G and T5-XXL (`clip_l`, `clip_g`, `t5xxl_fp16`/`fp8`) in the model file itself,
+   named in `<file>.companion`, beside the file, or in the `vae` and `clip` /
+   `text_encoders` (Forge: `VAE`, `text_encoder`) folders of the tool folder the file lies
+   in or of the studio's models folder; each told by its tensor shapes against the shipped
+   config (then its name, and full precision before fp8) and loaded with diffusers'
+   single-file loaders. T5's tokenizer (a SentencePiece model no pip dependency of the
+   studio carries, so it is not shipped) comes from ComfyUI's own copy
+   (`comfy/text_encoders/t5_tokenizer`) or Forge's, a `t5_tokenizer` folder beside the
+   parts, a folder named in `<file>.companion`, or the hub cache;
+4. the family's own hub repository (e.g. black-forest-labs/FLUX.1-dev) in the local cache.
 
 Nothing here downloads (`local_files_only=True` everywhere), runs code from a model file
 (safetensors, GGUF, or pickles that load with weights_only=True) or lets a library's
