@@ -117,7 +117,7 @@ def test_four_jobs_spread_over_both_engines_with_previews_in_step_order(
         backend.submit(_job(job_id, tmp_path, steps=5, seed=job_id))
     qtbot.waitUntil(lambda: len(seen.ended) == 4, timeout=120_000)
     assert {kind for kind, _ in seen.ended.values()} == {"finished"}
-    engines = {places[0].split(" on ")[0] for places in seen.placed.values()}
+    engines = {places[0].split(" (")[0] for places in seen.placed.values()}
     assert engines == {"studio-engine-0", "studio-engine-1"}
     for job_id in range(1, 5):
         assert seen.steps[job_id] == [1, 2, 3, 4, 5], seen.steps
@@ -146,12 +146,12 @@ def test_an_engine_killed_mid_job_costs_one_retry_not_the_picture(
     backend, seen = ray_backend
     backend.submit(_job(9, tmp_path, steps=60, seed=11))
     qtbot.waitUntil(lambda: len(seen.steps.get(9, [])) >= 2, timeout=120_000)
-    first = seen.placed[9][0].split(" on ")[0]
+    first = seen.placed[9][0].split(" (")[0]
     cluster.kill(cluster.get_actor(first, namespace="latent-studio"), no_restart=False)
     qtbot.waitUntil(lambda: 9 in seen.ended, timeout=120_000)
     kind, result = seen.ended[9]
     assert kind == "finished", result
-    assert len(seen.placed[9]) == 2 and not seen.placed[9][1].startswith(first + " ")
+    assert len(seen.placed[9]) == 2 and not seen.placed[9][1].startswith(first + " (")
     assert result.paths and result.paths[0].is_file() and result.seeds == [11]
 
 
@@ -198,3 +198,108 @@ def test_the_studio_imports_no_ray_until_the_ray_backend_starts(tmp_path: Path) 
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+# -- the window --------------------------------------------------------------------------------
+
+
+def test_settings_offer_this_machine_by_default_and_a_ray_cluster_with_an_address(
+    qtbot, tmp_path: Path
+) -> None:  # noqa: ANN001
+    from studio.core.settings import EngineSettings
+    from studio.ui.dialogs import SettingsDialog, StudioSettings
+    from studio.ui.settings import Settings
+
+    settings = Settings(tmp_path / "studio.ini")
+    assert (settings.backend(), settings.ray_address()) == ("local", "auto")
+    dialog = SettingsDialog(StudioSettings(tmp_path, EngineSettings(), "dark"))
+    qtbot.addWidget(dialog)
+    assert dialog.backend.currentText() == "This machine" and not dialog.ray_address.isEnabled()
+    dialog.backend.setCurrentIndex(dialog.backend.findData("ray"))
+    assert dialog.ray_address.isEnabled()
+    dialog.ray_address.setText("  ray://studio-box:10001 ")
+    chosen = dialog.values()
+    assert (chosen.backend, chosen.ray_address) == ("ray", "ray://studio-box:10001")
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    dialog.grab().save(str(Path("/tmp") / "ray_settings_dialog.png"))
+    settings.set_backend(chosen.backend, chosen.ray_address)
+    again = Settings(tmp_path / "studio.ini")
+    assert (again.backend(), again.ray_address()) == ("ray", "ray://studio-box:10001")
+
+
+@needs_tiny
+def test_the_window_runs_its_whole_cycle_on_the_cluster(
+    qtbot, cluster, make_window, tmp_path: Path, out_dir: Path
+) -> None:  # noqa: ANN001, ARG001
+    from PySide6.QtCore import Qt
+
+    from studio.ui.backends.ray import RayBackend
+    from studio.ui.settings import Settings
+
+    Settings(tmp_path / "studio.ini").set_backend("ray", "auto")  # Settings → Backend
+    window = make_window()
+    assert isinstance(window.controller.backend, RayBackend)
+    with qtbot.waitSignal(window.controller.engineReady, timeout=120_000) as ready:
+        window.start_engine(preload=False)
+    assert ready.args[0].startswith("Ready"), ready.args
+    window.draft.edit({"model": "studio-tiny", "steps": 3, "width": SIZE, "height": SIZE})
+    window.draft.edit({"seed": 42})
+    window.prompt_panel.set_prompts(PROMPT, "")
+    places: list[str] = []
+    window.controller.jobPlaced.connect(lambda _job, where: places.append(window.status.text()))
+    previews: list[bool] = []
+
+    def on_progress(*_: object) -> None:
+        if not previews:  # the window mid-job: where it runs, the step's preview
+            places.append(window.status.text())
+            window.grab().save("/tmp/ray_window_running.png")
+        previews.append(window.canvas.has_preview())
+
+    window.controller.progress.connect(on_progress)
+    with qtbot.waitSignal(window.controller.jobFinished, timeout=120_000) as done:
+        qtbot.mouseClick(window.generate_button, Qt.MouseButton.LeftButton)
+    assert len(places) == 2, places  # when placed, and still at its first step
+    assert all(p.startswith("Generating on studio-engine-") for p in places), places
+    assert previews and all(previews)  # every step reached the canvas
+    files = sorted(out_dir.glob("*.png"))
+    assert files == done.args[1].paths and window.gallery.model.paths() == files
+    assert window.canvas.image().size == (SIZE, SIZE) and read_parameters(files[0]).seed == 42
+    assert window.timeline.frame_count() == 4  # three steps and the result
+    window.grab().save("/tmp/ray_window.png")
+
+    window.draft.edit({"steps": 400})
+    steps: list[int] = []
+    window.controller.progress.connect(lambda _job, p: steps.append(p.step))
+    window.generate()
+    qtbot.waitUntil(lambda: bool(steps), timeout=60_000)
+    with qtbot.waitSignal(window.controller.jobCancelled, timeout=2000):
+        qtbot.keyClick(window, Qt.Key.Key_Escape)
+    assert not window.controller.is_busy and window.status.text() == "Cancelled."
+    qtbot.wait(300)
+    assert sorted(out_dir.glob("*.png")) == files  # nothing more saved
+
+
+def test_choosing_the_cluster_in_settings_moves_the_next_jobs_there(
+    qtbot, cluster, make_window
+) -> None:  # noqa: ANN001, ARG001
+    from dataclasses import replace
+
+    from studio.ui.backends.ray import RayBackend
+    from tests.scripted_backend import ScriptedBackend
+
+    window = make_window(backend=ScriptedBackend())
+    current = window.settings
+    chosen = replace(window_values(window), backend="ray", ray_address="auto")
+    with qtbot.waitSignal(window.controller.engineReady, timeout=120_000) as ready:
+        window.apply_settings(chosen)
+    assert isinstance(window.controller.backend, RayBackend)
+    assert ready.args[0].startswith("Ready") and current.backend() == "ray"
+    assert window.status.text().startswith("Ready")
+
+
+def window_values(window):  # noqa: ANN001, ANN201
+    from studio.ui.dialogs import StudioSettings
+
+    s = window.settings
+    return StudioSettings(window.controller.output_dir, s.engine_settings(), s.theme())

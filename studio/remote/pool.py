@@ -149,9 +149,10 @@ def plan(
     gpus = int(resources.get("GPU", 0))
     if gpus:
         return engines or gpus, {"num_gpus": 1, "num_cpus": 1}
-    cpus = int(resources.get("CPU", 1))
-    count = engines or max(1, cpus // max(1, cpus_per_engine))
-    return count, {"num_cpus": max(1, cpus_per_engine)}
+    cpus = max(1, int(resources.get("CPU", 1)))
+    per = max(1, min(cpus_per_engine, cpus))  # a small cluster still gets one engine
+    count = engines or max(1, cpus // per)
+    return count, {"num_cpus": per}
 
 
 # -- placing ---------------------------------------------------------------------------------
@@ -170,7 +171,7 @@ class EngineRecord:
 
     @property
     def where(self) -> str:
-        return f"{self.name} on {self.node}" if self.node else self.name
+        return f"{self.name} ({self.node})" if self.node else self.name
 
 
 @dataclass(eq=False)

@@ -70,7 +70,9 @@ class JobController(QObject):
         self._flush_timer.setInterval(PROGRESS_INTERVAL_MS)
         self._flush_timer.timeout.connect(self._flush_progress)
 
-        backend = self._engine
+        self._listen_to(self._engine)
+
+    def _listen_to(self, backend: Backend) -> None:
         backend.stepped.connect(self._on_step)
         backend.finished.connect(self._on_finished)
         backend.failed.connect(self._on_failed)
@@ -130,6 +132,21 @@ class JobController(QObject):
 
     def configure(self, settings: EngineSettings) -> None:
         self._engine.configure(settings)
+
+    def replace_backend(self, backend: Backend, timeout_ms: int = 2000) -> bool:
+        """Run the next jobs on `backend` (started here), the old one stopped; only while no
+        job runs or waits (False then, and nothing changes)."""
+        if self._closed or self._current is not None or self._queue:
+            return False
+        old = self._engine
+        old.blockSignals(True)  # its last words (a late status) are not the new one's
+        old.stop(timeout_ms)
+        old.deleteLater()
+        self._engine = backend
+        backend.setParent(self)
+        self._listen_to(backend)
+        backend.start()
+        return True
 
     def submit(self, request: GenerationRequest) -> int:
         """Queue a request; it runs when every job before it is done."""

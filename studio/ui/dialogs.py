@@ -72,6 +72,8 @@ class StudioSettings:
     save_as: SaveFormat = PNG
     models_dir: Path | None = None  # the artist's AUTOMATIC1111 / ComfyUI models folder
     lora_dir: Path | None = None  # a LoRA folder besides the models folder's
+    backend: str = "local"  # "local": this machine; "ray": a Ray cluster at ray_address
+    ray_address: str = "auto"
 
 
 class _Choice(QComboBox):
@@ -175,13 +177,15 @@ class SettingsDialog(QDialog):
         preview_form.addRow("Method", self.preview_method)
         preview_form.addRow("Every", self.preview_every)
 
+        backend_box = self._build_backend(values)
         performance_box = self._build_performance(engine)
-        _align_labels(studio_form, preview_form, performance_box.layout())
+        _align_labels(studio_form, preview_form, backend_box.layout(), performance_box.layout())
         layout = QVBoxLayout(self)
         columns = QHBoxLayout()
         left = QVBoxLayout()
         left.addWidget(studio_box)
         left.addWidget(preview_box)
+        left.addWidget(backend_box)
         left.addWidget(performance_box)
         left.addStretch(1)
         columns.addLayout(left, 5)
@@ -195,6 +199,33 @@ class SettingsDialog(QDialog):
         layout.addWidget(buttons)
         # The wrapped hint needs its height for this width, which a plain resize ignores.
         self.resize(1060, layout.totalHeightForWidth(1060))
+
+    def _build_backend(self, values: StudioSettings) -> QGroupBox:
+        """Where jobs run: this machine, or the engines of a Ray cluster at an address."""
+        self.backend = QComboBox()
+        self.backend.addItem("This machine", "local")
+        self.backend.addItem("Ray cluster", "ray")
+        self.backend.setCurrentIndex(max(0, self.backend.findData(values.backend)))
+        self.backend.setToolTip(
+            "A Ray cluster runs the queue on its GPUs (one engine each), with the same "
+            "previews, cancel and saved files; every node needs the studio installed."
+        )
+        self.ray_address = QLineEdit(values.ray_address)
+        self.ray_address.setPlaceholderText("ray://host:10001, auto or local")
+        self.ray_address.setToolTip(
+            "ray://host:10001: a cluster's head (ray start --head); auto: the cluster this "
+            "machine joined; local: a cluster of this machine alone, to try it out"
+        )
+        box = QGroupBox("Backend")
+        form = _form(box)
+        form.addRow("Jobs run on", self.backend)
+        form.addRow("Address", self.ray_address)
+        self.backend.currentIndexChanged.connect(self._update_backend)
+        self._update_backend()
+        return box
+
+    def _update_backend(self) -> None:
+        self.ray_address.setEnabled(self.backend.currentData() == "ray")
 
     def _build_performance(self, engine: EngineSettings) -> QGroupBox:
         # Only names here: probing CUDA or MPS would import torch on the UI thread. A device
@@ -390,6 +421,8 @@ class SettingsDialog(QDialog):
             save_as,
             Path(models).expanduser() if models else None,
             Path(lora).expanduser() if lora else None,
+            self.backend.currentData(),
+            self.ray_address.text().strip() or "auto",
         )
 
     def _update_quality(self) -> None:

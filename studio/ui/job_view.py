@@ -48,6 +48,7 @@ class JobView(QObject):
         self.show_error = show_error
         self.cancel_controls = cancel_controls
         self.shown_job: int | None = None  # the job whose steps the canvas and timeline show
+        self._place = ""  # where the current job runs, said again at its first step
 
         controller.jobStarted.connect(self._on_started)
         controller.jobPlaced.connect(self._on_placed)
@@ -72,6 +73,7 @@ class JobView(QObject):
     @Slot(int)
     def _on_started(self, job_id: int) -> None:
         self.shown_job = job_id
+        self._place = ""
         self.timeline.clear("Generating…")
         self.status.started()
         record = self.controller.job(job_id)
@@ -82,11 +84,15 @@ class JobView(QObject):
     def _on_placed(self, job_id: int, where: str) -> None:
         record = self.controller.job(job_id)
         upscaling = record is not None and record.request.mode is Mode.UPSCALE
-        self.status.say(f"{'Upscaling' if upscaling else 'Generating'} on {where}…")
+        self._place = f"{'Upscaling' if upscaling else 'Generating'} on {where}…"
+        self.status.say(self._place)  # the engine's loading lines may follow: said again
 
     @Slot(int, object)
     def _on_progress(self, job_id: int, progress: StepProgress) -> None:
         self.status.stepped(progress)
+        if self._place:
+            self.status.say(self._place)
+            self._place = ""
         if progress.preview is not None:
             record = self.controller.job(job_id)
             size = None

@@ -112,6 +112,8 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.setDockOptions(QMainWindow.DockOption.AnimatedDocks)
         self.draft = Draft()
+        if backend is None and self.settings.backend() == "ray":
+            backend = self._ray_backend(self.settings.ray_address())
         self.controller = JobController(
             self.settings.output_dir(),
             self.settings.engine_settings(),
@@ -569,6 +571,8 @@ class MainWindow(QMainWindow):
             self.settings.save_format(),
             self.settings.models_dir(),
             self.settings.lora_dir(),
+            self.settings.backend(),
+            self.settings.ray_address(),
         )
         dialog = SettingsDialog(current, self)
         try:
@@ -597,8 +601,30 @@ class MainWindow(QMainWindow):
         self.controller.save_as = chosen.save_as
         self.controller.set_output_dir(chosen.output_dir)  # the gallery follows
         self.controller.configure(self.settings.engine_settings())
+        wanted = (chosen.backend, chosen.ray_address)
+        if wanted != (self.settings.backend(), self.settings.ray_address()):
+            self.settings.set_backend(*wanted)
+            self.use_backend(chosen.backend, chosen.ray_address)
         if chosen.theme != self.settings.theme():
             self.set_theme(chosen.theme)
+
+    def use_backend(self, kind: str, address: str = "auto") -> bool:
+        """Run the next jobs on this machine ("local") or a Ray cluster ("ray"); while jobs
+        run or wait, the change waits for the next start (and the status line says so)."""
+        from studio.ui.backends import LocalBackend
+
+        if self.controller.is_busy or self.controller.queued_jobs:
+            self.status.say("The new backend is used from the next start: jobs are running.")
+            return False
+        settings = self.settings.engine_settings()
+        backend = self._ray_backend(address) if kind == "ray" else LocalBackend(settings)
+        return self.controller.replace_backend(backend)
+
+    def _ray_backend(self, address: str) -> Backend:
+        """The Ray backend (no Ray is imported before it starts: it connects on a thread)."""
+        from studio.ui.backends.ray import RayBackend
+
+        return RayBackend(address, self.settings.engine_settings())
 
     def engine_settings(self) -> EngineSettings:
         return self.settings.engine_settings()

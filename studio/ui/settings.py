@@ -25,6 +25,8 @@ AUTO = "auto"  # stored for an engine setting left to the studio (None in Engine
 DEVICES = ("cpu", "cuda", "mps")
 DTYPES = ("float16", "bfloat16", "float32")
 _TRISTATE_NAMES = {None: AUTO, True: "on", False: "off"}
+BACKENDS = ("local", "ray")  # this machine's worker thread, or a Ray cluster's engines
+DEFAULT_RAY_ADDRESS = "auto"
 
 
 MAX_SETTINGS_BYTES = 16 * 1024 * 1024  # window state, prompt history: far below this
@@ -188,6 +190,22 @@ class Settings:
 
     def set_lora_dir(self, folder: Path | None) -> None:
         self._qs.setValue("studio/lora_dir", str(folder) if folder else "")
+
+    def backend(self) -> str:
+        """Where jobs run: "local" (this machine, the default) or "ray" (a Ray cluster)."""
+        value = self._qs.value("studio/backend", "local")
+        return value if value in BACKENDS else "local"
+
+    def ray_address(self) -> str:
+        """The Ray cluster's address: ray://host:10001, auto, or local."""
+        value = self._qs.value("studio/ray_address", DEFAULT_RAY_ADDRESS)
+        if not isinstance(value, str) or not printable(value).strip():
+            return DEFAULT_RAY_ADDRESS
+        return printable(value).strip()
+
+    def set_backend(self, backend: str, ray_address: str) -> None:
+        self._qs.setValue("studio/backend", backend if backend in BACKENDS else "local")
+        self._qs.setValue("studio/ray_address", ray_address.strip() or DEFAULT_RAY_ADDRESS)
 
     def theme(self) -> str:
         value = self._qs.value("studio/theme", "dark")

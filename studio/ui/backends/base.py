@@ -27,7 +27,7 @@ class JobSignals(QObject):
     finished = Signal(int, object)  # job id, GenerationResult with its paths
     failed = Signal(int, str)  # job id, one sentence
     cancelled = Signal(int)  # job id
-    placed = Signal(int, str)  # job id, where it runs ("studio-engine-1 on 10.0.0.7")
+    placed = Signal(int, str)  # job id, where it runs ("studio-engine-1 (10.0.0.7)")
 
     NAMES = (
         "statusChanged",
