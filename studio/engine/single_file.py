@@ -519,9 +519,12 @@ def identify_parts(path: Path, rank: int) -> list[PartFile]:
                 header
             ):
                 continue
-            entry = header[key]
-            shape = tuple(int(d) for d in entry.get("shape", ()))
-            fp8 = str(entry.get("dtype", "")).startswith("F8")
+            shape = tuple(int(d) for d in header[key].get("shape", ()))
+            fp8 = any(  # any weight of the part in 8 bits (scaled fp8 files keep some at 16)
+                str(entry.get("dtype", "")).startswith("F8")
+                for name, entry in header.items()
+                if name.startswith(prefix) and isinstance(entry, dict)
+            )
             found.append(PartFile(path, prefix, kind, shape, fp8, rank))
     return found
 

@@ -1000,3 +1000,41 @@ def test_an_sd35_file_loads_with_its_own_vae_and_comfyuis_clip_g_clip_l_t5xxl(
     pipe = ModelManager().pipeline(str(path), Mode.TEXT_TO_IMAGE)
     assert family_of(pipe).name == "sd3" and pipe.text_encoder_3 is not None
     np.testing.assert_allclose(_pixels(pipe), _pixels(reference), atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["sd3.5-large", "sd3.5-medium", "sd3-medium"])
+def test_sd3_files_are_told_apart_by_width_and_position_table(tmp_path: Path, variant: str) -> None:
+    """SD 3 medium and SD 3.5 medium share their width; the position table tells them apart
+    (and picks the shipped config the file is built with)."""
+    shapes = {
+        f"model.diffusion_model.{k}": v for k, v in single_file.VARIANTS[variant].signature.items()
+    }  # noqa: E501
+    shapes["model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight"] = (3 * 1536, 1536)
+    info = single_file.inspect(_published_shapes(tmp_path / "sd3.safetensors", shapes))
+    assert info.family.name == "sd3" and info.variant.name == variant and info.matches
+    config = json.loads(
+        (single_file.CONFIGS_DIR / variant / "transformer" / "config.json").read_text()
+    )  # noqa: E501
+    assert config["pos_embed_max_size"] ** 2 == shapes["model.diffusion_model.pos_embed"][1]
+
+
+def test_comfyuis_scaled_fp8_text_encoder_is_multiplied_out(tmp_path: Path) -> None:
+    """t5xxl_fp8_e4m3fn_scaled.safetensors keeps each weight in fp8 with a scale beside it."""
+    g = torch.Generator().manual_seed(0)
+    weight = torch.randn(8, 8, generator=g)
+    stored = (weight / 4).to(torch.float8_e4m3fn)
+    q = "encoder.block.0.layer.0.SelfAttention.q"
+    path = _save(
+        {
+            "shared.weight": torch.randn(16, 8, generator=g).half(),
+            f"{q}.weight": stored,
+            f"{q}.scale_weight": torch.tensor(4.0),
+            "scaled_fp8": torch.zeros(0, dtype=torch.float8_e4m3fn),
+        },
+        tmp_path / "t5xxl_fp8_e4m3fn_scaled.safetensors",
+    )
+    (part,) = single_file.identify_parts(path, rank=2)
+    assert (part.kind, part.shape, part.fp8) == ("t5", (16, 8), True)
+    tensors = single_file.read_part(part)
+    assert set(tensors) == {"shared.weight", f"{q}.weight"}
+    torch.testing.assert_close(tensors[f"{q}.weight"], stored.float() * 4)
