@@ -111,6 +111,12 @@ class ModelManager:
         family = family_of(base)
         if family.name != "unknown" and not family.offers(mode.value):
             raise ModelError(_no_such_mode(family, mode))
+        if _inpainting_only(base, family) and mode not in (Mode.INPAINT, Mode.UPSCALE):
+            raise ModelError(
+                f"'{Path(spec).name}' is an inpainting model (its UNet also takes a mask): "
+                "paint a mask in Inpaint mode, or pick the model's regular version for "
+                f"{mode.label}."
+            )
         if mode in (Mode.TEXT_TO_IMAGE, Mode.UPSCALE):
             return base
         if type(base).__name__ == family.pipelines.get(mode.value):
@@ -443,6 +449,14 @@ def _no_such_mode(family: families.Family, mode: Mode) -> str:
         editors = ", ".join(f.label for f in families.all_families() if "edit" in f.pipelines)
         return f"{family.label} models do not edit by instruction: use one that does ({editors})."
     return f"{family.label} models have no {mode.label} mode in diffusers."
+
+
+def _inpainting_only(base: Any, family: families.Family) -> bool:
+    """An SD inpainting model (a 9-channel UNet: noisy latents, mask, masked picture), which
+    diffusers runs in its inpainting pipeline only."""
+    unet = getattr(base, "unet", None)
+    inputs = getattr(getattr(unet, "config", None), "in_channels", 4)
+    return family.denoiser == "unet" and inputs == 9 and "inpaint" in family.pipelines
 
 
 def _derive(base: Any, mode: Mode) -> Any:

@@ -63,6 +63,7 @@ CLIP_VOCAB = CONFIGS_DIR / "clip" / "bpe_simple_vocab_16e6.txt.gz"
 _BUILD_VERSION = "1"  # bump when the assembled config folders change
 
 UNET = "model.diffusion_model."
+UNET_IN = UNET + "input_blocks.0.0.weight"  # its input channels: 4, 9 (inpainting), 8 (edit)
 SDXL_CLIP_L = "conditioner.embedders.0.transformer.text_model."
 
 
@@ -205,6 +206,12 @@ class FileInfo:
     def has(self, prefixes: tuple[str, ...]) -> bool:
         return any(k.startswith(p) for k in self.keys for p in prefixes)
 
+    @property
+    def unet_inputs(self) -> int:
+        """The UNet's input channels (4 when unknown: a pickle's shapes are not read)."""
+        shape = self.shapes.get(UNET_IN, (0, 4))
+        return int(shape[1]) if len(shape) > 1 else 4
+
 
 def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     """Tensor name → shape, from a .safetensors header alone (no weights are read; the
@@ -263,7 +270,10 @@ def inspect(path: Path) -> FileInfo:
         shapes = _pickle_shapes(path)
     family = families.of_checkpoint(keys)
     variant = _variant(path, family, keys, shapes)
-    matches = variant is not None and _fits(variant, _unprefixed(shapes, family))
+    fit = _unprefixed(shapes, family)
+    if UNET_IN in fit:  # an inpainting UNet is its model's but for its input channels
+        fit = {**fit, UNET_IN: (fit[UNET_IN][0], 4, *fit[UNET_IN][2:])}
+    matches = variant is not None and _fits(variant, fit)
     return FileInfo(path, keys, shapes, family, variant, matches)
 
 
@@ -303,7 +313,8 @@ def _variant(path: Path, family: Any, keys: list[str], shapes: dict) -> Variant 
     if family is None:
         return None
     if family.name == "sd2":
-        return VARIANTS["sd2-v" if sd2_predicts_v(path) else "sd2-base"]
+        inpainting = shapes.get(UNET_IN, (0, 4))[1:2] == (9,)  # SD 2's inpainting: epsilon
+        return VARIANTS["sd2-v" if not inpainting and sd2_predicts_v(path) else "sd2-base"]
     if family.name == "sd3":
         unprefixed = _unprefixed(shapes, family)
         fitting = [v for n, v in VARIANTS.items() if n.startswith("sd3") and _fits(v, unprefixed)]
@@ -869,11 +880,15 @@ def _load_full(info: FileInfo, cls: Any, dtype: Any) -> Any:
     companion's, for a file of other shapes)."""
     family, variant, path = info.family, info.variant, info.path
     assert family is not None
-    unet_in = info.shapes.get(UNET + "input_blocks.0.0.weight", (0, 4))[1]
-    if unet_in != 4:
+    unet_in = info.unet_inputs
+    if unet_in == 9:  # an inpainting checkpoint (sd-v1-5-inpainting, SDXL inpainting)
+        import diffusers
+
+        cls = getattr(diffusers, family.pipelines["inpaint"])
+    elif unet_in != 4:
         raise ModelError(
-            f"'{printable(path.name)}' is an inpainting or instruction checkpoint "
-            f"({unet_in}-channel UNet): use the model's regular checkpoint."
+            f"'{printable(path.name)}' is an instruction-editing checkpoint ({unet_in}-channel "
+            "UNet), which the studio does not load as a single file: use its diffusers folder."
         )
     companion = None
     if variant is not None and info.matches:
@@ -893,6 +908,8 @@ def _load_full(info: FileInfo, cls: Any, dtype: Any) -> Any:
         folder = companion
     if companion is not None:
         check_model_folder(companion)  # before any library reads it: no code, no pickles
+    if unet_in != 4:  # the configs of the model's inpainting version
+        folder = with_unet_inputs(folder, unet_in, cls.__name__)
     # Parts the file lacks (a checkpoint saved without its VAE) come from the companion.
     parts: dict[str, Any] = {}
     for component, prefixes in (variant.components if variant else {}).items():
@@ -908,6 +925,43 @@ def _load_full(info: FileInfo, cls: Any, dtype: Any) -> Any:
     return cls.from_single_file(
         str(path), config=str(folder), local_files_only=True, dtype=dtype, **parts
     )
+
+
+def with_unet_inputs(folder: Path, channels: int, pipeline_class: str) -> Path:
+    """A copy of a config folder (JSON and tokenizer files only, in the cache) whose UNet
+    takes `channels` input channels and whose pipeline is `pipeline_class`: the configs of
+    the inpainting version of the model the folder describes."""
+    digest = hashlib.sha256(f"{_BUILD_VERSION}{channels}{pipeline_class}".encode())
+    files = []
+    for file in sorted(folder.rglob("*")):
+        relative = file.relative_to(folder)
+        if (
+            file.suffix in (".json", ".txt", ".model")
+            and len(relative.parts) <= 2
+            and is_regular_file(file)
+            and file.stat().st_size < 16 * 1024 * 1024
+        ):
+            files.append(relative)
+            digest.update(str(relative).encode() + file.read_bytes())
+    target = cache_dir() / "single-file-configs" / f"inpaint-{digest.hexdigest()[:12]}"
+    if (target / "model_index.json").is_file():
+        return target
+    building = target.with_name(f".{target.name}.{os.getpid()}")
+    shutil.rmtree(building, ignore_errors=True)
+    for relative in files:
+        (building / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(folder / relative, building / relative)
+    for name, changes in (
+        ("unet/config.json", {"in_channels": channels}),
+        ("model_index.json", {"_class_name": pipeline_class}),
+    ):
+        data = json.loads((building / name).read_text(encoding="utf-8"))
+        (building / name).write_text(json.dumps({**data, **changes}, indent=2), encoding="utf-8")
+    try:
+        os.replace(building, target)
+    except OSError:  # another process built it first
+        shutil.rmtree(building, ignore_errors=True)
+    return target
 
 
 def _component(folder: Path, component: str, dtype: Any) -> Any:

@@ -25,6 +25,7 @@ from studio.core.request import GenerationRequest, Mode
 from studio.engine import single_file
 from studio.engine.family_runtime import family_of
 from studio.engine.models import ModelManager
+from tests.engine.conftest import RecordingReporter
 from tests.engine.tiny_families import build
 
 SIZE = 64
@@ -1038,3 +1039,124 @@ def test_comfyuis_scaled_fp8_text_encoder_is_multiplied_out(tmp_path: Path) -> N
     tensors = single_file.read_part(part)
     assert set(tensors) == {"shared.weight", f"{q}.weight"}
     torch.testing.assert_close(tensors[f"{q}.weight"], stored.float() * 4)
+
+
+# -- inpainting checkpoints (9-channel UNet) ---------------------------------------------------
+
+
+def test_an_inpainting_checkpoint_loads_as_the_inpainting_pipeline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sd-v1-5-inpainting.safetensors-style: the UNet takes the noisy latents, the mask and
+    the masked picture's latents (9 channels). It loads offline with the shipped SD 1.x
+    configs as the inpainting pipeline and inpaints to the pixels of its folder."""
+    from diffusers import StableDiffusionInpaintPipeline, UNet2DConditionModel
+    from PIL import Image
+
+    from studio.bench import tiny_families as tiny
+
+    clip, tokenizer = _shipped_clip(32, projection=False, seed=1)
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=9, out_channels=4, block_out_channels=(16, 32),
+        layers_per_block=1, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
+        attention_head_dim=(2, 4), norm_num_groups=8,
+    )  # fmt: skip
+    base = StableDiffusionInpaintPipeline(
+        vae=tiny._kl_vae(4, 0.18215, None, quant_conv=True),
+        text_encoder=clip,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=tiny._sd_scheduler("sd1"),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    reference_folder = tmp_path / "reference"
+    base.save_pretrained(reference_folder, safe_serialization=True)
+    state = sd_checkpoint(base)
+    assert state["model.diffusion_model.input_blocks.0.0.weight"].shape[1] == 9
+    signature = {  # the tiny model's shapes where the published model's are (4 inputs)
+        "model.diffusion_model.input_blocks.0.0.weight": (16, 4, 3, 3),
+        "first_stage_model.encoder.conv_in.weight": (8, 3, 3, 3),
+    }
+    _as_shipped(monkeypatch, tmp_path, "sd1", reference_folder, signature)
+    path = _save(state, tmp_path / "sd-tiny-inpainting.safetensors")
+    info = single_file.inspect(path)
+    assert info.family.name == "sd1" and info.matches and info.unet_inputs == 9
+
+    manager = ModelManager()
+    pipe = manager.pipeline(str(path), Mode.INPAINT)
+    assert type(pipe).__name__ == "StableDiffusionInpaintPipeline"
+    reference = _folder_pipe(reference_folder)
+    picture = Image.fromarray((np.indices((SIZE, SIZE)).sum(0) % 256).astype(np.uint8)).convert(
+        "RGB"
+    )
+    mask = Image.new("L", (SIZE, SIZE), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    inputs = {"image": picture, "mask_image": mask, "strength": 1.0}
+    ours, theirs = _pixels(pipe, **inputs), _pixels(reference, **inputs)
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    # text→image has no picture to repaint: one sentence, not a library's error
+    with pytest.raises(ModelError, match=r"inpainting model.*Inpaint"):
+        manager.pipeline(str(path), Mode.TEXT_TO_IMAGE)
+
+    # through the engine: previews at every step, the unmasked area kept
+    from studio.engine.generate import Engine
+
+    engine = Engine()
+    request = GenerationRequest(
+        prompt="a red circle", model=str(path), width=SIZE, height=SIZE, steps=3, seed=5,
+        mode=Mode.INPAINT, init_image=picture, mask=mask, mask_blur=0, strength=1.0,
+    )  # fmt: skip
+    reporter = RecordingReporter()
+    result = engine.run(request, reporter)
+    image = np.asarray(result.images[0], np.float32)
+    assert image.shape == (SIZE, SIZE, 3) and not result.cancelled
+    assert [p.step for p in reporter.steps] == [1, 2, 3]
+    assert all(p.preview is not None for p in reporter.steps)
+    outside = np.asarray(picture, np.float32)
+    assert np.abs(image[:8] - outside[:8]).mean() < 2.0  # kept (up to VAE round trip)
+    assert np.abs(image[20:44, 20:44] - outside[20:44, 20:44]).mean() > 10.0  # repainted
+
+
+@pytest.mark.parametrize(
+    ("name", "pipeline"),
+    [
+        ("sd-v1-5-inpainting", "StableDiffusionInpaintPipeline"),
+        ("sd2-inpainting", "StableDiffusionInpaintPipeline"),
+        ("sdxl-inpainting", "StableDiffusionXLInpaintPipeline"),
+    ],
+)
+def test_a_published_inpainting_checkpoint_is_built_with_the_shipped_configs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, pipeline: str
+) -> None:
+    """The loading decision for real inpainting checkpoints: the family's inpainting
+    pipeline, the shipped configs with a 9-channel UNet; SD 2's inpainting model predicts
+    epsilon whatever its name says."""
+    import diffusers
+
+    variant = {"sd": "sd1", "sd2": "sd2-base", "sdxl": "sdxl"}[name.split("-")[0]]
+    signature = dict(single_file.VARIANTS[variant].signature)
+    signature[single_file.UNET_IN] = (320, 9, 3, 3)
+    if variant == "sdxl":
+        signature["conditioner.embedders.0.transformer.text_model.final_layer_norm.bias"] = (768,)
+    path = _published_shapes(tmp_path / f"{name}.safetensors", signature)
+    info = single_file.inspect(path)
+    assert info.matches and info.variant.name == variant and info.unet_inputs == 9
+    asked = {}
+
+    def from_single_file(source, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        asked.update(kwargs, source=source)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(getattr(diffusers, pipeline), "from_single_file", from_single_file)
+    with pytest.raises(RuntimeError, match="stop here"):
+        single_file.load(path, diffusers.DiffusionPipeline, torch.float32)
+    config = Path(asked["config"])
+    assert json.loads((config / "model_index.json").read_text())["_class_name"] == pipeline
+    assert json.loads((config / "unet" / "config.json").read_text())["in_channels"] == 9
+    scheduler = json.loads((config / "scheduler" / "scheduler_config.json").read_text())
+    assert scheduler.get("prediction_type", "epsilon") == "epsilon"
+    assert (config / "tokenizer" / "vocab.json").is_file()
