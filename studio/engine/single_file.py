@@ -1049,7 +1049,7 @@ def _denoiser(info: FileInfo, config: Path, dtype: Any) -> Any:
         gguf_module()
         kwargs["quantization_config"] = diffusers.GGUFQuantizationConfig(compute_dtype=dtype)
     source: Any = str(path)
-    if denoiser_cls.__name__ == "FluxTransformer2DModel":
+    if denoiser_cls.__name__ in ("FluxTransformer2DModel", "ChromaTransformer2DModel"):
         source = flux_to_diffusers(_state_dict(path))
     elif family.name == "qwen-image" and any(k.startswith(UNET) for k in info.keys):
         # diffusers' names already, behind ComfyUI's prefix (which diffusers keeps)
@@ -1127,9 +1127,11 @@ def _state_dict(path: Path) -> dict[str, Any]:
 
 
 def flux_to_diffusers(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """A Flux.1 transformer's tensors in BFL's layout (as model sites and GGUF files have
-    them) renamed and split into diffusers'. diffusers' own conversion assumes the published
-    width (3072); this one reads it from the file, so narrower models (tests) load too."""
+    """A Flux.1 (or Chroma) transformer's tensors in BFL's layout (as model sites and GGUF
+    files have them) renamed and split into diffusers'. diffusers' own conversions assume the
+    published width (3072); this one reads it from the file, so narrower models (tests)
+    load too. Chroma is Flux without the per-block modulation and with a distilled guidance
+    network (`distilled_guidance_layer.`) that computes it."""
     import torch
 
     sd = {k.removeprefix(UNET): v for k, v in checkpoint.items() if not k.startswith("vae.")}
@@ -1151,6 +1153,14 @@ def flux_to_diffusers(checkpoint: dict[str, Any]) -> dict[str, Any]:
         move(f"{new}.linear_2", f"{old}.out_layer")
     move("context_embedder", "txt_in")
     move("x_embedder", "img_in")
+    approximator = "distilled_guidance_layer."  # Chroma's
+    move(approximator + "in_proj", approximator + "in_proj")
+    move(approximator + "out_proj", approximator + "out_proj")
+    layers = sorted({int(k.split(".")[2]) for k in sd if k.startswith(approximator + "layers.")})
+    for i in layers:
+        move(f"{approximator}layers.{i}.linear_1", f"{approximator}layers.{i}.in_layer")
+        move(f"{approximator}layers.{i}.linear_2", f"{approximator}layers.{i}.out_layer")
+        out[f"{approximator}norms.{i}.weight"] = sd.pop(f"{approximator}norms.{i}.scale")
     doubles = sorted({int(k.split(".")[1]) for k in sd if k.startswith("double_blocks.")})
     for i in doubles:
         b, o = f"transformer_blocks.{i}.", f"double_blocks.{i}."
@@ -1198,6 +1208,8 @@ def flux_to_diffusers(checkpoint: dict[str, Any]) -> dict[str, Any]:
         move(b + "proj_out", o + "linear2")
     move("proj_out", "final_layer.linear")
     for end in ("weight", "bias"):
+        if f"final_layer.adaLN_modulation.1.{end}" not in sd:
+            continue  # Chroma's final modulation comes from its distilled guidance network
         shift, scale = torch.chunk(sd.pop(f"final_layer.adaLN_modulation.1.{end}"), 2, dim=0)
         out[f"norm_out.linear.{end}"] = torch.cat([scale, shift], dim=0)
     if sd:

@@ -1160,3 +1160,45 @@ def test_a_published_inpainting_checkpoint_is_built_with_the_shipped_configs(
     scheduler = json.loads((config / "scheduler" / "scheduler_config.json").read_text())
     assert scheduler.get("prediction_type", "epsilon") == "epsilon"
     assert (config / "tokenizer" / "vocab.json").is_file()
+
+
+# -- Chroma ------------------------------------------------------------------------------------
+
+
+def chroma_to_original(state: dict) -> dict:
+    """ChromaTransformer2DModel → lodestones' names (Flux's, without the per-block
+    modulation, with the distilled guidance network), as chroma-*.safetensors have them."""
+    s = dict(state)
+    guidance = {}
+    approximator = "distilled_guidance_layer."
+    for key in [k for k in s if k.startswith(approximator)]:
+        value = s.pop(key)
+        key = key.replace(".linear_1.", ".in_layer.").replace(".linear_2.", ".out_layer.")
+        if ".norms." in key:
+            key = key.replace(".weight", ".scale")
+        guidance[key] = value
+    assert not any(".norm1.linear." in k for k in s)  # no per-block modulation
+    # Flux's names for the rest; the final layer has no modulation of its own
+    s["norm_out.linear.weight"] = torch.zeros(2, 1)  # so that flux_to_original has one to drop
+    s["norm_out.linear.bias"] = torch.zeros(2)
+    out = flux_to_original(s)
+    out.pop("final_layer.adaLN_modulation.1.weight")
+    out.pop("final_layer.adaLN_modulation.1.bias")
+    return out | guidance
+
+
+def test_a_chroma_transformer_file_takes_the_rest_from_its_companion(tmp_path: Path) -> None:
+    """chroma-unlocked-*.safetensors as lodestones publishes it (the transformer alone, in
+    its own names), a Chroma diffusers folder beside it: offline, the folder's pixels."""
+    models = tmp_path / "models"
+    companion = Path(build("chroma", models / "Chroma1-HD-tiny"))
+    folder = _folder_pipe(companion)
+    state = chroma_to_original(folder.transformer.state_dict())
+    assert "distilled_guidance_layer.norms.0.scale" in state
+    path = _save({k: v.contiguous() for k, v in state.items()}, models / "chroma-tiny.safetensors")
+    assert single_file.inspect(path).family.name == "chroma"
+    manager = ModelManager()
+    pipe = manager.pipeline(str(path), Mode.TEXT_TO_IMAGE)
+    assert family_of(pipe).name == "chroma" and pipe.transformer is not folder.transformer
+    np.testing.assert_allclose(_pixels(pipe), _pixels(folder), atol=1e-5)
+    assert manager.pipeline(str(path), Mode.INPAINT).transformer is pipe.transformer
