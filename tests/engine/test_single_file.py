@@ -934,6 +934,12 @@ def test_a_comfyui_flux_file_loads_with_its_separate_vae_and_text_encoders(
     np.testing.assert_allclose(_pixels(pipe), _pixels(reference), atol=1e-5)
     # image→image shares the loaded parts
     assert manager.pipeline(str(path), Mode.IMAGE_TO_IMAGE).text_encoder_2 is pipe.text_encoder_2
+    # the low-VRAM setup: a GGUF transformer in models/unet with the same parts
+    (models / "unet").mkdir()
+    gguf = _write_gguf(transformer, models / "unet" / "flux1-dev-tiny-Q8_0.gguf", quantize=True)
+    pipe = manager.pipeline(str(gguf), Mode.TEXT_TO_IMAGE)
+    assert type(pipe.transformer.x_embedder.weight).__name__ == "GGUFParameter"
+    np.testing.assert_allclose(_pixels(pipe), _pixels(reference), atol=0.05)  # Q8_0: close
 
 
 def test_an_sd35_file_loads_with_its_own_vae_and_comfyuis_clip_g_clip_l_t5xxl(
