@@ -228,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--upscale-model", metavar="SPEC", default=DEFAULT_UPSCALE_MODEL, help="the ×4 upscaler"
     )
     _output_options(gen)
+    _backend_option(gen)
     gen.add_argument(
         "--save-steps",
         type=Path,
@@ -253,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"noise added to the input, {limits('upscale_noise_level')}",
     )
     _output_options(up)
+    _backend_option(up)
 
     info = commands.add_parser("info", help="print the parameters found in an image as JSON")
     info.add_argument("image", type=Path)
@@ -843,6 +845,31 @@ class _StderrProgress:
         sys.stderr.flush()
 
 
+def _backend_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--backend",
+        type=_backend,
+        default="local",
+        metavar="WHERE",
+        help="where it runs: local (this process), ray://HOST:10001 or HOST:6379 (a Ray "
+        "cluster's head), auto (the cluster this machine joined), or ray (a Ray cluster of "
+        "this machine, started for this command); needs pip install 'latent-studio[ray]'",
+    )
+
+
+def _backend(text: str) -> str:
+    value = text.strip()
+    if value.lower() in ("local", "ray", "auto") or value.startswith("ray://"):
+        return value.lower() if "://" not in value else value
+    host, _, port = value.rpartition(":")
+    if host and port.isdigit():
+        return value
+    raise argparse.ArgumentTypeError(
+        f"'{printable(text)}' is not a place to run: local, ray, auto, ray://HOST:10001 or "
+        "HOST:6379"
+    )
+
+
 def _run_and_save(request: Any, args: argparse.Namespace) -> int:
     from studio.core.paths import output_dir
     from studio.core.request import Mode
@@ -854,14 +881,20 @@ def _run_and_save(request: Any, args: argparse.Namespace) -> int:
     steps_dir = getattr(args, "save_steps", None)
     if steps_dir is not None:
         _writable_folder(steps_dir, "--save-steps")
-    from studio.engine.generate import Engine
-
     # previews cost a little per step: made only when they are written out
     preview = "linear" if steps_dir is not None else "none"
     settings = EngineSettings(device=args.device, dtype=args.dtype, preview_method=preview)
     shown = (request.width * request.batch_size, request.height)
     reporter = _StderrProgress(steps_dir, shown if request.mode is not Mode.UPSCALE else None)
-    result = Engine(settings).run(request, reporter)
+    backend = getattr(args, "backend", "local")
+    if backend == "local":
+        from studio.engine.generate import Engine
+
+        result = Engine(settings).run(request, reporter)
+    else:  # the engines of a Ray cluster; the images come back and are saved here
+        from studio.remote.pool import run_on_cluster
+
+        result = run_on_cluster(backend, request, reporter, settings)
     if result.cancelled:
         return EXIT_INTERRUPTED
     chosen = folder or output_dir()

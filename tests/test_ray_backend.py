@@ -40,6 +40,7 @@ def cluster():  # noqa: ANN201
     if not embedded_model_available("studio-tiny"):
         pytest.skip("studio-tiny is not shipped here")
     ray.init(
+        address="local",  # a cluster of this test process, whatever else runs here
         num_cpus=2,
         include_dashboard=False,
         namespace="latent-studio",
@@ -106,6 +107,21 @@ def test_the_cluster_paints_the_same_pixels_as_this_machine(
     local_params = read_parameters(local_paths[0])
     assert result.paths[0].parent == tmp_path / "ray"
     assert ray_params.to_json_dict() == local_params.to_json_dict() and ray_params.seed == 5
+
+    # Ray Client (ray://) cannot stream: there the events are polled, and are the same
+    from studio.ui.backends.ray import RayBackend
+
+    polled = RayBackend("auto", engines=2, cpus_per_engine=1, channel="poll")
+    polling = _Recorder(polled)
+    with qtbot.waitSignal(polled.engineReady, timeout=60_000):
+        polled.start()
+    polled.submit(_job(2, tmp_path / "poll"))
+    qtbot.waitUntil(lambda: 2 in polling.ended, timeout=60_000)
+    assert polled.stop(10_000)
+    polled.deleteLater()
+    kind, by_poll = polling.ended[2]
+    assert kind == "finished" and polling.steps[2] == [1, 2, 3, 4]
+    assert np.array_equal(np.asarray(by_poll.images[0]), np.asarray(local.images[0]))
 
 
 @needs_tiny
@@ -303,3 +319,23 @@ def window_values(window):  # noqa: ANN001, ANN201
 
     s = window.settings
     return StudioSettings(window.controller.output_dir, s.engine_settings(), s.theme())
+
+
+# -- the command line --------------------------------------------------------------------------
+
+
+@needs_tiny
+def test_studio_generate_runs_on_the_cluster_and_saves_here(
+    cluster, tmp_path: Path, capsys
+) -> None:  # noqa: ANN001, ARG001
+    from studio.cli import main
+
+    out = tmp_path / "out.png"
+    args = ["generate", PROMPT, "--steps", "3", "--width", "64", "--height", "64"]
+    assert main([*args, "--seed", "8", "--out", str(out), "--backend", "ray"]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    assert read_parameters(out).seed == 8 and read_parameters(out).steps == 3
+    with pytest.raises(SystemExit) as bad:
+        main([*args, "--backend", "nowhere"])
+    assert bad.value.code == 2
+    assert "is not a place to run" in capsys.readouterr().err

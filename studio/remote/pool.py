@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -93,7 +94,8 @@ def connect(address: str, local_cpus: int | None = None) -> bool:
     }
     try:
         if is_local(address):
-            ray.init(num_cpus=local_cpus, include_dashboard=False, **options)
+            # "local": a new cluster of this process even where another runs on this machine
+            ray.init(address="local", num_cpus=local_cpus, include_dashboard=False, **options)
         else:
             ray.init(address=address.strip(), **options)
     except Exception as e:  # noqa: BLE001 - every way of failing to connect is one sentence
@@ -122,6 +124,8 @@ def explain(error: BaseException, address: str) -> str:
             f"The Ray cluster at {shown} runs other versions of Ray or Python than this "
             f"machine ({here}): install the same on both."
         )
+    if "requires pip package `ray[client]`" in lowered:
+        return "Connecting by ray:// needs Ray's client here: pip install 'ray[client]'."
     if "could not find any running ray instance" in lowered:
         return (
             "No Ray cluster runs on this machine: start one with 'ray start --head', or give "
@@ -555,7 +559,10 @@ def run_on_cluster(
     """Run one request on a cluster (`ray` alone: a cluster of this machine for this call)
     and return its result, images decoded; raises ClusterError with one sentence."""
     waiter = _Waiter(reporter)
-    pool = EnginePool(waiter, address, settings, engines=1 if is_local(address) else None)
+    options: dict[str, Any] = {}
+    if is_local(address):  # one engine with every core, as this machine runs a job itself
+        options = {"engines": 1, "cpus_per_engine": os.cpu_count() or 1}
+    pool = EnginePool(waiter, address, settings, **options)
     try:
         if is_local(address):
             reporter.status("Starting a Ray cluster on this machine…", None)
