@@ -308,6 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-compile", action="store_true", help="skip the speed-up rows that compile the UNet"
     )
     bench.add_argument(
+        "--ray",
+        action="store_true",
+        help="the queue on a Ray cluster of this machine: 16 jobs on 1 engine against 2 "
+        "(1 CPU each), and the added latency of a step's preview",
+    )
+    bench.add_argument(
         "--out", type=Path, metavar="FILE", help="also write the JSON here, after every row"
     )
     return parser
@@ -722,7 +728,11 @@ def _bench(args: argparse.Namespace) -> int:
             text = json.dumps(results, indent=2).encode()
             write_atomically(args.out, lambda handle: handle.write(text))
 
-    if args.gpu:
+    if args.ray:
+        from studio.bench.ray_bench import run_ray_bench
+
+        results = {"machine": machine(), "ray": run_ray_bench(args.quick)}
+    elif args.gpu:
         from studio.bench.gpu_bench import run_gpu_bench
 
         results: dict = {"machine": machine()}

@@ -32,6 +32,13 @@ _ROWS: list[tuple[str, str, str]] = [
     ("gallery_first_thumbnails_s", "Gallery of 10,000: first thumbnails on screen (s)", "≤ 0.5"),
     ("gallery_scroll_max_stall_ms", "Gallery: longest stall scrolling to the end (ms)", "≤ 16"),
     ("gallery_memory_growth_mb", "Gallery: memory growth after the scroll (MB)", "≤ 50"),
+    ("ray.jobs_per_s_one_engine", "Ray: jobs/s, 1 engine × 1 CPU (16 jobs, 64 px, 8 steps)", ""),
+    ("ray.jobs_per_s_two_engines", "Ray: jobs/s, 2 engines × 1 CPU", ""),
+    ("ray.throughput_ratio", "Ray: 2 engines / 1 engine", "≥ 1.7"),
+    ("ray.preview_ms_ray.p50", "Ray: a step's preview, engine to window, p50 (ms)", ""),
+    ("ray.preview_ms_local.p50", "This machine: the same, p50 (ms)", ""),
+    ("ray.preview_added_ms.p50", "Ray: added latency per step's preview, p50 (ms)", "≤ 20"),
+    ("ray.preview_added_ms.p99", "Ray: added latency per step's preview, p99 (ms)", ""),
 ]
 
 
