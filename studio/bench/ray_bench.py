@@ -45,9 +45,12 @@ class _Counter:
         self._lock = threading.Lock()
         self.all_done = threading.Event()
         self.expected = 0
+        self.started: dict[int, float] = {}
+        self.busy_s = 0.0  # the time jobs were running, added up over jobs
 
     def placed(self, job_id: int, where: str) -> None:
         self.places.add(where)
+        self.started[job_id] = time.perf_counter()
 
     def status(self, message: str, fraction: float | None) -> None:
         pass
@@ -56,17 +59,19 @@ class _Counter:
         pass
 
     def finished(self, job_id: int, result: GenerationResult) -> None:
-        self._end()
+        self._end(job_id)
 
     def failed(self, job_id: int, message: str) -> None:
         self.failures.append(message)
-        self._end()
+        self._end(job_id)
 
     def cancelled(self, job_id: int) -> None:
-        self._end()
+        self._end(job_id)
 
-    def _end(self) -> None:
+    def _end(self, job_id: int) -> None:
         with self._lock:
+            if job_id > 0:  # a measured job, not a warm-up
+                self.busy_s += time.perf_counter() - self.started.get(job_id, 0.0)
             self.ended += 1
             if self.ended >= self.expected:
                 self.all_done.set()
@@ -110,7 +115,12 @@ def _on_engines(engines: int, steps: int, jobs: int) -> dict[str, Any]:
         pool.stop(timeout=30, kill=True)  # their CPUs free for the next measurement
     if counter.failures:
         raise RuntimeError(counter.failures[0])
-    return {"jobs_per_s": jobs / seconds, "seconds": seconds, "delays": delays}
+    return {
+        "jobs_per_s": jobs / seconds,
+        "seconds": seconds,
+        "delays": delays,
+        "concurrency": counter.busy_s / seconds,  # jobs running at once, on average
+    }
 
 
 def _local_delays(steps: int, jobs: int) -> list[float]:
@@ -181,6 +191,10 @@ def run_ray_bench(quick: bool = False, steps: int = 8, jobs: int = JOBS) -> dict
         "jobs_per_s_one_engine": one["jobs_per_s"],
         "jobs_per_s_two_engines": two["jobs_per_s"],
         "throughput_ratio": two["jobs_per_s"] / one["jobs_per_s"],
+        # jobs running at once on average: 2.0 when the queue keeps both engines busy
+        "concurrency_two_engines": two["concurrency"],
+        "seconds_per_job_one_engine": one["seconds"] / jobs,
+        "seconds_per_job_two_engines": 2 * two["seconds"] / jobs,
         "preview_ms_ray": remote,
         "preview_ms_local": here,
         "preview_added_ms": {k: remote[k] - here[k] for k in ("p50", "p99")},
