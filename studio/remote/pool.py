@@ -435,18 +435,19 @@ class EnginePool:
                 if engine.deaths > MAX_RESTARTS and engine in self._engines:
                     self._engines.remove(engine)
                 log.warning("engine %s died running job %d: %s", engine.name, job.id, lost)
-                if job.cancelled:
+                if job.cancelled or self._stopping:
                     outcome = ("cancelled", None)
-                elif job.attempts < ATTEMPTS and self._engines and not self._stopping:
+                elif job.attempts < ATTEMPTS and self._engines:
                     job.excluded.add(engine.name)
                     job.engine = None
                     self._pending.appendleft(job)
                     retry = True
                 else:
+                    times = "twice" if job.attempts > 1 else "and no engine is left to retry"
                     outcome = (
                         "failed",
-                        f"The job was lost twice on the Ray cluster ({engine.name} stopped: a "
-                        "node lost or out of memory).",
+                        f"The Ray cluster lost the job {times} ({engine.name} stopped: its "
+                        "node lost, or out of memory).",
                     )
             started = self._dispatch_locked()
         self._start_threads(started)
