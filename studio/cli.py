@@ -96,8 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Samplers (any capitalisation): " + ", ".join(SCHEDULER_NAMES) + ".",
         formatter_class=_Help,
     )
-    gen.add_argument("prompt", help="what the image shows (A1111's way of writing it works)")
-    gen.add_argument("--negative", default="", metavar="TEXT", help="negative prompt")
+    gen.add_argument(
+        "prompt",
+        nargs="?",
+        help="what the image shows (A1111's way of writing it works); with --from, a new "
+        "prompt for the steps after --at-step",
+    )
+    gen.add_argument("--negative", metavar="TEXT", help="negative prompt")
     gen.add_argument(
         "--model",
         metavar="SPEC",
@@ -119,8 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--cfg-rescale",
         type=float,
-        default=plain.cfg_rescale,
-        help=f"CFG rescale, {limits('cfg_rescale')}; 0 is off",
+        help=f"CFG rescale, {limits('cfg_rescale')}; 0 is off (the default)",
     )
     gen.add_argument(
         "--classifier-guidance",
@@ -229,6 +233,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _output_options(gen)
     _backend_option(gen)
+    gen.add_argument(
+        "--from",
+        dest="from_image",
+        type=Path,
+        metavar="IMAGE.png",
+        help="continue an image the studio saved from one of its steps (--at-step), with "
+        "what you change: the prompt, --negative, --cfg, --cfg-rescale, --threshold, "
+        "--classifier-guidance, --lora, --control-scale, --upscale, --noise-seed; its "
+        "input images (--init-image, --mask, --control) are given again",
+    )
+    gen.add_argument(
+        "--at-step",
+        type=int,
+        metavar="K",
+        help="with --from: the steps shared with that image; the rest run with the changes",
+    )
+    gen.add_argument(
+        "--noise-seed",
+        type=int,
+        metavar="N",
+        help="with --from: a new seed for the noise the remaining steps draw (Euler a, the "
+        "SDE samplers)",
+    )
     gen.add_argument(
         "--save-steps",
         type=Path,
@@ -556,6 +583,15 @@ def _generate(args: argparse.Namespace) -> int:
     from studio.core.imaging import input_size, open_image
     from studio.core.request import GenerationRequest, Mode
 
+    if args.from_image is not None or args.at_step is not None:
+        return _run_and_save(_branch_request(args), args)
+    if args.noise_seed is not None:
+        raise UsageError("--noise-seed goes with --from and --at-step.")
+    if args.prompt is None:
+        raise UsageError(
+            "the following arguments are required: prompt (what the image shows; or --from "
+            "IMAGE.png --at-step K to continue a saved image)."
+        )
     model = args.model
     defaults = model_defaults(model)
     if args.edit and (args.init_image or args.mask):
@@ -583,13 +619,13 @@ def _generate(args: argparse.Namespace) -> int:
     request = GenerationRequest(
         mode=mode,
         prompt=_with_loras(args.prompt, args.lora),
-        negative_prompt=args.negative,
+        negative_prompt=args.negative or "",
         model=model,
         width=default_w if args.width is None else args.width,
         height=default_h if args.height is None else args.height,
         steps=int(defaults.get("steps", 25)) if args.steps is None else args.steps,
         cfg_scale=args.cfg if args.cfg is not None else float(defaults.get("cfg_scale", 7.0)),
-        cfg_rescale=args.cfg_rescale,
+        cfg_rescale=args.cfg_rescale or 0.0,
         dynamic_thresholding=args.threshold is not None,
         threshold_percentile=args.threshold_percentile,
         threshold_max=args.threshold if args.threshold is not None else 2.5,
@@ -610,6 +646,82 @@ def _generate(args: argparse.Namespace) -> int:
         controls=_controls(args.controls, model),
     )
     return _run_and_save(request, args)
+
+
+def _branch_request(args: argparse.Namespace) -> Any:
+    """--from IMAGE --at-step K: the saved image's request, continued after step K with
+    what the options change; its input images come from the options again."""
+    from studio.core.branches import branch_of
+    from studio.core.imaging import open_image
+    from studio.core.request import GenerationRequest, Mode
+    from studio.metadata import read_parameters
+
+    if args.from_image is None or args.at_step is None:
+        raise UsageError("--from IMAGE.png and --at-step K go together.")
+    shown = printable(str(args.from_image))
+    recorded = read_parameters(args.from_image).request
+    if not recorded:
+        raise UsageError(
+            f"{shown} holds no Latent Studio record: only the studio's own images can be "
+            "continued from a step."
+        )
+    images: dict[str, Any] = {}
+    if args.init_image:
+        images["init_image"] = open_image(args.init_image)
+    if args.mask:
+        images["mask"] = open_image(args.mask).convert("L")
+    if args.edit:
+        images["init_image"] = open_image(args.edit)
+    images["references"] = tuple(open_image(p).convert("RGB") for p in args.reference)
+    parent = GenerationRequest.from_dict(recorded, **images)
+    if parent.mode.needs_image and parent.init_image is None:
+        option = "--edit" if parent.mode is Mode.EDIT else "--init-image"
+        raise UsageError(f"{shown} was made from an input image: give it again with {option}.")
+    if parent.mode is Mode.INPAINT and parent.mask is None:
+        raise UsageError(f"{shown} was inpainted: give its mask again with --mask.")
+    if len(args.controls) < len(parent.controls):
+        raise UsageError(
+            f"{shown} was made with {len(parent.controls)} ControlNet(s): give each control "
+            "image again with --control, in the same order."
+        )
+    pairs = list(zip(parent.controls, args.controls, strict=False))
+    parent = parent.replace(
+        controls=tuple(c.__class__(**c.to_dict(), image=_control_image(g)) for c, g in pairs)
+    )
+    steered = tuple(c.__class__(**{**c.to_dict(), **_steering(g)}, image=None) for c, g in pairs)
+    wanted = parent.replace(
+        controls=steered,
+        prompt=_with_loras(args.prompt if args.prompt is not None else parent.prompt, args.lora),
+        negative_prompt=parent.negative_prompt if args.negative is None else args.negative,
+        cfg_scale=parent.cfg_scale if args.cfg is None else args.cfg,
+        cfg_rescale=parent.cfg_rescale if args.cfg_rescale is None else args.cfg_rescale,
+        upscaler=args.upscale or parent.upscaler,
+    )
+    if args.threshold is not None:
+        wanted = wanted.replace(
+            dynamic_thresholding=True,
+            threshold_max=args.threshold,
+            threshold_percentile=args.threshold_percentile,
+        )
+    if args.classifier_guidance:
+        wanted = wanted.replace(**_classifier_guidance(args.classifier_guidance, parent.model))
+    return branch_of(parent, wanted, args.at_step, args.noise_seed).request
+
+
+def _steering(group: dict[str, Any]) -> dict[str, Any]:
+    """A --control group's scale and range, where given."""
+    found: dict[str, Any] = {}
+    if "scale" in group:
+        found["scale"] = group["scale"]
+    if "range" in group:
+        found["start"], found["end"] = group["range"]
+    return found
+
+
+def _control_image(group: dict[str, Any]) -> Any:
+    from studio.core.imaging import open_image
+
+    return open_image(group["image"]).convert("RGB")
 
 
 def _classifier_guidance(option: str | None, model: str) -> dict[str, object]:

@@ -57,8 +57,10 @@ class Source(enum.IntEnum):
 # generation modes may run after generating, so switching mode keeps both choices.
 UPSCALE_METHOD = "upscale_method"
 # The ControlNets come with their control images, from the canvas's control layer, not from
-# the draft's values: a restored file's or the last session's are not taken.
-FIELDS: tuple[str, ...] = (*(n for n in PARAMETER_NAMES if n != "controls"), UPSCALE_METHOD)
+# the draft's values: a restored file's or the last session's are not taken. A branch is
+# started from the timeline, never edited: a restored branch runs as the picture it made.
+_NOT_EDITED = ("controls", "branch")
+FIELDS: tuple[str, ...] = (*(n for n in PARAMETER_NAMES if n not in _NOT_EDITED), UPSCALE_METHOD)
 _TEXT_FIELDS = ("prompt", "negative_prompt")
 _MODEL_FIELDS = ("model", "upscale_model")
 _BOOL_FIELDS = ("dynamic_thresholding", "inpaint_only_masked")

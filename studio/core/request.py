@@ -232,6 +232,30 @@ class Control:
 
 
 @dataclass(frozen=True)
+class Branch:
+    """A job that continues another (its parent) from after step `at_step` of the parent's
+    generate stage: the first `at_step` steps are the parent's, the rest run with the
+    branch's own parameters. `parent` holds the parent's values of the fields the branch
+    changed (see core.branches), so one file rebuilds both. `noise_seed` reseeds the noise
+    still to be drawn (the ancestral and SDE samplers draw some at every step)."""
+
+    at_step: int
+    parent: dict[str, Any] = field(default_factory=dict)
+    noise_seed: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at_step": self.at_step, "parent": dict(self.parent), "noise_seed": self.noise_seed}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Branch:
+        return cls(
+            at_step=data.get("at_step", 0),
+            parent=dict(data.get("parent") or {}),
+            noise_seed=data.get("noise_seed"),
+        )
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     mode: Mode = Mode.TEXT_TO_IMAGE
     prompt: str = ""
@@ -265,6 +289,7 @@ class GenerationRequest:
     upscale_strength: float = 0.35  # image→image strength of the hires fix pass
     upscale_noise_level: int = 20  # noise added to the input of a diffusion ×4 upscaler
     controls: tuple[Control, ...] = ()  # ControlNets, each with its control image
+    branch: Branch | None = None  # continues another job from one of its steps
 
     def __post_init__(self) -> None:
         # Accept plain strings (from JSON, the command line) for the enum fields.
@@ -273,6 +298,8 @@ class GenerationRequest:
         object.__setattr__(self, "controls", tuple(controls))
         if self.upscaler is not None:
             object.__setattr__(self, "upscaler", Upscaler(self.upscaler))
+        if isinstance(self.branch, dict):
+            object.__setattr__(self, "branch", Branch.from_dict(self.branch))
 
     def replace(self, **changes: Any) -> GenerationRequest:
         return dataclasses.replace(self, **changes)
@@ -295,6 +322,7 @@ class GenerationRequest:
             value = getattr(self, f.name)
             data[f.name] = value.value if isinstance(value, enum.Enum) else value
         data["controls"] = [c.to_dict() for c in self.controls]  # their images left out
+        data["branch"] = self.branch.to_dict() if self.branch is not None else None
         return data
 
     @classmethod
@@ -374,7 +402,29 @@ def _validate(r: GenerationRequest) -> list[str]:
         problems.append(f"ControlNets steer generation, not {r.mode.label}: remove them.")
     for number, control in enumerate(r.controls, 1):
         problems.extend(control.problems(number))
+    if r.branch is not None:
+        problems.extend(_branch_problems(r))
     return problems
+
+
+def _branch_problems(r: GenerationRequest) -> list[str]:
+    branch = r.branch
+    assert branch is not None
+    found = []
+    if r.mode is Mode.UPSCALE:
+        found.append("An upscale has no denoising steps to continue from.")
+    at = branch.at_step
+    if isinstance(at, bool) or not isinstance(at, int) or not 1 <= at < r.steps:
+        found.append(
+            f"A branch continues after a step between 1 and {r.steps - 1}, not after {at}."
+        )
+    if r.batch_size != 1:
+        found.append("A branch continues one image: set the batch to 1.")
+    if r.seed == RANDOM_SEED:
+        found.append("A branch continues its parent's seed, which is missing.")
+    if branch.noise_seed is not None and RANGES["seed"].problem(branch.noise_seed):
+        found.append(f"The seed of the new noise must be between 0 and {MAX_SEED}.")
+    return found
 
 
 UPSCALE_FACTOR = 4  # the diffusion upscaler's

@@ -45,6 +45,8 @@ def parameters_of(
         extras["Reference images"] = str(len(request.references))
     for number, control in enumerate(request.controls):  # as A1111's ControlNet extension
         extras[f"ControlNet {number}"] = control_field(control)
+    if request.branch is not None:  # the rest of the branch is in the studio's record
+        extras["Branch from step"] = str(request.branch.at_step)
     lora_hashes = loras.hashes_field(request.prompt)
     if lora_hashes:
         extras["Lora hashes"] = lora_hashes  # as A1111 writes them, for restoring by hash

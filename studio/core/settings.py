@@ -20,6 +20,9 @@ class EngineSettings:
     fp8_weights: bool = False
     preview_method: str = "linear"  # "linear", "vae" or "none"
     preview_every: int = 1  # a preview every N steps
+    # what recent jobs' steps keep for "Continue from here"; past it the oldest jobs' go
+    # (their steps can still be continued from, after computing them again)
+    branch_memory_mb: int = 256
     # speed-ups (SPEEDUPS below), all off by default
     channels_last: bool = False
     fuse_qkv: bool = False

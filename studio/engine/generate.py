@@ -7,12 +7,14 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from PIL import Image
 
 from studio.core import embeddings, imaging
+from studio.core.branches import parent_of
 from studio.core.jobs import (
     GenerationError,
     GenerationResult,
@@ -32,6 +34,14 @@ from studio.core.request import (
 from studio.core.schedulers import SCHEDULER_NAMES, closest_scheduler
 from studio.core.settings import EngineSettings
 from studio.engine import classifier_guidance, controlnets, family_runtime, speedups
+from studio.engine.branching import (
+    BranchUnsupported,
+    ReachedStep,
+    StateStore,
+    StepRecorder,
+    StepState,
+    fingerprint,
+)
 from studio.engine.devices import wants_vae_tiling
 from studio.engine.family_runtime import family_of
 from studio.engine.guidance import (
@@ -62,6 +72,12 @@ class Engine:
         self._reporter: Reporter = NullReporter()
         self._compiled_shapes: set[tuple[int, ...]] = set()  # (UNet, width, height, UNet batch)
         self._stages: list[Stage] = []  # what the current run's stages ran
+        # every one-image job's steps, for branches ("Continue from here")
+        self.states = StateStore(self.settings.branch_memory_mb * 2**20)
+        self._job_key: str | None = None  # where the running stage's steps are kept
+        self._resume: _Resume | None = None  # the state the running stage continues from
+        self._stop_after: int | None = None  # a replay's last step
+        self._running_recorder: StepRecorder | None = None
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -83,8 +99,11 @@ class Engine:
         timings: dict[str, float] = {}
         self._stages: list[Stage] = []
         started = time.perf_counter()
+        self.states.set_budget(self.settings.branch_memory_mb * 2**20)
         try:
             with torch.inference_mode():
+                self._prepare_branch(request, timings)
+                self._job_key = fingerprint(request) if len(seeds) == 1 else None
                 images = self._run_mode(request, seeds, timings)
                 # the metadata records the sampler that ran (a family's closest relative)
                 ran = next((s.scheduler for s in self._stages if s.name == "generate"), None)
@@ -95,8 +114,55 @@ class Engine:
         except GenerationCancelled:
             timings["total"] = time.perf_counter() - started
             return GenerationResult([], request, seeds, timings, cancelled=True)
+        finally:
+            self._job_key, self._resume, self._stop_after = None, None, None
+            self._running_recorder = None
         timings["total"] = time.perf_counter() - started
         return GenerationResult(images, request, seeds, timings, stages=list(self._stages))
+
+    # -- branches --------------------------------------------------------------------------
+
+    def _prepare_branch(self, request: GenerationRequest, timings: dict[str, float]) -> None:
+        """For a branch, the parent's state after the step it continues from: kept from
+        the parent's run, or computed again (the parent rebuilt from the branch)."""
+        self._resume = None
+        if request.branch is None:
+            return
+        at = request.branch.at_step
+        parent = parent_of(request)
+        key = fingerprint(parent)
+        if self.states.steps_kept(key) < at:
+            self._reporter.status(f"Computing the first {at} steps of the parent again…", None)
+            self._replay(parent, at, key, timings)
+        kept = [self.states.get(key, step) for step in range(1, at + 1)]
+        states = [s for s in kept if s is not None]
+        if len(states) < at:
+            raise GenerationError(
+                f"The parent's steps could not be kept to continue after step {at}: "
+                "raise the branch memory in Settings → Performance."
+            )
+        self._resume = _Resume(states, request.branch.noise_seed)
+
+    def _replay(
+        self, parent: GenerationRequest, at: int, key: str, timings: dict[str, float]
+    ) -> None:
+        """Run the parent's generate stage up to step `at` (its own steps recorded), unseen."""
+        reporter, self._reporter = self._reporter, NullReporter()
+        stages = self._stages
+        self._prepare_branch(parent, timings)  # a branch of a branch: its own parent first
+        self._job_key, self._stop_after = key, at
+        try:
+            self._run_mode(parent, [parent.seed], timings)
+        except ReachedStep:
+            pass
+        else:
+            raise GenerationError(
+                f"The parent has fewer than {at + 1} steps: continue from an earlier one."
+            )
+        finally:
+            self._reporter, self._stages = reporter, stages
+            self._stop_after = None
+        self._reporter.status("", None)
 
     # -- modes ----------------------------------------------------------------------------
 
@@ -322,6 +388,7 @@ class Engine:
             # the classifier reads the model's own latents: not the ×4 upscaler's
             classifier=classifier_guidance.for_request(request) if stage != "upscale" else None,
         )
+        recorder = self._recorder(stage, tap, len(seeds))
         legacy_callback = not _has_step_end_callback(pipe)
         on_step = StepReports(
             pipe,
@@ -332,6 +399,7 @@ class Engine:
             self._reporter,
             self._cancel,
             legacy_steps=call["num_inference_steps"] if legacy_callback else None,
+            steps_before=recorder.resume_after - 1 if recorder and recorder.resume else 0,
         )
         if legacy_callback:
             call["callback"] = lambda i, t, latents: on_step(i, latents)
@@ -341,8 +409,12 @@ class Engine:
 
         self._announce_compilation(pipe, request)
         started = time.perf_counter()
+        self._running_recorder = recorder
         try:
             images = self._tapped_call(pipe, tap, call, seeds, request)
+        except (ReachedStep, GenerationCancelled):
+            self._keep_steps(recorder)  # a cancelled job's steps can be continued too
+            raise
         except Exception as error:
             if not speedups.is_compiler_error(error) or not self.models.uncompile():
                 raise
@@ -352,8 +424,30 @@ class Engine:
             self._reporter.status("Compilation failed: generating without it…", None)
             images = self._tapped_call(pipe, tap, call, seeds, request)
         timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started
+        self._keep_steps(recorder)
         self._record_stage(stage, request, call, images)
         return images
+
+    def _recorder(self, stage: str, tap: GuidanceTap, images: int) -> StepRecorder | None:
+        """The generate stage of a one-image job keeps its steps; a branch's continues."""
+        if stage != "generate" or images != 1:
+            return None
+        resume = self._resume
+        return StepRecorder(
+            tap,
+            record=self._job_key is not None,
+            resume=resume.states[-1] if resume else None,
+            resume_after=len(resume.states) if resume else 0,
+            noise_seed=resume.noise_seed if resume else None,
+            stop_after=self._stop_after,
+        )
+
+    def _keep_steps(self, recorder: StepRecorder | None) -> None:
+        self._running_recorder = None
+        if recorder is None or self._job_key is None:
+            return
+        shared = self._resume.states if self._resume is not None else []
+        self.states.put(self._job_key, [*shared, *recorder.states])
 
     def _record_stage(
         self, stage: str, request: GenerationRequest, call: dict[str, Any], images: list[Any]
@@ -403,6 +497,16 @@ class Engine:
     ) -> list[Image.Image]:
         hooks = tap.attach(family_runtime.denoiser(pipe), pipe.scheduler)
         hooks += controlnets.steady_noise(pipe, call)
+        recorder = self._running_recorder
+        if recorder is not None:
+            try:
+                hooks += recorder.attach(pipe)
+            except BranchUnsupported:
+                for hook in hooks:
+                    hook.remove()
+                raise GenerationError(
+                    f"{family_of(pipe).label} in this mode cannot continue from a step."
+                ) from None
         try:
             return self._call_with_memory_fallback(pipe, call, seeds, request)
         finally:
@@ -453,6 +557,8 @@ class Engine:
         # One CPU generator per image: image k of a batch is seed+k run alone, on any device;
         # made afresh for every attempt, so a retry gives the pixels its seed promises.
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+        if self._running_recorder is not None:
+            self._running_recorder.begin(generators)
         latents = pipe(**call, generator=generators, output_type="latent", return_dict=False)[0]
         if self._cancel.is_set():
             raise GenerationCancelled
@@ -489,6 +595,14 @@ class Engine:
         result = action()
         timings[key] = timings.get(key, 0.0) + time.perf_counter() - started
         return result
+
+
+@dataclass(frozen=True)
+class _Resume:
+    """A branch's start: the parent's states up to the step it continues after."""
+
+    states: list[StepState]
+    noise_seed: int | None
 
 
 LATENTS_NOT_A_NUMBER = (

@@ -31,11 +31,13 @@ class StepReports:
         reporter: Reporter,
         cancel: threading.Event,
         legacy_steps: int | None = None,
+        steps_before: int = 0,
     ) -> None:
         """`legacy_steps`: for a pipeline with the legacy `callback` (the ×4 upscaler), its
         number of inference steps. That callback is called once per progress-bar step, not
         once per timestep: second-order schedulers run two timesteps a step, and PNDM's
-        first call comes after a warm-up timestep, at index 1."""
+        first call comes after a warm-up timestep, at index 1. `steps_before`: steps a
+        branch shares with its parent, which its loop passes over unreported."""
         self.pipe = pipe
         self.tap = tap
         self.previewer = previewer
@@ -46,13 +48,14 @@ class StepReports:
         self.legacy_steps = legacy_steps
         self._started = time.perf_counter()
         self._last_index = -1
-        self._steps = 0  # callbacks of this attempt
+        self._steps_before = steps_before
+        self._steps = steps_before  # steps of this attempt
         self._held: tuple[int, int, PreviewCopy | None] | None = None
 
     def __call__(self, index: int, latents: Any = None) -> None:
         """`latents`: the pipeline's latents after this step; the last step's are the result."""
         if index <= self._last_index:  # a retry: the failed attempt's steps are not its
-            self._steps, self._held = 0, None
+            self._steps, self._held = self._steps_before, None
         self._last_index = index
         self._steps += 1
         step, total = self._steps, self._total()

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from studio.core import families
+from studio.core.branches import branch_of
 from studio.core.catalog import model_defaults
 from studio.core.request import GenerationRequest, Mode
 from studio.core.settings import EngineSettings
@@ -132,6 +133,23 @@ def test_same_seed_same_pixels_and_cancel_within_a_step(engines, folders, fixtur
     result = engine.run(request, reporter)
     assert result.cancelled and result.images == []
     assert max(p.step for p in reporter.steps) == 2
+
+
+@pytest.mark.parametrize("fixture", FAMILIES)
+def test_every_offered_sampler_runs_and_continues_exactly_from_a_step(
+    engines, folders, fixture: str
+) -> None:
+    """A sampler the window offers for a family runs (Flux once offered flow Heun, which
+    takes no σ schedule and failed before the first step), and a branch continued from
+    its step 1 with nothing changed gives the parent's pixels bit for bit."""
+    engine = engines["linear"]
+    family = family_of(engine.models.pipeline(folders[fixture], Mode.TEXT_TO_IMAGE))
+    offered = family.samplers or ("Euler a", "DPM++ 2M SDE", "Heun")  # SD: tests/engine/
+    for name in offered:  # test_branching.py runs every one on the embedded model
+        parent = engine.run(_request(folders[fixture], steps=3, scheduler=name))
+        assert parent.request.scheduler == name
+        branch = engine.run(branch_of(parent.request, parent.request, 1).request)
+        assert np.array_equal(np.asarray(branch.images[0]), np.asarray(parent.images[0])), name
 
 
 @pytest.mark.parametrize("fixture", FAMILIES)

@@ -50,7 +50,9 @@ _COMMON = {
     "timestep_per_sigma": 1.0,  # the pipeline passes t / 1000 = σ
     "native_size": 1024,
     "default_sampler": "Euler",
-    "samplers": FLOW_SAMPLERS,
+    # Flux's pipelines pass their own σ schedule to every sampler but those that make their
+    # own flow σs (DPM++ 2M, UniPC); flow Heun takes neither and fails before the first step
+    "samplers": tuple(name for name in FLOW_SAMPLERS if name != "Heun"),
     "preview": FLUX_VAE_PREVIEW,
     # transformer-only files as model sites share them, and full checkpoints
     "checkpoint_prefixes": ("double_blocks.", "model.diffusion_model.double_blocks."),

@@ -1,0 +1,298 @@
+"""Rewind and branch: what each denoising step keeps so another job can continue from it
+exactly, and how a pipeline is made to continue from such a state.
+
+After every step of a one-image generate stage, `StepRecorder` keeps what the next step
+reads: the latents the scheduler returned, the scheduler's own attributes (multistep
+samplers keep earlier predictions, second-order ones a half-finished step) and the state
+of the job's noise generators (the ancestral and SDE samplers draw noise at every step).
+Scheduler tensors are never changed in place by diffusers' schedulers, so a step's record
+keeps references to them and copies only the lists that hold them.
+
+Continuing from step k runs the same pipeline call: the pipeline's own `interrupt` check
+skips iterations 0..k-2 without running anything, and iteration k-1 runs and then has its
+result replaced by the record of step k — the scheduler's attributes, the latents and the
+generators put back as they were — so from iteration k on the pipeline computes exactly
+what the parent computed, with whatever the branch changed (prompt, guidance, LoRAs).
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from PIL import Image
+
+from studio.core.request import GenerationRequest
+
+
+class ReachedStep(Exception):
+    """Raised inside the loop once a replay has recorded the step it was asked for."""
+
+
+@dataclass
+class StepState:
+    """What continuing after one step needs."""
+
+    latents: torch.Tensor  # the scheduler's output (before an inpaint pipeline's blending)
+    scheduler: dict[str, Any]  # the scheduler's attributes after the step
+    generators: list[torch.Tensor]  # the noise generators' states after the step
+    estimate: tuple[Any, ...] | None  # the guidance tap's last (latents, prediction, t)
+
+    def tensors(self) -> list[torch.Tensor]:
+        found = [self.latents, *self.generators]
+        for value in self.scheduler.values():
+            items = value if isinstance(value, list | tuple) else [value]
+            found.extend(v for v in items if isinstance(v, torch.Tensor))
+        if self.estimate is not None:
+            found.extend(v for v in self.estimate if isinstance(v, torch.Tensor))
+        return found
+
+
+def _bytes(states: list[StepState]) -> int:
+    """Memory held by a job's records; tensors several records share count once."""
+    seen: dict[int, int] = {}
+    for state in states:
+        for tensor in state.tensors():
+            seen[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+    return sum(seen.values())
+
+
+class StateStore:
+    """The step records of recent jobs, newest last; past the budget the oldest jobs' go."""
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget_bytes = budget_bytes
+        self._jobs: collections.OrderedDict[str, tuple[list[StepState], int]] = (
+            collections.OrderedDict()
+        )
+
+    def put(self, key: str, states: list[StepState]) -> None:
+        if not states:
+            return
+        self._jobs.pop(key, None)
+        self._jobs[key] = (states, _bytes(states))
+        self._fit()
+
+    def get(self, key: str, step: int) -> StepState | None:
+        """The state after step `step` (from 1) of the job `key`, if it is still kept."""
+        states = self._jobs.get(key, ([], 0))[0]
+        if not 1 <= step <= len(states):
+            return None
+        self._jobs.move_to_end(key)  # used: kept longest
+        return states[step - 1]
+
+    def steps_kept(self, key: str) -> int:
+        return len(self._jobs.get(key, ([], 0))[0])
+
+    @property
+    def bytes_used(self) -> int:
+        return sum(size for _, size in self._jobs.values())
+
+    def set_budget(self, budget_bytes: int) -> None:
+        self.budget_bytes = budget_bytes
+        self._fit()
+
+    def _fit(self) -> None:
+        while self._jobs and self.bytes_used > self.budget_bytes:
+            self._jobs.popitem(last=False)
+
+
+def fingerprint(request: GenerationRequest) -> str:
+    """What decides a one-image generate stage's steps: every parameter but what runs after
+    generating, and the input images' pixels."""
+    values = request.to_dict()
+    for name in ("upscaler", "upscale_model", "upscale_strength", "upscale_noise_level"):
+        values.pop(name, None)
+    values.update(batch_size=1, branch=None)
+    digest = hashlib.blake2b(json.dumps(values, sort_keys=True, default=str).encode())
+    images: list[Image.Image | None] = [request.init_image, request.mask, *request.references]
+    images += [c.image for c in request.controls]
+    for image in images:
+        if image is not None:
+            digest.update(f"{image.mode}{image.size}".encode())
+            digest.update(image.tobytes())
+    return digest.hexdigest()
+
+
+def snapshot(scheduler: Any) -> dict[str, Any]:
+    """The scheduler's attributes: lists and dicts copied, tensors shared."""
+    state = {}
+    for name, value in vars(scheduler).items():
+        if name == "step":  # a wrapper of ours, not the scheduler's state
+            continue
+        if isinstance(value, list | dict):
+            value = type(value)(value)
+        state[name] = value
+    return state
+
+
+def restore(scheduler: Any, state: dict[str, Any]) -> None:
+    """Put the scheduler's attributes back as `snapshot` took them (the record stays as
+    it is, for the next branch from the same step)."""
+    for name in [n for n in vars(scheduler) if n not in state and n != "step"]:
+        delattr(scheduler, name)
+    for name, value in state.items():
+        setattr(scheduler, name, type(value)(value) if isinstance(value, list | dict) else value)
+
+
+class StepRecorder:
+    """Wraps a pipeline's scheduler for one stage: records each step's state, skips to a
+    recorded state when resuming, and stops once a replay reaches the step it needs."""
+
+    def __init__(
+        self,
+        tap: Any,
+        record: bool = True,
+        resume: StepState | None = None,
+        resume_after: int = 0,
+        noise_seed: int | None = None,
+        stop_after: int | None = None,
+    ) -> None:
+        """`resume`: continue after step `resume_after` from this state (its noise reseeded
+        with `noise_seed` when given); `stop_after`: end the stage after recording that step."""
+        self.tap = tap
+        self.record = record
+        self.resume = resume
+        self.resume_after = resume_after if resume is not None else 0
+        self.noise_seed = noise_seed
+        self.stop_after = stop_after
+        self.states: list[StepState] = []
+        self._generators: list[torch.Generator] = []
+        self._iteration = 0
+        self._to_skip = 0
+
+    def begin(self, generators: list[torch.Generator]) -> None:
+        """A new attempt of the stage's call (a retry starts over), with its generators."""
+        self._generators = generators
+        self.states = []
+        self._iteration = 0
+        self._to_skip = max(0, self.resume_after - 1)
+
+    def attach(self, pipe: Any) -> list[Any]:
+        scheduler = pipe.scheduler
+        inner = scheduler.step
+
+        def step(*args: Any, **kwargs: Any) -> Any:
+            return self._step(scheduler, inner, args, kwargs)
+
+        step.__signature__ = _signature(inner)  # the pipeline reads it for generator, eta
+        scheduler.step = step
+        handles: list[Any] = [_PopStep(scheduler)]
+        if self.resume is not None:
+            handles.append(_Skipping(pipe, self._skip))
+        return handles
+
+    def _skip(self) -> bool:
+        """The pipeline's `interrupt` check, once at the top of each iteration."""
+        if self._to_skip > 0:
+            self._to_skip -= 1
+            self._iteration += 1
+            return True
+        return False
+
+    def _step(self, scheduler: Any, inner: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        output = inner(*args, **kwargs)
+        self._iteration += 1
+        done = self._iteration  # steps done after this one
+        if self.resume is not None and done == self.resume_after:
+            output = self._restore(scheduler, output)
+        elif self.record and done > self.resume_after:
+            latents = _prev_sample(output)
+            estimate = getattr(self.tap, "_last", None)
+            self.states.append(
+                StepState(
+                    latents=latents.clone(),
+                    scheduler=snapshot(scheduler),
+                    generators=[g.get_state() for g in self._generators],
+                    estimate=estimate,
+                )
+            )
+        if self.stop_after is not None and done >= self.stop_after:
+            raise ReachedStep
+        return output
+
+    def _restore(self, scheduler: Any, output: Any) -> Any:
+        state = self.resume
+        assert state is not None
+        restore(scheduler, state.scheduler)
+        for generator, saved in zip(self._generators, state.generators, strict=False):
+            generator.set_state(saved)
+        if self.noise_seed is not None:
+            for number, generator in enumerate(self._generators):
+                generator.manual_seed(self.noise_seed + number)
+        if state.estimate is not None:
+            self.tap._last = state.estimate  # the step's preview is the parent's
+        return _with_prev_sample(output, state.latents.clone())
+
+
+def _signature(function: Callable[..., Any]) -> Any:
+    import inspect
+
+    return inspect.signature(function)
+
+
+def _prev_sample(output: Any) -> torch.Tensor:
+    return output[0] if isinstance(output, tuple) else output.prev_sample
+
+
+def _with_prev_sample(output: Any, latents: torch.Tensor) -> Any:
+    if isinstance(output, tuple):
+        return (latents, *output[1:])
+    output.prev_sample = latents
+    return output
+
+
+class _PopStep:
+    def __init__(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+
+    def remove(self) -> None:
+        self.scheduler.__dict__.pop("step", None)
+
+
+_SKIPPING_CLASSES: dict[type, type] = {}
+
+
+def _skipping_class(cls: type) -> type:
+    """`cls` with an `interrupt` that also asks the instance's `_studio_skip`: diffusers'
+    pipelines check it once at the top of every iteration and skip the iteration when it
+    is true, which is how a branch passes over the steps its state already holds."""
+    found = _SKIPPING_CLASSES.get(cls)
+    if found is None:
+        own = cls.__dict__.get("interrupt") or getattr(cls, "interrupt", None)
+
+        def interrupt(self: Any) -> bool:
+            skip = self.__dict__.get("_studio_skip")
+            asked = own.fget(self) if isinstance(own, property) else False
+            return bool(asked) or (skip is not None and skip())
+
+        found = type(cls.__name__, (cls,), {"interrupt": property(interrupt)})
+        found.__module__ = cls.__module__
+        found.__qualname__ = cls.__qualname__
+        _SKIPPING_CLASSES[cls] = found
+    return found
+
+
+class _Skipping:
+    """Gives a pipeline the skipping `interrupt` for one call; `remove` undoes it."""
+
+    def __init__(self, pipe: Any, skip: Callable[[], bool]) -> None:
+        if not isinstance(getattr(type(pipe), "interrupt", None), property):
+            raise BranchUnsupported(type(pipe).__name__)
+        self.pipe = pipe
+        self.cls = type(pipe)
+        pipe.__class__ = _skipping_class(self.cls)
+        pipe._studio_skip = skip
+
+    def remove(self) -> None:
+        self.pipe.__class__ = self.cls
+        self.pipe.__dict__.pop("_studio_skip", None)
+
+
+class BranchUnsupported(Exception):
+    """A pipeline with no `interrupt` check: its steps cannot be skipped."""

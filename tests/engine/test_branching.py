@@ -1,0 +1,208 @@
+"""Rewind and branch: a job continued from one of its steps.
+
+The test that holds the feature: continuing from step k with nothing changed gives the
+parent's pixels bit for bit, for every sampler the studio offers, in text→image,
+image→image and inpaint (the other families' samplers: tests/engine/test_families.py),
+whether the parent's state at step k was kept or has to be computed again. Around it: a
+changed prompt changes only what comes after step k, the memory the kept steps take stays
+within its budget, and a branch rebuilds from its file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from studio.core.branches import branch_of, parent_of
+from studio.core.catalog import is_installed
+from studio.core.errors import BadInput
+from studio.core.request import Branch, GenerationRequest, Mode
+from studio.core.schedulers import SCHEDULER_NAMES
+from studio.core.settings import EngineSettings
+from studio.engine.branching import fingerprint
+from tests.engine.conftest import RecordingReporter
+
+pytestmark = [
+    pytest.mark.skipif(not is_installed("studio-tiny"), reason="the embedded model is not built"),
+    pytest.mark.usefixtures("one_thread"),
+]
+
+STEPS = 6
+PROMPT = "a large yellow square in the centre on a blue background"
+
+
+def _input() -> Image.Image:
+    image = Image.new("RGB", (64, 64), (30, 60, 200))
+    ImageDraw.Draw(image).rectangle((20, 20, 43, 43), fill=(240, 220, 30))
+    return image
+
+
+def _mask() -> Image.Image:
+    mask = Image.new("L", (64, 64), 0)
+    ImageDraw.Draw(mask).rectangle((8, 8, 40, 55), fill=255)
+    return mask
+
+
+def _request(mode: str, scheduler: str = "DPM++ 2M") -> GenerationRequest:
+    base = GenerationRequest(prompt=PROMPT, scheduler=scheduler, steps=STEPS, seed=77)
+    if mode == "img2img":
+        return base.replace(mode=Mode.IMAGE_TO_IMAGE, init_image=_input(), strength=0.7)
+    if mode == "inpaint":
+        return base.replace(mode=Mode.INPAINT, init_image=_input(), mask=_mask(), strength=0.9)
+    return base
+
+
+def _pixels(result) -> np.ndarray:  # noqa: ANN001
+    assert not result.cancelled and result.images
+    return np.asarray(result.images[0].convert("RGB"), dtype=np.int16)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    from studio.engine.generate import Engine
+
+    return Engine(EngineSettings(preview_method="none"))
+
+
+@pytest.mark.parametrize("mode", ["txt2img", "img2img", "inpaint"])
+@pytest.mark.parametrize("scheduler", SCHEDULER_NAMES)
+def test_continuing_with_nothing_changed_gives_the_parents_pixels(
+    engine, scheduler: str, mode: str
+) -> None:
+    parent = engine.run(_request(mode, scheduler))
+    # image→image runs the tail of the schedule: 4 of 6 steps at 0.7, 5 at 0.9
+    at = 2 if mode == "txt2img" else 3
+    branch = branch_of(parent.request, parent.request, at).request
+    assert branch.branch == Branch(at_step=at)  # nothing changed, nothing recorded
+    assert engine.states.steps_kept(fingerprint(parent.request)) >= at  # kept: no replay
+    assert np.array_equal(_pixels(engine.run(branch)), _pixels(parent))
+
+
+@pytest.mark.parametrize("scheduler", ["Euler a", "DPM++ 2M SDE", "DPM++ 3M SDE", "UniPC"])
+def test_a_parent_no_longer_kept_is_computed_again_to_the_same_pixels(
+    engine, scheduler: str
+) -> None:
+    parent = engine.run(_request("inpaint", scheduler))
+    engine.states.set_budget(0)  # every kept step dropped
+    try:
+        assert engine.states.steps_kept(fingerprint(parent.request)) == 0
+        reporter = RecordingReporter()
+        branch = engine.run(branch_of(parent.request, parent.request, 2).request, reporter)
+    finally:
+        engine.states.set_budget(engine.settings.branch_memory_mb * 2**20)
+    assert np.array_equal(_pixels(branch), _pixels(parent))
+    assert any("first 2 steps of the parent again" in m for m, _ in reporter.statuses)
+
+
+def test_a_changed_prompt_changes_only_the_steps_after_the_branch(engine) -> None:
+    parent_request = _request("txt2img", "Euler")
+    parent_steps = RecordingReporter()
+    from studio.engine.generate import Engine
+
+    previews = Engine(EngineSettings(preview_method="linear"), models=engine.models)
+    parent = previews.run(parent_request, parent_steps)
+    wanted = parent.request.replace(prompt="a small red circle at the top left")
+    distances = []
+    for at in (1, 3, 5):
+        reporter = RecordingReporter()
+        plan = branch_of(parent.request, wanted, at)
+        assert plan.changed == ("prompt",)
+        result = previews.run(plan.request, reporter)
+        # the branch reports its own steps only, numbered as the parent's, from step k
+        assert [p.step for p in reporter.steps] == list(range(at, STEPS + 1))
+        shared = parent_steps.steps[at - 1].preview
+        assert np.array_equal(np.asarray(reporter.steps[0].preview), np.asarray(shared))
+        distances.append(np.abs(_pixels(result) - _pixels(parent)).mean())
+    # the later the branch, the more of the parent's picture it keeps
+    assert distances[0] > distances[1] > distances[2] > 0, distances
+
+
+def test_a_new_noise_seed_redraws_only_the_remaining_noise(engine) -> None:
+    parent = engine.run(_request("txt2img", "Euler a"))
+    reseeded = [
+        _pixels(engine.run(branch_of(parent.request, parent.request, 3, noise_seed=9).request))
+        for _ in range(2)
+    ]
+    assert np.array_equal(reseeded[0], reseeded[1])  # reproducible
+    assert not np.array_equal(reseeded[0], _pixels(parent))
+
+
+def test_a_branch_of_a_branch_rebuilds_from_its_request_alone(engine) -> None:
+    parent = engine.run(_request("img2img", "UniPC"))
+    first = branch_of(parent.request, parent.request.replace(cfg_scale=9.0), 1).request
+    middle = engine.run(first)
+    second = branch_of(middle.request, middle.request, 3).request
+    assert parent_of(second) == middle.request
+    expected = _pixels(middle)
+    engine.states.set_budget(0)  # neither the parent's steps nor the middle's are kept
+    try:
+        assert np.array_equal(_pixels(engine.run(second)), expected)
+    finally:
+        engine.states.set_budget(engine.settings.branch_memory_mb * 2**20)
+
+
+def test_kept_steps_stay_within_the_memory_budget_oldest_jobs_first(engine) -> None:
+    engine.states.set_budget(0)  # nothing kept from earlier tests
+    engine.states.set_budget(engine.settings.branch_memory_mb * 2**20)
+    one = engine.run(_request("txt2img", "DPM++ 2M").replace(seed=1))
+    used = engine.states.bytes_used
+    two = engine.run(_request("txt2img", "DPM++ 2M").replace(seed=2))
+    per_job = engine.states.bytes_used - used
+    assert per_job > 0
+    engine.states.set_budget(engine.states.bytes_used - 1)  # one job too many
+    try:
+        assert engine.states.bytes_used <= engine.states.budget_bytes
+        assert engine.states.steps_kept(fingerprint(one.request)) == 0  # the oldest went
+        assert engine.states.steps_kept(fingerprint(two.request)) == STEPS
+    finally:
+        engine.states.set_budget(engine.settings.branch_memory_mb * 2**20)
+
+
+def test_what_a_branch_cannot_change_is_kept_and_said() -> None:
+    parent = _request("txt2img").replace(seed=5)
+    wanted = parent.replace(scheduler="Euler", steps=30, width=128, prompt="a blue circle")
+    plan = branch_of(parent, wanted, 2)
+    assert plan.request.scheduler == parent.scheduler and plan.request.steps == STEPS
+    assert plan.request.prompt == "a blue circle" and plan.changed == ("prompt",)
+    assert plan.note() == "A branch keeps its parent's size, steps, sampler: those changes wait."
+    with pytest.raises(BadInput, match="between 1 and 5, not after 6"):
+        plan.request.replace(branch=Branch(at_step=6)).validate()
+    restored = GenerationRequest.from_dict(plan.request.to_dict())
+    assert restored.branch == plan.request.branch and parent_of(restored) == parent
+
+
+def test_the_command_line_continues_a_saved_image(tmp_path: Path, engine) -> None:  # noqa: ARG001
+    from studio.cli import main
+    from studio.metadata import read_parameters
+
+    parent = tmp_path / "parent.png"
+    assert main(["generate", PROMPT, "--steps", "6", "--seed", "4", "--sampler", "Euler a",
+                 "--out", str(parent)]) == 0  # fmt: skip
+    same, changed = tmp_path / "same.png", tmp_path / "changed.png"
+    assert main(["generate", "--from", str(parent), "--at-step", "3", "--out", str(same)]) == 0
+    assert np.array_equal(np.asarray(Image.open(same)), np.asarray(Image.open(parent)))
+    args = ["generate", "a red circle", "--from", str(parent), "--at-step", "3", "--cfg", "9"]
+    assert main([*args, "--out", str(changed)]) == 0
+    assert not np.array_equal(np.asarray(Image.open(changed)), np.asarray(Image.open(parent)))
+    recorded = read_parameters(changed)
+    assert recorded.request["branch"]["at_step"] == 3
+    assert recorded.request["branch"]["parent"] == {"prompt": PROMPT, "cfg_scale": 4.0}
+    assert "Branch from step: 3" in Image.open(changed).text["parameters"]
+
+
+def test_the_command_line_says_what_a_branch_needs(tmp_path: Path, capsys) -> None:
+    from PIL import PngImagePlugin
+
+    from studio.cli import main
+
+    foreign = tmp_path / "foreign.png"  # AUTOMATIC1111's: parameters, but no steps' state
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a cat\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 1")
+    Image.new("RGB", (8, 8)).save(foreign, pnginfo=info)
+    assert main(["generate", "--from", str(foreign), "--at-step", "2"]) != 0
+    assert "holds no Latent Studio record" in capsys.readouterr().err
+    assert main(["generate", "--at-step", "2"]) != 0
+    assert "--from IMAGE.png and --at-step K go together" in capsys.readouterr().err
