@@ -365,6 +365,7 @@ class _ControlGroup(argparse.Action):
         "--control-scale": "scale",
         "--control-range": "range",
         "--control-preprocessor": "preprocessor",
+        "--control-type": "control_type",
     }
 
     def __call__(
@@ -387,7 +388,7 @@ class _ControlGroup(argparse.Action):
 
 
 def _control_options(gen: argparse.ArgumentParser) -> None:
-    from studio.core.request import CONTROL_SCALE, PREPROCESSORS
+    from studio.core.request import CONTROL_SCALE, CONTROL_TYPES, PREPROCESSORS
 
     gen.add_argument(
         "--control",
@@ -438,6 +439,16 @@ def _control_options(gen: argparse.ArgumentParser) -> None:
         help="turn the image into the control first: Canny's edges, or line art "
         "(default: none, the image is the control)",
     )
+    gen.add_argument(
+        "--control-type",
+        dest="controls",
+        action=_ControlGroup,
+        default=argparse.SUPPRESS,
+        choices=CONTROL_TYPES,
+        metavar="TYPE",
+        help="what the image is, for a union ControlNet (one network for several types: "
+        f"{', '.join(CONTROL_TYPES)}; default: the preprocessor's, a scribble for none)",
+    )
 
 
 def _control_range(text: str) -> tuple[float, float]:
@@ -468,6 +479,7 @@ def _controls(groups: list[dict[str, Any]], model: str) -> tuple[Any, ...]:
                 start=start,
                 end=end,
                 preprocessor=group.get("preprocessor", "none"),
+                control_type=group.get("control_type", ""),
             )
         )
     return tuple(controls)

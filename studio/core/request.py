@@ -179,6 +179,13 @@ _IMAGE_FIELDS = ("init_image", "mask", "references")
 EMBEDDED_CONTROLNETS: dict[str, str] = {DEFAULT_MODEL: "studio-tiny-controlnet"}
 PREPROCESSORS = ("none", "canny", "lineart")  # studio.core.preprocessors
 CONTROL_SCALE = Range("A ControlNet's conditioning scale", 0, 2)
+# What a control image is, for "union" ControlNets (one network for several kinds of control
+# image, told each image's kind: SDXL's ControlNet++, Flux's union ControlNets; each numbers
+# the kinds it knows its own way, studio.engine.controlnets). Other ControlNets know theirs.
+CONTROL_TYPES = (
+    "canny", "lineart", "mlsd", "scribble", "softedge", "depth", "pose", "normal", "segment",
+    "tile", "blur", "gray", "low-quality", "inpaint",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -193,10 +200,22 @@ class Control:
     start: float = 0.0
     end: float = 1.0
     preprocessor: str = "none"
+    control_type: str = ""  # CONTROL_TYPES, for a union ControlNet; "": the preprocessor's
+
+    @property
+    def kind(self) -> str:
+        """What the control image is: its control type, or what its preprocessor makes (a
+        map taken as it is, drawn on the control layer, is a scribble)."""
+        if self.control_type:
+            return self.control_type
+        return self.preprocessor if self.preprocessor in ("canny", "lineart") else "scribble"
 
     def to_dict(self) -> dict[str, Any]:
-        """The parameters, without the image."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "image"}
+        """The parameters, without the image (nor a control type that is not set)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "image"}
+        if not self.control_type:
+            del data["control_type"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Control:
@@ -227,6 +246,11 @@ class Control:
             found.append(
                 f"{subject}'s preprocessor '{self.preprocessor}' is unknown: choose one of "
                 f"{', '.join(PREPROCESSORS)}."
+            )
+        if self.control_type and self.control_type not in CONTROL_TYPES:
+            found.append(
+                f"{subject}'s control type '{self.control_type}' is unknown: choose one of "
+                f"{', '.join(CONTROL_TYPES)}."
             )
         return found
 

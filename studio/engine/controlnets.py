@@ -21,7 +21,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,19 @@ _MULTI = {
     "SD3ControlNetModel": "SD3MultiControlNetModel",
     "QwenImageControlNetModel": "QwenImageMultiControlNetModel",
 }
+# Union ControlNets: one network for several kinds of control image, told each image's kind
+# by its number. SDXL's ControlNet++ (xinsir; diffusers' ControlNetUnionModel, 6 kinds, 8 in
+# ProMax) and Flux.1's union ControlNets (InstantX, Shakker-Labs: FluxControlNetModel with a
+# num_mode) number them as their model cards say; a kind a model does not know is refused.
+_UNION_TYPES: dict[str, dict[str, int]] = {
+    "ControlNetUnionModel": {
+        "pose": 0, "depth": 1, "scribble": 2, "softedge": 2, "canny": 3, "lineart": 3,
+        "mlsd": 3, "normal": 4, "segment": 5, "tile": 6, "inpaint": 7,
+    },
+    "FluxControlNetModel": {
+        "canny": 0, "tile": 1, "depth": 2, "blur": 3, "pose": 4, "gray": 5, "low-quality": 6,
+    },
+}  # fmt: skip
 # Config entries a ControlNet shares with the denoiser it is joined to: the text width it
 # attends to, SDXL's added embeddings, the widths of the residuals it adds (UNets), the
 # transformer's text and pooled widths. A ControlNet of another size fails on the first one.
@@ -147,15 +160,20 @@ def check_fits(
     times smaller they are than the picture)."""
     config = dict(config)
     kind = config.get("_class_name", "")
-    if kind in family.controlnet_unions or config.get("num_mode") or config.get("num_control_type"):
-        raise ModelError(
-            f"'{name}' is a union ControlNet (one network for several control types, each "
-            "image with its type), which the studio recognises but does not run yet: use a "
-            "ControlNet of one control type."
-        )
+    unions = {k for f in families.all_families() for k in f.controlnet_unions}
+    union = kind in unions or bool(config.get("num_mode") or config.get("num_control_type"))
     if not family.controlnet_pipelines:
-        raise ModelError(f"{family.label} models have no ControlNet pipeline in diffusers.")
-    if kind not in family.controlnet_models:
+        raise ModelError(
+            f"The studio runs no ControlNets on {family.label} models: generate without them."
+        )
+    if union and kind not in (*family.controlnet_models, *family.controlnet_unions):
+        owners = [f.label for f in families.all_families() if kind in f.controlnet_unions]
+        made_for = " or ".join(dict.fromkeys(owners)) or "another kind of model"
+        raise ModelError(
+            f"'{name}' is a union ControlNet (one network for several control types) for "
+            f"{made_for}, not for {family.label}: use a ControlNet made for {family.label}."
+        )
+    if kind not in (*family.controlnet_models, *family.controlnet_unions):
         owners = [f.label for f in families.all_families() if kind in f.controlnet_models]
         made_for = " or ".join(dict.fromkeys(owners)) or "another kind of model"
         raise ModelError(
@@ -329,6 +347,17 @@ class ControlNets:
         self.loaded.clear()
 
 
+def union_types(model: Any) -> dict[str, int] | None:
+    """The control types a union ControlNet knows, by name, with its number for each; None
+    for a ControlNet of one control type."""
+    config = dict(model.config)
+    kinds = _UNION_TYPES.get(type(model).__name__)
+    count = config.get("num_control_type") or config.get("num_mode")
+    if kinds is None or not count:
+        return None
+    return {name: number for name, number in kinds.items() if number < count}
+
+
 def derive(base: Any, mode_name: str, models: list[Any]) -> Any:
     """The family's ControlNet pipeline of a mode, sharing every component of the loaded
     pipeline (from_pipe) and running these ControlNets."""
@@ -341,8 +370,25 @@ def derive(base: Any, mode_name: str, models: list[Any]) -> Any:
             f"{family.label} models have no ControlNet pipeline for {_mode_label(mode_name)} in "
             "diffusers: generate without ControlNets, or in another mode."
         )
+    unions = [type(m).__name__ in family.controlnet_unions for m in models]
+    if any(unions):  # SDXL's union ControlNets have pipelines of their own
+        if not all(unions):
+            raise ModelError(
+                f"{family.label} runs union ControlNets and ControlNets of one control type "
+                "in different pipelines: use union ones only, or none."
+            )
+        name = name.replace("ControlNet", "ControlNetUnion")
+        if not hasattr(diffusers, name):
+            raise ModelError(
+                f"{family.label} models have no union ControlNet pipeline for "
+                f"{_mode_label(mode_name)} in diffusers: use a ControlNet of one control type."
+            )
     if len(models) == 1:
         controlnet = models[0]
+    elif all(unions):
+        from diffusers.models.controlnets.multicontrolnet_union import MultiControlNetUnionModel
+
+        controlnet = MultiControlNetUnionModel(models)
     else:
         multi = _MULTI.get(type(models[0]).__name__)
         if multi is None or not hasattr(diffusers, multi):
@@ -387,6 +433,11 @@ class ControlCall:
 
     controls: list[Control]
     image_key: str  # "image" (SD text→image pipelines) or "control_image"
+    # each control's number in its union ControlNet (None: a ControlNet of one type), and
+    # how the pipeline takes them: "list" (SDXL's union pipelines: a list of images and of
+    # numbers per ControlNet) or "number" (Flux: one number per ControlNet); "" when none
+    modes: list[int | None] = field(default_factory=list)
+    mode_style: str = ""
 
     def arguments(
         self,
@@ -404,12 +455,18 @@ class ControlCall:
             found = [float(getattr(c, name)) for c in self.controls]
             return found[0] if one else found
 
-        return {
+        found = {
             self.image_key: images[0] if one else images,
             "controlnet_conditioning_scale": values("scale"),
             "control_guidance_start": values("start"),
             "control_guidance_end": values("end"),
         }
+        if self.mode_style == "list":  # the union pipeline wraps each item for its net
+            found[self.image_key] = images
+            found["control_mode"] = list(self.modes)
+        elif self.mode_style == "number":
+            found["control_mode"] = self.modes[0] if one else list(self.modes)
+        return found
 
     @staticmethod
     def _image(
@@ -444,7 +501,36 @@ def prepare(
     pipe = manager.controlled(request.model, mode or request.mode, chosen)
     takes = inspect.signature(pipe.__call__).parameters
     key = "control_image" if "control_image" in takes else "image"
-    return pipe, ControlCall(acting, key)
+    counted = [n for n, c in enumerate(request.controls, 1) if c.scale > 0]
+    numbers = [_union_number(*found) for found in zip(chosen, acting, counted, strict=True)]
+    if all(n is None for n in numbers):
+        return pipe, ControlCall(acting, key)
+    if "control_mode" not in takes:
+        raise ModelError(
+            f"The {family_of(pipe).label} ControlNet pipeline takes no control types: use "
+            "ControlNets of one control type."
+        )
+    style = "list" if "Union" in type(pipe).__name__ else "number"
+    if style == "number" and len(numbers) > 1 and None in numbers:
+        raise ModelError(
+            f"{family_of(pipe).label} runs a union ControlNet alone or with other union "
+            "ones: remove the ControlNets of one control type, or the union one."
+        )
+    return pipe, ControlCall(acting, key, numbers, style)
+
+
+def _union_number(model: Any, control: Control, number: int) -> int | None:
+    """The union ControlNet's number for this control's kind (None: not a union one)."""
+    kinds = union_types(model)
+    if kinds is None:
+        return None
+    if control.kind not in kinds:
+        given = "" if control.control_type else " (its image taken as one: no type was given)"
+        raise ModelError(
+            f"ControlNet {number} ('{printable(control.model)}') is a union ControlNet that "
+            f"knows no control type '{control.kind}'{given}: give it one of {', '.join(kinds)}."
+        )
+    return kinds[control.kind]
 
 
 # -- the same seed, the same noise ------------------------------------------------------------

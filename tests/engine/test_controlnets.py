@@ -289,15 +289,167 @@ def test_a_controlnet_of_another_family_is_refused_in_a_sentence(engine, models)
         assert said in str(caught.value) and "\n" not in str(caught.value)
 
 
-def test_a_union_controlnet_is_recognised_and_refused(engine, models, tmp_path) -> None:
+def _sdxl_union(folder, unet, count: int = 6) -> str:
+    from diffusers import ControlNetUnionModel
+
+    torch.manual_seed(0)
+    made = ControlNetUnionModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 8, 16))
+    width = unet.config.block_out_channels[0]  # the control-type transformer's, narrowed too
+    narrow = {"num_control_type": count, "num_trans_channel": width, "num_proj_channel": width,
+              "num_trans_head": 2}  # fmt: skip
+    config = {k: v for k, v in made.config.items() if not k.startswith("_")}
+    model = ControlNetUnionModel.from_config({**config, **narrow})
+    own = model.state_dict()  # the UNet's encoder, copied
+    copied = {k: v for k, v in made.state_dict().items() if v.shape == own[k].shape}
+    model.load_state_dict(copied, strict=False)
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():  # loud: the zero layers and the control-type embeddings
+        for name, parameter in model.named_parameters():
+            if any(k in name for k in ("controlnet_", "task_", "control_add", "spatial_ch")):
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
+    model.save_pretrained(folder, safe_serialization=True)
+    return str(folder)
+
+
+def _flux_union(folder, transformer) -> str:
+    from diffusers import FluxControlNetModel
+
+    torch.manual_seed(0)
+    made = FluxControlNetModel.from_transformer(
+        transformer, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2,
+    )  # fmt: skip
+    config = {k: v for k, v in made.config.items() if not k.startswith("_")}
+    model = FluxControlNetModel.from_config({**config, "num_mode": 10})
+    model.load_state_dict(made.state_dict(), strict=False)  # the mode embedding is new
+    _loud(model)
+    with torch.no_grad():
+        model.controlnet_mode_embedder.weight.normal_(0, 10.0)  # a token the blocks heed
+    model.save_pretrained(folder, safe_serialization=True)
+    return str(folder)
+
+
+@pytest.mark.parametrize("mode", list(MODES), ids=lambda m: m.value)
+def test_sdxl_runs_a_union_controlnet_with_a_control_type_per_image(
+    engine, models, tmp_path, mode: Mode
+) -> None:
+    from diffusers import DiffusionPipeline
+
+    model = models["sdxl"]
+    union = _sdxl_union(tmp_path / "union", DiffusionPipeline.from_pretrained(model).unet)
+    changes = {"mode": mode, **MODES[mode]}
+    plain = _pixels(engine.run(_request(model, **changes)))
+    canny = _pixels(engine.run(_request(model, Control(union, _square(), control_type="canny"),
+                                        **changes)))  # fmt: skip
+    assert np.abs(canny - plain).mean() > 1
+    told = _Told(engine.models.controlnets.loaded[union])
+    for kind, number in (("depth", 1), ("pose", 0), ("softedge", 2)):  # ControlNet++'s numbers
+        engine.run(_request(model, Control(union, _square(), control_type=kind), **changes))
+        assert told.since_last() == {number}
+    # no type: the preprocessor's (canny here), which is ControlNet++'s number 3 as "canny"
+    by_preprocessor = Control(union, _square(), preprocessor="canny")
+    preprocessed = _pixels(engine.run(_request(model, by_preprocessor, **changes)))
+    typed = Control(union, _square(), preprocessor="canny", control_type="lineart")
+    assert np.abs(_pixels(engine.run(_request(model, typed, **changes))) - preprocessed).max() <= 1
+    zero = Control(union, _square(), scale=0.0, control_type="canny")
+    assert np.abs(_pixels(engine.run(_request(model, zero, **changes))) - plain).max() <= 1
+    network = engine.models.controlnets.loaded[union]
+    pipe = engine.models.controlled(model, mode, [network])
+    assert type(pipe).__name__ == SDXL_UNION_PIPELINES[mode]
+    assert pipe.unet is engine.models.pipeline(model, Mode.TEXT_TO_IMAGE).unet
+
+
+class _Told:
+    """The control-type numbers a union ControlNet is given."""
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        self.numbers: set[int] = set()
+        network.register_forward_pre_hook(self._called, with_kwargs=True)
+
+    def _called(self, module, args, kwargs) -> None:  # noqa: ANN001
+        if "control_type_idx" in kwargs:  # SDXL's ControlNet++
+            self.numbers.update(int(n) for n in kwargs["control_type_idx"])
+        elif kwargs.get("controlnet_mode") is not None:  # Flux's union
+            self.numbers.update(kwargs["controlnet_mode"].flatten().tolist())
+
+    def since_last(self) -> set[int]:
+        found, self.numbers = self.numbers, set()
+        return found
+
+
+SDXL_UNION_PIPELINES = {
+    Mode.TEXT_TO_IMAGE: "StableDiffusionXLControlNetUnionPipeline",
+    Mode.IMAGE_TO_IMAGE: "StableDiffusionXLControlNetUnionImg2ImgPipeline",
+    Mode.INPAINT: "StableDiffusionXLControlNetUnionInpaintPipeline",
+}
+
+
+def test_two_images_on_sdxl_union_controlnets_and_types_they_do_not_know(
+    engine, models, tmp_path
+) -> None:
+    from diffusers import DiffusionPipeline
+
+    model = models["sdxl"]
+    unet = DiffusionPipeline.from_pretrained(model).unet
+    union = _sdxl_union(tmp_path / "union", unet)
+    one = _pixels(engine.run(_request(model, Control(union, _square(), control_type="canny"))))
+    both = engine.run(_request(model, Control(union, _square(), control_type="canny"),
+                               Control(union, _circle(), 0.7, control_type="depth")))  # fmt: skip
+    assert np.abs(_pixels(both) - one).mean() > 0.5
+    # a tile image on a ControlNet++ of 6 types (tile is ProMax's 7th): refused in a sentence
+    with pytest.raises(ModelError) as caught:
+        engine.run(_request(model, Control(union, _square(), control_type="tile")))
+    assert str(caught.value) == (
+        f"ControlNet 1 ('{union}') is a union ControlNet that knows no control type 'tile': "
+        "give it one of pose, depth, scribble, softedge, canny, lineart, mlsd, normal, segment."
+    )
+    promax = _sdxl_union(tmp_path / "promax", unet, count=8)
+    tiled = _pixels(engine.run(_request(model, Control(promax, _square(), control_type="tile"))))
+    assert np.abs(tiled - one).mean() > 0.5
+    # a union and a plain ControlNet: SDXL runs them in different pipelines
+    with pytest.raises(ModelError, match="union ControlNets and ControlNets of one control type"):
+        engine.run(_request(model, Control(union, _square(), control_type="canny"),
+                            Control(models["sdxl-cn"], _circle())))  # fmt: skip
+
+
+def test_flux_runs_a_union_controlnet_with_its_control_mode(engine, models, tmp_path) -> None:
+    from diffusers import DiffusionPipeline
+
+    model = models["flux"]
+    union = _flux_union(
+        tmp_path / "flux-union", DiffusionPipeline.from_pretrained(model).transformer
+    )
+    changes = {"cfg_scale": 3.5}
+    plain = _pixels(engine.run(_request(model, **changes)))
+    canny = _pixels(engine.run(_request(model, Control(union, _square(), control_type="canny"),
+                                        **changes)))  # fmt: skip
+    assert np.abs(canny - plain).mean() > 1
+    told = _Told(engine.models.controlnets.loaded[union])
+    engine.run(_request(model, Control(union, _square(), control_type="depth"), **changes))
+    assert told.since_last() == {2}  # the union's number for depth
+    two = (Control(union, _square(), control_type="canny"),
+           Control(union, _circle(), control_type="pose"))  # fmt: skip
+    both = engine.run(_request(model, *two, **changes))
+    assert np.abs(_pixels(both) - canny).mean() > 0.5
+    assert told.since_last() == {0, 4}  # each image with its own
+    # Flux's union ControlNets have no scribble: a map drawn as it is needs its type
+    with pytest.raises(ModelError, match="knows no control type 'scribble' .its image taken"):
+        engine.run(_request(model, Control(union, _square()), **changes))
+
+
+def test_a_union_controlnet_for_another_family_is_refused(engine, models, tmp_path) -> None:
     union = tmp_path / "union"
     union.mkdir()
     config = json.loads((Path(models["sd1-cn"]) / "config.json").read_text())
     config["_class_name"] = "ControlNetUnionModel"
     config["num_control_type"] = 6
     (union / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ModelError, match="union ControlNet"):
-        engine.run(_request(models["sdxl"], Control(str(union), _square())))
+    with pytest.raises(ModelError) as caught:
+        engine.run(_request(models["sd1"], Control(str(union), _square(), control_type="canny")))
+    assert str(caught.value) == (
+        f"'{union}' is a union ControlNet (one network for several control types) for SDXL, "
+        "not for SD 1.x: use a ControlNet made for SD 1.x."
+    )
 
 
 def test_a_single_file_controlnet_loads_offline_from_the_models_unet(
@@ -330,9 +482,11 @@ def test_controls_are_validated_in_sentences() -> None:
             Control("cn", _square(), scale=3.0),
             Control("cn", _square(), start=0.6, end=0.4),
             Control("cn", _square(), preprocessor="depth"),
+            Control("cn", _square(), control_type="sketch"),
         ),
     )
     problems = bad.problems()
+    assert any(p.startswith("ControlNet 5's control type 'sketch' is unknown") for p in problems)
     assert "ControlNet 1 has no control image: draw, open or paste one." in problems
     assert any(
         p.startswith("ControlNet 2: a ControlNet's conditioning scale must be") for p in problems
@@ -353,6 +507,7 @@ def test_the_metadata_records_each_controlnet_as_a1111_does() -> None:
             Control("/models/ControlNet/control_v11p_sd15_canny.safetensors", _square(),
                     preprocessor="canny"),
             Control("lllyasviel/control_v11p_sd15_lineart", _square(), 0.5, 0.1, 0.8, "lineart"),
+            Control("xinsir/controlnet-union-sdxl-1.0", _square(), control_type="depth"),
         ),
     )  # fmt: skip
     parameters = parameters_of(request, 5, _square())
@@ -375,8 +530,10 @@ def test_the_metadata_records_each_controlnet_as_a1111_does() -> None:
         "end": 0.8,
         "preprocessor": "lineart",
     }
+    assert data["controls"][2]["control_type"] == "depth"  # a union ControlNet's image type
     restored = GenerationRequest.from_dict(data)
     assert restored.controls[1] == request.controls[1] and restored.controls[1].image is None
+    assert restored.controls[2].control_type == "depth"
 
 
 def test_the_command_line_takes_control_groups(tmp_path) -> None:
@@ -385,11 +542,13 @@ def test_the_command_line_takes_control_groups(tmp_path) -> None:
     args = build_parser().parse_args(
         ["generate", "x", "--control", "a.png", "--control-scale", "0.5",
          "--control-range", "0.1:0.7", "--control-model", "cn1",
-         "--control", "b.png", "--control-preprocessor", "canny", "--steps", "3"]
+         "--control", "b.png", "--control-preprocessor", "canny", "--steps", "3",
+         "--control", "c.png", "--control-type", "depth"]
     )  # fmt: skip
     assert args.controls == [
         {"image": Path("a.png"), "scale": 0.5, "range": (0.1, 0.7), "model": "cn1"},
         {"image": Path("b.png"), "preprocessor": "canny"},
+        {"image": Path("c.png"), "control_type": "depth"},
     ]
     assert build_parser().parse_args(["generate", "x"]).controls == []
 
@@ -401,6 +560,7 @@ def test_the_command_line_takes_control_groups(tmp_path) -> None:
         (["--control", "a.png", "--control-scale", "1", "--control-scale", "2"], "given twice"),
         (["--control", "a.png", "--control-range", "0.5"], "is not START:END"),
         (["--control", "a.png", "--control-preprocessor", "depth"], "invalid choice"),
+        (["--control", "a.png", "--control-type", "sketch"], "invalid choice"),
     ],
 )
 def test_misplaced_control_options_are_one_line(argv, said, capsys) -> None:
@@ -561,3 +721,17 @@ def test_a_hires_pass_without_an_image_to_image_controlnet_pipeline_says_so(tmp_
     assert result.images[0].size == (2 * SIZE, 2 * SIZE)
     said = "SD 3.x models have no image→image ControlNet pipeline in diffusers: the hires fix "
     assert any(message.startswith(said) for message, _ in reporter.statuses)
+
+
+def test_a_z_image_controlnet_is_refused_in_a_sentence(engine, tmp_path) -> None:
+    """diffusers has Z-Image ControlNet pipelines, without a start/end range or several
+    ControlNets; the studio does not run them, and says so before loading anything."""
+    model = str(build("z_image", tmp_path / "z"))
+    folder = tmp_path / "z-cn"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"_class_name": "ZImageControlNetModel"}))
+    with pytest.raises(ModelError) as caught:
+        engine.run(_request(model, Control(str(folder), _square()), cfg_scale=3.0))
+    assert str(caught.value) == (
+        "The studio runs no ControlNets on Z-Image models: generate without them."
+    )

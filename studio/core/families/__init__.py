@@ -96,7 +96,7 @@ class Family:
     edit_references: int = 0
     # ControlNets: the model classes (config.json's _class_name) the family's ControlNet
     # pipelines run, and diffusers' ControlNet pipeline of each mode, derived from the loaded
-    # pipeline with from_pipe; "union" ControlNet classes it recognises but does not run yet
+    # pipeline with from_pipe; "union" ControlNet classes run by the union variant of those
     controlnet_models: tuple[str, ...] = ()
     controlnet_pipelines: Mapping[str, str] = field(default_factory=dict)
     controlnet_unions: tuple[str, ...] = ()

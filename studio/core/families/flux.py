@@ -59,7 +59,7 @@ _COMMON = {
     "checkpoint_class": "FluxPipeline",
 }
 # Flux.1 dev and schnell run FluxControlNetModel (a union one is the same class with a
-# num_mode in its config: recognised from it, not run yet); Kontext has no ControlNet pipeline
+# num_mode in its config, given a control mode per image); Kontext has no ControlNet pipeline
 _CONTROLNETS = {
     "controlnet_models": ("FluxControlNetModel",),
     "controlnet_pipelines": {

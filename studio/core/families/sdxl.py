@@ -37,8 +37,8 @@ FAMILIES = [
             "img2img": "StableDiffusionXLControlNetImg2ImgPipeline",
             "inpaint": "StableDiffusionXLControlNetInpaintPipeline",
         },
-        # ControlNet++ (one network, a control type per image): StableDiffusionXLControlNet-
-        # UnionPipeline takes a control mode the studio does not ask for yet
+        # ControlNet++ (one network, a control type per image): run by diffusers' union
+        # pipelines of each mode (StableDiffusionXLControlNetUnion…Pipeline)
         controlnet_unions=("ControlNetUnionModel",),
     ),
 ]
