@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import copy
+import json
 from typing import Any
 
 from studio.core.schedulers import FLOW_SCHEDULERS, NOT_CARRIED, SCHEDULERS
+
+# Pristine schedulers by (name, flow, config): a run gets a deep copy of one, which is what
+# from_config would build (the same config, no steps taken) in a fifth of the time (0.4 ms
+# instead of 1.7-2.4 ms a run, which the tiny models' runs of ~150 ms noticed).
+_TEMPLATES: dict[tuple[str, bool, str], Any] = {}
+MAX_TEMPLATES = 32
 
 
 def make_scheduler(name: str, base_config: Any, flow: bool = False) -> Any:
     """A fresh scheduler instance for one run, built from the model's own scheduler config
     (`flow`: a rectified-flow model's, whose samplers are the flow-matching ones)."""
+    key = (name, flow, json.dumps(dict(base_config), sort_keys=True, default=repr))
+    template = _TEMPLATES.get(key)
+    if template is None:
+        if len(_TEMPLATES) >= MAX_TEMPLATES:
+            _TEMPLATES.clear()
+        template = _TEMPLATES[key] = _build_scheduler(name, base_config, flow)
+    return copy.deepcopy(template)
+
+
+def _build_scheduler(name: str, base_config: Any, flow: bool) -> Any:
     import diffusers
 
     if flow:
