@@ -123,3 +123,20 @@ class JobRecord:
     frames: list[StepProgress] = field(default_factory=list)  # every step with a preview
     result: GenerationResult | None = None
     error: str = ""
+    parent: int | None = None  # the job a branch continues
+    shared: list[StepProgress] = field(default_factory=list)  # the parent's steps it starts with
+
+    def timeline(self) -> list[StepProgress]:
+        """Every step the job's picture went through: a branch's parent's first, then its own."""
+        return [*self.shared, *self.frames]
+
+    def branchable_step(self, index: int) -> int | None:
+        """The step a branch from the timeline's frame `index` continues after, if any: a
+        step of the generate stage of a finished one-image job, before its last."""
+        frames = self.timeline()
+        if self.result is None or len(self.result.images) != 1 or not 0 <= index < len(frames):
+            return None
+        frame = frames[index]
+        if frame.stage != "generate" or not 1 <= frame.step < frame.total:
+            return None
+        return frame.step

@@ -7,6 +7,10 @@ from dataclasses import dataclass
 PREVIEW_METHODS = ("linear", "vae", "none")
 
 
+DEFAULT_BRANCH_MEMORY_MB = 256
+MAX_BRANCH_MEMORY_MB = 16384
+
+
 @dataclass(frozen=True)
 class EngineSettings:
     """How the engine runs models. `None` means "let the studio decide"."""
@@ -22,7 +26,7 @@ class EngineSettings:
     preview_every: int = 1  # a preview every N steps
     # what recent jobs' steps keep for "Continue from here"; past it the oldest jobs' go
     # (their steps can still be continued from, after computing them again)
-    branch_memory_mb: int = 256
+    branch_memory_mb: int = DEFAULT_BRANCH_MEMORY_MB
     # speed-ups (SPEEDUPS below), all off by default
     channels_last: bool = False
     fuse_qkv: bool = False

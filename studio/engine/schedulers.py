@@ -24,7 +24,10 @@ def make_scheduler(name: str, base_config: Any, flow: bool = False) -> Any:
         if len(_TEMPLATES) >= MAX_TEMPLATES:
             _TEMPLATES.clear()
         template = _TEMPLATES[key] = _build_scheduler(name, base_config, flow)
-    return copy.deepcopy(template)
+    scheduler = copy.deepcopy(template)
+    if scheduler.config.get("use_flow_sigmas"):
+        _sigmas_as_arrays(scheduler)
+    return scheduler
 
 
 def _build_scheduler(name: str, base_config: Any, flow: bool) -> Any:
@@ -42,6 +45,25 @@ def _build_scheduler(name: str, base_config: Any, flow: bool) -> Any:
     config = {k: v for k, v in config.items() if k not in NOT_CARRIED and k not in defaulted}
     config.update(overrides)
     return getattr(diffusers, class_name).from_config(config)
+
+
+def _sigmas_as_arrays(scheduler: Any) -> None:
+    """Z-Image's pipeline passes its σ schedule as a list; the multistep samplers' flow
+    branch shifts it with array arithmetic (a list fails: "can't multiply sequence by
+    non-int of type 'float'"). Hand them an array, as the other pipelines pass."""
+    import functools
+
+    import numpy as np
+
+    original = scheduler.set_timesteps
+
+    @functools.wraps(original)
+    def set_timesteps(*args: Any, sigmas: Any = None, **kwargs: Any) -> Any:
+        if sigmas is not None and not isinstance(sigmas, np.ndarray):
+            sigmas = np.asarray(sigmas, dtype=np.float64)
+        return original(*args, sigmas=sigmas, **kwargs)
+
+    scheduler.set_timesteps = set_timesteps
 
 
 def _flow_scheduler(name: str, config: dict[str, Any]) -> Any:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
+from studio.core.branches import branch_of
 from studio.core.formats import PNG
 from studio.core.jobs import GenerationResult, Job, JobRecord, JobState, StepProgress
 from studio.core.request import GenerationRequest
@@ -148,17 +149,41 @@ class JobController(QObject):
         backend.start()
         return True
 
-    def submit(self, request: GenerationRequest) -> int:
-        """Queue a request; it runs when every job before it is done."""
+    def submit(self, request: GenerationRequest, parent: int | None = None) -> int:
+        """Queue a request; it runs when every job before it is done. `parent`: the job a
+        branch continues, whose first steps its timeline starts with."""
         if self._closed:
             raise RuntimeError("the controller is shut down")
         job_id = next(self._ids)
-        self._jobs[job_id] = JobRecord(job_id, request)
+        record = JobRecord(job_id, request, parent=parent)
+        origin = self._jobs.get(parent) if parent is not None else None
+        if origin is not None and request.branch is not None:
+            at = request.branch.at_step  # the branch reports its own steps from step k on
+            record.shared = [f for f in origin.timeline() if f.stage == "generate" and f.step < at]
+        self._jobs[job_id] = record
         self._queue.append(job_id)
         self.jobQueued.emit(job_id)
         self.queueChanged.emit()
         self._dispatch()
         return job_id
+
+    def continue_job(
+        self, job_id: int, index: int, wanted: GenerationRequest
+    ) -> tuple[int | None, str]:
+        """Continue a finished job from its timeline's frame `index` with what of `wanted`
+        (the panel's request) a branch takes: the new job's id and a note of what it kept
+        of the parent, or None and why it cannot."""
+        record = self._jobs.get(job_id)
+        step = record.branchable_step(index) if record is not None else None
+        if record is None or record.result is None or step is None:
+            return None, "Continue from a step of a finished image, before its last."
+        ran = record.result
+        parent = ran.request.replace(seed=ran.seeds[0], batch_size=1)
+        plan = branch_of(parent, wanted, step)
+        problems = plan.request.problems()
+        if problems:
+            return None, problems[0]
+        return self.submit(plan.request, parent=job_id), plan.note()
 
     def move(self, job_id: int, position: int) -> bool:
         """Put a waiting job at `position` among the waiting jobs (0 runs next)."""

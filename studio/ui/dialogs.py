@@ -30,7 +30,12 @@ from PySide6.QtWidgets import (
 from studio.core import memory_policy, speedup_figures
 from studio.core.formats import PNG, SaveFormat
 from studio.core.paths import output_dir
-from studio.core.settings import PREVIEW_METHODS, SPEEDUPS, EngineSettings
+from studio.core.settings import (
+    MAX_BRANCH_MEMORY_MB,
+    PREVIEW_METHODS,
+    SPEEDUPS,
+    EngineSettings,
+)
 from studio.ui.theme import THEMES
 
 SHORTCUTS: tuple[tuple[str, str], ...] = (
@@ -176,6 +181,17 @@ class SettingsDialog(QDialog):
         preview_form = _form(preview_box)
         preview_form.addRow("Method", self.preview_method)
         preview_form.addRow("Every", self.preview_every)
+        self.branch_memory = QSpinBox()
+        self.branch_memory.setRange(0, MAX_BRANCH_MEMORY_MB)
+        self.branch_memory.setSingleStep(64)
+        self.branch_memory.setValue(engine.branch_memory_mb)
+        self.branch_memory.setSuffix(" MB")
+        self.branch_memory.setToolTip(
+            'Memory for the steps of recent jobs, so that "Continue from here" starts at '
+            "once; past it the oldest jobs' steps go, and continuing from them computes their "
+            "first steps again."
+        )
+        preview_form.addRow("Steps kept", self.branch_memory)
 
         backend_box = self._build_backend(values)
         performance_box = self._build_performance(engine)
@@ -403,6 +419,7 @@ class SettingsDialog(QDialog):
             fp8_weights=self.fp8_weights.isChecked(),
             preview_method=self.preview_method.currentData(),
             preview_every=self.preview_every.value(),
+            branch_memory_mb=self.branch_memory.value(),
             **{
                 s.field: self.speedups[s.field].isChecked()
                 and (s.needs is None or self.speedups[s.needs].isChecked())

@@ -68,7 +68,9 @@ class JobView(QObject):
             self.timeline.clear()
             return
         images = record.result.images
-        self.timeline.set_frames(record.frames, pil_to_qimage(images[0]) if images else None)
+        result = pil_to_qimage(images[0]) if images else None
+        self.timeline.set_frames(record.timeline(), result, shared=len(record.shared))
+        self.timeline.set_can_continue(False)  # the result is chosen, not a step
 
     @Slot(int)
     def _on_started(self, job_id: int) -> None:
@@ -135,17 +137,21 @@ class JobView(QObject):
     @Slot(int)
     def _on_frame_chosen(self, index: int) -> None:
         record = self.controller.job(self.shown_job) if self.shown_job else None
-        if record is None or index >= len(record.frames):
+        frames = record.timeline() if record is not None else []
+        self.timeline.set_can_continue(
+            record is not None and record.branchable_step(index) is not None
+        )
+        if record is None or index >= len(frames):
             self.canvas.clear_preview()  # the last position is the result itself
         else:
-            self.canvas.show_preview(record.frames[index].preview)
+            self.canvas.show_preview(frames[index].preview)
 
     def export_steps(self, path: Path) -> Path | None:
         """The shown job's steps and result as an animation at `path` (.webp or .gif)."""
         record = self.controller.job(self.shown_job) if self.shown_job else None
         if record is None or record.result is None or not record.result.images:
             return None
-        previews = [frame.preview for frame in record.frames if frame.stage == "generate"]
+        previews = [frame.preview for frame in record.timeline() if frame.stage == "generate"]
         try:
             written = write_animation(previews, record.result.images[0], path)
         except (UserError, OSError) as e:

@@ -342,6 +342,7 @@ class MainWindow(QMainWindow):
         follow(self.draft.defaultsApplied, self, self._announce_defaults)
 
         self.generate_button.clicked.connect(self.generate)
+        self.timeline.continueRequested.connect(self.continue_from_step)
         self.cancel_button.clicked.connect(self.cancel)
         self.references.problem.connect(self.status.say)
         self.controlnet.problem.connect(self.status.say)
@@ -416,6 +417,20 @@ class MainWindow(QMainWindow):
         self.prompt_panel.remember(request.prompt, request.negative_prompt)
         self.settings.set_last_request(self.draft.values())
         return self.controller.submit(request)
+
+    @Slot(int)
+    def continue_from_step(self, index: int) -> int | None:
+        """A branch of the job the timeline shows, from its frame `index`, with the panel's
+        changes; returns its id, or None with a message."""
+        job = self.jobs.shown_job
+        if job is None:
+            return None
+        job_id, note = self.controller.continue_job(job, index, self.build_request())
+        if job_id is None:
+            self.show_error(note)
+        elif note:
+            self.banner.show_info(note)  # stays while the branch runs, unlike the status line
+        return job_id
 
     @Slot()
     def cancel(self) -> None:

@@ -15,7 +15,13 @@ from PySide6.QtCore import QByteArray, QSettings
 from studio.core.files import is_regular_file
 from studio.core.formats import FORMATS, SaveFormat
 from studio.core.paths import config_dir, output_dir
-from studio.core.settings import PREVIEW_METHODS, SPEEDUPS, EngineSettings
+from studio.core.settings import (
+    DEFAULT_BRANCH_MEMORY_MB,
+    MAX_BRANCH_MEMORY_MB,
+    PREVIEW_METHODS,
+    SPEEDUPS,
+    EngineSettings,
+)
 from studio.core.state import notice, set_aside
 from studio.core.text import printable
 
@@ -119,6 +125,13 @@ class Settings:
         self._qs.setValue("studio/preview_method", method)
         self._qs.setValue("studio/preview_every", max(1, int(every)))
 
+    def branch_memory_mb(self) -> int:
+        try:
+            value = int(self._qs.value("studio/branch_memory_mb", DEFAULT_BRANCH_MEMORY_MB))
+        except (TypeError, ValueError):
+            return DEFAULT_BRANCH_MEMORY_MB
+        return min(max(0, value), MAX_BRANCH_MEMORY_MB)
+
     def engine_settings(self) -> EngineSettings:
         """How the engine runs models: previews (under studio/…) and placement (engine/…)."""
         return EngineSettings(
@@ -130,12 +143,14 @@ class Settings:
             fp8_weights=self._bool("engine/fp8_weights", False),
             preview_method=self.preview_method(),
             preview_every=self.preview_every(),
+            branch_memory_mb=self.branch_memory_mb(),
             **{s.field: self._bool(f"engine/{s.field}", False) for s in SPEEDUPS},
         )
 
     def set_engine_settings(self, settings: EngineSettings) -> None:
         """Every field; `None` ("automatic") is stored as "auto"."""
         self.set_preview(settings.preview_method, settings.preview_every)
+        self._qs.setValue("studio/branch_memory_mb", int(settings.branch_memory_mb))
         self._qs.setValue("engine/device", settings.device or AUTO)
         self._qs.setValue("engine/dtype", settings.dtype or AUTO)
         for key, value in (

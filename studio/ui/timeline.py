@@ -46,6 +46,7 @@ class Timeline(QWidget):
 
     frameChosen = Signal(int)
     exportRequested = Signal()  # the artist asked to save the steps as an animation
+    continueRequested = Signal(int)  # continue the job from this frame's step (a branch)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -73,10 +74,19 @@ class Timeline(QWidget):
         self.export_button.setText("Export…")
         self.export_button.setToolTip("Save the steps as an animated WebP or GIF, to share")
         self.export_button.clicked.connect(self.exportRequested)
+        self.continue_button = QToolButton()
+        self.continue_button.setText("Continue from here")
+        self.continue_button.setToolTip(
+            "A new job that shares this job's steps up to the chosen one and runs the rest with "
+            "what you changed since: the prompt, the guidance, LoRA weights, ControlNet scales. "
+            "With nothing changed it makes the same picture."
+        )
+        self.continue_button.clicked.connect(lambda: self.continueRequested.emit(self.current()))
 
         row = QHBoxLayout()
         row.addWidget(self.label, 1)
         row.addWidget(self.slider, 2)
+        row.addWidget(self.continue_button)
         row.addWidget(self.export_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -103,16 +113,20 @@ class Timeline(QWidget):
         self.slider.blockSignals(False)
         self.slider.setEnabled(False)
         self.export_button.setEnabled(False)
+        self.continue_button.setEnabled(False)
         self.strip.setVisible(False)
         self.label.setText(message or "Timeline: generate an image to scrub through its steps")
 
-    def set_frames(self, frames: Sequence[Any], result: QImage | None) -> None:
-        """frames: StepProgress objects with a preview; the result comes last."""
+    def set_frames(self, frames: Sequence[Any], result: QImage | None, shared: int = 0) -> None:
+        """frames: StepProgress objects with a preview; the result comes last. `shared`: how
+        many of the first frames are a branch's parent's."""
         self.strip.clear()
         self._labels = []
-        for progress in frames:
+        for number, progress in enumerate(frames):
             stage = {"upscale": "Upscale ", "hires": "Hires "}.get(progress.stage, "")
             label = f"{stage}{progress.step}/{progress.total}"
+            if number < shared:
+                label += " · parent"
             self._add(array_to_qimage(progress.preview), label)
         if result is not None:
             self._add(result, "Result")
@@ -131,6 +145,10 @@ class Timeline(QWidget):
 
     def select(self, index: int) -> None:
         self.slider.setValue(index)
+
+    def set_can_continue(self, can: bool) -> None:
+        """Whether the chosen frame is a step a branch can continue from."""
+        self.continue_button.setEnabled(can)
 
     def _add(self, image: QImage, label: str) -> None:
         item = QListWidgetItem(_thumbnail(image), "")

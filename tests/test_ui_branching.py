@@ -1,0 +1,92 @@
+"""Continue from here: the timeline's step k starts a branch with the panel's changes, its
+timeline starts with the parent's first steps, and nothing changed makes the same picture."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from studio.core.request import Mode
+from studio.metadata import read_parameters
+
+PROMPT = "a large yellow square in the centre on a blue background"
+STEPS = 6
+
+
+@pytest.fixture
+def window(make_window, ui_models, shared_engine_factory):  # noqa: ANN001
+    window = make_window(engine_factory=shared_engine_factory)
+    window.draft.edit({"model": ui_models.generator})
+    window.start_engine(preload=False)
+    size = ui_models.size
+    window.draft.edit(
+        {"steps": STEPS, "width": size, "height": size, "seed": 42, "scheduler": "DPM++ 2M"}
+    )
+    window.prompt_panel.set_prompts(PROMPT, "")
+    return window
+
+
+def _finish(qtbot, window, start) -> object:  # noqa: ANN001
+    with qtbot.waitSignal(window.controller.jobFinished, timeout=60000) as blocker:
+        start()
+    return blocker.args[1]
+
+
+def _pixels(result) -> np.ndarray:  # noqa: ANN001
+    return np.asarray(result.images[0].convert("RGB"))
+
+
+def test_continue_from_a_step_with_and_without_changes(qtbot, window) -> None:  # noqa: ANN001
+    click = lambda button: qtbot.mouseClick(button, Qt.MouseButton.LeftButton)  # noqa: E731
+    parent = _finish(qtbot, window, lambda: click(window.generate_button))
+    timeline = window.timeline
+    assert timeline.frame_count() == STEPS + 1  # every step, then the result
+    assert not timeline.continue_button.isEnabled()  # the result: nothing to continue
+    timeline.select(STEPS - 1)  # the last step: nothing left to run either
+    assert not timeline.continue_button.isEnabled()
+    timeline.select(2)  # step 3
+    assert timeline.continue_button.isEnabled()
+    parent_frames = [np.asarray(f.preview) for f in window.controller.job(1).timeline()]
+
+    same = _finish(qtbot, window, lambda: click(timeline.continue_button))
+    assert np.array_equal(_pixels(same), _pixels(parent))  # nothing changed: the same picture
+    assert same.request.branch is not None and same.request.branch.at_step == 3
+
+    # a new prompt from step 3 on, and a sampler a branch cannot change: kept, and said
+    window.jobs.show_timeline(window.controller.job(1))
+    timeline.select(2)
+    window.prompt_panel.set_prompts("a small red circle at the top left", "")
+    window.draft.edit({"scheduler": "Euler"})
+    changed = _finish(qtbot, window, lambda: click(timeline.continue_button))
+    assert window.banner.text() == "A branch keeps its parent's sampler: those changes wait."
+    assert changed.request.scheduler == "DPM++ 2M"
+    assert changed.request.prompt == "a small red circle at the top left"
+    assert not np.array_equal(_pixels(changed), _pixels(parent))
+
+    # its timeline: the parent's first two steps, marked, then its own from step 3
+    record = window.controller.job(window.jobs.shown_job)
+    frames = record.timeline()
+    assert [f.step for f in frames] == list(range(1, STEPS + 1))
+    assert len(record.shared) == 2
+    assert all(np.array_equal(np.asarray(f.preview), parent_frames[i]) for i, f in
+               enumerate(frames[:3]))  # fmt: skip
+    assert timeline.frame_count() == STEPS + 1
+    timeline.select(0)
+    assert timeline.label.text() == "Step 1/6 · parent"
+
+    # the saved file records the branch, and rebuilds it on the command line
+    saved = read_parameters(changed.paths[0]).request
+    assert saved["branch"]["at_step"] == 3
+    assert saved["branch"]["parent"]["prompt"] == PROMPT
+
+
+def test_a_batch_or_a_cancelled_job_cannot_be_continued(qtbot, window) -> None:  # noqa: ANN001
+    window.draft.edit({"batch_size": 2})
+    with qtbot.waitSignal(window.controller.jobFinished, timeout=60000):
+        window.generate()
+    window.timeline.select(1)
+    assert not window.timeline.continue_button.isEnabled()
+    assert window.continue_from_step(1) is None
+    assert "Continue from a step of a finished image" in window.banner.text()
+    assert window.mode() is Mode.TEXT_TO_IMAGE
