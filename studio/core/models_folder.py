@@ -41,6 +41,8 @@ KIND_FOLDERS: dict[str, tuple[str, ...]] = {
     "vae": ("vae",),
     "text_encoders": ("clip", "text_encoders", "text_encoder"),
 }
+# Kinds looked in by name when a model needs them (single_file's separate parts), not listed.
+PART_KINDS = ("vae", "text_encoders")
 
 
 @dataclass
@@ -137,6 +139,8 @@ def scan(folder: Path) -> ModelsFolder:
         beside = _kind_dirs(root.parent).get("embeddings") if root != folder else None
         kinds["embeddings"] = beside or []
     for kind, directories in kinds.items():
+        if kind in PART_KINDS:
+            continue
         found = result.found.setdefault(kind, [])
         for directory in directories:
             _walk(directory, 0, found, kind == "checkpoints", budget)

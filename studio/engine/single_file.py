@@ -550,7 +550,8 @@ def _expected_shape(config: dict[str, Any], kind: str) -> tuple[int, ...]:
 
 def _name_hint(path: Path, family: Any) -> int:
     """How much a file's name says it is this family's part (ComfyUI's names): 1 for ae or
-    flux for Flux, sd3 for SD 3; -1 for a name of the other family; else 0."""
+    flux for Flux, sd3 for SD 3; -1 for a name of the other family (its VAE has the same
+    shapes but not the same weights: such a file found is passed over); else 0."""
     stem = path.stem.lower()
     flux = stem == "ae" or "flux" in stem
     sd3 = "sd3" in stem or "sd35" in stem
@@ -625,7 +626,13 @@ def choose_parts(
         config = json.loads((folder / component / "config.json").read_text(encoding="utf-8"))
         kind = ROLE_KIND[role]
         expected = _expected_shape(config, kind)
-        fitting = [c for c in candidates if c.kind == kind and c.shape == expected]
+        fitting = [  # not a file whose name says it is the other family's (same shapes)
+            c
+            for c in candidates
+            if c.kind == kind
+            and c.shape == expected
+            and (c.rank < 2 or _name_hint(c.path, family) >= 0)
+        ]
         fitting.sort(
             key=lambda c: (c.rank, -_name_hint(c.path, family), c.fp8, c.path.name.lower())
         )
@@ -686,8 +693,9 @@ def parts_hint(path: Path, family: Any, missing: list[str]) -> str:
     """One sentence: which separate parts were not found and where to put them."""
     names = " and ".join(ROLE_LABEL[role] for role in missing)
     name = printable(path.name)
+    were = "was" if len(missing) == 1 else "were"
     return (
-        f"'{name}' holds the {family.label} transformer only, and its {names} were not found: "
+        f"'{name}' holds the {family.label} transformer only, and its {names} {were} not found: "
         "put them in the models folder's vae and text_encoders (or clip) folders as ComfyUI "
         f"keeps them, or beside the file, or name them in '{name}.companion' (one a line), "
         f"or put a diffusers folder of {family.label} beside it."

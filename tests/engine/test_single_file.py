@@ -1208,3 +1208,74 @@ def test_a_chroma_transformer_file_takes_the_rest_from_its_companion(tmp_path: P
     assert family_of(pipe).name == "chroma" and pipe.transformer is not folder.transformer
     np.testing.assert_allclose(_pixels(pipe), _pixels(folder), atol=1e-5)
     assert manager.pipeline(str(path), Mode.INPAINT).transformer is pipe.transformer
+
+
+def _header_only(path: Path, tensors: dict[str, tuple[tuple[int, ...], str]]) -> Path:
+    """A sparse .safetensors file: names, shapes and dtypes, no weights written."""
+    header, offset = {}, 0
+    for name, (shape, dtype) in tensors.items():
+        size = (1 if dtype.startswith("F8") else 2) * int(np.prod(shape))
+        header[name] = {
+            "dtype": dtype,
+            "shape": list(shape),
+            "data_offsets": [offset, offset + size],
+        }  # noqa: E501
+        offset += size
+    data = json.dumps(header).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:
+        handle.write(len(data).to_bytes(8, "little") + data)
+        handle.truncate(8 + len(data) + offset)
+    return path
+
+
+def test_published_flux_parts_are_chosen_from_the_models_folder_by_shape_name_and_precision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flux1-dev file chosen from anywhere, the models folder in use being Forge's (VAE,
+    text_encoder): its ae (not SD 3.5's VAE of the same shapes, nor SDXL's), CLIP-L (not
+    CLIP-G) and T5 in 16 bits (not fp8) are the parts; without a VAE, one sentence."""
+    from diffusers import DiffusionPipeline
+
+    from studio.core import models_folder
+
+    forge = tmp_path / "forge" / "models"
+    vae16 = {"decoder.conv_in.weight": ((512, 16, 3, 3), "F16")}
+    _header_only(forge / "VAE" / "ae.safetensors", vae16)
+    _header_only(forge / "VAE" / "sd3.5_vae.safetensors", vae16)
+    _header_only(
+        forge / "VAE" / "sdxl_vae.safetensors", {"decoder.conv_in.weight": ((512, 4, 3, 3), "F16")}
+    )  # noqa: E501
+    encoders = forge / "text_encoder"
+    _header_only(
+        encoders / "clip_g.safetensors",
+        {"text_model.embeddings.token_embedding.weight": ((49408, 1280), "F16")},
+    )  # noqa: E501
+    _header_only(
+        encoders / "clip_l.safetensors",
+        {"text_model.embeddings.token_embedding.weight": ((49408, 768), "F16")},
+    )  # noqa: E501
+    for name, dtype in (("t5xxl_fp8_e4m3fn", "F8_E4M3"), ("t5xxl_fp16", "F16")):
+        t5 = {
+            "shared.weight": ((32128, 4096), "F16"),
+            "encoder.block.0.layer.0.SelfAttention.q.weight": ((4096, 4096), dtype),
+        }
+        _header_only(encoders / f"{name}.safetensors", t5)
+    signature = dict(single_file.VARIANTS["flux-dev"].signature)
+    signature["guidance_in.in_layer.weight"] = (3072, 256)
+    (tmp_path / "Downloads").mkdir()
+    path = _published_shapes(tmp_path / "Downloads" / "flux1-dev.safetensors", signature)
+    monkeypatch.setattr(models_folder, "_chosen", {"command line": forge.parent, "setting": None})
+    info = single_file.inspect(path)
+    folder = single_file.shipped_folder(info.variant)
+    chosen, missing = single_file.choose_parts(info, folder, None)
+    assert not missing
+    assert {c: p.path.name for c, p in chosen.items()} == {
+        "vae": "ae.safetensors",
+        "text_encoder": "clip_l.safetensors",
+        "text_encoder_2": "t5xxl_fp16.safetensors",
+    }
+    (forge / "VAE" / "ae.safetensors").unlink()  # SD 3.5's is not taken instead
+    with pytest.raises(ModelError, match=r"its VAE \(ae\.safetensors\) was not found") as caught:
+        single_file.load(path, DiffusionPipeline, torch.float32)
+    assert "\n" not in str(caught.value)
