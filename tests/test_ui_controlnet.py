@@ -66,6 +66,10 @@ def test_a_control_image_from_the_picture_goes_with_the_job(qtbot, make_window) 
         0.8,
     )
     assert np.array_equal(np.asarray(control.image)[:, :, 0], edges)
+    # its type, for a union ControlNet: the Canny map's, until another is chosen
+    assert control.control_type == "canny"
+    panel.control_type.setCurrentIndex(panel.control_type.findData("depth"))
+    assert window.build_request().controls[0].control_type == "depth"
     # an empty layer is one sentence before anything runs
     window.canvas.clear_control()
     assert "control layer is empty" in panel.state.text()

@@ -22,7 +22,7 @@ from superqt import QFlowLayout, QLabeledDoubleRangeSlider, QLabeledDoubleSlider
 from studio.core import models_folder, preprocessors
 from studio.core.imaging import ImageLoadError, file_dialog_filter, open_image
 from studio.core.paths import EMBEDDED_MODELS_DIR
-from studio.core.request import EMBEDDED_CONTROLNETS, Control
+from studio.core.request import CONTROL_TYPES, EMBEDDED_CONTROLNETS, Control
 from studio.core.text import printable
 from studio.ui.canvas import ImageCanvas
 
@@ -32,6 +32,11 @@ PREPROCESSOR_LABELS = {
     "lineart": "Line art",
 }
 OTHER = "__other__"
+TYPE_LABELS = {
+    "mlsd": "MLSD (straight lines)",
+    "softedge": "Soft edge",
+    "low-quality": "Low quality",
+}
 
 
 class ControlPanel(QWidget):
@@ -55,6 +60,16 @@ class ControlPanel(QWidget):
         self.preprocessor.setToolTip(
             "How a picture becomes the control image (drawing on the layer needs none)"
         )
+        self.control_type = QComboBox()
+        self.control_type.addItem("Auto (as the layer was made)", "")
+        for name in CONTROL_TYPES:
+            self.control_type.addItem(TYPE_LABELS.get(name, name.capitalize()), name)
+        self.control_type.setToolTip(
+            "For a union ControlNet (one network for several kinds of control image): what "
+            "the control image is. Auto: Canny or line art when the layer was made so, "
+            "otherwise a scribble"
+        )
+        self._made_by = ""  # the preprocessor that made the layer, when it was one
         self.draw = QToolButton()
         self.draw.setText("Draw")
         self.draw.setCheckable(True)
@@ -76,7 +91,7 @@ class ControlPanel(QWidget):
         self.show_layer.toggled.connect(canvas.set_control_shown)
         self.clear = QToolButton()
         self.clear.setText("Clear")
-        self.clear.clicked.connect(canvas.clear_control)
+        self.clear.clicked.connect(self._clear)
         self.scale = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
         self.scale.setRange(0.0, 2.0)
         self.scale.setSingleStep(0.05)
@@ -105,6 +120,7 @@ class ControlPanel(QWidget):
         form.addRow("Model", self.model)
         form.addRow("Image", tools_box)
         form.addRow("Preprocess", self.preprocessor)
+        form.addRow("Type", self.control_type)
         form.addRow("Strength", self.scale)
         form.addRow("Steps", self.range)
         form.addRow(self.state)
@@ -182,6 +198,10 @@ class ControlPanel(QWidget):
         except ImageLoadError as e:
             self.problem.emit(str(e))
 
+    def _clear(self) -> None:
+        self.canvas.clear_control()
+        self._made_by = ""
+
     def _set_map(self, picture: Image.Image) -> None:
         if not self.canvas.has_image():
             self.problem.emit("Open or generate a picture first: the control layer is its size.")
@@ -190,6 +210,7 @@ class ControlPanel(QWidget):
         name = self.preprocessor.currentData()
         lines = preprocessors.run(name, picture.convert("RGB"), width, height)
         self.canvas.set_control_image(lines)
+        self._made_by = name if name in ("canny", "lineart") else ""
         self.enabled.setChecked(True)
 
     # -- what the job takes -----------------------------------------------------------------
@@ -209,6 +230,7 @@ class ControlPanel(QWidget):
                 # the layer is already the map (made by a preprocessor, then maybe drawn
                 # on): the engine takes it as it is, and the metadata says so
                 preprocessor="none",
+                control_type=self.control_type.currentData() or self._made_by,
             ),
         )
 
