@@ -339,3 +339,70 @@ def test_studio_generate_runs_on_the_cluster_and_saves_here(
         main([*args, "--backend", "nowhere"])
     assert bad.value.code == 2
     assert "is not a place to run" in capsys.readouterr().err
+
+
+# -- the queue on several engines ---------------------------------------------------------------
+
+
+def test_the_queue_runs_as_many_jobs_at_once_as_the_backend_has_engines(
+    qtbot, tmp_path: Path
+) -> None:  # noqa: ANN001
+    from studio.core.jobs import JobState
+    from studio.ui.controller import JobController
+    from tests.scripted_backend import ScriptedBackend
+
+    class TwoEngines(ScriptedBackend):
+        capacity = 2
+
+    backend = TwoEngines()
+    controller = JobController(tmp_path, backend=backend)
+    shown: list[int] = []
+    controller.progress.connect(lambda job, _p: shown.append(job))
+    first, second, third = (controller.submit(_request(prompt=p)) for p in ("1", "2", "3"))
+    assert [job.id for job in backend.submitted] == [first, second]  # two at once
+    assert controller.running_jobs == [first, second] and controller.queued_jobs == [third]
+    backend.step(backend.submitted[0], 1)  # the older job's step: its timeline, not the canvas
+    backend.step(backend.submitted[1], 1)
+    qtbot.waitUntil(lambda: bool(shown), timeout=1000)
+    assert set(shown) == {second}
+    assert len(controller.job(first).frames) == 1
+    backend.finish(backend.submitted[0])  # the older one ends first: the third starts
+    assert controller.job(first).state is JobState.DONE
+    assert [job.id for job in backend.submitted] == [first, second, third]
+    assert controller.current_job == third and controller.is_busy
+    assert controller.cancel(second) and controller.running_jobs == [third]
+    backend.finish(backend.submitted[2])
+    assert not controller.is_busy and controller.job(third).state is JobState.DONE
+    assert controller.shutdown()
+    controller.deleteLater()
+
+
+@needs_tiny
+def test_the_windows_queue_spreads_over_the_clusters_engines(
+    qtbot, cluster, tmp_path: Path
+) -> None:  # noqa: ANN001, ARG001
+    from studio.ui.backends.ray import RayBackend
+    from studio.ui.controller import JobController
+
+    backend = RayBackend("auto", engines=2, cpus_per_engine=1)
+    controller = JobController(tmp_path, backend=backend)
+    places: dict[int, str] = {}
+    controller.jobPlaced.connect(lambda job, where: places.setdefault(job, where))
+    most = [0]
+    controller.jobStarted.connect(
+        lambda _job: most.__setitem__(0, max(most[0], len(controller.running_jobs)))
+    )
+    finished: list[int] = []
+    controller.jobFinished.connect(lambda job, _r: finished.append(job))
+    with qtbot.waitSignal(controller.engineReady, timeout=60_000):
+        controller.start_engine()
+    jobs = [controller.submit(_request(steps=6, seed=s)) for s in range(4)]
+    qtbot.waitUntil(lambda: len(finished) == 4, timeout=120_000)
+    assert sorted(finished) == jobs and most[0] == 2  # two ran at once
+    assert {where.split(" (")[0] for where in places.values()} == {
+        "studio-engine-0",
+        "studio-engine-1",
+    }
+    assert len(list(tmp_path.glob("*.png"))) == 4
+    assert controller.shutdown(10_000)
+    controller.deleteLater()

@@ -1,10 +1,12 @@
 """Job ids, the queue, and the rule that only the current job may touch the window.
 
 The controller lives on the UI thread. It numbers each request, sends one job at a time
-to the engine thread, and drops every late signal from a job that is no longer current
-(cancelled or replaced) — so a cancel can never leak a stale preview or result, as
-Orange3 insists. Step progress is coalesced to the latest one and delivered at most
-~30 times a second, so a fast model cannot flood the event loop with repaints.
+to the engine thread (as many at once as the backend has engines: a Ray cluster's), and
+drops every late signal from a job that is no longer running (cancelled or replaced) — so
+a cancel can never leak a stale preview or result, as Orange3 insists. The window shows
+the steps of the current job: the one started last. Step progress is coalesced to the
+latest one and delivered at most ~30 times a second, so a fast model cannot flood the
+event loop with repaints.
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ class JobController(QObject):
         self._ids = itertools.count(1)
         self._jobs: dict[int, JobRecord] = {}
         self._queue: deque[int] = deque()
-        self._current: int | None = None
+        self._running: dict[int, None] = {}  # sent to the backend, in the order they started
+        self._current: int | None = None  # the running job whose steps are shown
         self._latest: StepProgress | None = None
         self._closed = False
 
@@ -81,6 +84,7 @@ class JobController(QObject):
         backend.placed.connect(self._on_placed)
         backend.statusChanged.connect(self.engineStatus)
         backend.engineReady.connect(self.engineReady)
+        backend.engineReady.connect(self._dispatch)  # a cluster may now run more at once
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -90,7 +94,13 @@ class JobController(QObject):
 
     @property
     def is_busy(self) -> bool:
-        return self._current is not None
+        return bool(self._running)
+
+    @property
+    def running_jobs(self) -> list[int]:
+        """The jobs the backend is running, oldest first (one, unless it has several
+        engines)."""
+        return list(self._running)
 
     @property
     def queued_jobs(self) -> list[int]:
@@ -137,7 +147,7 @@ class JobController(QObject):
     def replace_backend(self, backend: Backend, timeout_ms: int = 2000) -> bool:
         """Run the next jobs on `backend` (started here), the old one stopped; only while no
         job runs or waits (False then, and nothing changes)."""
-        if self._closed or self._current is not None or self._queue:
+        if self._closed or self._running or self._queue:
             return False
         old = self._engine
         old.blockSignals(True)  # its last words (a late status) are not the new one's
@@ -208,10 +218,13 @@ class JobController(QObject):
             self.queueChanged.emit()
         else:
             self._engine.cancel(job_id)  # thread-safe: stops the engine within one step
-        self._settle(record, JobState.CANCELLED)
+        running = job_id in self._running
+        if running:
+            self._end(record, JobState.CANCELLED)
+        else:
+            self._settle(record, JobState.CANCELLED)
         self.jobCancelled.emit(job_id)
-        if job_id == self._current:
-            self._current = None
+        if running:
             self._dispatch()
         return True
 
@@ -230,43 +243,55 @@ class JobController(QObject):
         for record in self._jobs.values():
             if not record.state.is_over:
                 record.state = JobState.CANCELLED
+        self._running.clear()
         self._current = None  # from now on every late signal is stale
         return self._engine.stop(timeout_ms)
 
     # -- internals ------------------------------------------------------------------------------
 
+    @Slot()
     def _dispatch(self) -> None:
-        if self._current is not None or not self._queue:
-            if self._current is None:
-                self.busyChanged.emit(False)
+        """Send waiting jobs while the backend has room (one job, or one per engine)."""
+        if self._closed:
             return
-        job_id = self._queue.popleft()
-        self.queueChanged.emit()
-        record = self._jobs[job_id]
-        record.state = JobState.RUNNING
-        self._current = job_id
-        self._latest = None
-        self._engine.submit(Job(job_id, record.request, self._output_dir, self.save_as))
-        self.busyChanged.emit(True)
-        self.jobStarted.emit(job_id)
+        if not self._running and not self._queue:
+            self.busyChanged.emit(False)
+            return
+        while self._queue and len(self._running) < max(1, self._engine.capacity):
+            job_id = self._queue.popleft()
+            self.queueChanged.emit()
+            record = self._jobs[job_id]
+            record.state = JobState.RUNNING
+            self._running[job_id] = None
+            self._flush_timer.stop()  # the steps shown from now on are this job's
+            self._current = job_id
+            self._latest = None
+            self._engine.submit(Job(job_id, record.request, self._output_dir, self.save_as))
+            self.busyChanged.emit(True)
+            self.jobStarted.emit(job_id)
 
     def _is_current(self, job_id: int) -> bool:
         return job_id == self._current and not self._closed
 
+    def _is_running(self, job_id: int) -> bool:
+        return job_id in self._running and not self._closed
+
     @Slot(int, object)
     def _on_step(self, job_id: int, progress: StepProgress) -> None:
-        if not self._is_current(job_id):
+        if not self._is_running(job_id):
             return  # a stale step from a cancelled or replaced job
         record = self._jobs[job_id]
         if progress.preview is not None and len(record.frames) < MAX_TIMELINE_FRAMES:
             record.frames.append(progress)
+        if job_id != self._current:
+            return  # another engine's job: its steps feed its timeline, not the canvas
         self._latest = progress
         if not self._flush_timer.isActive():
             self._flush_timer.start()
 
     @Slot(int, str)
     def _on_placed(self, job_id: int, where: str) -> None:
-        if not self._is_current(job_id):
+        if not self._is_running(job_id):
             return
         self._jobs[job_id].frames.clear()  # placed again (its engine died): it starts over
         self.jobPlaced.emit(job_id, where)
@@ -279,24 +304,25 @@ class JobController(QObject):
 
     @Slot(int, object)
     def _on_finished(self, job_id: int, result: GenerationResult) -> None:
-        if not self._is_current(job_id):
+        if not self._is_running(job_id):
             return
-        self._flush_timer.stop()
-        self._flush_progress()  # the last step's preview, so the timeline ends on it
+        if job_id == self._current:
+            self._flush_timer.stop()
+            self._flush_progress()  # the last step's preview, so the timeline ends on it
         record = self._jobs[job_id]
         record.result = result
-        self._finish_current(record, JobState.DONE)
+        self._end(record, JobState.DONE)
         self.jobFinished.emit(job_id, result)
         self._dispatch()
 
     @Slot(int, str)
     def _on_failed(self, job_id: int, message: str) -> None:
-        if not self._is_current(job_id):
+        if not self._is_running(job_id):
             log.info("dropped the failure of stale job %d: %s", job_id, message)
             return
         record = self._jobs[job_id]
         record.error = message
-        self._finish_current(record, JobState.FAILED)
+        self._end(record, JobState.FAILED)
         self.jobFailed.emit(job_id, message)
         self._dispatch()
 
@@ -304,16 +330,19 @@ class JobController(QObject):
     def _on_worker_cancelled(self, job_id: int) -> None:
         # The controller marks a job cancelled the moment the user asks; the worker's
         # confirmation only matters if the engine cancelled on its own.
-        if self._is_current(job_id):
+        if self._is_running(job_id):
             record = self._jobs[job_id]
-            self._finish_current(record, JobState.CANCELLED)
+            self._end(record, JobState.CANCELLED)
             self.jobCancelled.emit(job_id)
             self._dispatch()
 
-    def _finish_current(self, record: JobRecord, state: JobState) -> None:
+    def _end(self, record: JobRecord, state: JobState) -> None:
+        """A running job is over; the steps shown go on with the newest one still running."""
         self._settle(record, state)
-        self._current = None
-        self._latest = None
+        self._running.pop(record.id, None)
+        if record.id == self._current:
+            self._current = next(reversed(self._running), None)
+            self._latest = None
 
     def _settle(self, record: JobRecord, state: JobState) -> None:
         record.state = state

@@ -175,7 +175,8 @@ class JobView(QObject):
             self.export_steps(Path(path))
 
     def _finish(self) -> None:
-        self.status.finished()
+        if not self.controller.is_busy:  # another engine's job may still be running
+            self.status.finished()
 
     @Slot(bool)
     def _set_busy(self, busy: bool) -> None:

@@ -56,6 +56,11 @@ class RayBackend(Backend):
         return self._running
 
     @property
+    def capacity(self) -> int:
+        """One job per engine once the cluster is connected (one before)."""
+        return max(1, len(self._pool.engines)) if self._pool is not None else 1
+
+    @property
     def pool(self) -> EnginePool | None:
         return self._pool
 
