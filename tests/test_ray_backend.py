@@ -406,3 +406,28 @@ def test_the_windows_queue_spreads_over_the_clusters_engines(
     assert len(list(tmp_path.glob("*.png"))) == 4
     assert controller.shutdown(10_000)
     controller.deleteLater()
+
+
+@needs_tiny
+def test_a_batchs_images_spread_over_the_engines_and_come_back_as_one_result(
+    qtbot, ray_backend, tmp_path: Path, one_thread
+) -> None:  # noqa: ANN001, ARG001
+    from studio.engine.generate import Engine
+
+    backend, seen = ray_backend
+    previews: list[tuple[int, tuple[int, ...]]] = []
+    backend.stepped.connect(lambda _j, p: previews.append((p.step, p.preview.shape)))
+    job = Job(3, _request(steps=4, seed=21).replace(batch_size=2), tmp_path)
+    backend.submit(job)
+    qtbot.waitUntil(lambda: 3 in seen.ended, timeout=120_000)
+    kind, result = seen.ended[3]
+    assert kind == "finished", result
+    assert result.seeds == [21, 22] and len(result.paths) == 2
+    assert "and others (2 images)" in seen.placed[3][0]
+    assert [step for step, _ in previews] == [1, 2, 3, 4]  # as far as both have come
+    assert all(shape[1] == 2 * shape[0] for _, shape in previews)  # side by side
+    engine = Engine()
+    for image, seed in zip(result.images, result.seeds, strict=True):
+        alone = engine.run(_request(seed=seed)).images[0]  # image k is seed + k run alone
+        assert np.array_equal(np.asarray(image), np.asarray(alone))
+    assert [read_parameters(p).seed for p in result.paths] == [21, 22]

@@ -6,7 +6,9 @@ line's waiter) from its own threads: one per running job, each ending with its j
 
 Placing: jobs leave in the order they came, each to an idle engine that already holds the
 job's model if there is one, else to an empty one, else to any idle one; jobs wait while
-every engine is busy. A job whose engine dies (its node lost, killed for memory) runs again
+every engine is busy. A batch is spread too: each of its images (which has its own seed,
+the batch's seed + k) is a job of one image, and they come back as one result, their
+previews side by side. A job whose engine dies (its node lost, killed for memory) runs again
 once, on another engine where there is one; a second loss fails it with one sentence.
 
 Steps travel back on a Ray streaming generator (`num_returns="streaming"`). Ray Client
@@ -16,6 +18,7 @@ Steps travel back on a Ray streaming generator (`num_returns="streaming"`). Ray 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import threading
@@ -27,7 +30,7 @@ from typing import Any, Protocol
 
 from studio.core.errors import UserError
 from studio.core.jobs import GenerationResult, StepProgress
-from studio.core.request import GenerationRequest
+from studio.core.request import GenerationRequest, batch_seeds, resolve_seed
 from studio.core.settings import EngineSettings
 from studio.remote.actor import TERMINAL, EngineActor, Event, decode_result, studio_version
 
@@ -186,6 +189,8 @@ class PoolJob:
     excluded: set[str] = field(default_factory=set)  # engines that died running it
     cancelled: bool = False
     engine: EngineRecord | None = None
+    batch: Batch | None = None  # the batch this image of it belongs to
+    index: int = 0  # which image of the batch
 
 
 def choose_engine(job: PoolJob, engines: list[EngineRecord]) -> EngineRecord | None:
@@ -233,6 +238,8 @@ class EnginePool:
         self._pending: deque[PoolJob] = deque()
         self._running: dict[int, PoolJob] = {}
         self._threads: set[threading.Thread] = set()
+        self._batches: dict[int, Batch] = {}  # a batch's job id -> its images' jobs
+        self._part_ids = itertools.count(1 << 40)  # ids of a batch's images, never a job's
         self._ready = False
         self._broken = ""  # why the cluster cannot be used, once start() failed
         self._stopping = False
@@ -256,11 +263,12 @@ class EnginePool:
         return summary
 
     def submit(self, job_id: int, request: GenerationRequest) -> None:
-        """Run a request on the cluster after the jobs before it."""
+        """Run a request on the cluster after the jobs before it; a batch's images each on
+        an engine of their own where there are several."""
         with self._lock:
             broken = self._broken or ("The cluster's queue is closed." if self._stopping else "")
             if not broken:
-                self._pending.append(PoolJob(job_id, request))
+                self._pending.extend(self._jobs_for(job_id, request))
                 started = self._dispatch_locked()
         if broken:
             self._listener.failed(job_id, broken)
@@ -269,6 +277,13 @@ class EnginePool:
 
     def cancel(self, job_id: int) -> None:
         """Stop a running job within one step; a waiting one ends unrun at once."""
+        with self._lock:
+            batch = self._batches.get(job_id)
+        if batch is not None:
+            batch.cancelled = True
+            for part in batch.part_ids:
+                self.cancel(part)
+            return
         handle = None
         with self._lock:
             waiting = next((j for j in self._pending if j.id == job_id), None)
@@ -279,7 +294,7 @@ class EnginePool:
                 running.cancelled = True
                 handle = running.engine.handle
         if waiting is not None:
-            self._listener.cancelled(job_id)
+            self._to(waiting).cancelled(job_id)
         if handle is not None:
             self._tell_cancel(handle, job_id)
 
@@ -301,7 +316,7 @@ class EnginePool:
             threads = list(self._threads)
             engines = list(self._engines)
         for job in waiting:
-            self._listener.cancelled(job.id)
+            self._to(job).cancelled(job.id)
         for job_id, handle in running:
             self._tell_cancel(handle, job_id)
         deadline = time.monotonic() + timeout
@@ -378,7 +393,7 @@ class EnginePool:
             waiting = list(self._pending)
             self._pending.clear()
         for job in waiting:
-            self._listener.failed(job.id, sentence)
+            self._to(job).failed(job.id, sentence)
 
     def _dispatch_locked(self) -> list[threading.Thread]:
         """Place waiting jobs on idle engines; the threads to start once the lock is free."""
@@ -416,7 +431,7 @@ class EnginePool:
         lost: BaseException | None = None
         outcome: tuple[str, Any]
         try:
-            self._listener.placed(job.id, engine.where)
+            self._to(job).placed(job.id, engine.where)
             outcome = self._follow(job, engine)
         except ray.exceptions.RayActorError as e:
             lost = e
@@ -452,17 +467,18 @@ class EnginePool:
             started = self._dispatch_locked()
         self._start_threads(started)
         if retry:
-            self._listener.status(
+            self._to(job).status(
                 f"{engine.name} stopped; running the job again on another engine.", None
             )
             return
         kind, value = outcome
+        to = self._to(job)
         if kind == "finished":
-            self._listener.finished(job.id, value)
+            to.finished(job.id, value)
         elif kind == "cancelled":
-            self._listener.cancelled(job.id)
+            to.cancelled(job.id)
         else:
-            self._listener.failed(job.id, value)
+            to.failed(job.id, value)
 
     def _follow(self, job: PoolJob, engine: EngineRecord) -> tuple[str, Any]:
         for event in self._events(job, engine):
@@ -470,9 +486,9 @@ class EnginePool:
             if kind == "step":
                 self.step_delays.append(time.time() - event[2])
                 if not job.cancelled:
-                    self._listener.step(job.id, event[1])
+                    self._to(job).step(job.id, event[1])
             elif kind == "status":
-                self._listener.status(f"{event[1]} ({engine.name})", event[2])
+                self._to(job).status(f"{event[1]} ({engine.name})", event[2])
             elif kind == "done":
                 engine.model = job.request.model
                 if job.cancelled:  # cancelled after its last step: nothing is saved
@@ -502,12 +518,153 @@ class EnginePool:
                 if event[0] in TERMINAL:
                     return
 
+    def _to(self, job: PoolJob) -> Listener:
+        """Who hears of a job: the pool's listener, or the batch it is an image of."""
+        return job.batch if job.batch is not None else self._listener
+
+    def _jobs_for(self, job_id: int, request: GenerationRequest) -> list[PoolJob]:
+        """The job, or with several engines one job per image of a batch (under the lock)."""
+        if request.batch_size < 2 or len(self._engines) < 2:
+            return [PoolJob(job_id, request)]
+        request = request.replace(seed=resolve_seed(request.seed))
+        seeds = batch_seeds(request.seed, request.batch_size)
+        batch = Batch(job_id, request, seeds, self._listener, self)
+        parts = []
+        for index, seed in enumerate(seeds):
+            part = PoolJob(next(self._part_ids), request.replace(seed=seed, batch_size=1))
+            part.batch, part.index = batch, index
+            batch.part_ids.append(part.id)
+            parts.append(part)
+        self._batches[job_id] = batch
+        return parts
+
+    def _forget_batch(self, batch: Batch) -> None:
+        with self._lock:
+            self._batches.pop(batch.id, None)
+
     @staticmethod
     def _tell_cancel(handle: Any, job_id: int) -> None:
         try:
             handle.cancel.remote(job_id)
         except Exception as e:  # noqa: BLE001 - a dead engine runs nothing to cancel
             log.info("could not cancel job %d: %s", job_id, e)
+
+
+_STAGES = ("generate", "hires", "upscale")
+
+
+class Batch:
+    """The images of one batch on several engines, heard as one job: previews side by side
+    as far as the slowest image has come, one result with every image in seed order, the
+    first failure or the cancel ending it all. Implements `Listener` for its images' jobs."""
+
+    def __init__(
+        self,
+        job_id: int,
+        request: GenerationRequest,
+        seeds: list[int],
+        listener: Listener,
+        pool: EnginePool,
+    ) -> None:
+        self.id = job_id
+        self.request = request  # its seed resolved
+        self.seeds = seeds
+        self.part_ids: list[int] = []
+        self.cancelled = False
+        self._listener = listener
+        self._pool = pool
+        self._lock = threading.Lock()
+        self._places: list[str] = []
+        self._latest: dict[int, StepProgress] = {}
+        self._shown = (-1, 0)  # (stage, step) last reported
+        self._results: dict[int, GenerationResult] = {}
+        self._over = False
+
+    def _index(self, part_id: int) -> int:
+        return self.part_ids.index(part_id)
+
+    def placed(self, job_id: int, where: str) -> None:
+        with self._lock:
+            first = not self._places
+            if where not in self._places:
+                self._places.append(where)
+        if first:
+            count = len(self.part_ids)
+            self._listener.placed(self.id, f"{where} and others ({count} images)")
+
+    def status(self, message: str, fraction: float | None) -> None:
+        self._listener.status(message, fraction)
+
+    def step(self, job_id: int, progress: StepProgress) -> None:
+        with self._lock:
+            self._latest[self._index(job_id)] = progress
+            if self._over or len(self._latest) < len(self.part_ids):
+                return
+            reports = [self._latest[i] for i in range(len(self.part_ids))]
+            stages = {r.stage for r in reports}
+            if len(stages) != 1:
+                return  # an image is a stage ahead: wait for the others
+            stage = _STAGES.index(reports[0].stage) if reports[0].stage in _STAGES else 0
+            shown = (stage, min(r.step for r in reports))
+            if shown <= self._shown:
+                return
+            self._shown = shown
+        import numpy as np
+
+        previews = [r.preview for r in reports]
+        preview = None
+        if all(p is not None for p in previews) and len({p.shape[0] for p in previews}) == 1:
+            preview = np.concatenate(previews, axis=1)  # the batch side by side
+        slowest = min(reports, key=lambda r: r.step)
+        self._listener.step(
+            self.id,
+            StepProgress(
+                slowest.stage,
+                slowest.step,
+                slowest.total,
+                max(r.elapsed for r in reports),
+                preview,
+            ),
+        )
+
+    def finished(self, job_id: int, result: GenerationResult) -> None:
+        with self._lock:
+            self._results[self._index(job_id)] = result
+            if self._over or len(self._results) < len(self.part_ids):
+                return
+            self._over = True
+            parts = [self._results[i] for i in range(len(self.part_ids))]
+        self._pool._forget_batch(self)
+        first = parts[0]
+        timings = {k: max(p.timings.get(k, 0.0) for p in parts) for k in first.timings}
+        merged = GenerationResult(
+            [image for part in parts for image in part.images],
+            self.request.replace(scheduler=first.request.scheduler),
+            list(self.seeds),
+            timings,
+            stages=list(first.stages),
+        )
+        self._listener.finished(self.id, merged)
+
+    def failed(self, job_id: int, message: str) -> None:
+        if self._end():
+            for part in self.part_ids:  # the other images are of no use now
+                if part != job_id:
+                    self._pool.cancel(part)
+            self._listener.failed(self.id, message)
+
+    def cancelled(self, job_id: int) -> None:
+        if self._end():
+            self._listener.cancelled(self.id)
+
+    def _end(self) -> bool:
+        """The first ending of an image ends the batch: True once, for that one."""
+        with self._lock:
+            if self._over:
+                return False
+            self._over = True
+        self._pool._forget_batch(self)
+        return True
 
 
 def _ray_if_imported() -> Any:
