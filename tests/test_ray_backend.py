@@ -256,10 +256,13 @@ def test_the_window_runs_its_whole_cycle_on_the_cluster(
     Settings(tmp_path / "studio.ini").set_backend("ray", "auto")  # Settings → Backend
     window = make_window()
     assert isinstance(window.controller.backend, RayBackend)
+    window.draft.edit({"model": "studio-tiny"})
     with qtbot.waitSignal(window.controller.engineReady, timeout=120_000) as ready:
-        window.start_engine(preload=False)
+        window.start_engine(preload=True)  # each engine starts loading the model
     assert ready.args[0].startswith("Ready"), ready.args
-    window.draft.edit({"model": "studio-tiny", "steps": 3, "width": SIZE, "height": SIZE})
+    pool = window.controller.backend.pool
+    assert {engine.model for engine in pool.engines} == {"studio-tiny"}
+    window.draft.edit({"steps": 3, "width": SIZE, "height": SIZE})
     window.draft.edit({"seed": 42})
     window.prompt_panel.set_prompts(PROMPT, "")
     places: list[str] = []

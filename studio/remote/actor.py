@@ -164,6 +164,19 @@ class EngineActor:
     def loaded_model(self) -> str:
         return self._model
 
+    def preload(self, spec: str, settings: EngineSettings) -> str:
+        """Load a model before any job asks for it; one sentence if it cannot be."""
+        with self._run_lock:
+            try:
+                from studio.core.request import Mode
+
+                self._ensure_engine(settings).models.pipeline(spec, Mode.TEXT_TO_IMAGE)
+                self._model = spec
+            except Exception as e:  # noqa: BLE001 - the first job will say it again
+                log.info("%s could not preload %s: %s", self.name, spec, e)
+                return str(e)
+        return ""
+
     # -- on the job's thread ----------------------------------------------------------------
 
     def _job(self, job_id: int) -> _RemoteJob:

@@ -248,9 +248,10 @@ class EnginePool:
 
     # -- commands ---------------------------------------------------------------------------
 
-    def start(self) -> str:
+    def start(self, preload_model: str = "") -> str:
         """Connect and start the engines (blocks: seconds to minutes); returns a summary.
-        Raises ClusterError with the sentence to show; jobs waiting fail with it."""
+        Raises ClusterError with the sentence to show; jobs waiting fail with it. With
+        `preload_model` every engine starts loading it (the first jobs wait for it there)."""
         try:
             summary = self._start()
         except Exception as e:  # noqa: BLE001
@@ -258,7 +259,12 @@ class EnginePool:
             raise ClusterError(self._broken) from None
         with self._lock:
             self._ready = True
+            engines = list(self._engines) if preload_model else []
+            for engine in engines:
+                engine.model = preload_model  # jobs for it are placed there first
             started = self._dispatch_locked()
+        for engine in engines:
+            engine.handle.preload.remote(preload_model, self._settings)
         self._start_threads(started)
         return summary
 

@@ -73,7 +73,7 @@ class RayBackend(Backend):
         self._running = True
         self._pool = EnginePool(_Relay(self), self.address, self._settings, **self._options)
         self._connecting = threading.Thread(
-            target=self._connect, name="studio-ray-connect", daemon=True
+            target=self._connect, args=(preload_model,), name="studio-ray-connect", daemon=True
         )
         self._connecting.start()
 
@@ -107,14 +107,14 @@ class RayBackend(Backend):
 
     # -- the pool's reports, on its threads ---------------------------------------------------
 
-    def _connect(self) -> None:
+    def _connect(self, preload_model: str) -> None:
         from studio.remote.pool import ClusterError
 
         where = f"Connecting to the Ray cluster ({self.address})…"
         self.statusChanged.emit(where, UNKNOWN_FRACTION)
         assert self._pool is not None
         try:
-            summary = self._pool.start()
+            summary = self._pool.start(preload_model)
         except ClusterError as e:
             self.engineReady.emit(str(e))
             return
