@@ -187,6 +187,15 @@ def test_a_cluster_that_cannot_be_used_is_one_sentence() -> None:
         assert words in sentence and sentence.count(". ") == 0 and sentence.endswith("."), sentence
 
 
+def test_one_engine_per_gpu_or_per_few_cpus() -> None:
+    from studio.remote.pool import plan
+
+    assert plan({"GPU": 4.0, "CPU": 64.0}, None, 4) == (4, {"num_gpus": 1, "num_cpus": 1})
+    assert plan({"CPU": 16.0}, None, 4) == (4, {"num_cpus": 4})
+    assert plan({"CPU": 2.0}, None, 4) == (1, {"num_cpus": 2})  # a small machine: one engine
+    assert plan({"CPU": 2.0}, 2, 1) == (2, {"num_cpus": 1})  # as many as asked for
+
+
 def test_placing_prefers_an_engine_that_holds_the_jobs_model() -> None:
     from studio.remote.pool import EngineRecord, PoolJob, choose_engine
 

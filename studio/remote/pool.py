@@ -135,9 +135,10 @@ def explain(error: BaseException, address: str) -> str:
             "a cluster's address (ray://host:10001)."
         )
     if isinstance(error, (ConnectionError, TimeoutError)) or "connect" in lowered:
+        token = " (and, for a cluster with token authentication, RAY_AUTH_MODE=token here)"
         return (
             f"No Ray cluster answered at {shown}: check the address, that 'ray start --head' "
-            "runs there and that its port is open."
+            f"runs there and that its port is open{token if '://' in shown else ''}."
         )
     if error.__class__.__name__ == "GetTimeoutError":
         return (
