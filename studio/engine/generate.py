@@ -120,6 +120,59 @@ class Engine:
         timings["total"] = time.perf_counter() - started
         return GenerationResult(images, request, seeds, timings, stages=list(self._stages))
 
+    # -- the noising view ----------------------------------------------------------------
+
+    def noising_view(self, request: GenerationRequest) -> Any:
+        """What image→image starts from at the request's strength — the input image encoded
+        and noised by the scheduler to its first timestep with the request's seed, exactly
+        the first input of the denoising network — decoded as the live preview decodes
+        (RGB, uint8, H×W×3). Nothing is denoised, saved or kept."""
+        request = request.replace(seed=resolve_seed(request.seed))
+        pipe, latents = self.noised_start(request)
+        method = self.settings.preview_method if self.settings.preview_method != "none" else "vae"
+        previewer = self._previewer(pipe, request.width, request.height, method)
+        copy = previewer.start(latents)
+        assert copy is not None
+        return copy.collect()
+
+    def noised_start(self, request: GenerationRequest) -> tuple[Any, torch.Tensor]:
+        """The pipeline and the latents its network first sees for an image→image or inpaint
+        request (one image, in the form the network takes: √ᾱ·x0 + √(1−ᾱ)·ε, or a flow's
+        (1−σ)·x0 + σ·ε)."""
+        if not request.mode.uses_strength:
+            raise GenerationError("Only image→image and inpaint start from a noised image.")
+        request = request.replace(
+            seed=resolve_seed(request.seed), batch_size=1, controls=(), upscaler=None, branch=None
+        )
+        request.validate()
+        pipe = self.models.pipeline(request.model, request.mode)
+        network = family_runtime.denoiser(pipe)
+        first: list[torch.Tensor] = []
+
+        def grab(module: Any, args: tuple, kwargs: dict) -> None:
+            sample = args[0] if args else kwargs.get("sample", kwargs.get("hidden_states"))
+            first.append(sample)
+            raise ReachedStep  # nothing runs
+
+        reporter, self._reporter = self._reporter, NullReporter()
+        self._cancel = threading.Event()
+        handle = network.register_forward_pre_hook(grab, with_kwargs=True, prepend=True)
+        try:
+            with torch.inference_mode():
+                self._run_mode(request, [request.seed], {})
+        except ReachedStep:
+            pass
+        finally:
+            handle.remove()
+            self._reporter = reporter
+        if not first:
+            raise GenerationError("This model's image→image did not reach its first step.")
+        family = family_of(pipe)
+        latents = first[0][:1]  # CFG runs [uncond, cond] on the same latents
+        if family.layout != "packed":  # an inpainting UNet also takes the mask and image
+            latents = latents[:, : family.latent_channels]
+        return pipe, latents
+
     # -- branches --------------------------------------------------------------------------
 
     def _prepare_branch(self, request: GenerationRequest, timings: dict[str, float]) -> None:

@@ -60,6 +60,7 @@ from studio.ui.icons import themed_section
 from studio.ui.image_input import dropped_image_path
 from studio.ui.intake import Intake
 from studio.ui.job_view import JobView
+from studio.ui.noising_view import NoisingView
 from studio.ui.panels.control_panel import ControlPanel
 from studio.ui.panels.guidance_panel import GuidancePanel
 from studio.ui.panels.lora_panel import LoraPanel
@@ -217,6 +218,9 @@ class MainWindow(QMainWindow):
         self.cancel_button.setToolTip("Cancel the current job (Esc)")
         self.queue = QueueView(self.controller)
         self.guidance = GuidancePanel(self.draft)
+        self.noising = NoisingView(
+            lambda: self.controller.backend, self.build_request, self.canvas.image, self.canvas
+        )
         self.loras = LoraPanel(self.draft)
         self.controlnet = ControlPanel(self.canvas)
 
@@ -303,6 +307,14 @@ class MainWindow(QMainWindow):
             self._action(
                 image_menu, mode.label, lambda _=False, m=mode: self.set_mode(m), f"Ctrl+{index}"
             )
+        image_menu.addSeparator()
+        self._action(
+            image_menu,
+            "&Forward process…",
+            self.noising.open_scrubber,
+            tip="The canvas image dissolving into noise, step by step: what each strength "
+            "starts from",
+        )
 
         mask_menu = menus.addMenu("&Mask")
         self.mask_actions = [
@@ -343,6 +355,7 @@ class MainWindow(QMainWindow):
 
         self.generate_button.clicked.connect(self.generate)
         self.timeline.continueRequested.connect(self.continue_from_step)
+        follow(self.draft.changed, self, self._refresh_noising)
         self.cancel_button.clicked.connect(self.cancel)
         self.references.problem.connect(self.status.say)
         self.controlnet.problem.connect(self.status.say)
@@ -417,6 +430,11 @@ class MainWindow(QMainWindow):
         self.prompt_panel.remember(request.prompt, request.negative_prompt)
         self.settings.set_last_request(self.draft.values())
         return self.controller.submit(request)
+
+    def _refresh_noising(self, values: dict[str, Any], source: Source) -> None:
+        """While the artist moves the strength slider, the canvas shows what it means."""
+        if "strength" in values and source is Source.USER and self.draft.mode.uses_strength:
+            self.noising.refresh()
 
     @Slot(int)
     def continue_from_step(self, index: int) -> int | None:

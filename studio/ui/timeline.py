@@ -114,6 +114,7 @@ class Timeline(QWidget):
         self.slider.setEnabled(False)
         self.export_button.setEnabled(False)
         self.continue_button.setEnabled(False)
+        self.continue_button.setVisible(False)  # no job's steps: the label needs the room
         self.strip.setVisible(False)
         self.label.setText(message or "Timeline: generate an image to scrub through its steps")
 
@@ -137,6 +138,7 @@ class Timeline(QWidget):
         self.slider.blockSignals(False)
         self.slider.setEnabled(len(self._labels) > 1)
         self.export_button.setEnabled(len(self._labels) > 1)
+        self.continue_button.setVisible(bool(self._labels))
         self.strip.setVisible(bool(self._labels))
         self.strip.blockSignals(True)
         self.strip.setCurrentRow(last)

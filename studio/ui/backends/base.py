@@ -13,6 +13,7 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Signal
 
 from studio.core.jobs import Job
+from studio.core.request import GenerationRequest
 from studio.core.settings import EngineSettings
 
 UNKNOWN_FRACTION = -1.0  # status fraction when progress cannot be measured
@@ -43,6 +44,9 @@ class JobSignals(QObject):
 class Backend(JobSignals):
     """What the controller needs from a place that runs jobs."""
 
+    # the noising view (`show_noising`): its token, and the picture (H×W×3 uint8) or None
+    noised = Signal(int, object)
+
     @property
     def is_running(self) -> bool:
         raise NotImplementedError
@@ -67,6 +71,12 @@ class Backend(JobSignals):
     def configure(self, settings: EngineSettings) -> None:
         """New engine settings, from the next job on."""
         raise NotImplementedError
+
+    def show_noising(self, token: int, request: GenerationRequest) -> None:
+        """Make the noising view of an image→image or inpaint request: what its denoising
+        starts from (Engine.noising_view), answered by `noised` with the same token; only
+        the latest token asked for is answered. A backend that cannot answers None."""
+        self.noised.emit(token, None)
 
     def stop(self, timeout_ms: int = 2000) -> bool:
         """Cancel everything and end; False when it did not end in time."""

@@ -78,6 +78,8 @@ class EngineWorker(JobSignals):
     """Owns the engine on the worker thread and runs one job at a time; reports with the
     same signals as a backend, which LocalBackend forwards."""
 
+    noised = Signal(int, object)  # the noising view: token, picture or None
+
     def __init__(
         self, settings: EngineSettings | None = None, engine_factory: EngineFactory | None = None
     ) -> None:
@@ -88,6 +90,7 @@ class EngineWorker(JobSignals):
         self._lock = threading.Lock()
         self._cancels: dict[int, threading.Event] = {}  # accepted jobs not yet done
         self._stopping = False
+        self.latest_noising = 0  # the noising view asked for last: older asks are skipped
 
     # -- thread-safe, called from the UI thread ---------------------------------------------
 
@@ -168,6 +171,20 @@ class EngineWorker(JobSignals):
         if models is not None:
             models.unload()  # free the old model's memory before the next load
 
+    @Slot(int, object)
+    def noising(self, token: int, request: GenerationRequest) -> None:
+        """The noising view of `request`, unless a newer one was asked for meanwhile."""
+        if token != self.latest_noising or self._stopping:
+            return
+        try:
+            engine = self._ensure_engine()
+            view = getattr(engine, "noising_view", None)
+            picture = view(request) if view is not None else None
+        except Exception:  # noqa: BLE001 - a view that cannot be made shows nothing
+            log.info("no noising view", exc_info=True)
+            picture = None
+        self.noised.emit(token, picture)
+
     @Slot(object)
     def run(self, job: Job) -> None:
         cancel = self.accept(job.id)  # the flag EngineThread.submit made, or a new one
@@ -229,6 +246,7 @@ class LocalBackend(Backend):
     _startRequested = Signal(str)
     _runRequested = Signal(object)
     _configureRequested = Signal(object)
+    _noisingRequested = Signal(int, object)
 
     def __init__(
         self,
@@ -244,6 +262,8 @@ class LocalBackend(Backend):
         self._startRequested.connect(self.worker.start)
         self._runRequested.connect(self.worker.run)
         self._configureRequested.connect(self.worker.configure)
+        self._noisingRequested.connect(self.worker.noising)
+        self.worker.noised.connect(self.noised)
         for name in JobSignals.NAMES:
             getattr(self.worker, name).connect(getattr(self, name))
         self._started = False
@@ -268,6 +288,12 @@ class LocalBackend(Backend):
 
     def configure(self, settings: EngineSettings) -> None:
         self._configureRequested.emit(settings)
+
+    def show_noising(self, token: int, request: GenerationRequest) -> None:
+        if not self._started:
+            self.start()
+        self.worker.latest_noising = token  # one int written: read on the worker thread
+        self._noisingRequested.emit(token, request)
 
     def cancel(self, job_id: int) -> None:
         self.worker.cancel(job_id)

@@ -1,0 +1,86 @@
+"""The noising view beside the strength slider, and the forward-process scrubber: what
+image→image starts from, as the engine makes it, following the slider; stale answers are
+never shown."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from PySide6.QtCore import QObject, Signal
+
+from studio.core.request import GenerationRequest, Mode
+from studio.ui.noising_view import SHOWN_MS, NoisingAsker
+
+
+def _input() -> Image.Image:
+    image = Image.new("RGB", (64, 64), (30, 60, 200))
+    ImageDraw.Draw(image).rectangle((20, 20, 43, 43), fill=(240, 220, 30))
+    return image
+
+
+@pytest.fixture
+def window(make_window, ui_models, shared_engine_factory):  # noqa: ANN001
+    window = make_window(engine_factory=shared_engine_factory)
+    window.draft.edit({"model": ui_models.generator, "seed": 5, "steps": 10})
+    window.start_engine(preload=False)
+    window.prompt_panel.set_prompts("a yellow square", "")
+    return window
+
+
+def test_the_canvas_shows_what_the_strength_starts_from_while_it_moves(qtbot, window) -> None:  # noqa: ANN001
+    view = window.noising
+    window.canvas.set_image(_input())
+    window.draft.edit({"strength": 0.3})  # text→image starts from pure noise: nothing shown
+    qtbot.wait(200)
+    assert not view.isVisible()
+    window.set_mode(Mode.IMAGE_TO_IMAGE)
+    with qtbot.waitSignal(view.asker.shown, timeout=60000) as low:
+        window.draft.edit({"strength": 0.1})
+    assert view.isVisible() and view.parent() is window.canvas
+    assert view.pixmap() is not None and not view.pixmap().isNull()
+    target = np.asarray(_input().resize(low.args[0].shape[1::-1]), dtype=np.float32)
+    with qtbot.waitSignal(view.asker.shown, timeout=60000) as high:
+        window.draft.edit({"strength": 0.95})
+    near = np.abs(low.args[0].astype(np.float32) - target).mean()
+    far = np.abs(high.args[0].astype(np.float32) - target).mean()
+    assert near < far  # at 0.1 the square survives; at 0.95 little of it does
+    assert "strength 0.95" in view.toolTip()
+    qtbot.waitUntil(lambda: not view.isVisible(), timeout=SHOWN_MS + 3000)  # out of the way
+
+    dialog = view.open_scrubber()  # any canvas image, in any mode
+    assert dialog is not None
+    with qtbot.waitSignal(dialog.asker.shown, timeout=60000):
+        dialog.slider.setValue(30)
+    assert "strength 0.3 starts here" in dialog.caption.text()
+    dialog.close()
+
+
+class _SlowBackend(QObject):
+    """Answers when told to, in any order: a worker busy with an older ask."""
+
+    noised = Signal(int, object)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[int] = []
+
+    def show_noising(self, token: int, request: GenerationRequest) -> None:
+        self.asked.append(token)
+
+
+def test_only_the_latest_ask_is_shown(qtbot) -> None:  # noqa: ANN001
+    backend = _SlowBackend()
+    asker = NoisingAsker(lambda: backend)
+    shown: list = []
+    asker.shown.connect(shown.append)
+    request = GenerationRequest(mode=Mode.IMAGE_TO_IMAGE, prompt="x", init_image=_input())
+    for strength in (0.2, 0.4, 0.6):  # one burst: only the last position is asked for
+        asker.ask(request.replace(strength=strength))
+    qtbot.waitUntil(lambda: len(backend.asked) == 1)
+    asker.ask(request.replace(strength=0.8))
+    qtbot.waitUntil(lambda: len(backend.asked) == 2)
+    first, second = backend.asked
+    backend.noised.emit(second, np.ones((2, 2, 3), np.uint8))
+    backend.noised.emit(first, np.zeros((2, 2, 3), np.uint8))  # late and stale: dropped
+    assert len(shown) == 1 and shown[0].max() == 1
