@@ -171,6 +171,52 @@ def test_an_engine_killed_mid_job_costs_one_retry_not_the_picture(
     assert result.paths and result.paths[0].is_file() and result.seeds == [11]
 
 
+_LOCAL_CLUSTER_SCRIPT = """
+import sys
+from PySide6.QtCore import QCoreApplication, QTimer
+from studio.core.jobs import Job
+from studio.core.request import GenerationRequest
+from studio.ui.backends.ray import RayBackend
+
+app = QCoreApplication([])
+backend = RayBackend("local", engines=1, cpus_per_engine=1)
+said = []
+backend.engineReady.connect(lambda text: said.append(text))
+backend.engineReady.connect(lambda _: QTimer.singleShot(1500, submit))  # its thread has ended
+def submit():
+    request = GenerationRequest(prompt="a red circle", width=64, height=64, steps=2, seed=1)
+    backend.submit(Job(1, request, __import__("pathlib").Path(sys.argv[1])))
+backend.finished.connect(lambda *_: (said.append("finished"), app.quit()))
+backend.failed.connect(lambda _j, m: (said.append(m), app.quit()))
+QTimer.singleShot(90_000, app.quit)
+backend.start()
+app.exec()
+print(said, backend.stop(10_000))
+"""
+
+
+@needs_tiny
+def test_a_cluster_started_by_the_window_outlives_the_thread_that_started_it(
+    tmp_path: Path,
+) -> None:
+    """Settings → Backend → Ray cluster at "local": Ray's processes are started on the
+    backend's connecting thread, and Linux ends a child when the thread that started it
+    ends; the cluster must still run the job that comes after."""
+    import subprocess
+
+    pytest.importorskip("ray")
+    done = subprocess.run(
+        [sys.executable, "-c", _LOCAL_CLUSTER_SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-2000:]
+    assert "'finished'] True" in last, last
+    assert len(list(tmp_path.glob("*.png"))) == 1
+
+
 def test_a_cluster_that_cannot_be_used_is_one_sentence() -> None:
     from studio.remote.pool import explain
 

@@ -331,14 +331,18 @@ class EnginePool:
             thread.join(max(0.0, deadline - time.monotonic()))
         ended = not any(t.is_alive() for t in threads)
         ray = _ray_if_imported()
-        if ray is not None and ray.is_initialized():
-            if kill:
-                for engine in engines:
-                    with contextlib.suppress(Exception):  # already gone
-                        ray.kill(engine.handle, no_restart=True)
-            if self._owns_ray:
-                ray.shutdown()
+        if kill and ray is not None and ray.is_initialized():
+            for engine in engines:
+                with contextlib.suppress(Exception):  # already gone
+                    ray.kill(engine.handle, no_restart=True)
+        self.shutdown_ray()
         return ended
+
+    def shutdown_ray(self) -> None:
+        """End this process's Ray if this pool started or joined it (idempotent)."""
+        ray = _ray_if_imported()
+        if self._owns_ray and ray is not None and ray.is_initialized():
+            ray.shutdown()
 
     # -- queries ----------------------------------------------------------------------------
 

@@ -49,6 +49,7 @@ class RayBackend(Backend):
         self._lock = threading.Lock()
         self._pool: EnginePool | None = None
         self._connecting: threading.Thread | None = None
+        self._release = threading.Event()  # set by stop(): the connecting thread may end
         self._running = False
 
     @property
@@ -95,14 +96,16 @@ class RayBackend(Backend):
             self._pool.configure(settings)
 
     def stop(self, timeout_ms: int = 2000) -> bool:
-        """Cancel everything and let every thread of this backend end."""
+        """Cancel everything and let every thread of this backend end (Ray too, if this
+        backend started or joined it)."""
         self._running = False
         if self._pool is None:
             return True
         seconds = timeout_ms / 1000
+        ended = self._pool.stop(seconds)
+        self._release.set()  # the connecting thread ends Ray, if it started it, and ends
         if self._connecting is not None:
             self._connecting.join(seconds)
-        ended = self._pool.stop(seconds)
         return ended and not (self._connecting and self._connecting.is_alive())
 
     # -- the pool's reports, on its threads ---------------------------------------------------
@@ -116,9 +119,18 @@ class RayBackend(Backend):
         try:
             summary = self._pool.start(preload_model)
         except ClusterError as e:
-            self.engineReady.emit(str(e))
+            if not self._release.is_set():
+                self.engineReady.emit(str(e))
+            self._pool.shutdown_ray()
             return
-        self.engineReady.emit(f"Ready · {summary}")
+        if not self._release.is_set():
+            self.engineReady.emit(f"Ready · {summary}")
+        # A cluster started here is Ray's processes, started by this thread; Linux ends them
+        # when the thread that started them ends (their parent-death signal), and a process
+        # whose cluster is gone is ended by Ray within a minute. So this thread lives until
+        # stop(), and ends Ray before it ends itself.
+        self._release.wait()
+        self._pool.shutdown_ray()
 
     def _take(self, job_id: int) -> Job | None:
         with self._lock:
