@@ -156,6 +156,30 @@ def test_cancel_reaches_the_running_step(qtbot, ray_backend, tmp_path: Path) -> 
 
 
 @needs_tiny
+def test_two_windows_sharing_the_engines_never_mix_their_jobs(
+    qtbot, ray_backend, tmp_path: Path
+) -> None:  # noqa: ANN001
+    """Every window numbers its jobs from 1: the engines must tell them apart (a cancel
+    of one window's job 5 reaches it, though another window's job 5 ran there before)."""
+    from studio.ui.backends.ray import RayBackend
+
+    backend, seen = ray_backend
+    backend.submit(_job(5, tmp_path / "first", steps=2))
+    qtbot.waitUntil(lambda: 5 in seen.ended, timeout=60_000)
+    other = RayBackend("auto", engines=2, cpus_per_engine=1)
+    heard = _Recorder(other)
+    with qtbot.waitSignal(other.engineReady, timeout=60_000):
+        other.start()
+    other.submit(_job(5, tmp_path / "second", steps=400))
+    qtbot.waitUntil(lambda: len(heard.steps.get(5, [])) >= 2, timeout=60_000)
+    other.cancel(5)
+    qtbot.waitUntil(lambda: 5 in heard.ended, timeout=10_000)
+    assert heard.ended[5][0] == "cancelled" and heard.steps[5][-1] < 100
+    assert other.stop(10_000)
+    other.deleteLater()
+
+
+@needs_tiny
 def test_an_engine_killed_mid_job_costs_one_retry_not_the_picture(
     qtbot, cluster, ray_backend, tmp_path: Path
 ) -> None:  # noqa: ANN001

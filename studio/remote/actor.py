@@ -7,6 +7,8 @@ time, and sends back every report of a job as it happens.
 the local worker's. A cancel that arrives before its job does is kept: the job then ends
 unrun.
 
+Jobs are known here by a key the pool makes unique (its own token, the job's id and its
+attempt), so that two windows sharing a cluster's engines, or a job's retry, never meet.
 A job's reports are events, plain tuples that pickle small:
     ("status", message, fraction or None)
     ("step", StepProgress, the time it was reported)      the preview travels inside
@@ -54,7 +56,7 @@ def studio_version() -> str:
 
 @dataclass
 class _RemoteJob:
-    id: int
+    key: str
     cancel: threading.Event = field(default_factory=threading.Event)
     events: queue.Queue[Event] = field(default_factory=queue.Queue)
 
@@ -83,8 +85,8 @@ class EngineActor:
         self._model = ""  # the generator the engine holds, once a job has loaded it
         self._run_lock = threading.Lock()  # one job at a time on this engine
         self._lock = threading.Lock()
-        self._jobs: dict[int, _RemoteJob] = {}
-        self._ended: deque[int] = deque(maxlen=_REMEMBERED)
+        self._jobs: dict[str, _RemoteJob] = {}
+        self._ended: deque[str] = deque(maxlen=_REMEMBERED)
 
     # -- asked by the pool ------------------------------------------------------------------
 
@@ -110,36 +112,34 @@ class EngineActor:
         }
 
     def run(
-        self, job_id: int, request: GenerationRequest, settings: EngineSettings
+        self, key: str, request: GenerationRequest, settings: EngineSettings
     ) -> Iterator[Event]:
         """Run a job and yield its events as they happen, the last one an ending."""
-        job = self._start(job_id, request, settings)
+        job = self._start(key, request, settings)
         while True:
             event = job.events.get()
             if event[0] in TERMINAL:
-                self._forget(job_id)
+                self._forget(key)
                 yield event
                 return
             yield event
 
-    def begin(self, job_id: int, request: GenerationRequest, settings: EngineSettings) -> None:
+    def begin(self, key: str, request: GenerationRequest, settings: EngineSettings) -> None:
         """Start a job whose events the caller will `poll` (a client that cannot stream)."""
-        self._start(job_id, request, settings)
+        self._start(key, request, settings)
 
-    def _start(
-        self, job_id: int, request: GenerationRequest, settings: EngineSettings
-    ) -> _RemoteJob:
-        job = self._job(job_id)
+    def _start(self, key: str, request: GenerationRequest, settings: EngineSettings) -> _RemoteJob:
+        job = self._job(key)
         thread = threading.Thread(
-            target=self._work, args=(job, request, settings), name=f"job-{job_id}", daemon=True
+            target=self._work, args=(job, request, settings), name=f"job-{key}", daemon=True
         )
         thread.start()
         return job
 
-    def poll(self, job_id: int, timeout: float = 0.5) -> list[Event]:
+    def poll(self, key: str, timeout: float = 0.5) -> list[Event]:
         """The job's events since the last poll: waits up to `timeout` for the first one."""
         with self._lock:
-            job = self._jobs.get(job_id)
+            job = self._jobs.get(key)
         if job is None:
             return [("error", "The cluster's engine no longer knows this job.", True)]
         events: list[Event] = []
@@ -150,15 +150,15 @@ class EngineActor:
         except queue.Empty:
             pass
         if events and events[-1][0] in TERMINAL:
-            self._forget(job_id)
+            self._forget(key)
         return events
 
-    def cancel(self, job_id: int) -> None:
+    def cancel(self, key: str) -> None:
         """Stop the job within one step, or make it end unrun if it has not started."""
         with self._lock:
-            if job_id in self._ended:
+            if key in self._ended:
                 return
-            job = self._jobs.setdefault(job_id, _RemoteJob(job_id))
+            job = self._jobs.setdefault(key, _RemoteJob(key))
         job.cancel.set()
 
     def loaded_model(self) -> str:
@@ -179,15 +179,15 @@ class EngineActor:
 
     # -- on the job's thread ----------------------------------------------------------------
 
-    def _job(self, job_id: int) -> _RemoteJob:
+    def _job(self, key: str) -> _RemoteJob:
         with self._lock:
-            return self._jobs.setdefault(job_id, _RemoteJob(job_id))
+            return self._jobs.setdefault(key, _RemoteJob(key))
 
-    def _forget(self, job_id: int) -> None:
+    def _forget(self, key: str) -> None:
         """The job's ending was handed over: a late cancel of it creates nothing."""
         with self._lock:
-            self._jobs.pop(job_id, None)
-            self._ended.append(job_id)
+            self._jobs.pop(key, None)
+            self._ended.append(key)
 
     def _work(self, job: _RemoteJob, request: GenerationRequest, settings: EngineSettings) -> None:
         with self._run_lock:

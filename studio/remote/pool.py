@@ -23,6 +23,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -192,6 +193,7 @@ class PoolJob:
     engine: EngineRecord | None = None
     batch: Batch | None = None  # the batch this image of it belongs to
     index: int = 0  # which image of the batch
+    key: str = ""  # how its engine knows this attempt: unique across pools and retries
 
 
 def choose_engine(job: PoolJob, engines: list[EngineRecord]) -> EngineRecord | None:
@@ -241,6 +243,7 @@ class EnginePool:
         self._threads: set[threading.Thread] = set()
         self._batches: dict[int, Batch] = {}  # a batch's job id -> its images' jobs
         self._part_ids = itertools.count(1 << 40)  # ids of a batch's images, never a job's
+        self._token = uuid.uuid4().hex[:12]  # this pool's jobs among all a cluster runs
         self._ready = False
         self._broken = ""  # why the cluster cannot be used, once start() failed
         self._stopping = False
@@ -299,11 +302,11 @@ class EnginePool:
             running = self._running.get(job_id)
             if running is not None and running.engine is not None:
                 running.cancelled = True
-                handle = running.engine.handle
+                handle, key = running.engine.handle, running.key
         if waiting is not None:
             self._to(waiting).cancelled(job_id)
         if handle is not None:
-            self._tell_cancel(handle, job_id)
+            self._tell_cancel(handle, key)
 
     def configure(self, settings: EngineSettings) -> None:
         """Settings for the jobs placed from now on (each job carries its settings)."""
@@ -317,15 +320,15 @@ class EnginePool:
             self._stopping = True
             waiting = list(self._pending)
             self._pending.clear()
-            running = [(j.id, j.engine.handle) for j in self._running.values() if j.engine]
+            running = [(j.key, j.engine.handle) for j in self._running.values() if j.engine]
             for job in self._running.values():
                 job.cancelled = True
             threads = list(self._threads)
             engines = list(self._engines)
         for job in waiting:
             self._to(job).cancelled(job.id)
-        for job_id, handle in running:
-            self._tell_cancel(handle, job_id)
+        for key, handle in running:
+            self._tell_cancel(handle, key)
         deadline = time.monotonic() + timeout
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -419,6 +422,7 @@ class EnginePool:
                 continue  # this one waits for another engine; a later job may fit
             self._pending.remove(job)
             job.attempts += 1
+            job.key = f"{self._token}:{job.id}:{job.attempts}"
             job.engine, engine.job = engine, job
             self._running[job.id] = job
             thread = threading.Thread(
@@ -517,14 +521,14 @@ class EnginePool:
             settings = self._settings
         if self.channel == "stream":
             stream = engine.handle.run.options(num_returns="streaming").remote(
-                job.id, job.request, settings
+                job.key, job.request, settings
             )
             for ref in stream:
                 yield ray.get(ref)
             return
-        ray.get(engine.handle.begin.remote(job.id, job.request, settings))
+        ray.get(engine.handle.begin.remote(job.key, job.request, settings))
         while True:
-            for event in ray.get(engine.handle.poll.remote(job.id, 0.5)):
+            for event in ray.get(engine.handle.poll.remote(job.key, 0.5)):
                 yield event
                 if event[0] in TERMINAL:
                     return
@@ -554,11 +558,11 @@ class EnginePool:
             self._batches.pop(batch.id, None)
 
     @staticmethod
-    def _tell_cancel(handle: Any, job_id: int) -> None:
+    def _tell_cancel(handle: Any, key: str) -> None:
         try:
-            handle.cancel.remote(job_id)
+            handle.cancel.remote(key)
         except Exception as e:  # noqa: BLE001 - a dead engine runs nothing to cancel
-            log.info("could not cancel job %d: %s", job_id, e)
+            log.info("could not cancel job %s: %s", key, e)
 
 
 _STAGES = ("generate", "hires", "upscale")
