@@ -480,7 +480,10 @@ class EnginePool:
                         "node lost, or out of memory).",
                     )
             started = self._dispatch_locked()
+            none_left = not self._engines and not self._stopping
         self._start_threads(started)
+        if none_left:  # the jobs waiting would wait for ever
+            self._fail_everything("Every engine of the Ray cluster has stopped.")
         if retry:
             self._to(job).status(
                 f"{engine.name} stopped; running the job again on another engine.", None
