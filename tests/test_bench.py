@@ -22,6 +22,8 @@ REQUIRED = [
     "window_over_engine_ratio",
     "preview_cost_share",
     "event_loop_gap_ms",
+    "live_latency_ms",
+    "live_event_loop_gap_ms",
     "startup_window_s",
     "startup_first_image_s",
     "exit_idle_s",
@@ -73,6 +75,8 @@ def test_quick_bench_reports_every_figure_of_the_engine_and_the_window(tmp_path:
     )
     assert all_finite(results, [k for k in REQUIRED if k not in PROCESS]) == []
     assert set(results["event_loop_gap_ms"]) >= {"p50", "p99", "max"}
+    live = results["live_latency_ms"]  # a brush stroke or prompt edit to the new picture
+    assert live["edits"] == 5 and 0 < live["p50"] <= live["p90"]
     assert "linear" in results["preview_cost_share"]
     assert results["mode_switch_weight_loads"] == 0
     assert results["engine_overhead_ratio"] > 0.5  # a sane ratio, not a target

@@ -35,6 +35,7 @@ class Job:
     request: GenerationRequest
     output_dir: Path
     save_as: SaveFormat = PNG
+    keep: bool = True  # saved to the output folder (live mode's drafts are not)
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ class JobRecord:
     result: GenerationResult | None = None
     error: str = ""
     parent: int | None = None  # the job a branch continues
+    live: bool = False  # a live mode draft: shown beside the canvas, never saved
     shared: list[StepProgress] = field(default_factory=list)  # the parent's steps it starts with
 
     def timeline(self) -> list[StepProgress]:

@@ -159,13 +159,16 @@ class JobController(QObject):
         backend.start()
         return True
 
-    def submit(self, request: GenerationRequest, parent: int | None = None) -> int:
+    def submit(
+        self, request: GenerationRequest, parent: int | None = None, live: bool = False
+    ) -> int:
         """Queue a request; it runs when every job before it is done. `parent`: the job a
-        branch continues, whose first steps its timeline starts with."""
+        branch continues, whose first steps its timeline starts with; `live`: a live mode
+        draft, whose image is not saved."""
         if self._closed:
             raise RuntimeError("the controller is shut down")
         job_id = next(self._ids)
-        record = JobRecord(job_id, request, parent=parent)
+        record = JobRecord(job_id, request, parent=parent, live=live)
         origin = self._jobs.get(parent) if parent is not None else None
         if origin is not None and request.branch is not None:
             at = request.branch.at_step  # the branch reports its own steps from step k on
@@ -266,7 +269,8 @@ class JobController(QObject):
             self._flush_timer.stop()  # the steps shown from now on are this job's
             self._current = job_id
             self._latest = None
-            self._engine.submit(Job(job_id, record.request, self._output_dir, self.save_as))
+            job = Job(job_id, record.request, self._output_dir, self.save_as, keep=not record.live)
+            self._engine.submit(job)
             self.busyChanged.emit(True)
             self.jobStarted.emit(job_id)
 

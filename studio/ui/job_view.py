@@ -72,8 +72,16 @@ class JobView(QObject):
         self.timeline.set_frames(record.timeline(), result, shared=len(record.shared))
         self.timeline.set_can_continue(False)  # the result is chosen, not a step
 
+    def _is_live(self, job_id: int) -> bool:
+        """A live mode draft: live_mode.LiveView shows it; the canvas and timeline stay."""
+        record = self.controller.job(job_id)
+        return record is not None and record.live
+
     @Slot(int)
     def _on_started(self, job_id: int) -> None:
+        if self._is_live(job_id):
+            self.status.started()
+            return
         self.shown_job = job_id
         self._place = ""
         self.timeline.clear("Generating…")
@@ -92,6 +100,8 @@ class JobView(QObject):
     @Slot(int, object)
     def _on_progress(self, job_id: int, progress: StepProgress) -> None:
         self.status.stepped(progress)
+        if self._is_live(job_id):
+            return
         if self._place:
             self.status.say(self._place)
             self._place = ""
@@ -104,6 +114,9 @@ class JobView(QObject):
 
     @Slot(int, object)
     def _on_finished(self, job_id: int, result: GenerationResult) -> None:
+        if self._is_live(job_id):
+            self._finish()
+            return
         self.canvas.clear_preview()
         if result.images:
             # the canvas shows the result (the mask of a same-size image stays, to repaint)
@@ -121,6 +134,9 @@ class JobView(QObject):
 
     @Slot(int, str)
     def _on_failed(self, job_id: int, message: str) -> None:
+        if self._is_live(job_id):  # said in the live view
+            self._finish()
+            return
         self.canvas.clear_preview()
         self.timeline.clear()
         self.show_error(message)
@@ -128,6 +144,8 @@ class JobView(QObject):
 
     @Slot(int)
     def _on_cancelled(self, job_id: int) -> None:
+        if self._is_live(job_id):  # replaced by a newer live draft: nothing to say
+            return
         if job_id == self.shown_job:
             self.canvas.clear_preview()
             self.timeline.clear("Cancelled")

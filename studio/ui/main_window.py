@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSizePolicy,
+    QSplitter,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -60,6 +61,7 @@ from studio.ui.icons import themed_section
 from studio.ui.image_input import dropped_image_path
 from studio.ui.intake import Intake
 from studio.ui.job_view import JobView
+from studio.ui.live_mode import LiveMode, LiveView
 from studio.ui.noising_view import NoisingView
 from studio.ui.panels.control_panel import ControlPanel
 from studio.ui.panels.guidance_panel import GuidancePanel
@@ -150,6 +152,15 @@ class MainWindow(QMainWindow):
             lambda spec: self._ask_for_model(self.model_picker, spec),
             self,
         )
+        self.live = LiveMode(
+            self.draft,
+            self.controller,
+            self.build_request,
+            self.live_view,
+            [self.canvas.maskChanged, self.canvas.controlChanged],
+            self,
+        )
+        self.live_button.toggled.connect(self.live.set_enabled)
         self._connect()
         self._restore_settings()
         self._show_family()
@@ -177,7 +188,14 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.banner)
         layout.addWidget(self.mask_bar)
         layout.addWidget(self.references)
-        layout.addWidget(self.canvas, 1)
+        # live mode's picture beside the canvas, so the brush stays on the canvas
+        self.live_view = LiveView()
+        self.live_view.hide()
+        self.canvas_row = QSplitter(Qt.Orientation.Horizontal)
+        self.canvas_row.addWidget(self.canvas)
+        self.canvas_row.addWidget(self.live_view)
+        self.canvas_row.setChildrenCollapsible(False)
+        layout.addWidget(self.canvas_row, 1)
         layout.addWidget(self.timeline)
         self.setCentralWidget(centre)
 
@@ -216,6 +234,12 @@ class MainWindow(QMainWindow):
         self.generate_button.setToolTip("Generate (Ctrl+Enter); queues another job while one runs")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Cancel the current job (Esc)")
+        self.live_button = QPushButton("Live")
+        self.live_button.setCheckable(True)
+        self.live_button.setToolTip(
+            "Live mode (Ctrl+L): every change — a word, a slider, a brush stroke — makes a new "
+            "few-step picture at once, beside the canvas, with a fixed seed; nothing is saved"
+        )
         self.queue = QueueView(self.controller)
         self.guidance = GuidancePanel(self.draft)
         self.noising = NoisingView(
@@ -227,6 +251,7 @@ class MainWindow(QMainWindow):
         buttons = QHBoxLayout()
         buttons.addWidget(self.generate_button, 2)
         buttons.addWidget(self.cancel_button, 1)
+        buttons.addWidget(self.live_button, 1)
         model_title = QLabel("Model")
         model_title.setObjectName("sectionTitle")
 
@@ -307,6 +332,7 @@ class MainWindow(QMainWindow):
             self._action(
                 image_menu, mode.label, lambda _=False, m=mode: self.set_mode(m), f"Ctrl+{index}"
             )
+        self._action(image_menu, "&Live mode", lambda: self.live_button.toggle(), "Ctrl+L")
         image_menu.addSeparator()
         self._action(
             image_menu,

@@ -227,6 +227,8 @@ def save_job_result(result: GenerationResult, job: Job) -> None:
     every backend saves its results here."""
     from studio.core.saving import save_result
 
+    if not job.keep:  # a live mode draft: shown, then replaced by the next one
+        return
     try:
         save_result(result, job.output_dir, save_as=job.save_as)
     except OSError as e:
