@@ -8,6 +8,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from studio.core.request import Mode
+from studio.core.restore import plan_restore
 from studio.metadata import read_parameters
 
 PROMPT = "a large yellow square in the centre on a blue background"
@@ -75,10 +76,18 @@ def test_continue_from_a_step_with_and_without_changes(qtbot, window) -> None:  
     timeline.select(0)
     assert timeline.label.text() == "Step 1/6 · parent"
 
-    # the saved file records the branch, and rebuilds it on the command line
-    saved = read_parameters(changed.paths[0]).request
-    assert saved["branch"]["at_step"] == 3
-    assert saved["branch"]["parent"]["prompt"] == PROMPT
+    # the saved file records the branch; restoring it offers to make it again, the same
+    saved = read_parameters(changed.paths[0])
+    assert saved.request["branch"]["at_step"] == 3
+    assert saved.request["branch"]["parent"]["prompt"] == PROMPT
+    window.draft.edit({"prompt": "something else", "scheduler": "Euler"})
+    window.intake.restore(plan_restore(saved), "branch.png")
+    assert "continues another picture from its step 3" in window.banner.text()
+    labels = window.banner.actions_shown()
+    rebuilt = _finish(
+        qtbot, window, lambda: window.banner.buttons[labels.index("Rebuild this branch")].click()
+    )
+    assert np.array_equal(_pixels(rebuilt), _pixels(changed))
 
 
 def test_a_batch_or_a_cancelled_job_cannot_be_continued(qtbot, window) -> None:  # noqa: ANN001

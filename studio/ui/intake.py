@@ -46,6 +46,7 @@ class Intake(QObject):
         input_changed: Callable[[], None],
         add_model: Callable[[str], None],
         parent: QObject | None = None,
+        rebuild: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         """`say` puts a line in the status bar; `input_changed` is called when the canvas
         gets a new input (the window clears the timeline of the picture it replaced);
@@ -58,6 +59,7 @@ class Intake(QObject):
         self.show_error = show_error
         self.input_changed = input_changed
         self.add_model = add_model
+        self.rebuild = rebuild  # runs a restored branch's whole request again
         self.reader = ParameterReader(self)
 
     # -- files ------------------------------------------------------------------------------
@@ -174,6 +176,14 @@ class Intake(QObject):
             # never behind the artist's back: the file's model is added (and downloaded,
             # for a hub id) only when they ask for it
             actions.append(("Add this model…", lambda: self.add_model(missing)))
+        branch = plan.values.get("branch") if plan.complete else None
+        if isinstance(branch, dict) and self.rebuild is not None:
+            rebuild = self.rebuild
+            message += (
+                f" It continues another picture from its step {branch.get('at_step')}: "
+                "Rebuild makes it again."
+            )
+            actions.append(("Rebuild this branch", lambda: rebuild(dict(plan.values))))
         self.banner.offer(message, actions)
         self.say(message)
         return applied

@@ -9,6 +9,7 @@ touches torch; the engine thread starts only after the window is shown.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,7 @@ class MainWindow(QMainWindow):
             lambda: self.jobs.show_timeline(None),
             lambda spec: self._ask_for_model(self.model_picker, spec),
             self,
+            rebuild=self.rebuild_branch,
         )
         self.live = LiveMode(
             self.draft,
@@ -475,6 +477,30 @@ class MainWindow(QMainWindow):
         elif note:
             self.banner.show_info(note)  # stays while the branch runs, unlike the status line
         return job_id
+
+    def rebuild_branch(self, recorded: dict[str, Any]) -> int | None:
+        """Run a restored branch's own record again (its parent rebuilt from it), with the
+        canvas's image, mask and control images as its inputs; returns the job's id."""
+        mode = Mode(recorded.get("mode", self.draft.mode.value))
+        controls = self.controlnet.controls()
+        request = GenerationRequest.from_dict(
+            recorded,
+            init_image=self.canvas.image() if mode.needs_image else None,
+            mask=self.canvas.mask() if mode is Mode.INPAINT else None,
+        )
+        if request.controls:  # the record keeps their settings, the canvas their images
+            images = [c.image for c in controls]
+            request = request.replace(
+                controls=tuple(
+                    dataclasses.replace(c, image=images[n] if n < len(images) else None)
+                    for n, c in enumerate(request.controls)
+                )
+            )
+        problems = request.problems()
+        if problems:
+            self.show_error(problems[0])
+            return None
+        return self.controller.submit(request)
 
     @Slot()
     def cancel(self) -> None:
