@@ -717,7 +717,8 @@ def _branch_request(args: argparse.Namespace) -> Any:
         )
     if args.classifier_guidance:
         wanted = wanted.replace(**_classifier_guidance(args.classifier_guidance, parent.model))
-    return branch_of(parent, wanted, args.at_step, args.noise_seed).request
+    plan = branch_of(parent, wanted, args.at_step, args.noise_seed, args.from_image.name)
+    return plan.request
 
 
 def _steering(group: dict[str, Any]) -> dict[str, Any]:

@@ -80,6 +80,7 @@ def test_continue_from_a_step_with_and_without_changes(qtbot, window) -> None:  
     saved = read_parameters(changed.paths[0])
     assert saved.request["branch"]["at_step"] == 3
     assert saved.request["branch"]["parent"]["prompt"] == PROMPT
+    assert changed.paths[0].name.startswith(parent.paths[0].stem + "-step3")  # listed beside
     window.draft.edit({"prompt": "something else", "scheduler": "Euler"})
     window.intake.restore(plan_restore(saved), "branch.png")
     assert "continues another picture from its step 3" in window.banner.text()

@@ -266,9 +266,15 @@ class Branch:
     at_step: int
     parent: dict[str, Any] = field(default_factory=dict)
     noise_seed: int | None = None
+    parent_image: str = ""  # the parent's file name, where it was saved (for people and tools)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"at_step": self.at_step, "parent": dict(self.parent), "noise_seed": self.noise_seed}
+        return {
+            "at_step": self.at_step,
+            "parent": dict(self.parent),
+            "noise_seed": self.noise_seed,
+            "parent_image": self.parent_image,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Branch:
@@ -276,6 +282,7 @@ class Branch:
             at_step=data.get("at_step", 0),
             parent=dict(data.get("parent") or {}),
             noise_seed=data.get("noise_seed"),
+            parent_image=str(data.get("parent_image") or ""),
         )
 
 

@@ -18,6 +18,7 @@ from studio.core import loras
 from studio.core.formats import PNG, SaveFormat
 from studio.core.jobs import GenerationResult, Stage
 from studio.core.request import Control, GenerationRequest, Mode
+from studio.core.text import printable
 
 
 def parameters_of(
@@ -47,6 +48,8 @@ def parameters_of(
         extras[f"ControlNet {number}"] = control_field(control)
     if request.branch is not None:  # the rest of the branch is in the studio's record
         extras["Branch from step"] = str(request.branch.at_step)
+        if request.branch.parent_image:
+            extras["Branch of"] = printable(request.branch.parent_image)
     lora_hashes = loras.hashes_field(request.prompt)
     if lora_hashes:
         extras["Lora hashes"] = lora_hashes  # as A1111 writes them, for restoring by hash
@@ -228,6 +231,11 @@ _UMASK = _read_umask()
 
 
 def default_stem(request: GenerationRequest, seed: int) -> str:
+    branch = request.branch
+    if branch is not None and branch.parent_image:
+        # beside its parent in any listing by name: parent-step12.png, parent-step12-1.png…
+        parent = re.sub(r"[^\w.-]+", "-", Path(Path(branch.parent_image).name).stem[:80])
+        return f"{parent.strip('.-') or 'branch'}-step{branch.at_step}"
     words = re.sub(r"[^\w]+", "-", request.prompt.lower()).strip("-")[:40].rstrip("-")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{seed}-{words or request.mode.value}"

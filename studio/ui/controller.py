@@ -192,7 +192,8 @@ class JobController(QObject):
             return None, "Continue from a step of a finished image, before its last."
         ran = record.result
         parent = ran.request.replace(seed=ran.seeds[0], batch_size=1)
-        plan = branch_of(parent, wanted, step)
+        image = ran.paths[0].name if ran.paths else ""
+        plan = branch_of(parent, wanted, step, parent_image=image)
         problems = plan.request.problems()
         if problems:
             return None, problems[0]

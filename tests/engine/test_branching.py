@@ -191,6 +191,11 @@ def test_the_command_line_continues_a_saved_image(tmp_path: Path, engine) -> Non
     assert recorded.request["branch"]["at_step"] == 3
     assert recorded.request["branch"]["parent"] == {"prompt": PROMPT, "cfg_scale": 4.0}
     assert "Branch from step: 3" in Image.open(changed).text["parameters"]
+    assert recorded.request["branch"]["parent_image"] == "parent.png"
+    # saved without --out: named after its parent, so it lists beside it
+    folder = tmp_path / "branches"
+    assert main(["generate", "--from", str(parent), "--at-step", "2", "--out", str(folder)]) == 0
+    assert [p.name for p in folder.iterdir()] == ["parent-step2.png"]
 
 
 def test_the_command_line_says_what_a_branch_needs(tmp_path: Path, capsys) -> None:
