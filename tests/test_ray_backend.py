@@ -513,3 +513,23 @@ def test_a_batchs_images_spread_over_the_engines_and_come_back_as_one_result(
         alone = engine.run(_request(seed=seed)).images[0]  # image k is seed + k run alone
         assert np.array_equal(np.asarray(image), np.asarray(alone))
     assert [read_parameters(p).seed for p in result.paths] == [21, 22]
+
+
+@needs_tiny
+def test_the_noising_view_comes_from_the_cluster_as_it_would_here(
+    qtbot, ray_backend, one_thread
+) -> None:  # noqa: ANN001, ARG001
+    from PIL import Image
+
+    from studio.core.request import Mode
+    from studio.engine.generate import Engine
+
+    backend, _seen = ray_backend
+    picture = Image.new("RGB", (SIZE, SIZE), (30, 60, 200))
+    picture.paste((200, 40, 40), (16, 16, 40, 40))
+    request = _request(seed=9).replace(mode=Mode.IMAGE_TO_IMAGE, init_image=picture, strength=0.6)
+    with qtbot.waitSignal(backend.noised, timeout=60_000) as answer:
+        backend.show_noising(3, request)
+    token, view = answer.args
+    assert token == 3 and view is not None and view.ndim == 3 and view.dtype == np.uint8
+    assert np.array_equal(view, Engine().noising_view(request))

@@ -164,6 +164,17 @@ class EngineActor:
     def loaded_model(self) -> str:
         return self._model
 
+    def noising_view(self, request: GenerationRequest, settings: EngineSettings) -> Any:
+        """What an image→image or inpaint request's denoising starts from (the engine's
+        noising view: H×W×3 uint8), after the job running here; None if it cannot be made."""
+        with self._run_lock:
+            try:
+                view = getattr(self._ensure_engine(settings), "noising_view", None)
+                return view(request) if view is not None else None
+            except Exception:  # noqa: BLE001 - a view that cannot be made shows nothing
+                log.info("no noising view on %s", self.name, exc_info=True)
+                return None
+
     def preload(self, spec: str, settings: EngineSettings) -> str:
         """Load a model before any job asks for it; one sentence if it cannot be."""
         with self._run_lock:

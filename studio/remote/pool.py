@@ -347,6 +347,21 @@ class EnginePool:
         if self._owns_ray and ray is not None and ray.is_initialized():
             ray.shutdown()
 
+    def noising_view(self, request: GenerationRequest, timeout: float = 120.0) -> Any:
+        """The noising view of a request from an engine (an idle one holding its model
+        first), or None; blocks while that engine finishes its job."""
+        with self._lock:
+            if not self._ready or not self._engines or self._stopping:
+                return None
+            engine = min(self._engines, key=lambda e: (e.job is not None, e.model != request.model))
+            settings = self._settings
+        ray = import_ray()
+        try:
+            return ray.get(engine.handle.noising_view.remote(request, settings), timeout=timeout)
+        except Exception as e:  # noqa: BLE001 - the view is a nicety: nothing shown
+            log.info("no noising view from %s: %s", engine.name, e)
+            return None
+
     # -- queries ----------------------------------------------------------------------------
 
     @property

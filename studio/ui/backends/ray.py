@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject
 
 from studio.core.errors import one_sentence
 from studio.core.jobs import GenerationResult, Job, StepProgress
+from studio.core.request import GenerationRequest
 from studio.core.settings import EngineSettings
 from studio.ui.backends.base import UNKNOWN_FRACTION, Backend
 from studio.ui.backends.local import save_job_result
@@ -50,6 +51,8 @@ class RayBackend(Backend):
         self._pool: EnginePool | None = None
         self._connecting: threading.Thread | None = None
         self._release = threading.Event()  # set by stop(): the connecting thread may end
+        self._noising_token = 0  # the noising view asked for last: only it is answered
+        self._noising: set[threading.Thread] = set()
         self._running = False
 
     @property
@@ -90,6 +93,29 @@ class RayBackend(Backend):
         if self._pool is not None:
             self._pool.cancel(job_id)
 
+    def show_noising(self, token: int, request: GenerationRequest) -> None:
+        """The noising view, made by an engine of the cluster (on a thread: the answer is
+        `noised`, for the latest token only)."""
+        self._noising_token = token
+        if self._pool is None or not self._running:
+            self.noised.emit(token, None)
+            return
+        thread = threading.Thread(
+            target=self._make_noising, args=(token, request), name="studio-ray-noising"
+        )
+        with self._lock:
+            self._noising.add(thread)
+        thread.start()
+
+    def _make_noising(self, token: int, request: GenerationRequest) -> None:
+        try:
+            picture = self._pool.noising_view(request) if self._pool is not None else None
+            if token == self._noising_token and self._running:
+                self.noised.emit(token, picture)
+        finally:
+            with self._lock:
+                self._noising.discard(threading.current_thread())
+
     def configure(self, settings: EngineSettings) -> None:
         self._settings = settings
         if self._pool is not None:
@@ -103,6 +129,10 @@ class RayBackend(Backend):
             return True
         seconds = timeout_ms / 1000
         ended = self._pool.stop(seconds)
+        with self._lock:
+            noising = list(self._noising)
+        for thread in noising:  # ends with Ray's answer, or its end
+            thread.join(seconds)
         self._release.set()  # the connecting thread ends Ray, if it started it, and ends
         if self._connecting is not None:
             self._connecting.join(seconds)
