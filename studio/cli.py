@@ -250,6 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --from: the steps shared with that image; the rest run with the changes",
     )
     gen.add_argument(
+        "--vary",
+        type=float,
+        default=0.0,
+        metavar="AMOUNT",
+        help="with --from: replace this share (0 to 1) of the noise left at --at-step with "
+        "fresh noise from --noise-seed (default 0), for a variation of the same picture",
+    )
+    gen.add_argument(
         "--noise-seed",
         type=int,
         metavar="N",
@@ -597,8 +605,8 @@ def _generate(args: argparse.Namespace) -> int:
 
     if args.from_image is not None or args.at_step is not None:
         return _run_and_save(_branch_request(args), args)
-    if args.noise_seed is not None:
-        raise UsageError("--noise-seed goes with --from and --at-step.")
+    if args.noise_seed is not None or args.vary:
+        raise UsageError("--noise-seed and --vary go with --from and --at-step.")
     if args.prompt is None:
         raise UsageError(
             "the following arguments are required: prompt (what the image shows; or --from "
@@ -717,7 +725,10 @@ def _branch_request(args: argparse.Namespace) -> Any:
         )
     if args.classifier_guidance:
         wanted = wanted.replace(**_classifier_guidance(args.classifier_guidance, parent.model))
-    plan = branch_of(parent, wanted, args.at_step, args.noise_seed, args.from_image.name)
+    noise_seed = args.noise_seed
+    if args.vary and noise_seed is None:
+        noise_seed = 0
+    plan = branch_of(parent, wanted, args.at_step, noise_seed, args.from_image.name, vary=args.vary)
     return plan.request
 
 

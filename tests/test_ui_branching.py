@@ -54,6 +54,14 @@ def test_continue_from_a_step_with_and_without_changes(qtbot, window) -> None:  
     assert np.array_equal(_pixels(same), _pixels(parent))  # nothing changed: the same picture
     assert same.request.branch is not None and same.request.branch.at_step == 3
 
+    window.jobs.show_timeline(window.controller.job(1))  # the parent's steps again
+    timeline.select(2)
+    timeline.vary.setValue(60)  # a variation: fresh noise for 60 % of what is left
+    varied = _finish(qtbot, window, lambda: click(timeline.continue_button))
+    assert varied.request.branch.vary == 0.6 and varied.request.branch.noise_seed is not None
+    assert not np.array_equal(_pixels(varied), _pixels(parent))
+    timeline.vary.setValue(0)
+
     # a new prompt from step 3 on, and a sampler a branch cannot change: kept, and said
     window.jobs.show_timeline(window.controller.job(1))
     timeline.select(2)

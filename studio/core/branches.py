@@ -71,12 +71,14 @@ def branch_of(
     at_step: int,
     noise_seed: int | None = None,
     parent_image: str = "",
+    vary: float = 0.0,
 ) -> BranchPlan:
     """The branch of `parent` after step `at_step` with what of `wanted` a branch can take.
 
     `parent` is the request as it ran (its seed resolved, one image: a batch's image k is
     its own seed run alone); `wanted` is what the panel holds now; `parent_image` the
-    parent's file name."""
+    parent's file name; `vary` how much fresh noise (drawn with `noise_seed`) replaces the
+    noise left at the step."""
     parent = parent.replace(batch_size=1)
     while parent.branch is not None and at_step <= parent.branch.at_step:
         parent = parent_of(parent)  # those steps are the grandparent's: branch from it
@@ -96,7 +98,7 @@ def branch_of(
     values = {name: _plain(getattr(parent, name)) for name in changed}
     if parent.branch is not None:  # a branch of a branch: the parent rebuilds from its own
         values["branch"] = parent.branch.to_dict()
-    branch = Branch(at_step, values, noise_seed, parent_image=parent_image)
+    branch = Branch(at_step, values, noise_seed, parent_image=parent_image, vary=vary)
     request = parent.replace(**{n: changes[n] for n in changed}, branch=branch)
     return BranchPlan(request, changed, tuple(kept))
 

@@ -179,6 +179,7 @@ _IMAGE_FIELDS = ("init_image", "mask", "references")
 EMBEDDED_CONTROLNETS: dict[str, str] = {DEFAULT_MODEL: "studio-tiny-controlnet"}
 PREPROCESSORS = ("none", "canny", "lineart")  # studio.core.preprocessors
 CONTROL_SCALE = Range("A ControlNet's conditioning scale", 0, 2)
+VARY = Range("A branch's vary amount", 0, 1)
 # What a control image is, for "union" ControlNets (one network for several kinds of control
 # image, told each image's kind: SDXL's ControlNet++, Flux's union ControlNets; each numbers
 # the kinds it knows its own way, studio.engine.controlnets). Other ControlNets know theirs.
@@ -267,6 +268,9 @@ class Branch:
     parent: dict[str, Any] = field(default_factory=dict)
     noise_seed: int | None = None
     parent_image: str = ""  # the parent's file name, where it was saved (for people and tools)
+    # "vary": how much of the noise still in the latents at the step is replaced by fresh
+    # noise drawn with `noise_seed` (0 keeps the parent's, 1 replaces it all)
+    vary: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -274,6 +278,7 @@ class Branch:
             "parent": dict(self.parent),
             "noise_seed": self.noise_seed,
             "parent_image": self.parent_image,
+            "vary": self.vary,
         }
 
     @classmethod
@@ -283,6 +288,7 @@ class Branch:
             parent=dict(data.get("parent") or {}),
             noise_seed=data.get("noise_seed"),
             parent_image=str(data.get("parent_image") or ""),
+            vary=data.get("vary", 0.0),
         )
 
 
@@ -453,6 +459,8 @@ def _branch_problems(r: GenerationRequest) -> list[str]:
         found.append("A branch continues one image: set the batch to 1.")
     if r.seed == RANDOM_SEED:
         found.append("A branch continues its parent's seed, which is missing.")
+    if VARY.problem(branch.vary):
+        found.append(VARY.problem(branch.vary) or "")
     if branch.noise_seed is not None and RANGES["seed"].problem(branch.noise_seed):
         found.append(f"The seed of the new noise must be between 0 and {MAX_SEED}.")
     return found

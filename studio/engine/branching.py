@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -152,6 +153,7 @@ class StepRecorder:
         resume_after: int = 0,
         noise_seed: int | None = None,
         stop_after: int | None = None,
+        vary: float = 0.0,
     ) -> None:
         """`resume`: continue after step `resume_after` from this state (its noise reseeded
         with `noise_seed` when given); `stop_after`: end the stage after recording that step."""
@@ -161,6 +163,7 @@ class StepRecorder:
         self.resume_after = resume_after if resume is not None else 0
         self.noise_seed = noise_seed
         self.stop_after = stop_after
+        self.vary = vary
         self.states: list[StepState] = []
         self._generators: list[torch.Generator] = []
         self._iteration = 0
@@ -227,7 +230,36 @@ class StepRecorder:
                 generator.manual_seed(self.noise_seed + number)
         if state.estimate is not None:
             self.tap._last = state.estimate  # the step's preview is the parent's
-        return _with_prev_sample(output, state.latents.clone())
+        latents = state.latents.clone()
+        if self.vary > 0 and state.estimate is not None:
+            latents = self._varied(scheduler, latents, state.estimate)
+        return _with_prev_sample(output, latents)
+
+    def _varied(self, scheduler: Any, latents: torch.Tensor, estimate: tuple) -> torch.Tensor:
+        """The latents with part of their noise replaced: x = a·x0 + b·ε at the next
+        timestep (a and b read off the scheduler's own noising), ε turned towards fresh
+        noise by the angle vary·π/2, so the noise keeps its size and x0 stays."""
+        x0 = self.tap.denoised.to_x0(*estimate).to(latents.dtype)
+        t = scheduler.timesteps[min(scheduler.step_index or 0, len(scheduler.timesteps) - 1)]
+        a = _noised(scheduler, torch.ones_like(latents), torch.zeros_like(latents), t)
+        b = _noised(scheduler, torch.zeros_like(latents), torch.ones_like(latents), t)
+        if a is None or b is None or not bool((b.abs() > 1e-6).all()):
+            return latents  # no way to tell the noise apart here: kept as it is
+        noise = (latents - a * x0) / b
+        generator = torch.Generator("cpu").manual_seed(self.noise_seed or 0)
+        fresh = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
+        angle = self.vary * math.pi / 2
+        return a * x0 + b * (noise * math.cos(angle) + fresh * math.sin(angle))
+
+
+def _noised(scheduler: Any, x0: torch.Tensor, noise: torch.Tensor, t: Any) -> Any:
+    """The scheduler's own noising of x0 with `noise` at `t`, in its latents' terms."""
+    timestep = torch.as_tensor(t).reshape(1)
+    if hasattr(scheduler, "add_noise"):
+        return scheduler.add_noise(x0, noise, timestep)
+    if hasattr(scheduler, "scale_noise"):  # the flow-matching samplers
+        return scheduler.scale_noise(x0, timestep, noise)
+    return None
 
 
 def _signature(function: Callable[..., Any]) -> Any:

@@ -194,7 +194,7 @@ class Engine:
                 f"The parent's steps could not be kept to continue after step {at}: "
                 "raise the branch memory in Settings → Performance."
             )
-        self._resume = _Resume(states, request.branch.noise_seed)
+        self._resume = _Resume(states, request.branch.noise_seed, request.branch.vary)
 
     def _replay(
         self, parent: GenerationRequest, at: int, key: str, timings: dict[str, float]
@@ -492,6 +492,7 @@ class Engine:
             resume=resume.states[-1] if resume else None,
             resume_after=len(resume.states) if resume else 0,
             noise_seed=resume.noise_seed if resume else None,
+            vary=resume.vary if resume else 0.0,
             stop_after=self._stop_after,
         )
 
@@ -656,6 +657,7 @@ class _Resume:
 
     states: list[StepState]
     noise_seed: int | None
+    vary: float = 0.0
 
 
 LATENTS_NOT_A_NUMBER = (

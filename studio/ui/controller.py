@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import random
 from collections import deque
 from pathlib import Path
 
@@ -181,11 +182,11 @@ class JobController(QObject):
         return job_id
 
     def continue_job(
-        self, job_id: int, index: int, wanted: GenerationRequest
+        self, job_id: int, index: int, wanted: GenerationRequest, vary: float = 0.0
     ) -> tuple[int | None, str]:
         """Continue a finished job from its timeline's frame `index` with what of `wanted`
-        (the panel's request) a branch takes: the new job's id and a note of what it kept
-        of the parent, or None and why it cannot."""
+        (the panel's request) a branch takes, `vary` of the noise left there made fresh:
+        the new job's id and a note of what it kept of the parent, or None and why not."""
         record = self._jobs.get(job_id)
         step = record.branchable_step(index) if record is not None else None
         if record is None or record.result is None or step is None:
@@ -193,7 +194,8 @@ class JobController(QObject):
         ran = record.result
         parent = ran.request.replace(seed=ran.seeds[0], batch_size=1)
         image = ran.paths[0].name if ran.paths else ""
-        plan = branch_of(parent, wanted, step, parent_image=image)
+        noise_seed = random.randrange(2**32) if vary > 0 else None  # each variation its own
+        plan = branch_of(parent, wanted, step, noise_seed, parent_image=image, vary=vary)
         problems = plan.request.problems()
         if problems:
             return None, problems[0]

@@ -471,7 +471,8 @@ class MainWindow(QMainWindow):
         job = self.jobs.shown_job
         if job is None:
             return None
-        job_id, note = self.controller.continue_job(job, index, self.build_request())
+        vary = self.timeline.vary.value() / 100
+        job_id, note = self.controller.continue_job(job, index, self.build_request(), vary)
         if job_id is None:
             self.show_error(note)
         elif note:

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QSizePolicy,
     QSlider,
+    QSpinBox,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -82,10 +83,18 @@ class Timeline(QWidget):
             "With nothing changed it makes the same picture."
         )
         self.continue_button.clicked.connect(lambda: self.continueRequested.emit(self.current()))
+        self.vary = QSpinBox()
+        self.vary.setRange(0, 100)
+        self.vary.setSuffix(" % vary")
+        self.vary.setToolTip(
+            "Continue from here with this share of the noise left at the step replaced by "
+            "fresh noise: a variation of the same picture (0: the noise is the parent's)"
+        )
 
         row = QHBoxLayout()
         row.addWidget(self.label, 1)
         row.addWidget(self.slider, 2)
+        row.addWidget(self.vary)
         row.addWidget(self.continue_button)
         row.addWidget(self.export_button)
         layout = QVBoxLayout(self)
@@ -115,6 +124,7 @@ class Timeline(QWidget):
         self.export_button.setEnabled(False)
         self.continue_button.setEnabled(False)
         self.continue_button.setVisible(False)  # no job's steps: the label needs the room
+        self.vary.setVisible(False)
         self.strip.setVisible(False)
         self.label.setText(message or "Timeline: generate an image to scrub through its steps")
 
@@ -139,6 +149,7 @@ class Timeline(QWidget):
         self.slider.setEnabled(len(self._labels) > 1)
         self.export_button.setEnabled(len(self._labels) > 1)
         self.continue_button.setVisible(bool(self._labels))
+        self.vary.setVisible(bool(self._labels))
         self.strip.setVisible(bool(self._labels))
         self.strip.blockSignals(True)
         self.strip.setCurrentRow(last)
@@ -151,6 +162,7 @@ class Timeline(QWidget):
     def set_can_continue(self, can: bool) -> None:
         """Whether the chosen frame is a step a branch can continue from."""
         self.continue_button.setEnabled(can)
+        self.vary.setEnabled(can)
 
     def _add(self, image: QImage, label: str) -> None:
         item = QListWidgetItem(_thumbnail(image), "")

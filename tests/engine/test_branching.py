@@ -130,6 +130,22 @@ def test_a_new_noise_seed_redraws_only_the_remaining_noise(engine) -> None:
     assert not np.array_equal(reseeded[0], _pixels(parent))
 
 
+@pytest.mark.parametrize("scheduler", ["DPM++ 2M", "Euler", "UniPC"])
+def test_vary_replaces_a_share_of_the_noise_left_at_the_step(engine, scheduler: str) -> None:
+    parent = engine.run(_request("txt2img", scheduler).replace(steps=8))
+    distance = []
+    for vary in (0.0, 0.3, 1.0):
+        plan = branch_of(parent.request, parent.request, 2, noise_seed=9, vary=vary)
+        varied = _pixels(engine.run(plan.request))
+        distance.append(np.abs(varied - _pixels(parent)).mean())
+        if vary == 0.3:
+            assert np.array_equal(varied, _pixels(engine.run(plan.request)))  # reproducible
+    # none keeps the parent's picture; more fresh noise, a picture further from it
+    assert distance[0] == 0 < distance[1] < distance[2], distance
+    other = branch_of(parent.request, parent.request, 2, noise_seed=10, vary=0.3).request
+    assert not np.array_equal(_pixels(engine.run(other)), varied)
+
+
 def test_a_branch_of_a_branch_rebuilds_from_its_request_alone(engine) -> None:
     parent = engine.run(_request("img2img", "UniPC"))
     first = branch_of(parent.request, parent.request.replace(cfg_scale=9.0), 1).request
@@ -193,6 +209,11 @@ def test_the_command_line_continues_a_saved_image(tmp_path: Path, engine) -> Non
     assert "Branch from step: 3" in Image.open(changed).text["parameters"]
     assert recorded.request["branch"]["parent_image"] == "parent.png"
     # saved without --out: named after its parent, so it lists beside it
+    varied = tmp_path / "varied.png"
+    args = ["generate", "--from", str(parent), "--at-step", "2", "--vary", "0.5"]
+    assert main([*args, "--noise-seed", "3", "--out", str(varied)]) == 0
+    assert read_parameters(varied).request["branch"]["vary"] == 0.5
+    assert not np.array_equal(np.asarray(Image.open(varied)), np.asarray(Image.open(parent)))
     folder = tmp_path / "branches"
     assert main(["generate", "--from", str(parent), "--at-step", "2", "--out", str(folder)]) == 0
     assert [p.name for p in folder.iterdir()] == ["parent-step2.png"]
