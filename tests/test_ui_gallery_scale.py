@@ -423,3 +423,31 @@ def test_per_image_work_never_searches_the_rows(qtbot, make_panel, tmp_path):  #
     assert panel.selected_path() == paths[500]
     panel.model.remove(new[0])
     assert model.row_of(paths[-1]) == 2
+
+
+def test_branches_are_listed_under_their_parents(tmp_path: Path) -> None:
+    """A branch (saved as PARENT-stepK.png, core.saving) comes right after its parent,
+    however much newer it is; the rest stays newest first."""
+    names = [  # oldest first
+        "cat.png",
+        "dog.png",
+        "cat-step3.png",
+        "bird.png",
+        "cat-step3-step5.png",
+        "cat-step3-1.png",
+        "lonely-step2.png",  # its parent is not here: kept in its place
+    ]
+    for age, name in enumerate(names):
+        path = tmp_path / name
+        Image.new("RGB", (4, 4)).save(path)
+        os.utime(path, (1_000_000 + age, 1_000_000 + age))
+    listed = [Path(p).name for p in gallery_listing.scan_images(tmp_path)]
+    assert listed == [
+        "lonely-step2.png",
+        "bird.png",
+        "dog.png",
+        "cat.png",
+        "cat-step3-1.png",
+        "cat-step3.png",
+        "cat-step3-step5.png",
+    ]

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import heapq
 import os
+import re
 import stat
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,7 +45,46 @@ def scan_images(folder: Path, stop: Callable[[], bool] = lambda: False) -> list[
                 continue
             if stat.S_ISREG(info.st_mode):
                 found.append((info.st_mtime, name, entry.path))
-    return [path for _, _, path in _sorted_newest_first(found)]
+    return branches_under_parents([path for _, _, path in _sorted_newest_first(found)])
+
+
+# A branch is saved as PARENT-stepK.png (-1, -2… when taken): core.saving.default_stem
+_BRANCH_NAME = re.compile(r"^(?P<parent>.+)-step\d+(?:-\d+)?$")
+
+
+def branches_under_parents(paths: list[str]) -> list[str]:
+    """`paths` in their order, but each branch right after its parent (a branch of a branch
+    after that one), when the parent is there too. A few passes, each letting the window's
+    thread run every few thousand entries (this runs on a worker, holding the interpreter)."""
+    if not any("-step" in path for path in paths):
+        return paths  # the usual folder: nothing to do
+    stems = {}
+    for number, path in enumerate(paths):
+        stems.setdefault(os.path.splitext(os.path.basename(path))[0], path)
+        if number % SORT_SLICE == SORT_SLICE - 1:
+            time.sleep(0)  # let the UI thread have the interpreter
+    children: dict[str, list[str]] = {}
+    placed_under: set[str] = set()
+    for path in paths:
+        if "-step" not in path:
+            continue
+        found = _BRANCH_NAME.match(os.path.splitext(os.path.basename(path))[0])
+        parent = stems.get(found.group("parent")) if found else None
+        if parent is not None and parent != path:
+            children.setdefault(parent, []).append(path)
+            placed_under.add(path)
+    if not children:
+        return paths
+    ordered: list[str] = []
+    for path in paths:
+        if path in placed_under:
+            continue
+        stack = [path]
+        while stack:  # depth first: a branch, then its own branches
+            current = stack.pop()
+            ordered.append(current)
+            stack.extend(reversed(children.get(current, ())))
+    return ordered
 
 
 def _sorted_newest_first(found: list[tuple[float, str, str]]) -> list[tuple[float, str, str]]:
