@@ -628,16 +628,17 @@ class Engine:
         vae = pipe.vae
         # Only pipelines that upcast their own VAE (SDXL, the x4 upscaler) need it; SD 1.x/2.x
         # decode in fp16, and doing otherwise would cost time the bare pipeline does not spend.
+        dtype = family_runtime.dtype_of(vae)
         needs_upcast = (
-            vae.dtype == torch.float16
+            dtype == torch.float16
             and getattr(vae.config, "force_upcast", False)
             and hasattr(pipe, "upcast_vae")
         )
         image = _vae_decode(pipe, latents, width, height, float32=needs_upcast)
         if not bool(torch.isfinite(image).all()):
-            if vae.dtype == torch.float32:
+            if dtype == torch.float32:
                 raise GenerationError(DECODE_NOT_A_NUMBER)
-            log.warning("the VAE's decode in %s gave NaN: decoding in float32", vae.dtype)
+            log.warning("the VAE's decode in %s gave NaN: decoding in float32", dtype)
             image = _vae_decode(pipe, latents, width, height, float32=True)
             if not bool(torch.isfinite(image).all()):
                 raise GenerationError(DECODE_NOT_A_NUMBER)
@@ -676,13 +677,14 @@ def _vae_decode(
     """The VAE's decode of the pipeline's latent output, in float32 for this call when
     asked (then back to its own dtype)."""
     vae = pipe.vae
-    dtype = vae.dtype
-    if float32 and dtype != torch.float32:
+    dtype = family_runtime.dtype_of(vae)
+    upcast = float32 and dtype != torch.float32
+    if upcast:
         vae.to(torch.float32)
     try:
         return family_runtime.decode_output(pipe, latents, width, height)
     finally:
-        if vae.dtype != dtype:
+        if upcast:
             vae.to(dtype)
 
 
