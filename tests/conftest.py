@@ -412,6 +412,22 @@ def make_window(qtbot, tmp_path: Path, out_dir: Path):  # noqa: ANN001, ARG001
 
 
 @pytest.fixture
+def engine_window(make_window, ui_models, shared_engine_factory):  # noqa: ANN001, ANN201
+    """Windows on the session's shared engine with the UI tests' model at its size, the
+    prompt given and the draft values given (seed, steps, sampler…)."""
+
+    def make(prompt: str, **values: Any):  # noqa: ANN202
+        window = make_window(engine_factory=shared_engine_factory)
+        size = ui_models.size
+        window.draft.edit({"model": ui_models.generator, "width": size, "height": size, **values})
+        window.start_engine(preload=False)
+        window.prompt_panel.set_prompts(prompt, "")
+        return window
+
+    return make
+
+
+@pytest.fixture
 def interop_dir() -> Path:
     if not INTEROP.is_dir():
         pytest.skip("../shared/interop/ is not here")

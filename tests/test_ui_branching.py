@@ -16,16 +16,8 @@ STEPS = 6
 
 
 @pytest.fixture
-def window(make_window, ui_models, shared_engine_factory):  # noqa: ANN001
-    window = make_window(engine_factory=shared_engine_factory)
-    window.draft.edit({"model": ui_models.generator})
-    window.start_engine(preload=False)
-    size = ui_models.size
-    window.draft.edit(
-        {"steps": STEPS, "width": size, "height": size, "seed": 42, "scheduler": "DPM++ 2M"}
-    )
-    window.prompt_panel.set_prompts(PROMPT, "")
-    return window
+def window(engine_window):  # noqa: ANN001, ANN201
+    return engine_window(PROMPT, steps=STEPS, seed=42, scheduler="DPM++ 2M")
 
 
 def _finish(qtbot, window, start) -> object:  # noqa: ANN001

@@ -5,26 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 from PySide6.QtCore import Qt
 
 from studio.core.request import Mode
 from studio.ui.live_mode import LIVE_STEPS
+from tests.pictures import yellow_square_on_blue as _input
 
 
 @pytest.fixture
-def window(make_window, ui_models, shared_engine_factory):  # noqa: ANN001
-    window = make_window(engine_factory=shared_engine_factory)
-    window.draft.edit({"model": ui_models.generator, "seed": 11, "steps": 20})
-    window.start_engine(preload=False)
-    window.prompt_panel.set_prompts("a small red circle at the top left", "")
-    return window
-
-
-def _input() -> Image.Image:
-    image = Image.new("RGB", (64, 64), (30, 60, 200))
-    ImageDraw.Draw(image).rectangle((20, 20, 43, 43), fill=(240, 220, 30))
-    return image
+def window(engine_window):  # noqa: ANN001, ANN201
+    return engine_window("a small red circle at the top left", seed=11, steps=20)
 
 
 def test_live_pictures_follow_every_change_and_only_the_newest_shows(

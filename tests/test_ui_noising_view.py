@@ -6,26 +6,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
 from PySide6.QtCore import QObject, Signal
 
 from studio.core.request import GenerationRequest, Mode
 from studio.ui.noising_view import SHOWN_MS, NoisingAsker
-
-
-def _input() -> Image.Image:
-    image = Image.new("RGB", (64, 64), (30, 60, 200))
-    ImageDraw.Draw(image).rectangle((20, 20, 43, 43), fill=(240, 220, 30))
-    return image
+from tests.pictures import yellow_square_on_blue as _input
 
 
 @pytest.fixture
-def window(make_window, ui_models, shared_engine_factory):  # noqa: ANN001
-    window = make_window(engine_factory=shared_engine_factory)
-    window.draft.edit({"model": ui_models.generator, "seed": 5, "steps": 10})
-    window.start_engine(preload=False)
-    window.prompt_panel.set_prompts("a yellow square", "")
-    return window
+def window(engine_window):  # noqa: ANN001, ANN201
+    return engine_window("a yellow square", seed=5, steps=10)
 
 
 def test_the_canvas_shows_what_the_strength_starts_from_while_it_moves(qtbot, window) -> None:  # noqa: ANN001

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from studio.core.branches import branch_of, parent_of
 from studio.core.catalog import is_installed
@@ -24,6 +24,8 @@ from studio.core.schedulers import SCHEDULER_NAMES
 from studio.core.settings import EngineSettings
 from studio.engine.branching import fingerprint
 from tests.engine.conftest import RecordingReporter
+from tests.pictures import box_mask
+from tests.pictures import yellow_square_on_blue as _input
 
 pytestmark = [
     pytest.mark.skipif(not is_installed("studio-tiny"), reason="the embedded model is not built"),
@@ -34,24 +36,14 @@ STEPS = 6
 PROMPT = "a large yellow square in the centre on a blue background"
 
 
-def _input() -> Image.Image:
-    image = Image.new("RGB", (64, 64), (30, 60, 200))
-    ImageDraw.Draw(image).rectangle((20, 20, 43, 43), fill=(240, 220, 30))
-    return image
-
-
-def _mask() -> Image.Image:
-    mask = Image.new("L", (64, 64), 0)
-    ImageDraw.Draw(mask).rectangle((8, 8, 40, 55), fill=255)
-    return mask
-
-
 def _request(mode: str, scheduler: str = "DPM++ 2M") -> GenerationRequest:
     base = GenerationRequest(prompt=PROMPT, scheduler=scheduler, steps=STEPS, seed=77)
     if mode == "img2img":
         return base.replace(mode=Mode.IMAGE_TO_IMAGE, init_image=_input(), strength=0.7)
     if mode == "inpaint":
-        return base.replace(mode=Mode.INPAINT, init_image=_input(), mask=_mask(), strength=0.9)
+        return base.replace(
+            mode=Mode.INPAINT, init_image=_input(), mask=box_mask((8, 8, 40, 55)), strength=0.9
+        )
     return base
 
 

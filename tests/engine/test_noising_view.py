@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
 
 from studio.core import imaging
 from studio.core.catalog import is_installed
@@ -16,17 +15,12 @@ from studio.core.request import GenerationRequest, Mode
 from studio.core.settings import EngineSettings
 from studio.engine.generate import steps_for_strength
 from studio.engine.schedulers import make_scheduler
+from tests.pictures import yellow_square_on_blue as _input
 
 pytestmark = [
     pytest.mark.skipif(not is_installed("studio-tiny"), reason="the embedded model is not built"),
     pytest.mark.usefixtures("one_thread"),
 ]
-
-
-def _input() -> Image.Image:
-    image = Image.new("RGB", (64, 64), (30, 60, 200))
-    ImageDraw.Draw(image).rectangle((20, 20, 43, 43), fill=(240, 220, 30))
-    return image
 
 
 def _request(strength: float, seed: int = 7, scheduler: str = "DPM++ 2M") -> GenerationRequest:

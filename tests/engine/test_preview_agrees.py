@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from studio.core.catalog import is_installed
 from studio.core.request import GenerationRequest, Mode, Upscaler
@@ -27,6 +27,8 @@ from studio.core.settings import EngineSettings
 from studio.engine.family_runtime import family_of
 from studio.engine.preview import coefficients_for
 from tests.engine.conftest import RecordingReporter
+from tests.pictures import box_mask
+from tests.pictures import yellow_square_on_blue as _input
 
 pytestmark = pytest.mark.skipif(
     not is_installed("studio-tiny"), reason="the embedded model is not built yet"
@@ -38,25 +40,13 @@ MODES = ("txt2img", "img2img", "inpaint", "hires", "x4")
 PROMPT = "a large yellow square in the centre on a blue background"
 
 
-def _input() -> Image.Image:
-    image = Image.new("RGB", (64, 64), (30, 60, 200))
-    ImageDraw.Draw(image).rectangle((20, 20, 43, 43), fill=(240, 220, 30))
-    return image
-
-
-def _mask() -> Image.Image:
-    mask = Image.new("L", (64, 64), 0)
-    ImageDraw.Draw(mask).rectangle((8, 8, 55, 55), fill=255)
-    return mask
-
-
 def _request(mode: str, scheduler: str) -> tuple[GenerationRequest, str]:
     """The request for a mode, and the stage whose previews it judges."""
     base = GenerationRequest(prompt=PROMPT, scheduler=scheduler, steps=STEPS, seed=1234)
     if mode == "img2img":
         return base.replace(mode=Mode.IMAGE_TO_IMAGE, init_image=_input(), strength=0.6), "generate"
     if mode == "inpaint":
-        inpaint = base.replace(mode=Mode.INPAINT, init_image=_input(), mask=_mask(), mask_blur=0)
+        inpaint = base.replace(mode=Mode.INPAINT, init_image=_input(), mask=box_mask(), mask_blur=0)
         return inpaint.replace(strength=0.8), "generate"
     if mode == "hires":
         return base.replace(upscaler=Upscaler.HIRES, upscale_strength=0.5), "hires"
@@ -91,7 +81,7 @@ def test_the_last_preview_is_the_result(engines, scheduler: str, mode: str, meth
     last = previews[-1].astype(np.float32)
     difference = np.abs(last - _small(result.images[0], last)).mean(axis=-1)
     if mode == "inpaint":  # inside the mask, one latent pixel away from its edge
-        inside = np.asarray(_mask().resize(last.shape[1::-1], Image.Resampling.BOX)) >= 255
+        inside = np.asarray(box_mask().resize(last.shape[1::-1], Image.Resampling.BOX)) >= 255
         eroded = inside & np.roll(inside, 1, 0) & np.roll(inside, -1, 0)
         eroded &= np.roll(inside, 1, 1) & np.roll(inside, -1, 1)
         difference = difference[eroded]
