@@ -138,6 +138,39 @@ def test_vary_replaces_a_share_of_the_noise_left_at_the_step(engine, scheduler: 
     assert not np.array_equal(_pixels(engine.run(other)), varied)
 
 
+def test_a_lora_weight_changed_at_the_step_acts_on_the_rest_only(engine) -> None:
+    heart = "a large red heart in the centre on a blue background"
+    parent = engine.run(
+        _request("txt2img", "DPM++ 2M").replace(prompt=f"{heart} <lora:studio-tiny-heart:1>")
+    )
+    same = engine.run(branch_of(parent.request, parent.request, 3).request)
+    assert np.array_equal(_pixels(same), _pixels(parent))  # the LoRA active on both sides
+    distances = []
+    for at in (1, 4):  # the LoRA switched off after step k
+        wanted = parent.request.replace(prompt=f"{heart} <lora:studio-tiny-heart:0>")
+        plan = branch_of(parent.request, wanted, at)
+        assert plan.changed == ("prompt",)
+        distances.append(np.abs(_pixels(engine.run(plan.request)) - _pixels(parent)).mean())
+    assert distances[0] > distances[1] > 0, distances
+
+
+def test_a_controlnet_scale_changed_at_the_step_keeps_its_images() -> None:
+    from studio.core.request import Control
+
+    scribble = box_mask().convert("RGB")
+    parent = _request("txt2img").replace(
+        controls=(Control(model="some-controlnet", image=scribble, scale=1.0),)
+    )
+    wanted = parent.replace(controls=(Control(model="other", image=None, scale=0.4, end=0.5),))
+    plan = branch_of(parent, wanted, 2)
+    assert plan.changed == ("controls",)
+    (control,) = plan.request.controls
+    assert (control.model, control.scale, control.end) == ("some-controlnet", 0.4, 0.5)
+    assert control.image is scribble  # the parent's control image, whatever the panel holds
+    (before,) = parent_of(plan.request).controls
+    assert (before.scale, before.end, before.image) == (1.0, 1.0, scribble)
+
+
 def test_a_branch_of_a_branch_rebuilds_from_its_request_alone(engine) -> None:
     parent = engine.run(_request("img2img", "UniPC"))
     first = branch_of(parent.request, parent.request.replace(cfg_scale=9.0), 1).request
