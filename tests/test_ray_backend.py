@@ -333,8 +333,9 @@ def test_the_window_runs_its_whole_cycle_on_the_cluster(
     from studio.ui.settings import Settings
 
     Settings(tmp_path / "studio.ini").set_backend("ray", "auto")  # Settings → Backend
-    window = make_window()
-    assert isinstance(window.controller.backend, RayBackend)
+    assert isinstance(make_window().controller.backend, RayBackend)  # (not started)
+    # the module's cluster has two CPUs: by default one engine of two, here two of one
+    window = make_window(backend=RayBackend("auto", engines=2, cpus_per_engine=1))
     window.draft.edit({"model": "studio-tiny"})
     with qtbot.waitSignal(window.controller.engineReady, timeout=120_000) as ready:
         window.start_engine(preload=True)  # each engine starts loading the model
@@ -365,6 +366,21 @@ def test_the_window_runs_its_whole_cycle_on_the_cluster(
     assert window.canvas.image().size == (SIZE, SIZE) and read_parameters(files[0]).seed == 42
     assert window.timeline.frame_count() == 4  # three steps and the result
     window.grab().save("/tmp/ray_window.png")
+
+    # two at once, one on each engine: the queue's title says where
+    window.draft.edit({"steps": 200})
+    both = [window.generate(), window.generate()]
+    qtbot.waitUntil(lambda: window.controller.running_jobs == both, timeout=10_000)
+    qtbot.waitUntil(lambda: all(map(window.controller.place_of, both)), timeout=60_000)
+    said = window.queue.running.text()  # the queue's line over its waiting jobs
+    assert said == "2 running: studio-engine-0, studio-engine-1" or said == (
+        "2 running: studio-engine-1, studio-engine-0"
+    )
+    assert window.queue.isVisible() and not window.queue.list.isVisible()
+    window.grab().save("/tmp/ray_window_two_running.png")
+    for job in both:
+        window.controller.cancel(job)
+    assert not window.queue.isVisible()
 
     window.draft.edit({"steps": 400})
     steps: list[int] = []

@@ -66,6 +66,7 @@ class JobController(QObject):
         self._jobs: dict[int, JobRecord] = {}
         self._queue: deque[int] = deque()
         self._running: dict[int, None] = {}  # sent to the backend, in the order they started
+        self._places: dict[int, str] = {}  # running job -> where (a cluster's engine)
         self._current: int | None = None  # the running job whose steps are shown
         self._latest: StepProgress | None = None
         self._closed = False
@@ -102,6 +103,10 @@ class JobController(QObject):
         """The jobs the backend is running, oldest first (one, unless it has several
         engines)."""
         return list(self._running)
+
+    def place_of(self, job_id: int) -> str:
+        """Where a running job runs, when its backend said so ("" here)."""
+        return self._places.get(job_id, "")
 
     @property
     def queued_jobs(self) -> list[int]:
@@ -250,6 +255,7 @@ class JobController(QObject):
             if not record.state.is_over:
                 record.state = JobState.CANCELLED
         self._running.clear()
+        self._places.clear()
         self._current = None  # from now on every late signal is stale
         return self._engine.stop(timeout_ms)
 
@@ -301,6 +307,7 @@ class JobController(QObject):
         if not self._is_running(job_id):
             return
         self._jobs[job_id].frames.clear()  # placed again (its engine died): it starts over
+        self._places[job_id] = where
         self.jobPlaced.emit(job_id, where)
 
     @Slot()
@@ -347,6 +354,7 @@ class JobController(QObject):
         """A running job is over; the steps shown go on with the newest one still running."""
         self._settle(record, state)
         self._running.pop(record.id, None)
+        self._places.pop(record.id, None)
         if record.id == self._current:
             self._current = next(reversed(self._running), None)
             self._latest = None

@@ -103,9 +103,18 @@ class QueueView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
+        self.running = QLabel()  # several jobs at once on a cluster: on which engines
+        self.running.setObjectName("hint")
+        layout.addWidget(self.running)
         layout.addLayout(buttons)
         layout.addWidget(self.list)
         controller.queueChanged.connect(self.refresh)
+        # a cluster runs several jobs at once: the title says on which engines
+        for signal in (controller.jobPlaced, controller.busyChanged):
+            signal.connect(lambda *_: self.refresh())
+        controller.jobFinished.connect(lambda *_: self.refresh())
+        controller.jobFailed.connect(lambda *_: self.refresh())
+        controller.jobCancelled.connect(lambda *_: self.refresh())
         self.refresh()
 
     def waiting(self) -> list[int]:
@@ -138,8 +147,32 @@ class QueueView(QWidget):
         self.title.setText(f"{count} job{'s' if count != 1 else ''} waiting")
         rows = min(max(count, 1), ROWS_SHOWN)
         self.list.setFixedHeight(rows * self._row_height() + 2 * self.list.frameWidth())
-        self.setVisible(count > 0)
+        several = self._show_running()
+        for widget in (self.title, self.up_button, self.down_button, self.cancel_button):
+            widget.setVisible(count > 0)
+        self.list.setVisible(count > 0)
+        self.setVisible(count > 0 or several)
         self._update_buttons()
+
+    def _show_running(self) -> bool:
+        """Jobs running at once on a cluster's engines: one line says on which (each job's
+        prompt and place in its tooltip); True when it is shown."""
+        running = self.controller.running_jobs
+        places = [self.controller.place_of(job_id) for job_id in running]
+        several = len(running) > 1 and all(places)
+        self.running.setVisible(several)
+        if several:
+            engines = ", ".join(place.split(" (")[0] for place in places)
+            self.running.setText(f"{len(running)} running: {engines}")
+            records = [self.controller.job(job_id) for job_id in running]
+            self.running.setToolTip(
+                "\n".join(
+                    f"{describe_job(r.request)}: {p}"
+                    for r, p in zip(records, places, strict=True)
+                    if r is not None
+                )
+            )
+        return several
 
     def follow_drop(self, job_id: int, position: int) -> None:
         self._dropping = True
