@@ -122,7 +122,30 @@ def model_family(spec: str) -> Any:
     if source.kind == "checkpoint":
         return _checkpoint_family(Path(source.location))
     folder = _local_folder(source)
-    return families.of_folder(folder) if folder is not None else None
+    if folder is None:
+        return None
+    family = families.of_folder(folder)
+    unet = _read_json(folder / "unet" / "config.json")
+    return _inpainting_only(family) if unet.get("in_channels") == INPAINTING_INPUTS else family
+
+
+# An SD inpainting UNet's inputs: the noisy latents, the mask and the masked picture's latents.
+INPAINTING_INPUTS = 9
+_UNET_IN = "model.diffusion_model.input_blocks.0.0.weight"
+
+
+def _inpainting_only(family: Any) -> Any:
+    """An inpainting model of a family: diffusers runs it in the inpainting pipeline only,
+    so the window offers Inpaint alone (and says why the other modes are off)."""
+    import dataclasses
+
+    if family is None or "inpaint" not in family.pipelines:
+        return family
+    return dataclasses.replace(
+        family,
+        label=f"{family.label} inpainting",
+        pipelines={"inpaint": family.pipelines["inpaint"]},
+    )
 
 
 def size_on_disk(spec: str) -> int | None:
@@ -154,16 +177,22 @@ def size_on_disk(spec: str) -> int | None:
 def _checkpoint_family(path: Path) -> Any:
     """The family of a single-file checkpoint, from its tensor names alone."""
     from studio.core import families
-    from studio.core.model_files import gguf_keys, safetensors_keys
+    from studio.core.model_files import gguf_keys, safetensors_header
 
     suffix = path.suffix.lower()
     if suffix not in (".safetensors", ".gguf"):
         return None  # a pickled file is not opened to find out
     try:
-        keys = safetensors_keys(path) if suffix == ".safetensors" else gguf_keys(path)
-        return families.of_checkpoint(keys)
+        if suffix == ".gguf":
+            return families.of_checkpoint(gguf_keys(path))
+        header = safetensors_header(path)
+        family = families.of_checkpoint([k for k in header if k != "__metadata__"])
     except (OSError, ValueError, UnicodeDecodeError, OverflowError):
         return None
+    entry = header.get(_UNET_IN)
+    shape = entry.get("shape") if isinstance(entry, dict) else None
+    inpainting = isinstance(shape, list) and shape[1:2] == [INPAINTING_INPUTS]
+    return _inpainting_only(family) if inpainting else family
 
 
 def is_installed(spec: str) -> bool:

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 
+from studio.core import catalog
 from studio.core.catalog import ModelError, model_defaults, resolve
 from studio.core.request import GenerationRequest, Mode
 from studio.engine import single_file
@@ -1091,6 +1092,8 @@ def test_an_inpainting_checkpoint_loads_as_the_inpainting_pipeline(
     path = _save(state, tmp_path / "sd-tiny-inpainting.safetensors")
     info = single_file.inspect(path)
     assert info.family.name == "sd1" and info.matches and info.unet_inputs == 9
+    for model in (path, reference_folder):  # the window offers Inpaint alone, file or folder
+        assert catalog.model_family(str(model)).modes == ("inpaint",)
 
     manager = ModelManager()
     pipe = manager.pipeline(str(path), Mode.INPAINT)
