@@ -257,6 +257,28 @@ def test_a_cluster_that_cannot_be_used_is_one_sentence() -> None:
         assert words in sentence and sentence.count(". ") == 0 and sentence.endswith("."), sentence
 
 
+@needs_tiny
+def test_a_cluster_running_another_studio_version_is_one_sentence(
+    qtbot, cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:  # noqa: ANN001, ARG001
+    from studio.remote import pool
+    from studio.ui.backends.ray import RayBackend
+
+    monkeypatch.setattr(pool, "studio_version", lambda: "9.9.9")  # this machine's, upgraded
+    backend = RayBackend("auto", engines=2, cpus_per_engine=1)
+    failures: list[str] = []
+    backend.failed.connect(lambda _job, message: failures.append(message))
+    with qtbot.waitSignal(backend.engineReady, timeout=60_000) as ready:
+        backend.start()
+    sentence = ready.args[0]
+    assert "runs Latent Studio" in sentence and "this machine 9.9.9" in sentence, sentence
+    assert sentence.endswith(".") and "\n" not in sentence
+    backend.submit(Job(1, _request(), Path("unused")))  # a job then fails with the sentence
+    assert failures == [sentence]
+    assert backend.stop(5000)
+    backend.deleteLater()
+
+
 def test_one_engine_per_gpu_or_per_few_cpus() -> None:
     from studio.remote.pool import plan
 
