@@ -408,7 +408,7 @@ def _control_options(gen: argparse.ArgumentParser) -> None:
         help="a ControlNet's control image (edges, line art, a scribble, or a picture for "
         "--control-preprocessor); repeatable: the --control-* options after each one are its "
         "own (default: none). With no --control-model, an embedded model's own ControlNet "
-        "is used (studio-tiny has none yet)",
+        "is used (studio-tiny-controlnet, trained on scribbled outlines)",
     )
     gen.add_argument(
         "--control-model",

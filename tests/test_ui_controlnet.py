@@ -125,3 +125,49 @@ def test_a_drawn_control_layer_steers_a_real_job(  # noqa: ANN001
     window.canvas.set_image(picture)
     panel.scale.setValue(0.0)
     assert np.abs(run() - plain).max() <= 1
+
+
+def test_a_fresh_install_scribbles_a_circle_and_gets_it_there(  # noqa: ANN001
+    qtbot, make_window, shared_engine_factory, out_dir
+) -> None:
+    """The embedded model and its embedded ControlNet, through the window and the engine
+    thread: a circle drawn with the brush on the control layer at the left, then at the
+    right, puts the prompt's circle there (the same seed)."""
+    import math
+
+    from studio.tiny.evaluate_controlnet import centre, object_mask
+
+    window = make_window(engine_factory=shared_engine_factory)
+    window.start_engine(preload=False)
+    window.draft.edit({"steps": 8, "width": 64, "height": 64, "seed": 7})
+    window.prompt_panel.set_prompts("a large red circle on a blue background", "")
+    panel, canvas = window.controlnet, window.canvas
+    assert panel.model_spec() == "studio-tiny-controlnet"  # listed first for studio-tiny
+    panel.enabled.setChecked(True)
+    panel.draw.setChecked(True)
+
+    def scribble_and_run(x: float) -> tuple[float, float]:
+        canvas.set_image(Image.new("RGB", (64, 64), (30, 60, 200)))
+        canvas.clear_control()
+        canvas.set_brush_size(2)
+        ring = [(x + 12 * math.cos(a / 12 * math.pi), 32 + 12 * math.sin(a / 12 * math.pi))
+                for a in range(25)]  # fmt: skip
+        viewport = canvas.viewport()
+        points = [canvas.image_to_widget(px, py).toPoint() for px, py in ring]
+        qtbot.mousePress(viewport, Qt.MouseButton.LeftButton, pos=points[0])
+        for point in points[1:]:
+            qtbot.mouseMove(viewport, point)
+        qtbot.mouseRelease(viewport, Qt.MouseButton.LeftButton, pos=points[-1])
+        assert not canvas.control_is_empty()
+        outcome: list = []
+        window.controller.jobFinished.connect(lambda _id, result: outcome.append(result))
+        window.controller.jobFailed.connect(lambda _id, message: outcome.append(message))
+        assert window.generate() is not None, window.status.text()
+        qtbot.waitUntil(lambda: bool(outcome), timeout=60000)
+        assert not isinstance(outcome[0], str), outcome[0]
+        found = centre(object_mask(outcome[0].images[0]))
+        assert found is not None
+        return found
+
+    left, right = scribble_and_run(16), scribble_and_run(48)
+    assert left[0] < 24 and right[0] > 40, (left, right)

@@ -87,14 +87,17 @@ def evaluate(args: argparse.Namespace) -> dict:
     from studio.engine.generate import Engine
 
     engine = Engine()
+    defaults = export.read_json(MODELS / "studio-tiny" / "studio.json")  # the window's
     rng = random.Random(EVAL_SEED + 1)
     rows: dict[str, list[tuple[float, bool]]] = {"with": [], "without": []}
     for i, scene in enumerate(held_out_scenes(args.scenes)):
         truth = object_mask(draw_scene(scene, 64))
         scribble = control_map(scene, 64, rng, kind="outline")
-        base = GenerationRequest(prompt=prompt_of(scene), width=64, height=64, seed=1000 + i)
-        if args.steps:
-            base = base.replace(steps=args.steps)
+        base = GenerationRequest(
+            prompt=prompt_of(scene), width=64, height=64, seed=1000 + i,
+            steps=args.steps or defaults["default_steps"], cfg_scale=defaults["default_cfg"],
+            scheduler=defaults["default_scheduler"],
+        )  # fmt: skip
         for name, controls in (
             ("with", (Control(str(args.controlnet), scribble),)),
             ("without", ()),
@@ -121,6 +124,8 @@ def evaluate(args: argparse.Namespace) -> dict:
         "control_map": "a hand-wobbled outline of the scene's object (scribbles.control_map)",
         "prompt": "object and background, no place (e.g. 'a large red circle on a blue "
         "background')",
+        "sampling": f"{defaults['default_scheduler']}, {args.steps or defaults['default_steps']}"
+        f" steps, CFG {defaults['default_cfg']:g}",
         "results": table,
     }
 

@@ -592,11 +592,10 @@ def test_generate_with_a_controlnet_from_the_command_line(models, tmp_path, caps
         "Module: canny, Model: sd1-cn, Weight: 0.8, Guidance Start: 0, Guidance End: 0.5"
     )
     capsys.readouterr()
-    # the embedded model has no ControlNet of its own yet: one must be named
-    assert main([*common, "--control", str(control), "--out", str(tmp_path / "b.png")]) == 2
-    assert "studio-tiny has no ControlNet yet: name one with --control-model" in (
-        capsys.readouterr().err
-    )
+    # with the embedded model and no --control-model, its own ControlNet
+    embedded = tmp_path / "embedded.png"
+    assert main([*common, "--control", str(control), "--out", str(embedded)]) == 0
+    assert "Model: studio-tiny-controlnet," in read_parameters(embedded).extras["ControlNet 0"]
 
 
 def test_a_hub_controlnet_comes_from_the_local_cache_only(
