@@ -215,11 +215,14 @@ class EngineActor:
                 return ("cancelled",)
             return ("done", encode_result(result))
         except UserError as e:
+            self._model = ""  # a model that failed to load has dropped the one loaded before
             return ("error", str(e), True)
         except MemoryError:
+            self._model = ""
             return ("error", f"{self.name} ran out of memory: try a smaller size or batch.", True)
         except Exception as e:  # noqa: BLE001 - a job's failure never wedges the engine
             log.exception("a job failed on %s", self.name)
+            self._model = ""
             return (
                 "error",
                 f"The job failed unexpectedly on {self.name} ({e.__class__.__name__}); "
