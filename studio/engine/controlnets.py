@@ -438,6 +438,7 @@ class ControlCall:
     # numbers per ControlNet) or "number" (Flux: one number per ControlNet); "" when none
     modes: list[int | None] = field(default_factory=list)
     mode_style: str = ""
+    ranged: bool = True  # whether the pipeline takes a start and end (Z-Image's does not)
 
     def arguments(
         self,
@@ -466,6 +467,8 @@ class ControlCall:
             found["control_mode"] = list(self.modes)
         elif self.mode_style == "number":
             found["control_mode"] = self.modes[0] if one else list(self.modes)
+        if not self.ranged:
+            del found["control_guidance_start"], found["control_guidance_end"]
         return found
 
     @staticmethod
@@ -502,9 +505,16 @@ def prepare(
     takes = inspect.signature(pipe.__call__).parameters
     key = "control_image" if "control_image" in takes else "image"
     counted = [n for n, c in enumerate(request.controls, 1) if c.scale > 0]
+    ranged = "control_guidance_start" in takes
+    for number, control in zip(counted, acting, strict=True):
+        if not ranged and (control.start, control.end) != (0.0, 1.0):
+            raise ModelError(
+                f"{family_of(pipe).label}'s ControlNet pipeline acts at every step: set "
+                f"ControlNet {number}'s range to all of the steps (0 to 1)."
+            )
     numbers = [_union_number(*found) for found in zip(chosen, acting, counted, strict=True)]
     if all(n is None for n in numbers):
-        return pipe, ControlCall(acting, key)
+        return pipe, ControlCall(acting, key, ranged=ranged)
     if "control_mode" not in takes:
         raise ModelError(
             f"The {family_of(pipe).label} ControlNet pipeline takes no control types: use "
@@ -516,7 +526,7 @@ def prepare(
             f"{family_of(pipe).label} runs a union ControlNet alone or with other union "
             "ones: remove the ControlNets of one control type, or the union one."
         )
-    return pipe, ControlCall(acting, key, numbers, style)
+    return pipe, ControlCall(acting, key, numbers, style, ranged)
 
 
 def _union_number(model: Any, control: Control, number: int) -> int | None:
@@ -558,6 +568,8 @@ def steady_noise(pipe: Any, call: dict[str, Any]) -> list[Any]:
     and ControlNets with their own hint encoder do not use the VAE)."""
     controlnet = getattr(pipe, "controlnet", None)
     if controlnet is None or "control_image" not in call or family_of(pipe).denoiser == "unet":
+        return []
+    if not hasattr(type(pipe), "check_inputs"):  # Z-Image's: it takes the mode itself
         return []
     nets = list(getattr(controlnet, "nets", [controlnet]))
     if any(getattr(net, "input_hint_block", None) is not None for net in nets):

@@ -722,15 +722,54 @@ def test_a_hires_pass_without_an_image_to_image_controlnet_pipeline_says_so(tmp_
     assert any(message.startswith(said) for message, _ in reporter.statuses)
 
 
-def test_a_z_image_controlnet_is_refused_in_a_sentence(engine, tmp_path) -> None:
-    """diffusers has Z-Image ControlNet pipelines, without a start/end range or several
-    ControlNets; the studio does not run them, and says so before loading anything."""
+def test_z_image_runs_its_controlnet_in_text_to_image(engine, tmp_path) -> None:
+    """Z-Image's ControlNets borrow the transformer's embedders (the pipeline joins them);
+    its pipeline acts at every step and runs one ControlNet, which the studio says in
+    sentences; its inpaint pipeline repaints from noise with no strength, so not offered."""
+    from diffusers import DiffusionPipeline, ZImageControlNetModel
+
     model = str(build("z_image", tmp_path / "z"))
-    folder = tmp_path / "z-cn"
-    folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"_class_name": "ZImageControlNetModel"}))
-    with pytest.raises(ModelError) as caught:
-        engine.run(_request(model, Control(str(folder), _square()), cfg_scale=3.0))
-    assert str(caught.value) == (
-        "The studio runs no ControlNets on Z-Image models: generate without them."
+    config = DiffusionPipeline.from_pretrained(model).transformer.config
+
+    def controlnet(name: str, inputs: int) -> str:
+        torch.manual_seed(0)
+        network = ZImageControlNetModel(
+            control_layers_places=[0], control_in_dim=inputs, dim=config.dim,
+            n_heads=config.n_heads, n_kv_heads=config.n_kv_heads,
+            n_refiner_layers=config.n_refiner_layers,
+            all_patch_size=tuple(config.all_patch_size),
+            all_f_patch_size=tuple(config.all_f_patch_size),
+        )  # fmt: skip
+        generator = torch.Generator().manual_seed(7)
+        with torch.no_grad():  # loud: its zero-initialised projections too
+            for key, parameter in network.named_parameters():
+                if "_proj" in key:
+                    parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
+        network.save_pretrained(tmp_path / name, safe_serialization=True)
+        return str(tmp_path / name)
+
+    plain = _pixels(engine.run(_request(model, cfg_scale=3.0)))
+    # the first version (the control image's latents alone) and 2.0 (then the mask's and
+    # the picture's, zeros in text→image)
+    for name, inputs in (("v1", config.in_channels), ("v2", 2 * config.in_channels + 1)):
+        cn = controlnet(name, inputs)
+        steered = _pixels(engine.run(_request(model, Control(cn, _square()), cfg_scale=3.0)))
+        assert np.abs(steered - plain).mean() > 1, name
+        zero = Control(cn, _square(), scale=0.0)
+        assert np.abs(_pixels(engine.run(_request(model, zero, cfg_scale=3.0))) - plain).max() <= 1
+    pipe = engine.models.controlled(
+        model, Mode.TEXT_TO_IMAGE, [engine.models.controlnets.loaded[cn]]
     )
+    assert type(pipe).__name__ == "ZImageControlNetPipeline"
+    assert pipe.transformer is engine.models.pipeline(model, Mode.TEXT_TO_IMAGE).transformer
+    with pytest.raises(ModelError) as caught:
+        engine.run(_request(model, Control(cn, _square(), start=0.2), cfg_scale=3.0))
+    assert str(caught.value) == (
+        "Z-Image's ControlNet pipeline acts at every step: set ControlNet 1's range to all of "
+        "the steps (0 to 1)."
+    )
+    with pytest.raises(ModelError, match="one ControlNet at a time"):
+        engine.run(_request(model, Control(cn, _square()), Control(cn, _circle()), cfg_scale=3.0))
+    inpaint = {"mode": Mode.INPAINT, "cfg_scale": 3.0, **MODES[Mode.INPAINT]}
+    with pytest.raises(ModelError, match="no ControlNet pipeline for Inpaint"):
+        engine.run(_request(model, Control(cn, _square()), **inpaint))

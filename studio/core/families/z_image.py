@@ -27,5 +27,11 @@ FAMILIES = [
         index_classes=("ZImagePipeline",),
         checkpoint_prefixes=("cap_embedder.", "model.diffusion_model.cap_embedder."),
         checkpoint_class="ZImagePipeline",
+        # Z-Image's ControlNets (VideoX-Fun's) borrow the transformer's embedders and refiners
+        # (the pipeline joins them), act at every step and run one at a time. diffusers'
+        # ZImageControlNetInpaintPipeline repaints from pure noise (no strength), unlike the
+        # studio's inpaint: text→image only
+        controlnet_models=("ZImageControlNetModel",),
+        controlnet_pipelines={"txt2img": "ZImageControlNetPipeline"},
     ),
 ]
