@@ -7,7 +7,8 @@ Held-out single-object scenes on plain backgrounds. Each prompt names the object
 background but not the place ("a large red circle on a blue background"); the control map
 is a hand-wobbled outline of the scene's object (studio/tiny/scribbles.py, as an artist
 would scribble it). Each prompt and seed is generated through the studio's engine with the
-ControlNet and without, and the generated object's mask (the pixels far from the
+ControlNet and without (and with the object's filled silhouette, and with Canny's edges of
+the scene's own picture), and the generated object's mask (the pixels far from the
 background's colour, read from the picture's border) is compared with the scene's own
 object: IoU, and whether its centre lies within 8 pixels of the drawn one's.
 """
@@ -88,18 +89,26 @@ def evaluate(args: argparse.Namespace) -> dict:
 
     engine = Engine()
     defaults = export.read_json(MODELS / "studio-tiny" / "studio.json")  # the window's
-    rng = random.Random(EVAL_SEED + 1)
-    rows: dict[str, list[tuple[float, bool]]] = {"with": [], "without": []}
+    rng, filled_rng = random.Random(EVAL_SEED + 1), random.Random(EVAL_SEED + 2)
+    rows: dict[str, list[tuple[float, bool]]] = {
+        "with": [], "with_silhouette": [], "with_canny_of_the_picture": [], "without": [],
+    }  # fmt: skip
     for i, scene in enumerate(held_out_scenes(args.scenes)):
-        truth = object_mask(draw_scene(scene, 64))
+        picture = draw_scene(scene, 64)
+        truth = object_mask(picture)
         scribble = control_map(scene, 64, rng, kind="outline")
+        silhouette = control_map(scene, 64, filled_rng, kind="filled")
+        spec = str(args.controlnet)
         base = GenerationRequest(
             prompt=prompt_of(scene), width=64, height=64, seed=1000 + i,
             steps=args.steps or defaults["default_steps"], cfg_scale=defaults["default_cfg"],
             scheduler=defaults["default_scheduler"],
         )  # fmt: skip
         for name, controls in (
-            ("with", (Control(str(args.controlnet), scribble),)),
+            ("with", (Control(spec, scribble),)),
+            ("with_silhouette", (Control(spec, silhouette),)),
+            # the scene's own picture through the studio's Canny preprocessor
+            ("with_canny_of_the_picture", (Control(spec, picture, preprocessor="canny"),)),
             ("without", ()),
         ):
             image = engine.run(base.replace(controls=controls)).images[0]
@@ -121,7 +130,9 @@ def evaluate(args: argparse.Namespace) -> dict:
     return {
         "command": "python -m studio.tiny.evaluate_controlnet " + " ".join(args.argv),
         "scenes": args.scenes,
-        "control_map": "a hand-wobbled outline of the scene's object (scribbles.control_map)",
+        "control_map": "with: a hand-wobbled outline of the scene's object; with_silhouette: "
+        "its filled silhouette (scribbles.control_map); with_canny_of_the_picture: the "
+        "render itself through the Canny preprocessor",
         "prompt": "object and background, no place (e.g. 'a large red circle on a blue "
         "background')",
         "sampling": f"{defaults['default_scheduler']}, {args.steps or defaults['default_steps']}"
