@@ -7,7 +7,10 @@ checked against the loaded model's family (its class and the widths it joins the
 at), loaded once and kept while it is asked for. The family's ControlNet pipeline of the
 job's mode is derived from the loaded pipeline with `from_pipe`, so the base weights are
 shared, never loaded twice; several ControlNets run together (diffusers' Multi… models),
-each with its image, conditioning scale and start/end fraction of the schedule.
+each with its image, conditioning scale and start/end fraction of the schedule. Union
+ControlNets (one network for several kinds of control image) are told each image's kind
+by its number in the model's own numbering (SDXL's ControlNet++ through diffusers' union
+pipelines, Flux.1's through `control_mode`). The hires fix pass runs the ControlNets too.
 
 The guidance tap, previews and cancel keep working: the derived pipeline has the same
 denoiser and scheduler attributes as the base, and the ControlNet runs before the denoiser
@@ -155,7 +158,7 @@ def check_fits(
     config: Any, name: str, family: Family, network: Any, vae_factor: int | None = None
 ) -> None:
     """Refuse, in one sentence, a ControlNet this model cannot run: of another family's
-    class, a union ControlNet (not wired yet), of another size of the family, or bringing
+    class, a union ControlNet for another family, of another size of the family, or bringing
     the control image to another size than the model's latents (`vae_factor`: how many
     times smaller they are than the picture)."""
     config = dict(config)
