@@ -58,10 +58,11 @@ def _sigmas_as_arrays(scheduler: Any) -> None:
     original = scheduler.set_timesteps
 
     @functools.wraps(original)
-    def set_timesteps(*args: Any, sigmas: Any = None, **kwargs: Any) -> Any:
+    def set_timesteps(*args: Any, **kwargs: Any) -> Any:
+        sigmas = kwargs.get("sigmas")  # only where the sampler takes a σ schedule at all
         if sigmas is not None and not isinstance(sigmas, np.ndarray):
-            sigmas = np.asarray(sigmas, dtype=np.float64)
-        return original(*args, sigmas=sigmas, **kwargs)
+            kwargs["sigmas"] = np.asarray(sigmas, dtype=np.float64)
+        return original(*args, **kwargs)
 
     scheduler.set_timesteps = set_timesteps
 
