@@ -45,10 +45,13 @@ class StepState:
     estimate: tuple[Any, ...] | None  # the guidance tap's last (latents, prediction, t)
 
     def tensors(self) -> list[torch.Tensor]:
+        """What this record keeps alive beyond the scheduler's own tables (σs, timesteps,
+        ᾱ: the same tensors in every record of a job): the latents, the generators' states,
+        the predictions a multistep sampler holds in lists, the last estimate."""
         found = [self.latents, *self.generators]
         for value in self.scheduler.values():
-            items = value if isinstance(value, list | tuple) else [value]
-            found.extend(v for v in items if isinstance(v, torch.Tensor))
+            if type(value) is list:
+                found.extend(v for v in value if isinstance(v, torch.Tensor))
         if self.estimate is not None:
             found.extend(v for v in self.estimate if isinstance(v, torch.Tensor))
         return found
@@ -121,14 +124,14 @@ def fingerprint(request: GenerationRequest) -> str:
 
 
 def snapshot(scheduler: Any) -> dict[str, Any]:
-    """The scheduler's attributes: lists and dicts copied, tensors shared."""
-    state = {}
-    for name, value in vars(scheduler).items():
-        if name == "step":  # a wrapper of ours, not the scheduler's state
-            continue
-        if isinstance(value, list | dict):
-            value = type(value)(value)
-        state[name] = value
+    """The scheduler's attributes: plain lists and dicts copied, the rest shared."""
+    state = dict(vars(scheduler))
+    state.pop("step", None)  # a wrapper of ours, not the scheduler's state
+    for name, value in state.items():
+        # plain lists and dicts change in place (a multistep sampler's predictions); the
+        # config's FrozenDict and the rest are replaced, never changed, and stay shared
+        if type(value) is list or type(value) is dict:
+            state[name] = type(value)(value)
     return state
 
 
@@ -138,7 +141,8 @@ def restore(scheduler: Any, state: dict[str, Any]) -> None:
     for name in [n for n in vars(scheduler) if n not in state and n != "step"]:
         delattr(scheduler, name)
     for name, value in state.items():
-        setattr(scheduler, name, type(value)(value) if isinstance(value, list | dict) else value)
+        copied = type(value) is list or type(value) is dict
+        setattr(scheduler, name, type(value)(value) if copied else value)
 
 
 class StepRecorder:
