@@ -72,6 +72,22 @@ def read_model_card(folder: Path) -> dict[str, Any]:
     return _read_json(folder / "studio.json")
 
 
+def shared_components(folder: Path, card: dict[str, Any]) -> dict[str, Path]:
+    """Components a model of ours takes from another beside it, by name: the card's
+    "components_from" maps each to that model's folder, relative to this one (studio-tiny-x4
+    runs studio-tiny's very VAE and text encoder, kept once)."""
+    shared = card.get("components_from")
+    if not isinstance(shared, dict):
+        return {}
+    found = {}
+    for name, where in shared.items():
+        if isinstance(name, str) and isinstance(where, str):
+            part = (folder / where / name).resolve()
+            if part.is_dir():
+                found[name] = part
+    return found
+
+
 # Model card keys -> GenerationRequest fields they give defaults for.
 _CARD_DEFAULTS = {
     "default_steps": "steps",

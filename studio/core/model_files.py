@@ -13,6 +13,7 @@ import json
 import os
 import stat
 import struct
+from collections.abc import Collection
 from pathlib import Path
 
 from studio.core.catalog import ModelError
@@ -88,11 +89,13 @@ def gguf_keys(path: Path) -> list[str]:
         raise ValueError(f"not a GGUF file ({e.__class__.__name__})") from None
 
 
-def check_model_folder(folder: Path) -> None:
+def check_model_folder(folder: Path, provided: Collection[str] = ()) -> None:
     """Raise ModelFileError with one sentence for the first problem in a diffusers folder:
     a damaged model_index.json or config, a component it lists that is missing, a file
     that is not a regular file (a pipe, a device, a link in a loop), a damaged or
-    truncated safetensors file, or pickled weights with no safetensors beside them."""
+    truncated safetensors file, or pickled weights with no safetensors beside them.
+    `provided`: components the folder takes from another (core.catalog.shared_components),
+    checked there."""
     name = printable(folder.name or str(folder))
     try:
         index = read_json_object(folder / "model_index.json", 1024 * 1024)
@@ -109,6 +112,8 @@ def check_model_folder(folder: Path) -> None:
     seen = 0
     for component, value in index.items():
         if not (isinstance(value, list) and len(value) == 2 and value[1] is not None):
+            continue
+        if component in provided:
             continue
         part = folder / str(component)
         shown = printable(str(component))

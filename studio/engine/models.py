@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from studio.core import families, memory_policy
-from studio.core.catalog import ModelError, read_model_card, resolve
-from studio.core.model_files import check_model_folder, safetensors_keys
+from studio.core.catalog import ModelError, read_model_card, resolve, shared_components
+from studio.core.model_files import KNOWN_LIBRARIES, check_model_folder, safetensors_keys
 from studio.core.paths import log_file
 from studio.core.request import Mode
 from studio.core.settings import EngineSettings
@@ -227,7 +227,11 @@ class ModelManager:
                     if source.kind == "hub"
                     else Path(source.location)
                 )
-                check_model_folder(folder)  # before any library reads (or blocks on) a file
+                shared = shared_components(folder, read_model_card(folder))
+                # before any library reads (or blocks on) a file
+                check_model_folder(folder, provided=shared)
+                for part in {p.parent for p in shared.values()}:
+                    check_model_folder(part)
                 pipe = pipeline_class.from_pretrained(
                     folder,
                     dtype=self.dtype,
@@ -235,6 +239,7 @@ class ModelManager:
                     trust_remote_code=False,  # never run code a model folder brings
                     use_safetensors=True,  # never unpickle weights
                     **_no_safety_checker(folder),
+                    **self._components(folder, shared),
                 )
         except ModelError:
             raise
@@ -252,6 +257,27 @@ class ModelManager:
         self._place(pipe)
         self.status(f"{spec} is ready.", 1.0)
         return pipe
+
+    def _components(self, folder: Path, shared: dict[str, Path]) -> dict[str, Any]:
+        """The components a folder takes from another, loaded from there as its own
+        model_index.json names their classes (diffusers or transformers only)."""
+        if not shared:
+            return {}
+        import importlib
+
+        from studio.core.files import read_json_object
+
+        index = read_json_object(folder / "model_index.json", 1024 * 1024)
+        loaded = {}
+        for name, part in shared.items():
+            library, class_name = index[name]
+            if library not in KNOWN_LIBRARIES:  # never a module the folder brings
+                raise ModelError(f"'{printable(folder.name)}' names an unknown '{name}'.")
+            component = getattr(importlib.import_module(library), class_name)
+            loaded[name] = component.from_pretrained(
+                part, torch_dtype=self.dtype, local_files_only=True, use_safetensors=True
+            )
+        return loaded
 
     def _load_checkpoint(self, path: Path, pipeline_class: Any) -> Any:
         """A single file, with no network: studio.engine.single_file says how."""

@@ -154,10 +154,13 @@ def x4_card(folder: Path) -> str:
     )
     return f"""# studio-tiny-x4
 
-A x4 diffusion upscaler in the layout of the Stable Diffusion x4 upscaler
-(`StableDiffusionUpscalePipeline.from_pretrained(this_folder)`), trained on pairs from the
-studio-tiny renderer (a scene drawn at N and at 4N pixels). It shares studio-tiny's VAE,
-text encoder and tokenizer; the UNet takes the noisy latents plus the noisy
+A x4 diffusion upscaler in the layout of the Stable Diffusion x4 upscaler, trained on pairs
+from the studio-tiny renderer (a scene drawn at N and at 4N pixels). It shares studio-tiny's
+VAE and text encoder, kept once in studio-tiny's folder (`components_from` in
+`studio.json`): load it with `StableDiffusionUpscalePipeline.from_pretrained(this_folder,
+vae=AutoencoderKL.from_pretrained("../studio-tiny/vae"),
+text_encoder=CLIPTextModel.from_pretrained("../studio-tiny/text_encoder"))`, or
+`studio.tiny.export.load_pipeline`; the UNet takes the noisy latents plus the noisy
 low-resolution image (7 channels) and the noise level as a class label. The prompt is not
 used, so CFG 1 is the right setting. Defaults in `studio.json`:
 {meta.get("default_steps")} steps, noise level {meta.get("default_noise_level")}.

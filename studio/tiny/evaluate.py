@@ -80,7 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def load(folder: Path, cls=StableDiffusionPipeline, scheduler: str | None = None):
-    pipe = cls.from_pretrained(folder, local_files_only=True, torch_dtype=torch.float32)
+    pipe = export.load_pipeline(cls, folder)
     if scheduler:  # made as the engine makes it, so the figures are what the studio gives
         pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)

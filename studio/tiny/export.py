@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import torch
 from diffusers import (
@@ -98,7 +100,8 @@ def save_base(
 
 
 def save_x4(folder: Path, base: Path, unet: UNet2DConditionModel) -> None:
-    """The upscaler folder: studio-tiny's VAE, text encoder and tokenizer, its own UNet."""
+    """The upscaler folder: its own UNet and tokenizer; studio-tiny's VAE and text encoder,
+    named in its card and left in studio-tiny's folder."""
     folder.mkdir(parents=True, exist_ok=True)
     f32 = torch.float32
     vae = AutoencoderKL.from_pretrained(base / "vae", torch_dtype=f32)
@@ -114,6 +117,10 @@ def save_x4(folder: Path, base: Path, unet: UNet2DConditionModel) -> None:
         max_noise_level=350,
     )
     pipe.to(torch.float16).save_pretrained(folder, safe_serialization=True)
+    # the VAE and text encoder are studio-tiny's very weights: kept once, in its folder,
+    # and named in the card (the studio loads them from there: catalog.shared_components)
+    for name in SHARED_WITH_BASE:
+        shutil.rmtree(folder / name)
     patch_scheduler_configs(folder)
     for name in ("vocab.json", "merges.txt"):
         shutil.copy(base / "tokenizer" / name, folder / "tokenizer" / name)
@@ -127,8 +134,24 @@ def save_x4(folder: Path, base: Path, unet: UNet2DConditionModel) -> None:
             "default_noise_level": X4_DEFAULT_NOISE_LEVEL,
             "default_cfg": 1.0,
             "default_scheduler": DEFAULT_SCHEDULER,
+            "components_from": {name: os.path.relpath(base, folder) for name in SHARED_WITH_BASE},
         },
     )
+
+
+SHARED_WITH_BASE = ("vae", "text_encoder")
+_SHARED_CLASSES = {"vae": AutoencoderKL, "text_encoder": CLIPTextModel}
+
+
+def load_pipeline(cls: type, folder: Path, dtype: torch.dtype = torch.float32) -> Any:
+    """`cls.from_pretrained(folder)` with the components the folder's card takes from a
+    sibling (studio-tiny-x4: studio-tiny's VAE and text encoder), as the studio loads it."""
+    card = read_json(folder / "studio.json")
+    shared = {
+        name: _SHARED_CLASSES[name].from_pretrained(folder / where / name, torch_dtype=dtype)
+        for name, where in card.get("components_from", {}).items()
+    }
+    return cls.from_pretrained(folder, local_files_only=True, torch_dtype=dtype, **shared)
 
 
 def param_counts(folder: Path) -> dict[str, dict[str, float]]:

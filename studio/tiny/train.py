@@ -575,14 +575,15 @@ def build_x4(args: argparse.Namespace) -> None:
 
 
 def build_decoder(args: argparse.Namespace) -> None:
-    """Fine-tune the shared VAE decoder and write it into both model folders."""
+    """Fine-tune the shared VAE decoder and write it into studio-tiny's folder, where the
+    upscaler takes it from; both records note it."""
     started = time.time()
     base, x4 = args.out / "studio-tiny", args.out / "studio-tiny-x4"
     vae = AutoencoderKL.from_pretrained(base / "vae", torch_dtype=torch.float32)
     vae, info = train_decoder(args, vae)
-    for folder in (base, x4):
-        if (folder / "vae").is_dir():
-            vae.to(torch.float16).save_pretrained(folder / "vae", safe_serialization=True)
+    vae.to(torch.float16).save_pretrained(base / "vae", safe_serialization=True)
+    for folder in (base, x4):  # the upscaler runs studio-tiny's VAE (export.SHARED_WITH_BASE)
+        if (folder / "training.json").is_file():
             record = export.read_json(folder / "training.json")
             record["decoder_finetune"] = _record(args, started, {"final_losses": info})
             export.write_json(folder / "training.json", record)
