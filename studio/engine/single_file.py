@@ -11,23 +11,23 @@ are the published model's; a file of other shapes takes its configuration from a
 SD 3.x, Flux.1, Chroma, Qwen-Image and Z-Image files (and every `.gguf` file) are used for
 their denoiser (transformer) only: their VAE, text encoders and tokenizers (T5's and
 Qwen's cannot be shipped) come from a *companion*, a diffusers folder of the same family,
-or, for Flux.1 and SD 3.x files of the published shapes, from *separate parts*, found in
-this order:
+or, for files of the published shapes, from *separate parts*, found in this order:
 
 1. the file `<model file>.companion` beside it, one entry a line (absolute, or relative to
    the model file's folder): a diffusers folder or a hub id already in the local Hugging
    Face cache (the companion); or part files and a folder holding T5's tokenizer;
 2. a diffusers folder of the same family beside the model file;
-3. separate parts as ComfyUI and Forge keep them: the VAE (`ae.safetensors`), CLIP-L,
-   CLIP-G and T5-XXL (`clip_l`, `clip_g`, `t5xxl_fp16`/`fp8`) in the model file itself,
+3. separate parts as ComfyUI and Forge keep them: the VAE (`ae.safetensors`; Qwen-Image's
+   `qwen_image_vae`), CLIP-L, CLIP-G and T5-XXL (`clip_l`, `clip_g`, `t5xxl_fp16`/`fp8`), Qwen
+   (`qwen_2.5_vl_7b`, `qwen_3_4b`; text encoders as `.gguf` too) in the model file itself,
    named in `<file>.companion`, beside the file, or in the `vae` and `clip` /
    `text_encoders` (Forge: `VAE`, `text_encoder`) folders of the tool folder the file lies
    in or of the studio's models folder; each told by its tensor shapes against the shipped
    config (then its name, and full precision before fp8) and loaded with diffusers'
    single-file loaders. T5's tokenizer (a SentencePiece model no pip dependency of the
-   studio carries, so it is not shipped) comes from ComfyUI's own copy
-   (`comfy/text_encoders/t5_tokenizer`) or Forge's, a `t5_tokenizer` folder beside the
-   parts, a folder named in `<file>.companion`, or the hub cache;
+   studio carries, so it is not shipped; nor Qwen's) comes from ComfyUI's own copy
+   (`comfy/text_encoders/t5_tokenizer`, `qwen25_tokenizer`) or Forge's, a folder of that
+   name beside the parts, a folder named in `<file>.companion`, or the hub cache;
 4. the family's own hub repository (e.g. black-forest-labs/FLUX.1-dev) in the local cache.
 
 Nothing here downloads (`local_files_only=True` everywhere), runs code from a model file
@@ -152,6 +152,26 @@ VARIANTS: dict[str, Variant] = {
                 },
             )
             for name in ("flux-dev", "flux-schnell")
+        ),
+        Variant(  # Chroma1-HD (and the unlocked v4x files): Flux.1's width, T5's context
+            "chroma",
+            {
+                "img_in.weight": (3072, 64),
+                "txt_in.weight": (3072, 4096),
+                "distilled_guidance_layer.in_proj.weight": (5120, 64),
+            },
+        ),
+        Variant(  # Qwen-Image (and 2512): published in diffusers' names
+            "qwen-image",
+            {"img_in.weight": (3072, 64), "txt_in.weight": (3072, 3584)},
+        ),
+        Variant(  # Z-Image-Turbo (and Z-Image): Tongyi's names, or diffusers'
+            "z-image",
+            {
+                "x_embedder.weight": (3840, 64),
+                "all_x_embedder.2-1.weight": (3840, 64),
+                "cap_embedder.1.weight": (3840, 2560),
+            },
         ),
     )
 }
@@ -460,16 +480,38 @@ FAMILY_PARTS: dict[str, dict[str, str]] = {
         "text_encoder_2": "clip_g",
         "text_encoder_3": "t5xxl",
     },
+    "chroma": {"vae": "vae", "text_encoder": "t5xxl"},
+    "qwen-image": {"vae": "qwen_vae", "text_encoder": "qwen25vl"},
+    "z-image": {"vae": "vae", "text_encoder": "qwen3"},
 }
-# The pipeline slot of T5's tokenizer, which the studio cannot ship (no pip dependency of the
-# studio carries T5's SentencePiece model); found as ComfyUI and Forge keep it, or named.
-T5_TOKENIZER_SLOT = {"flux-dev": "tokenizer_2", "flux-schnell": "tokenizer_2", "sd3": "tokenizer_3"}
-ROLE_KIND = {"vae": "vae", "clip_l": "clip", "clip_g": "clip", "t5xxl": "t5"}
+# The tokenizer the studio cannot ship (no pip dependency of the studio carries T5's
+# SentencePiece model or Qwen's BPE vocabulary): its pipeline slot and kind; found as ComfyUI
+# and Forge keep it, or named.
+FAMILY_TOKENIZER = {
+    "flux-dev": ("tokenizer_2", "t5"),
+    "flux-schnell": ("tokenizer_2", "t5"),
+    "sd3": ("tokenizer_3", "t5"),
+    "chroma": ("tokenizer", "t5"),
+    "qwen-image": ("tokenizer", "qwen"),
+    "z-image": ("tokenizer", "qwen"),
+}
+ROLE_KIND = {
+    "vae": "vae",
+    "qwen_vae": "qwen_vae",
+    "clip_l": "clip",
+    "clip_g": "clip",
+    "t5xxl": "t5",
+    "qwen25vl": "qwen",
+    "qwen3": "qwen",
+}
 ROLE_LABEL = {
     "vae": "VAE (ae.safetensors)",
+    "qwen_vae": "VAE (qwen_image_vae.safetensors)",
     "clip_l": "CLIP-L text encoder (clip_l.safetensors)",
     "clip_g": "CLIP-G text encoder (clip_g.safetensors)",
-    "t5xxl": "T5-XXL text encoder (t5xxl_fp16.safetensors)",
+    "t5xxl": "T5-XXL text encoder (t5xxl_fp16.safetensors, or a .gguf)",
+    "qwen25vl": "Qwen2.5-VL text encoder (qwen_2.5_vl_7b.safetensors, or a .gguf)",
+    "qwen3": "Qwen3-4B text encoder (qwen_3_4b.safetensors, or a .gguf)",
 }
 # Where a full checkpoint keeps each part (Stability's, ComfyUI's saves); "" a file of its own.
 PART_PREFIXES = (
@@ -480,57 +522,94 @@ PART_PREFIXES = (
     "text_encoders.clip_g.transformer.",
     "text_encoders.t5xxl.transformer.",
 )
-PART_SUFFIXES = (".safetensors", ".sft")
+PART_SUFFIXES = (".safetensors", ".sft", ".gguf")
 MAX_PART_FILES = 200  # part files whose headers are read, in all
-# T5's tokenizer as ComfyUI (inside its code) and Forge keep it, relative to the tool's folder.
-TOOL_T5_TOKENIZERS = (
-    "comfy/text_encoders/t5_tokenizer",
-    "comfy/t5_tokenizer",
-    "backend/huggingface/black-forest-labs/FLUX.1-dev/tokenizer_2",
-)
-T5_HUB_REPOS = ("google/t5-v1_1-xxl",)
+# The tokenizers as ComfyUI (inside its code) and Forge keep them, relative to the tool's folder.
+TOOL_TOKENIZERS = {
+    "t5": (
+        "comfy/text_encoders/t5_tokenizer",
+        "comfy/t5_tokenizer",
+        "backend/huggingface/black-forest-labs/FLUX.1-dev/tokenizer_2",
+    ),
+    "qwen": (
+        "comfy/text_encoders/qwen25_tokenizer",
+        "backend/huggingface/Qwen/Qwen-Image/tokenizer",
+    ),
+}
+# A folder of that name beside the model file or its parts.
+TOKENIZER_FOLDERS = {"t5": ("t5_tokenizer",), "qwen": ("qwen25_tokenizer", "qwen_tokenizer")}
+TOKENIZER_HUB_REPOS = {
+    "t5": ("google/t5-v1_1-xxl",),
+    "qwen": ("Qwen/Qwen2.5-VL-7B-Instruct", "Qwen/Qwen3-4B"),
+}
 
 
 @dataclass(frozen=True)
 class PartFile:
-    """One part inside a file: its kind ("vae", "clip", "t5") and the shape that tells which
-    model it is (a VAE's decoder input, a text encoder's token embedding)."""
+    """One part inside a file: its kind ("vae", "qwen_vae", "clip", "t5", "qwen") and the shape
+    that tells which model it is (a VAE's decoder input, a text encoder's token embedding)."""
 
     path: Path
     prefix: str  # where its tensors' names start ("" for a file of its own)
     kind: str
     shape: tuple[int, ...]
-    fp8: bool
+    fp8: bool  # 8 bits or fewer (fp8, or a quantised GGUF): full precision is preferred
     rank: int  # 0: the model file itself, 1: named in .companion, 2: found
+
+    @property
+    def is_gguf(self) -> bool:
+        return self.path.suffix.lower() == ".gguf"
+
+
+# A part's kind → (the names of the tensor whose shape tells the model, a tensor it must have).
+_PART_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "vae": (("decoder.conv_in.weight",), ()),
+    "qwen_vae": (("decoder.conv1.weight", "decoder.conv_in.weight"), ()),  # Wan's, diffusers'
+    "clip": (
+        ("text_model.embeddings.token_embedding.weight", "embeddings.token_embedding.weight"),
+        (),
+    ),
+    "t5": (
+        ("shared.weight", "encoder.embed_tokens.weight"),
+        ("encoder.block.0.layer.0.SelfAttention.q.weight",),
+    ),
+    "qwen": (  # ComfyUI's and transformers 4's names, transformers 5's, a bare Qwen3Model's
+        (
+            "model.embed_tokens.weight",
+            "model.language_model.embed_tokens.weight",
+            "embed_tokens.weight",
+        ),
+        (
+            "model.layers.0.self_attn.q_proj.weight",
+            "model.language_model.layers.0.self_attn.q_proj.weight",
+            "layers.0.self_attn.q_proj.weight",
+        ),
+    ),
+}
+# GGUF text encoders (llama.cpp's names): the architecture written in the file → the kind.
+_GGUF_KINDS = {"t5": "t5", "t5encoder": "t5", "qwen2": "qwen", "qwen2vl": "qwen", "qwen3": "qwen"}
 
 
 def identify_parts(path: Path, rank: int) -> list[PartFile]:
-    """The parts a .safetensors file holds, from its header alone ([] if none or unreadable)."""
+    """The parts a .safetensors (or GGUF) file holds, from its header alone ([] if none or
+    unreadable; a GGUF named in `<file>.companion` that cannot be read is one sentence)."""
+    if path.suffix.lower() == ".gguf":
+        return _identify_gguf_part(path, rank)
     try:
         header = safetensors_header(path)
     except Exception:  # noqa: BLE001 - not a part file the studio can read: not a candidate
         return []
     found = []
     for prefix in PART_PREFIXES:
-        for kind, names in (
-            ("vae", ("decoder.conv_in.weight",)),
-            (
-                "clip",
-                (
-                    "text_model.embeddings.token_embedding.weight",
-                    "embeddings.token_embedding.weight",
-                ),
-            ),
-            ("t5", ("shared.weight", "encoder.embed_tokens.weight")),
-        ):
+        for kind, (names, required) in _PART_KINDS.items():
             key = next((prefix + n for n in names if prefix + n in header), None)
             if key is None or not isinstance(header[key], dict):
                 continue
-            if kind == "t5" and prefix + "encoder.block.0.layer.0.SelfAttention.q.weight" not in (
-                header
-            ):
+            if required and not any(prefix + r in header for r in required):
                 continue
             shape = tuple(int(d) for d in header[key].get("shape", ()))
+            if (kind == "vae" and len(shape) != 4) or (kind == "qwen_vae" and len(shape) != 5):
+                continue  # a 2D VAE's decoder input is 4-dimensional, a Wan-style one's 5
             fp8 = any(  # any weight of the part in 8 bits (scaled fp8 files keep some at 16)
                 str(entry.get("dtype", "")).startswith("F8")
                 for name, entry in header.items()
@@ -540,22 +619,66 @@ def identify_parts(path: Path, rank: int) -> list[PartFile]:
     return found
 
 
+def _identify_gguf_part(path: Path, rank: int) -> list[PartFile]:
+    """A GGUF text encoder (T5's encoder, Qwen2/2.5-VL's or Qwen3's language model, as
+    llama.cpp writes them): its kind from the architecture, its shape from `token_embd`."""
+    try:
+        reader = _gguf_reader(path)
+        field = reader.fields.get("general.architecture")
+        arch = bytes(field.parts[field.data[0]]).decode("utf-8") if field else ""
+        embedding = next((t for t in reader.tensors if t.name == "token_embd.weight"), None)
+        quantised = any(t.tensor_type.name not in ("F32", "F16", "BF16") for t in reader.tensors)
+    except ModelError:
+        if rank < 2:  # named by the artist: say what is wrong with it
+            raise
+        return []
+    except Exception:  # noqa: BLE001 - damaged: as unreadable
+        if rank < 2:
+            raise _damaged_gguf(path) from None
+        return []
+    kind = _GGUF_KINDS.get(arch)
+    if kind is None or embedding is None:
+        return []  # a transformer GGUF, or another model's
+    shape = tuple(int(d) for d in reversed(list(embedding.shape)))
+    return [PartFile(path, "", kind, shape, quantised, rank)]
+
+
+def _gguf_reader(path: Path) -> Any:
+    gguf = gguf_module()
+    if not is_regular_file(path):
+        raise ValueError("not a regular file")
+    return gguf.GGUFReader(str(path))
+
+
+def _damaged_gguf(path: Path) -> ModelError:
+    return ModelError(
+        f"'{printable(path.name)}' is not a readable GGUF file (damaged or incompletely "
+        "downloaded): download it again."
+    )
+
+
 def _expected_shape(config: dict[str, Any], kind: str) -> tuple[int, ...]:
     if kind == "vae":
         return (config["block_out_channels"][-1], config["latent_channels"], 3, 3)
+    if kind == "qwen_vae":
+        return (config["base_dim"] * config["dim_mult"][-1], config["z_dim"], 3, 3, 3)
     if kind == "clip":
         return (config["vocab_size"], config["hidden_size"])
+    if kind == "qwen":  # Qwen2.5-VL's language model is its text_config (transformers 5)
+        text = config.get("text_config") or config
+        return (text["vocab_size"], text["hidden_size"])
     return (config["vocab_size"], config["d_model"])
 
 
 def _name_hint(path: Path, family: Any) -> int:
     """How much a file's name says it is this family's part (ComfyUI's names): 1 for ae or
-    flux for Flux, sd3 for SD 3; -1 for a name of the other family (its VAE has the same
-    shapes but not the same weights: such a file found is passed over); else 0."""
+    flux for Flux's VAE (Chroma's and Z-Image's too), sd3 for SD 3; -1 for a name of the
+    other (its VAE has the same shapes but not the same weights: such a file found is passed
+    over); else 0."""
     stem = path.stem.lower()
     flux = stem == "ae" or "flux" in stem
     sd3 = "sd3" in stem or "sd35" in stem
-    if family.name.startswith("flux"):
+    if family.name != "sd3":
         return 1 if flux else -1 if sd3 else 0
     return 1 if sd3 else -1 if flux else 0
 
@@ -644,17 +767,45 @@ def choose_parts(
 
 
 def is_tokenizer_folder(folder: Path) -> bool:
-    return is_regular_file(folder / "tokenizer.json") or is_regular_file(folder / "spiece.model")
+    return tokenizer_kind(folder) is not None
 
 
-def find_t5_tokenizer(info: FileInfo, sidecar: Sidecar | None) -> Path | None:
-    """A folder with T5's tokenizer: named in `<file>.companion`; ComfyUI's or Forge's own
-    copy in the tool folder the model lies in; a t5_tokenizer folder beside the model or
-    among the text encoders; the family's repo or google/t5-v1_1-xxl in the local cache."""
+def tokenizer_kind(folder: Path) -> str | None:
+    """What tokenizer a folder holds, from its files: "t5" (SentencePiece), "qwen"
+    (byte-level BPE), "clip", or None."""
+    config: dict[str, Any] = {}
+    if is_regular_file(folder / "tokenizer_config.json"):
+        try:
+            config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            config = {}
+    named = str(config.get("tokenizer_class", "") if isinstance(config, dict) else "")
+    if "CLIP" in named:
+        return "clip"
+    if is_regular_file(folder / "spiece.model"):
+        return "t5"
+    if is_regular_file(folder / "vocab.json") and is_regular_file(folder / "merges.txt"):
+        return "qwen"
+    tokenizer = folder / "tokenizer.json"
+    if is_regular_file(tokenizer) and tokenizer.stat().st_size < 64 * 1024 * 1024:
+        try:
+            model = json.loads(tokenizer.read_text(encoding="utf-8")).get("model", {})
+        except (OSError, ValueError, AttributeError):
+            return None
+        return {"Unigram": "t5", "BPE": "qwen"}.get(str(model.get("type")))
+    return None
+
+
+def find_tokenizer(info: FileInfo, sidecar: Sidecar | None) -> Path | None:
+    """A folder with the tokenizer the studio cannot ship (T5's, Qwen's): named in
+    `<file>.companion`; ComfyUI's or Forge's own copy in the tool folder the model lies in; a
+    t5_tokenizer (qwen25_tokenizer) folder beside the model or among the text encoders; the
+    family's repo or the text encoder's own in the local cache."""
     from studio.core import models_folder
 
     family = info.family
     assert family is not None
+    slot, kind = FAMILY_TOKENIZER[family.name]
     candidates = list(sidecar.tokenizers) if sidecar is not None else []
     tools = [parent for parent in list(info.path.parents)[:5] if _has_part_folders(parent)]
     chosen = models_folder.models_dir()
@@ -662,19 +813,17 @@ def find_t5_tokenizer(info: FileInfo, sidecar: Sidecar | None) -> Path | None:
         tools.append(chosen)
     for tool in tools:
         for top in (tool, tool.parent):
-            candidates += [top / relative for relative in TOOL_T5_TOKENIZERS]
-    candidates.append(info.path.parent / "t5_tokenizer")
-    for folder in part_folders(info.path):
-        candidates.append(folder / "t5_tokenizer")
+            candidates += [top / relative for relative in TOOL_TOKENIZERS[kind]]
+    for folder in [info.path.parent, *part_folders(info.path)]:
+        candidates += [folder / name for name in TOKENIZER_FOLDERS[kind]]
     for candidate in candidates:
-        if is_tokenizer_folder(candidate):
+        if tokenizer_kind(candidate) == kind:
             return candidate
-    slot = T5_TOKENIZER_SLOT[family.name]
     for repo, subfolder in [(r, slot) for r in HUB_COMPANIONS.get(family.name, ())] + [
-        (r, "") for r in T5_HUB_REPOS
+        (r, "") for r in TOKENIZER_HUB_REPOS[kind]
     ]:
         folder = _cached_file_folder(repo, f"{subfolder}/tokenizer_config.json".lstrip("/"))
-        if folder is not None and is_tokenizer_folder(folder):
+        if folder is not None and tokenizer_kind(folder) == kind:
             return folder
     return None
 
@@ -702,11 +851,20 @@ def parts_hint(path: Path, family: Any, missing: list[str]) -> str:
     )
 
 
-def t5_tokenizer_hint(path: Path) -> str:
+def tokenizer_hint(path: Path, kind: str) -> str:
+    """One sentence: the tokenizer the studio cannot ship, and where to put it."""
+    name = printable(path.name)
+    if kind == "qwen":
+        return (
+            "Qwen's tokenizer does not come with the studio (no package it installs carries "
+            "it): write a folder that holds it (ComfyUI's comfy/text_encoders/qwen25_tokenizer, "
+            f"or Qwen-Image's or Z-Image-Turbo's tokenizer folder) as a line into '{name}"
+            ".companion', or have 'Qwen/Qwen2.5-VL-7B-Instruct' in the local Hugging Face cache."
+        )
     return (
         "T5's tokenizer does not come with the studio (no package it installs carries it): "
         "write a folder that holds it (ComfyUI's comfy/text_encoders/t5_tokenizer, or "
-        f"FLUX.1-dev's tokenizer_2) as a line into '{printable(path.name)}.companion', or "
+        f"FLUX.1-dev's tokenizer_2) as a line into '{name}.companion', or "
         "have 'google/t5-v1_1-xxl' in the local Hugging Face cache."
     )
 
@@ -716,6 +874,8 @@ def read_part(part: PartFile) -> dict[str, Any]:
     weight) multiplied out."""
     from safetensors import safe_open
 
+    if part.is_gguf:
+        return read_gguf_text_encoder(part.path, part.kind)
     tensors: dict[str, Any] = {}
     with safe_open(str(part.path), framework="pt") as handle:
         for key in handle.keys():  # noqa: SIM118 - safe_open has no __iter__
@@ -739,6 +899,8 @@ def load_part(part: PartFile, role: str, component: str, folder: Path, dtype: An
     from diffusers.loaders import single_file_utils as sfu
 
     tensors = read_part(part)
+    if role == "qwen_vae":
+        return _load_qwen_vae(tensors, folder, dtype)
     if role == "vae":
         if any(k.startswith("decoder.up_blocks.") for k in tensors):  # saved by diffusers
             vae = diffusers.AutoencoderKL.from_config(
@@ -763,6 +925,8 @@ def load_part(part: PartFile, role: str, component: str, folder: Path, dtype: An
         )  # fmt: skip
         model.encoder.embed_tokens = model.shared  # tied, as in T5 (the files keep one copy)
         return model.eval()
+    if ROLE_KIND[role] == "qwen":
+        return load_language_model(cls, folder / component, tensors, dtype)
     # CLIP: as ComfyUI keeps it (transformers' names), placed where diffusers looks for it
     prefix = f"text_encoders.{role}.transformer."
     prefixed = {
@@ -775,6 +939,189 @@ def load_part(part: PartFile, role: str, component: str, folder: Path, dtype: An
         local_files_only=True,
     )  # fmt: skip
     return model.eval()
+
+
+def _load_qwen_vae(tensors: dict[str, Any], folder: Path, dtype: Any) -> Any:
+    """Qwen-Image's VAE from Wan 2.1's original names (ComfyUI's qwen_image_vae) or
+    diffusers' own."""
+    import accelerate
+    import diffusers
+
+    config = diffusers.AutoencoderKLQwenImage.load_config(folder, subfolder="vae")
+    if "decoder.conv_in.weight" not in tensors:
+        tensors = wan_vae_to_diffusers(tensors, int(config.get("num_res_blocks", 2)))
+    with accelerate.init_empty_weights():
+        vae = diffusers.AutoencoderKLQwenImage.from_config(config)
+    vae.load_state_dict({k: v.to(dtype) for k, v in tensors.items()}, strict=True, assign=True)
+    return vae.eval()
+
+
+_WAN_RESIDUAL = {
+    "residual.0.gamma": "norm1.gamma",
+    "residual.2.": "conv1.",
+    "residual.3.gamma": "norm2.gamma",
+    "residual.6.": "conv2.",
+    "shortcut.": "conv_shortcut.",
+}
+
+
+def wan_vae_to_diffusers(checkpoint: dict[str, Any], num_res_blocks: int) -> dict[str, Any]:
+    """A Wan 2.1-style VAE (Qwen-Image's) in its original names → diffusers'. diffusers' own
+    conversion (convert_wan_vae_to_diffusers) assumes two residual blocks a level; this one
+    takes their number from the config, so smaller models (tests) convert too."""
+
+    def residual(rest: str) -> str:
+        for old, new in _WAN_RESIDUAL.items():
+            if rest.startswith(old):
+                return new + rest[len(old) :]
+        return rest
+
+    per_level = num_res_blocks + 2  # the decoder's resnets, then its upsampler
+    out: dict[str, Any] = {}
+    for key, value in checkpoint.items():
+        new = key
+        if key.startswith(("conv1.", "conv2.")):
+            new = ("quant_conv." if key.startswith("conv1.") else "post_quant_conv.") + key[6:]
+        elif match := re.match(r"^(encoder|decoder)\.(.+)$", key):
+            side, rest = match.groups()
+            if rest.startswith("conv1."):
+                rest = "conv_in." + rest[6:]
+            elif rest.startswith("head.0."):
+                rest = "norm_out." + rest[7:]
+            elif rest.startswith("head.2."):
+                rest = "conv_out." + rest[7:]
+            elif found := re.match(r"^middle\.(\d+)\.(.+)$", rest):
+                index, tail = int(found.group(1)), found.group(2)
+                if index == 1:
+                    rest = "mid_block.attentions.0." + tail
+                else:
+                    rest = f"mid_block.resnets.{index // 2}." + residual(tail)
+            elif found := re.match(r"^downsamples\.(\d+)\.(.+)$", rest):
+                rest = f"down_blocks.{found.group(1)}." + residual(found.group(2))
+            elif found := re.match(r"^upsamples\.(\d+)\.(.+)$", rest):
+                level, offset = divmod(int(found.group(1)), per_level)
+                if offset <= num_res_blocks:
+                    rest = f"up_blocks.{level}.resnets.{offset}." + residual(found.group(2))
+                else:
+                    rest = f"up_blocks.{level}.upsamplers.0." + found.group(2)
+            new = f"{side}.{rest}"
+        out[new] = value
+    return out
+
+
+def load_language_model(cls: Any, config_folder: Path, tensors: dict[str, Any], dtype: Any) -> Any:
+    """A Qwen text encoder (Qwen2.5-VL for Qwen-Image, Qwen3 for Z-Image) from its tensors in
+    any of the layouts files have: ComfyUI's and transformers 4's (`model.layers.`, `visual.`),
+    transformers 5's (`model.language_model.`), a bare model's (`layers.`). Its weights are
+    placed as they are (no random initialisation of a 4-8 B model first). Tensors the text
+    prompt never reaches (the vision tower, the output head), if the file has none, are zeros."""
+    import accelerate
+    import torch
+
+    config = cls.config_class.from_pretrained(config_folder)
+    with accelerate.init_empty_weights():
+        model = cls(config)
+    targets = model.state_dict()
+    placed: dict[str, Any] = {}
+    for key, value in tensors.items():
+        bare = key.removeprefix("model.").removeprefix("language_model.")
+        for candidate in (
+            key,
+            bare,
+            "model.language_model." + bare,
+            "model." + key,  # visual. → model.visual.
+        ):
+            if candidate in targets:
+                placed[candidate] = value.to(dtype)
+                break
+    missing = [k for k in targets if k not in placed]
+    essential = [k for k in missing if not k.startswith(("model.visual.", "lm_head."))]
+    if essential or not placed:
+        raise KeyError(f"missing {essential[:3]}")
+    model.load_state_dict(placed, strict=False, assign=True)
+    for name in missing:
+        module_name, _, attribute = name.rpartition(".")
+        module = model.get_submodule(module_name)
+        zeros = torch.zeros(targets[name].shape, dtype=dtype)
+        setattr(module, attribute, torch.nn.Parameter(zeros, requires_grad=False))
+    if missing:
+        log.info("%s: %d tensors not in the file, left at zero (%s)", cls.__name__, len(missing),
+                 missing[0])  # fmt: skip
+    return model.eval()
+
+
+# llama.cpp's tensor names (GGUF text encoders) → transformers' (T5's encoder; Qwen's language
+# model in ComfyUI's and transformers 4's layout); `{}` is the block number.
+_GGUF_T5_NAMES = {
+    "token_embd": "shared",
+    "enc.output_norm": "encoder.final_layer_norm",
+    "enc.blk.{}.attn_q": "encoder.block.{}.layer.0.SelfAttention.q",
+    "enc.blk.{}.attn_k": "encoder.block.{}.layer.0.SelfAttention.k",
+    "enc.blk.{}.attn_v": "encoder.block.{}.layer.0.SelfAttention.v",
+    "enc.blk.{}.attn_o": "encoder.block.{}.layer.0.SelfAttention.o",
+    "enc.blk.{}.attn_rel_b": "encoder.block.{}.layer.0.SelfAttention.relative_attention_bias",
+    "enc.blk.{}.attn_norm": "encoder.block.{}.layer.0.layer_norm",
+    "enc.blk.{}.ffn_gate": "encoder.block.{}.layer.1.DenseReluDense.wi_0",
+    "enc.blk.{}.ffn_up": "encoder.block.{}.layer.1.DenseReluDense.wi_1",
+    "enc.blk.{}.ffn_down": "encoder.block.{}.layer.1.DenseReluDense.wo",
+    "enc.blk.{}.ffn_norm": "encoder.block.{}.layer.1.layer_norm",
+}
+_GGUF_QWEN_NAMES = {
+    "token_embd": "model.embed_tokens",
+    "output_norm": "model.norm",
+    "output": "lm_head",
+    "blk.{}.attn_q": "model.layers.{}.self_attn.q_proj",
+    "blk.{}.attn_k": "model.layers.{}.self_attn.k_proj",
+    "blk.{}.attn_v": "model.layers.{}.self_attn.v_proj",
+    "blk.{}.attn_output": "model.layers.{}.self_attn.o_proj",
+    "blk.{}.attn_q_norm": "model.layers.{}.self_attn.q_norm",
+    "blk.{}.attn_k_norm": "model.layers.{}.self_attn.k_norm",
+    "blk.{}.attn_norm": "model.layers.{}.input_layernorm",
+    "blk.{}.ffn_norm": "model.layers.{}.post_attention_layernorm",
+    "blk.{}.ffn_gate": "model.layers.{}.mlp.gate_proj",
+    "blk.{}.ffn_up": "model.layers.{}.mlp.up_proj",
+    "blk.{}.ffn_down": "model.layers.{}.mlp.down_proj",
+}
+
+
+def read_gguf_text_encoder(path: Path, kind: str) -> dict[str, Any]:
+    """A GGUF text encoder's tensors, dequantised (with the gguf package: transformers reads
+    neither T5's encoder-only files by name nor Qwen2.5-VL's), under transformers' names."""
+    import numpy as np
+    import torch
+
+    gguf = gguf_module()
+    names = _GGUF_T5_NAMES if kind == "t5" else _GGUF_QWEN_NAMES
+    tensors: dict[str, Any] = {}
+    try:
+        for tensor in _gguf_reader(path).tensors:
+            stem, _, end = tensor.name.rpartition(".")
+            block = re.search(r"\.(\d+)\.", f".{stem}.")
+            pattern = stem.replace(f".{block.group(1)}.", ".{}.", 1) if block else stem
+            if pattern not in names:
+                log.info("%s: tensor %s not used", path.name, tensor.name)
+                continue
+            target = names[pattern].format(block.group(1) if block else "")
+            data = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
+            shape = tuple(int(d) for d in reversed(list(tensor.shape)))
+            tensors[f"{target}.{end}"] = torch.from_numpy(np.array(data, np.float32)).reshape(shape)
+    except ModelError:
+        raise
+    except Exception:  # noqa: BLE001 - a damaged or truncated file, whatever gguf says
+        raise _damaged_gguf(path) from None
+    return tensors
+
+
+# Qwen3's chat template as Z-Image uses it (a user turn, then the assistant's, thinking on),
+# for a Qwen tokenizer folder that brings Qwen2.5's (ComfyUI's qwen25_tokenizer) or none.
+QWEN3_CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false %}"
+    "{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}{%- endif %}"
+)
 
 
 # -- shipped configs and tokenizers ---------------------------------------------------------
@@ -985,8 +1332,9 @@ def _component(folder: Path, component: str, dtype: Any) -> Any:
 
 def _load_denoiser(info: FileInfo, dtype: Any, say: Callable[[str, float | None], None]) -> Any:
     """SD 3.x, Flux.1, Chroma, Qwen-Image, Z-Image and GGUF files: the denoiser from the file,
-    the rest of the pipeline from a companion folder or, for Flux.1 and SD 3.x files of the
-    published shapes, from separate part files (ComfyUI's ae, clip_l, clip_g, t5xxl)."""
+    the rest of the pipeline from a companion folder or, for files of the published shapes,
+    from separate part files (ComfyUI's ae, clip_l, clip_g, t5xxl, qwen_image_vae,
+    qwen_2.5_vl_7b, qwen_3_4b)."""
     import diffusers
 
     family, variant, path = info.family, info.variant, info.path
@@ -998,11 +1346,11 @@ def _load_denoiser(info: FileInfo, dtype: Any, say: Callable[[str, float | None]
         sidecar = read_sidecar(path)
         chosen, missing = choose_parts(info, folder, sidecar)
         if not missing:
-            tokenizer = find_t5_tokenizer(info, sidecar)
+            tokenizer = find_tokenizer(info, sidecar)
             if tokenizer is None:
                 raise ModelError(
                     f"'{printable(path.name)}' and its parts were found, but "
-                    + t5_tokenizer_hint(path)
+                    + tokenizer_hint(path, FAMILY_TOKENIZER[family.name][1])
                 )
             return _load_with_parts(info, folder, chosen, tokenizer, dtype, say)
     if companion is None:
@@ -1076,12 +1424,12 @@ def _load_with_parts(
     info: FileInfo,
     folder: Path,
     chosen: dict[str, PartFile],
-    t5_tokenizer: Path,
+    tokenizer_folder: Path,
     dtype: Any,
     say: Callable[[str, float | None], None],
 ) -> Any:
     """The pipeline of a transformer-only file and its separate parts, every config shipped:
-    CLIP tokenizers built from the shipped vocabulary, T5's from the folder found."""
+    CLIP tokenizers built from the shipped vocabulary, T5's or Qwen's from the folder found."""
     import diffusers
     import transformers
 
@@ -1089,8 +1437,8 @@ def _load_with_parts(
     assert family is not None and variant is not None
     names = ", ".join(dict.fromkeys(printable(p.path.name) for p in chosen.values()))
     say(f"Loading {printable(path.name)} with {names}…", None)
-    log.info("loading %s as %s with %s and T5's tokenizer from %s", path, family.name,
-             {c: str(p.path) for c, p in chosen.items()}, t5_tokenizer)  # fmt: skip
+    log.info("loading %s as %s with %s and the tokenizer of %s", path, family.name,
+             {c: str(p.path) for c, p in chosen.items()}, tokenizer_folder)  # fmt: skip
     components: dict[str, Any] = {
         "transformer": _denoiser(info, CONFIGS_DIR / variant.name, dtype),
         "scheduler": diffusers.FlowMatchEulerDiscreteScheduler.from_pretrained(
@@ -1101,7 +1449,9 @@ def _load_with_parts(
     for component, part in chosen.items():
         try:
             components[component] = load_part(part, roles[component], component, folder, dtype)
-        except (ValueError, KeyError, RuntimeError):
+        except ModelError:
+            raise
+        except (ValueError, KeyError, RuntimeError, AttributeError):
             raise ModelError(
                 f"'{printable(part.path.name)}' is not the {ROLE_LABEL[roles[component]]} of "
                 f"{family.label} it looks like (damaged, or another model's): replace it or "
@@ -1112,15 +1462,24 @@ def _load_with_parts(
         components[slot] = transformers.CLIPTokenizer.from_pretrained(
             folder, subfolder=slot, local_files_only=True
         )
+    slot, kind = FAMILY_TOKENIZER[family.name]
     try:
-        components[T5_TOKENIZER_SLOT[family.name]] = transformers.T5TokenizerFast.from_pretrained(
-            t5_tokenizer, local_files_only=True
-        )
-    except (OSError, ValueError):
+        if kind == "t5":
+            tokenizer = transformers.T5TokenizerFast.from_pretrained(
+                tokenizer_folder, local_files_only=True
+            )
+        else:
+            tokenizer = transformers.Qwen2Tokenizer.from_pretrained(
+                tokenizer_folder, local_files_only=True
+            )
+            if family.name == "z-image" and "enable_thinking" not in str(tokenizer.chat_template):
+                tokenizer.chat_template = QWEN3_CHAT_TEMPLATE  # Qwen2.5's would add a system turn
+    except (OSError, ValueError, TypeError):
         raise ModelError(
-            f"The folder '{printable(t5_tokenizer.name)}' does not hold a readable T5 tokenizer: "
-            + t5_tokenizer_hint(path)
+            f"The folder '{printable(tokenizer_folder.name)}' does not hold a readable "
+            f"{'T5' if kind == 't5' else 'Qwen'} tokenizer: " + tokenizer_hint(path, kind)
         ) from None
+    components[slot] = tokenizer
     return getattr(diffusers, family.pipelines["txt2img"])(**components)
 
 

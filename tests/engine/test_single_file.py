@@ -394,22 +394,47 @@ def test_every_shipped_config_builds_the_published_model(variant: str) -> None:
                 len(model.transformer_blocks) == 19 and len(model.single_transformer_blocks) == 38
             )
             assert model.config.guidance_embeds == (variant == "flux-dev")
+        elif variant == "chroma":
+            shapes["img_in.weight"] = model.x_embedder.weight.shape
+            shapes["txt_in.weight"] = model.context_embedder.weight.shape
+            approximator = model.distilled_guidance_layer.in_proj.weight.shape
+            shapes["distilled_guidance_layer.in_proj.weight"] = approximator
+        elif variant == "qwen-image":
+            shapes["img_in.weight"] = model.img_in.weight.shape
+            shapes["txt_in.weight"] = model.txt_in.weight.shape
+            assert len(model.transformer_blocks) == 60
+        elif variant == "z-image":
+            shapes["x_embedder.weight"] = model.all_x_embedder["2-1"].weight.shape
+            shapes["cap_embedder.1.weight"] = model.cap_embedder[1].weight.shape
+            assert len(model.layers) == 30
         else:
             shapes["x_embedder.proj.weight"] = model.pos_embed.proj.weight.shape
             shapes["pos_embed"] = model.pos_embed.pos_embed.shape
     for component, model in built.items():
-        if type(model).__name__ == "T5EncoderModel":  # T5-XXL's encoder (Flux, SD 3.x)
+        if type(model).__name__ == "T5EncoderModel":  # T5-XXL's encoder (Flux, SD 3.x, Chroma)
             assert (model.config.vocab_size, model.config.d_model) == (32128, 4096)
             assert len(model.encoder.block) == 24
+        elif variant in ("qwen-image", "z-image") and component == "text_encoder":
+            embedding = model.get_input_embeddings().weight.shape  # Qwen2.5-VL-7B, Qwen3-4B
+            assert tuple(embedding) == (
+                (152064, 3584) if variant == "qwen-image" else (151936, 2560)
+            )
+            config = json.loads((folder / component / "config.json").read_text())
+            assert single_file._expected_shape(config, "qwen") == tuple(embedding)
         elif component.startswith("text_encoder"):
             width = model.config.hidden_size
             assert model.config.vocab_size == 49408 and width in (768, 1024, 1280)
-    if variant.startswith(("flux", "sd3")):  # the parts ComfyUI keeps as separate files
+    if variant == "qwen-image":  # a Wan-style VAE, told by its decoder's input
+        config = json.loads((folder / "vae" / "config.json").read_text())
+        expected_shape = single_file._expected_shape(config, "qwen_vae")
+        assert tuple(built["vae"].decoder.conv_in.weight.shape) == expected_shape
+    elif variant.startswith(("flux", "sd3", "chroma", "z-image")):  # ComfyUI's separate parts
         vae = built["vae"]
         assert vae.config.latent_channels == 16 and not vae.config.use_quant_conv
-        flux = variant.startswith("flux")
+        flux = not variant.startswith("sd3")  # Chroma and Z-Image use Flux.1's VAE
         expected = (0.3611, 0.1159) if flux else (1.5305, 0.0609)
         assert (vae.config.scaling_factor, vae.config.shift_factor) == expected
+    if variant.startswith(("flux", "sd3")):
         assert built["text_encoder"].config.hidden_size == 768  # CLIP-L
         if variant.startswith("sd3"):
             assert built["text_encoder_2"].config.hidden_size == 1280  # OpenCLIP bigG
@@ -1280,5 +1305,189 @@ def test_published_flux_parts_are_chosen_from_the_models_folder_by_shape_name_an
     }
     (forge / "VAE" / "ae.safetensors").unlink()  # SD 3.5's is not taken instead
     with pytest.raises(ModelError, match=r"its VAE \(ae\.safetensors\) was not found") as caught:
+        single_file.load(path, DiffusionPipeline, torch.float32)
+    assert "\n" not in str(caught.value)
+
+
+# -- Chroma, Qwen-Image and Z-Image with separate parts; GGUF text encoders ------------------
+
+
+def diffusers_to_wan_vae(state: dict, num_res_blocks: int) -> dict:
+    """AutoencoderKLQwenImage → Wan 2.1's original names (ComfyUI's qwen_image_vae)."""
+    residual = {
+        "norm1.gamma": "residual.0.gamma",
+        "conv1.": "residual.2.",
+        "norm2.gamma": "residual.3.gamma",
+        "conv2.": "residual.6.",
+        "conv_shortcut.": "shortcut.",
+    }
+
+    def res(rest: str) -> str:
+        return next((o + rest[len(n) :] for n, o in residual.items() if rest.startswith(n)), rest)
+
+    out = {}
+    for key, value in state.items():
+        side, _, rest = key.partition(".")
+        if side in ("quant_conv", "post_quant_conv"):
+            new = ("conv1." if side == "quant_conv" else "conv2.") + rest
+        elif rest.startswith(("conv_in.", "norm_out.", "conv_out.")):
+            head, _, end = rest.partition(".")
+            original = {"conv_in": "conv1", "norm_out": "head.0", "conv_out": "head.2"}[head]
+            new = f"{side}.{original}.{end}"
+        elif rest.startswith("mid_block.attentions.0."):
+            new = f"{side}.middle.1." + rest.removeprefix("mid_block.attentions.0.")
+        elif rest.startswith("mid_block.resnets."):
+            index, _, tail = rest.removeprefix("mid_block.resnets.").partition(".")
+            new = f"{side}.middle.{2 * int(index)}." + res(tail)
+        elif rest.startswith("down_blocks."):
+            index, _, tail = rest.removeprefix("down_blocks.").partition(".")
+            new = f"{side}.downsamples.{index}." + res(tail)
+        else:  # up_blocks.L.resnets.R.* / up_blocks.L.upsamplers.0.*
+            _, level, group, index, tail = rest.split(".", 4)
+            at = int(level) * (num_res_blocks + 2)
+            at += int(index) if group == "resnets" else num_res_blocks + 1
+            new = f"{side}.upsamples.{at}." + (res(tail) if group == "resnets" else tail)
+        out[new] = value
+    return out
+
+
+def comfy_qwen(model) -> dict:  # noqa: ANN001
+    """A Qwen text encoder as ComfyUI's qwen_2.5_vl_7b / qwen_3_4b files keep it
+    (transformers 4's names: model.layers., visual., lm_head)."""
+    out = {}
+    for key, value in model.state_dict().items():
+        if key.startswith("model.language_model."):
+            key = "model." + key.removeprefix("model.language_model.")
+        elif key.startswith("model.visual."):
+            key = key.removeprefix("model.")
+        elif not key.startswith(("model.", "lm_head.")):  # a bare Qwen3Model
+            key = "model." + key
+        out[key] = value.contiguous()
+    return out
+
+
+def text_encoder_to_gguf(model, path: Path, quantize: bool) -> Path:  # noqa: ANN001
+    """A text encoder as llama.cpp writes it (names from gguf's own tensor map)."""
+    import gguf
+
+    t5 = type(model).__name__ == "T5EncoderModel"
+    arch = {"T5EncoderModel": gguf.MODEL_ARCH.T5ENCODER, "Qwen3Model": gguf.MODEL_ARCH.QWEN3}.get(
+        type(model).__name__,
+        gguf.MODEL_ARCH.QWEN2VL,  # Qwen2.5-VL's language model
+    )
+    layers = model.config.num_layers if t5 else 2
+    names = gguf.get_tensor_name_map(arch, layers)
+    state = comfy_t5(model, torch.float32) if t5 else comfy_qwen(model)
+    writer = gguf.GGUFWriter(str(path), arch=gguf.MODEL_ARCH_NAMES[arch])
+    q8 = gguf.GGMLQuantizationType.Q8_0
+    for key, tensor in state.items():
+        if key.startswith("visual."):
+            continue  # GGUF text encoders hold the language model alone
+        stem, _, end = key.rpartition(".")
+        data = tensor.detach().float().numpy()
+        name = f"{names.get_name(stem)}.{end}"
+        if quantize and data.ndim == 2 and data.shape[-1] % 32 == 0 and "token" not in name:
+            writer.add_tensor(name, gguf.quants.quantize(data, q8), raw_dtype=q8)
+        else:
+            writer.add_tensor(name, data)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.mark.parametrize("family", ["chroma", "qwen_image", "z_image"])
+def test_chroma_qwen_image_and_z_image_files_load_with_separate_parts_and_gguf_text_encoders(
+    family: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ComfyUI's layout for each: the transformer in its original names in
+    models/diffusion_models, the VAE (Flux's ae; Qwen-Image's in Wan's names) in models/vae,
+    the text encoder (T5; Qwen2.5-VL or Qwen3 in ComfyUI's names) in models/text_encoders,
+    the tokenizer where ComfyUI keeps its own: offline, the pixels of the folder the files
+    were written from. Then the text encoder as a GGUF instead, as low-VRAM users have it:
+    the same pixels at full precision, close ones at Q8_0."""
+    from tests.engine.tiny_families import make_pipeline
+
+    base = make_pipeline(family)
+    reference_folder = tmp_path / "reference"
+    base.save_pretrained(reference_folder, safe_serialization=True)
+    reference = _folder_pipe(reference_folder)
+    expected = _pixels(reference)
+    state = base.transformer.state_dict()
+    if family == "chroma":
+        transformer = {k: v.contiguous() for k, v in chroma_to_original(state).items()}
+        signature = ("img_in.weight", "txt_in.weight", "distilled_guidance_layer.in_proj.weight")
+    elif family == "z_image":
+        transformer = z_image_to_original(state)
+        signature = ("x_embedder.weight", "cap_embedder.1.weight")
+    else:  # Qwen-Image is published in diffusers' names; ComfyUI's prefix before them
+        transformer = {f"model.diffusion_model.{k}": v.contiguous() for k, v in state.items()}
+        signature = ("img_in.weight", "txt_in.weight")
+    variant = family.replace("_", "-")
+    shapes = {
+        k.removeprefix("model.diffusion_model."): tuple(v.shape) for k, v in transformer.items()
+    }
+    _as_shipped(monkeypatch, tmp_path, variant, reference_folder, {k: shapes[k] for k in signature})
+
+    comfy = tmp_path / "ComfyUI"
+    models = comfy / "models"
+    for sub in ("diffusion_models", "vae", "text_encoders"):
+        (models / sub).mkdir(parents=True)
+    path = _save(transformer, models / "diffusion_models" / f"{variant}-tiny.safetensors")
+    if family == "qwen_image":
+        vae = diffusers_to_wan_vae(base.vae.state_dict(), base.vae.config.num_res_blocks)
+        _save(vae, models / "vae" / "qwen_image_vae.safetensors")
+    else:
+        vae = vae_to_original(base.vae.state_dict(), base.vae.config)
+        ae = {k.removeprefix("first_stage_model."): v for k, v in vae.items()}
+        _save(ae, models / "vae" / "ae.safetensors")
+    encoders = models / "text_encoders"
+    if family == "chroma":
+        encoder = _save(comfy_t5(base.text_encoder, torch.float32), encoders / "t5xxl.safetensors")
+        tokenizer = comfy / "comfy" / "text_encoders" / "t5_tokenizer"
+    else:
+        name = "qwen_2.5_vl_7b" if family == "qwen_image" else "qwen_3_4b"
+        encoder = _save(comfy_qwen(base.text_encoder), encoders / f"{name}.safetensors")
+        tokenizer = comfy / "comfy" / "text_encoders" / "qwen25_tokenizer"
+    kind = "T5" if family == "chroma" else "Qwen"
+    with pytest.raises(ModelError, match=rf"{kind}'s tokenizer does not come with the studio"):
+        ModelManager().pipeline(str(path), Mode.TEXT_TO_IMAGE)
+    base.tokenizer.save_pretrained(tokenizer)
+
+    manager = ModelManager()
+    pipe = manager.pipeline(str(path), Mode.TEXT_TO_IMAGE)
+    assert family_of(pipe).name == variant and pipe.transformer is not reference.transformer
+    np.testing.assert_allclose(_pixels(pipe), expected, atol=1e-5)
+    manager.unload()
+
+    # the text encoder as a GGUF (llama.cpp's names and architecture), full precision: the
+    # same pixels
+    encoder.unlink()
+    gguf_file = text_encoder_to_gguf(base.text_encoder, encoders / "encoder-F32.gguf", False)
+    pipe = manager.pipeline(str(path), Mode.TEXT_TO_IMAGE)
+    np.testing.assert_allclose(_pixels(pipe), expected, atol=1e-5)
+    manager.unload()
+    if family == "chroma":  # T5 quantised as GGUF files are (Q8_0): close, not equal
+        gguf_file.unlink()
+        text_encoder_to_gguf(base.text_encoder, encoders / "t5-v1_1-xxl-encoder-Q8_0.gguf", True)
+        pipe = manager.pipeline(str(path), Mode.TEXT_TO_IMAGE)
+        np.testing.assert_allclose(_pixels(pipe), expected, atol=0.05)
+
+
+def test_a_damaged_gguf_text_encoder_is_one_sentence(tmp_path: Path) -> None:
+    """A .gguf text encoder named in `<file>.companion` that cannot be read: one sentence
+    naming it, not a traceback."""
+    from diffusers import DiffusionPipeline
+
+    signature = dict(single_file.VARIANTS["chroma"].signature)
+    path = _published_shapes(tmp_path / "chroma-unlocked-v48.safetensors", signature)
+    (tmp_path / "t5-v1_1-xxl-encoder-Q8_0.gguf").write_bytes(b"GGUF\x03\x00\x00\x00garbage")
+    (tmp_path / "chroma-unlocked-v48.safetensors.companion").write_text(
+        "t5-v1_1-xxl-encoder-Q8_0.gguf\n"
+    )
+    with pytest.raises(
+        ModelError, match=r"'t5-v1_1-xxl-encoder-Q8_0\.gguf' is not a readable GGUF"
+    ) as caught:
         single_file.load(path, DiffusionPipeline, torch.float32)
     assert "\n" not in str(caught.value)
