@@ -61,6 +61,9 @@ _UNION_TYPES: dict[str, dict[str, int]] = {
         "canny": 0, "tile": 1, "depth": 2, "blur": 3, "pose": 4, "gray": 5, "low-quality": 6,
     },
 }  # fmt: skip
+# ControlNet pipelines whose call prepares the control image of one ControlNet only (Qwen-
+# Image's inpainting one takes a Multi model but leaves its images unprepared)
+_ONE_AT_A_TIME = {"QwenImageControlNetInpaintPipeline"}
 # Config entries a ControlNet shares with the denoiser it is joined to: the text width it
 # attends to, SDXL's added embeddings, the widths of the residuals it adds (UNets), the
 # transformer's text and pooled widths. A ControlNet of another size fails on the first one.
@@ -386,6 +389,11 @@ def derive(base: Any, mode_name: str, models: list[Any]) -> Any:
                 f"{family.label} models have no union ControlNet pipeline for "
                 f"{_mode_label(mode_name)} in diffusers: use a ControlNet of one control type."
             )
+    if len(models) > 1 and name in _ONE_AT_A_TIME:
+        raise ModelError(
+            f"{family.label} runs one ControlNet at a time in {_mode_label(mode_name)}: remove "
+            "the others."
+        )
     if len(models) == 1:
         controlnet = models[0]
     elif all(unions):
@@ -442,6 +450,16 @@ class ControlCall:
     modes: list[int | None] = field(default_factory=list)
     mode_style: str = ""
     ranged: bool = True  # whether the pipeline takes a start and end (Z-Image's does not)
+    # an inpainting ControlNet's pipeline (SD 3, Qwen-Image): it takes the mask with the
+    # control images and repaints the masked area from noise, with no picture nor strength
+    repaints: bool = False
+
+    def repainting(self, call: dict[str, Any], mask: Image.Image, steps: int) -> dict[str, Any]:
+        """An inpaint call for an inpainting ControlNet's pipeline: the mask goes to the
+        ControlNets with the control images (which they see with the masked area blanked)
+        and every step runs from noise; the pasting back keeps the rest of the picture."""
+        call = {k: v for k, v in call.items() if k not in ("image", "mask_image", "strength")}
+        return {**call, "control_mask": mask, "num_inference_steps": steps}
 
     def arguments(
         self,
@@ -515,9 +533,13 @@ def prepare(
                 f"{family_of(pipe).label}'s ControlNet pipeline acts at every step: set "
                 f"ControlNet {number}'s range to all of the steps (0 to 1)."
             )
+    repaints = "control_mask" in takes
+    _check_inpainting(
+        family_of(pipe).label, mode or request.mode, chosen, acting, counted, repaints
+    )
     numbers = [_union_number(*found) for found in zip(chosen, acting, counted, strict=True)]
     if all(n is None for n in numbers):
-        return pipe, ControlCall(acting, key, ranged=ranged)
+        return pipe, ControlCall(acting, key, ranged=ranged, repaints=repaints)
     if "control_mode" not in takes:
         raise ModelError(
             f"The {family_of(pipe).label} ControlNet pipeline takes no control types: use "
@@ -529,7 +551,39 @@ def prepare(
             f"{family_of(pipe).label} runs a union ControlNet alone or with other union "
             "ones: remove the ControlNets of one control type, or the union one."
         )
-    return pipe, ControlCall(acting, key, numbers, style, ranged)
+    return pipe, ControlCall(acting, key, numbers, style, ranged, repaints)
+
+
+def _inpainting(model: Any) -> bool:
+    """Whether a ControlNet is an inpainting one: it takes the mask as an extra channel of
+    its condition (SD 3's and Qwen-Image's: alimama's, InstantX's inpainting ControlNets)."""
+    config = dict(model.config)
+    return bool(config.get("extra_conditioning_channels") or config.get("extra_condition_channels"))
+
+
+def _check_inpainting(
+    label: str,
+    mode: Mode,
+    models: list[Any],
+    controls: list[Control],
+    numbers: list[int],
+    repaints: bool,
+) -> None:
+    """An inpainting ControlNet's pipeline runs inpainting ControlNets only, and those run
+    in no other pipeline (their condition has the mask's channel): refused in a sentence."""
+    for model, control, number in zip(models, controls, numbers, strict=True):
+        name = printable(control.model)
+        if repaints and not _inpainting(model):
+            raise ModelError(
+                f"{label} inpaints with inpainting ControlNets only (they take the mask): "
+                f"ControlNet {number} ('{name}') is not one. Use an inpainting ControlNet, or "
+                "inpaint without ControlNets."
+            )
+        if not repaints and _inpainting(model):
+            raise ModelError(
+                f"ControlNet {number} ('{name}') is an inpainting ControlNet: it runs in "
+                f"Inpaint mode only, not in {mode.label}."
+            )
 
 
 def _union_number(model: Any, control: Control, number: int) -> int | None:

@@ -325,6 +325,13 @@ class Engine:
         }
         if control is not None and request.inpaint_only_masked:  # the control images' crop
             call.update(control.arguments(request.width, request.height, box, original.size))
+        if control is not None and control.repaints:  # an inpainting ControlNet's pipeline
+            call = control.repainting(call, mask, request.steps)
+            if request.strength < 1:
+                self._note(
+                    f"{family_of(pipe).label}'s inpainting ControlNets repaint the masked area "
+                    f"from noise: the strength ({request.strength:g}) does not apply."
+                )
         painted = self._denoise(pipe, request, call, seeds, "generate", timings)
         return [imaging.paste_into(original, p, box, soft_mask) for p in painted]
 

@@ -773,3 +773,76 @@ def test_z_image_runs_its_controlnet_in_text_to_image(engine, tmp_path) -> None:
     inpaint = {"mode": Mode.INPAINT, "cfg_scale": 3.0, **MODES[Mode.INPAINT]}
     with pytest.raises(ModelError, match="no ControlNet pipeline for Inpaint"):
         engine.run(_request(model, Control(cn, _square()), **inpaint))
+
+
+@pytest.mark.parametrize("family", ["sd3", "qwen_image"])
+def test_sd3_and_qwen_image_inpaint_with_an_inpainting_controlnet(family, tmp_path) -> None:
+    """Their inpainting ControlNets (an extra mask channel: alimama's SD 3, InstantX's
+    Qwen-Image) run in diffusers' ControlNet inpainting pipelines, derived from the model."""
+    from diffusers import QwenImageControlNetModel, SD3ControlNetModel
+
+    engine = Engine()
+    if family == "sd3":
+        pipe, _ = _sd3_with_two_blocks()
+        torch.manual_seed(0)
+        network = SD3ControlNetModel.from_transformer(
+            pipe.transformer, num_layers=1, num_extra_conditioning_channels=1
+        )
+    else:
+        pipe, _ = _qwen_image(tmp_path / "m")
+        config = pipe.transformer.config
+        torch.manual_seed(0)
+        network = QwenImageControlNetModel.from_transformer(
+            pipe.transformer, num_layers=1, attention_head_dim=config.attention_head_dim,
+            num_attention_heads=config.num_attention_heads, extra_condition_channels=4,
+        )  # fmt: skip  # the mask's channel, packed 2×2
+    _loud(network)
+    with torch.no_grad():  # loud: the condition's input layer (zero-initialised) too
+        for name, parameter in network.named_parameters():
+            if name.startswith(("pos_embed_input", "controlnet_x_embedder")):
+                parameter.normal_(0, 1.0, generator=torch.Generator().manual_seed(1))
+    network.save_pretrained(tmp_path / "cn", safe_serialization=True)
+    model, cn = f"tiny-{family}", str(tmp_path / "cn")
+    engine.models.adopt(model, pipe)
+    inpaint = {"mode": Mode.INPAINT, "cfg_scale": 4.0, "mask_blur": 0, **MODES[Mode.INPAINT]}
+    plain = _pixels(engine.run(_request(model, **inpaint)))
+    # the control image is the picture (as the artist's "From picture" makes it): the
+    # ControlNet sees it with the masked area blanked, and the mask
+    picture = _pixels(engine.run(_request(model, Control(cn, _picture()), **inpaint)))
+    circle = _pixels(engine.run(_request(model, Control(cn, _circle()), **inpaint)))
+    inside = np.asarray(_mask()) > 0
+    assert np.abs(picture - plain)[inside].mean() > 1
+    # The ControlNet sees the control image with the hole blanked: another picture around the
+    # hole reaches the hole through attention only. Tiny SD 3 carries it well; tiny Qwen-Image
+    # (one block each, 2 heads) barely (a level at most), but it does at a quarter of them
+    changed = np.abs(picture - circle)[inside]
+    assert changed.mean() > 1 if family == "sd3" else (changed > 0).mean() > 0.05
+    original = np.asarray(_picture(), np.int16)
+    for pixels in (picture, circle):  # the rest of the picture is kept exactly
+        assert np.array_equal(pixels[~inside], original[~inside])
+    zero = Control(cn, _square(), scale=0.0)  # not run: the plain inpaint pipeline's pixels
+    assert np.abs(_pixels(engine.run(_request(model, zero, **inpaint))) - plain).max() <= 1
+    # The inpainting ControlNet's pipeline repaints from noise and leaves the unmasked latents
+    # free (the ControlNet alone holds them to the picture), where the plain one holds them
+    # to the picture's at each step: acting at no step, it is not the plain inpaint but the
+    # text→image picture of the seed, inside the mask
+    late = _pixels(engine.run(_request(model, Control(cn, _picture(), start=0.95), **inpaint)))
+    free = _pixels(engine.run(_request(model, cfg_scale=4.0)))
+    assert np.abs(late - free)[inside].max() <= 1
+    assert np.abs(picture - late)[inside].mean() > 1  # so the ControlNet's steps steered
+    pipeline = engine.models.controlled(model, Mode.INPAINT, [engine.models.controlnets.loaded[cn]])
+    assert type(pipeline).__name__ == INPAINTING_PIPELINES[family]
+    assert pipeline.transformer is engine.models.pipeline(model, Mode.TEXT_TO_IMAGE).transformer
+    # and nowhere else: its condition has the mask's channel
+    with pytest.raises(ModelError) as caught:
+        engine.run(_request(model, Control(cn, _square()), cfg_scale=4.0))
+    assert str(caught.value) == (
+        f"ControlNet 1 ('{cn}') is an inpainting ControlNet: it runs in Inpaint mode only, not "
+        "in Text→Image."
+    )
+
+
+INPAINTING_PIPELINES = {
+    "sd3": "StableDiffusion3ControlNetInpaintingPipeline",
+    "qwen_image": "QwenImageControlNetInpaintPipeline",
+}

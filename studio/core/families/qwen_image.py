@@ -47,9 +47,13 @@ FAMILIES = [
         index_classes=("QwenImagePipeline",),
         checkpoint_prefixes=("transformer_blocks.0.img_mod.", "model.diffusion_model.txt_norm."),
         checkpoint_class="QwenImagePipeline",
-        # QwenImageControlNetInpaintPipeline is for inpainting ControlNets only
         controlnet_models=("QwenImageControlNetModel",),
-        controlnet_pipelines={"txt2img": "QwenImageControlNetPipeline"},
+        # inpaint: for inpainting ControlNets only (an extra mask channel), which repaint the
+        # masked area from noise with the control image's rest and the mask as condition
+        controlnet_pipelines={
+            "txt2img": "QwenImageControlNetPipeline",
+            "inpaint": "QwenImageControlNetInpaintPipeline",
+        },
         **_COMMON,
     ),
 ]

@@ -52,8 +52,12 @@ FAMILIES = [
         index_classes=("StableDiffusion3Pipeline",),
         checkpoint_prefixes=("model.diffusion_model.joint_blocks.", "joint_blocks."),
         checkpoint_class="StableDiffusion3Pipeline",
-        # StableDiffusion3ControlNetInpaintingPipeline is for inpainting ControlNets only
         controlnet_models=("SD3ControlNetModel",),
-        controlnet_pipelines={"txt2img": "StableDiffusion3ControlNetPipeline"},
+        # inpaint: for inpainting ControlNets only (an extra mask channel), which repaint the
+        # masked area from noise with the control image's rest and the mask as condition
+        controlnet_pipelines={
+            "txt2img": "StableDiffusion3ControlNetPipeline",
+            "inpaint": "StableDiffusion3ControlNetInpaintingPipeline",
+        },
     ),
 ]
