@@ -869,13 +869,13 @@ def tokenizer_hint(path: Path, kind: str) -> str:
     )
 
 
-def read_part(part: PartFile) -> dict[str, Any]:
+def read_part(part: PartFile, dtype: Any = None) -> dict[str, Any]:
     """A part's tensors, names without its prefix; ComfyUI's scaled fp8 files (a scale per
     weight) multiplied out."""
     from safetensors import safe_open
 
     if part.is_gguf:
-        return read_gguf_text_encoder(part.path, part.kind)
+        return read_gguf_text_encoder(part.path, part.kind, dtype)
     tensors: dict[str, Any] = {}
     with safe_open(str(part.path), framework="pt") as handle:
         for key in handle.keys():  # noqa: SIM118 - safe_open has no __iter__
@@ -898,7 +898,7 @@ def load_part(part: PartFile, role: str, component: str, folder: Path, dtype: An
     import diffusers
     from diffusers.loaders import single_file_utils as sfu
 
-    tensors = read_part(part)
+    tensors = read_part(part, dtype)
     if role == "qwen_vae":
         return _load_qwen_vae(tensors, folder, dtype)
     if role == "vae":
@@ -1084,9 +1084,10 @@ _GGUF_QWEN_NAMES = {
 }
 
 
-def read_gguf_text_encoder(path: Path, kind: str) -> dict[str, Any]:
-    """A GGUF text encoder's tensors, dequantised (with the gguf package: transformers reads
-    neither T5's encoder-only files by name nor Qwen2.5-VL's), under transformers' names."""
+def read_gguf_text_encoder(path: Path, kind: str, dtype: Any = None) -> dict[str, Any]:
+    """A GGUF text encoder's tensors, dequantised one at a time to `dtype` (with the gguf
+    package: transformers reads neither Qwen2.5-VL's language model (qwen2vl) nor files in
+    the studio's shipped configs), under transformers' names."""
     import numpy as np
     import torch
 
@@ -1104,7 +1105,8 @@ def read_gguf_text_encoder(path: Path, kind: str) -> dict[str, Any]:
             target = names[pattern].format(block.group(1) if block else "")
             data = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
             shape = tuple(int(d) for d in reversed(list(tensor.shape)))
-            tensors[f"{target}.{end}"] = torch.from_numpy(np.array(data, np.float32)).reshape(shape)
+            weight = torch.from_numpy(np.array(data, np.float32)).reshape(shape)
+            tensors[f"{target}.{end}"] = weight if dtype is None else weight.to(dtype)
     except ModelError:
         raise
     except Exception:  # noqa: BLE001 - a damaged or truncated file, whatever gguf says
