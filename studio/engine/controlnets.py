@@ -230,7 +230,7 @@ def load(
                 source.path, torch_dtype=dtype, local_files_only=True, use_safetensors=True
             )
         else:
-            model = _load_file(source, dtype, family, network)
+            model = _load_file(source, dtype, family, network, vae_factor)
             check_fits(model.config, source.name, family, network, vae_factor)
     except ModelError:
         raise
@@ -247,23 +247,35 @@ def load(
     return model.eval()
 
 
-def _load_file(source: Source, dtype: Any, family: Family, network: Any) -> Any:
-    """A single-file ControlNet of the UNet families, with no network: its configuration is
-    the loaded UNet's (a ControlNet is a copy of its encoder). diffusers' own tensor names
-    load directly; the original layout goes through diffusers' from_single_file."""
+def _load_file(
+    source: Source, dtype: Any, family: Family, network: Any, vae_factor: int | None
+) -> Any:
+    """A single-file ControlNet, with no network. A UNet family's: its configuration is the
+    loaded UNet's (a ControlNet is a copy of its encoder); diffusers' own tensor names load
+    directly, the original layout goes through diffusers' from_single_file. A union one
+    (SDXL's ControlNet++, Flux.1's) or a Flux.1 one: the shipped configuration, fitted to the
+    file's tensors and the loaded model (`_union_config`)."""
     import diffusers
 
     from studio.engine.models import check_checkpoint_is_safe, check_safetensors_header
 
+    if source.path.suffix.lower() == ".safetensors":
+        keys = check_safetensors_header(source.path)
+    else:
+        keys = check_checkpoint_is_safe(source.path)  # refuses pickles that run code
+    kind = _file_kind(keys)
+    if kind is not None:
+        state = _state_dict(source.path)
+        config = _union_config(kind, state, network)
+        check_fits(config, source.name, family, network, vae_factor)  # before it is built
+        model = getattr(diffusers, kind).from_config(config)
+        model.load_state_dict(state, strict=True)
+        return model.to(dtype)
     if "ControlNetModel" not in family.controlnet_models:
         raise ModelError(
             f"Single-file ControlNets of {family.label} cannot be loaded offline: use the "
             f"ControlNet's diffusers folder ('{source.name}' is a file)."
         )
-    if source.path.suffix.lower() == ".safetensors":
-        keys = check_safetensors_header(source.path)
-    else:
-        keys = check_checkpoint_is_safe(source.path)  # refuses pickles that run code
     config = _config_from_unet(network)
     if any(k.startswith("controlnet_cond_embedding.") for k in keys):
         state = _state_dict(source.path)
@@ -284,15 +296,95 @@ def _load_file(source: Source, dtype: Any, family: Family, network: Any) -> Any:
         )
 
 
-def _config_from_unet(unet: Any) -> dict[str, Any]:
-    from diffusers import ControlNetModel
+# Single files whose configuration the studio ships (studio/resources/single_file_configs):
+# their class → the folder of the published model's config.json
+_SHIPPED = {
+    "ControlNetUnionModel": "controlnet-union-sdxl",  # xinsir's ControlNet++ (ProMax)
+    "FluxControlNetModel": "controlnet-union-flux",  # InstantX's Flux.1 union ControlNet
+}
+
+
+def _file_kind(keys: Any) -> str | None:
+    """The ControlNet class of a file told by its tensor names, among those whose config is
+    shipped: SDXL's ControlNet++ has its control-type embeddings and transformer (named
+    `task_embedding`, `transformer_layes`, `control_add_embedding` as xinsir published them,
+    and diffusers kept); a Flux.1 ControlNet, diffusers' names (InstantX's and Shakker-Labs'
+    files: `controlnet_x_embedder` beside Flux's embedders; a union one has
+    `controlnet_mode_embedder` too). None for the others."""
+    names = set(keys)
+    if "task_embedding" in names or any(
+        k.startswith(("transformer_layes.", "control_add_embedding.")) for k in names
+    ):
+        return "ControlNetUnionModel"
+    if {"controlnet_x_embedder.weight", "x_embedder.weight", "context_embedder.weight"} <= names:
+        return "FluxControlNetModel"
+    return None
+
+
+def _blocks(state: dict[str, Any], prefix: str) -> int:
+    """How many numbered blocks a state dict holds under `prefix` (prefix.0., prefix.1., …)."""
+    found = {k[len(prefix) :].split(".", 1)[0] for k in state if k.startswith(prefix)}
+    return len([n for n in found if n.isdigit()])
+
+
+def _union_config(kind: str, state: dict[str, Any], network: Any) -> dict[str, Any]:
+    """The configuration of a single-file ControlNet whose config is shipped: the published
+    model's, with what the file's tensors tell (its numbers of control types, blocks and
+    widths) and, for what they cannot (how a width splits into attention heads), the loaded
+    denoiser's where the widths agree. A file that fits no model of the family fails the
+    usual check (check_fits) or the strict load, in a sentence."""
+    from studio.engine.single_file import CONFIGS_DIR
+
+    path = CONFIGS_DIR / _SHIPPED[kind] / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if kind == "ControlNetUnionModel":
+        # a copy of the UNet's encoder: its shape is the loaded UNet's, as for SD ControlNets
+        config.update(_config_from_unet(network, kind))
+        tasks = state["task_embedding"]
+        config.update(
+            num_control_type=int(tasks.shape[0]),
+            num_trans_channel=int(tasks.shape[1]),
+            num_trans_layer=_blocks(state, "transformer_layes."),
+            num_proj_channel=int(state["spatial_ch_projs.weight"].shape[0]),
+        )
+        widths = _conditioning_widths(state)
+        if widths:
+            config["conditioning_embedding_out_channels"] = widths
+        return config
+    width = int(state["x_embedder.weight"].shape[0])
+    config.update(
+        in_channels=int(state["x_embedder.weight"].shape[1]),
+        num_layers=_blocks(state, "transformer_blocks."),
+        num_single_layers=_blocks(state, "single_transformer_blocks."),
+        joint_attention_dim=int(state["context_embedder.weight"].shape[1]),
+        guidance_embeds=any(k.startswith("time_text_embed.guidance_embedder.") for k in state),
+        num_mode=(
+            int(state["controlnet_mode_embedder.weight"].shape[0])
+            if "controlnet_mode_embedder.weight" in state
+            else None
+        ),
+    )
+    pooled = state.get("time_text_embed.text_embedder.linear_1.weight")
+    if pooled is not None:
+        config["pooled_projection_dim"] = int(pooled.shape[1])
+    hint = state.get("input_hint_block.conv_out.weight")
+    config["conditioning_embedding_channels"] = int(hint.shape[0]) if hint is not None else None
+    own = dict(network.config)
+    if _inner_width(own) == width:  # its heads and rotary axes are the transformer's
+        for key in ("num_attention_heads", "attention_head_dim", "axes_dims_rope"):
+            config[key] = own[key]
+    return config
+
+
+def _config_from_unet(unet: Any, kind: str = "ControlNetModel") -> dict[str, Any]:
+    import diffusers
 
     from studio.engine import speedups
 
-    accepted = inspect.signature(ControlNetModel.__init__).parameters
+    accepted = inspect.signature(getattr(diffusers, kind).__init__).parameters
     own = dict(speedups.eager(unet).config)
     config = {k: v for k, v in own.items() if k in accepted and k != "in_channels"}
-    return {"_class_name": "ControlNetModel", **config, "in_channels": 4}
+    return {"_class_name": kind, **config, "in_channels": 4}
 
 
 def _conditioning_widths(state: dict[str, Any]) -> list[int]:

@@ -16,6 +16,7 @@ from studio.core.catalog import ModelError
 from studio.core.request import Control, GenerationRequest, Mode, RequestError
 from studio.core.saving import parameters_of
 from studio.core.settings import EngineSettings
+from studio.engine.controlnets import union_types
 from studio.engine.generate import Engine
 from tests.engine.conftest import RecordingReporter
 from tests.engine.tiny_families import build
@@ -289,14 +290,14 @@ def test_a_controlnet_of_another_family_is_refused_in_a_sentence(engine, models)
         assert said in str(caught.value) and "\n" not in str(caught.value)
 
 
-def _sdxl_union(folder, unet, count: int = 6) -> str:
+def _sdxl_union(folder, unet, count: int = 6, heads: int = 2) -> str:
     from diffusers import ControlNetUnionModel
 
     torch.manual_seed(0)
     made = ControlNetUnionModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 8, 16))
     width = unet.config.block_out_channels[0]  # the control-type transformer's, narrowed too
     narrow = {"num_control_type": count, "num_trans_channel": width, "num_proj_channel": width,
-              "num_trans_head": 2}  # fmt: skip
+              "num_trans_head": heads}  # fmt: skip
     config = {k: v for k, v in made.config.items() if not k.startswith("_")}
     model = ControlNetUnionModel.from_config({**config, **narrow})
     own = model.state_dict()  # the UNet's encoder, copied
@@ -472,6 +473,47 @@ def test_a_single_file_controlnet_loads_offline_from_the_models_unet(
     broken.write_bytes(b"not a safetensors file")
     with pytest.raises(ModelError, match="not a readable"):
         engine.run(_request(models["sd1"], Control(str(broken), _square())))
+
+
+@pytest.mark.parametrize("family", ["sdxl", "flux"])
+def test_a_single_file_union_controlnet_loads_offline_as_its_folder(
+    engine, models, tmp_path, family: str
+) -> None:
+    """xinsir's ControlNet++ (diffusion_pytorch_model_promax.safetensors) and InstantX's Flux.1
+    union ControlNet are published in these tensor names: the file alone, renamed as a
+    models folder keeps it, loads with the shipped config fitted to its tensors."""
+    import shutil
+
+    from diffusers import DiffusionPipeline
+
+    model = models[family]
+    base = DiffusionPipeline.from_pretrained(model)
+    if family == "sdxl":  # ProMax's 8 types; the published model's 8 heads (not in a file)
+        folder = _sdxl_union(tmp_path / "union", base.unet, count=8, heads=8)
+    else:
+        folder = _flux_union(tmp_path / "union", base.transformer)
+    path = tmp_path / f"controlnet-union-{family}.safetensors"
+    shutil.copy(Path(folder) / "diffusion_pytorch_model.safetensors", path)
+    changes = {"cfg_scale": 3.5} if family == "flux" else {}
+    plain = _pixels(engine.run(_request(model, **changes)))
+    from_folder = _pixels(
+        engine.run(_request(model, Control(folder, _square(), control_type="tile"), **changes))
+    )
+    from_file = _pixels(
+        engine.run(_request(model, Control(str(path), _square(), control_type="tile"), **changes))
+    )
+    assert np.array_equal(from_file, from_folder) and np.abs(from_file - plain).mean() > 1
+    loaded = engine.models.controlnets.loaded[str(path)]
+    assert type(loaded).__name__ == ("ControlNetUnionModel" if family == "sdxl" else
+                                     "FluxControlNetModel")  # fmt: skip
+    assert union_types(loaded) == union_types(type(loaded).from_pretrained(folder))
+    if family == "sdxl":  # a union file for another family: refused before its weights load
+        with pytest.raises(ModelError) as caught:
+            engine.run(_request(models["sd1"], Control(str(path), _square())))
+        assert str(caught.value) == (
+            f"'{path}' is a union ControlNet (one network for several control types) for "
+            "SDXL, not for SD 1.x: use a ControlNet made for SD 1.x."
+        )
 
 
 def test_controls_are_validated_in_sentences() -> None:
