@@ -6,6 +6,7 @@ draft's other values (ranges, installed models, precedence) in `Draft.apply`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,9 @@ def plan_restore(params: ImageParameters) -> RestorePlan:
     ):
         if value is not None:
             values[key] = value
+    controls = controls_of(params.extras)
+    if controls:
+        values["controls"] = controls
     if params.sampler:
         closest = closest_scheduler(params.sampler)
         if closest is None:
@@ -76,3 +80,55 @@ def _with_loras_here(prompt: str, params: ImageParameters) -> tuple[str, list[st
     from studio.core import loras
 
     return loras.restore_tags(prompt, params.extras.get("Lora hashes"))
+
+
+def controls_of(extras: dict[str, str]) -> list[dict[str, Any]]:
+    """The ControlNet units of A1111's parameters ("ControlNet 0: "Module: canny, Model: …,
+    Weight: 1, …""), in their order, as the studio's control fields (Control.to_dict, with
+    no image): the model's name, weight, start and end, the preprocessor where the studio
+    has the module, and a union ControlNet's control type ("Union Control Type", or the
+    studio's exact "Studio Control Type")."""
+    from studio.core.preprocessors import MODULE_NAMES, UNION_TYPES_READ
+    from studio.core.request import CONTROL_TYPES
+
+    modules = {name: mine for mine, name in MODULE_NAMES.items()}
+    units = []
+    for key, text in extras.items():
+        number = key.removeprefix("ControlNet ")
+        if key.startswith("ControlNet ") and number.isdigit():
+            units.append((int(number), text))
+    found = []
+    for _, text in sorted(units):
+        fields = {}
+        for item in text.split(","):
+            name, colon, value = item.partition(":")
+            if colon:
+                fields[name.strip().lower()] = value.strip()
+        if not fields.get("model"):
+            continue
+        control: dict[str, Any] = {
+            "model": re.sub(r"\s*\[[0-9a-fA-F]{8,}\]$", "", fields["model"]),  # A1111's hash
+            "preprocessor": modules.get(fields.get("module", "none"), "none"),
+        }
+        for name, key in (
+            ("weight", "scale"),
+            ("guidance start", "start"),
+            ("guidance end", "end"),
+        ):
+            number = _number(fields.get(name, ""))
+            if number is not None:
+                control[key] = number
+        kind = fields.get("studio control type", "").lower()
+        if kind not in CONTROL_TYPES:
+            kind = UNION_TYPES_READ.get(fields.get("union control type", "").lower(), "")
+        if kind:
+            control["control_type"] = kind
+        found.append(control)
+    return found
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None

@@ -101,16 +101,22 @@ def parameters_of(
 
 def control_field(control: Control) -> str:
     """One ControlNet as A1111's ControlNet extension writes it (the writer quotes it)."""
-    from studio.core.preprocessors import MODULE_NAMES
+    from studio.core.preprocessors import MODULE_NAMES, UNION_TYPE_NAMES, UNION_TYPES_READ
 
     name = Path(control.model.replace("\\", "/")).name  # a hub id's or a path's last part
     if Path(name).suffix.lower() in (".safetensors", ".pth", ".ckpt", ".bin", ".pt"):
         name = Path(name).stem
-    return (
+    field = (
         f"Module: {MODULE_NAMES.get(control.preprocessor, control.preprocessor)}, "
         f"Model: {name}, Weight: {control.scale:g}, "
         f"Guidance Start: {control.start:g}, Guidance End: {control.end:g}"
     )
+    if control.control_type:  # a union ControlNet's, chosen: as the extension names it
+        union = UNION_TYPE_NAMES.get(control.control_type, "Unknown")
+        field += f", Union Control Type: {union}"
+        if UNION_TYPES_READ.get(union.lower()) != control.control_type:
+            field += f", Studio Control Type: {control.control_type}"  # the exact one
+    return field
 
 
 def save_image(

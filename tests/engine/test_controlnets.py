@@ -578,6 +578,50 @@ def test_the_metadata_records_each_controlnet_as_a1111_does() -> None:
     assert restored.controls[2].control_type == "depth"
 
 
+def test_a_union_controlnets_control_type_is_saved_and_restored(tmp_path) -> None:
+    from studio.core.restore import plan_restore
+    from studio.core.saving import save_image
+    from studio.metadata import read_parameters
+    from studio.metadata.a1111 import parse_a1111
+
+    controls = (
+        Control("xinsir/controlnet-union-sdxl-1.0", _square(), control_type="depth"),
+        Control("/cn/controlnet-union-sdxl.safetensors", _circle(), 0.6, 0.0, 0.8, "canny",
+                "lineart"),  # one of A1111's group "Hard Edge", kept exactly
+        Control("InstantX/FLUX.1-dev-Controlnet-Union", _square(), control_type="low-quality"),
+        Control("control_v11p_sd15_canny.safetensors", _square(), preprocessor="canny"),
+    )  # fmt: skip
+    request = GenerationRequest(prompt="a red circle", controls=controls)
+    path = save_image(_square(), request, 5, tmp_path)
+    text = Image.open(path).text["parameters"]  # what every other tool reads
+    assert (
+        'ControlNet 0: "Module: none, Model: controlnet-union-sdxl-1.0, Weight: 1, '
+        'Guidance Start: 0, Guidance End: 1, Union Control Type: Depth"' in text
+    )
+    assert "Guidance End: 0.8, Union Control Type: Hard Edge, Studio Control Type: lineart" in text
+    assert "Union Control Type: Unknown, Studio Control Type: low-quality" in text
+    assert (  # no type chosen: none written
+        'ControlNet 3: "Module: canny, Model: control_v11p_sd15_canny, Weight: 1, '
+        'Guidance Start: 0, Guidance End: 1"' in text
+    )
+    # the parameters name a model by its file's or repository's name
+    names = ("controlnet-union-sdxl-1.0", "controlnet-union-sdxl",
+             "FLUX.1-dev-Controlnet-Union", "control_v11p_sd15_canny")  # fmt: skip
+    wanted = [{**c.to_dict(), "model": n} for c, n in zip(controls, names, strict=True)]
+    # the studio's own file gives every field back; the parameters alone give the same
+    # (but a model's name), A1111's own names for the types included
+    assert plan_restore(read_parameters(path)).values["controls"] == [c.to_dict() for c in controls]
+    assert plan_restore(parse_a1111(text)).values["controls"] == wanted
+    a1111 = parse_a1111(
+        'x\nSteps: 20, ControlNet 0: "Module: none, Model: controlnet-union'
+        '-sdxl-1.0 [0ba4fd21], Weight: 1, Union Control Type: OpenPose"'
+    )
+    assert plan_restore(a1111).values["controls"] == [
+        {"model": "controlnet-union-sdxl-1.0", "preprocessor": "none", "scale": 1.0,
+         "control_type": "pose"}
+    ]  # fmt: skip
+
+
 def test_the_command_line_takes_control_groups(tmp_path) -> None:
     from studio.cli import build_parser
 
