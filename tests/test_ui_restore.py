@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from studio.core.request import GenerationRequest, Mode, Upscaler
 from studio.core.restore import plan_restore
@@ -67,6 +68,27 @@ def test_restoring_our_own_png_fills_every_widget(qtbot, make_window, tmp_path):
     assert {k: rebuilt[k] for k in saved if k != "mode"} == {
         k: v for k, v in saved.items() if k != "mode"
     }
+
+
+def test_restoring_gives_the_controlnets_type_strength_and_steps_back(qtbot, make_window, tmp_path):  # noqa: ANN001, E501
+    from studio.core.request import Control
+
+    union = Control("xinsir/controlnet-union-sdxl-1.0", Image.new("RGB", (8, 8)), 0.6, 0.1, 0.8,
+                    control_type="lineart")  # fmt: skip
+    request = GenerationRequest(prompt="a house", controls=(union,))
+    path = save_image(Image.new("RGB", (64, 64)), request, 7, tmp_path)
+    text_only = tmp_path / "text-only.png"  # as another tool keeps it: the A1111 text alone
+    info = PngInfo()
+    info.add_text("parameters", Image.open(path).text["parameters"])
+    Image.new("RGB", (64, 64)).save(text_only, pnginfo=info)
+    for restored in (path, text_only):
+        window = make_window()
+        panel = window.controlnet
+        assert panel.control_type.currentData() == ""
+        window.restore_parameters_from(restored)
+        assert panel.control_type.currentData() == "lineart", restored.name
+        assert panel.scale.value() == pytest.approx(0.6)
+        assert panel.range.value() == pytest.approx((0.1, 0.8))
 
 
 @pytest.mark.parametrize("name", INTEROP_FILES)

@@ -47,6 +47,7 @@ class Intake(QObject):
         add_model: Callable[[str], None],
         parent: QObject | None = None,
         rebuild: Callable[[dict[str, Any]], Any] | None = None,
+        restore_controls: Callable[[list[dict[str, Any]]], None] | None = None,
     ) -> None:
         """`say` puts a line in the status bar; `input_changed` is called when the canvas
         gets a new input (the window clears the timeline of the picture it replaced);
@@ -60,6 +61,8 @@ class Intake(QObject):
         self.input_changed = input_changed
         self.add_model = add_model
         self.rebuild = rebuild  # runs a restored branch's whole request again
+        # a restored file's ControlNet settings (not the draft's: the image is the canvas's)
+        self.restore_controls = restore_controls
         self.reader = ParameterReader(self)
 
     # -- files ------------------------------------------------------------------------------
@@ -164,6 +167,9 @@ class Intake(QObject):
         """Fill the draft from an image's parameters (the mode and the canvas stay), and say
         what could not be taken, and why."""
         applied = self.draft.apply(plan.values, Source.RESTORED)
+        units = plan.values.get("controls")
+        if units and isinstance(units, list) and self.restore_controls is not None:
+            self.restore_controls(units)
         what = "all parameters" if plan.complete else "the parameters"
         source = f" from {plan.source_name}" if plan.source != "studio" else ""
         message = f"Restored {what}{source}" + (f" of {name}" if name else "") + "."

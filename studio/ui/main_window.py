@@ -153,6 +153,7 @@ class MainWindow(QMainWindow):
             lambda spec: self._ask_for_model(self.model_picker, spec),
             self,
             rebuild=self.rebuild_branch,
+            restore_controls=lambda units: self.controlnet.restore(units),
         )
         self.live = LiveMode(
             self.draft,

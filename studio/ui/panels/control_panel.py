@@ -5,6 +5,7 @@ strongly it steers and over which part of the schedule. The job takes it when it
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 from PySide6.QtCore import Qt, Signal
@@ -233,6 +234,18 @@ class ControlPanel(QWidget):
                 control_type=self.control_type.currentData() or self._made_by,
             ),
         )
+
+    def restore(self, units: list[dict[str, Any]]) -> None:
+        """A restored file's first ControlNet: its control type (a union ControlNet's), its
+        strength and its steps. The model, the control layer and whether it is on stay the
+        artist's: the file has neither the image nor, often, a model this machine knows."""
+        unit = units[0] if units and isinstance(units[0], dict) else {}
+        index = self.control_type.findData(unit.get("control_type", ""))
+        self.control_type.setCurrentIndex(max(index, 0))
+        scale, start, end = unit.get("scale", 1.0), unit.get("start", 0.0), unit.get("end", 1.0)
+        if all(isinstance(v, int | float) for v in (scale, start, end)) and start < end:
+            self.scale.setValue(float(scale))
+            self.range.setValue((float(start), float(end)))
 
     def _show_state(self) -> None:
         empty = self.canvas.control_is_empty()
