@@ -96,11 +96,11 @@ def bare_call(pipe: Any, request: GenerationRequest, **extra: Any) -> None:
 
     from studio.engine.family_runtime import family_of
     from studio.engine.generate import guidance_arguments, sampler_for
-    from studio.engine.schedulers import make_scheduler
+    from studio.engine.schedulers import scheduler_for
 
     family = family_of(pipe)
     sampler = sampler_for(family, request.scheduler)
-    pipe.scheduler = make_scheduler(sampler, pipe.scheduler.config, family.is_flow)
+    pipe.scheduler = scheduler_for(pipe, sampler, family.is_flow)
     with torch.inference_mode():
         pipe(
             prompt=request.prompt,

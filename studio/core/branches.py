@@ -2,9 +2,10 @@
 
 The first k steps of a branch are its parent's; from step k on, the branch runs with what
 the artist changed since. Only what the denoising can take mid-way may change — the text,
-the guidance controls, LoRA weights (tags in the prompt), ControlNet scales and what runs
-after generating; the rest (model, size, sampler, steps, seed, input images) is the
-parent's, since the state at step k was made with it.
+the guidance controls, LoRA weights (tags in the prompt), ControlNet scales, the sampler
+where the new one can take over the parent's (`schedulers.takes_over`) and what runs after
+generating; the rest (model, size, steps, seed, input images) is the parent's, since the
+state at step k was made with it.
 
 A branch request carries the parent's values of the fields it changed (`Branch.parent`),
 so the parent is rebuilt from the branch alone: from the branch's saved file, or when the
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from studio.core.request import Branch, Control, GenerationRequest
+from studio.core.schedulers import takes_over
 
 # What a branch may change, as a request's fields.
 BRANCH_FIELDS: tuple[str, ...] = (
@@ -31,6 +33,7 @@ BRANCH_FIELDS: tuple[str, ...] = (
     "classifier_class",
     "classifier_scale",
     "controls",
+    "scheduler",  # when the new sampler takes over the parent's: see branch_of
     "upscaler",
     "upscale_model",
     "upscale_strength",
@@ -83,23 +86,25 @@ def branch_of(
     while parent.branch is not None and at_step <= parent.branch.at_step:
         parent = parent_of(parent)  # those steps are the grandparent's: branch from it
     changes = {name: getattr(wanted, name) for name in BRANCH_FIELDS}
+    if not takes_over(parent.scheduler, wanted.scheduler):
+        changes["scheduler"] = parent.scheduler
     if wanted.controls and parent.controls:
         # the ControlNets and their images are the parent's; only their steering may change
         changes["controls"] = _steering_of(parent.controls, wanted.controls)
     else:
         changes["controls"] = parent.controls
     changed = tuple(n for n in BRANCH_FIELDS if _differs(getattr(parent, n), changes[n]))
-    kept = []
-    for name, words in KEPT_FIELDS.items():
-        if name == "seed" and wanted.seed in (-1, parent.seed):
-            continue  # a random seed in the panel asks for nothing
-        if getattr(wanted, name) != getattr(parent, name) and words not in kept:
-            kept.append(words)
     values = {name: _plain(getattr(parent, name)) for name in changed}
     if parent.branch is not None:  # a branch of a branch: the parent rebuilds from its own
         values["branch"] = parent.branch.to_dict()
     branch = Branch(at_step, values, noise_seed, parent_image=parent_image, vary=vary)
     request = parent.replace(**{n: changes[n] for n in changed}, branch=branch)
+    kept = []
+    for name, words in KEPT_FIELDS.items():
+        if name == "seed" and wanted.seed in (-1, parent.seed):
+            continue  # a random seed in the panel asks for nothing
+        if getattr(wanted, name) != getattr(request, name) and words not in kept:
+            kept.append(words)
     return BranchPlan(request, changed, tuple(kept))
 
 

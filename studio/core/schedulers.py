@@ -125,3 +125,20 @@ def closest_scheduler(name: str | None, offered: tuple[str, ...] = SCHEDULER_NAM
         return _RELATIVES[name]
     plain = name.removesuffix(" Karras")
     return plain if plain in SCHEDULERS else None
+
+
+# Samplers that hold a half-run job's latents in the same terms on the same steps, so one
+# can take over another's from a step (a branch's sampler change). The k-diffusion ones
+# (Euler, Euler a, LMS) keep x0 + σ·ε; the multistep and DDIM-family ones keep α·x0 + σ·ε;
+# Karras σs are other steps. Heun, DPM2 and PNDM take steps of their own (half steps, a
+# warm-up) and take over from none. The engine checks that the steps are the same.
+_TAKE_OVER_GROUPS: tuple[frozenset[str], ...] = (
+    frozenset({"Euler", "Euler a", "LMS"}),
+    frozenset({"DPM++ 2M", "DPM++ 2M SDE", "DPM++ 3M SDE", "UniPC", "DDIM", "DDPM"}),
+    frozenset({"DPM++ 2M Karras", "DPM++ 2M SDE Karras", "DPM++ 3M SDE Karras"}),
+)
+
+
+def takes_over(parent: str, sampler: str) -> bool:
+    """Whether `sampler` can continue a job that `parent` ran up to some step."""
+    return parent == sampler or any({parent, sampler} <= g for g in _TAKE_OVER_GROUPS)

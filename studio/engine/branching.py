@@ -42,6 +42,7 @@ class StepState:
     latents: torch.Tensor  # the scheduler's output (before an inpaint pipeline's blending)
     scheduler: dict[str, Any]  # the scheduler's attributes after the step
     generators: list[torch.Tensor]  # the noise generators' states after the step
+    sampler: tuple[str, Any]  # the scheduler's class and config (`_sampler`)
     estimate: tuple[Any, ...] | None  # the guidance tap's last (latents, prediction, t)
 
     def tensors(self) -> list[torch.Tensor]:
@@ -203,11 +204,16 @@ class StepRecorder:
         return False
 
     def _step(self, scheduler: Any, inner: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        taking_over = None
+        resume = self.resume
+        if resume is not None and self._iteration + 1 == self.resume_after:  # noqa: SIM102
+            if _sampler(scheduler) != resume.sampler:
+                taking_over = snapshot(scheduler)  # the new sampler as it starts, unstepped
         output = inner(*args, **kwargs)
         self._iteration += 1
         done = self._iteration  # steps done after this one
         if self.resume is not None and done == self.resume_after:
-            output = self._restore(scheduler, output)
+            output = self._restore(scheduler, output, taking_over)
         elif self.record and done > self.resume_after:
             latents = _prev_sample(output)
             estimate = getattr(self.tap, "_last", None)
@@ -215,6 +221,7 @@ class StepRecorder:
                 StepState(
                     latents=latents.clone(),
                     scheduler=snapshot(scheduler),
+                    sampler=_sampler(scheduler),
                     generators=[g.get_state() for g in self._generators],
                     estimate=estimate,
                 )
@@ -223,10 +230,15 @@ class StepRecorder:
             raise ReachedStep
         return output
 
-    def _restore(self, scheduler: Any, output: Any) -> Any:
+    def _restore(self, scheduler: Any, output: Any, taking_over: dict[str, Any] | None) -> Any:
+        """Iteration k-1's result replaced by the state after step k. `taking_over`: another
+        sampler continues (the branch changed it), from its own unstepped state."""
         state = self.resume
         assert state is not None
-        restore(scheduler, state.scheduler)
+        if taking_over is None:
+            restore(scheduler, state.scheduler)
+        else:
+            _take_over(scheduler, taking_over, state.scheduler, self.resume_after)
         for generator, saved in zip(self._generators, state.generators, strict=False):
             generator.set_state(saved)
         if self.noise_seed is not None:
@@ -254,6 +266,44 @@ class StepRecorder:
         fresh = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
         angle = self.vary * math.pi / 2
         return a * x0 + b * (noise * math.cos(angle) + fresh * math.sin(angle))
+
+
+def _sampler(scheduler: Any) -> tuple[str, Any]:
+    """What decides how a scheduler steps: its class and its config."""
+    # as a plain dict: a FrozenDict is ordered, and the same config can come in any order
+    return type(scheduler).__name__, dict(getattr(scheduler, "_internal_dict", {}))
+
+
+class SamplerTakeOverFailed(Exception):
+    """The new sampler takes other steps than the parent's: it cannot continue them."""
+
+
+def _take_over(
+    scheduler: Any, unstepped: dict[str, Any], parent: dict[str, Any], done: int
+) -> None:
+    """Make `scheduler`, as it was before stepping (`unstepped`), continue a run another
+    sampler made up to `done` steps (`parent`: that sampler's attributes): the same steps
+    (checked here; the latents' terms are checked by `schedulers.takes_over`), its step
+    counter moved on, and no history of its own — a multistep sampler starts again at first
+    order, as it does at the start of a run."""
+    if not _same_values(unstepped, parent, "timesteps", required=True) or not _same_values(
+        unstepped, parent, "sigmas", required=False
+    ):
+        raise SamplerTakeOverFailed
+    restore(scheduler, unstepped)
+    if "_step_index" in unstepped:  # DDIM and DDPM step from the timestep alone
+        # image→image starts at `_begin_index`; the next step is `done` steps after it
+        scheduler._step_index = (unstepped.get("_begin_index") or 0) + done
+
+
+def _same_values(ours: dict[str, Any], theirs: dict[str, Any], name: str, required: bool) -> bool:
+    """Whether two schedulers' tables `name` (timesteps, σs) hold the same values; one
+    without the table (DDIM has no σs) agrees unless it is `required`."""
+    a, b = ours.get(name), theirs.get(name)
+    if a is None or b is None:
+        return not required
+    a, b = (torch.as_tensor(v).detach().to("cpu", torch.float64).flatten() for v in (a, b))
+    return a.shape == b.shape and torch.allclose(a, b, rtol=1e-4)
 
 
 def _noised(scheduler: Any, x0: torch.Tensor, noise: torch.Tensor, t: Any) -> Any:

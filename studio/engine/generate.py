@@ -31,12 +31,13 @@ from studio.core.request import (
     batch_seeds,
     resolve_seed,
 )
-from studio.core.schedulers import SCHEDULER_NAMES, closest_scheduler
+from studio.core.schedulers import SCHEDULER_NAMES, closest_scheduler, takes_over
 from studio.core.settings import EngineSettings
 from studio.engine import classifier_guidance, controlnets, family_runtime, speedups
 from studio.engine.branching import (
     BranchUnsupported,
     ReachedStep,
+    SamplerTakeOverFailed,
     StateStore,
     StepRecorder,
     StepState,
@@ -54,7 +55,7 @@ from studio.engine.loras import active_loras
 from studio.engine.models import ModelManager
 from studio.engine.preview import Previewer, coefficients_for
 from studio.engine.prompt_encoding import prompt_arguments
-from studio.engine.schedulers import make_scheduler
+from studio.engine.schedulers import scheduler_for
 from studio.engine.step_reports import StepReports
 
 log = logging.getLogger(__name__)
@@ -183,6 +184,11 @@ class Engine:
             return
         at = request.branch.at_step
         parent = parent_of(request)
+        if not takes_over(parent.scheduler, request.scheduler):
+            raise GenerationError(
+                f"{request.scheduler} cannot take over the steps {parent.scheduler} ran: "
+                f"continue with {parent.scheduler} or a sampler of its kind."
+            )
         key = fingerprint(parent)
         if self.states.steps_kept(key) < at:
             self._reporter.status(f"Computing the first {at} steps of the parent again…", None)
@@ -426,7 +432,7 @@ class Engine:
             raise GenerationCancelled
         family = family_of(pipe)
         request = request.replace(scheduler=sampler_for(family, request.scheduler))
-        pipe.scheduler = make_scheduler(request.scheduler, pipe.scheduler.config, family.is_flow)
+        pipe.scheduler = scheduler_for(pipe, request.scheduler, family.is_flow)
         if wants_vae_tiling(self.settings, request.width, request.height):
             pipe.vae.enable_tiling()
         else:
@@ -570,6 +576,12 @@ class Engine:
                 ) from None
         try:
             return self._call_with_memory_fallback(pipe, call, seeds, request)
+        except SamplerTakeOverFailed:
+            parent = parent_of(request).scheduler
+            raise GenerationError(
+                f"{request.scheduler} takes other steps than {parent} on this model: "
+                f"continue with {parent}."
+            ) from None
         finally:
             for hook in hooks:
                 hook.remove()

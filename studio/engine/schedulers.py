@@ -15,6 +15,19 @@ _TEMPLATES: dict[tuple[str, bool, str], Any] = {}
 MAX_TEMPLATES = 32
 
 
+def scheduler_for(pipe: Any, name: str, flow: bool = False) -> Any:
+    """A fresh scheduler for a run of `pipe`, built from the model's own scheduler config
+    however many runs have swapped theirs in since (each keeps the model's beside its own):
+    the sampler a run gets must not depend on the one before it."""
+    base = getattr(pipe.scheduler, MODEL_CONFIG, None) or pipe.scheduler.config
+    scheduler = make_scheduler(name, base, flow)
+    setattr(scheduler, MODEL_CONFIG, base)
+    return scheduler
+
+
+MODEL_CONFIG = "_studio_model_config"
+
+
 def make_scheduler(name: str, base_config: Any, flow: bool = False) -> Any:
     """A fresh scheduler instance for one run, built from the model's own scheduler config
     (`flow`: a rectified-flow model's, whose samplers are the flow-matching ones)."""

@@ -27,7 +27,7 @@ from diffusers import StableDiffusionPipeline, StableDiffusionUpscalePipeline
 from PIL import Image
 
 from studio.core.schedulers import SCHEDULER_NAMES
-from studio.engine.schedulers import make_scheduler
+from studio.engine.schedulers import scheduler_for
 from studio.tiny import card, export
 from studio.tiny.judge import Judge, Verdict, train_shape_classifier
 from studio.tiny.scenes import EXTRA_SHAPES, Scene, caption, draw_scene, sample_scene
@@ -82,7 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def load(folder: Path, cls=StableDiffusionPipeline, scheduler: str | None = None):
     pipe = export.load_pipeline(cls, folder)
     if scheduler:  # made as the engine makes it, so the figures are what the studio gives
-        pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
+        pipe.scheduler = scheduler_for(pipe, scheduler)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

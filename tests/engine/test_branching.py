@@ -19,6 +19,7 @@ from PIL import Image
 from studio.core.branches import branch_of, parent_of
 from studio.core.catalog import is_installed
 from studio.core.errors import BadInput
+from studio.core.jobs import GenerationError
 from studio.core.request import Branch, GenerationRequest, Mode
 from studio.core.schedulers import SCHEDULER_NAMES
 from studio.core.settings import EngineSettings
@@ -138,6 +139,65 @@ def test_vary_replaces_a_share_of_the_noise_left_at_the_step(engine, scheduler: 
     assert not np.array_equal(_pixels(engine.run(other)), varied)
 
 
+@pytest.mark.parametrize(("first", "then"), [("Euler", "Euler a"), ("DPM++ 2M", "UniPC")])
+def test_a_sampler_of_the_same_kind_takes_over_after_the_step(
+    engine, first: str, then: str
+) -> None:
+    parent = engine.run(_request("txt2img", first).replace(steps=8))
+    alone = _pixels(engine.run(parent.request.replace(scheduler=then)))
+    distances, switched = [], {}
+    for at in (1, 4, 6):  # the last step lands on x0 whatever the sampler
+        plan = branch_of(parent.request, parent.request.replace(scheduler=then), at)
+        assert plan.changed == ("scheduler",) and not plan.note()
+        result = engine.run(plan.request)
+        assert [s.scheduler for s in result.stages] == [then]  # what the metadata says ran
+        switched[at] = _pixels(result)
+        distances.append(np.abs(switched[at] - _pixels(parent)).mean())
+    # the later the switch, the more of the parent's picture; switching at step 1 is near
+    # what the new sampler makes alone from the same seed
+    assert distances[0] > distances[1] > distances[2] > 0, distances
+    assert np.abs(switched[1] - alone).mean() < distances[0]
+    # the parent rebuilt with its own sampler: the same pixels as from its kept steps
+    engine.states.set_budget(0)
+    try:
+        plan = branch_of(parent.request, parent.request.replace(scheduler=then), 4)
+        assert np.array_equal(_pixels(engine.run(plan.request)), switched[4])
+    finally:
+        engine.states.set_budget(engine.settings.branch_memory_mb * 2**20)
+
+
+def test_the_sampler_taking_over_starts_with_no_history_of_its_own(engine) -> None:
+    """UniPC taking over DPM++ 2M's steps: its first step is its own first-order step from
+    the parent's latents, untouched by the iteration the branch ran only to be replaced."""
+    import torch
+
+    from studio.engine.schedulers import make_scheduler
+
+    parent = engine.run(_request("txt2img", "DPM++ 2M"))
+    plan = branch_of(parent.request, parent.request.replace(scheduler="UniPC"), 3)
+    branch = engine.run(plan.request)
+    key = fingerprint(branch.request)
+    at, after = engine.states.get(key, 3), engine.states.get(key, 4)
+    assert at is not None and after is not None and after.estimate is not None
+    pipe = engine.models.pipeline(branch.request.model, branch.request.mode)
+    fresh = make_scheduler("UniPC", pipe.scheduler.config)
+    fresh.set_timesteps(STEPS)
+    fresh._step_index = 3
+    _, prediction, timestep = after.estimate  # the guided prediction step 4 was given
+    expected = fresh.step(prediction, timestep, at.latents).prev_sample
+    assert torch.equal(after.latents, expected)
+
+
+def test_a_sampler_of_another_kind_is_kept_and_refused_by_hand(engine) -> None:
+    parent = _request("txt2img", "Euler").replace(seed=5)
+    plan = branch_of(parent, parent.replace(scheduler="DPM++ 2M"), 2)  # α·x0 + σε, not x0 + σε
+    assert plan.request.scheduler == "Euler" and plan.changed == ()
+    assert plan.note() == "A branch keeps its parent's sampler: those changes wait."
+    by_hand = parent.replace(scheduler="Heun", branch=Branch(2, {"scheduler": "Euler"}))
+    with pytest.raises(GenerationError, match="Heun cannot take over the steps Euler ran"):
+        engine.run(by_hand)
+
+
 def test_a_lora_weight_changed_at_the_step_acts_on_the_rest_only(engine) -> None:
     heart = "a large red heart in the centre on a blue background"
     parent = engine.run(
@@ -205,7 +265,7 @@ def test_kept_steps_stay_within_the_memory_budget_oldest_jobs_first(engine) -> N
 def test_what_a_branch_cannot_change_is_kept_and_said() -> None:
     parent = _request("txt2img").replace(seed=5)
     wanted = parent.replace(scheduler="Euler", steps=30, width=128, prompt="a blue circle")
-    plan = branch_of(parent, wanted, 2)
+    plan = branch_of(parent, wanted, 2)  # DPM++ 2M's steps: Euler cannot take them over
     assert plan.request.scheduler == parent.scheduler and plan.request.steps == STEPS
     assert plan.request.prompt == "a blue circle" and plan.changed == ("prompt",)
     assert plan.note() == "A branch keeps its parent's size, steps, sampler: those changes wait."
