@@ -74,7 +74,7 @@ def test_continue_from_a_step_with_and_without_changes(qtbot, window) -> None:  
                enumerate(frames[:3]))  # fmt: skip
     assert timeline.frame_count() == STEPS + 1
     timeline.select(0)
-    assert timeline.label.text() == "Step 1/6 · parent"
+    assert timeline.label.text() == "Step 1/6 · parent · continues at once"
 
     # the saved file records the branch; restoring it offers to make it again, the same
     saved = read_parameters(changed.paths[0])
@@ -89,6 +89,45 @@ def test_continue_from_a_step_with_and_without_changes(qtbot, window) -> None:  
         qtbot, window, lambda: window.banner.buttons[labels.index("Rebuild this branch")].click()
     )
     assert np.array_equal(_pixels(rebuilt), _pixels(changed))
+
+
+def test_the_timeline_says_which_steps_continue_at_once(qtbot, window) -> None:  # noqa: ANN001
+    import dataclasses
+
+    from studio.ui.thumbnail_delegate import KeptRole
+
+    click = lambda button: qtbot.mouseClick(button, Qt.MouseButton.LeftButton)  # noqa: E731
+    timeline = window.timeline
+    parent = _finish(qtbot, window, lambda: click(window.generate_button))
+    parent_id = window.jobs.shown_job
+    timeline.select(2)
+    assert timeline.label.text() == "Step 3/6 · continues at once"
+    assert timeline.strip.item(2).data(KeptRole) and not timeline.strip.item(STEPS).data(KeptRole)
+
+    # a sampler of DPM++ 2M's kind takes over from the step, with no note
+    window.draft.edit({"scheduler": "UniPC"})
+    switched = _finish(qtbot, window, lambda: click(timeline.continue_button))
+    assert switched.request.scheduler == "UniPC" and not window.banner.text()
+    assert not np.array_equal(_pixels(switched), _pixels(parent))
+
+    # no memory for steps: the next job pushes the parent's out, and its timeline says so
+    settings = window.engine_settings()
+    window.controller.configure(dataclasses.replace(settings, branch_memory_mb=0))
+    try:
+        window.draft.edit({"scheduler": "DPM++ 2M", "seed": 43})
+        _finish(qtbot, window, lambda: click(window.generate_button))
+        window.jobs.show_timeline(window.controller.job(parent_id))
+        timeline.select(2)
+        assert timeline.label.text() == (
+            "Step 3/6 · no longer kept: its steps are computed again first"
+        )
+        assert not timeline.strip.item(2).data(KeptRole)
+        window.draft.edit({"seed": 42})
+        again = _finish(qtbot, window, lambda: click(timeline.continue_button))
+        assert np.array_equal(_pixels(again), _pixels(parent))  # computed again, the same
+    finally:
+        window.controller.configure(settings)
+    timeline.strip.grab().save("/tmp/timeline_kept.png")
 
 
 def test_a_batch_or_a_cancelled_job_cannot_be_continued(qtbot, window) -> None:  # noqa: ANN001

@@ -88,6 +88,16 @@ class Stage:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
+@dataclass(frozen=True)
+class StepsKept:
+    """Which jobs' steps an engine still keeps to continue from (rewind and branch), as it
+    stood when a job ended: older jobs' go first once the memory budget is spent."""
+
+    store: str  # the engine's own id: each engine keeps its own jobs' steps
+    job: str  # the key of the job that just ended ("" for a batch, which keeps none)
+    jobs: dict[str, int]  # every kept job's key and how many of its steps are kept
+
+
 @dataclass
 class GenerationResult:
     """A finished (or cancelled) run; `paths` are filled once its images are saved, which
@@ -100,6 +110,7 @@ class GenerationResult:
     cancelled: bool = False
     paths: list[Path] = field(default_factory=list)
     stages: list[Stage] = field(default_factory=list)  # in the order they ran
+    kept: StepsKept | None = None  # what the engine keeps to continue from, after this job
 
 
 class JobState(str, enum.Enum):

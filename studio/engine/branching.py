@@ -21,6 +21,7 @@ import collections
 import hashlib
 import json
 import math
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from studio.core.jobs import StepsKept
 from studio.core.request import GenerationRequest
 
 
@@ -72,6 +74,7 @@ class StateStore:
 
     def __init__(self, budget_bytes: int) -> None:
         self.budget_bytes = budget_bytes
+        self.id = uuid.uuid4().hex  # tells one engine's kept jobs from another's
         self._jobs: collections.OrderedDict[str, tuple[list[StepState], int]] = (
             collections.OrderedDict()
         )
@@ -93,6 +96,10 @@ class StateStore:
 
     def steps_kept(self, key: str) -> int:
         return len(self._jobs.get(key, ([], 0))[0])
+
+    def kept(self, job: str = "") -> StepsKept:
+        """What is kept now, for the window's timeline (`job`: the key of the job just run)."""
+        return StepsKept(self.id, job, {key: len(s) for key, (s, _) in self._jobs.items()})
 
     @property
     def bytes_used(self) -> int:

@@ -76,6 +76,7 @@ class Engine:
         # every one-image job's steps, for branches ("Continue from here")
         self.states = StateStore(self.settings.branch_memory_mb * 2**20)
         self._job_key: str | None = None  # where the running stage's steps are kept
+        self._kept_steps: list[StepState] = []  # the last stage's, as they were kept
         self._resume: _Resume | None = None  # the state the running stage continues from
         self._stop_after: int | None = None  # a replay's last step
         self._running_recorder: StepRecorder | None = None
@@ -116,10 +117,13 @@ class Engine:
             timings["total"] = time.perf_counter() - started
             return GenerationResult([], request, seeds, timings, cancelled=True)
         finally:
+            key = self._job_key or ""
             self._job_key, self._resume, self._stop_after = None, None, None
             self._running_recorder = None
         timings["total"] = time.perf_counter() - started
-        return GenerationResult(images, request, seeds, timings, stages=list(self._stages))
+        stages = list(self._stages)
+        kept = self.states.kept(key)
+        return GenerationResult(images, request, seeds, timings, stages=stages, kept=kept)
 
     # -- the noising view ----------------------------------------------------------------
 
@@ -190,26 +194,22 @@ class Engine:
                 f"continue with {parent.scheduler} or a sampler of its kind."
             )
         key = fingerprint(parent)
-        if self.states.steps_kept(key) < at:
-            self._reporter.status(f"Computing the first {at} steps of the parent again…", None)
-            self._replay(parent, at, key, timings)
         kept = [self.states.get(key, step) for step in range(1, at + 1)]
         states = [s for s in kept if s is not None]
         if len(states) < at:
-            raise GenerationError(
-                f"The parent's steps could not be kept to continue after step {at}: "
-                "raise the branch memory in Settings → Performance."
-            )
+            self._reporter.status(f"Computing the first {at} steps of the parent again…", None)
+            # taken as the replay made them: a budget too small to keep them still branches
+            states = self._replay(parent, at, key, timings)[:at]
         self._resume = _Resume(states, request.branch.noise_seed, request.branch.vary)
 
     def _replay(
         self, parent: GenerationRequest, at: int, key: str, timings: dict[str, float]
-    ) -> None:
-        """Run the parent's generate stage up to step `at` (its own steps recorded), unseen."""
+    ) -> list[StepState]:
+        """Run the parent's generate stage up to step `at`, unseen: its steps, also kept."""
         reporter, self._reporter = self._reporter, NullReporter()
         stages = self._stages
         self._prepare_branch(parent, timings)  # a branch of a branch: its own parent first
-        self._job_key, self._stop_after = key, at
+        self._job_key, self._stop_after, self._kept_steps = key, at, []
         try:
             self._run_mode(parent, [parent.seed], timings)
         except ReachedStep:
@@ -222,6 +222,7 @@ class Engine:
             self._reporter, self._stages = reporter, stages
             self._stop_after = None
         self._reporter.status("", None)
+        return self._kept_steps
 
     # -- modes ----------------------------------------------------------------------------
 
@@ -514,7 +515,8 @@ class Engine:
         if recorder is None or self._job_key is None:
             return
         shared = self._resume.states if self._resume is not None else []
-        self.states.put(self._job_key, [*shared, *recorder.states])
+        self._kept_steps = [*shared, *recorder.states]
+        self.states.put(self._job_key, self._kept_steps)
 
     def _record_stage(
         self, stage: str, request: GenerationRequest, call: dict[str, Any], images: list[Any]

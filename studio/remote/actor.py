@@ -262,6 +262,7 @@ def encode_result(result: GenerationResult) -> dict[str, Any]:
         "seeds": list(result.seeds),
         "timings": dict(result.timings),
         "stages": list(result.stages),
+        "kept": result.kept,
     }
 
 
@@ -279,4 +280,5 @@ def decode_result(payload: dict[str, Any]) -> GenerationResult:
         payload["seeds"],
         payload["timings"],
         stages=payload["stages"],
+        kept=payload.get("kept"),
     )

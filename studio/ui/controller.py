@@ -67,6 +67,7 @@ class JobController(QObject):
         self._queue: deque[int] = deque()
         self._running: dict[int, None] = {}  # sent to the backend, in the order they started
         self._places: dict[int, str] = {}  # running job -> where (a cluster's engine)
+        self._kept: dict[str, dict[str, int]] = {}  # engine -> its kept jobs' steps, latest
         self._current: int | None = None  # the running job whose steps are shown
         self._latest: StepProgress | None = None
         self._closed = False
@@ -132,6 +133,16 @@ class JobController(QObject):
 
     def job(self, job_id: int) -> JobRecord | None:
         return self._jobs.get(job_id)
+
+    def steps_kept(self, job_id: int) -> int:
+        """How many of a finished job's first steps an engine still keeps, as its engine
+        last said: a branch from one of those continues at once; from a later step, the
+        job's steps up to it are computed again first."""
+        record = self._jobs.get(job_id)
+        kept = record.result.kept if record is not None and record.result else None
+        if kept is None or not kept.job:
+            return 0
+        return max((jobs.get(kept.job, 0) for jobs in self._kept.values()), default=0)
 
     def job_that_made(self, path: Path) -> JobRecord | None:
         """The finished job, still in memory, whose result includes the file at `path`."""
@@ -325,6 +336,8 @@ class JobController(QObject):
             self._flush_progress()  # the last step's preview, so the timeline ends on it
         record = self._jobs[job_id]
         record.result = result
+        if result.kept is not None:
+            self._kept[result.kept.store] = result.kept.jobs
         self._end(record, JobState.DONE)
         self.jobFinished.emit(job_id, result)
         self._dispatch()

@@ -69,8 +69,20 @@ class JobView(QObject):
             return
         images = record.result.images
         result = pil_to_qimage(images[0]) if images else None
-        self.timeline.set_frames(record.timeline(), result, shared=len(record.shared))
+        self.timeline.set_frames(
+            record.timeline(),
+            result,
+            shared=len(record.shared),
+            steps_kept=self._steps_kept(record),
+        )
         self.timeline.set_can_continue(False)  # the result is chosen, not a step
+
+    def _steps_kept(self, record: JobRecord) -> int | None:
+        """How many of a one-image job's steps the engine keeps (None: a job that keeps none,
+        whose timeline need not say)."""
+        if record.result is None or record.result.kept is None or not record.result.kept.job:
+            return None
+        return self.controller.steps_kept(record.id)
 
     def _is_live(self, job_id: int) -> bool:
         """A live mode draft: live_mode.LiveView shows it; the canvas and timeline stay."""
@@ -114,6 +126,10 @@ class JobView(QObject):
 
     @Slot(int, object)
     def _on_finished(self, job_id: int, result: GenerationResult) -> None:
+        shown = self.controller.job(self.shown_job) if self.shown_job is not None else None
+        if shown is not None and shown.id != job_id and shown.result is not None:
+            # the new job's steps may have pushed the shown job's out of the engine's memory
+            self.timeline.set_steps_kept(self._steps_kept(shown))
         if self._is_live(job_id):
             self._finish()
             return

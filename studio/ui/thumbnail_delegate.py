@@ -22,6 +22,8 @@ from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem,
 
 FRAME = 2  # pixels of highlight around the selected picture
 ThumbnailRole = Qt.ItemDataRole.UserRole + 2  # (pixmap, rect of the picture on it) or None
+KeptRole = Qt.ItemDataRole.UserRole + 3  # a timeline step whose state is kept: underlined
+KEPT_LINE = 2  # pixels of the line under a kept step
 _MARGIN = FRAME + 2
 CELL_FRAME = 3  # the gallery's frame around the selected cell
 MIN_CONTRAST = 3.0
@@ -55,6 +57,9 @@ class ThumbnailDelegate(QStyledItemDelegate):
             painter.fillRect(outer, selection_colour(option.palette))
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
         painter.drawPixmap(target, pixmap)
+        if index.data(KeptRole):
+            line = QRect(target.left(), target.bottom() + FRAME + 1, target.width(), KEPT_LINE)
+            painter.fillRect(line, option.palette.color(QPalette.ColorRole.Link))
         painter.restore()
 
     def sizeHint(

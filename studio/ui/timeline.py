@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 from superqt import QElidingLabel
 
 from studio.ui.qt_images import array_to_qimage
-from studio.ui.thumbnail_delegate import ThumbnailDelegate
+from studio.ui.thumbnail_delegate import KeptRole, ThumbnailDelegate
 
 THUMB = 44
 SLIDER_MIN_WIDTH = 160
@@ -104,6 +104,8 @@ class Timeline(QWidget):
         layout.addWidget(self.strip)
 
         self._labels: list[str] = []
+        self._generate_steps: list[int | None] = []  # per frame: a step one can branch from
+        self._steps_kept: int | None = None
         self.slider.valueChanged.connect(self._on_slider)
         self.strip.currentRowChanged.connect(self._on_strip)
         self.clear()
@@ -116,6 +118,7 @@ class Timeline(QWidget):
 
     def clear(self, message: str = "") -> None:
         self._labels = []
+        self._generate_steps = []
         self.strip.clear()
         self.slider.blockSignals(True)
         self.slider.setRange(0, 0)
@@ -128,17 +131,26 @@ class Timeline(QWidget):
         self.strip.setVisible(False)
         self.label.setText(message or "Timeline: generate an image to scrub through its steps")
 
-    def set_frames(self, frames: Sequence[Any], result: QImage | None, shared: int = 0) -> None:
+    def set_frames(
+        self,
+        frames: Sequence[Any],
+        result: QImage | None,
+        shared: int = 0,
+        steps_kept: int | None = None,
+    ) -> None:
         """frames: StepProgress objects with a preview; the result comes last. `shared`: how
-        many of the first frames are a branch's parent's."""
+        many of the first frames are a branch's parent's; `steps_kept`: see set_steps_kept."""
         self.strip.clear()
         self._labels = []
+        self._generate_steps = []
         for number, progress in enumerate(frames):
             stage = {"upscale": "Upscale ", "hires": "Hires "}.get(progress.stage, "")
             label = f"{stage}{progress.step}/{progress.total}"
             if number < shared:
                 label += " · parent"
             self._add(array_to_qimage(progress.preview), label)
+            generate = progress.stage == "generate" and progress.step < progress.total
+            self._generate_steps.append(progress.step if generate else None)
         if result is not None:
             self._add(result, "Result")
         last = max(0, len(self._labels) - 1)
@@ -154,7 +166,29 @@ class Timeline(QWidget):
         self.strip.blockSignals(True)
         self.strip.setCurrentRow(last)
         self.strip.blockSignals(False)
-        self._update_label(last)
+        self.set_steps_kept(steps_kept)
+
+    def set_steps_kept(self, steps_kept: int | None) -> None:
+        """How many of the job's first steps the engine still keeps (None: not known, or
+        the job keeps none to say). A branch from one of them continues at once, and its
+        frame is underlined; from a later one, the steps up to it are computed again."""
+        self._steps_kept = steps_kept
+        for row, step in enumerate(self._generate_steps):
+            item = self.strip.item(row)
+            kept = steps_kept is not None and step is not None and step <= steps_kept
+            item.setData(KeptRole, kept)
+            item.setToolTip(self._labels[row] + self._continuing(row))
+        self.strip.viewport().update()
+        self._update_label(self.current())
+
+    def _continuing(self, row: int) -> str:
+        """What continuing from the frame `row` costs, when that is known."""
+        step = self._generate_steps[row] if row < len(self._generate_steps) else None
+        if step is None or self._steps_kept is None:
+            return ""
+        if step <= self._steps_kept:
+            return " · continues at once"
+        return " · no longer kept: its steps are computed again first"
 
     def select(self, index: int) -> None:
         self.slider.setValue(index)
@@ -186,4 +220,5 @@ class Timeline(QWidget):
         if not self._labels:
             return
         label = self._labels[index]
-        self.label.setText(f"Step {label}" if label != "Result" else "Result")
+        text = f"Step {label}{self._continuing(index)}" if label != "Result" else "Result"
+        self.label.setText(text)
