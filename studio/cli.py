@@ -716,6 +716,7 @@ def _branch_request(args: argparse.Namespace) -> Any:
         cfg_scale=parent.cfg_scale if args.cfg is None else args.cfg,
         cfg_rescale=parent.cfg_rescale if args.cfg_rescale is None else args.cfg_rescale,
         upscaler=args.upscale or parent.upscaler,
+        scheduler=args.scheduler or parent.scheduler,  # one of its kind takes over
     )
     if args.threshold is not None:
         wanted = wanted.replace(
@@ -729,6 +730,8 @@ def _branch_request(args: argparse.Namespace) -> Any:
     if args.vary and noise_seed is None:
         noise_seed = 0
     plan = branch_of(parent, wanted, args.at_step, noise_seed, args.from_image.name, vary=args.vary)
+    if plan.note():
+        print(plan.note(), file=sys.stderr)
     return plan.request
 
 

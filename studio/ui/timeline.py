@@ -79,8 +79,9 @@ class Timeline(QWidget):
         self.continue_button.setText("Continue from here")
         self.continue_button.setToolTip(
             "A new job that shares this job's steps up to the chosen one and runs the rest with "
-            "what you changed since: the prompt, the guidance, LoRA weights, ControlNet scales. "
-            "With nothing changed it makes the same picture."
+            "what you changed since: the prompt, the guidance, LoRA weights, ControlNet scales, "
+            "or a sampler of the same kind (Euler, Euler a, LMS; or DPM++ 2M and its SDE "
+            "variants, UniPC, DDIM, DDPM). With nothing changed it makes the same picture."
         )
         self.continue_button.clicked.connect(lambda: self.continueRequested.emit(self.current()))
         self.vary = QSpinBox()

@@ -275,7 +275,7 @@ def test_what_a_branch_cannot_change_is_kept_and_said() -> None:
     assert restored.branch == plan.request.branch and parent_of(restored) == parent
 
 
-def test_the_command_line_continues_a_saved_image(tmp_path: Path, engine) -> None:  # noqa: ARG001
+def test_the_command_line_continues_a_saved_image(tmp_path: Path, engine, capsys) -> None:  # noqa: ARG001
     from studio.cli import main
     from studio.metadata import read_parameters
 
@@ -302,6 +302,17 @@ def test_the_command_line_continues_a_saved_image(tmp_path: Path, engine) -> Non
     folder = tmp_path / "branches"
     assert main(["generate", "--from", str(parent), "--at-step", "2", "--out", str(folder)]) == 0
     assert [p.name for p in folder.iterdir()] == ["parent-step2.png"]
+    # a sampler of Euler a's kind takes over; one of another kind is kept, and said
+    capsys.readouterr()
+    for sampler, ran in (("Euler", "Euler"), ("DPM++ 2M", "Euler a")):
+        out = tmp_path / f"{ran}.png"
+        args = ["generate", "--from", str(parent), "--at-step", "3", "--sampler", sampler]
+        assert main([*args, "--out", str(out)]) == 0
+        assert read_parameters(out).request["scheduler"] == ran
+    assert read_parameters(tmp_path / "Euler.png").request["branch"]["parent"] == {
+        "scheduler": "Euler a"
+    }
+    assert "A branch keeps its parent's sampler" in capsys.readouterr().err
 
 
 def test_the_command_line_says_what_a_branch_needs(tmp_path: Path, capsys) -> None:
