@@ -542,16 +542,21 @@ class ControlCall:
     modes: list[int | None] = field(default_factory=list)
     mode_style: str = ""
     ranged: bool = True  # whether the pipeline takes a start and end (Z-Image's does not)
-    # an inpainting ControlNet's pipeline (SD 3, Qwen-Image): it takes the mask with the
-    # control images and repaints the masked area from noise, with no picture nor strength
+    # an inpainting ControlNet's pipeline (SD 3, Qwen-Image, Z-Image): it takes the mask with
+    # the control images and repaints the masked area from noise, with no strength; Z-Image's
+    # takes the picture too (its ControlNets see it with the masked area blanked)
     repaints: bool = False
+    with_picture: bool = False
 
     def repainting(self, call: dict[str, Any], mask: Image.Image, steps: int) -> dict[str, Any]:
         """An inpaint call for an inpainting ControlNet's pipeline: the mask goes to the
-        ControlNets with the control images (which they see with the masked area blanked)
-        and every step runs from noise; the pasting back keeps the rest of the picture."""
-        call = {k: v for k, v in call.items() if k not in ("image", "mask_image", "strength")}
-        return {**call, "control_mask": mask, "num_inference_steps": steps}
+        ControlNets with the control images (and the picture, which they see with the masked
+        area blanked) and every step runs from noise; the pasting back keeps the rest of the
+        picture."""
+        dropped = ("strength",) if self.with_picture else ("image", "mask_image", "strength")
+        call = {k: v for k, v in call.items() if k not in dropped}
+        mask_key = "mask_image" if self.with_picture else "control_mask"
+        return {**call, mask_key: mask, "num_inference_steps": steps}
 
     def arguments(
         self,
@@ -614,10 +619,16 @@ def prepare(
     if not acting:
         return mode_pipe, None
     chosen = [models[i] for i, c in enumerate(request.controls) if c.scale > 0]
+    counted = [n for n, c in enumerate(request.controls, 1) if c.scale > 0]
+    family = family_of(mode_pipe)
+    repaints = _repaints(family, mode or request.mode)
+    # before the pipeline is derived: Z-Image's inpainting one refuses a plain ControlNet
+    _check_inpainting(
+        family.label, mode or request.mode, chosen, acting, counted, repaints, denoiser(mode_pipe)
+    )
     pipe = manager.controlled(request.model, mode or request.mode, chosen)
     takes = inspect.signature(pipe.__call__).parameters
     key = "control_image" if "control_image" in takes else "image"
-    counted = [n for n, c in enumerate(request.controls, 1) if c.scale > 0]
     ranged = "control_guidance_start" in takes
     for number, control in zip(counted, acting, strict=True):
         if not ranged and (control.start, control.end) != (0.0, 1.0):
@@ -625,13 +636,12 @@ def prepare(
                 f"{family_of(pipe).label}'s ControlNet pipeline acts at every step: set "
                 f"ControlNet {number}'s range to all of the steps (0 to 1)."
             )
-    repaints = "control_mask" in takes
-    _check_inpainting(
-        family_of(pipe).label, mode or request.mode, chosen, acting, counted, repaints
-    )
+    with_picture = repaints and "control_mask" not in takes
     numbers = [_union_number(*found) for found in zip(chosen, acting, counted, strict=True)]
     if all(n is None for n in numbers):
-        return pipe, ControlCall(acting, key, ranged=ranged, repaints=repaints)
+        return pipe, ControlCall(
+            acting, key, ranged=ranged, repaints=repaints, with_picture=with_picture
+        )
     if "control_mode" not in takes:
         raise ModelError(
             f"The {family_of(pipe).label} ControlNet pipeline takes no control types: use "
@@ -643,14 +653,32 @@ def prepare(
             f"{family_of(pipe).label} runs a union ControlNet alone or with other union "
             "ones: remove the ControlNets of one control type, or the union one."
         )
-    return pipe, ControlCall(acting, key, numbers, style, ranged, repaints)
+    return pipe, ControlCall(acting, key, numbers, style, ranged, repaints, with_picture)
 
 
-def _inpainting(model: Any) -> bool:
-    """Whether a ControlNet is an inpainting one: it takes the mask as an extra channel of
-    its condition (SD 3's and Qwen-Image's: alimama's, InstantX's inpainting ControlNets)."""
+def _repaints(family: Family, mode: Mode) -> bool:
+    """Whether the family's ControlNet pipeline of this mode is an inpainting ControlNet's:
+    an inpaint one with no strength, which repaints the masked area from noise (SD 3's,
+    Qwen-Image's, Z-Image's)."""
+    import diffusers
+
+    name = family.controlnet_pipelines.get(mode.value)
+    cls = getattr(diffusers, name, None) if mode is Mode.INPAINT and name else None
+    return cls is not None and "strength" not in inspect.signature(cls.__call__).parameters
+
+
+def _inpainting(model: Any, network: Any) -> str:
+    """How a ControlNet takes the mask: "only" for an inpainting one that runs in inpaint
+    alone (an extra mask channel: SD 3's and Qwen-Image's, alimama's and InstantX's
+    inpainting ControlNets); "too" for Z-Image's 2.x (Alibaba's Z-Image-Turbo-Fun-Controlnet-
+    Union 2.x: the mask's and the masked picture's latents after the control image's, a
+    control_in_dim beyond the transformer's input), whose text→image pipeline gives them
+    zeros; "" for a ControlNet that takes no mask."""
     config = dict(model.config)
-    return bool(config.get("extra_conditioning_channels") or config.get("extra_condition_channels"))
+    if config.get("control_in_dim") is not None:
+        return "too" if config["control_in_dim"] > network.config.in_channels else ""
+    extra = config.get("extra_conditioning_channels") or config.get("extra_condition_channels")
+    return "only" if extra else ""
 
 
 def _check_inpainting(
@@ -660,18 +688,21 @@ def _check_inpainting(
     controls: list[Control],
     numbers: list[int],
     repaints: bool,
+    network: Any,
 ) -> None:
-    """An inpainting ControlNet's pipeline runs inpainting ControlNets only, and those run
-    in no other pipeline (their condition has the mask's channel): refused in a sentence."""
+    """An inpainting ControlNet's pipeline runs inpainting ControlNets only, and SD 3's and
+    Qwen-Image's run in no other pipeline (their condition has the mask's channel): refused
+    in a sentence."""
     for model, control, number in zip(models, controls, numbers, strict=True):
         name = printable(control.model)
-        if repaints and not _inpainting(model):
+        takes = _inpainting(model, network)
+        if repaints and not takes:
             raise ModelError(
                 f"{label} inpaints with inpainting ControlNets only (they take the mask): "
                 f"ControlNet {number} ('{name}') is not one. Use an inpainting ControlNet, or "
                 "inpaint without ControlNets."
             )
-        if not repaints and _inpainting(model):
+        if not repaints and takes == "only":
             raise ModelError(
                 f"ControlNet {number} ('{name}') is an inpainting ControlNet: it runs in "
                 f"Inpaint mode only, not in {mode.label}."

@@ -808,30 +808,38 @@ def test_a_hires_pass_without_an_image_to_image_controlnet_pipeline_says_so(tmp_
     assert any(message.startswith(said) for message, _ in reporter.statuses)
 
 
+def _z_image_controlnet(config, inputs: int):  # noqa: ANN001, ANN202
+    """A tiny Z-Image ControlNet for the transformer of this config: `inputs` its control
+    input's channels (the first version: the latents'; 2.x: then the mask's and the masked
+    picture's latents)."""
+    from diffusers import ZImageControlNetModel
+
+    torch.manual_seed(0)
+    network = ZImageControlNetModel(
+        control_layers_places=[0], control_in_dim=inputs, dim=config.dim,
+        n_heads=config.n_heads, n_kv_heads=config.n_kv_heads,
+        n_refiner_layers=config.n_refiner_layers, all_patch_size=tuple(config.all_patch_size),
+        all_f_patch_size=tuple(config.all_f_patch_size),
+    )  # fmt: skip
+    generator = torch.Generator().manual_seed(7)
+    with torch.no_grad():  # loud: its zero-initialised projections too
+        for key, parameter in network.named_parameters():
+            if "_proj" in key:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
+    return network
+
+
 def test_z_image_runs_its_controlnet_in_text_to_image(engine, tmp_path) -> None:
     """Z-Image's ControlNets borrow the transformer's embedders (the pipeline joins them);
     its pipeline acts at every step and runs one ControlNet, which the studio says in
-    sentences; its inpaint pipeline repaints from noise with no strength, so not offered."""
-    from diffusers import DiffusionPipeline, ZImageControlNetModel
+    sentences; diffusers has no image→image one."""
+    from diffusers import DiffusionPipeline
 
     model = str(build("z_image", tmp_path / "z"))
     config = DiffusionPipeline.from_pretrained(model).transformer.config
 
     def controlnet(name: str, inputs: int) -> str:
-        torch.manual_seed(0)
-        network = ZImageControlNetModel(
-            control_layers_places=[0], control_in_dim=inputs, dim=config.dim,
-            n_heads=config.n_heads, n_kv_heads=config.n_kv_heads,
-            n_refiner_layers=config.n_refiner_layers,
-            all_patch_size=tuple(config.all_patch_size),
-            all_f_patch_size=tuple(config.all_f_patch_size),
-        )  # fmt: skip
-        generator = torch.Generator().manual_seed(7)
-        with torch.no_grad():  # loud: its zero-initialised projections too
-            for key, parameter in network.named_parameters():
-                if "_proj" in key:
-                    parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
-        network.save_pretrained(tmp_path / name, safe_serialization=True)
+        _z_image_controlnet(config, inputs).save_pretrained(tmp_path / name)
         return str(tmp_path / name)
 
     plain = _pixels(engine.run(_request(model, cfg_scale=3.0)))
@@ -856,19 +864,24 @@ def test_z_image_runs_its_controlnet_in_text_to_image(engine, tmp_path) -> None:
     )
     with pytest.raises(ModelError, match="one ControlNet at a time"):
         engine.run(_request(model, Control(cn, _square()), Control(cn, _circle()), cfg_scale=3.0))
-    inpaint = {"mode": Mode.INPAINT, "cfg_scale": 3.0, **MODES[Mode.INPAINT]}
-    with pytest.raises(ModelError, match="no ControlNet pipeline for Inpaint"):
-        engine.run(_request(model, Control(cn, _square()), **inpaint))
+    img2img = {"mode": Mode.IMAGE_TO_IMAGE, "cfg_scale": 3.0, **MODES[Mode.IMAGE_TO_IMAGE]}
+    with pytest.raises(ModelError, match="no ControlNet pipeline for Image→Image"):
+        engine.run(_request(model, Control(cn, _square()), **img2img))
 
 
-@pytest.mark.parametrize("family", ["sd3", "qwen_image"])
-def test_sd3_and_qwen_image_inpaint_with_an_inpainting_controlnet(family, tmp_path) -> None:
+@pytest.mark.parametrize("family", ["sd3", "qwen_image", "z_image"])
+def test_sd3_qwen_image_and_z_image_inpaint_with_an_inpainting_controlnet(family, tmp_path) -> None:
     """Their inpainting ControlNets (an extra mask channel: alimama's SD 3, InstantX's
-    Qwen-Image) run in diffusers' ControlNet inpainting pipelines, derived from the model."""
-    from diffusers import QwenImageControlNetModel, SD3ControlNetModel
+    Qwen-Image; Z-Image's 2.x: the mask's and the masked picture's latents) run in
+    diffusers' ControlNet inpainting pipelines, derived from the model."""
+    from diffusers import DiffusionPipeline, QwenImageControlNetModel, SD3ControlNetModel
 
     engine = Engine()
-    if family == "sd3":
+    if family == "z_image":
+        pipe = DiffusionPipeline.from_pretrained(str(build("z_image", tmp_path / "m")))
+        config = pipe.transformer.config
+        network = _z_image_controlnet(config, 2 * config.in_channels + 1)
+    elif family == "sd3":
         pipe, _ = _sd3_with_two_blocks()
         torch.manual_seed(0)
         network = SD3ControlNetModel.from_transformer(
@@ -898,11 +911,12 @@ def test_sd3_and_qwen_image_inpaint_with_an_inpainting_controlnet(family, tmp_pa
     circle = _pixels(engine.run(_request(model, Control(cn, _circle()), **inpaint)))
     inside = np.asarray(_mask()) > 0
     assert np.abs(picture - plain)[inside].mean() > 1
-    # The ControlNet sees the control image with the hole blanked: another picture around the
-    # hole reaches the hole through attention only. Tiny SD 3 carries it well; tiny Qwen-Image
-    # (one block each, 2 heads) barely (a level at most), but it does at a quarter of them
+    # SD 3's and Qwen-Image's ControlNets see the control image with the hole blanked: another
+    # picture around the hole reaches the hole through attention only. Tiny SD 3 carries it
+    # well; tiny Qwen-Image (one block each, 2 heads) barely (a level at most), but it does
+    # at a quarter of them. Z-Image's sees the whole control image (the picture blanked)
     changed = np.abs(picture - circle)[inside]
-    assert changed.mean() > 1 if family == "sd3" else (changed > 0).mean() > 0.05
+    assert changed.mean() > 1 if family != "qwen_image" else (changed > 0).mean() > 0.05
     original = np.asarray(_picture(), np.int16)
     for pixels in (picture, circle):  # the rest of the picture is kept exactly
         assert np.array_equal(pixels[~inside], original[~inside])
@@ -912,13 +926,27 @@ def test_sd3_and_qwen_image_inpaint_with_an_inpainting_controlnet(family, tmp_pa
     # free (the ControlNet alone holds them to the picture), where the plain one holds them
     # to the picture's at each step: acting at no step, it is not the plain inpaint but the
     # text→image picture of the seed, inside the mask
-    late = _pixels(engine.run(_request(model, Control(cn, _picture(), start=0.95), **inpaint)))
+    # text→image picture of the seed, inside the mask. Z-Image's acts at every step: a
+    # weight of almost 0 stands for no step there
+    faint = {"scale": 1e-6} if family == "z_image" else {"start": 0.95}
+    late = _pixels(engine.run(_request(model, Control(cn, _picture(), **faint), **inpaint)))
     free = _pixels(engine.run(_request(model, cfg_scale=4.0)))
     assert np.abs(late - free)[inside].max() <= 1
     assert np.abs(picture - late)[inside].mean() > 1  # so the ControlNet's steps steered
     pipeline = engine.models.controlled(model, Mode.INPAINT, [engine.models.controlnets.loaded[cn]])
     assert type(pipeline).__name__ == INPAINTING_PIPELINES[family]
     assert pipeline.transformer is engine.models.pipeline(model, Mode.TEXT_TO_IMAGE).transformer
+    if family == "z_image":  # 2.x runs in text→image too (zeros for the mask and picture)
+        first = tmp_path / "v1"  # the first version takes no mask: refused before it is joined
+        _z_image_controlnet(config, config.in_channels).save_pretrained(first)
+        with pytest.raises(ModelError) as caught:
+            engine.run(_request(model, Control(str(first), _picture()), **inpaint))
+        assert str(caught.value) == (
+            f"Z-Image inpaints with inpainting ControlNets only (they take the mask): "
+            f"ControlNet 1 ('{first}') is not one. Use an inpainting ControlNet, or inpaint "
+            "without ControlNets."
+        )
+        return
     # and nowhere else: its condition has the mask's channel
     with pytest.raises(ModelError) as caught:
         engine.run(_request(model, Control(cn, _square()), cfg_scale=4.0))
@@ -931,4 +959,5 @@ def test_sd3_and_qwen_image_inpaint_with_an_inpainting_controlnet(family, tmp_pa
 INPAINTING_PIPELINES = {
     "sd3": "StableDiffusion3ControlNetInpaintingPipeline",
     "qwen_image": "QwenImageControlNetInpaintPipeline",
+    "z_image": "ZImageControlNetInpaintPipeline",
 }

@@ -28,10 +28,14 @@ FAMILIES = [
         checkpoint_prefixes=("cap_embedder.", "model.diffusion_model.cap_embedder."),
         checkpoint_class="ZImagePipeline",
         # Z-Image's ControlNets (VideoX-Fun's) borrow the transformer's embedders and refiners
-        # (the pipeline joins them), act at every step and run one at a time. diffusers'
-        # ZImageControlNetInpaintPipeline repaints from pure noise (no strength), unlike the
-        # studio's inpaint: text→image only
+        # (the pipeline joins them), act at every step and run one at a time. inpaint: for
+        # inpainting-capable ControlNets only (2.x: the mask's and the masked picture's
+        # latents after the control image's), which repaint the masked area from noise;
+        # diffusers has no image→image one
         controlnet_models=("ZImageControlNetModel",),
-        controlnet_pipelines={"txt2img": "ZImageControlNetPipeline"},
+        controlnet_pipelines={
+            "txt2img": "ZImageControlNetPipeline",
+            "inpaint": "ZImageControlNetInpaintPipeline",
+        },
     ),
 ]
