@@ -19,7 +19,7 @@ from typing import Any
 from PIL import Image
 
 from studio.core.errors import BadInput
-from studio.core.schedulers import SCHEDULER_NAMES
+from studio.core.schedulers import RUNNABLE_SCHEDULERS, SCHEDULER_NAMES
 
 DEFAULT_MODEL = "studio-tiny"
 DEFAULT_UPSCALE_MODEL = "studio-tiny-x4"
@@ -407,7 +407,7 @@ def _validate(r: GenerationRequest) -> list[str]:
     # no target is off, whatever the scale; the engine checks the words against the classifier
     if not isinstance(r.classifier_class, str) or len(r.classifier_class.split()) > 2:
         problems.append("The classifier guidance class is a shape, a colour or both ('red star').")
-    if r.scheduler not in SCHEDULER_NAMES:
+    if r.scheduler not in RUNNABLE_SCHEDULERS:  # the picker's, and the fast settings' own
         problems.append(
             f"Unknown scheduler '{r.scheduler}': choose one of {', '.join(SCHEDULER_NAMES)}."
         )

@@ -18,6 +18,7 @@ from studio.core import loras
 from studio.core.formats import PNG, SaveFormat
 from studio.core.jobs import GenerationResult, Stage
 from studio.core.request import Control, GenerationRequest, Mode
+from studio.core.schedulers import a1111_sampler
 from studio.core.text import printable
 
 
@@ -83,6 +84,9 @@ def parameters_of(
         extras["Upscaler"] = request.upscaler.value
     if image.size != (width, height):
         extras["Output size"] = f"{image.width}x{image.height}"
+    sampler, schedule = a1111_sampler(sampler)  # "Euler SGM Uniform": Euler, SGM Uniform
+    if schedule:
+        extras["Schedule type"] = schedule
     return metadata.ImageParameters(
         source="studio",
         prompt=request.prompt,

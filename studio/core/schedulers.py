@@ -43,6 +43,27 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 
 SCHEDULER_NAMES: tuple[str, ...] = tuple(SCHEDULERS)
 
+# The samplers of distilled models and acceleration LoRAs (live mode's fast setting,
+# `core.fast_setting`), which the engine runs besides the picker's: LCM's consistency sampler
+# (LCM-LoRA, DMD2), and Euler with "trailing" timesteps, which start at the last training
+# timestep as SDXL-Lightning, SDXL-Turbo and Hyper-SD were distilled to (A1111/Forge and
+# ComfyUI call that schedule SGM Uniform). Not in SCHEDULER_NAMES: the picker does not offer
+# them, and a sampler of these written into a file restores as its relative below.
+FAST_SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "LCM": ("LCMScheduler", {}),
+    "Euler SGM Uniform": ("EulerDiscreteScheduler", {"timestep_spacing": "trailing"}),
+    "Euler a SGM Uniform": ("EulerAncestralDiscreteScheduler", {"timestep_spacing": "trailing"}),
+}
+RUNNABLE_SCHEDULERS: tuple[str, ...] = (*SCHEDULER_NAMES, *FAST_SCHEDULERS)
+
+
+def a1111_sampler(name: str) -> tuple[str, str | None]:
+    """The `Sampler:` and `Schedule type:` values A1111 (>= 1.6) writes for a scheduler."""
+    if name.endswith(" SGM Uniform"):
+        return name.removesuffix(" SGM Uniform"), "SGM Uniform"
+    return name, None
+
+
 # Rectified-flow models (SD 3, Flux, Qwen-Image…) run flow-matching samplers: the same
 # names where the method is the same, none of the DDPM-family ones that cannot run them.
 # The engine carries the model's shift into each (`engine.schedulers`).
@@ -87,6 +108,8 @@ _RELATIVES = {
     "PLMS": "PNDM",
     "DEIS": "UniPC",
     "LCM": "Euler",
+    "Euler SGM Uniform": "Euler",
+    "Euler a SGM Uniform": "Euler a",
 }
 DEFAULT_SCHEDULER = "Euler a"
 

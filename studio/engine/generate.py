@@ -31,7 +31,12 @@ from studio.core.request import (
     batch_seeds,
     resolve_seed,
 )
-from studio.core.schedulers import SCHEDULER_NAMES, closest_scheduler, takes_over
+from studio.core.schedulers import (
+    FAST_SCHEDULERS,
+    SCHEDULER_NAMES,
+    closest_scheduler,
+    takes_over,
+)
 from studio.core.settings import EngineSettings
 from studio.engine import classifier_guidance, controlnets, family_runtime, speedups
 from studio.engine.branching import (
@@ -743,8 +748,8 @@ def guidance_arguments(pipe: Any, scale: float, negative_prompt: str) -> dict[st
 def sampler_for(family: Any, name: str) -> str:
     """The sampler a run uses: the one asked for, or its closest relative the family runs."""
     offered = family.samplers or SCHEDULER_NAMES
-    if name in offered:
-        return name
+    if name in offered or (not family.samplers and name in FAST_SCHEDULERS):
+        return name  # the SD families also run the fast settings' samplers (LCM, trailing)
     return closest_scheduler(name, offered) or offered[0]
 
 
