@@ -244,6 +244,10 @@ def _family_of(metadata: dict[str, str], keys: list[str]) -> str:
     if "double_blocks" in joined or "single_transformer_blocks" in joined:
         return "Flux.1"
     if "lora_unet_" in joined or "unet." in joined:
+        # SDXL's UNet stacks several transformer blocks in an attention layer, SD 1.x and
+        # 2.x one: a UNet-only SDXL LoRA (LCM-LoRA, Lightning, Hyper-SD) has no te2 to say so
+        if "transformer_blocks_1" in joined or "transformer_blocks.1." in joined:
+            return "SDXL"
         return "SD 1.x"  # or 2.x: the names are the same; shapes would tell
     return ""
 

@@ -2,7 +2,9 @@
 
 A change of the prompt or any other parameter, a stroke on the mask or the ControlNet layer,
 a new canvas image: the job in flight is cancelled (within a step; a stale job is never
-shown) and a new one is queued with a fixed seed and the model's few-step setting. The
+shown) and a new one is queued with a fixed seed and the model's fast setting
+(`core.fast_setting`: a distilled model's steps, CFG and sampler, or an acceleration LoRA's,
+added to the prompt; else a short schedule, and the view says how to get one). The
 newest picture shows in a view beside the canvas, so the brush stays on the canvas: painting
 and seeing the result follow is the point, as in Krita's AI plugin. Live pictures are not
 saved; Generate makes the keeper with the full settings.
@@ -20,27 +22,24 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from studio.core.catalog import model_defaults
 from studio.core.draft import Draft
+from studio.core.fast_setting import LIVE_STEPS, FastSetting, for_request
 from studio.core.jobs import GenerationResult
 from studio.core.request import RANDOM_SEED, GenerationRequest, Mode
 from studio.ui.bind import follow
 from studio.ui.controller import JobController
 from studio.ui.qt_images import array_to_qimage
 
-# Steps of a live picture unless the model's card names its own fast setting (`live_steps`):
-# studio-tiny draws its shapes in 6 steps of DPM++ 2M (4 blur them), ~0.1 s on a 2-core CPU.
-LIVE_STEPS = 6
+__all__ = ["LIVE_STEPS", "LiveMode", "LiveView", "live_request"]
 COALESCE_MS = 0  # changes made in one turn of the event loop start one job
 
 
-def live_request(request: GenerationRequest, seed: int) -> GenerationRequest:
-    """The live version of the panel's request: one image, the fixed seed, few steps, no
-    upscale pass."""
-    steps = int(model_defaults(request.model).get("live_steps", LIVE_STEPS))
-    return request.replace(
-        steps=min(request.steps, steps), seed=seed, batch_size=1, upscaler=None, branch=None
-    )
+def live_request(request: GenerationRequest, seed: int) -> tuple[GenerationRequest, FastSetting]:
+    """The live version of the panel's request: one image, the fixed seed, the model's fast
+    setting (few steps), no upscale pass; and that setting."""
+    setting = for_request(request)
+    live = setting.apply(request)
+    return live.replace(seed=seed, batch_size=1, upscaler=None, branch=None), setting
 
 
 class LiveView(QWidget):
@@ -112,6 +111,8 @@ class LiveMode(QObject):
         self._seed = 0
         self._job: int | None = None
         self._started: dict[int, float] = {}  # live job → when the change that made it came
+        self._settings: dict[int, FastSetting] = {}  # live job → the fast setting it runs
+        self._told: set[str] = set()  # models whose missing fast setting the view has named
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(COALESCE_MS)
@@ -151,7 +152,7 @@ class LiveMode(QObject):
         self.changed()
 
     def _run(self) -> None:
-        request = live_request(self._build_request(), self._seed)
+        request, setting = live_request(self._build_request(), self._seed)
         problems = request.problems()
         if problems:
             self.view.say(f"Live: {problems[0]}")
@@ -159,6 +160,7 @@ class LiveMode(QObject):
         self._cancel_current()
         self._job = self.controller.submit(request, live=True)
         self._started[self._job] = self._started.pop(-1, time.perf_counter())
+        self._settings = {self._job: setting}
 
     def _cancel_current(self) -> None:
         if self._job is not None:
@@ -171,13 +173,19 @@ class LiveMode(QObject):
             return
         began = self._started.pop(job_id, None)
         took = f" in {time.perf_counter() - began:.2f} s" if began is not None else ""
-        mode = (
-            "" if result.request.mode is Mode.TEXT_TO_IMAGE else f" · {result.request.mode.label}"
-        )
-        self.view.show_result(
-            result.images[0],
-            f"Live · seed {result.request.seed} · {result.request.steps} steps{mode}{took}",
-        )
+        request = result.request
+        mode = "" if request.mode is Mode.TEXT_TO_IMAGE else f" · {request.mode.label}"
+        setting = self._settings.pop(job_id, None)
+        what = setting.caption(request.steps) if setting else f"{request.steps} steps"
+        caption = f"Live · {what} · seed {request.seed}{mode}{took}"
+        if setting is not None and setting.hint:
+            self.view.setToolTip(setting.hint)
+            if request.model not in self._told:  # said once a model; the tooltip keeps it
+                self._told.add(request.model)
+                caption += f"\n{setting.hint}"
+        else:
+            self.view.setToolTip("")
+        self.view.show_result(result.images[0], caption)
         self._job = None
         self.shown.emit(job_id)
 
