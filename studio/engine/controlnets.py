@@ -75,6 +75,7 @@ _JOINED = (
     "joint_attention_dim",
     "pooled_projection_dim",
     "inner_width",
+    "dim",  # Z-Image's transformer width
 )
 
 
@@ -253,8 +254,9 @@ def _load_file(
     """A single-file ControlNet, with no network. A UNet family's: its configuration is the
     loaded UNet's (a ControlNet is a copy of its encoder); diffusers' own tensor names load
     directly, the original layout goes through diffusers' from_single_file. A union one
-    (SDXL's ControlNet++, Flux.1's) or a Flux.1 one: the shipped configuration, fitted to the
-    file's tensors and the loaded model (`_union_config`)."""
+    (SDXL's ControlNet++, Flux.1's) or one of a transformer family (Flux.1, SD 3.5, Qwen-
+    Image, Z-Image): the shipped configuration, fitted to the file's tensors and the loaded
+    model (`_file_config`), its tensors in diffusers' names (`_converted`)."""
     import diffusers
 
     from studio.engine.models import check_checkpoint_is_safe, check_safetensors_header
@@ -266,15 +268,20 @@ def _load_file(
     kind = _file_kind(keys)
     if kind is not None:
         state = _state_dict(source.path)
-        config = _union_config(kind, state, network)
+        config = _file_config(kind, state, network)
         check_fits(config, source.name, family, network, vae_factor)  # before it is built
         model = getattr(diffusers, kind).from_config(config)
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(_converted(kind, state, config), strict=True)
         return model.to(dtype)
     if "ControlNetModel" not in family.controlnet_models:
+        if not family.controlnet_pipelines:
+            raise ModelError(
+                f"The studio runs no ControlNets on {family.label} models: generate without them."
+            )
         raise ModelError(
-            f"Single-file ControlNets of {family.label} cannot be loaded offline: use the "
-            f"ControlNet's diffusers folder ('{source.name}' is a file)."
+            f"'{source.name}' is no ControlNet file the studio knows for {family.label} (its "
+            f"tensors are none of a {family.label} ControlNet's): use the ControlNet's diffusers "
+            "folder, or a file of a ControlNet made for it."
         )
     config = _config_from_unet(network)
     if any(k.startswith("controlnet_cond_embedding.") for k in keys):
@@ -301,6 +308,9 @@ def _load_file(
 _SHIPPED = {
     "ControlNetUnionModel": "controlnet-union-sdxl",  # xinsir's ControlNet++ (ProMax)
     "FluxControlNetModel": "controlnet-union-flux",  # InstantX's Flux.1 union ControlNet
+    "SD3ControlNetModel": "controlnet-sd3.5-large",  # Stability's SD 3.5 Large canny/depth/blur
+    "QwenImageControlNetModel": "controlnet-qwen-image",  # InstantX's Qwen-Image union
+    "ZImageControlNetModel": "controlnet-z-image",  # Alibaba's Z-Image-Turbo-Fun union 2.1
 }
 
 
@@ -310,7 +320,11 @@ def _file_kind(keys: Any) -> str | None:
     `task_embedding`, `transformer_layes`, `control_add_embedding` as xinsir published them,
     and diffusers kept); a Flux.1 ControlNet, diffusers' names (InstantX's and Shakker-Labs'
     files: `controlnet_x_embedder` beside Flux's embedders; a union one has
-    `controlnet_mode_embedder` too). None for the others."""
+    `controlnet_mode_embedder` too); a Qwen-Image one (InstantX's: `controlnet_x_embedder`
+    beside Qwen-Image's `img_in` and `txt_in`); an SD 3 one, the control image's patch
+    embedder `pos_embed_input` (Stability's SD 3.5 files in the original layout, InstantX's
+    and alimama's in diffusers'); a Z-Image one, its `control_all_x_embedder` (Alibaba's
+    Z-Image-Turbo-Fun ControlNets). None for the others."""
     names = set(keys)
     if "task_embedding" in names or any(
         k.startswith(("transformer_layes.", "control_add_embedding.")) for k in names
@@ -318,6 +332,12 @@ def _file_kind(keys: Any) -> str | None:
         return "ControlNetUnionModel"
     if {"controlnet_x_embedder.weight", "x_embedder.weight", "context_embedder.weight"} <= names:
         return "FluxControlNetModel"
+    if {"controlnet_x_embedder.weight", "img_in.weight", "txt_in.weight"} <= names:
+        return "QwenImageControlNetModel"
+    if "pos_embed_input.proj.weight" in names:
+        return "SD3ControlNetModel"
+    if any(k.startswith("control_all_x_embedder.") for k in names):
+        return "ZImageControlNetModel"
     return None
 
 
@@ -327,30 +347,41 @@ def _blocks(state: dict[str, Any], prefix: str) -> int:
     return len([n for n in found if n.isdigit()])
 
 
-def _union_config(kind: str, state: dict[str, Any], network: Any) -> dict[str, Any]:
+def _file_config(kind: str, state: dict[str, Any], network: Any) -> dict[str, Any]:
     """The configuration of a single-file ControlNet whose config is shipped: the published
     model's, with what the file's tensors tell (its numbers of control types, blocks and
     widths) and, for what they cannot (how a width splits into attention heads), the loaded
     denoiser's where the widths agree. A file that fits no model of the family fails the
     usual check (check_fits) or the strict load, in a sentence."""
+    from studio.engine import speedups
     from studio.engine.single_file import CONFIGS_DIR
 
     path = CONFIGS_DIR / _SHIPPED[kind] / "config.json"
     config = json.loads(path.read_text(encoding="utf-8"))
-    if kind == "ControlNetUnionModel":
-        # a copy of the UNet's encoder: its shape is the loaded UNet's, as for SD ControlNets
-        config.update(_config_from_unet(network, kind))
-        tasks = state["task_embedding"]
-        config.update(
-            num_control_type=int(tasks.shape[0]),
-            num_trans_channel=int(tasks.shape[1]),
-            num_trans_layer=_blocks(state, "transformer_layes."),
-            num_proj_channel=int(state["spatial_ch_projs.weight"].shape[0]),
-        )
-        widths = _conditioning_widths(state)
-        if widths:
-            config["conditioning_embedding_out_channels"] = widths
-        return config
+    return _FITTERS[kind](config, state, dict(speedups.eager(network).config))
+
+
+def _fit_sdxl_union(
+    config: dict[str, Any], state: dict[str, Any], own: dict[str, Any]
+) -> dict[str, Any]:
+    # a copy of the UNet's encoder: its shape is the loaded UNet's, as for SD ControlNets
+    accepted = inspect.signature(_diffusers_class("ControlNetUnionModel").__init__).parameters
+    config.update({k: v for k, v in own.items() if k in accepted and k != "in_channels"})
+    tasks = state["task_embedding"]
+    config.update(
+        in_channels=4,
+        num_control_type=int(tasks.shape[0]),
+        num_trans_channel=int(tasks.shape[1]),
+        num_trans_layer=_blocks(state, "transformer_layes."),
+        num_proj_channel=int(state["spatial_ch_projs.weight"].shape[0]),
+    )
+    widths = _conditioning_widths(state)
+    if widths:
+        config["conditioning_embedding_out_channels"] = widths
+    return config
+
+
+def _fit_flux(config: dict[str, Any], state: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
     width = int(state["x_embedder.weight"].shape[0])
     config.update(
         in_channels=int(state["x_embedder.weight"].shape[1]),
@@ -369,11 +400,167 @@ def _union_config(kind: str, state: dict[str, Any], network: Any) -> dict[str, A
         config["pooled_projection_dim"] = int(pooled.shape[1])
     hint = state.get("input_hint_block.conv_out.weight")
     config["conditioning_embedding_channels"] = int(hint.shape[0]) if hint is not None else None
-    own = dict(network.config)
-    if _inner_width(own) == width:  # its heads and rotary axes are the transformer's
-        for key in ("num_attention_heads", "attention_head_dim", "axes_dims_rope"):
-            config[key] = own[key]
+    return _heads_of(config, own, width, ("axes_dims_rope",))
+
+
+def _fit_qwen_image(
+    config: dict[str, Any], state: dict[str, Any], own: dict[str, Any]
+) -> dict[str, Any]:
+    embedder = state["img_in.weight"]
+    width, inputs = int(embedder.shape[0]), int(embedder.shape[1])
+    config.update(
+        in_channels=inputs,
+        num_layers=_blocks(state, "transformer_blocks."),
+        joint_attention_dim=int(state["txt_in.weight"].shape[1]),
+        # an inpainting one's condition has the mask's channels after the control image's
+        extra_condition_channels=int(state["controlnet_x_embedder.weight"].shape[1]) - inputs,
+    )
+    return _heads_of(config, own, width, ("axes_dims_rope", "patch_size", "out_channels"))
+
+
+def _fit_sd3(config: dict[str, Any], state: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """Stability's SD 3.5 ControlNets (blocks of their own, no text stream: they borrow the
+    transformer's patch embedder) or InstantX's and alimama's SD 3 ones (joint blocks with
+    a text embedder and patch embedder of their own, a zero pooled text: diffusers' default
+    for them)."""
+    control = state["pos_embed_input.proj.weight"]  # width, channels, patch, patch
+    width, patch = int(control.shape[0]), int(control.shape[-1])
+    own_embedder = state.get("pos_embed.proj.weight")
+    latents = own_embedder.shape[1] if own_embedder is not None else own.get("in_channels", 16)
+    inputs = min(int(latents), int(control.shape[1]))
+    context = state.get("context_embedder.weight")
+    layers = _blocks(state, "transformer_blocks.")
+    config.update(
+        patch_size=patch,
+        in_channels=inputs,
+        out_channels=inputs,
+        extra_conditioning_channels=int(control.shape[1]) - inputs,  # an inpainting one's mask
+        num_layers=layers,
+        pooled_projection_dim=int(state["time_text_embed.text_embedder.linear_1.weight"].shape[1]),
+        joint_attention_dim=int(context.shape[1]) if context is not None else None,
+        force_zeros_for_pooled_projection=context is not None,
+        use_pos_embed=own_embedder is not None,
+    )
+    if context is not None:
+        config["caption_projection_dim"] = int(context.shape[0])
+        config["dual_attention_layers"] = [
+            n for n in range(layers) if f"transformer_blocks.{n}.attn2.to_q.weight" in state
+        ]
+        if "transformer_blocks.0.attn.norm_q.weight" in state:
+            config["qk_norm"] = "rms_norm"
+    if own_embedder is not None:  # its own patch embedder, positions as the transformer's
+        config.update(pos_embed_type="sincos", sample_size=own.get("sample_size", 128),
+                      pos_embed_max_size=own.get("pos_embed_max_size"))  # fmt: skip
+    return _heads_of(config, own, width)
+
+
+def _fit_z_image(
+    config: dict[str, Any], state: dict[str, Any], own: dict[str, Any]
+) -> dict[str, Any]:
+    """Alibaba's Z-Image-Turbo-Fun ControlNets: control blocks spread evenly over the
+    transformer's layers (1.0: every 5th of 30, 2.x: every 2nd), the condition the control
+    image's latents (2.x: then the mask's and the masked picture's), and a noise refiner:
+    1.0's plain blocks, 2.1's control blocks, 2.0's unused (its projection into the refiner
+    all zeros: diffusers drops it)."""
+    embedders = [
+        k for k in state if k.startswith("control_all_x_embedder.") and k.endswith(".weight")
+    ]
+    sizes = [k.split(".")[1].split("-") for k in embedders]  # "2-1": patch, frame patch
+    first = state[embedders[0]]
+    dim, patch, frames = int(first.shape[0]), int(sizes[0][0]), int(sizes[0][1])
+    count = _blocks(state, "control_layers.")
+    step = max(int(own.get("n_layers", 30)) // max(count, 1), 1)
+    refiner = _blocks(state, "control_noise_refiner.")
+    into = state.get("control_noise_refiner.0.before_proj.weight")
+    if not refiner or (into is not None and not bool(into.any())):
+        mode = "control_layers"  # 2.0
+    elif into is not None:
+        mode = "control_noise_refiner"  # 2.1
+    else:
+        mode = None  # 1.0
+    refiners = refiner if mode != "control_layers" else int(own.get("n_refiner_layers", 2))
+    config.update(
+        all_patch_size=[int(p) for p, _ in sizes],
+        all_f_patch_size=[int(f) for _, f in sizes],
+        dim=dim,
+        control_in_dim=int(first.shape[1]) // (patch * patch * frames),
+        control_layers_places=[n * step for n in range(count)],
+        add_control_noise_refiner=mode,
+        n_refiner_layers=refiners,
+        control_refiner_layers_places=list(range(refiners)) if mode else None,
+        qk_norm="control_layers.0.attention.norm_q.weight" in state,
+    )
+    if own.get("dim") == dim:  # its heads are the transformer's
+        config.update({k: own[k] for k in ("n_heads", "n_kv_heads", "norm_eps") if k in own})
+    else:
+        head = config["dim"] // config["n_heads"]
+        config["n_heads"] = config["n_kv_heads"] = max(dim // head, 1)
     return config
+
+
+def _heads_of(
+    config: dict[str, Any], own: dict[str, Any], width: int, also: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """A transformer ControlNet's heads: the loaded transformer's when its width is the
+    file's (with `also`, what goes with them), else the published head width's."""
+    if _inner_width(own) == width:
+        for key in ("num_attention_heads", "attention_head_dim", *also):
+            if key in own:
+                config[key] = own[key]
+    else:
+        config["num_attention_heads"] = max(width // int(config["attention_head_dim"]), 1)
+    return config
+
+
+_FITTERS = {
+    "ControlNetUnionModel": _fit_sdxl_union,
+    "FluxControlNetModel": _fit_flux,
+    "QwenImageControlNetModel": _fit_qwen_image,
+    "SD3ControlNetModel": _fit_sd3,
+    "ZImageControlNetModel": _fit_z_image,
+}
+
+# Stability's SD 3.5 ControlNets name their blocks' layers as SD 3's original code does
+_SD3_ORIGINAL = {
+    ".adaLN_modulation.1.": ".norm1.linear.",
+    ".attn.proj.": ".attn.to_out.0.",
+    ".mlp.fc1.": ".ff.net.0.proj.",
+    ".mlp.fc2.": ".ff.net.2.",
+}
+
+
+def _converted(kind: str, state: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """A single file's tensors in diffusers' names: Z-Image's through diffusers' own
+    converter (which drops 2.0's unused refiner), Stability's SD 3.5 ControlNets (original
+    layout: fused qkv, `adaLN_modulation`, `mlp.fc1`; a `control_type` number) through the
+    renaming of diffusers' convert_sd3_controlnet_to_diffusers script; the others as they
+    are."""
+    if kind == "ZImageControlNetModel":
+        from diffusers.loaders.single_file_utils import (
+            convert_z_image_controlnet_checkpoint_to_diffusers,
+        )
+
+        return convert_z_image_controlnet_checkpoint_to_diffusers(dict(state), config)
+    if kind != "SD3ControlNetModel" or not any(".adaLN_modulation." in k for k in state):
+        return state
+    converted = {}
+    for key, value in state.items():
+        if key == "control_type":  # which control it was trained for: blur 0, canny 1, depth 2
+            continue
+        if ".attn.qkv." in key:
+            for part, chunk in zip("qkv", value.chunk(3, dim=0), strict=True):
+                converted[key.replace(".attn.qkv.", f".attn.to_{part}.")] = chunk
+            continue
+        for old, new in _SD3_ORIGINAL.items():
+            key = key.replace(old, new)
+        converted[key] = value
+    return converted
+
+
+def _diffusers_class(kind: str) -> Any:
+    import diffusers
+
+    return getattr(diffusers, kind)
 
 
 def _config_from_unet(unet: Any, kind: str = "ControlNetModel") -> dict[str, Any]:

@@ -516,6 +516,100 @@ def test_a_single_file_union_controlnet_loads_offline_as_its_folder(
         )
 
 
+def _sd35_controlnet(transformer):  # noqa: ANN001, ANN202
+    """A tiny SD 3.5 ControlNet as Stability's: blocks of its own with no text stream, the
+    transformer's patch embedder borrowed, the pooled text kept."""
+    from diffusers import SD3ControlNetModel
+
+    config = transformer.config
+    torch.manual_seed(0)
+    return SD3ControlNetModel(
+        patch_size=config.patch_size, in_channels=config.in_channels,
+        out_channels=config.in_channels, num_layers=1, joint_attention_dim=None,
+        num_attention_heads=config.num_attention_heads,
+        attention_head_dim=config.attention_head_dim,
+        pooled_projection_dim=config.pooled_projection_dim, pos_embed_max_size=None,
+        pos_embed_type=None, use_pos_embed=False, force_zeros_for_pooled_projection=False,
+    )  # fmt: skip
+
+
+def _as_stability_published(state: dict) -> dict:
+    """An SD 3.5 ControlNet's tensors in the layout of Stability's sd3.5_large_controlnet_*
+    files (SD 3's original block names, fused qkv, the control type's number)."""
+    names = {".norm1.linear.": ".adaLN_modulation.1.", ".attn.to_out.0.": ".attn.proj.",
+             ".ff.net.0.proj.": ".mlp.fc1.", ".ff.net.2.": ".mlp.fc2."}  # fmt: skip
+    found = {"control_type": torch.tensor(1.0)}  # canny
+    for key, value in state.items():
+        if ".attn.to_q." in key:
+            parts = [state[key.replace("to_q", f"to_{p}")] for p in "qkv"]
+            found[key.replace(".attn.to_q.", ".attn.qkv.")] = torch.cat(parts)
+        elif ".attn.to_k." not in key and ".attn.to_v." not in key:
+            for new, old in names.items():
+                key = key.replace(new, old)
+            found[key] = value
+    return found
+
+
+@pytest.mark.parametrize("family", ["sd3", "qwen_image", "z_image"])
+def test_a_single_file_transformer_controlnet_loads_offline_as_its_folder(family, tmp_path) -> None:
+    """The files artists download: Stability's sd3.5_large_controlnet_canny.safetensors
+    (original layout), InstantX's Qwen-Image ControlNets (diffusers' names in one file),
+    Alibaba's Z-Image-Turbo-Fun-Controlnet-Union-2.1.safetensors (2.1: a control noise
+    refiner, the mask and the masked picture after the control image) load with the shipped
+    config fitted to their tensors and give the folder's pixels."""
+    from diffusers import DiffusionPipeline
+    from safetensors.torch import save_file
+
+    engine = Engine()
+    if family == "z_image":
+        from diffusers import ZImageControlNetModel
+
+        pipe = DiffusionPipeline.from_pretrained(str(build("z_image", tmp_path / "m")))
+        config = pipe.transformer.config
+        torch.manual_seed(0)
+        network = ZImageControlNetModel(
+            control_layers_places=[0], control_refiner_layers_places=[0],
+            add_control_noise_refiner="control_noise_refiner", control_in_dim=2 * 16 + 1,
+            dim=config.dim, n_heads=config.n_heads, n_kv_heads=config.n_kv_heads,
+            n_refiner_layers=config.n_refiner_layers, all_patch_size=(2,), all_f_patch_size=(1,),
+        )  # fmt: skip
+    elif family == "sd3":
+        pipe, _ = _sd3_with_two_blocks()
+        network = _sd35_controlnet(pipe.transformer)
+    else:
+        pipe, network = _qwen_image(tmp_path / "m")
+    _loud(network)
+    with torch.no_grad():  # loud: the condition's input layers and projections too
+        for name, parameter in network.named_parameters():
+            if name.startswith(("pos_embed_input", "controlnet_x_embedder")) or "_proj" in name:
+                parameter.normal_(0, 0.5, generator=torch.Generator().manual_seed(1))
+    network.save_pretrained(tmp_path / "cn", safe_serialization=True)
+    state = dict(network.state_dict())
+    state = _as_stability_published(state) if family == "sd3" else state
+    path = tmp_path / f"{family}-controlnet.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, path)
+    model, changes = f"tiny-{family}", {"cfg_scale": 3.0 if family == "z_image" else 4.0}
+    engine.models.adopt(model, pipe)
+    plain = _pixels(engine.run(_request(model, **changes)))
+    folder = _pixels(
+        engine.run(_request(model, Control(str(tmp_path / "cn"), _square()), **changes))
+    )
+    from_file = _pixels(engine.run(_request(model, Control(str(path), _square()), **changes)))
+    assert np.array_equal(from_file, folder) and np.abs(from_file - plain).mean() > 1
+    loaded = engine.models.controlnets.loaded[str(path)]
+    assert type(loaded) is type(network)
+    other = tmp_path / "other.safetensors"  # a file of no ControlNet: one sentence
+    save_file({"weight": torch.zeros(2)}, other)
+    with pytest.raises(ModelError) as caught:
+        engine.run(_request(model, Control(str(other), _square()), **changes))
+    label = {"sd3": "SD 3.x", "qwen_image": "Qwen-Image", "z_image": "Z-Image"}[family]
+    assert str(caught.value) == (
+        f"'{other}' is no ControlNet file the studio knows for {label} (its tensors are none of "
+        f"a {label} ControlNet's): use the ControlNet's diffusers folder, or a file of a "
+        "ControlNet made for it."
+    )
+
+
 def test_controls_are_validated_in_sentences() -> None:
     bad = GenerationRequest(
         prompt="x",
