@@ -130,6 +130,6 @@ def test_a_finished_job_lands_in_the_gallery_and_the_timeline(  # noqa: ANN001
     timeline = window.timeline
     assert timeline.frame_count() == 4 and timeline.current() == 3
     timeline.select(0)
-    assert window.canvas.has_preview() and timeline.label.text() == "Step 1/3"
+    assert window.canvas.has_preview() and timeline.label.text() == "Step 1/3 · continues at once"
     timeline.select(3)
     assert not window.canvas.has_preview() and timeline.label.text() == "Result"
