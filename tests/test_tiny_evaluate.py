@@ -23,6 +23,7 @@ def test_evaluate_records_its_tables_in_the_model_folders(
     try:
         evaluate.main(
             ["--models", str(models), "--single", "6", "--double", "2", "--steps", "4"]
+            + ["--judge-masks", "1500", "--judge-steps", "150"]  # a smaller judge: the plumbing
             + ["--cfg", "4", "--upscale", "2", "--samples", str(tmp_path / "samples.png")]
             + ["--record"]
         )

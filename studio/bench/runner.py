@@ -69,7 +69,8 @@ def run_bench(
 
     repeats = 3 if quick else 9
     runs = 1 if quick else 3
-    request = engine_bench.bench_request(model, steps=25)
+    steps = 10 if quick else 25  # a quick run checks that every figure is made, not its value
+    request = engine_bench.bench_request(model, steps=steps)
     results: dict[str, Any] = {"machine": machine(), "model": model, "repeats": repeats}
     if "engine" in parts or "window" in parts:
         engine = Engine(EngineSettings(preview_method="linear", preview_every=1))
@@ -97,7 +98,7 @@ def run_bench(
         results.update(ui_bench.startup_times(model, runs=runs))
         results.update(ui_bench.exit_times(model, runs=runs))
     if "memory" in parts:
-        results["peak_rss_mb"] = engine_bench.peak_rss_mb(model, steps=25)
+        results["peak_rss_mb"] = engine_bench.peak_rss_mb(model, steps=steps)
     if "speedups" in parts:
         results.update(_speedups(model, request, repeats, compile_rows))
     if "gallery" in parts:

@@ -29,7 +29,7 @@ from PIL import Image
 from studio.core.schedulers import SCHEDULER_NAMES
 from studio.engine.schedulers import scheduler_for
 from studio.tiny import card, export
-from studio.tiny.judge import Judge, Verdict, train_shape_classifier
+from studio.tiny.judge import Judge, ShapeNet, Verdict, train_shape_classifier
 from studio.tiny.scenes import EXTRA_SHAPES, Scene, caption, draw_scene, sample_scene
 from studio.tiny.vocabulary import SHAPES
 
@@ -48,6 +48,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--upscale", type=int, default=16, help="scenes for the x4 comparison")
     p.add_argument("--samples", type=Path, default=Path("/tmp/tiny_samples.png"))
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--judge-masks", type=int, default=6000, help="object masks the shape judge learns from"
+    )
+    p.add_argument("--judge-steps", type=int, default=600, help="the shape judge's training steps")
     p.add_argument("--record", action="store_true", help="write results into the model folders")
     lora = p.add_argument_group("a LoRA that teaches a new shape (train_lora.py)")
     lora.add_argument(
@@ -265,7 +269,7 @@ def evaluate_lora(args: argparse.Namespace) -> dict[str, object]:
     scheduler = args.scheduler or meta.get("default_scheduler", "Euler a")
     pipe = load(base, scheduler=scheduler)
     pipe.load_lora_weights(load_file(str(args.lora)), adapter_name="concept")
-    judge = Judge(train_shape_classifier(shapes=(*SHAPES, *EXTRA_SHAPES)))
+    judge = Judge(train_judge(args, shapes=(*SHAPES, *EXTRA_SHAPES)))
     hearts = concept_scenes(concept, args.concept_prompts)
     single, double = eval_scenes(1, args.single), eval_scenes(2, args.double)
 
@@ -321,6 +325,11 @@ def evaluate_lora(args: argparse.Namespace) -> dict[str, object]:
     return result
 
 
+def train_judge(args: argparse.Namespace, shapes: tuple[str, ...] = SHAPES) -> ShapeNet:
+    """The shape judge, trained as the command asks (a smaller one checks the plumbing)."""
+    return train_shape_classifier(n=args.judge_masks, steps=args.judge_steps, shapes=shapes)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -341,7 +350,7 @@ def main(argv: list[str] | None = None) -> None:
     cfgs = args.cfg if args.cfg else [1.0, default_cfg]
     scheduler = args.scheduler or meta.get("default_scheduler", "Euler a")
     pipe = load(base, scheduler=scheduler)
-    judge = Judge(train_shape_classifier())
+    judge = Judge(train_judge(args))
     single, double = eval_scenes(1, args.single), eval_scenes(2, args.double)
 
     def judged(images: list[Image.Image], scenes: list[Scene]) -> dict[str, float]:

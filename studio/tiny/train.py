@@ -88,14 +88,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded as the command
     if args.quick:
-        args.vae_steps, args.unet_steps, args.x4_steps, args.decoder_steps = 30, 30, 30, 30
-        args.unet_scenes, args.x4_scenes, args.checkpoint_every = 256, 64, 20
-        # small batches and samples: the run checks the plumbing, in half a minute
+        steps = QUICK_STEPS
+        args.vae_steps, args.unet_steps, args.x4_steps, args.decoder_steps = (steps,) * 4
+        args.unet_scenes, args.x4_scenes, args.checkpoint_every = 128, 64, steps // 2
+        # small batches and samples: the run checks the plumbing, in a quarter of a minute
         args.vae_batch, args.unet_batch, args.x4_batch = 8, 16, 16
-        args.probe_scenes, args.rgb_scenes = 128, 128
+        args.probe_scenes, args.rgb_scenes = 96, 64
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     return args
+
+
+QUICK_STEPS = 16  # each stage's steps in a --quick run
 
 
 class Schedule:
