@@ -14,6 +14,7 @@ Two taps see each denoising step:
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -50,12 +51,32 @@ class AlphaDenoised(Denoised):
     def __init__(self, alphas_cumprod: torch.Tensor, kind: str) -> None:
         self.alphas_cumprod = alphas_cumprod.float()
         self.kind = kind
+        # ᾱ as plain numbers, for timesteps read without waiting (CPU values): the previews
+        # ask at every step, and interpolating on tensors takes a dozen small operations
+        self._plain: list[float] | None = None
 
     def to_x0(self, latents: torch.Tensor, prediction: torch.Tensor, t: Any) -> torch.Tensor:
-        return to_x0(latents, prediction, self._alpha(t, latents.device), self.kind)
+        return to_x0(latents, prediction, *self._roots_at(t, latents.device), self.kind)
 
     def from_x0(self, latents: torch.Tensor, x0: torch.Tensor, t: Any) -> torch.Tensor:
-        return from_x0(latents, x0, self._alpha(t, latents.device), self.kind)
+        return from_x0(latents, x0, *self._roots_at(t, latents.device), self.kind)
+
+    def _roots_at(self, t: Any, device: torch.device) -> tuple[Any, Any]:
+        """√ᾱ and √(1−ᾱ) at `t`: plain numbers for a CPU timestep, else tensors on its device
+        (a GPU value is never read back)."""
+        if isinstance(t, torch.Tensor) and t.device.type != "cpu":
+            alpha = self._alpha(t, device)
+            return alpha.sqrt(), (1 - alpha).sqrt()
+        # a CPU tensor's value through numpy: no read-back operation at all
+        value = float(t.detach().numpy().reshape(-1)[0]) if isinstance(t, torch.Tensor) else t
+        if self._plain is None:
+            self._plain = self.alphas_cumprod.detach().cpu().double().tolist()
+        table = self._plain
+        value = min(max(float(value), 0.0), len(table) - 1.0)
+        low = int(value)
+        high = min(low + 1, len(table) - 1)
+        alpha = table[low] + (table[high] - table[low]) * (value - low)
+        return math.sqrt(alpha), math.sqrt(1 - alpha)
 
     def _alpha(self, timestep: Any, device: torch.device) -> torch.Tensor:
         """ᾱ at a possibly fractional timestep, interpolated on the device: nothing is read back."""
@@ -215,10 +236,10 @@ def _with_sample(output: Any, sample: torch.Tensor) -> Any:
 
 
 def to_x0(
-    latents: torch.Tensor, prediction: torch.Tensor, alpha: torch.Tensor, kind: str
+    latents: torch.Tensor, prediction: torch.Tensor, a: Any, s: Any, kind: str
 ) -> torch.Tensor:
-    """The denoised estimate from the noisy latents and the model's prediction."""
-    a, s = alpha.sqrt(), (1 - alpha).sqrt()
+    """The denoised estimate from the noisy latents and the model's prediction (a = √ᾱ,
+    s = √(1−ᾱ))."""
     x = latents.float()
     p = prediction.float()
     if kind == "v_prediction":
@@ -228,11 +249,8 @@ def to_x0(
     return (x - s * p) / a
 
 
-def from_x0(
-    latents: torch.Tensor, x0: torch.Tensor, alpha: torch.Tensor, kind: str
-) -> torch.Tensor:
+def from_x0(latents: torch.Tensor, x0: torch.Tensor, a: Any, s: Any, kind: str) -> torch.Tensor:
     """The model prediction that gives `x0` from the noisy latents (inverse of to_x0)."""
-    a, s = alpha.sqrt(), (1 - alpha).sqrt()
     x = latents.float()
     if kind == "v_prediction":
         return (a * x - x0) / s

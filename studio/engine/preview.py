@@ -99,7 +99,8 @@ class PreviewCopy:
         """The batch side by side, (h, w·B, 3) uint8; waits for the copy if it is not done."""
         if self._done is not None:
             self._done.synchronize()
-        return np.concatenate(list(self._host.numpy()), axis=1)
+        images = self._host.numpy()
+        return images[0] if len(images) == 1 else np.concatenate(list(images), axis=1)
 
 
 class Previewer:
@@ -123,8 +124,10 @@ class Previewer:
         self._weights: torch.Tensor | None = None
         self._bias: torch.Tensor | None = None
         if coefficients is not None:
-            self._weights = torch.tensor(coefficients[0], dtype=torch.float32)
-            self._bias = torch.tensor(coefficients[1], dtype=torch.float32)
+            # scaled once so the projection lands in 0..255 itself: one matrix product and
+            # a clamp a step, where [-1, 1] → bytes took four more small operations
+            self._weights = torch.tensor(coefficients[0], dtype=torch.float32) * 127.5
+            self._bias = (torch.tensor(coefficients[1], dtype=torch.float32) + 1) * 127.5
 
     @property
     def enabled(self) -> bool:
@@ -136,16 +139,18 @@ class Previewer:
         if self.method == "none":
             return None
         x0 = self.unpack(x0)
-        rgb = self._linear(x0) if self.method == "linear" else self._decode(x0)
+        if self.method == "linear":
+            return PreviewCopy(self._linear(x0).clamp_(0, 255).to(torch.uint8))
         # (B, h, w, 3) in [-1, 1] → uint8
-        return PreviewCopy(((rgb.clamp(-1, 1) + 1) * 127.5).to(torch.uint8))
+        return PreviewCopy(((self._decode(x0).clamp(-1, 1) + 1) * 127.5).to(torch.uint8))
 
     def _linear(self, x0: torch.Tensor) -> torch.Tensor:
+        """(B, h, w, 3) in 0..255 (unclamped)."""
         assert self._weights is not None and self._bias is not None
         if self._weights.device != x0.device:
             self._weights = self._weights.to(x0.device)
             self._bias = self._bias.to(x0.device)
-        return torch.einsum("bchw,cr->bhwr", x0.float(), self._weights) + self._bias
+        return torch.matmul(x0.float().permute(0, 2, 3, 1), self._weights).add_(self._bias)
 
     def _decode(self, x0: torch.Tensor) -> torch.Tensor:
         assert self.decode is not None
