@@ -180,6 +180,12 @@ class StepRecorder:
         self._generators: list[torch.Generator] = []
         self._iteration = 0
         self._to_skip = 0
+        self._sampler: tuple[str, Any] | None = None  # the stage's: read once, not each step
+
+    def _sampler_of(self, scheduler: Any) -> tuple[str, Any]:
+        if self._sampler is None:
+            self._sampler = _sampler(scheduler)
+        return self._sampler
 
     def begin(self, generators: list[torch.Generator]) -> None:
         """A new attempt of the stage's call (a retry starts over), with its generators."""
@@ -187,6 +193,7 @@ class StepRecorder:
         self.states = []
         self._iteration = 0
         self._to_skip = max(0, self.resume_after - 1)
+        self._sampler = None
 
     def attach(self, pipe: Any) -> list[Any]:
         scheduler = pipe.scheduler
@@ -228,7 +235,7 @@ class StepRecorder:
                 StepState(
                     latents=latents.clone(),
                     scheduler=snapshot(scheduler),
-                    sampler=_sampler(scheduler),
+                    sampler=self._sampler_of(scheduler),
                     generators=[g.get_state() for g in self._generators],
                     estimate=estimate,
                 )
@@ -323,10 +330,19 @@ def _noised(scheduler: Any, x0: torch.Tensor, noise: torch.Tensor, t: Any) -> An
     return None
 
 
+_SIGNATURES: dict[Any, Any] = {}
+
+
 def _signature(function: Callable[..., Any]) -> Any:
+    """The signature of a scheduler's step (or of a wrapper of it), read once per function."""
     import inspect
 
-    return inspect.signature(function)
+    key = getattr(function, "__wrapped__", function)
+    key = getattr(key, "__func__", key)  # a bound method: its function, the same every run
+    found = _SIGNATURES.get(key)
+    if found is None:
+        found = _SIGNATURES[key] = inspect.signature(function)
+    return found
 
 
 def _prev_sample(output: Any) -> torch.Tensor:

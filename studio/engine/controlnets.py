@@ -36,7 +36,7 @@ from studio.core.families import Family
 from studio.core.paths import EMBEDDED_MODELS_DIR
 from studio.core.request import Control, GenerationRequest, Mode
 from studio.core.text import printable
-from studio.engine.family_runtime import denoiser, family_of
+from studio.engine.family_runtime import call_parameters, denoiser, family_of
 
 log = logging.getLogger(__name__)
 
@@ -814,7 +814,7 @@ def prepare(
         family.label, mode or request.mode, chosen, acting, counted, repaints, denoiser(mode_pipe)
     )
     pipe = manager.controlled(request.model, mode or request.mode, chosen)
-    takes = inspect.signature(pipe.__call__).parameters
+    takes = call_parameters(pipe)
     key = "control_image" if "control_image" in takes else "image"
     ranged = "control_guidance_start" in takes
     for number, control in zip(counted, acting, strict=True):

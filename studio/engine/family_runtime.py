@@ -16,6 +16,19 @@ import torch
 from studio.core import families
 from studio.core.families import Family, Guidance
 
+_CALL_PARAMETERS: dict[type, Any] = {}
+
+
+def call_parameters(pipe: Any) -> Any:
+    """The parameters a pipeline's call takes, read once per pipeline class (inspecting the
+    signature costs tens of microseconds, asked several times a job)."""
+    found = _CALL_PARAMETERS.get(type(pipe))
+    if found is None:
+        import inspect
+
+        found = _CALL_PARAMETERS[type(pipe)] = inspect.signature(pipe.__call__).parameters
+    return found
+
 
 def family_of(pipe: Any) -> Family:
     """The family of a loaded pipeline (kept on it; derived pipelines share the base's)."""

@@ -723,9 +723,7 @@ def steps_for_strength(steps: int, strength: float) -> int:
 
 
 def _has_step_end_callback(pipe: Any) -> bool:
-    import inspect
-
-    return "callback_on_step_end" in inspect.signature(pipe.__call__).parameters
+    return "callback_on_step_end" in family_runtime.call_parameters(pipe)
 
 
 def guidance_arguments(pipe: Any, scale: float, negative_prompt: str) -> dict[str, Any]:
@@ -754,9 +752,7 @@ def sampler_for(family: Any, name: str) -> str:
 
 
 def _parameters(pipe: Any) -> Any:
-    import inspect
-
-    return inspect.signature(pipe.__call__).parameters
+    return family_runtime.call_parameters(pipe)
 
 
 def _too_many_references(family: Any, given: int) -> str:

@@ -64,11 +64,10 @@ class AlphaDenoised(Denoised):
     def _roots_at(self, t: Any, device: torch.device) -> tuple[Any, Any]:
         """√ᾱ and √(1−ᾱ) at `t`: plain numbers for a CPU timestep, else tensors on its device
         (a GPU value is never read back)."""
-        if isinstance(t, torch.Tensor) and t.device.type != "cpu":
+        value = _cpu_value(t)
+        if value is None:
             alpha = self._alpha(t, device)
             return alpha.sqrt(), (1 - alpha).sqrt()
-        # a CPU tensor's value through numpy: no read-back operation at all
-        value = float(t.detach().numpy().reshape(-1)[0]) if isinstance(t, torch.Tensor) else t
         if self._plain is None:
             self._plain = self.alphas_cumprod.detach().cpu().double().tolist()
         table = self._plain
@@ -100,7 +99,12 @@ class FlowDenoised(Denoised):
     def __init__(self, num_train_timesteps: int = 1000) -> None:
         self.scale = float(num_train_timesteps)
 
-    def _sigma(self, t: Any, device: torch.device) -> torch.Tensor:
+    def _sigma(self, t: Any, device: torch.device) -> Any:
+        """σ at `t`: a plain number for a CPU timestep, else a tensor where `t` is (a GPU
+        value is never read back)."""
+        plain = _cpu_value(t)
+        if plain is not None:
+            return plain / self.scale
         return torch.as_tensor(t, device=device).flatten()[:1].float() / self.scale
 
     def to_x0(self, latents: torch.Tensor, prediction: torch.Tensor, t: Any) -> torch.Tensor:
@@ -108,7 +112,22 @@ class FlowDenoised(Denoised):
 
     def from_x0(self, latents: torch.Tensor, x0: torch.Tensor, t: Any) -> torch.Tensor:
         # σ is never 0 at a step the network runs (the last σ is after the last step)
-        return (latents.float() - x0) / self._sigma(t, latents.device).clamp(min=1e-6)
+        sigma = self._sigma(t, latents.device)
+        sigma = max(sigma, 1e-6) if isinstance(sigma, float) else sigma.clamp(min=1e-6)
+        return (latents.float() - x0) / sigma
+
+
+def _cpu_value(t: Any) -> float | None:
+    """A timestep as a plain number when reading it waits for nothing (a Python number, a
+    CPU tensor through numpy: no read-back operation at all); None for a GPU tensor."""
+    if not isinstance(t, torch.Tensor):
+        return float(t)
+    if t.device.type != "cpu":
+        return None
+    t = t.detach()
+    if t.dtype == torch.bfloat16:  # numpy has no bfloat16
+        t = t.float()
+    return float(t.numpy().reshape(-1)[0])
 
 
 def denoised_for(scheduler: Any) -> Denoised:

@@ -133,11 +133,13 @@ class Previewer:
     def enabled(self) -> bool:
         return self.method != "none"
 
-    @torch.no_grad()
     def start(self, x0: torch.Tensor) -> PreviewCopy | None:
         """Make the preview where x0 is and start its copy to the CPU."""
         if self.method == "none":
             return None
+        if torch.is_grad_enabled():  # the loop runs in inference mode: no context a step
+            with torch.no_grad():
+                return self.start(x0)
         x0 = self.unpack(x0)
         if self.method == "linear":
             return PreviewCopy(self._linear(x0).clamp_(0, 255).to(torch.uint8))

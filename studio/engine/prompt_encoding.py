@@ -19,7 +19,6 @@ shapes); SDXL's empty negative is zeros where the model asks for it, as the pipe
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +34,7 @@ from studio.core.prompt_syntax import (
     split_breaks,
     weights_note,
 )
-from studio.engine.family_runtime import family_of
+from studio.engine.family_runtime import call_parameters, family_of
 
 WORD_WRAP = 20  # A1111's "prompt word wrap length limit" (comma_padding_backtrack) default
 
@@ -87,7 +86,7 @@ def encoder_kind(pipe: Any) -> str:
     """ "sdxl", "sd" (one CLIP encoder: SD 1.x, 2.x, studio-tiny, the x4 upscaler) or
     "plain" (no weights: T5 and language-model encoders, or a pipeline of no known kind)."""
     name = family_of(pipe).name
-    takes = inspect.signature(pipe.__call__).parameters
+    takes = call_parameters(pipe)
     if "prompt_embeds" not in takes:
         return "plain"
     if name == "sdxl":
@@ -266,6 +265,9 @@ def _plain(pipe: Any, prompt: str, note: Note, side: str = "") -> str:
     return text
 
 
+COUNTS_KEPT = 64  # texts whose token count a tokenizer keeps
+
+
 def token_count(pipe: Any, text: str) -> tuple[int, int] | None:
     """(tokens the text is, tokens the pipeline reads) for a plain-text encoder, or None."""
     known = PLAIN_ENCODERS.get(family_of(pipe).name)
@@ -275,11 +277,18 @@ def token_count(pipe: Any, text: str) -> tuple[int, int] | None:
     if tokenizer is None or not callable(tokenizer):
         return None
     limit = known[1]
-    default = inspect.signature(pipe.__call__).parameters.get("max_sequence_length")
+    default = call_parameters(pipe).get("max_sequence_length")
     if default is not None and isinstance(default.default, int):
         limit = default.default
-    try:
-        count = len(tokenizer(text, verbose=False).input_ids)
-    except Exception:  # noqa: BLE001 - a note, never a failure
-        return None
+    # counted once per text and tokenizer: live mode and repeated jobs send the same text
+    counts = tokenizer.__dict__.setdefault("_studio_counts", {})
+    count = counts.get(text)
+    if count is None:
+        try:
+            count = len(tokenizer(text, verbose=False).input_ids)
+        except Exception:  # noqa: BLE001 - a note, never a failure
+            return None
+        if len(counts) >= COUNTS_KEPT:
+            counts.clear()
+        counts[text] = count
     return count, limit
