@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -769,7 +770,7 @@ def test_z_image_gguf_and_qwen_image_files_take_the_rest_from_a_sibling_folder(
         folder = _folder_pipe(companion)
         state = folder.transformer.state_dict()
         if family == "z_image":
-            path = _write_gguf(z_image_to_original(state), models / name, quantize=True)
+            path = _write_gguf(z_image_to_original(state), models / name, quantize=_linear_weights)
         else:
             prefixed = {f"model.diffusion_model.{k}": v.contiguous() for k, v in state.items()}
             path = _save(prefixed, models / name)
@@ -785,17 +786,18 @@ def test_z_image_gguf_and_qwen_image_files_take_the_rest_from_a_sibling_folder(
         manager.unload()
 
 
-def _write_gguf(state: dict, path: Path, quantize: bool) -> Path:
+def _write_gguf(
+    state: dict, path: Path, quantize: Callable[[str, np.ndarray], bool], arch: str = "flux"
+) -> Path:
+    """A GGUF file of `state` (names as given), tensors for which `quantize(name, data)` is
+    true at Q8_0 (whose blocks need a last axis of a multiple of 32), the rest in float32."""
     import gguf
 
-    writer = gguf.GGUFWriter(str(path), arch="flux")
+    writer = gguf.GGUFWriter(str(path), arch=arch)
     q8 = gguf.GGMLQuantizationType.Q8_0
     for name, tensor in state.items():
         data = tensor.detach().float().numpy()
-        # as GGUF converters do: linear layers' weights quantised, the rest (norms, biases,
-        # pad tokens, embeddings used as tensors) kept as they are
-        linear = name.endswith(".weight") and data.ndim == 2 and "norm" not in name
-        if quantize and linear and data.shape[-1] % 32 == 0:
+        if data.ndim == 2 and data.shape[-1] % 32 == 0 and quantize(name, data):
             writer.add_tensor(name, gguf.quants.quantize(data, q8), raw_dtype=q8)
         else:
             writer.add_tensor(name, data)
@@ -804,6 +806,12 @@ def _write_gguf(state: dict, path: Path, quantize: bool) -> Path:
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def _linear_weights(name: str, data: np.ndarray) -> bool:  # noqa: ARG001
+    """As GGUF converters quantise a transformer: linear layers' weights, not the norms,
+    biases, pad tokens or embeddings used as tensors."""
+    return name.endswith(".weight") and "norm" not in name
 
 
 def test_a_gguf_flux_transformer_generates_through_the_engine(
@@ -816,7 +824,7 @@ def test_a_gguf_flux_transformer_generates_through_the_engine(
     models = tmp_path / "models"
     models.mkdir()
     (models / "FLUX.1-dev-tiny").symlink_to(tiny["flux"], target_is_directory=True)
-    path = _write_gguf(original, models / "flux1-dev-Q8_0.gguf", quantize=True)
+    path = _write_gguf(original, models / "flux1-dev-Q8_0.gguf", quantize=_linear_weights)
     assert resolve(str(path)).kind == "checkpoint"
     assert model_defaults(str(path))["width"] == 1024  # Flux's native size, from the names
 
@@ -962,7 +970,9 @@ def test_a_comfyui_flux_file_loads_with_its_separate_vae_and_text_encoders(
     assert manager.pipeline(str(path), Mode.IMAGE_TO_IMAGE).text_encoder_2 is pipe.text_encoder_2
     # the low-VRAM setup: a GGUF transformer in models/unet with the same parts
     (models / "unet").mkdir()
-    gguf = _write_gguf(transformer, models / "unet" / "flux1-dev-tiny-Q8_0.gguf", quantize=True)
+    gguf = _write_gguf(
+        transformer, models / "unet" / "flux1-dev-tiny-Q8_0.gguf", quantize=_linear_weights
+    )
     pipe = manager.pipeline(str(gguf), Mode.TEXT_TO_IMAGE)
     assert type(pipe.transformer.x_embedder.weight).__name__ == "GGUFParameter"
     np.testing.assert_allclose(_pixels(pipe), _pixels(reference), atol=0.05)  # Q8_0: close
@@ -1378,23 +1388,17 @@ def text_encoder_to_gguf(model, path: Path, quantize: bool) -> Path:  # noqa: AN
     layers = model.config.num_layers if t5 else 2
     names = gguf.get_tensor_name_map(arch, layers)
     state = comfy_t5(model, torch.float32) if t5 else comfy_qwen(model)
-    writer = gguf.GGUFWriter(str(path), arch=gguf.MODEL_ARCH_NAMES[arch])
-    q8 = gguf.GGMLQuantizationType.Q8_0
+    renamed = {}
     for key, tensor in state.items():
         if key.startswith("visual."):
             continue  # GGUF text encoders hold the language model alone
         stem, _, end = key.rpartition(".")
-        data = tensor.detach().float().numpy()
-        name = f"{names.get_name(stem)}.{end}"
-        if quantize and data.ndim == 2 and data.shape[-1] % 32 == 0 and "token" not in name:
-            writer.add_tensor(name, gguf.quants.quantize(data, q8), raw_dtype=q8)
-        else:
-            writer.add_tensor(name, data)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
+        renamed[f"{names.get_name(stem)}.{end}"] = tensor
+
+    def weights(name: str, data: np.ndarray) -> bool:  # noqa: ARG001
+        return quantize and "token" not in name
+
+    return _write_gguf(renamed, path, weights, gguf.MODEL_ARCH_NAMES[arch])
 
 
 @pytest.mark.parametrize("family", ["chroma", "qwen_image", "z_image"])
