@@ -31,6 +31,7 @@ from PIL import Image
 
 from studio.core.jobs import StepsKept
 from studio.core.request import GenerationRequest
+from studio.engine.schedulers import own_containers
 
 
 class ReachedStep(Exception):
@@ -137,13 +138,8 @@ def fingerprint(request: GenerationRequest) -> str:
 
 def snapshot(scheduler: Any) -> dict[str, Any]:
     """The scheduler's attributes: plain lists and dicts copied, the rest shared."""
-    state = dict(vars(scheduler))
+    state = own_containers(vars(scheduler))
     state.pop("step", None)  # a wrapper of ours, not the scheduler's state
-    for name, value in state.items():
-        # plain lists and dicts change in place (a multistep sampler's predictions); the
-        # config's FrozenDict and the rest are replaced, never changed, and stay shared
-        if type(value) is list or type(value) is dict:
-            state[name] = type(value)(value)
     return state
 
 
@@ -152,9 +148,7 @@ def restore(scheduler: Any, state: dict[str, Any]) -> None:
     it is, for the next branch from the same step)."""
     for name in [n for n in vars(scheduler) if n not in state and n != "step"]:
         delattr(scheduler, name)
-    for name, value in state.items():
-        copied = type(value) is list or type(value) is dict
-        setattr(scheduler, name, type(value)(value) if copied else value)
+    vars(scheduler).update(own_containers(state))
 
 
 class StepRecorder:

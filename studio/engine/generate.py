@@ -49,7 +49,7 @@ from studio.engine.branching import (
     fingerprint,
 )
 from studio.engine.devices import wants_vae_tiling
-from studio.engine.family_runtime import family_of
+from studio.engine.family_runtime import call_parameters, family_of
 from studio.engine.guidance import (
     GenerationCancelled,
     GuidanceSettings,
@@ -124,7 +124,7 @@ class Engine:
         finally:
             key = self._job_key or ""
             self._job_key, self._resume, self._stop_after = None, None, None
-            self._running_recorder = None
+            self._running_recorder, self._kept_steps = None, []  # the store's to keep or drop
         timings["total"] = time.perf_counter() - started
         stages = list(self._stages)
         kept = self.states.kept(key)
@@ -269,7 +269,7 @@ class Engine:
         if request.mode is Mode.IMAGE_TO_IMAGE:
             init = imaging.fit(request.init_image, request.width, request.height)
             call = {**common, "image": init, "strength": request.strength}
-            if "width" in _parameters(pipe):  # the transformer families ask for the size
+            if "width" in call_parameters(pipe):  # the transformer families ask for the size
                 call.update(width=request.width, height=request.height)
             call["num_inference_steps"] = steps_for_strength(request.steps, request.strength)
             return self._denoise(pipe, request, call, seeds, "generate", timings)
@@ -297,7 +297,7 @@ class Engine:
             "width": request.width,
             "height": request.height,
         }
-        if "_auto_resize" in _parameters(pipe):
+        if "_auto_resize" in call_parameters(pipe):
             # Kontext would resize the input and the output to sizes of its own (about a
             # megapixel); the input is already fitted to the job's size, which the artist
             # chose: keep both, so the edit lines up with the canvas pixel for pixel
@@ -414,7 +414,7 @@ class Engine:
             "num_inference_steps": steps_for_strength(request.steps, request.upscale_strength),
             **(control.arguments(width, height) if control else {}),  # the maps at this size
         }
-        if "width" in _parameters(pipe):
+        if "width" in call_parameters(pipe):
             call.update(width=width, height=height)
         hires_request = request.replace(width=width, height=height)
         return self._denoise(pipe, hires_request, call, [seed], "hires", timings)
@@ -723,7 +723,7 @@ def steps_for_strength(steps: int, strength: float) -> int:
 
 
 def _has_step_end_callback(pipe: Any) -> bool:
-    return "callback_on_step_end" in family_runtime.call_parameters(pipe)
+    return "callback_on_step_end" in call_parameters(pipe)
 
 
 def guidance_arguments(pipe: Any, scale: float, negative_prompt: str) -> dict[str, Any]:
@@ -735,12 +735,12 @@ def guidance_arguments(pipe: Any, scale: float, negative_prompt: str) -> dict[st
     if guidance.kind == "cfg":
         return {"guidance_scale": scale, "negative_prompt": negative}
     if guidance.kind == "true_cfg":
-        if "true_cfg_scale" in _parameters(pipe):
+        if "true_cfg_scale" in call_parameters(pipe):
             return {"true_cfg_scale": scale, "negative_prompt": negative or " "}
         return {"guidance_scale": scale, "negative_prompt": negative}  # Chroma: CFG by name
     if guidance.kind == "distilled":
         return {"guidance_scale": scale}
-    return {"guidance_scale": 0.0} if "guidance_scale" in _parameters(pipe) else {}
+    return {"guidance_scale": 0.0} if "guidance_scale" in call_parameters(pipe) else {}
 
 
 def sampler_for(family: Any, name: str) -> str:
@@ -749,10 +749,6 @@ def sampler_for(family: Any, name: str) -> str:
     if name in offered or (not family.samplers and name in FAST_SCHEDULERS):
         return name  # the SD families also run the fast settings' samplers (LCM, trailing)
     return closest_scheduler(name, offered) or offered[0]
-
-
-def _parameters(pipe: Any) -> Any:
-    return family_runtime.call_parameters(pipe)
 
 
 def _too_many_references(family: Any, given: int) -> str:

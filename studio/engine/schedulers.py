@@ -12,10 +12,23 @@ from studio.core.schedulers import FAST_SCHEDULERS, FLOW_SCHEDULERS, NOT_CARRIED
 # from_config would build (the same config, no steps taken) in a small part of the time:
 # from_config took 1.7-2.4 ms a run and a deep copy 0.2-0.4 ms, which the tiny models' runs
 # of 50-150 ms noticed. The copy shares the template's tensors and config, as the branch
-# records do (branching.snapshot): diffusers' schedulers replace their tensors, never
-# change them in place; the lists and dicts they do change in place are copied.
+# records do (`own_containers`).
 _TEMPLATES: dict[tuple[str, bool, str], Any] = {}
 MAX_TEMPLATES = 32
+
+
+MODEL_CONFIG = "_studio_model_config"
+
+
+def own_containers(values: dict[str, Any]) -> dict[str, Any]:
+    """A scheduler's attributes with its plain lists and dicts copied and the rest shared:
+    diffusers' schedulers change their lists and dicts in place (a multistep sampler's
+    predictions) but replace their tensors and config, never change them, so this is a
+    state of its own at the cost of a few list copies."""
+    return {
+        name: type(value)(value) if type(value) is list or type(value) is dict else value
+        for name, value in values.items()
+    }
 
 
 def scheduler_for(pipe: Any, name: str, flow: bool = False) -> Any:
@@ -28,9 +41,6 @@ def scheduler_for(pipe: Any, name: str, flow: bool = False) -> Any:
     return scheduler
 
 
-MODEL_CONFIG = "_studio_model_config"
-
-
 def make_scheduler(name: str, base_config: Any, flow: bool = False) -> Any:
     """A fresh scheduler instance for one run, built from the model's own scheduler config
     (`flow`: a rectified-flow model's, whose samplers are the flow-matching ones)."""
@@ -41,9 +51,7 @@ def make_scheduler(name: str, base_config: Any, flow: bool = False) -> Any:
             _TEMPLATES.clear()
         template = _TEMPLATES[key] = _build_scheduler(name, base_config, flow)
     scheduler = copy.copy(template)
-    for name, value in vars(scheduler).items():
-        if type(value) is list or type(value) is dict:
-            setattr(scheduler, name, type(value)(value))
+    vars(scheduler).update(own_containers(vars(template)))
     if scheduler.config.get("use_flow_sigmas"):
         _sigmas_as_arrays(scheduler)
     return scheduler

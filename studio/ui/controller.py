@@ -134,14 +134,15 @@ class JobController(QObject):
     def job(self, job_id: int) -> JobRecord | None:
         return self._jobs.get(job_id)
 
-    def steps_kept(self, job_id: int) -> int:
+    def steps_kept(self, job_id: int) -> int | None:
         """How many of a finished job's first steps an engine still keeps, as its engine
         last said: a branch from one of those continues at once; from a later step, the
-        job's steps up to it are computed again first."""
+        job's steps up to it are computed again first. None for a job that keeps none (a
+        batch, an unfinished job)."""
         record = self._jobs.get(job_id)
         kept = record.result.kept if record is not None and record.result else None
         if kept is None or not kept.job:
-            return 0
+            return None
         return max((jobs.get(kept.job, 0) for jobs in self._kept.values()), default=0)
 
     def job_that_made(self, path: Path) -> JobRecord | None:

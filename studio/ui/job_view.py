@@ -73,16 +73,9 @@ class JobView(QObject):
             record.timeline(),
             result,
             shared=len(record.shared),
-            steps_kept=self._steps_kept(record),
+            steps_kept=self.controller.steps_kept(record.id),
         )
         self.timeline.set_can_continue(False)  # the result is chosen, not a step
-
-    def _steps_kept(self, record: JobRecord) -> int | None:
-        """How many of a one-image job's steps the engine keeps (None: a job that keeps none,
-        whose timeline need not say)."""
-        if record.result is None or record.result.kept is None or not record.result.kept.job:
-            return None
-        return self.controller.steps_kept(record.id)
 
     def _is_live(self, job_id: int) -> bool:
         """A live mode draft: live_mode.LiveView shows it; the canvas and timeline stay."""
@@ -129,7 +122,7 @@ class JobView(QObject):
         shown = self.controller.job(self.shown_job) if self.shown_job is not None else None
         if shown is not None and shown.id != job_id and shown.result is not None:
             # the new job's steps may have pushed the shown job's out of the engine's memory
-            self.timeline.set_steps_kept(self._steps_kept(shown))
+            self.timeline.set_steps_kept(self.controller.steps_kept(shown.id))
         if self._is_live(job_id):
             self._finish()
             return
