@@ -9,8 +9,8 @@ In order:
    SDXL-Lightning and its merges (the step count in the name, no CFG, Euler on trailing
    timesteps), Hyper-SD (the same, DDIM on trailing timesteps, which is that Euler), LCM
    and DMD2 models (4 steps, LCM's sampler), SD 3.5 Large Turbo (4 steps, no CFG),
-   Z-Image-Turbo (8 steps, no CFG). Our own models' cards may name theirs (`live_steps`,
-   `live_cfg`, `live_scheduler`); studio-tiny's is a short schedule of the panel's sampler.
+   Z-Image-Turbo (8 steps, no CFG). Our own models' cards name theirs (`live_steps`): a
+   short schedule of the panel's sampler and CFG (studio-tiny: 6 steps).
 2. Otherwise an acceleration LoRA in the LoRA folders made for the model's family: an
    SDXL-Lightning or Qwen-Image-Lightning LoRA (`sdxl_lightning_4step_lora`), a Hyper-SD one
    (`Hyper-SDXL-8steps-lora`), DMD2's, an LCM-LoRA (`lcm-lora-sdv1-5`, `lcm-lora-sdxl`), or
@@ -28,7 +28,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +54,7 @@ class FastSetting:
     sampler: str | None = None  # None: the panel's
     lora: str = ""  # a LoRA (its file name without suffix) the live job adds, at lora_weight
     lora_weight: float = 1.0
-    at_most: bool = False  # steps is a cap on the panel's (a short schedule), not exact
+    at_most: bool = False  # steps and CFG are caps on the panel's (a short schedule)
     hint: str = ""  # no fast setting found: how to get one, in one sentence
 
     @property
@@ -68,7 +67,8 @@ class FastSetting:
             "steps": min(request.steps, self.steps) if self.at_most else self.steps
         }
         if self.cfg_scale is not None:
-            changes["cfg_scale"] = self.cfg_scale
+            cfg = self.cfg_scale
+            changes["cfg_scale"] = min(request.cfg_scale, cfg) if self.at_most else cfg
         if self.sampler is not None:
             changes["scheduler"] = self.sampler
         if self.lora and not _has_tag(request.prompt, self.lora):  # the artist's weight stays
@@ -100,14 +100,8 @@ def fast_setting(
     family label or ""), the model's card (studio.json) when it has one, and the panel's
     sampler and prompt (an acceleration LoRA the prompt already names is the one used)."""
     card = card or {}
-    if card.get("live_steps") or card.get("family") == "studio-tiny":  # our own models
-        return FastSetting(
-            "short schedule",
-            int(card.get("live_steps", LIVE_STEPS)),
-            _number(card.get("live_cfg")),
-            card.get("live_scheduler") or None,
-            at_most=True,
-        )
+    if card.get("live_steps"):  # our own models
+        return FastSetting("short schedule", int(card["live_steps"]), at_most=True)
     distilled = _distilled(model, family)
     if distilled is not None:
         return distilled
@@ -116,10 +110,6 @@ def fast_setting(
         if lora is not None:
             return lora
     return _short_schedule(family, panel_sampler)
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _steps_in(name: str, default: int) -> int:
@@ -191,7 +181,7 @@ def _distilled(model: str, family: Any) -> FastSetting | None:
         return FastSetting(
             "Lightning", steps, _off(family), _sampler(family, name, "Euler SGM Uniform")
         )
-    if re.search(r"hyper[-_ ]?(sd|flux)|hyper(?![-_ ]?real)", name):
+    if re.search(r"hyper[-_ ]?(sd|flux)", name):  # not any "hyper…" (HyperMix, hyperdetailed)
         return FastSetting(
             "Hyper-SD",
             _steps_in(name, 6),
@@ -224,7 +214,8 @@ _LORA_KINDS: tuple[tuple[str, str, int, str, float], ...] = (
 _NAMED_FAMILIES: tuple[tuple[str, str], ...] = (
     (r"qwen.*edit", "Qwen-Image-Edit"),
     (r"qwen", "Qwen-Image"),
-    (r"flux[-_ .]?2", "Flux.2"),
+    (r"klein", "Flux.2 Klein"),
+    (r"flux[-_ .]?2", "Flux.2 dev"),  # a Flux.2 dev LoRA fits no Klein (another width)
     (r"flux", "Flux.1"),
     (r"ssd[-_]?1b", "SSD-1B"),  # SDXL's layout, distilled smaller: fits no full SDXL model
     (r"sdxl|(^|[^a-z])xl([^a-z]|$)", "SDXL"),
@@ -309,14 +300,27 @@ def for_request(request: GenerationRequest) -> FastSetting:
     """The fast setting of a request's model with the LoRA folders as they are now."""
     from studio.core import loras
 
-    name, family, candidates, card = _facts(request.model, tuple(loras.available()))
+    key = (request.model, tuple(loras.available()))
+    facts = _FACTS.get(key)
+    if facts is None:
+        facts = _facts(*key)
+        if (
+            facts[1] is not None
+        ):  # a model not there yet (a hub id before its download): asked again
+            if len(_FACTS) >= FACTS_KEPT:
+                _FACTS.clear()
+            _FACTS[key] = facts
+    name, family, candidates, card = facts
     return fast_setting(name, family, candidates, card, request.scheduler, request.prompt)
 
 
-@lru_cache(maxsize=16)
+# What `_facts` found, by model spec and LoRA files: live mode asks at every keystroke
+_FACTS: dict[tuple[str, tuple[Path, ...]], tuple[str, Any, list[tuple[str, str]], dict]] = {}
+FACTS_KEPT = 16
+
+
 def _facts(spec: str, found: tuple[Path, ...]) -> tuple[str, Any, list[tuple[str, str]], dict]:
-    """What the rule needs to know of a model and the LoRA files, read once (live mode asks
-    at every keystroke)."""
+    """What the rule needs to know of a model and the LoRA files."""
     from studio.core import catalog
 
     card: dict[str, Any] = {}
@@ -339,10 +343,10 @@ def _facts(spec: str, found: tuple[Path, ...]) -> tuple[str, Any, list[tuple[str
 
 
 def _described_family(path: Path) -> str:
-    """The family a LoRA file's name says, else the one its header shows."""
-    named = lora_family_from_name(path.stem)
-    if named:
-        return named
+    """The family a LoRA file's header shows, read only when its name says none (the name
+    wins: `_best_lora`)."""
+    if lora_family_from_name(path.stem):
+        return ""
     from studio.core import loras
 
     return loras.describe(path).family

@@ -23,6 +23,7 @@ from diffusers import (
 from safetensors import safe_open
 from transformers import CLIPTextModel, CLIPTokenizer
 
+from studio.core.fast_setting import LIVE_STEPS
 from studio.tiny import data, latents, models, vocabulary
 
 # Recommended settings, measured with studio.tiny.evaluate (see training.json).
@@ -93,6 +94,7 @@ def save_base(
             "default_cfg": DEFAULT_CFG,
             "default_scheduler": DEFAULT_SCHEDULER,
             "default_size": [models.DEFAULT_SIZE, models.DEFAULT_SIZE],
+            "live_steps": LIVE_STEPS,  # live mode's short schedule (core.fast_setting)
             "vocabulary": vocabulary.as_dict(),
             "description": vocabulary.describe(),
         },

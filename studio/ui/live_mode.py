@@ -111,7 +111,7 @@ class LiveMode(QObject):
         self._seed = 0
         self._job: int | None = None
         self._started: dict[int, float] = {}  # live job → when the change that made it came
-        self._settings: dict[int, FastSetting] = {}  # live job → the fast setting it runs
+        self._setting: FastSetting | None = None  # the fast setting the live job runs
         self._told: set[str] = set()  # models whose missing fast setting the view has named
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -160,7 +160,7 @@ class LiveMode(QObject):
         self._cancel_current()
         self._job = self.controller.submit(request, live=True)
         self._started[self._job] = self._started.pop(-1, time.perf_counter())
-        self._settings = {self._job: setting}
+        self._setting = setting
 
     def _cancel_current(self) -> None:
         if self._job is not None:
@@ -175,7 +175,7 @@ class LiveMode(QObject):
         took = f" in {time.perf_counter() - began:.2f} s" if began is not None else ""
         request = result.request
         mode = "" if request.mode is Mode.TEXT_TO_IMAGE else f" · {request.mode.label}"
-        setting = self._settings.pop(job_id, None)
+        setting, self._setting = self._setting, None
         what = setting.caption(request.steps) if setting else f"{request.steps} steps"
         caption = f"Live · {what} · seed {request.seed}{mode}{took}"
         if setting is not None and setting.hint:

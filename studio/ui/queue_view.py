@@ -109,12 +109,16 @@ class QueueView(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.list)
         controller.queueChanged.connect(self.refresh)
-        # a cluster runs several jobs at once: the title says on which engines
-        for signal in (controller.jobPlaced, controller.busyChanged):
-            signal.connect(lambda *_: self.refresh())
-        controller.jobFinished.connect(lambda *_: self.refresh())
-        controller.jobFailed.connect(lambda *_: self.refresh())
-        controller.jobCancelled.connect(lambda *_: self.refresh())
+        # a cluster runs several jobs at once: the running line says on which engines (the
+        # waiting list itself changes only with queueChanged, so it is not rebuilt here)
+        for signal in (
+            controller.jobPlaced,
+            controller.busyChanged,
+            controller.jobFinished,
+            controller.jobFailed,
+            controller.jobCancelled,
+        ):
+            signal.connect(lambda *_: self._update_running())
         self.refresh()
 
     def waiting(self) -> list[int]:
@@ -147,12 +151,16 @@ class QueueView(QWidget):
         self.title.setText(f"{count} job{'s' if count != 1 else ''} waiting")
         rows = min(max(count, 1), ROWS_SHOWN)
         self.list.setFixedHeight(rows * self._row_height() + 2 * self.list.frameWidth())
-        several = self._show_running()
         for widget in (self.title, self.up_button, self.down_button, self.cancel_button):
             widget.setVisible(count > 0)
         self.list.setVisible(count > 0)
-        self.setVisible(count > 0 or several)
+        self._update_running()
         self._update_buttons()
+
+    def _update_running(self) -> None:
+        """The running line, and the panel shown while jobs wait or several run."""
+        several = self._show_running()
+        self.setVisible(self.list.count() > 0 or several)
 
     def _show_running(self) -> bool:
         """Jobs running at once on a cluster's engines: one line says on which (each job's

@@ -4,6 +4,8 @@ how to get a fast setting."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from studio.core.families import by_name
@@ -12,6 +14,7 @@ from studio.core.fast_setting import (
     FEW_STEP_SAMPLER,
     LIVE_STEPS,
     fast_setting,
+    fits,
     lora_family_from_name,
 )
 from studio.core.request import GenerationRequest
@@ -36,6 +39,8 @@ SD1, SDXL, FLUX_DEV = by_name("sd1"), by_name("sdxl"), by_name("flux-dev")
         ("/m/stable-diffusion-3.5-large-turbo", by_name("sd3"), "SD 3.5 Turbo", 4, 1.0, "Euler"),
         ("/m/fluxTurboMix_v2.safetensors", FLUX_DEV, "Turbo", 8, 3.5, "Euler"),
         ("/m/flux1-dev.safetensors", FLUX_DEV, None, None, None, None),  # none: not distilled
+        ("/m/HyperMix_v3.safetensors", SD1, None, None, None, None),  # "hyper…" but no Hyper-SD
+        ("/m/hyperdetailedAnime.safetensors", SD1, None, None, None, None),
     ],
 )
 def test_a_distilled_model_gets_its_publishers_setting(  # noqa: PLR0913
@@ -144,7 +149,10 @@ def test_without_one_a_short_schedule_and_a_sentence_on_how_to_get_one(family, l
 
 
 def test_studio_tiny_keeps_its_short_schedule_of_the_panels_sampler() -> None:
-    setting = fast_setting("studio-tiny", SD1, [("lcm-lora-sdv1-5", "")], {"family": "studio-tiny"})
+    from studio.core import catalog
+
+    card = catalog.read_model_card(Path(catalog.resolve("studio-tiny").location))  # as shipped
+    setting = fast_setting("studio-tiny", SD1, [("lcm-lora-sdv1-5", "")], card)
     assert setting.found and setting.label == "short schedule" and setting.at_most
     assert (setting.steps, setting.cfg_scale, setting.sampler, setting.lora) == (6, None, None, "")
     request = GenerationRequest(
@@ -226,3 +234,20 @@ def test_a_fast_sampler_is_written_as_a1111_writes_it_and_restores_as_its_relati
     assert "Sampler: Euler, " in text and "Schedule type: SGM Uniform" in text
     assert closest_scheduler("Euler SGM Uniform") == "Euler"
     assert closest_scheduler("LCM") == "Euler"
+
+
+def test_the_short_schedule_caps_the_panels_cfg_and_never_raises_it() -> None:
+    setting = fast_setting("/m/dreamshaper_8.safetensors", SD1)
+    assert not setting.found and setting.cfg_scale == FEW_STEP_CFG
+    for panel, live in ((7.0, FEW_STEP_CFG), (2.0, 2.0)):
+        request = GenerationRequest(prompt="a cat", steps=30, cfg_scale=panel)
+        assert setting.apply(request).cfg_scale == live
+
+
+def test_a_flux2_dev_lora_is_not_offered_to_klein() -> None:
+    klein = by_name("flux2-klein")
+    assert not fast_setting("/m/klein.safetensors", by_name("flux2-klein-base"), [
+        ("Flux.2-dev-Turbo-lora", "")
+    ]).lora  # fmt: skip
+    assert lora_family_from_name("flux2-klein-turbo-lora") == "Flux.2 Klein"
+    assert fits(lora_family_from_name("flux2-klein-turbo-lora"), klein)
