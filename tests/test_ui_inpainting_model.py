@@ -3,12 +3,11 @@ the others are off and say why, and the picker names it an inpainting model."""
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 from studio.core import catalog
 from studio.core.request import Mode
+from tests.sparse_files import sparse_safetensors
 
 
 def _sd1_header(path: Path, unet_inputs: int) -> Path:
@@ -18,16 +17,7 @@ def _sd1_header(path: Path, unet_inputs: int) -> Path:
         "cond_stage_model.transformer.text_model.final_layer_norm.weight": [768],
         "first_stage_model.encoder.conv_in.weight": [128, 3, 3, 3],
     }
-    header, offset = {}, 0
-    for name, shape in shapes.items():
-        size = 2 * math.prod(shape)
-        header[name] = {"dtype": "F16", "shape": shape, "data_offsets": [offset, offset + size]}
-        offset += size
-    data = json.dumps(header).encode()
-    with open(path, "wb") as handle:
-        handle.write(len(data).to_bytes(8, "little") + data)
-        handle.truncate(8 + len(data) + offset)
-    return path
+    return sparse_safetensors(path, shapes)
 
 
 def test_an_inpainting_checkpoint_offers_inpaint_alone(qtbot, tmp_path: Path) -> None:  # noqa: ANN001

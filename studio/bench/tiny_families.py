@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from studio.core.paths import EMBEDDED_MODELS_DIR
+from studio.engine.single_file import QWEN3_CHAT_TEMPLATE
 
 FAMILIES: tuple[str, ...] = (
     "sd1",
@@ -181,16 +182,6 @@ QWEN_SPECIAL = [
     "<|image_pad|>",
     "<|video_pad|>",
 ]
-# A Qwen3-style chat template (the part the pipelines use): user/assistant turns, the generation
-# prompt, and the empty think block Qwen3 adds when enable_thinking is False.
-QWEN_CHAT_TEMPLATE = (
-    "{%- for message in messages %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
-    "{%- if enable_thinking is defined and enable_thinking is false %}"
-    "{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}{%- endif %}"
-)
 
 
 # --------------------------------------------------------------------------------------------
@@ -256,7 +247,7 @@ def qwen_tokenizer(vocab_size: int = 640):
         vocab=model["vocab"],
         merges=merges,
         model_max_length=32768,
-        chat_template=QWEN_CHAT_TEMPLATE,
+        chat_template=QWEN3_CHAT_TEMPLATE,  # the engine's own, as Z-Image uses it
     )
     tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in QWEN_SPECIAL])
     tokenizer.add_tokens(

@@ -256,10 +256,7 @@ def gguf_module() -> Any:
 
 def gguf_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     """Tensor name → logical shape (torch order) of a GGUF file; its weights stay on disk."""
-    gguf = gguf_module()
-    if not is_regular_file(path):
-        raise ValueError("not a regular file")
-    reader = gguf.GGUFReader(str(path))
+    reader = _gguf_reader(path)
     return {t.name: tuple(int(d) for d in reversed(list(t.shape))) for t in reader.tensors}
 
 
@@ -707,7 +704,10 @@ def _has_part_folders(folder: Path) -> bool:
 
 
 def _part_candidates(info: FileInfo, sidecar: Sidecar | None) -> list[PartFile]:
-    candidates = identify_parts(info.path, 0) if info.path.suffix.lower() in PART_SUFFIXES else []
+    # the model file's own parts (a checkpoint's VAE); a GGUF model file holds none, and
+    # reading its header again would be all it did
+    own = info.path.suffix.lower() in PART_SUFFIXES and not info.is_gguf
+    candidates = identify_parts(info.path, 0) if own else []
     files = list(sidecar.files) if sidecar is not None else []
     named = set(files)
     for folder in part_folders(info.path):
@@ -780,8 +780,13 @@ def tokenizer_kind(folder: Path) -> str | None:
         except (OSError, ValueError):
             config = {}
     named = str(config.get("tokenizer_class", "") if isinstance(config, dict) else "")
-    if "CLIP" in named:
-        return "clip"
+    # the class the folder names, where it names one; its files only where it does not (a
+    # CLIP folder has vocab.json and merges.txt too, and would read as Qwen's)
+    for word, kind in (("CLIP", "clip"), ("T5", "t5"), ("Qwen", "qwen")):
+        if word in named:
+            return kind
+    if named:
+        return None
     if is_regular_file(folder / "spiece.model"):
         return "t5"
     if is_regular_file(folder / "vocab.json") and is_regular_file(folder / "merges.txt"):
@@ -1094,23 +1099,26 @@ def read_gguf_text_encoder(path: Path, kind: str, dtype: Any = None) -> dict[str
     gguf = gguf_module()
     names = _GGUF_T5_NAMES if kind == "t5" else _GGUF_QWEN_NAMES
     tensors: dict[str, Any] = {}
+    unused: list[str] = []
     try:
         for tensor in _gguf_reader(path).tensors:
             stem, _, end = tensor.name.rpartition(".")
             block = re.search(r"\.(\d+)\.", f".{stem}.")
             pattern = stem.replace(f".{block.group(1)}.", ".{}.", 1) if block else stem
             if pattern not in names:
-                log.info("%s: tensor %s not used", path.name, tensor.name)
+                unused.append(tensor.name)  # a T5 file's decoder, a Qwen file's output head
                 continue
             target = names[pattern].format(block.group(1) if block else "")
             data = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
             shape = tuple(int(d) for d in reversed(list(tensor.shape)))
-            weight = torch.from_numpy(np.array(data, np.float32)).reshape(shape)
+            weight = torch.from_numpy(np.asarray(data, np.float32)).reshape(shape)
             tensors[f"{target}.{end}"] = weight if dtype is None else weight.to(dtype)
     except ModelError:
         raise
     except Exception:  # noqa: BLE001 - a damaged or truncated file, whatever gguf says
         raise _damaged_gguf(path) from None
+    if unused:
+        log.info("%s: %d tensors not used (%s, …)", path.name, len(unused), unused[0])
     return tensors
 
 

@@ -29,6 +29,7 @@ from studio.engine.family_runtime import family_of
 from studio.engine.models import ModelManager
 from tests.engine.conftest import RecordingReporter
 from tests.engine.tiny_families import build
+from tests.sparse_files import sparse_safetensors
 
 SIZE = 64
 
@@ -457,25 +458,6 @@ def test_sd2_v_or_epsilon_follows_the_yaml_else_the_name(tmp_path: Path) -> None
     assert not single_file.sd2_predicts_v(model)
 
 
-def _published_shapes(path: Path, shapes: dict[str, tuple[int, ...]]) -> Path:
-    """A .safetensors file with the published model's tensor names and shapes, sparse (its
-    weights are never read: a header and a hole), for what is decided from the header."""
-    header, offset = {}, 0
-    for name, shape in shapes.items():
-        size = 2 * int(np.prod(shape))
-        header[name] = {
-            "dtype": "F16",
-            "shape": list(shape),
-            "data_offsets": [offset, offset + size],
-        }
-        offset += size
-    data = json.dumps(header).encode()
-    with open(path, "wb") as handle:
-        handle.write(len(data).to_bytes(8, "little") + data)
-        handle.truncate(8 + len(data) + offset)
-    return path
-
-
 @pytest.mark.parametrize(
     ("name", "extra", "variant", "prediction"),
     [
@@ -499,7 +481,7 @@ def test_a_published_checkpoint_is_built_with_the_shipped_configs(
     signature = dict(single_file.VARIANTS[variant].signature)
     if family == "sdxl":  # VAE and text encoders present, as in every A1111 checkpoint
         signature["conditioner.embedders.0.transformer.text_model.final_layer_norm.bias"] = (768,)
-    path = _published_shapes(tmp_path / f"{name}.safetensors", signature | extra)
+    path = sparse_safetensors(tmp_path / f"{name}.safetensors", signature | extra)
     assert path.stat().st_blocks * 512 < 1_000_000  # sparse: the test writes no weights
     info = single_file.inspect(path)
     assert info.family.name == family and info.variant.name == variant and info.matches
@@ -528,10 +510,10 @@ def test_a_published_checkpoint_is_built_with_the_shipped_configs(
 
 def test_flux_dev_and_schnell_files_are_told_apart_by_their_guidance_layer(tmp_path: Path) -> None:
     signature = dict(single_file.VARIANTS["flux-dev"].signature)
-    dev = _published_shapes(
+    dev = sparse_safetensors(
         tmp_path / "dev.safetensors", signature | {"guidance_in.in_layer.weight": (3072, 256)}
     )
-    schnell = _published_shapes(tmp_path / "schnell.safetensors", signature)
+    schnell = sparse_safetensors(tmp_path / "schnell.safetensors", signature)
     for path, name in ((dev, "flux-dev"), (schnell, "flux-schnell")):
         info = single_file.inspect(path)
         assert info.family.name == name and info.variant.name == name and info.matches
@@ -1053,7 +1035,7 @@ def test_sd3_files_are_told_apart_by_width_and_position_table(tmp_path: Path, va
         f"model.diffusion_model.{k}": v for k, v in single_file.VARIANTS[variant].signature.items()
     }  # noqa: E501
     shapes["model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight"] = (3 * 1536, 1536)
-    info = single_file.inspect(_published_shapes(tmp_path / "sd3.safetensors", shapes))
+    info = single_file.inspect(sparse_safetensors(tmp_path / "sd3.safetensors", shapes))
     assert info.family.name == "sd3" and info.variant.name == variant and info.matches
     config = json.loads(
         (single_file.CONFIGS_DIR / variant / "transformer" / "config.json").read_text()
@@ -1186,7 +1168,7 @@ def test_a_published_inpainting_checkpoint_is_built_with_the_shipped_configs(
     signature[single_file.UNET_IN] = (320, 9, 3, 3)
     if variant == "sdxl":
         signature["conditioner.embedders.0.transformer.text_model.final_layer_norm.bias"] = (768,)
-    path = _published_shapes(tmp_path / f"{name}.safetensors", signature)
+    path = sparse_safetensors(tmp_path / f"{name}.safetensors", signature)
     info = single_file.inspect(path)
     assert info.matches and info.variant.name == variant and info.unet_inputs == 9
     asked = {}
@@ -1248,25 +1230,6 @@ def test_a_chroma_transformer_file_takes_the_rest_from_its_companion(tmp_path: P
     assert manager.pipeline(str(path), Mode.INPAINT).transformer is pipe.transformer
 
 
-def _header_only(path: Path, tensors: dict[str, tuple[tuple[int, ...], str]]) -> Path:
-    """A sparse .safetensors file: names, shapes and dtypes, no weights written."""
-    header, offset = {}, 0
-    for name, (shape, dtype) in tensors.items():
-        size = (1 if dtype.startswith("F8") else 2) * int(np.prod(shape))
-        header[name] = {
-            "dtype": dtype,
-            "shape": list(shape),
-            "data_offsets": [offset, offset + size],
-        }  # noqa: E501
-        offset += size
-    data = json.dumps(header).encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as handle:
-        handle.write(len(data).to_bytes(8, "little") + data)
-        handle.truncate(8 + len(data) + offset)
-    return path
-
-
 def test_published_flux_parts_are_chosen_from_the_models_folder_by_shape_name_and_precision(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1279,17 +1242,17 @@ def test_published_flux_parts_are_chosen_from_the_models_folder_by_shape_name_an
 
     forge = tmp_path / "forge" / "models"
     vae16 = {"decoder.conv_in.weight": ((512, 16, 3, 3), "F16")}
-    _header_only(forge / "VAE" / "ae.safetensors", vae16)
-    _header_only(forge / "VAE" / "sd3.5_vae.safetensors", vae16)
-    _header_only(
+    sparse_safetensors(forge / "VAE" / "ae.safetensors", vae16)
+    sparse_safetensors(forge / "VAE" / "sd3.5_vae.safetensors", vae16)
+    sparse_safetensors(
         forge / "VAE" / "sdxl_vae.safetensors", {"decoder.conv_in.weight": ((512, 4, 3, 3), "F16")}
     )  # noqa: E501
     encoders = forge / "text_encoder"
-    _header_only(
+    sparse_safetensors(
         encoders / "clip_g.safetensors",
         {"text_model.embeddings.token_embedding.weight": ((49408, 1280), "F16")},
     )  # noqa: E501
-    _header_only(
+    sparse_safetensors(
         encoders / "clip_l.safetensors",
         {"text_model.embeddings.token_embedding.weight": ((49408, 768), "F16")},
     )  # noqa: E501
@@ -1298,11 +1261,11 @@ def test_published_flux_parts_are_chosen_from_the_models_folder_by_shape_name_an
             "shared.weight": ((32128, 4096), "F16"),
             "encoder.block.0.layer.0.SelfAttention.q.weight": ((4096, 4096), dtype),
         }
-        _header_only(encoders / f"{name}.safetensors", t5)
+        sparse_safetensors(encoders / f"{name}.safetensors", t5)
     signature = dict(single_file.VARIANTS["flux-dev"].signature)
     signature["guidance_in.in_layer.weight"] = (3072, 256)
     (tmp_path / "Downloads").mkdir()
-    path = _published_shapes(tmp_path / "Downloads" / "flux1-dev.safetensors", signature)
+    path = sparse_safetensors(tmp_path / "Downloads" / "flux1-dev.safetensors", signature)
     monkeypatch.setattr(models_folder, "_chosen", {"command line": forge.parent, "setting": None})
     info = single_file.inspect(path)
     folder = single_file.shipped_folder(info.variant)
@@ -1485,7 +1448,7 @@ def test_a_damaged_gguf_text_encoder_is_one_sentence(tmp_path: Path) -> None:
     from diffusers import DiffusionPipeline
 
     signature = dict(single_file.VARIANTS["chroma"].signature)
-    path = _published_shapes(tmp_path / "chroma-unlocked-v48.safetensors", signature)
+    path = sparse_safetensors(tmp_path / "chroma-unlocked-v48.safetensors", signature)
     (tmp_path / "t5-v1_1-xxl-encoder-Q8_0.gguf").write_bytes(b"GGUF\x03\x00\x00\x00garbage")
     (tmp_path / "chroma-unlocked-v48.safetensors.companion").write_text(
         "t5-v1_1-xxl-encoder-Q8_0.gguf\n"
@@ -1495,3 +1458,22 @@ def test_a_damaged_gguf_text_encoder_is_one_sentence(tmp_path: Path) -> None:
     ) as caught:
         single_file.load(path, DiffusionPipeline, torch.float32)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("named", "files", "kind"),
+    [
+        ("CLIPTokenizer", ("vocab.json", "merges.txt"), "clip"),
+        ("T5TokenizerFast", ("vocab.json", "merges.txt"), "t5"),  # the class wins over files
+        ("Qwen2Tokenizer", ("spiece.model",), "qwen"),
+        ("BertTokenizer", ("vocab.json", "merges.txt"), None),  # a class of none we take
+        ("", ("spiece.model",), "t5"),  # no class: the files tell
+        ("", ("vocab.json", "merges.txt"), "qwen"),
+    ],
+)
+def test_a_tokenizer_folder_is_what_its_class_says(tmp_path: Path, named, files, kind) -> None:  # noqa: ANN001
+    if named:
+        (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": named}))
+    for name in files:
+        (tmp_path / name).write_text("{}")
+    assert single_file.tokenizer_kind(tmp_path) == kind
