@@ -92,15 +92,20 @@ class Timeline(QWidget):
             "fresh noise: a variation of the same picture (0: the noise is the parent's)"
         )
 
+        # the label on a line of its own: what a step is and whether a branch from it
+        # continues at once is the one thing here worth reading, and beside the slider and
+        # the branch controls it was cut to "Step 3/6 · co…"
+        top = QHBoxLayout()
+        top.addWidget(self.label, 1)
+        top.addWidget(self.export_button)
         row = QHBoxLayout()
-        row.addWidget(self.label, 1)
-        row.addWidget(self.slider, 2)
+        row.addWidget(self.slider, 1)
         row.addWidget(self.vary)
         row.addWidget(self.continue_button)
-        row.addWidget(self.export_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
+        layout.addLayout(top)
         layout.addLayout(row)
         layout.addWidget(self.strip)
 
