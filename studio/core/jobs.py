@@ -83,6 +83,9 @@ class Stage:
     height: int
     strength: float | None = None  # how much of the input was re-noised (image→image)
     noise_level: int | None = None  # the ×4 upscaler's noise on its input
+    # per ControlNet of the request: the type a union ControlNet ran it as, "" for one that
+    # ran none (a ControlNet of one type, or none acting); None when the stage ran none
+    union_types: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {k: v for k, v in self.__dict__.items() if v is not None}

@@ -45,8 +45,12 @@ def parameters_of(
         extras["Mode"] = request.mode.value
     if request.references:
         extras["Reference images"] = str(len(request.references))
+    main = stages[0] if stages else None
+    ran = main.union_types if main is not None else None
     for number, control in enumerate(request.controls):  # as A1111's ControlNet extension
-        extras[f"ControlNet {number}"] = control_field(control)
+        # the type a union ControlNet ran it as, where the run says; else the request's
+        union = ran[number] if ran is not None and number < len(ran) else control.control_type
+        extras[f"ControlNet {number}"] = control_field(control, union)
     if request.branch is not None:  # the rest of the branch is in the studio's record
         extras["Branch from step"] = str(request.branch.at_step)
         if request.branch.parent_image:
@@ -54,8 +58,10 @@ def parameters_of(
     lora_hashes = loras.hashes_field(request.prompt)
     if lora_hashes:
         extras["Lora hashes"] = lora_hashes  # as A1111 writes them, for restoring by hash
-    main = stages[0] if stages else None
+    # what ran: an inpainting ControlNet's pipeline repaints from noise, with no strength
     strength = request.strength if request.mode.uses_strength else None
+    if strength is not None and main is not None and main.name == "generate":
+        strength = main.strength
     steps, sampler, cfg, model = request.steps, request.scheduler, request.cfg_scale, request.model
     width, height = request.width, request.height
     if request.mode is Mode.UPSCALE:  # the job is the upscaler's: its own figures
@@ -103,7 +109,7 @@ def parameters_of(
     )
 
 
-def control_field(control: Control) -> str:
+def control_field(control: Control, union_type: str = "") -> str:
     """One ControlNet as A1111's ControlNet extension writes it (the writer quotes it)."""
     from studio.core.preprocessors import MODULE_NAMES, UNION_TYPE_NAMES, UNION_TYPES_READ
 
@@ -115,11 +121,11 @@ def control_field(control: Control) -> str:
         f"Model: {name}, Weight: {control.scale:g}, "
         f"Guidance Start: {control.start:g}, Guidance End: {control.end:g}"
     )
-    if control.control_type:  # a union ControlNet's, chosen: as the extension names it
-        union = UNION_TYPE_NAMES.get(control.control_type, "Unknown")
+    if union_type:  # the type a union ControlNet ran: as the extension names it
+        union = UNION_TYPE_NAMES.get(union_type, "Unknown")
         field += f", Union Control Type: {union}"
-        if UNION_TYPES_READ.get(union.lower()) != control.control_type:
-            field += f", Studio Control Type: {control.control_type}"  # the exact one
+        if UNION_TYPES_READ.get(union.lower()) != union_type:
+            field += f", Studio Control Type: {union_type}"  # the exact one
     return field
 
 

@@ -490,11 +490,8 @@ def _fit_z_image(
         control_refiner_layers_places=list(range(refiners)) if mode else None,
         qk_norm="control_layers.0.attention.norm_q.weight" in state,
     )
-    if own.get("dim") == dim:  # its heads are the transformer's
-        config.update({k: own[k] for k in ("n_heads", "n_kv_heads", "norm_eps") if k in own})
-    else:
-        head = config["dim"] // config["n_heads"]
-        config["n_heads"] = config["n_kv_heads"] = max(dim // head, 1)
+    # its heads are the transformer's (a file of another width is refused by check_fits)
+    config.update({k: own[k] for k in ("n_heads", "n_kv_heads", "norm_eps") if k in own})
     return config
 
 
@@ -735,6 +732,11 @@ class ControlCall:
     repaints: bool = False
     with_picture: bool = False
 
+    def ran_types(self, controls: Sequence[Control]) -> tuple[str, ...]:
+        """Per control of the request: the type its union ControlNet runs it as, or ""."""
+        numbers = {id(c): n for c, n in zip(self.controls, self.modes, strict=False)}
+        return tuple(c.kind if numbers.get(id(c)) is not None else "" for c in controls)
+
     def repainting(self, call: dict[str, Any], mask: Image.Image, steps: int) -> dict[str, Any]:
         """An inpaint call for an inpainting ControlNet's pipeline: the mask goes to the
         ControlNets with the control images (and the picture, which they see with the masked
@@ -851,7 +853,7 @@ def _repaints(family: Family, mode: Mode) -> bool:
 
     name = family.controlnet_pipelines.get(mode.value)
     cls = getattr(diffusers, name, None) if mode is Mode.INPAINT and name else None
-    return cls is not None and "strength" not in inspect.signature(cls.__call__).parameters
+    return cls is not None and "strength" not in call_parameters(cls)
 
 
 def _inpainting(model: Any, network: Any) -> str:

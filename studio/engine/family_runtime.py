@@ -20,13 +20,14 @@ _CALL_PARAMETERS: dict[type, Any] = {}
 
 
 def call_parameters(pipe: Any) -> Any:
-    """The parameters a pipeline's call takes, read once per pipeline class (inspecting the
-    signature costs tens of microseconds, asked several times a job)."""
-    found = _CALL_PARAMETERS.get(type(pipe))
+    """The parameters a pipeline's call takes (a pipeline or its class), read once per class
+    (inspecting the signature costs tens of microseconds, asked several times a job)."""
+    cls = pipe if isinstance(pipe, type) else type(pipe)
+    found = _CALL_PARAMETERS.get(cls)
     if found is None:
         import inspect
 
-        found = _CALL_PARAMETERS[type(pipe)] = inspect.signature(pipe.__call__).parameters
+        found = _CALL_PARAMETERS[cls] = inspect.signature(cls.__call__).parameters
     return found
 
 

@@ -105,6 +105,7 @@ class Engine:
         seeds = batch_seeds(request.seed, request.batch_size)
         timings: dict[str, float] = {}
         self._stages: list[Stage] = []
+        self._union_types: tuple[str, ...] | None = None  # the generate stage's ControlNets
         started = time.perf_counter()
         self.states.set_budget(self.settings.branch_memory_mb * 2**20)
         try:
@@ -252,6 +253,8 @@ class Engine:
             pipe, control = self._timed(
                 timings, "load", lambda: controlnets.prepare(self.models, request, pipe)
             )
+            if control is not None:  # for the metadata: the union types that ran
+                self._union_types = control.ran_types(request.controls)
         guidance = guidance_arguments(pipe, request.cfg_scale, request.negative_prompt)
         common = {
             "num_inference_steps": request.steps,
@@ -544,6 +547,7 @@ class Engine:
                 height=images[0].height,
                 strength=strength,
                 noise_level=call.get("noise_level"),
+                union_types=self._union_types if stage == "generate" else None,
             )
         )
 

@@ -1055,3 +1055,36 @@ INPAINTING_PIPELINES = {
     "qwen_image": "QwenImageControlNetInpaintPipeline",
     "z_image": "ZImageControlNetInpaintPipeline",
 }
+
+
+def test_the_metadata_says_a_union_type_only_where_a_union_controlnet_ran_it(
+    tmp_path,
+    engine,
+    models,  # noqa: ANN001
+) -> None:
+    """A control layer made by Canny carries its type; a ControlNet of one type runs it
+    as it is, so the saved parameters name no union type (A1111's reader would set one)."""
+    from studio.core.saving import save_image
+
+    control = Control(models["sd1-cn"], _square(), control_type="canny")
+    result = engine.run(_request(models["sd1"], control))
+    assert [s.union_types for s in result.stages] == [("",)]
+    path = save_image(
+        result.images[0], result.request, result.seeds[0], tmp_path, stages=result.stages
+    )
+    text = Image.open(path).text["parameters"]
+    assert "ControlNet 0:" in text and "Union Control Type" not in text
+
+
+def test_an_inpaint_that_ran_no_strength_records_none() -> None:
+    """An inpainting ControlNet's pipeline repaints from noise: the strength on the panel
+    did not act, and the saved parameters do not claim it did."""
+    from studio.core.jobs import Stage
+    from studio.core.saving import parameters_of
+
+    request = GenerationRequest(prompt="a cat", mode=Mode.INPAINT, strength=0.5)
+    ran = {"name": "generate", "model": "m", "scheduler": "Euler", "steps": 20,
+           "cfg_scale": 4.0, "width": 64, "height": 64}  # fmt: skip
+    image = Image.new("RGB", (64, 64))
+    assert parameters_of(request, 1, image, [Stage(**ran, strength=0.5)]).strength == 0.5
+    assert parameters_of(request, 1, image, [Stage(**ran)]).strength is None
