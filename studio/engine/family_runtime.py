@@ -90,6 +90,19 @@ def unpack(pipe: Any, latents: torch.Tensor, width: int, height: int) -> torch.T
     return latents
 
 
+def token_grid(pipe: Any, width: int, height: int) -> tuple[int, int, int] | None:
+    """How a packing family's latents (B, tokens, C·p²) lie on the latent grid: (rows,
+    columns, p), token r·columns + c holding the p×p latent pixels at (r, c), channel-major
+    (index channel·p² + dy·p + dx, as `unpack` reads them); None for a grid layout. The
+    linear preview projects the tokens as they are, sparing the unpacking copies a step."""
+    layout = family_of(pipe).layout
+    if layout not in ("packed", "flux2"):
+        return None
+    side = pipe.vae_scale_factor * 2  # a token covers 2×2 latent pixels of the VAE's
+    # Flux.2's tokens are its VAE's 2×2 patches, already channels of one grid pixel
+    return int(height) // side, int(width) // side, 2 if layout == "packed" else 1
+
+
 _DTYPES: weakref.WeakKeyDictionary[Any, tuple[Any, torch.dtype]] = weakref.WeakKeyDictionary()
 
 

@@ -609,6 +609,7 @@ class Engine:
             decode=lambda latents: family_runtime.vae_decode(pipe.vae, latents, layout),
             coefficients=coefficients,
             unpack=lambda latents: family_runtime.unpack(pipe, latents, width, height),
+            tokens=family_runtime.token_grid(pipe, width, height),
         )
 
     def _call_with_memory_fallback(

@@ -113,21 +113,28 @@ class Previewer:
         decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
         coefficients: tuple[list[list[float]], list[float]] | None = None,
         unpack: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        tokens: tuple[int, int, int] | None = None,
     ) -> None:
         """`decode`: network latents (B, C, h, w) to pixels (B, 3, H, W) in [-1, 1];
-        `unpack`: the pipeline's latents to (B, C, h, w) (packed families)."""
+        `unpack`: the pipeline's latents to (B, C, h, w) (packed families); `tokens`: where
+        those are tokens, their grid (`family_runtime.token_grid`), for projecting them as
+        they are."""
         if method == "linear" and coefficients is None:
             method = "vae" if decode is not None else "none"
         self.method = method
         self.decode = decode
         self.unpack = unpack or (lambda latents: latents)
-        self._weights: torch.Tensor | None = None
-        self._bias: torch.Tensor | None = None
+        self.tokens = tokens
+        # (weights, bias) of a latent pixel, and of a token where the latents are tokens
+        self._projections: list[tuple[torch.Tensor, torch.Tensor]] = []
         if coefficients is not None:
             # scaled once so the projection lands in 0..255 itself: one matrix product and
             # a clamp a step, where [-1, 1] → bytes took four more small operations
-            self._weights = torch.tensor(coefficients[0], dtype=torch.float32) * 127.5
-            self._bias = (torch.tensor(coefficients[1], dtype=torch.float32) + 1) * 127.5
+            weights = torch.tensor(coefficients[0], dtype=torch.float32) * 127.5
+            bias = (torch.tensor(coefficients[1], dtype=torch.float32) + 1) * 127.5
+            self._projections.append((weights, bias))
+            if tokens is not None:
+                self._projections.append(_per_token(weights, bias, tokens[2]))
 
     @property
     def enabled(self) -> bool:
@@ -140,23 +147,47 @@ class Previewer:
         if torch.is_grad_enabled():  # the loop runs in inference mode: no context a step
             with torch.no_grad():
                 return self.start(x0)
-        x0 = self.unpack(x0)
         if self.method == "linear":
-            return PreviewCopy(self._linear(x0).clamp_(0, 255).to(torch.uint8))
+            return PreviewCopy(self._linear(x0))
         # (B, h, w, 3) in [-1, 1] → uint8
+        x0 = self.unpack(x0)
         return PreviewCopy(((self._decode(x0).clamp(-1, 1) + 1) * 127.5).to(torch.uint8))
 
     def _linear(self, x0: torch.Tensor) -> torch.Tensor:
-        """(B, h, w, 3) in 0..255 (unclamped)."""
-        assert self._weights is not None and self._bias is not None
-        if self._weights.device != x0.device:
-            self._weights = self._weights.to(x0.device)
-            self._bias = self._bias.to(x0.device)
-        return torch.matmul(x0.float().permute(0, 2, 3, 1), self._weights).add_(self._bias)
+        """(B, h, w, 3) uint8: every latent pixel (or token) times the weights, plus the
+        bias, in one matrix product."""
+        if self._projections[0][0].device != x0.device:
+            self._projections = [(w.to(x0.device), b.to(x0.device)) for w, b in self._projections]
+        if self.tokens is not None and x0.dim() == 3:
+            rows, columns, patch = self.tokens
+            weights, bias = self._projections[1]
+            flat = x0.reshape(-1, x0.shape[-1])
+        else:
+            grid = self.unpack(x0)
+            (_, channels, rows, columns), patch = grid.shape, 1
+            weights, bias = self._projections[0]
+            flat = grid.permute(0, 2, 3, 1).reshape(-1, channels)
+        rgb = torch.addmm(bias, flat.float(), weights).clamp_(0, 255)
+        rgb = rgb.to(torch.uint8).view(-1, rows, columns, patch, patch, 3)
+        if patch == 1:
+            return rgb.view(-1, rows, columns, 3)
+        # each token's p×p pixels into their rows (a copy of bytes, the only one)
+        return rgb.transpose(2, 3).reshape(-1, rows * patch, columns * patch, 3)
 
     def _decode(self, x0: torch.Tensor) -> torch.Tensor:
         assert self.decode is not None
         return self.decode(x0).float().permute(0, 2, 3, 1)
+
+
+def _per_token(
+    weights: torch.Tensor, bias: torch.Tensor, patch: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The projection of a token of p×p latent pixels (channel-major: channel·p² + pixel) to
+    its p² RGB pixels: the pixel's own weights on its own channels, nothing across pixels."""
+    pixels = patch * patch
+    # (C, p², p², 3): [c, j, l, k] = weights[c, k] where the token pixel j is the output l
+    block = torch.einsum("ck,jl->cjlk", weights, torch.eye(pixels))
+    return block.reshape(weights.shape[0] * pixels, pixels * 3), bias.repeat(pixels)
 
 
 FIT_SIZE = 64  # pixels of each synthetic picture: enough for colours, cheap to encode

@@ -122,6 +122,38 @@ def test_the_linear_preview_is_fitted_for_a_family_of_no_known_projection(
     assert preview is not None and preview.shape[0] < SIZE
 
 
+@pytest.mark.parametrize("fixture", ["flux", "flux2_klein", "qwen_image", "chroma"])
+def test_the_linear_preview_of_tokens_is_the_preview_of_their_grid(
+    engines, folders, fixture: str
+) -> None:
+    """Packing families' latents are projected as tokens, each token's pixels put in their
+    rows after: the picture must be the one the unpacked grid gives, pixel for pixel."""
+    from studio.engine import family_runtime
+    from studio.engine.preview import Previewer, coefficients_for
+
+    engine = engines["linear"]
+    engine.run(_request(folders[fixture], steps=2))  # loads it
+    pipe = engine.models.pipeline(folders[fixture], Mode.TEXT_TO_IMAGE)
+    grid = family_runtime.token_grid(pipe, SIZE, SIZE)
+    assert grid is not None
+    rows, columns, patch = grid
+    channels = len(coefficients_for(pipe)[0]) * patch * patch
+    tokens = torch.randn(2, rows * columns, channels, generator=torch.Generator().manual_seed(3))
+
+    def unpack(latents: torch.Tensor) -> torch.Tensor:
+        return family_runtime.unpack(pipe, latents, SIZE, SIZE)
+
+    made = [
+        Previewer("linear", coefficients=coefficients_for(pipe), unpack=unpack, tokens=tokens_)
+        .start(tokens)
+        .collect()
+        for tokens_ in (grid, None)
+    ]
+    assert made[0].shape == (rows * patch, 2 * columns * patch, 3)  # the batch side by side
+    assert made[0].flags["C_CONTIGUOUS"]  # the window wraps its bytes as they are
+    assert np.abs(made[0].astype(int) - made[1].astype(int)).max() <= 1  # float rounding
+
+
 @pytest.mark.parametrize("fixture", FAMILIES)
 def test_same_seed_same_pixels_and_cancel_within_a_step(engines, folders, fixture: str) -> None:
     engine = engines["vae"]
