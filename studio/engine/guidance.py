@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,7 +109,10 @@ class FlowDenoised(Denoised):
         return torch.as_tensor(t, device=device).flatten()[:1].float() / self.scale
 
     def to_x0(self, latents: torch.Tensor, prediction: torch.Tensor, t: Any) -> torch.Tensor:
-        return latents.float() - self._sigma(t, latents.device) * prediction.float()
+        sigma = self._sigma(t, latents.device)
+        if isinstance(sigma, float):  # one operation: the previews ask at every step
+            return latents.float().sub(prediction.float(), alpha=sigma)
+        return latents.float() - sigma * prediction.float()
 
     def from_x0(self, latents: torch.Tensor, x0: torch.Tensor, t: Any) -> torch.Tensor:
         # σ is never 0 at a step the network runs (the last σ is after the last step)
@@ -173,9 +177,8 @@ class GuidanceTap:
 
     def attach(self, denoiser: torch.nn.Module, scheduler: Any) -> list[Any]:
         """Hook the network and wrap the scheduler's step; the handles undo both."""
-        handles = [denoiser.register_forward_pre_hook(self._before, with_kwargs=True)]
-        if self.batched_cfg and self.settings.cfg_rescale > 0:
-            handles.append(denoiser.register_forward_hook(self._after, with_kwargs=True))
+        rescales = self.batched_cfg and self.settings.cfg_rescale > 0
+        handles: list[Any] = [_Around(denoiser, self._before, self._after if rescales else None)]
         original = scheduler.step
         # The Euler-type schedulers keep their latents as x0 + σ·ε; the network sees, and
         # ᾱ describes, the scaled x_t = √ᾱ·x0 + √(1−ᾱ)·ε. Their own scaling converts.
@@ -198,15 +201,15 @@ class GuidanceTap:
         handles.append(_Unwrap(scheduler))
         return handles
 
-    def _before(self, module: Any, args: tuple, kwargs: dict) -> None:
+    def _before(self) -> None:
         if self.cancel.is_set():
             raise GenerationCancelled
 
-    def _after(self, module: Any, args: tuple, kwargs: dict, output: Any) -> Any:
+    def _after(self, output: Any) -> Any:
         """CFG rescale on a batched [uncond, cond] prediction."""
         prediction = output[0] if isinstance(output, tuple) else output.sample
         if prediction.shape[0] % 2:
-            return None
+            return output
         uncond, cond = prediction.chunk(2)
         guided = uncond + self.settings.cfg_scale * (cond - uncond)
         guided = rescale_cfg(guided, cond, self.settings.cfg_rescale).to(prediction.dtype)
@@ -239,6 +242,38 @@ class GuidanceTap:
         return self.denoised.to_x0(latents, prediction, timestep)
 
 
+class _Around:
+    """Runs `before` ahead of each call of a network and passes its output through `after`,
+    for one pipeline call; `remove` puts the network's own forward back. A wrapper of the
+    forward rather than module hooks: a module with hooks takes torch's slow call path,
+    some microseconds a call, which a tiny model's step of a few milliseconds notices."""
+
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        before: Callable[[], None],
+        after: Callable[[Any], Any] | None = None,
+    ) -> None:
+        self.module = module
+        # a forward set on the instance (accelerate's offload hooks, a compiled wrapper's)
+        self.kept = module.__dict__.get("forward")
+        inner = module.forward
+
+        @functools.wraps(inner)  # pipelines read the forward's signature
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            before()
+            output = inner(*args, **kwargs)
+            return output if after is None else after(output)
+
+        module.forward = forward
+
+    def remove(self) -> None:
+        if self.kept is None:
+            self.module.__dict__.pop("forward", None)
+        else:
+            self.module.forward = self.kept
+
+
 class _Unwrap:
     """A handle that puts a scheduler's own `step` back."""
 
@@ -261,10 +296,14 @@ def to_x0(
     s = √(1−ᾱ))."""
     x = latents.float()
     p = prediction.float()
-    if kind == "v_prediction":
-        return a * x - s * p
     if kind == "sample":
         return p
+    if isinstance(s, float):  # plain numbers (a CPU timestep): fewer operations a step
+        if kind == "v_prediction":
+            return torch.mul(x, a).sub_(p, alpha=s)
+        return x.sub(p, alpha=s).div_(a)
+    if kind == "v_prediction":
+        return a * x - s * p
     return (x - s * p) / a
 
 

@@ -188,11 +188,10 @@ def test_the_studios_work_at_each_step_never_waits_for_the_device(device: str) -
     previewer = Previewer("linear", coefficients=KNOWN_COEFFICIENTS["sd1"])
     sample = torch.randn(2, 4, 8, 8, device=device)  # CFG: unconditional and conditional
     t = torch.tensor(500.5, device=device)
-    kwargs = {"sample": sample, "timestep": t}
     prediction = torch.randn(2, 4, 8, 8, device=device)
 
     def one_step() -> None:
-        guided = tap._after(None, (), kwargs, (prediction,))[0]  # CFG rescale
+        guided = tap._after((prediction,))[0]  # CFG rescale
         tap.scheduler_step(guided[:1], t, sample[:1])  # thresholding and x0
 
     one_step()  # first call: tables move to the device
