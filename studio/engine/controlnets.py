@@ -585,10 +585,10 @@ def _conditioning_widths(state: dict[str, Any]) -> list[int]:
 
 
 def _state_dict(path: Path) -> dict[str, Any]:
-    if path.suffix.lower() == ".safetensors":
-        from safetensors.torch import load_file
+    if path.suffix.lower() == ".safetensors":  # ComfyUI's scaled fp8 files multiplied out
+        from studio.engine import scaled_fp8
 
-        return load_file(path)
+        return scaled_fp8.read_tensors(path)
     import torch
 
     data = torch.load(path, map_location="cpu", weights_only=True)

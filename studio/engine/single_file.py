@@ -30,6 +30,10 @@ or, for files of the published shapes, from *separate parts*, found in this orde
    name beside the parts, a folder named in `<file>.companion`, or the hub cache;
 4. the family's own hub repository (e.g. black-forest-labs/FLUX.1-dev) in the local cache.
 
+ComfyUI's scaled fp8 files (either layout; whole checkpoints, transformers and parts) are
+read through `scaled_fp8`, which multiplies each weight by its scale to the load dtype as it
+reads it: diffusers' loaders, which know neither layout, get those tensors.
+
 Nothing here downloads (`local_files_only=True` everywhere), runs code from a model file
 (safetensors, GGUF, or pickles that load with weights_only=True) or lets a library's
 traceback reach the artist: each problem is one sentence (`ModelError`).
@@ -55,6 +59,7 @@ from studio.core.files import is_regular_file
 from studio.core.model_files import check_model_folder, safetensors_header
 from studio.core.paths import cache_dir
 from studio.core.text import printable
+from studio.engine import scaled_fp8
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +227,11 @@ class FileInfo:
     @property
     def is_gguf(self) -> bool:
         return self.path.suffix.lower() == ".gguf"
+
+    @property
+    def is_scaled(self) -> bool:
+        """One of ComfyUI's scaled fp8 .safetensors files (weights × scales, see scaled_fp8)."""
+        return self.path.suffix.lower() == ".safetensors" and scaled_fp8.is_scaled(self.keys)
 
     def has(self, prefixes: tuple[str, ...]) -> bool:
         return any(k.startswith(p) for k in self.keys for p in prefixes)
@@ -609,6 +619,7 @@ def identify_parts(path: Path, rank: int) -> list[PartFile]:
                 continue  # a 2D VAE's decoder input is 4-dimensional, a Wan-style one's 5
             fp8 = any(  # any weight of the part in 8 bits (scaled fp8 files keep some at 16)
                 str(entry.get("dtype", "")).startswith("F8")
+                or scaled_fp8.is_quantisation_key(name)  # scaled: 8 bits or fewer
                 for name, entry in header.items()
                 if name.startswith(prefix) and isinstance(entry, dict)
             )
@@ -877,23 +888,9 @@ def tokenizer_hint(path: Path, kind: str) -> str:
 def read_part(part: PartFile, dtype: Any = None) -> dict[str, Any]:
     """A part's tensors, names without its prefix; ComfyUI's scaled fp8 files (a scale per
     weight) multiplied out."""
-    from safetensors import safe_open
-
     if part.is_gguf:
         return read_gguf_text_encoder(part.path, part.kind, dtype)
-    tensors: dict[str, Any] = {}
-    with safe_open(str(part.path), framework="pt") as handle:
-        for key in handle.keys():  # noqa: SIM118 - safe_open has no __iter__
-            if key.startswith(part.prefix):
-                tensors[key[len(part.prefix) :]] = handle.get_tensor(key)
-    for key in [k for k in tensors if k.endswith(".scale_weight")]:
-        scale = tensors.pop(key)
-        weight = key.removesuffix(".scale_weight") + ".weight"
-        if weight in tensors:
-            tensors[weight] = tensors[weight].float() * scale.float()
-    for key in [k for k in tensors if k.endswith(".scale_input") or k == "scaled_fp8"]:
-        tensors.pop(key)
-    return tensors
+    return scaled_fp8.read_tensors(part.path, part.prefix, dtype)
 
 
 def load_part(part: PartFile, role: str, component: str, folder: Path, dtype: Any) -> Any:
@@ -1223,6 +1220,8 @@ def load(
     generic = not hasattr(pipeline_class, "from_single_file")
     if not generic:  # a class asked for (the upscaler): diffusers' own way, offline
         return pipeline_class.from_single_file(str(path), dtype=dtype, local_files_only=True)
+    if info.is_scaled:  # a format the studio cannot read is said before anything else
+        scaled_fp8.check_formats(path)
     family = info.family
     if family is None:
         raise ModelError(
@@ -1287,9 +1286,48 @@ def _load_full(info: FileInfo, cls: Any, dtype: Any) -> Any:
             )
         parts[component] = _component(companion, component, dtype)
     log.info("loading %s as %s with the configs of %s", path, family.name, folder)
+    if info.is_scaled:
+        return _full_from_tensors(info, cls, folder, dtype, parts)
     return cls.from_single_file(
         str(path), config=str(folder), local_files_only=True, dtype=dtype, **parts
     )
+
+
+def _full_from_tensors(
+    info: FileInfo, cls: Any, folder: Path, dtype: Any, parts: dict[str, Any]
+) -> Any:
+    """A full checkpoint diffusers cannot read as it is (ComfyUI's scaled fp8): its models
+    built by diffusers' single-file loaders from the dequantised tensors (the pipeline's
+    from_single_file takes a file, not tensors), its tokenizers and scheduler from `folder`."""
+    import importlib
+
+    import diffusers
+    import transformers
+    from diffusers.loaders.single_file import load_single_file_sub_model
+
+    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    tensors = _state_dict(info.path, dtype)
+    models = dict(parts)
+    for name, entry in index.items():
+        if name in models or not isinstance(entry, list) or entry[0] is None:
+            continue
+        library, class_name = entry
+        model_cls = getattr(importlib.import_module(library), class_name)
+        if not issubclass(model_cls, (diffusers.ModelMixin, transformers.PreTrainedModel)):
+            continue  # a tokenizer or the scheduler: the folder's
+        models[name] = load_single_file_sub_model(
+            library_name=library,
+            class_name=class_name,
+            name=name,
+            checkpoint=tensors,
+            pipelines=diffusers.pipelines,
+            is_pipeline_module=False,
+            cached_model_config_path=str(folder),
+            local_files_only=True,
+            torch_dtype=dtype,
+        )
+    del tensors  # the models hold what they use
+    return cls.from_pretrained(folder, local_files_only=True, **models)
 
 
 def with_unet_inputs(folder: Path, channels: int, pipeline_class: str) -> Path:
@@ -1416,10 +1454,12 @@ def _denoiser(info: FileInfo, config: Path, dtype: Any) -> Any:
         kwargs["quantization_config"] = diffusers.GGUFQuantizationConfig(compute_dtype=dtype)
     source: Any = str(path)
     if denoiser_cls.__name__ in ("FluxTransformer2DModel", "ChromaTransformer2DModel"):
-        source = flux_to_diffusers(_state_dict(path))
+        source = flux_to_diffusers(_state_dict(path, dtype))
     elif family.name == "qwen-image" and any(k.startswith(UNET) for k in info.keys):
         # diffusers' names already, behind ComfyUI's prefix (which diffusers keeps)
-        source = {k.removeprefix(UNET): v for k, v in _state_dict(path).items()}
+        source = {k.removeprefix(UNET): v for k, v in _state_dict(path, dtype).items()}
+    elif info.is_scaled:  # diffusers reads the file's names, but not its scales
+        source = _state_dict(path, dtype)
     return denoiser_cls.from_single_file(
         source,
         config=str(config),
@@ -1493,14 +1533,14 @@ def _load_with_parts(
     return getattr(diffusers, family.pipelines["txt2img"])(**components)
 
 
-def _state_dict(path: Path) -> dict[str, Any]:
+def _state_dict(path: Path, dtype: Any = None) -> dict[str, Any]:
+    """A model file's tensors: a GGUF file's as diffusers reads them (quantised), a
+    .safetensors file's with its 8-bit weights dequantised to `dtype`."""
     if path.suffix.lower() == ".gguf":
         from diffusers.models.model_loading_utils import load_gguf_checkpoint
 
         return load_gguf_checkpoint(str(path))
-    from safetensors.torch import load_file
-
-    return load_file(str(path))
+    return scaled_fp8.read_tensors(path, dtype=dtype)
 
 
 def flux_to_diffusers(checkpoint: dict[str, Any]) -> dict[str, Any]:

@@ -1065,6 +1065,178 @@ def test_comfyuis_scaled_fp8_text_encoder_is_multiplied_out(tmp_path: Path) -> N
     torch.testing.assert_close(tensors[f"{q}.weight"], stored.float() * 4)
 
 
+# -- ComfyUI's scaled fp8 files: the old layout and the quantisation format --------------------
+
+
+def comfy_quant(fmt: str) -> torch.Tensor:
+    """A layer's `comfy_quant` tensor: its format as JSON bytes."""
+    return torch.tensor(list(json.dumps({"format": fmt}).encode()), dtype=torch.uint8)
+
+
+def comfy_fp8(state: dict, layout: str) -> dict:
+    """A file as ComfyUI's fp8 scaled ones keep it: each weight of two or more dimensions in
+    float8_e4m3fn with a per-tensor scale (its largest value over fp8's, 448), in the old
+    layout (scale_weight, scale_input, the scaled_fp8 marker) or the new one (weight_scale,
+    input_scale, comfy_quant). Ignoring the scales makes these weights thousands of times
+    too large."""
+    out: dict = {"scaled_fp8": torch.zeros(0, dtype=torch.float8_e4m3fn)} if layout == "old" else {}
+    for key, value in state.items():
+        if not key.endswith(".weight") or value.ndim < 2:
+            out[key] = value.contiguous()
+            continue
+        layer = key.removesuffix(".weight")
+        scale = value.float().abs().amax() / 448
+        out[key] = (value.float() / scale).to(torch.float8_e4m3fn)
+        if layout == "old":
+            out |= {f"{layer}.scale_weight": scale, f"{layer}.scale_input": torch.tensor(1.0)}
+        else:
+            out |= {
+                f"{layer}.weight_scale": scale,
+                f"{layer}.input_scale": torch.tensor(1.0),
+                f"{layer}.comfy_quant": comfy_quant("float8_e4m3fn"),
+            }
+    return out
+
+
+def _original_file(family: str, tiny: dict[str, Path], models: Path) -> tuple[dict, Path]:
+    """A family's tiny model in the original layout of its single files, and its folder
+    (linked beside the file: the companion)."""
+    folder = tiny[family] if family in tiny else Path(build(family, models / "built"))
+    pipe = _folder_pipe(folder)
+    if family == "sdxl":
+        state = sd_checkpoint(pipe)
+    elif family == "flux":
+        state = {f"model.diffusion_model.{k}": v for k, v in
+                 flux_to_original(pipe.transformer.state_dict()).items()}  # fmt: skip
+    else:
+        state = z_image_to_original(pipe.transformer.state_dict())
+    if family in tiny:
+        (models / f"tiny-{family}").symlink_to(folder, target_is_directory=True)
+    return state, folder
+
+
+@pytest.mark.parametrize("family", ["sdxl", "flux", "z_image"])
+def test_comfyuis_fp8_scaled_model_files_load_close_to_full_precision(
+    tiny: dict[str, Path], tmp_path: Path, family: str
+) -> None:
+    """An SDXL checkpoint (every part in fp8), a Flux.1 and a Z-Image transformer, in both of
+    ComfyUI's scaled layouts: offline, the full-precision folder's pixels within fp8's
+    rounding (with the scales ignored they are NaN, or off by 0.18 on average)."""
+    models = tmp_path / "models"
+    models.mkdir()
+    state, folder = _original_file(family, tiny, models)
+    expected = {"sdxl": "sdxl", "flux": "flux-dev", "z_image": "z-image"}[family]
+    theirs = _pixels(_folder_pipe(folder))
+    for layout in ("old", "new"):
+        path = _save(comfy_fp8(state, layout), models / f"{family}-fp8-{layout}.safetensors")
+        info = single_file.inspect(path)
+        assert info.is_scaled and info.family.name == expected
+        manager = ModelManager()
+        ours = _pixels(manager.pipeline(str(path), Mode.TEXT_TO_IMAGE))
+        np.testing.assert_allclose(ours, theirs, atol=0.2)
+        assert np.abs(ours - theirs).mean() < 0.03
+        manager.unload()
+
+
+def test_a_text_encoder_in_comfyuis_quantisation_format_is_dequantised(tmp_path: Path) -> None:
+    """A T5 part in the new layout: a scalar scale and its format in `comfy_quant`; a weight
+    kept in a byte container, its format in the header's `_quantization_metadata`, scaled
+    per row; one scaled in 2×2 blocks. Each comes back as stored × scale, in the load dtype."""
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(0)
+    block = "encoder.block.0.layer.0.SelfAttention."
+    stored = {n: torch.randn(8, 8, generator=g).to(torch.float8_e4m3fn) for n in "qkv"}
+    rows, blocks = torch.rand(8, 1, generator=g) + 0.5, torch.rand(2, 2, generator=g) + 0.5
+    tensors = {
+        "shared.weight": torch.randn(16, 8, generator=g).half(),
+        f"{block}q.weight": stored["q"],
+        f"{block}q.weight_scale": torch.tensor(0.25),
+        f"{block}q.input_scale": torch.tensor(1.0),
+        f"{block}q.comfy_quant": comfy_quant("float8_e4m3fn"),
+        f"{block}k.weight": stored["k"].view(torch.uint8),
+        f"{block}k.weight_scale": rows,
+        f"{block}v.weight": stored["v"],
+        f"{block}v.weight_scale": blocks,
+        f"{block}v.comfy_quant": comfy_quant("float8_e4m3fn"),
+    }
+    metadata = {"layers": {f"{block}k": {"format": "float8_e4m3fn"}}}
+    path = tmp_path / "t5xxl_fp8_e4m3fn_scaled.safetensors"
+    save_file(tensors, str(path), metadata={"_quantization_metadata": json.dumps(metadata)})
+    (part,) = single_file.identify_parts(path, rank=2)
+    assert (part.kind, part.shape, part.fp8) == ("t5", (16, 8), True)
+    read = single_file.read_part(part, torch.float16)
+    assert set(read) == {"shared.weight", *(f"{block}{n}.weight" for n in "qkv")}
+    expected = {
+        "q": stored["q"].float() * 0.25,
+        "k": stored["k"].float() * rows,
+        "v": stored["v"].float() * blocks.repeat_interleave(4, 0).repeat_interleave(4, 1),
+    }
+    for name, value in expected.items():
+        assert read[f"{block}{name}.weight"].dtype == torch.float16
+        torch.testing.assert_close(read[f"{block}{name}.weight"], value.half())
+
+
+def test_a_comfy_quant_format_the_studio_cannot_read_is_one_sentence(
+    tiny: dict[str, Path], tmp_path: Path
+) -> None:
+    """nvfp4 (packed 4-bit values, swizzled block scales) and mxfp8 are named, not read into
+    wrong pixels: in a part file, and in a model file before anything else is said of it."""
+    from diffusers import DiffusionPipeline
+    from safetensors.torch import save_file
+
+    q = "encoder.block.0.layer.0.SelfAttention.q"
+    part_file = tmp_path / "t5xxl_mxfp8.safetensors"
+    save_file(
+        {
+            "shared.weight": torch.zeros(16, 8),
+            f"{q}.weight": torch.zeros(8, 8, dtype=torch.float8_e4m3fn),
+            f"{q}.weight_scale": torch.zeros(8, 1, dtype=torch.uint8),
+        },
+        str(part_file),
+        metadata={"_quantization_metadata": json.dumps({"layers": {q: {"format": "mxfp8"}}})},
+    )
+    (part,) = single_file.identify_parts(part_file, rank=2)
+    with pytest.raises(ModelError, match=r"'t5xxl_mxfp8\.safetensors' is quantised in .*'mxfp8'"):
+        single_file.read_part(part)
+    state = sd_checkpoint(_folder_pipe(tiny["sd1"]))  # no companion: the format is said first
+    layer = "model.diffusion_model.input_blocks.1.1.proj_in"
+    state[f"{layer}.weight"] = torch.zeros(32, 8, dtype=torch.uint8)  # two 4-bit values a byte
+    state[f"{layer}.weight_scale"] = torch.zeros(32, 1, dtype=torch.uint8)
+    state[f"{layer}.weight_scale_2"] = torch.tensor(1.0)
+    state[f"{layer}.comfy_quant"] = comfy_quant("nvfp4")
+    path = _save(state, tmp_path / "sd15_nvfp4.safetensors")
+    with pytest.raises(ModelError, match=r"ComfyUI's 'nvfp4' format") as caught:
+        single_file.load(path, DiffusionPipeline, torch.float32)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("variant", ["sdxl", "flux-dev", "qwen-image", "z-image"])
+def test_scales_and_formats_leave_family_and_variant_detection_alone(
+    tmp_path: Path, variant: str
+) -> None:
+    """A published model's fp8 scaled file (ComfyUI's names and prefix): every weight with
+    its weight_scale, input_scale and comfy_quant is still the published model."""
+    prefix = "" if variant == "sdxl" else "model.diffusion_model."
+    signature = dict(single_file.VARIANTS[variant].signature)
+    if variant == "flux-dev":
+        signature["guidance_in.in_layer.weight"] = (3072, 256)
+    shapes: dict = {}
+    for key, shape in signature.items():
+        layer = prefix + key.removesuffix(".weight")
+        shapes |= {
+            prefix + key: (shape, "F8_E4M3"),
+            f"{layer}.weight_scale": ((), "F32"),
+            f"{layer}.input_scale": ((), "F32"),
+            f"{layer}.comfy_quant": ((29,), "U8"),
+        }
+    if variant == "qwen-image":  # what tells Qwen-Image (a norm: kept in 16 bits)
+        shapes[prefix + "txt_norm.weight"] = ((3584,), "F16")
+    info = single_file.inspect(sparse_safetensors(tmp_path / f"{variant}.safetensors", shapes))
+    assert info.is_scaled and info.family.name == variant
+    assert info.variant.name == variant and info.matches
+
+
 # -- inpainting checkpoints (9-channel UNet) ---------------------------------------------------
 
 
