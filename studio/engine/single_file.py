@@ -920,11 +920,13 @@ def load_part(part: PartFile, role: str, component: str, folder: Path, dtype: An
     if role == "t5xxl":
         if "shared.weight" not in tensors:
             tensors["shared.weight"] = tensors["encoder.embed_tokens.weight"]
+        quantised = _pop_quantised(tensors)  # a GGUF's: placed after diffusers' loader
         prefixed = {"text_encoders.t5xxl.transformer." + k: v for k, v in tensors.items()}
         model = sfu.create_diffusers_t5_model_from_checkpoint(
             cls, prefixed, subfolder=component, config=str(folder), torch_dtype=dtype,
             local_files_only=True,
         )  # fmt: skip
+        _place_quantised(model, quantised, dtype)
         model.encoder.embed_tokens = model.shared  # tied, as in T5 (the files keep one copy)
         return model.eval()
     if ROLE_KIND[role] == "qwen":
@@ -1034,13 +1036,15 @@ def load_language_model(cls: Any, config_folder: Path, tensors: dict[str, Any], 
             "model." + key,  # visual. → model.visual.
         ):
             if candidate in targets:
-                placed[candidate] = value.to(dtype)
+                placed[candidate] = value if _is_quantised(value) else value.to(dtype)
                 break
     missing = [k for k in targets if k not in placed]
     essential = [k for k in missing if not k.startswith(("model.visual.", "lm_head."))]
     if essential or not placed:
         raise KeyError(f"missing {essential[:3]}")
+    quantised = _pop_quantised(placed)
     model.load_state_dict(placed, strict=False, assign=True)
+    _place_quantised(model, quantised, dtype)
     for name in missing:
         module_name, _, attribute = name.rpartition(".")
         module = model.get_submodule(module_name)
@@ -1050,6 +1054,25 @@ def load_language_model(cls: Any, config_folder: Path, tensors: dict[str, Any], 
         log.info("%s: %d tensors not in the file, left at zero (%s)", cls.__name__, len(missing),
                  missing[0])  # fmt: skip
     return model.eval()
+
+
+def _is_quantised(value: Any) -> bool:
+    """A GGUF text encoder's quantised weight (diffusers' GGUFParameter, as its
+    dequantize_gguf_tensor tells them): placed as it is, never cast."""
+    return hasattr(value, "quant_type")
+
+
+def _pop_quantised(tensors: dict[str, Any]) -> dict[str, Any]:
+    """The quantised weights taken out of `tensors`: torch's and diffusers' loaders check
+    their shapes (bytes, not the layer's) and cast them."""
+    return {k: tensors.pop(k) for k in [k for k, v in tensors.items() if _is_quantised(v)]}
+
+
+def _place_quantised(model: Any, quantised: dict[str, Any], dtype: Any) -> None:
+    if quantised:
+        from studio.engine import gguf_weights
+
+        gguf_weights.place(model, quantised, dtype)
 
 
 # llama.cpp's tensor names (GGUF text encoders) → transformers' (T5's encoder; Qwen's language
@@ -1087,16 +1110,17 @@ _GGUF_QWEN_NAMES = {
 
 
 def read_gguf_text_encoder(path: Path, kind: str, dtype: Any = None) -> dict[str, Any]:
-    """A GGUF text encoder's tensors, dequantised one at a time to `dtype` (with the gguf
-    package: transformers reads neither Qwen2.5-VL's language model (qwen2vl) nor files in
-    the studio's shipped configs), under transformers' names."""
-    import numpy as np
-    import torch
+    """A GGUF text encoder's tensors under transformers' names, read with the gguf package
+    (transformers reads neither Qwen2.5-VL's language model (qwen2vl) nor files in the
+    studio's shipped configs): the quantised ones kept quantised (gguf_weights), the rest in
+    `dtype`."""
+    gguf_module()
+    from studio.engine import gguf_weights
 
-    gguf = gguf_module()
     names = _GGUF_T5_NAMES if kind == "t5" else _GGUF_QWEN_NAMES
     tensors: dict[str, Any] = {}
     unused: list[str] = []
+    dequantised: set[str] = set()
     try:
         for tensor in _gguf_reader(path).tensors:
             stem, _, end = tensor.name.rpartition(".")
@@ -1106,16 +1130,18 @@ def read_gguf_text_encoder(path: Path, kind: str, dtype: Any = None) -> dict[str
                 unused.append(tensor.name)  # a T5 file's decoder, a Qwen file's output head
                 continue
             target = names[pattern].format(block.group(1) if block else "")
-            data = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
-            shape = tuple(int(d) for d in reversed(list(tensor.shape)))
-            weight = torch.from_numpy(np.asarray(data, np.float32)).reshape(shape)
-            tensors[f"{target}.{end}"] = weight if dtype is None else weight.to(dtype)
+            tensors[f"{target}.{end}"] = gguf_weights.read_tensor(tensor, dtype)
+            if gguf_weights.dequantised_when_read(tensor):
+                dequantised.add(tensor.tensor_type.name)
     except ModelError:
         raise
     except Exception:  # noqa: BLE001 - a damaged or truncated file, whatever gguf says
         raise _damaged_gguf(path) from None
     if unused:
         log.info("%s: %d tensors not used (%s, …)", path.name, len(unused), unused[0])
+    if dequantised:
+        log.info("%s: its %s tensors are dequantised when read, so they take full memory",
+                 path.name, ", ".join(sorted(dequantised)))  # fmt: skip
     return tensors
 
 

@@ -769,18 +769,23 @@ def test_z_image_gguf_and_qwen_image_files_take_the_rest_from_a_sibling_folder(
 
 
 def _write_gguf(
-    state: dict, path: Path, quantize: Callable[[str, np.ndarray], bool], arch: str = "flux"
+    state: dict,
+    path: Path,
+    quantize: Callable[[str, np.ndarray], bool],
+    arch: str = "flux",
+    quant: str = "Q8_0",
 ) -> Path:
     """A GGUF file of `state` (names as given), tensors for which `quantize(name, data)` is
-    true at Q8_0 (whose blocks need a last axis of a multiple of 32), the rest in float32."""
+    true at `quant` (Q8_0's, Q4_0's and MXFP4's blocks need a last axis of a multiple of
+    32), the rest in float32."""
     import gguf
 
     writer = gguf.GGUFWriter(str(path), arch=arch)
-    q8 = gguf.GGMLQuantizationType.Q8_0
+    kind = gguf.GGMLQuantizationType[quant]
     for name, tensor in state.items():
         data = tensor.detach().float().numpy()
         if data.ndim == 2 and data.shape[-1] % 32 == 0 and quantize(name, data):
-            writer.add_tensor(name, gguf.quants.quantize(data, q8), raw_dtype=q8)
+            writer.add_tensor(name, gguf.quants.quantize(data, kind), raw_dtype=kind)
         else:
             writer.add_tensor(name, data)
     writer.write_header_to_file()
@@ -1511,8 +1516,9 @@ def comfy_qwen(model) -> dict:  # noqa: ANN001
     return out
 
 
-def text_encoder_to_gguf(model, path: Path, quantize: bool) -> Path:  # noqa: ANN001
-    """A text encoder as llama.cpp writes it (names from gguf's own tensor map)."""
+def text_encoder_to_gguf(model, path: Path, quantize: bool, quant: str = "Q8_0") -> Path:  # noqa: ANN001
+    """A text encoder as llama.cpp writes it (names from gguf's own tensor map), its linear
+    layers' weights at `quant` if `quantize`."""
     import gguf
 
     t5 = type(model).__name__ == "T5EncoderModel"
@@ -1520,7 +1526,7 @@ def text_encoder_to_gguf(model, path: Path, quantize: bool) -> Path:  # noqa: AN
         type(model).__name__,
         gguf.MODEL_ARCH.QWEN2VL,  # Qwen2.5-VL's language model
     )
-    layers = model.config.num_layers if t5 else 2
+    layers = model.config.num_layers if t5 else model.config.get_text_config().num_hidden_layers
     names = gguf.get_tensor_name_map(arch, layers)
     state = comfy_t5(model, torch.float32) if t5 else comfy_qwen(model)
     renamed = {}
@@ -1533,7 +1539,29 @@ def text_encoder_to_gguf(model, path: Path, quantize: bool) -> Path:  # noqa: AN
     def weights(name: str, data: np.ndarray) -> bool:  # noqa: ARG001
         return quantize and "token" not in name
 
-    return _write_gguf(renamed, path, weights, gguf.MODEL_ARCH_NAMES[arch])
+    return _write_gguf(renamed, path, weights, gguf.MODEL_ARCH_NAMES[arch], quant)
+
+
+def _round_tripped(model, quant: str) -> None:  # noqa: ANN001
+    """`model`'s linear layers' weights as text_encoder_to_gguf stores them at `quant`,
+    dequantised again: what the file holds, at full precision."""
+    import gguf
+
+    kind = gguf.GGMLQuantizationType[quant]
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear) and module.in_features % 32 == 0:
+                stored = gguf.quants.quantize(module.weight.float().numpy(), kind)
+                module.weight.copy_(torch.from_numpy(gguf.quants.dequantize(stored, kind)))
+
+
+def _quantised_linears(model) -> list[str]:  # noqa: ANN001
+    """The linear layers of `model` whose weights are still a GGUF file's quantised bytes."""
+    return [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and type(module.weight).__name__ == "GGUFParameter"
+    ]
 
 
 @pytest.mark.parametrize("family", ["chroma", "qwen_image", "z_image"])
@@ -1607,11 +1635,88 @@ def test_chroma_qwen_image_and_z_image_files_load_with_separate_parts_and_gguf_t
     pipe = manager.pipeline(str(path), Mode.TEXT_TO_IMAGE)
     np.testing.assert_allclose(_pixels(pipe), expected, atol=1e-5)
     manager.unload()
-    if family == "chroma":  # T5 quantised as GGUF files are (Q8_0): close, not equal
-        gguf_file.unlink()
-        text_encoder_to_gguf(base.text_encoder, encoders / "t5-v1_1-xxl-encoder-Q8_0.gguf", True)
-        pipe = manager.pipeline(str(path), Mode.TEXT_TO_IMAGE)
-        np.testing.assert_allclose(_pixels(pipe), expected, atol=0.05)
+    # quantised as GGUF files are (Q8_0): its linear layers stay quantised in memory, and
+    # the pixels are those of the file's weights dequantised (the tiny Qwens' narrow layers
+    # cannot be: Q8_0's blocks are 32 wide)
+    gguf_file.unlink()
+    text_encoder_to_gguf(base.text_encoder, encoders / "encoder-Q8_0.gguf", True)
+    pipe = manager.pipeline(str(path), Mode.TEXT_TO_IMAGE)
+    assert _quantised_linears(pipe.text_encoder)
+    _round_tripped(reference.text_encoder, "Q8_0")
+    np.testing.assert_allclose(_pixels(pipe), _pixels(reference), atol=2e-4)
+
+
+def _wide_text_encoder(t5: bool):  # noqa: ANN202
+    """A text encoder whose linear layers outweigh its embedding, as the published ones' do
+    (T5-XXL's embedding is 3 % of it, Qwen2.5-VL-7B's 7 %), and wide enough for Q4_0's and
+    Q8_0's 32-wide blocks."""
+    from transformers import Qwen3Config, Qwen3Model, T5Config, T5EncoderModel
+
+    torch.manual_seed(0)
+    if t5:
+        config = T5Config(
+            vocab_size=64, d_model=256, d_kv=64, d_ff=512, num_layers=2, num_heads=4,
+            relative_attention_num_buckets=8, feed_forward_proj="gated-gelu",
+            dropout_rate=0.0, is_encoder_decoder=False, use_cache=False,
+        )  # fmt: skip
+        return T5EncoderModel(config).eval()
+    config = Qwen3Config(
+        vocab_size=64, hidden_size=256, intermediate_size=512, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=64,
+    )  # fmt: skip
+    return Qwen3Model(config).eval()
+
+
+def _load_gguf_text_encoder(model, path: Path, folder: Path, dtype: torch.dtype):  # noqa: ANN001, ANN202
+    """`path` loaded as the studio loads a text encoder part, with `model`'s config."""
+    model.config.save_pretrained(folder / "text_encoder")
+    index = {"text_encoder": ["transformers", type(model).__name__]}
+    (folder / "model_index.json").write_text(json.dumps(index))
+    (part,) = single_file.identify_parts(path, rank=1)
+    role = "t5xxl" if part.kind == "t5" else "qwen3"
+    return single_file.load_part(part, role, "text_encoder", folder, dtype)
+
+
+@pytest.mark.parametrize("quant", ["Q8_0", "Q4_0", "MXFP4"])
+@pytest.mark.parametrize("t5", [True, False], ids=["t5", "qwen3"])
+def test_a_quantised_gguf_text_encoder_stays_quantised_in_memory(
+    t5: bool, quant: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Q8_0 or Q4_0 text encoder keeps its linear layers' weights as the file's bytes,
+    dequantised in each forward: a fraction of its float32 size, the outputs of the file's
+    weights dequantised, in the dtype the pipeline is cast to after loading. MXFP4, which
+    diffusers cannot dequantise on the fly, is dequantised when read, and the log says so."""
+    model = _wide_text_encoder(t5)
+    path = text_encoder_to_gguf(model, tmp_path / f"encoder-{quant}.gguf", True, quant)
+    caplog.set_level("INFO", logger="studio.engine.single_file")
+    loaded = _load_gguf_text_encoder(model, path, tmp_path, torch.float32)
+
+    linears = [n for n, m in loaded.named_modules() if isinstance(m, torch.nn.Linear)]
+    ratio = sum(p.nbytes for p in loaded.parameters()) / (4 * model.num_parameters())
+    on_the_fly = quant != "MXFP4"
+    assert _quantised_linears(loaded) == (linears if on_the_fly else [])
+    assert ratio < (0.4 if quant == "Q8_0" else 0.25) if on_the_fly else ratio > 0.99
+    assert ("MXFP4 tensors are dequantised when read" in caplog.text) != on_the_fly
+
+    _round_tripped(model, quant)
+    ids = torch.arange(12)[None] * 5 % 64
+    with torch.no_grad():
+        expected = model(ids).last_hidden_state
+        torch.testing.assert_close(loaded(ids).last_hidden_state, expected, atol=5e-3, rtol=0)
+        cast = loaded.to(torch.bfloat16)(ids).last_hidden_state  # as models._placement may
+    assert cast.dtype == torch.bfloat16
+    torch.testing.assert_close(cast.float(), expected, atol=0.1, rtol=0.05)
+    if t5 and on_the_fly:  # T5's `wo` overflows float16: it computes in float32, as in transformers
+        wo = loaded.encoder.block[0].layer[1].DenseReluDense.wo
+        assert wo(torch.ones(1, wo.in_features, dtype=torch.float16)).dtype == torch.float32
+
+
+def test_a_truncated_quantised_gguf_text_encoder_is_one_sentence(tmp_path: Path) -> None:
+    model = _wide_text_encoder(True)
+    path = text_encoder_to_gguf(model, tmp_path / "t5-v1_1-xxl-encoder-Q4_0.gguf", True, "Q4_0")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])
+    with pytest.raises(ModelError, match=r"'t5-v1_1-xxl-encoder-Q4_0\.gguf' is not a readable"):
+        _load_gguf_text_encoder(model, path, tmp_path, torch.float32)
 
 
 def test_a_damaged_gguf_text_encoder_is_one_sentence(tmp_path: Path) -> None:
