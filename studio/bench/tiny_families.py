@@ -122,7 +122,8 @@ MODE_NOTES: dict[str, str] = {
     "qwen_image": "edit: QwenImageEditPipeline (and EditPlus, EditInpaint) need an extra "
     "`processor` component (Qwen2VLProcessor) and Qwen-Image-Edit weights. With transformers "
     "5.24 and no torchvision, Qwen2VLProcessor cannot even be constructed (its video-processor "
-    "slot), so the edit path is not exercised here.",
+    "slot), so the edit path is not exercised here; the engine builds the processor without a "
+    "video processor (studio.engine.qwen_vl), tests/engine/test_single_file_qwen_edit.py runs it.",
     "z_image": "no edit class that shares components: ZImageOmniPipeline needs a SigLIP2 encoder.",
     "chroma": "ChromaImg2ImgPipeline / ChromaInpaintPipeline are not in the AutoPipeline mappings: "
     "derive them with the class's own from_pipe. ChromaInpaintPipeline in diffusers 0.42.1 (and on "

@@ -191,7 +191,8 @@ def size_on_disk(spec: str) -> int | None:
 
 
 def _checkpoint_family(path: Path) -> Any:
-    """The family of a single-file checkpoint, from its tensor names alone."""
+    """The family of a single-file checkpoint, from its tensor names (and, for files that
+    hold another family's tensors, its name or `<file>.companion`)."""
     from studio.core import families
     from studio.core.model_files import gguf_keys, safetensors_header
 
@@ -200,9 +201,9 @@ def _checkpoint_family(path: Path) -> Any:
         return None  # a pickled file is not opened to find out
     try:
         if suffix == ".gguf":
-            return families.of_checkpoint(gguf_keys(path))
+            return families.of_checkpoint_file(path, gguf_keys(path))
         header = safetensors_header(path)
-        family = families.of_checkpoint([k for k in header if k != "__metadata__"])
+        family = families.of_checkpoint_file(path, [k for k in header if k != "__metadata__"])
     except (OSError, ValueError, UnicodeDecodeError, OverflowError):
         return None
     entry = header.get(_UNET_IN)

@@ -21,7 +21,7 @@ from studio.core.paths import log_file
 from studio.core.request import Mode
 from studio.core.settings import EngineSettings
 from studio.core.text import printable
-from studio.engine import controlnets, family_runtime, speedups
+from studio.engine import controlnets, family_runtime, qwen_vl, speedups
 from studio.engine.devices import memory_plan, pick_device, pick_dtype
 from studio.engine.embeddings import EmbeddingSet
 from studio.engine.family_runtime import family_of
@@ -240,6 +240,7 @@ class ModelManager:
                     use_safetensors=True,  # never unpickle weights
                     **_no_safety_checker(folder),
                     **self._components(folder, shared),
+                    **qwen_vl.folder_components(folder),  # Qwen-Image-Edit's: see qwen_vl
                 )
         except ModelError:
             raise

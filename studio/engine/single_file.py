@@ -8,9 +8,9 @@ vocabulary shipped beside them (OpenCLIP's `bpe_simple_vocab_16e6.txt.gz`, MIT),
 the studio's cache folder. The shipped configuration is used when the file's tensor shapes
 are the published model's; a file of other shapes takes its configuration from a companion.
 
-SD 3.x, Flux.1, Chroma, Qwen-Image and Z-Image files (and every `.gguf` file) are used for
-their denoiser (transformer) only: their VAE, text encoders and tokenizers (T5's and
-Qwen's cannot be shipped) come from a *companion*, a diffusers folder of the same family,
+SD 3.x, Flux.1, Chroma, Qwen-Image (and Qwen-Image-Edit) and Z-Image files (and every `.gguf`
+file) are used for their denoiser (transformer) only: their VAE, text encoders and tokenizers
+(T5's and Qwen's cannot be shipped) come from a *companion*, a diffusers folder of the same family,
 or, for files of the published shapes, from *separate parts*, found in this order:
 
 1. the file `<model file>.companion` beside it, one entry a line (absolute, or relative to
@@ -29,6 +29,13 @@ or, for files of the published shapes, from *separate parts*, found in this orde
    (`comfy/text_encoders/t5_tokenizer`, `qwen25_tokenizer`) or Forge's, a folder of that
    name beside the parts, a folder named in `<file>.companion`, or the hub cache;
 4. the family's own hub repository (e.g. black-forest-labs/FLUX.1-dev) in the local cache.
+
+Qwen-Image-Edit's files hold Qwen-Image's tensors: their name tells them (`edit`; with an
+edition from 2509 on, or `plus`, the Plus pipeline; ComfyUI marks 2511's), or a line
+`family: qwen-image-edit-plus` in `<file>.companion` (`families.of_checkpoint_file`). They take
+Qwen-Image's parts, but their text encoder must hold Qwen2.5-VL's vision tower (ComfyUI's
+qwen_2.5_vl_7b files do, GGUF ones do not), and their processor is the tokenizer found with the
+shipped image processor config (`qwen_vl`).
 
 ComfyUI's scaled fp8 files (either layout; whole checkpoints, transformers and parts) are
 read through `scaled_fp8`, which multiplies each weight by its scale to the load dtype as it
@@ -55,11 +62,12 @@ from typing import Any
 
 from studio.core import families
 from studio.core.catalog import ModelError
+from studio.core.families.qwen_image import conditions_at_time_zero
 from studio.core.files import is_regular_file
 from studio.core.model_files import check_model_folder, safetensors_header
 from studio.core.paths import cache_dir
 from studio.core.text import printable
-from studio.engine import scaled_fp8
+from studio.engine import qwen_vl, scaled_fp8
 
 log = logging.getLogger(__name__)
 
@@ -190,8 +198,12 @@ _DENOISERS = {
     "flux-schnell": "FluxTransformer2DModel",
     "chroma": "ChromaTransformer2DModel",
     "qwen-image": "QwenImageTransformer2DModel",
+    "qwen-image-edit": "QwenImageTransformer2DModel",
+    "qwen-image-edit-plus": "QwenImageTransformer2DModel",
     "z-image": "ZImageTransformer2DModel",
 }
+# Families whose files are another's, tensor for tensor (told apart by name): its variant.
+_SHARED_VARIANTS = {"qwen-image-edit": "qwen-image", "qwen-image-edit-plus": "qwen-image"}
 # Where a family's companion may already be, in the local Hugging Face cache.
 HUB_COMPANIONS: dict[str, tuple[str, ...]] = {
     "sd1": ("stable-diffusion-v1-5/stable-diffusion-v1-5", "runwayml/stable-diffusion-v1-5"),
@@ -207,6 +219,8 @@ HUB_COMPANIONS: dict[str, tuple[str, ...]] = {
     "flux-schnell": ("black-forest-labs/FLUX.1-schnell", "black-forest-labs/FLUX.1-dev"),
     "chroma": ("lodestones/Chroma1-HD", "lodestones/Chroma"),
     "qwen-image": ("Qwen/Qwen-Image",),
+    "qwen-image-edit": ("Qwen/Qwen-Image-Edit",),
+    "qwen-image-edit-plus": ("Qwen/Qwen-Image-Edit-2511", "Qwen/Qwen-Image-Edit-2509"),
     "z-image": ("Tongyi-MAI/Z-Image-Turbo",),
 }
 MAX_SIBLINGS = 500  # entries of the model file's folder looked at for a companion
@@ -295,7 +309,7 @@ def inspect(path: Path) -> FileInfo:
     else:  # a pickle: refused unless it loads with weights_only=True
         keys = check_checkpoint_is_safe(path)
         shapes = _pickle_shapes(path)
-    family = families.of_checkpoint(keys)
+    family = families.of_checkpoint_file(path, keys)
     variant = _variant(path, family, keys, shapes)
     fit = _unprefixed(shapes, family)
     if UNET_IN in fit:  # an inpainting UNet is its model's but for its input channels
@@ -352,7 +366,7 @@ def _variant(path: Path, family: Any, keys: list[str], shapes: dict) -> Variant 
     if family.name in ("flux-dev", "flux-schnell"):
         guided = any(k.removeprefix(UNET).startswith("guidance_in.") for k in keys)
         return VARIANTS["flux-dev" if guided else "flux-schnell"]
-    return VARIANTS.get(family.name)
+    return VARIANTS.get(_SHARED_VARIANTS.get(family.name, family.name))
 
 
 def sd2_predicts_v(path: Path) -> bool:
@@ -402,11 +416,17 @@ def find_companion(path: Path, family: Any, hub: bool = True) -> Path | None:
         found = families.of_folder(folder)
         if found is not None and found.name == family.name:
             return folder
-        if found is not None and found.pipelines.get("txt2img") == family.pipelines.get("txt2img"):
+        if found is not None and pipeline_name(found) == pipeline_name(family):
             same_class.append(folder)
     if same_class:
         return same_class[0]
     return cached_companion(family) if hub else None
+
+
+def pipeline_name(family: Any) -> str:
+    """The pipeline class a family's single files are loaded as: its text→image one, or its
+    edit one where it has no other (Qwen-Image-Edit)."""
+    return str(family.pipelines.get("txt2img") or family.pipelines.get("edit"))
 
 
 def cached_companion(family: Any) -> Path | None:
@@ -420,7 +440,8 @@ def cached_companion(family: Any) -> Path | None:
 @dataclass
 class Sidecar:
     """What `<model file>.companion` names, one a line: a diffusers folder or hub id (the
-    companion), part files (a VAE, text encoders), a folder holding T5's tokenizer."""
+    companion), part files (a VAE, text encoders), a folder holding T5's tokenizer (and the
+    file's family, read by `families.of_checkpoint_file`)."""
 
     path: Path
     folder: Path | None = None
@@ -442,8 +463,8 @@ def read_sidecar(path: Path) -> Sidecar | None:
         lines = []
     found = Sidecar(sidecar)
     for line in (line.strip() for line in lines):
-        if not line or line.startswith("#"):
-            continue
+        if not line or line.startswith("#") or families.SIDECAR_FAMILY.match(line):
+            continue  # a family line is the family's (families.of_checkpoint_file)
         named = path.parent / Path(line).expanduser()
         if (named / "model_index.json").is_file():
             found.folder = found.folder or named
@@ -489,6 +510,8 @@ FAMILY_PARTS: dict[str, dict[str, str]] = {
     },
     "chroma": {"vae": "vae", "text_encoder": "t5xxl"},
     "qwen-image": {"vae": "qwen_vae", "text_encoder": "qwen25vl"},
+    "qwen-image-edit": {"vae": "qwen_vae", "text_encoder": "qwen25vl"},
+    "qwen-image-edit-plus": {"vae": "qwen_vae", "text_encoder": "qwen25vl"},
     "z-image": {"vae": "vae", "text_encoder": "qwen3"},
 }
 # The tokenizer the studio cannot ship (no pip dependency of the studio carries T5's
@@ -500,6 +523,8 @@ FAMILY_TOKENIZER = {
     "sd3": ("tokenizer_3", "t5"),
     "chroma": ("tokenizer", "t5"),
     "qwen-image": ("tokenizer", "qwen"),
+    "qwen-image-edit": ("tokenizer", "qwen"),
+    "qwen-image-edit-plus": ("tokenizer", "qwen"),
     "z-image": ("tokenizer", "qwen"),
 }
 ROLE_KIND = {
@@ -768,13 +793,48 @@ def choose_parts(
             and (c.rank < 2 or _name_hint(c.path, family) >= 0)
         ]
         fitting.sort(
-            key=lambda c: (c.rank, -_name_hint(c.path, family), c.fp8, c.path.name.lower())
+            key=lambda c: (
+                c.rank,
+                family.name in SEEING_FAMILIES and not has_vision(c),
+                -_name_hint(c.path, family),
+                c.fp8,
+                c.path.name.lower(),
+            )
         )
         if fitting:
             chosen[component] = fitting[0]
         else:
             missing.append(role)
     return chosen, missing
+
+
+# Families whose text encoder sees the input image too, through Qwen2.5-VL's vision tower (the
+# edit pipelines' processor puts the image before the instruction): their part must hold it.
+SEEING_FAMILIES = ("qwen-image-edit", "qwen-image-edit-plus")
+
+
+def has_vision(part: PartFile) -> bool:
+    """Whether a Qwen2.5-VL part holds its vision tower (`visual.`): ComfyUI's
+    qwen_2.5_vl_7b files do; llama.cpp's GGUF text encoders hold the language model alone
+    (the vision tower is a separate mmproj file, which the studio does not read)."""
+    if part.kind != "qwen" or part.is_gguf:
+        return False
+    try:
+        header = safetensors_header(part.path)
+    except Exception:  # noqa: BLE001 - read once already; unreadable now is none
+        return False
+    prefixes = (part.prefix + "visual.", part.prefix + "model.visual.")
+    return any(key.startswith(prefixes) for key in header)
+
+
+def vision_hint(path: Path, part: PartFile, family: Any) -> str:
+    """One sentence: the text encoder found lacks the vision tower the family needs."""
+    return (
+        f"'{printable(part.path.name)}' holds Qwen2.5-VL's language model without its vision "
+        f"tower, which {family.label} needs to see the input image: use ComfyUI's "
+        "qwen_2.5_vl_7b.safetensors (or qwen_2.5_vl_7b_fp8_scaled.safetensors), which holds "
+        f"both, or name it in '{printable(path.name)}.companion'."
+    )
 
 
 def is_tokenizer_folder(folder: Path) -> bool:
@@ -1419,6 +1479,9 @@ def _load_denoiser(info: FileInfo, dtype: Any, say: Callable[[str, float | None]
         folder = shipped_folder(variant)
         sidecar = read_sidecar(path)
         chosen, missing = choose_parts(info, folder, sidecar)
+        encoder = chosen.get("text_encoder")
+        if encoder is not None and family.name in SEEING_FAMILIES and not has_vision(encoder):
+            raise ModelError(vision_hint(path, encoder, family))
         if not missing:
             tokenizer = find_tokenizer(info, sidecar)
             if tokenizer is None:
@@ -1455,7 +1518,9 @@ def _load_denoiser(info: FileInfo, dtype: Any, say: Callable[[str, float | None]
             extra["scheduler"] = diffusers.FlowMatchEulerDiscreteScheduler.from_pretrained(
                 CONFIGS_DIR / variant.name, subfolder="scheduler"
             )
-    pipeline_cls = getattr(diffusers, family.pipelines["txt2img"])
+    pipeline_cls = getattr(diffusers, pipeline_name(family))
+    if "processor" in pipeline_cls._get_signature_keys(pipeline_cls)[0]:
+        extra.update(qwen_vl.folder_components(companion))  # Qwen-Image-Edit's, see qwen_vl
     log.info("loading %s as %s with the rest of %s", path, family.name, companion)
     return pipeline_cls.from_pretrained(
         companion,
@@ -1481,7 +1546,9 @@ def _denoiser(info: FileInfo, config: Path, dtype: Any) -> Any:
     source: Any = str(path)
     if denoiser_cls.__name__ in ("FluxTransformer2DModel", "ChromaTransformer2DModel"):
         source = flux_to_diffusers(_state_dict(path, dtype))
-    elif family.name == "qwen-image" and any(k.startswith(UNET) for k in info.keys):
+    elif _SHARED_VARIANTS.get(family.name, family.name) == "qwen-image" and any(
+        k.startswith(UNET) for k in info.keys
+    ):
         # diffusers' names already, behind ComfyUI's prefix (which diffusers keeps)
         source = {k.removeprefix(UNET): v for k, v in _state_dict(path, dtype).items()}
     elif info.is_scaled:  # diffusers reads the file's names, but not its scales
@@ -1493,7 +1560,19 @@ def _denoiser(info: FileInfo, config: Path, dtype: Any) -> Any:
         dtype=dtype,
         local_files_only=True,
         **kwargs,
+        **_config_changes(info),
     )
+
+
+def _config_changes(info: FileInfo) -> dict[str, Any]:
+    """What the transformer's config says beyond its variant's shipped one, which the file's
+    tensors cannot: Qwen-Image-Edit-2511 takes its input image at timestep zero."""
+    assert info.family is not None
+    if info.family.name == "qwen-image-edit-plus" and conditions_at_time_zero(
+        info.keys, info.path.stem
+    ):
+        return {"zero_cond_t": True}
+    return {}
 
 
 def _load_with_parts(
@@ -1556,7 +1635,9 @@ def _load_with_parts(
             f"{'T5' if kind == 't5' else 'Qwen'} tokenizer: " + tokenizer_hint(path, kind)
         ) from None
     components[slot] = tokenizer
-    return getattr(diffusers, family.pipelines["txt2img"])(**components)
+    if family.name in SEEING_FAMILIES:  # the tokenizer and the shipped image processor config
+        components["processor"] = qwen_vl.processor(folder / "processor", tokenizer)
+    return getattr(diffusers, pipeline_name(family))(**components)
 
 
 def _state_dict(path: Path, dtype: Any = None) -> dict[str, Any]:

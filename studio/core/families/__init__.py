@@ -13,13 +13,14 @@ Adding a family is one module here (listed in `_MODULES`) and its tiny test fixt
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from studio.core.files import read_json_object
+from studio.core.files import is_regular_file, read_json_object
 
 Coefficients = tuple[tuple[tuple[float, ...], ...], tuple[float, ...]]
 # component name → its config.json ("" → model_index.json, the pipeline's own config)
@@ -90,8 +91,9 @@ class Family:
     config_test: Callable[[ConfigReader], bool] | None = None
     checkpoint_prefixes: tuple[str, ...] = ()
     checkpoint_class: str = ""  # the class whose from_single_file loads such a file
-    # where variants share the prefixes (Flux.1 dev and schnell): a test on all the names
-    checkpoint_test: Callable[[list[str]], bool] | None = None
+    # where variants share the prefixes (Flux.1 dev and schnell; Qwen-Image and its Edit
+    # models, whose files hold the same tensors): a test on all the names and the file's stem
+    checkpoint_test: Callable[[list[str], str], bool] | None = None
     # Edit mode: how many reference images the edit pipeline takes besides the input
     edit_references: int = 0
     # ControlNets: the model classes (config.json's _class_name) the family's ControlNet
@@ -184,15 +186,52 @@ def of_folder(folder: Path) -> Family | None:
     return of_index(index, read)
 
 
-def of_checkpoint(keys: list[str]) -> Family | None:
-    """The family of a single-file checkpoint, from its tensor names alone."""
+def of_checkpoint(keys: list[str], name: str = "") -> Family | None:
+    """The family of a single-file checkpoint, from its tensor names and, where a family's
+    files hold the same tensors as another's, its name (the file's stem)."""
     for family in all_families():
         if (
             family.checkpoint_prefixes
             and any(key.startswith(prefix) for key in keys for prefix in family.checkpoint_prefixes)
-            and (family.checkpoint_test is None or family.checkpoint_test(keys))
+            and (family.checkpoint_test is None or family.checkpoint_test(keys, name))
         ):
             return family
+    return None
+
+
+# A line of `<model file>.companion` that names the file's family ("family: qwen-image-edit"),
+# for a file whose tensors and name cannot tell it from a family whose files look the same.
+SIDECAR_FAMILY = re.compile(r"^family\s*:\s*(\S+)\s*$", re.IGNORECASE)
+_SIDECAR_BYTES = 16384
+
+
+def of_checkpoint_file(path: Path, keys: list[str]) -> Family | None:
+    """The family of a single-file checkpoint: from its tensors and name, unless its
+    `<file>.companion` names a family whose files look the same (the same tensor prefixes)."""
+    found = of_checkpoint(keys, path.stem)
+    named = by_name(_sidecar_family(path))
+    if (
+        found is not None
+        and named is not None
+        and named.checkpoint_prefixes == found.checkpoint_prefixes
+    ):
+        return named
+    return found
+
+
+def _sidecar_family(path: Path) -> str | None:
+    sidecar = path.with_name(path.name + ".companion")
+    if not is_regular_file(sidecar):
+        return None
+    try:
+        with open(sidecar, "rb") as handle:
+            text = handle.read(_SIDECAR_BYTES).decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        match = SIDECAR_FAMILY.match(line.strip())
+        if match:
+            return match.group(1).lower()
     return None
 
 
