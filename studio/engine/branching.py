@@ -231,7 +231,10 @@ class StepRecorder:
             estimate = getattr(self.tap, "_last", None)
             self.states.append(
                 StepState(
-                    latents=latents.clone(),
+                    # the scheduler's own output, not a copy: neither diffusers' pipelines nor
+                    # their schedulers change latents in place (the tap's estimate relies on
+                    # it too), and the next step's estimate then shares this memory
+                    latents=latents,
                     scheduler=snapshot(scheduler),
                     sampler=self._sampler_of(scheduler),
                     generators=[g.get_state() for g in self._generators],

@@ -600,17 +600,27 @@ class Engine:
     def _previewer(
         self, pipe: Any, width: int, height: int, method: str | None = None
     ) -> Previewer:
-        """The previewer of a job at this size: the settings' method unless told another."""
+        """The previewer of a job at this size: the settings' method unless told another.
+        Kept on the pipeline for its VAE: reading the projection and preparing its weights
+        would cost every run what a tiny model's step costs."""
         method = method or self.settings.preview_method
+        kept: dict[tuple[Any, ...], Previewer] = pipe.__dict__.setdefault("_studio_previewers", {})
+        key = (method, width, height, id(pipe.vae))
+        found = kept.get(key)
+        if found is not None:
+            return found
         coefficients = coefficients_for(pipe) if method == "linear" else None
         layout = family_of(pipe).layout
-        return Previewer(
+        if len(kept) > 8:  # sizes come and go: keep a few
+            kept.clear()
+        found = kept[key] = Previewer(
             method,
             decode=lambda latents: family_runtime.vae_decode(pipe.vae, latents, layout),
             coefficients=coefficients,
             unpack=lambda latents: family_runtime.unpack(pipe, latents, width, height),
             tokens=family_runtime.token_grid(pipe, width, height),
         )
+        return found
 
     def _call_with_memory_fallback(
         self, pipe: Any, call: dict[str, Any], seeds: list[int], request: GenerationRequest

@@ -128,10 +128,12 @@ def _cpu_value(t: Any) -> float | None:
         return float(t)
     if t.device.type != "cpu":
         return None
-    t = t.detach()
+    if t.requires_grad:
+        t = t.detach()
     if t.dtype == torch.bfloat16:  # numpy has no bfloat16
         t = t.float()
-    return float(t.numpy().reshape(-1)[0])
+    values = t.numpy()
+    return float(values.item() if values.ndim == 0 else values.flat[0])  # numpy's item
 
 
 def denoised_for(scheduler: Any) -> Denoised:
