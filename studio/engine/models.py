@@ -219,7 +219,8 @@ class ModelManager:
         self.status(f"Loading {spec}…", None)
         try:
             if source.kind == "checkpoint":
-                pipe = self._load_checkpoint(Path(source.location), pipeline_class)
+                path = Path(source.location)
+                pipe = self._load_checkpoint(path, pipeline_class, self._dtype_for_file(path))
                 folder = None
             else:
                 folder = (
@@ -232,14 +233,15 @@ class ModelManager:
                 check_model_folder(folder, provided=shared)
                 for part in {p.parent for p in shared.values()}:
                     check_model_folder(part)
+                dtype = self._dtype_for(families.of_folder(folder))
                 pipe = pipeline_class.from_pretrained(
                     folder,
-                    dtype=self.dtype,
+                    dtype=dtype,
                     local_files_only=True,  # a download happens in _download, on purpose
                     trust_remote_code=False,  # never run code a model folder brings
                     use_safetensors=True,  # never unpickle weights
                     **_no_safety_checker(folder),
-                    **self._components(folder, shared),
+                    **self._components(folder, shared, dtype),
                     **qwen_vl.folder_components(folder),  # Qwen-Image-Edit's: see qwen_vl
                 )
         except ModelError:
@@ -259,7 +261,7 @@ class ModelManager:
         self.status(f"{spec} is ready.", 1.0)
         return pipe
 
-    def _components(self, folder: Path, shared: dict[str, Path]) -> dict[str, Any]:
+    def _components(self, folder: Path, shared: dict[str, Path], dtype: Any) -> dict[str, Any]:
         """The components a folder takes from another, loaded from there as its own
         model_index.json names their classes (diffusers or transformers only)."""
         if not shared:
@@ -276,15 +278,38 @@ class ModelManager:
                 raise ModelError(f"'{printable(folder.name)}' names an unknown '{name}'.")
             component = getattr(importlib.import_module(library), class_name)
             loaded[name] = component.from_pretrained(
-                part, torch_dtype=self.dtype, local_files_only=True, use_safetensors=True
+                part, torch_dtype=dtype, local_files_only=True, use_safetensors=True
             )
         return loaded
 
-    def _load_checkpoint(self, path: Path, pipeline_class: Any) -> Any:
+    def _load_checkpoint(self, path: Path, pipeline_class: Any, dtype: Any) -> Any:
         """A single file, with no network: studio.engine.single_file says how."""
         from studio.engine import single_file
 
-        return single_file.load(path, pipeline_class, self.dtype, self.status)
+        return single_file.load(path, pipeline_class, dtype, self.status)
+
+    def _dtype_for(self, family: Any) -> Any:
+        """The dtype to load a model of `family` in: bfloat16 on CUDA for the families that
+        need it (fp16 overflows their activations) unless a precision was chosen. Chosen
+        before loading: a quantised (GGUF) model computes in the dtype it was loaded with,
+        and diffusers refuses to cast one afterwards."""
+        if family is None or self.device.type != "cuda" or self.settings.dtype is not None:
+            return self.dtype
+        import torch
+
+        if memory_policy.dtype_for(family.name) == "bfloat16" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return self.dtype
+
+    def _dtype_for_file(self, path: Path) -> Any:
+        if self.device.type != "cuda":
+            return self.dtype
+        from studio.engine import single_file
+
+        try:
+            return self._dtype_for(single_file.inspect(path).family)
+        except ModelError:
+            return self.dtype  # the load says what is wrong with the file
 
     def _download(self, repo_id: str) -> str:
         """A hub model's local folder: the cache when it has it, else a download of just the
@@ -363,12 +388,14 @@ class ModelManager:
         import torch
 
         name = family_of(pipe).name
-        # the automatic precision on CUDA is fp16, which overflows these families' activations
-        wants_bf16 = memory_policy.dtype_for(name) == "bfloat16" and self.settings.dtype is None
-        if wants_bf16 and pipe.dtype == torch.float16 and torch.cuda.is_bf16_supported():
+        network = family_runtime.denoiser(pipe)
+        quantised = getattr(network, "is_quantized", False)  # GGUF: loaded in its dtype
+        # a model whose family was not known before loading (`_dtype_for`) is cast now;
+        # diffusers cannot cast a quantised one
+        wanted = self._dtype_for(family_of(pipe))
+        if wanted == torch.bfloat16 and pipe.dtype == torch.float16 and not quantised:
             pipe.to(dtype=torch.bfloat16)
-        if self.settings.fp8_weights:
-            network = family_runtime.denoiser(pipe)
+        if self.settings.fp8_weights and not quantised:  # already smaller than fp8
             network.enable_layerwise_casting(torch.float8_e4m3fn, compute_dtype=network.dtype)
         if self.settings.cpu_offload is not None or plan["cpu_offload"]:
             return "model_offload" if plan["cpu_offload"] else "gpu"

@@ -60,3 +60,37 @@ def test_on_the_cpu_nothing_changes() -> None:
     manager = ModelManager(EngineSettings(device="cpu", fp8_weights=True))
     assert manager._placement(pipe) == "gpu"  # i.e. pipe.to(the device)
     assert {p.dtype for p in pipe.transformer.parameters()} == {torch.float32}
+
+
+def test_a_family_that_needs_bfloat16_is_loaded_in_it_on_cuda(fake_cuda, tmp_path) -> None:  # noqa: ANN001
+    """The dtype is chosen before loading, from the folder's or the file's family: a GGUF
+    model computes in the dtype it was loaded with, and can't be cast afterwards."""
+    import diffusers
+
+    from studio.bench.tiny_families import build
+    from studio.core import families
+    from studio.engine import single_file
+    from tests.sparse_files import sparse_safetensors
+
+    manager = _manager()
+    automatic = manager.dtype  # what any other family gets
+    loaded = {}
+    manager._place = lambda pipe: loaded.setdefault("dtype", pipe.dtype)  # nothing moves
+    manager._load(str(build("flux", tmp_path / "flux")), diffusers.FluxPipeline)
+    assert loaded["dtype"] == torch.bfloat16 != automatic
+    assert manager._dtype_for(families.of_folder(build("sd1", tmp_path / "sd1"))) == automatic
+    file = sparse_safetensors(
+        tmp_path / "flux1-dev-Q4.safetensors", dict(single_file.VARIANTS["flux-dev"].signature)
+    )
+    assert manager._dtype_for_file(file) == torch.bfloat16
+    assert _manager(dtype="float16")._dtype_for_file(file) == torch.float16  # chosen: kept
+    assert manager._dtype_for_file(tmp_path / "missing.safetensors") == automatic
+
+
+def test_a_quantised_denoiser_is_neither_cast_nor_given_fp8_weights(fake_cuda) -> None:  # noqa: ANN001
+    """diffusers refuses to cast a quantised (GGUF) model: placement leaves it as loaded."""
+    pipe = make_pipeline("flux").to(dtype=torch.float16)
+    pipe.transformer.is_quantized = True  # what diffusers marks a GGUF model with
+    fake_cuda[0] = 80
+    assert _manager(fp8_weights=True)._placement(pipe) in ("gpu", "model_offload")
+    assert {p.dtype for p in pipe.transformer.parameters()} == {torch.float16}
