@@ -441,7 +441,8 @@ class Engine:
             raise GenerationCancelled
         family = family_of(pipe)
         request = request.replace(scheduler=sampler_for(family, request.scheduler))
-        pipe.scheduler = scheduler_for(pipe, request.scheduler, family.is_flow)
+        steps = int(call["num_inference_steps"])
+        pipe.scheduler = scheduler_for(pipe, request.scheduler, family.is_flow, steps)
         if wants_vae_tiling(self.settings, request.width, request.height):
             pipe.vae.enable_tiling()
         else:

@@ -31,12 +31,18 @@ def own_containers(values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def scheduler_for(pipe: Any, name: str, flow: bool = False) -> Any:
-    """A fresh scheduler for a run of `pipe`, built from the model's own scheduler config
-    however many runs have swapped theirs in since (each keeps the model's beside its own):
-    the sampler a run gets must not depend on the one before it."""
+def scheduler_for(pipe: Any, name: str, flow: bool = False, steps: int | None = None) -> Any:
+    """A fresh scheduler for a run of `pipe` (of `steps` steps), built from the model's own
+    scheduler config however many runs have swapped theirs in since (each keeps the model's
+    beside its own): the sampler a run gets must not depend on the one before it."""
     base = getattr(pipe.scheduler, MODEL_CONFIG, None) or pipe.scheduler.config
-    scheduler = make_scheduler(name, base, flow)
+    config = base
+    if steps == 1 and base.get("shift_terminal"):
+        # Stretching the schedule to end at `shift_terminal` (Qwen-Image's 0.02) divides by
+        # one minus the last σ, which a single step's σ of 1 makes 0: diffusers' σ becomes
+        # NaN and so does the picture. One step from pure noise has nothing to stretch.
+        config = {**base, "shift_terminal": None}
+    scheduler = make_scheduler(name, config, flow)
     setattr(scheduler, MODEL_CONFIG, base)
     return scheduler
 
