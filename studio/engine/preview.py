@@ -168,11 +168,16 @@ class Previewer:
             weights, bias = self._projections[0]
             flat = grid.permute(0, 2, 3, 1).reshape(-1, channels)
         rgb = torch.addmm(bias, flat.float(), weights).clamp_(0, 255)
-        rgb = rgb.to(torch.uint8).view(-1, rows, columns, patch, patch, 3)
         if patch == 1:
-            return rgb.view(-1, rows, columns, 3)
-        # each token's p×p pixels into their rows (a copy of bytes, the only one)
-        return rgb.transpose(2, 3).reshape(-1, rows * patch, columns * patch, 3)
+            return rgb.to(torch.uint8).view(-1, rows, columns, 3)
+        # to bytes and each token's p×p pixels into their rows, in one copy
+        out = torch.empty(
+            (rgb.shape[0] // (rows * columns), rows, patch, columns, patch, 3),
+            dtype=torch.uint8,
+            device=rgb.device,
+        )
+        out.transpose(2, 3).copy_(rgb.view(-1, rows, columns, patch, patch, 3))
+        return out.view(-1, rows * patch, columns * patch, 3)
 
     def _decode(self, x0: torch.Tensor) -> torch.Tensor:
         assert self.decode is not None

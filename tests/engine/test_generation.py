@@ -312,3 +312,21 @@ def test_a_half_precision_decode_that_gives_nan_is_done_again_in_float32(base) -
     vae.decode = overflowing.__get__(vae)
     image = engine.run(base).images[0]
     assert pixels(image).std() > 0 and vae.dtype == torch.bfloat16  # back to its own dtype
+
+
+def test_the_finite_check_sees_one_bad_value_and_no_overflow() -> None:
+    """The NaN checks sum instead of testing every value: one NaN, one infinity, or two that
+    would cancel (inf − inf) must still be seen, and a large half-precision picture of
+    ordinary values must not overflow into a false alarm."""
+    import torch
+
+    from studio.engine.generate import _finite
+
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        values = torch.zeros(1, 3, 8, 8)
+        values[0, 1, 2, 3] = bad
+        assert not _finite(values)
+    both = torch.zeros(4)
+    both[0], both[1] = float("inf"), -float("inf")
+    assert not _finite(both)
+    assert _finite(torch.ones(1, 3, 1024, 1024, dtype=torch.float16))
