@@ -181,7 +181,7 @@ def measure_families(
     from studio.core.settings import EngineSettings
     from studio.engine.generate import Engine
 
-    steps, repeats = (10, 5) if quick else (20, 15)
+    steps, repeats = (10, 5) if quick else (20, 31)
     results: dict[str, Any] = {}
     details: dict[str, Any] = {}
     threads = torch.get_num_threads()

@@ -185,7 +185,7 @@ class GuidanceTap:
         # The Euler-type schedulers keep their latents as x0 + σ·ε; the network sees, and
         # ᾱ describes, the scaled x_t = √ᾱ·x0 + √(1−ᾱ)·ε. Their own scaling converts.
         if isinstance(self.denoised, AlphaDenoised):
-            self._scaled = scheduler.scale_model_input
+            self._scaled = input_scaling(scheduler)
 
         # the pipeline reads the step's signature to pass a generator and eta: keep it
         @functools.wraps(original)
@@ -242,6 +242,38 @@ class GuidanceTap:
             return None
         latents, prediction, timestep = self._last
         return self.denoised.to_x0(latents, prediction, timestep)
+
+
+# Samplers whose scale_model_input divides by √(σ²+1) at σ = sigmas[step_index], and
+# nothing else (KDPM2's alternate between two tables: not among them)
+_DIVIDED_BY_SIGMA = frozenset(
+    (
+        "EulerDiscreteScheduler",
+        "EulerAncestralDiscreteScheduler",
+        "LMSDiscreteScheduler",
+        "HeunDiscreteScheduler",
+    )
+)
+
+
+def input_scaling(scheduler: Any) -> Callable[[torch.Tensor, Any], torch.Tensor]:
+    """The scheduler's `scale_model_input`, for the Euler-type samplers with its divisors
+    computed once per schedule, as diffusers computes each (float32, the same operations):
+    the same latents for one operation a step where it takes five, which a tiny model's
+    step notices. Anything else, or σs on a GPU (never read back), asks the scheduler."""
+    if type(scheduler).__name__ not in _DIVIDED_BY_SIGMA:
+        return scheduler.scale_model_input
+    kept: list[Any] = [None, []]  # the σ table and its divisors
+
+    def scale(sample: torch.Tensor, timestep: Any) -> torch.Tensor:
+        sigmas, index = scheduler.sigmas, scheduler.step_index
+        if index is None or sigmas.device.type != "cpu":
+            return scheduler.scale_model_input(sample, timestep)
+        if kept[0] is not sigmas:
+            kept[0], kept[1] = sigmas, ((sigmas**2 + 1) ** 0.5).tolist()
+        return sample / kept[1][index]
+
+    return scale
 
 
 class _Around:

@@ -51,3 +51,34 @@ def test_a_scheduler_does_not_depend_on_the_one_before() -> None:
             after = make_scheduler(name, previous).config
             for key in ("use_karras_sigmas", "algorithm_type", "solver_order", "clip_sample"):
                 assert after.get(key) == fresh.get(key), (before, name, key)
+
+
+@pytest.mark.parametrize("name", SCHEDULER_NAMES)
+def test_the_taps_input_scaling_is_the_schedulers_own(name: str) -> None:
+    """The guidance tap scales the latents as the scheduler does, at every step, to read the
+    denoised estimate (previews, thresholding): bit for bit, though the Euler-type samplers'
+    divisors are computed once per schedule."""
+    import inspect
+
+    import diffusers
+    import torch
+
+    from studio.engine.guidance import input_scaling
+    from studio.engine.schedulers import make_scheduler
+
+    config = diffusers.PNDMScheduler(beta_schedule="scaled_linear").config
+    scheduler = make_scheduler(name, config)
+    scale = input_scaling(scheduler)
+    scheduler.set_timesteps(8)
+    generator = torch.Generator().manual_seed(0)
+    latents = torch.randn(1, 4, 8, 8, generator=generator) * scheduler.init_noise_sigma
+    for t in scheduler.timesteps:
+        expected = scheduler.scale_model_input(latents, t)  # what the pipeline does first
+        assert torch.equal(scale(latents, t), expected), (name, t)
+        prediction = torch.randn(1, 4, 8, 8, generator=generator)
+        noisy = (
+            {"generator": generator}
+            if "generator" in inspect.signature(scheduler.step).parameters
+            else {}
+        )
+        latents = scheduler.step(prediction, t, latents, **noisy).prev_sample
