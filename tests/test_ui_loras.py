@@ -84,6 +84,17 @@ def test_the_panel_lists_loras_and_keeps_the_prompt_in_sync(make_window, lora_di
     assert list(panel.rows) == ["pixel-art-xl"]
 
 
+def test_the_panel_shows_the_family_a_loras_name_says_when_its_header_says_none(
+    make_window,  # noqa: ANN001
+    lora_dir,  # noqa: ANN001
+) -> None:
+    save_file({"a.lora_down.weight": torch.zeros(4, 8)}, lora_dir / "lcm-lora-sdxl.safetensors")
+    window = make_window()
+    engine = window.settings.engine_settings()
+    window.apply_settings(StudioSettings(lora_dir.parent, engine, "dark", lora_dir=lora_dir))
+    assert "lcm-lora-sdxl\nSDXL" in _listed(window)
+
+
 def test_no_lora_folder_says_where_it_looked(make_window, monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.setattr(loras, "EMBEDDED_LORAS_DIR", Path("/nonexistent"))
     window = make_window()

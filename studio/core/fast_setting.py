@@ -15,7 +15,7 @@ In order:
    SDXL-Lightning or Qwen-Image-Lightning LoRA (`sdxl_lightning_4step_lora`), a Hyper-SD one
    (`Hyper-SDXL-8steps-lora`), DMD2's, an LCM-LoRA (`lcm-lora-sdv1-5`, `lcm-lora-sdxl`), or
    FLUX.1-Turbo-Alpha; live mode adds it to the prompt (`<lora:NAME:1>`) with its steps, CFG
-   and sampler. Its family is the one its name says, else the one `loras.describe` reads.
+   and sampler. Its family is the one `loras.family` tells (its name's, else its header's).
 3. Otherwise a short schedule with the sampler and CFG that suit few steps, and a sentence
    on how to get a fast setting.
 
@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from studio.core import loras
 from studio.core.prompt_tags import set_lora_weight, split_lora_tags
 from studio.core.request import GenerationRequest
 
@@ -210,29 +211,6 @@ _LORA_KINDS: tuple[tuple[str, str, int, str, float], ...] = (
     (r"flux.*turbo", "Turbo LoRA", 8, "Euler", 1.0),
 )
 
-# What a LoRA's name says it was made for, most specific first.
-_NAMED_FAMILIES: tuple[tuple[str, str], ...] = (
-    (r"qwen.*edit", "Qwen-Image-Edit"),
-    (r"qwen", "Qwen-Image"),
-    (r"klein", "Flux.2 Klein"),
-    (r"flux[-_ .]?2", "Flux.2 dev"),  # a Flux.2 dev LoRA fits no Klein (another width)
-    (r"flux", "Flux.1"),
-    (r"ssd[-_]?1b", "SSD-1B"),  # SDXL's layout, distilled smaller: fits no full SDXL model
-    (r"sdxl|(^|[^a-z])xl([^a-z]|$)", "SDXL"),
-    (r"sd[-_ .]?3", "SD 3.x"),
-    (r"sd[-_ .]?v?2[-_.]?[01x]?([^0-9]|$)", "SD 2.x"),
-    (r"sd[-_ .]?v?1[-_.]?[5x]|sd15", "SD 1.x"),
-)
-
-
-def lora_family_from_name(name: str) -> str:
-    """The family a LoRA's file name names ("lcm-lora-sdxl" → "SDXL"); "" when none."""
-    lowered = name.lower()
-    for pattern, label in _NAMED_FAMILIES:
-        if re.search(pattern, lowered):
-            return label
-    return ""
-
 
 def fits(lora_family: str, family: Any) -> bool:
     """Whether a LoRA made for `lora_family` fits a model of `family` (its label, or a variant
@@ -241,15 +219,17 @@ def fits(lora_family: str, family: Any) -> bool:
     return bool(lora_family) and (label == lora_family or label.startswith(lora_family + " "))
 
 
-def _best_lora(family: Any, loras: list[tuple[str, str]], prompt: str) -> FastSetting | None:
+def _best_lora(
+    family: Any, candidates: Sequence[tuple[str, str]], prompt: str
+) -> FastSetting | None:
     named = {tag.name.lower() for tag in split_lora_tags(prompt)[1]}
     found = []
-    for name, described in loras:
+    for name, described in candidates:
         lowered = name.lower()
         for rank, (pattern, label, steps, sampler, flow_weight) in enumerate(_LORA_KINDS):
             if not re.search(pattern, lowered):
                 continue
-            if not fits(lora_family_from_name(name) or described, family):
+            if not fits(loras.family_from_name(name) or described, family):
                 break
             steps = _steps_in(lowered, steps)
             cfg = 5.0 if re.search(r"(^|[^a-z])cfg([^a-z]|$)", lowered) else _off(family)
@@ -298,8 +278,6 @@ def _short_schedule(family: Any, panel_sampler: str) -> FastSetting:
 
 def for_request(request: GenerationRequest) -> FastSetting:
     """The fast setting of a request's model with the LoRA folders as they are now."""
-    from studio.core import loras
-
     key = (request.model, tuple(loras.available()))
     facts = _FACTS.get(key)
     if facts is None:
@@ -335,18 +313,8 @@ def _facts(spec: str, found: tuple[Path, ...]) -> tuple[str, Any, list[tuple[str
             card = catalog.read_model_card(Path(source.location))
     family = catalog.model_family(spec)
     candidates = [
-        (path.stem, _described_family(path))
+        (path.stem, loras.family(path))
         for path in found
         if any(re.search(kind[0], path.stem.lower()) for kind in _LORA_KINDS)
     ]
     return name, family, candidates, card
-
-
-def _described_family(path: Path) -> str:
-    """The family a LoRA file's header shows, read only when its name says none (the name
-    wins: `_best_lora`)."""
-    if lora_family_from_name(path.stem):
-        return ""
-    from studio.core import loras
-
-    return loras.describe(path).family

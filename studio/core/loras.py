@@ -168,7 +168,7 @@ def _is_safetensors(path: Path) -> bool:
 class LoraInfo:
     path: Path
     name: str
-    family: str = ""  # "SD 1.x", "SDXL", "Flux.1", … when the file says or its keys show
+    family: str = ""  # "SD 1.x", "SDXL", "Flux.1", … when its name, header or keys tell
     triggers: list[str] = field(default_factory=list)  # words the trainer tagged most
     preview: Path | None = None  # a picture beside it, as A1111 and Civitai helpers keep
     thumbnail: bytes = b""  # or one in its metadata (ModelSpec's data: URI), image bytes
@@ -176,8 +176,8 @@ class LoraInfo:
 
 def describe(path: Path) -> LoraInfo:
     """What the panel shows of a LoRA: its family, trigger words and preview picture, from
-    its metadata (kohya's `ss_*`, ModelSpec's `modelspec.*`), its tensor names and sibling
-    files; never more than the header is read."""
+    its name, its metadata (kohya's `ss_*`, ModelSpec's `modelspec.*`), its tensor names
+    and sibling files; never more than the header is read."""
     info = LoraInfo(path, printable(path.stem))
     info.preview = next(
         (
@@ -187,6 +187,7 @@ def describe(path: Path) -> LoraInfo:
         ),
         None,
     )
+    info.family = family_from_name(path.stem)  # a .pt file's or a damaged header's too
     if not _is_safetensors(path):
         return info
     try:
@@ -194,10 +195,42 @@ def describe(path: Path) -> LoraInfo:
         keys = safetensors_keys(path)
     except (OSError, ValueError, UnicodeDecodeError):
         return info
-    info.family = _family_of(metadata, keys)
+    info.family = info.family or _family_of(metadata, keys)
     info.triggers = _triggers(metadata)
     info.thumbnail = _thumbnail(metadata)
     return info
+
+
+def family(path: Path) -> str:
+    """The family a LoRA file is for: the one its name says, else the one its header shows
+    (read only then: the fast setting asks this of every acceleration LoRA found)."""
+    return family_from_name(path.stem) or describe(path).family
+
+
+# What a LoRA's name says it was made for, most specific first. The name wins over the
+# header: it tells what the header cannot (a Klein or Flux.2 LoRA's keys and ModelSpec
+# architecture read as Flux.1, an SSD-1B one's as SDXL, a Qwen edit one's as Qwen-Image).
+_NAMED_FAMILIES: tuple[tuple[str, str], ...] = (
+    (r"qwen.*edit", "Qwen-Image-Edit"),
+    (r"qwen", "Qwen-Image"),
+    (r"klein", "Flux.2 Klein"),
+    (r"flux[-_ .]?2", "Flux.2 dev"),  # a Flux.2 dev LoRA fits no Klein (another width)
+    (r"flux", "Flux.1"),
+    (r"ssd[-_]?1b", "SSD-1B"),  # SDXL's layout, distilled smaller: fits no full SDXL model
+    (r"sdxl|(^|[^a-z])xl([^a-z]|$)", "SDXL"),
+    (r"sd[-_ .]?3", "SD 3.x"),
+    (r"sd[-_ .]?v?2[-_.]?[01x]?([^0-9]|$)", "SD 2.x"),
+    (r"sd[-_ .]?v?1[-_.]?[5x]|sd15", "SD 1.x"),
+)
+
+
+def family_from_name(name: str) -> str:
+    """The family a LoRA's file name names ("lcm-lora-sdxl" → "SDXL"); "" when none."""
+    lowered = name.lower()
+    for pattern, label in _NAMED_FAMILIES:
+        if re.search(pattern, lowered):
+            return label
+    return ""
 
 
 MAX_THUMBNAIL_BYTES = 2 * 2**20

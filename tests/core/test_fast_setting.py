@@ -15,8 +15,8 @@ from studio.core.fast_setting import (
     LIVE_STEPS,
     fast_setting,
     fits,
-    lora_family_from_name,
 )
+from studio.core.loras import family_from_name
 from studio.core.request import GenerationRequest
 
 SD1, SDXL, FLUX_DEV = by_name("sd1"), by_name("sdxl"), by_name("flux-dev")
@@ -196,7 +196,23 @@ def test_applying_a_lora_setting_adds_its_tag_and_keeps_the_artists_weight() -> 
     ],
 )
 def test_a_loras_name_says_its_family(name, family) -> None:
-    assert lora_family_from_name(name) == family
+    assert family_from_name(name) == family
+
+
+def test_a_lora_whose_header_says_nothing_has_its_names_family(tmp_path) -> None:  # noqa: ANN001
+    """The panel's description and the fast setting read a LoRA's family by one rule: its
+    name's, when its header (no metadata, keys of no known layout) shows none."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from studio.core import loras
+
+    path = tmp_path / "Hyper-SD15-8steps-lora.safetensors"
+    save_file({"a.lora_down.weight": np.zeros((4, 8), np.float32)}, str(path))
+    pickled = tmp_path / "lcm-lora-sdxl.pt"  # no header read at all
+    pickled.write_bytes(b"")
+    assert loras.describe(path).family == loras.family(path) == "SD 1.x"
+    assert loras.describe(pickled).family == loras.family(pickled) == "SDXL"
 
 
 def test_a_unet_only_sdxl_lora_is_read_as_sdxl(tmp_path) -> None:  # noqa: ANN001
@@ -249,5 +265,5 @@ def test_a_flux2_dev_lora_is_not_offered_to_klein() -> None:
     assert not fast_setting("/m/klein.safetensors", by_name("flux2-klein-base"), [
         ("Flux.2-dev-Turbo-lora", "")
     ]).lora  # fmt: skip
-    assert lora_family_from_name("flux2-klein-turbo-lora") == "Flux.2 Klein"
-    assert fits(lora_family_from_name("flux2-klein-turbo-lora"), klein)
+    assert family_from_name("flux2-klein-turbo-lora") == "Flux.2 Klein"
+    assert fits(family_from_name("flux2-klein-turbo-lora"), klein)
