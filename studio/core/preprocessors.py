@@ -23,18 +23,26 @@ from studio.core.request import PREPROCESSORS
 # The names A1111's ControlNet extension writes as "Module" in the parameters.
 MODULE_NAMES = {"none": "none", "canny": "canny", "lineart": "lineart_standard"}
 # A union ControlNet's control type as the extension writes it ("Union Control Type", its
-# ControlNetUnionControlType, xinsir's groups): the studio's type that each one reads back
-# as first; the other types of a group, and the types it has no name for, are written
+# ControlNetUnionControlType, xinsir's groups). A group's first type is the one its name
+# reads back as; the other types of a group, and the types it has no name for, are written
 # again exactly as "Studio Control Type".
 UNION_TYPE_NAMES = {
     "pose": "OpenPose", "depth": "Depth", "softedge": "Soft Edge", "scribble": "Soft Edge",
     "canny": "Hard Edge", "lineart": "Hard Edge", "mlsd": "Hard Edge", "normal": "Normal Map",
     "segment": "Segmentation", "tile": "Tile", "inpaint": "Inpaint",
 }  # fmt: skip
-UNION_TYPES_READ = {
-    "openpose": "pose", "depth": "depth", "soft edge": "softedge", "hard edge": "canny",
-    "normal map": "normal", "segmentation": "segment", "tile": "tile", "inpaint": "inpaint",
-}  # fmt: skip
+
+
+def union_types_read(names: dict[str, str]) -> dict[str, str]:
+    """Each union type name, lowered as a restore compares it, to the first studio type that
+    is written under it: the table `names` read backwards."""
+    read: dict[str, str] = {}
+    for kind, name in names.items():
+        read.setdefault(name.lower(), kind)
+    return read
+
+
+UNION_TYPES_READ = union_types_read(UNION_TYPE_NAMES)
 CANNY_LOW = 100  # the extension's default thresholds
 CANNY_HIGH = 200
 

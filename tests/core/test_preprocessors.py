@@ -58,3 +58,25 @@ def test_run_fits_the_image_to_the_job_and_refuses_unknown_names() -> None:
     assert np.array_equal(np.asarray(same), np.asarray(_square()))
     with pytest.raises(ValueError, match="Unknown preprocessor 'depth'"):
         preprocessors.run("depth", _square(), 64, 64)
+
+
+def test_a_union_type_name_reads_back_as_the_first_type_written_under_it() -> None:
+    """The names read back are the written names' table read backwards: a type added to
+    UNION_TYPE_NAMES alone reads back too, and a group's name gives its first type."""
+    from studio.core.preprocessors import UNION_TYPE_NAMES, UNION_TYPES_READ, union_types_read
+
+    assert union_types_read({**UNION_TYPE_NAMES, "recolor": "Recolor"})["recolor"] == "recolor"
+    assert union_types_read(UNION_TYPE_NAMES) == UNION_TYPES_READ
+    assert UNION_TYPES_READ["hard edge"] == "canny"
+    assert UNION_TYPES_READ["soft edge"] == "softedge"
+
+
+@pytest.mark.parametrize("kind", list(preprocessors.UNION_TYPE_NAMES))
+def test_every_union_type_written_is_restored_exactly(kind: str) -> None:
+    from studio.core.request import Control
+    from studio.core.restore import controls_of
+    from studio.core.saving import control_field
+
+    control = Control("xinsir/controlnet-union-sdxl-1.0", Image.new("RGB", (8, 8)))
+    written = control_field(control, kind)
+    assert controls_of({"ControlNet 0": written})[0]["control_type"] == kind
