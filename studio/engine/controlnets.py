@@ -365,11 +365,9 @@ def _fit_sdxl_union(
     config: dict[str, Any], state: dict[str, Any], own: dict[str, Any]
 ) -> dict[str, Any]:
     # a copy of the UNet's encoder: its shape is the loaded UNet's, as for SD ControlNets
-    accepted = inspect.signature(_diffusers_class("ControlNetUnionModel").__init__).parameters
-    config.update({k: v for k, v in own.items() if k in accepted and k != "in_channels"})
+    config.update(_unet_settings(own, "ControlNetUnionModel"))
     tasks = state["task_embedding"]
     config.update(
-        in_channels=4,
         num_control_type=int(tasks.shape[0]),
         num_trans_channel=int(tasks.shape[1]),
         num_trans_layer=_blocks(state, "transformer_layes."),
@@ -561,14 +559,18 @@ def _diffusers_class(kind: str) -> Any:
 
 
 def _config_from_unet(unet: Any, kind: str = "ControlNetModel") -> dict[str, Any]:
-    import diffusers
-
     from studio.engine import speedups
 
-    accepted = inspect.signature(getattr(diffusers, kind).__init__).parameters
-    own = dict(speedups.eager(unet).config)
-    config = {k: v for k, v in own.items() if k in accepted and k != "in_channels"}
-    return {"_class_name": kind, **config, "in_channels": 4}
+    return {"_class_name": kind, **_unet_settings(dict(speedups.eager(unet).config), kind)}
+
+
+def _unet_settings(own: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The settings of a UNet's config (`own`) that a ControlNet of `kind` takes: its encoder
+    is a copy of the UNet's. Its input is the 4 latent channels, whatever the UNet takes (an
+    inpainting UNet's 9)."""
+    accepted = inspect.signature(_diffusers_class(kind).__init__).parameters
+    settings = {k: v for k, v in own.items() if k in accepted and k != "in_channels"}
+    return {**settings, "in_channels": 4}
 
 
 def _conditioning_widths(state: dict[str, Any]) -> list[int]:

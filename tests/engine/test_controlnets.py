@@ -475,6 +475,28 @@ def test_a_single_file_controlnet_loads_offline_from_the_models_unet(
         engine.run(_request(models["sd1"], Control(str(broken), _square())))
 
 
+def test_a_plain_and_a_union_controlnet_copy_the_unets_settings_by_one_rule() -> None:
+    """A single-file SD ControlNet's config (_config_from_unet) and a union one's
+    (_fit_sdxl_union) take of the loaded UNet's config the settings their class takes, and
+    4 input channels even from an inpainting UNet's 9."""
+    from types import SimpleNamespace
+
+    from studio.engine.controlnets import _config_from_unet, _fit_sdxl_union
+
+    own = {"_class_name": "UNet2DConditionModel", "in_channels": 9, "out_channels": 4,
+           "sample_size": 8, "block_out_channels": [32, 64], "cross_attention_dim": 48}  # fmt: skip
+    state = {"task_embedding": torch.zeros(6, 16), "spatial_ch_projs.weight": torch.zeros(16, 16),
+             "transformer_layes.0.weight": torch.zeros(1)}  # fmt: skip
+    plain = _config_from_unet(SimpleNamespace(config=own))
+    union = _fit_sdxl_union({"in_channels": 4, "num_control_type": 8}, state, dict(own))
+    for config in (plain, union):
+        assert config["in_channels"] == 4 and config["block_out_channels"] == [32, 64]
+        assert config["cross_attention_dim"] == 48
+        assert "out_channels" not in config and "sample_size" not in config
+    assert plain["_class_name"] == "ControlNetModel"
+    assert (union["num_control_type"], union["num_trans_channel"]) == (6, 16)
+
+
 @pytest.mark.parametrize("family", ["sdxl", "flux"])
 def test_a_single_file_union_controlnet_loads_offline_as_its_folder(
     engine, models, tmp_path, family: str
