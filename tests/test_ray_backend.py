@@ -300,6 +300,36 @@ def test_placing_prefers_an_engine_that_holds_the_jobs_model() -> None:
     assert choose_engine(job, engines) is None
 
 
+@needs_tiny
+def test_an_engine_keeps_its_model_after_a_job_that_fails_on_its_input() -> None:
+    """The actor records the model its engine holds after every job: a job refused for its
+    input leaves the loaded model there (the pool keeps placing its jobs here), a model that
+    fails to load leaves none. Run on the actor class itself, no Ray worker."""
+    from studio.core.request import Mode
+    from studio.core.settings import EngineSettings
+    from studio.remote.actor import EngineActor
+
+    actor, settings = EngineActor("e0"), EngineSettings()
+    good = _request(steps=2)
+    assert list(actor.run("1", good, settings))[-1][0] == "done"
+    assert actor.loaded_model() == good.model
+    failed = list(actor.run("2", good.replace(mode=Mode.IMAGE_TO_IMAGE), settings))[-1]
+    assert failed[0] == "error" and failed[3] == good.model == actor.loaded_model()
+    unloadable = list(actor.run("3", good.replace(model="no-such-model"), settings))[-1]
+    assert unloadable[0] == "error" and unloadable[3] == "" == actor.loaded_model()
+
+
+def test_the_pool_keeps_placing_a_models_jobs_where_a_job_failed_after_loading_it() -> None:
+    from studio.remote.pool import EnginePool, EngineRecord, PoolJob
+
+    pool = EnginePool(listener=None)
+    engine = EngineRecord("e0", None, model="tiny")
+    for still_loaded in ("tiny", ""):
+        pool._events = lambda job, engine, m=still_loaded: iter([("error", "Bad.", True, m)])
+        assert pool._follow(PoolJob(1, GenerationRequest(model="tiny")), engine)[0] == "failed"
+        assert engine.model == still_loaded
+
+
 def test_the_studio_imports_no_ray_until_the_ray_backend_starts(tmp_path: Path) -> None:
     import subprocess
 

@@ -105,6 +105,12 @@ class ModelManager:
 
     # -- public -------------------------------------------------------------------------
 
+    @property
+    def loaded(self) -> str:
+        """The spec of the generator loaded, "" when none: a load that failed left none, a
+        job that failed after its load kept it."""
+        return self._base[0] if self._base else ""
+
     def pipeline(self, spec: str, mode: Mode) -> Any:
         """The pipeline for a mode, loading the model only if it is not the loaded one."""
         base = self._load_base(spec)

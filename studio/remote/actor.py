@@ -14,7 +14,7 @@ A job's reports are events, plain tuples that pickle small:
     ("step", StepProgress, the time it was reported)      the preview travels inside
     ("done", {"images": [PNG bytes], "request", "seeds", "timings", "stages"})
     ("cancelled",)
-    ("error", one sentence, whether it is the user's to act on)
+    ("error", one sentence, whether it is the user's to act on, the model still loaded or "")
 `run()` yields them (a Ray streaming generator); `start()` and `poll()` hand the same events
 over to a client that cannot stream (Ray Client, `ray://`).
 """
@@ -141,7 +141,7 @@ class EngineActor:
         with self._lock:
             job = self._jobs.get(key)
         if job is None:
-            return [("error", "The cluster's engine no longer knows this job.", True)]
+            return [("error", "The cluster's engine no longer knows this job.", True, self._model)]
         events: list[Event] = []
         try:
             events.append(job.events.get(timeout=timeout))
@@ -182,10 +182,11 @@ class EngineActor:
                 from studio.core.request import Mode
 
                 self._ensure_engine(settings).models.pipeline(spec, Mode.TEXT_TO_IMAGE)
-                self._model = spec
             except Exception as e:  # noqa: BLE001 - the first job will say it again
                 log.info("%s could not preload %s: %s", self.name, spec, e)
                 return str(e)
+            finally:
+                self._model = self._held()
         return ""
 
     # -- on the job's thread ----------------------------------------------------------------
@@ -202,7 +203,13 @@ class EngineActor:
 
     def _work(self, job: _RemoteJob, request: GenerationRequest, settings: EngineSettings) -> None:
         with self._run_lock:
-            job.events.put(self._run(job, request, settings))
+            ending = self._run(job, request, settings)
+            # whatever the ending, the model is the one the engine holds: a job that failed
+            # on its input or out of memory mid-run kept it, a load that failed left none
+            self._model = self._held()
+            if ending[0] == "error":  # the pool then knows which jobs to place here
+                ending = (*ending, self._model)
+            job.events.put(ending)
 
     def _run(self, job: _RemoteJob, request: GenerationRequest, settings: EngineSettings) -> Event:
         if job.cancel.is_set():
@@ -210,25 +217,25 @@ class EngineActor:
         try:
             engine = self._ensure_engine(settings)
             result = engine.run(request, _QueueReporter(job), cancel=job.cancel)
-            self._model = request.model
             if result.cancelled or job.cancel.is_set():
                 return ("cancelled",)
             return ("done", encode_result(result))
         except UserError as e:
-            self._model = ""  # a model that failed to load has dropped the one loaded before
             return ("error", str(e), True)
         except MemoryError:
-            self._model = ""
             return ("error", f"{self.name} ran out of memory: try a smaller size or batch.", True)
         except Exception as e:  # noqa: BLE001 - a job's failure never wedges the engine
             log.exception("a job failed on %s", self.name)
-            self._model = ""
             return (
                 "error",
                 f"The job failed unexpectedly on {self.name} ({e.__class__.__name__}); "
                 "see the Ray worker's log.",
                 False,
             )
+
+    def _held(self) -> str:
+        """The model the engine holds now, as its model manager knows it."""
+        return self._engine.models.loaded if self._engine is not None else ""
 
     def _ensure_engine(self, settings: EngineSettings) -> Any:
         """The engine under `settings`: a change of device or placement loads anew."""

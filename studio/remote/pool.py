@@ -530,7 +530,7 @@ class EnginePool:
             elif kind == "cancelled":
                 return ("cancelled", None)
             elif kind == "error":
-                engine.model = ""  # a failed load leaves no model there to prefer it for
+                engine.model = event[3]  # a failed load left none; bad input kept it
                 return ("failed", event[1])
         return ("failed", f"{engine.name} ended the job without a result.")
 
