@@ -179,7 +179,9 @@ def test_families_part_reports_a_row_per_family_with_sane_figures(tmp_path: Path
     names = ("sd1", "flux")  # the bench's order, whatever the order asked
     assert list(results["families"]["figures"]) == list(names)
     keys = [
-        f"family_{n}_{figure}" for n in names for figure in ("engine_over_bare", "preview_share")
+        f"family_{n}_{figure}"
+        for n in names
+        for figure in ("engine_over_bare", "preview_share", "preview_share_in_run")
     ]
     assert all_finite(results, keys) == []
     for name in names:
