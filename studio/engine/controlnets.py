@@ -299,8 +299,23 @@ def _load_file(
     with tempfile.TemporaryDirectory(prefix="studio-controlnet-") as folder:
         (Path(folder) / "config.json").write_text(json.dumps(config), encoding="utf-8")
         return diffusers.ControlNetModel.from_single_file(
-            str(source.path), config=folder, torch_dtype=dtype, local_files_only=True
+            _original_checkpoint(source.path, keys, dtype),
+            config=folder,
+            torch_dtype=dtype,
+            local_files_only=True,
         )
+
+
+def _original_checkpoint(path: Path, keys: list[str], dtype: Any) -> str | dict[str, Any]:
+    """What diffusers' from_single_file reads an original-layout (A1111/ComfyUI) ControlNet
+    from: its path, or for one of ComfyUI's scaled files its tensors with the scales
+    multiplied out (scaled_fp8.read_tensors, which also refuses the formats it cannot read
+    in a sentence): diffusers knows no scales and would load the bare 8-bit values."""
+    from studio.engine import scaled_fp8
+
+    if path.suffix.lower() == ".safetensors" and scaled_fp8.is_scaled(keys):
+        return scaled_fp8.read_tensors(path, dtype=dtype)
+    return str(path)
 
 
 # Single files whose configuration the studio ships (studio/resources/single_file_configs):

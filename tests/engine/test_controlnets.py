@@ -1110,3 +1110,40 @@ def test_an_inpaint_that_ran_no_strength_records_none() -> None:
     image = Image.new("RGB", (64, 64))
     assert parameters_of(request, 1, image, [Stage(**ran, strength=0.5)]).strength == 0.5
     assert parameters_of(request, 1, image, [Stage(**ran)]).strength is None
+
+
+def test_a_scaled_original_layout_controlnet_file_is_read_with_its_scales(
+    tmp_path, monkeypatch
+) -> None:
+    """An A1111/ComfyUI-layout ControlNet in ComfyUI's scaled fp8 reaches diffusers'
+    from_single_file with its weights multiplied by their scales, and one in a format the
+    studio cannot read (nvfp4) is refused in a sentence."""
+    from types import SimpleNamespace
+
+    import diffusers
+    from safetensors.torch import save_file
+
+    from studio.core import families
+    from studio.engine.controlnets import Source, _load_file
+
+    given: dict = {}
+    monkeypatch.setattr(
+        diffusers.ControlNetModel, "from_single_file",
+        lambda checkpoint, **kwargs: given.setdefault("checkpoint", checkpoint),
+    )  # fmt: skip
+    family = families.by_name("sd1")
+    network = SimpleNamespace(config={"block_out_channels": [32, 64], "cross_attention_dim": 48})
+    stored = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    path = tmp_path / "control_scaled.safetensors"
+    save_file({"input_hint_block.0.weight": stored.to(torch.float8_e4m3fn),
+               "input_hint_block.0.scale_weight": torch.tensor(0.5),
+               "scaled_fp8": torch.zeros(0, dtype=torch.float8_e4m3fn)}, path)  # fmt: skip
+    _load_file(Source(str(path), "file", path), torch.float32, family, network, 8)
+    assert torch.equal(given["checkpoint"]["input_hint_block.0.weight"], stored * 0.5)
+    nvfp4 = tmp_path / "control_nvfp4.safetensors"
+    quant = torch.tensor(list(b'{"format": "nvfp4"}'), dtype=torch.uint8)
+    save_file({"input_hint_block.0.weight": torch.zeros(2, 1, dtype=torch.uint8),
+               "input_hint_block.0.weight_scale": torch.ones(2, 1),
+               "input_hint_block.0.comfy_quant": quant}, nvfp4)  # fmt: skip
+    with pytest.raises(ModelError, match="'control_nvfp4.safetensors' is quantised in .*nvfp4"):
+        _load_file(Source(str(nvfp4), "file", nvfp4), torch.float32, family, network, 8)
