@@ -149,15 +149,24 @@ def _dequantised(
 
 
 def _expanded_scale(scale: Any, shape: tuple[int, ...]) -> Any | None:
-    """The scale shaped to multiply a weight of `shape`, or None if it cannot. As torch
-    broadcasting (ComfyUI multiplies so: a scalar, per row as (rows, 1)), with blocks too: a
-    dimension of the scale shorter than the weight's, but not 1, covers it in equal blocks
-    (blockwise scales, (rows / b, columns / b)), the last one cut at the weight's edge."""
+    """The scale shaped to multiply a weight of `shape`, or None if it cannot. A scalar; a
+    scale of the weight's rank, as torch broadcasting (ComfyUI multiplies so: per row as
+    (rows, 1)) and in blocks too (`_blocks`); a 1-D one as long as the weight's rows, per
+    row. Any other shape is ambiguous (a (rows,) scale aligned to the right would be read as
+    columns, or column blocks) and refused rather than guessed."""
     if scale.numel() == 1:
         return scale.reshape(())
-    if scale.ndim > len(shape):
+    if scale.ndim == 1 and len(shape) > 1 and scale.shape[0] == shape[0]:
+        return scale.reshape((shape[0],) + (1,) * (len(shape) - 1))  # per output row
+    if scale.ndim != len(shape):
         return None
-    scale = scale.reshape((1,) * (len(shape) - scale.ndim) + tuple(scale.shape))
+    return _blocks(scale, shape)
+
+
+def _blocks(scale: Any, shape: tuple[int, ...]) -> Any | None:
+    """A scale of the weight's rank widened to its shape: a dimension of 1 broadcasts, a
+    shorter one (not 1) covers the weight's in equal blocks (blockwise scales, (rows / b,
+    columns / b)), the last one cut at the weight's edge; None when the blocks do not fit."""
     for dim, (size, full) in enumerate(zip(scale.shape, shape, strict=True)):
         if size > full:
             return None

@@ -1182,6 +1182,26 @@ def test_a_text_encoder_in_comfyuis_quantisation_format_is_dequantised(tmp_path:
         torch.testing.assert_close(read[f"{block}{name}.weight"], value.half())
 
 
+def test_a_one_dimensional_scale_is_per_row_or_refused(tmp_path: Path) -> None:
+    """A (rows,) scale on a 2-D weight scales its rows, even where the rows divide the
+    columns (they are not column blocks); a 1-D scale of another length is ambiguous and
+    refused in a sentence rather than guessed into wrong pixels."""
+    from safetensors.torch import save_file
+
+    from studio.engine import scaled_fp8
+
+    stored = torch.arange(32, dtype=torch.float32).reshape(4, 8).to(torch.float8_e4m3fn)
+    rows = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    path = tmp_path / "rows_scaled.safetensors"
+    save_file({"layer.weight": stored, "layer.weight_scale": rows}, str(path))
+    read = scaled_fp8.read_tensors(path)["layer.weight"]
+    torch.testing.assert_close(read, stored.float() * rows[:, None])
+    odd = tmp_path / "odd_scaled.safetensors"
+    save_file({"layer.weight": stored, "layer.weight_scale": torch.ones(2)}, str(odd))
+    with pytest.raises(ModelError, match=r"has a scale of shape \(2,\) for 'layer\.weight'"):
+        scaled_fp8.read_tensors(odd)
+
+
 def test_a_comfy_quant_format_the_studio_cannot_read_is_one_sentence(
     tiny: dict[str, Path], tmp_path: Path
 ) -> None:
