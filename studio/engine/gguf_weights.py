@@ -43,7 +43,8 @@ def read_tensor(tensor: Any, dtype: Any = None) -> torch.Tensor:
         return quantised_parameter(tensor)
     data = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
     shape = tuple(int(d) for d in reversed(list(tensor.shape)))  # GGUF lists dims innermost first
-    weight = torch.from_numpy(np.asarray(data, np.float32)).reshape(shape)
+    # a copy: F32's data is a view of the file's read-only memory map, which it would hold
+    weight = torch.from_numpy(np.array(data, np.float32)).reshape(shape)
     return weight if dtype is None else weight.to(dtype)
 
 
@@ -65,6 +66,17 @@ class QuantisedLinear(GGUFLinear):
     inputs in float32, as transformers would keep its weight."""
 
     keeps_fp32 = False
+
+    @property
+    def device(self) -> torch.device:
+        """Where the layer's weight is. GGUFLinear records the device it was built on as an
+        attribute ("meta" here, where it is built before its weight is set), stale from the
+        start and after every move."""
+        return self.weight.device
+
+    @device.setter
+    def device(self, value: Any) -> None:
+        """GGUFLinear's __init__ records its device: the weight's is the one that holds."""
 
     @classmethod
     def replacing(

@@ -1731,6 +1731,25 @@ def test_a_quantised_gguf_text_encoder_stays_quantised_in_memory(
         assert wo(torch.ones(1, wo.in_features, dtype=torch.float16)).dtype == torch.float32
 
 
+def test_gguf_tensors_read_are_copies_and_a_quantised_layer_says_its_device(
+    tmp_path: Path,
+) -> None:
+    """A full-precision GGUF tensor is copied out of the file's memory map (not a read-only
+    view that keeps the file mapped), and a quantised layer's `device` is its weight's."""
+    import gguf
+
+    from studio.engine import gguf_weights
+
+    state = {"norm.weight": torch.ones(32), "linear.weight": torch.ones(4, 32)}
+    path = _write_gguf(state, tmp_path / "parts.gguf", _linear_weights)
+    tensors = {t.name: t for t in gguf.GGUFReader(str(path)).tensors}
+    norm = gguf_weights.read_tensor(tensors["norm.weight"])
+    assert not np.shares_memory(norm.numpy(), tensors["norm.weight"].data)
+    weight = gguf_weights.read_tensor(tensors["linear.weight"])
+    layer = gguf_weights.QuantisedLinear.replacing(torch.nn.Linear(32, 4), weight, False)
+    assert layer.device == torch.device("cpu")
+
+
 def test_a_truncated_quantised_gguf_text_encoder_is_one_sentence(tmp_path: Path) -> None:
     model = _wide_text_encoder(True)
     path = text_encoder_to_gguf(model, tmp_path / "t5-v1_1-xxl-encoder-Q4_0.gguf", True, "Q4_0")
