@@ -1475,14 +1475,15 @@ def _load_denoiser(info: FileInfo, dtype: Any, say: Callable[[str, float | None]
     assert family is not None
     companion = find_companion(path, family, hub=False)
     missing: list[str] = []
+    blind: str | None = None  # the parts' text encoder cannot see: said if nothing else serves
     if companion is None and family.name in FAMILY_PARTS and variant is not None and info.matches:
         folder = shipped_folder(variant)
         sidecar = read_sidecar(path)
         chosen, missing = choose_parts(info, folder, sidecar)
         encoder = chosen.get("text_encoder")
         if encoder is not None and family.name in SEEING_FAMILIES and not has_vision(encoder):
-            raise ModelError(vision_hint(path, encoder, family))
-        if not missing:
+            blind = vision_hint(path, encoder, family)
+        elif not missing:
             tokenizer = find_tokenizer(info, sidecar)
             if tokenizer is None:
                 raise ModelError(
@@ -1494,6 +1495,8 @@ def _load_denoiser(info: FileInfo, dtype: Any, say: Callable[[str, float | None]
         companion = cached_companion(family)
     what = "GGUF file" if info.is_gguf else "file"
     if companion is None:
+        if blind is not None:
+            raise ModelError(blind)
         if missing:
             raise ModelError(parts_hint(path, family, missing))
         raise ModelError(

@@ -281,6 +281,29 @@ def test_a_text_encoder_without_its_vision_tower_says_which_file_to_use(
     assert families.by_name("qwen-image-edit-plus").label in message
 
 
+def test_a_text_encoder_without_its_vision_tower_gives_way_to_a_cached_companion(
+    tiny_edit: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parts whose only text encoder cannot see do not stop an edit file that has the edit
+    model in the local cache: the cached folder gives the rest."""
+    from diffusers import DiffusionPipeline
+
+    _as_shipped(monkeypatch, tmp_path, "qwen-image", tiny_edit["folder"], tiny_edit["signature"])
+    models = tmp_path / "ComfyUI" / "models"
+    shutil.copytree(tiny_edit["models"], models)
+    (models / "text_encoders" / "qwen_2.5_vl_7b.safetensors").unlink()
+    text_encoder_to_gguf(
+        tiny_edit["base"].text_encoder, models / "text_encoders" / "Qwen2.5-VL-7B-Q8_0.gguf", False
+    )
+    edit = _save(
+        tiny_edit["transformer"], models / "diffusion_models" / "qwen_image_edit_Q8.safetensors"
+    )
+    monkeypatch.setattr(single_file, "cached_companion", lambda family: tiny_edit["folder"])
+    pipe = single_file.load(edit, DiffusionPipeline, torch.float32)
+    assert type(pipe).__name__ == "QwenImageEditPipeline"
+    assert any(".visual." in f".{k}" for k in pipe.text_encoder.state_dict())
+
+
 def test_a_qwen_image_edit_file_takes_the_rest_from_an_edit_folder_beside_it(
     tiny_edit: dict, tmp_path: Path
 ) -> None:
