@@ -17,9 +17,12 @@ def sparse_safetensors(
     path: Path,
     tensors: Mapping[str, Sequence[int] | tuple[Sequence[int], str]],
     dtype: str = "F16",
+    metadata: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write `path`: each tensor a shape, or (shape, dtype) where it is not `dtype`."""
-    header, offset = {}, 0
+    """Write `path`: each tensor a shape, or (shape, dtype) where it is not `dtype`; the
+    header's free-form `metadata` where given."""
+    header: dict = {"__metadata__": dict(metadata)} if metadata else {}
+    offset = 0
     for name, given in tensors.items():
         shape, kind = given if len(given) == 2 and isinstance(given[1], str) else (given, dtype)
         size = _SIZES[kind] * math.prod(shape)

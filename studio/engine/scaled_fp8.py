@@ -56,6 +56,18 @@ def check_formats(path: Path) -> None:
         _layer_formats(path, handle, list(handle.keys()))
 
 
+def unreadable_format(path: Path, prefix: str = "") -> str | None:
+    """A format of the layers under `prefix` that the studio cannot read (its name), or None
+    when it reads them all: to pass over a part file that could only be refused when a
+    readable one is there."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        keys = [k for k in handle.keys() if k.startswith(prefix)]  # noqa: SIM118 - no __iter__
+        formats = _formats(handle, keys, prefix)
+    return next((name for name in formats.values() if name not in _FLOAT8), None)
+
+
 def read_tensors(path: Path, prefix: str = "", dtype: Any = None) -> dict[str, Any]:
     """A .safetensors file's tensors under `prefix` (names without it), each 8-bit or scaled
     weight dequantised to `dtype` (float32 when None), one tensor at a time; the other
@@ -84,13 +96,9 @@ def read_tensors(path: Path, prefix: str = "", dtype: Any = None) -> dict[str, A
 
 
 def _layer_formats(path: Path, handle: Any, keys: list[str], prefix: str = "") -> dict[str, str]:
-    """Layer → its format, from its `comfy_quant` tensor or the header's metadata (the layers
-    under `prefix`); one sentence for a format that is not an 8-bit float times a scale."""
-    listed = _metadata_formats((handle.metadata() or {}).get("_quantization_metadata"))
-    formats = {layer: name for layer, name in listed.items() if layer.startswith(prefix)}
-    for key in keys:
-        if key.endswith(".comfy_quant"):
-            formats[key.removesuffix(".comfy_quant")] = _config_format(handle.get_tensor(key))
+    """Layer → its format (`_formats`); one sentence for a format that is not an 8-bit float
+    times a scale."""
+    formats = _formats(handle, keys, prefix)
     for name in formats.values():
         if name not in _FLOAT8:
             raise ModelError(
@@ -98,6 +106,17 @@ def _layer_formats(path: Path, handle: Any, keys: list[str], prefix: str = "") -
                 "format, which the studio cannot read yet: use the model's fp8 (scaled), fp16 "
                 "or GGUF file instead."
             )
+    return formats
+
+
+def _formats(handle: Any, keys: list[str], prefix: str) -> dict[str, str]:
+    """Layer → its format, from its `comfy_quant` tensor or the header's metadata (the layers
+    under `prefix`)."""
+    listed = _metadata_formats((handle.metadata() or {}).get("_quantization_metadata"))
+    formats = {layer: name for layer, name in listed.items() if layer.startswith(prefix)}
+    for key in keys:
+        if key.endswith(".comfy_quant"):
+            formats[key.removesuffix(".comfy_quant")] = _config_format(handle.get_tensor(key))
     return formats
 
 

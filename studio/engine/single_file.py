@@ -587,6 +587,7 @@ class PartFile:
     shape: tuple[int, ...]
     fp8: bool  # 8 bits or fewer (fp8, or a quantised GGUF): full precision is preferred
     rank: int  # 0: the model file itself, 1: named in .companion, 2: found
+    readable: bool = True  # False: quantised in a format the studio refuses (nvfp4, mxfp8)
 
     @property
     def is_gguf(self) -> bool:
@@ -648,8 +649,18 @@ def identify_parts(path: Path, rank: int) -> list[PartFile]:
                 for name, entry in header.items()
                 if name.startswith(prefix) and isinstance(entry, dict)
             )
-            found.append(PartFile(path, prefix, kind, shape, fp8, rank))
+            readable = not fp8 or _readable_format(path, prefix)
+            found.append(PartFile(path, prefix, kind, shape, fp8, rank, readable))
     return found
+
+
+def _readable_format(path: Path, prefix: str) -> bool:
+    """Whether a quantised part's layers are in formats scaled_fp8 reads (what it cannot read
+    it refuses when the part is loaded, so such a part is chosen only when nothing else is)."""
+    try:
+        return scaled_fp8.unreadable_format(path, prefix) is None
+    except Exception:  # noqa: BLE001 - unreadable here: reading it later says why
+        return False
 
 
 def _identify_gguf_part(path: Path, rank: int) -> list[PartFile]:
@@ -775,7 +786,8 @@ def choose_parts(
 ) -> tuple[dict[str, PartFile], list[str]]:
     """Each part the family needs (component → file), and the roles of those not found. A
     part is the file's own if it holds one; then one named in `<file>.companion`; then the
-    best found, by the shipped config's shapes, the name, and full precision before fp8."""
+    best found, by the shipped config's shapes, the name, and full precision before fp8. A
+    part in a format the studio cannot read (nvfp4, mxfp8) comes last whatever its rank."""
     family = info.family
     assert family is not None
     candidates = _part_candidates(info, sidecar)
@@ -794,6 +806,7 @@ def choose_parts(
         ]
         fitting.sort(
             key=lambda c: (
+                not c.readable,  # whatever its rank: it could only be refused
                 c.rank,
                 family.name in SEEING_FAMILIES and not has_vision(c),
                 -_name_hint(c.path, family),

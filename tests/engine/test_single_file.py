@@ -1236,6 +1236,30 @@ def test_a_comfy_quant_format_the_studio_cannot_read_is_one_sentence(
     assert "\n" not in str(caught.value)
 
 
+def test_a_part_in_a_format_the_studio_cannot_read_is_chosen_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A T5 in mxfp8, even named in `<file>.companion`, gives way to a scaled fp8 T5 found
+    beside the model: it could only be refused when read."""
+    from studio.core import models_folder
+
+    monkeypatch.setattr(models_folder, "_chosen", {"command line": None, "setting": None})
+    q = "encoder.block.0.layer.0.SelfAttention.q"
+    t5 = {"shared.weight": ((32128, 4096), "F16"), f"{q}.weight": ((4096, 4096), "F8_E4M3"),
+          f"{q}.weight_scale": ((), "F32")}  # fmt: skip
+    for name, fmt in (("t5xxl_mxfp8", "mxfp8"), ("t5xxl_fp8_e4m3fn_scaled", "float8_e4m3fn")):
+        layers = json.dumps({"layers": {q: {"format": fmt}}})
+        sparse_safetensors(
+            tmp_path / f"{name}.safetensors", t5, metadata={"_quantization_metadata": layers}
+        )
+    signature = dict(single_file.VARIANTS["flux-dev"].signature)
+    signature["guidance_in.in_layer.weight"] = (3072, 256)
+    info = single_file.inspect(sparse_safetensors(tmp_path / "flux1-dev.safetensors", signature))
+    sidecar = single_file.Sidecar(tmp_path / "x", files=[tmp_path / "t5xxl_mxfp8.safetensors"])
+    chosen, _ = single_file.choose_parts(info, single_file.shipped_folder(info.variant), sidecar)
+    assert chosen["text_encoder_2"].path.name == "t5xxl_fp8_e4m3fn_scaled.safetensors"
+
+
 @pytest.mark.parametrize("variant", ["sdxl", "flux-dev", "qwen-image", "z-image"])
 def test_scales_and_formats_leave_family_and_variant_detection_alone(
     tmp_path: Path, variant: str
