@@ -318,6 +318,18 @@ def inspect(path: Path) -> FileInfo:
     return FileInfo(path, keys, shapes, family, variant, matches)
 
 
+def _check_family_line(path: Path, family: Any) -> None:
+    """One sentence for a `family:` line in `<file>.companion` that names no family (a typo):
+    the file would load as the family its tensors and name say, not the one meant."""
+    name = families.unknown_sidecar_family(path)
+    if name is not None:
+        valid = sorted(families.look_alikes(family)) or [family.name]
+        raise ModelError(
+            f"'{printable(path.name)}.companion' names the family '{printable(name)[:40]}', "
+            f"which the studio does not know: for this file write one of {', '.join(valid)}."
+        )
+
+
 def _pickle_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     """Tensor name → shape of a pickled checkpoint already found safe, its weights left on
     disk (meta tensors); {} when the file's format does not allow that."""
@@ -1327,6 +1339,7 @@ def load(
             f"'{name}' is not a checkpoint of a model family the studio knows (SD 1.x, SD 2.x, "
             "SDXL, SD 3.5, Flux.1, Chroma, Qwen-Image, Z-Image)."
         )
+    _check_family_line(path, family)
     say = status or (lambda message, fraction: None)
     if family.name in _FULL_FAMILIES and not info.is_gguf:
         say(f"Loading {name} ({family.label})…", None)

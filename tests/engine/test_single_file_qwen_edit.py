@@ -86,6 +86,26 @@ def test_2511s_mark_or_a_companion_line_names_the_edit_model(tmp_path: Path) -> 
     assert catalog.model_family(str(plain)).name == "qwen-image"
 
 
+def test_a_mistyped_family_line_is_logged_and_refused_naming_the_valid_ones(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`family: qwen-image-edit-pluss` is no family: the picker keeps the family the file
+    says and the log tells; loading it is one sentence naming the families it can be."""
+    from diffusers import DiffusionPipeline
+
+    path = sparse_safetensors(tmp_path / "my_model.safetensors", SIGNATURE)
+    (tmp_path / "my_model.safetensors.companion").write_text("family: qwen-image-edit-pluss\n")
+    assert catalog.model_family(str(path)).name == "qwen-image"
+    assert "names the family 'qwen-image-edit-pluss', which no family is" in caplog.text
+    with pytest.raises(ModelError) as caught:
+        single_file.load(path, DiffusionPipeline, torch.float32)
+    assert str(caught.value) == (
+        "'my_model.safetensors.companion' names the family 'qwen-image-edit-pluss', which the "
+        "studio does not know: for this file write one of qwen-image, qwen-image-edit, "
+        "qwen-image-edit-plus."
+    )
+
+
 # -- Edit mode on tiny files ---------------------------------------------------------------
 
 

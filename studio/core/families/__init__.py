@@ -13,6 +13,7 @@ Adding a family is one module here (listed in `_MODULES`) and its tiny test fixt
 from __future__ import annotations
 
 import importlib
+import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.files import is_regular_file, read_json_object
+
+log = logging.getLogger(__name__)
 
 Coefficients = tuple[tuple[tuple[float, ...], ...], tuple[float, ...]]
 # component name → its config.json ("" → model_index.json, the pipeline's own config)
@@ -209,7 +212,10 @@ def of_checkpoint_file(path: Path, keys: list[str]) -> Family | None:
     """The family of a single-file checkpoint: from its tensors and name, unless its
     `<file>.companion` names a family whose files look the same (the same tensor prefixes)."""
     found = of_checkpoint(keys, path.stem)
-    named = by_name(_sidecar_family(path))
+    name = _sidecar_family(path)
+    named = by_name(name)
+    if name is not None and named is None:  # a typo: the loader refuses it (unknown_...)
+        log.warning("%s.companion names the family %r, which no family is", path.name, name)
     if (
         found is not None
         and named is not None
@@ -217,6 +223,20 @@ def of_checkpoint_file(path: Path, keys: list[str]) -> Family | None:
     ):
         return named
     return found
+
+
+def unknown_sidecar_family(path: Path) -> str | None:
+    """The family a `family:` line of `<file>.companion` names when no family has that name
+    (a typo, which choosing the family ignores), else None."""
+    name = _sidecar_family(path)
+    return name if name is not None and by_name(name) is None else None
+
+
+def look_alikes(family: Family) -> list[str]:
+    """The names of the families whose files look like `family`'s (the same tensor
+    prefixes): those a `family:` line can choose among for its files."""
+    prefixes = family.checkpoint_prefixes
+    return [f.name for f in all_families() if prefixes and f.checkpoint_prefixes == prefixes]
 
 
 def _sidecar_family(path: Path) -> str | None:
