@@ -820,7 +820,7 @@ def choose_parts(
             key=lambda c: (
                 not c.readable,  # whatever its rank: it could only be refused
                 c.rank,
-                family.name in SEEING_FAMILIES and not has_vision(c),
+                sees_images(family) and not has_vision(c),
                 -_name_hint(c.path, family),
                 c.fp8,
                 c.path.name.lower(),
@@ -836,6 +836,12 @@ def choose_parts(
 # Families whose text encoder sees the input image too, through Qwen2.5-VL's vision tower (the
 # edit pipelines' processor puts the image before the instruction): their part must hold it.
 SEEING_FAMILIES = ("qwen-image-edit", "qwen-image-edit-plus")
+
+
+def sees_images(family: Any) -> bool:
+    """Whether a family's text encoder sees the input image (its pipeline takes a processor,
+    and its text encoder part must hold the vision tower): the one rule for both."""
+    return family.name in SEEING_FAMILIES
 
 
 def has_vision(part: PartFile) -> bool:
@@ -1507,7 +1513,7 @@ def _load_denoiser(info: FileInfo, dtype: Any, say: Callable[[str, float | None]
         sidecar = read_sidecar(path)
         chosen, missing = choose_parts(info, folder, sidecar)
         encoder = chosen.get("text_encoder")
-        if encoder is not None and family.name in SEEING_FAMILIES and not has_vision(encoder):
+        if encoder is not None and sees_images(family) and not has_vision(encoder):
             blind = vision_hint(path, encoder, family)
         elif not missing:
             tokenizer = find_tokenizer(info, sidecar)
@@ -1548,8 +1554,8 @@ def _load_denoiser(info: FileInfo, dtype: Any, say: Callable[[str, float | None]
                 CONFIGS_DIR / variant.name, subfolder="scheduler"
             )
     pipeline_cls = getattr(diffusers, pipeline_name(family))
-    if "processor" in pipeline_cls._get_signature_keys(pipeline_cls)[0]:
-        extra.update(qwen_vl.folder_components(companion))  # Qwen-Image-Edit's, see qwen_vl
+    if sees_images(family):
+        extra["processor"] = _companion_processor(companion)
     log.info("loading %s as %s with the rest of %s", path, family.name, companion)
     return pipeline_cls.from_pretrained(
         companion,
@@ -1559,6 +1565,27 @@ def _load_denoiser(info: FileInfo, dtype: Any, say: Callable[[str, float | None]
         use_safetensors=True,
         **extra,
     )
+
+
+def _companion_processor(companion: Path) -> Any:
+    """An edit pipeline's processor (see qwen_vl): a Qwen-Image-Edit folder's own; for a
+    Qwen-Image folder (the same Qwen2.5-VL text encoder, vision tower included, and
+    tokenizer, but no processor) the shipped image processor config with its tokenizer."""
+    own = qwen_vl.folder_components(companion)
+    if own:
+        return own["processor"]
+    from transformers import Qwen2Tokenizer
+
+    try:
+        tokenizer = Qwen2Tokenizer.from_pretrained(
+            companion, subfolder="tokenizer", local_files_only=True
+        )
+    except (OSError, ValueError, TypeError):
+        raise ModelError(
+            f"The companion '{printable(companion.name)}' has no readable Qwen tokenizer "
+            "(its 'tokenizer' folder): use a Qwen-Image-Edit or Qwen-Image diffusers folder."
+        ) from None
+    return qwen_vl.processor(CONFIGS_DIR / "qwen-image" / "processor", tokenizer)
 
 
 def _denoiser(info: FileInfo, config: Path, dtype: Any) -> Any:
@@ -1664,7 +1691,7 @@ def _load_with_parts(
             f"{'T5' if kind == 't5' else 'Qwen'} tokenizer: " + tokenizer_hint(path, kind)
         ) from None
     components[slot] = tokenizer
-    if family.name in SEEING_FAMILIES:  # the tokenizer and the shipped image processor config
+    if sees_images(family):  # the tokenizer and the shipped image processor config
         components["processor"] = qwen_vl.processor(folder / "processor", tokenizer)
     return getattr(diffusers, pipeline_name(family))(**components)
 

@@ -324,6 +324,23 @@ def test_a_text_encoder_without_its_vision_tower_gives_way_to_a_cached_companion
     assert any(".visual." in f".{k}" for k in pipe.text_encoder.state_dict())
 
 
+def test_a_qwen_image_folder_named_as_an_edit_files_companion_gets_the_processor(
+    tiny_edit: dict, tmp_path: Path
+) -> None:
+    """A plain Qwen-Image folder (no processor) named in an edit file's `.companion` gives
+    the edit pipeline its text encoder, and the processor is built from the shipped image
+    processor config and the folder's tokenizer, as for separate parts."""
+    from diffusers import DiffusionPipeline
+
+    tiny_edit["base"].save_pretrained(tmp_path / "Qwen-Image", safe_serialization=True)
+    path = _save(tiny_edit["transformer"], tmp_path / "qwen_image_edit_Q8_0.safetensors")
+    (tmp_path / "qwen_image_edit_Q8_0.safetensors.companion").write_text("Qwen-Image\n")
+    pipe = single_file.load(path, DiffusionPipeline, torch.float32)
+    assert type(pipe).__name__ == "QwenImageEditPipeline"
+    assert type(pipe.processor).__name__ == "ImageQwen2VLProcessor"
+    assert pipe.processor.tokenizer.get_vocab() == tiny_edit["base"].tokenizer.get_vocab()
+
+
 def test_a_qwen_image_edit_file_takes_the_rest_from_an_edit_folder_beside_it(
     tiny_edit: dict, tmp_path: Path
 ) -> None:
