@@ -198,12 +198,19 @@ _DENOISERS = {
     "flux-schnell": "FluxTransformer2DModel",
     "chroma": "ChromaTransformer2DModel",
     "qwen-image": "QwenImageTransformer2DModel",
-    "qwen-image-edit": "QwenImageTransformer2DModel",
-    "qwen-image-edit-plus": "QwenImageTransformer2DModel",
     "z-image": "ZImageTransformer2DModel",
 }
-# Families whose files are another's, tensor for tensor (told apart by name): its variant.
+# Families whose files are another's, tensor for tensor (told apart by name): that family,
+# whose entries in the tables here (variants, denoiser, parts, tokenizer) they use.
 _SHARED_VARIANTS = {"qwen-image-edit": "qwen-image", "qwen-image-edit-plus": "qwen-image"}
+
+
+def files_family(family: Any) -> str:
+    """The family whose single files a family's are, by name: the one to look it up by in
+    the tables of file layouts (its own, or the family it shares files with)."""
+    return _SHARED_VARIANTS.get(family.name, family.name)
+
+
 # Where a family's companion may already be, in the local Hugging Face cache.
 HUB_COMPANIONS: dict[str, tuple[str, ...]] = {
     "sd1": ("stable-diffusion-v1-5/stable-diffusion-v1-5", "runwayml/stable-diffusion-v1-5"),
@@ -378,7 +385,7 @@ def _variant(path: Path, family: Any, keys: list[str], shapes: dict) -> Variant 
     if family.name in ("flux-dev", "flux-schnell"):
         guided = any(k.removeprefix(UNET).startswith("guidance_in.") for k in keys)
         return VARIANTS["flux-dev" if guided else "flux-schnell"]
-    return VARIANTS.get(_SHARED_VARIANTS.get(family.name, family.name))
+    return VARIANTS.get(files_family(family))
 
 
 def sd2_predicts_v(path: Path) -> bool:
@@ -522,8 +529,6 @@ FAMILY_PARTS: dict[str, dict[str, str]] = {
     },
     "chroma": {"vae": "vae", "text_encoder": "t5xxl"},
     "qwen-image": {"vae": "qwen_vae", "text_encoder": "qwen25vl"},
-    "qwen-image-edit": {"vae": "qwen_vae", "text_encoder": "qwen25vl"},
-    "qwen-image-edit-plus": {"vae": "qwen_vae", "text_encoder": "qwen25vl"},
     "z-image": {"vae": "vae", "text_encoder": "qwen3"},
 }
 # The tokenizer the studio cannot ship (no pip dependency of the studio carries T5's
@@ -535,8 +540,6 @@ FAMILY_TOKENIZER = {
     "sd3": ("tokenizer_3", "t5"),
     "chroma": ("tokenizer", "t5"),
     "qwen-image": ("tokenizer", "qwen"),
-    "qwen-image-edit": ("tokenizer", "qwen"),
-    "qwen-image-edit-plus": ("tokenizer", "qwen"),
     "z-image": ("tokenizer", "qwen"),
 }
 ROLE_KIND = {
@@ -805,7 +808,7 @@ def choose_parts(
     candidates = _part_candidates(info, sidecar)
     chosen: dict[str, PartFile] = {}
     missing = []
-    for component, role in FAMILY_PARTS[family.name].items():
+    for component, role in FAMILY_PARTS[files_family(family)].items():
         config = json.loads((folder / component / "config.json").read_text(encoding="utf-8"))
         kind = ROLE_KIND[role]
         expected = _expected_shape(config, kind)
@@ -912,7 +915,7 @@ def find_tokenizer(info: FileInfo, sidecar: Sidecar | None) -> Path | None:
 
     family = info.family
     assert family is not None
-    slot, kind = FAMILY_TOKENIZER[family.name]
+    slot, kind = FAMILY_TOKENIZER[files_family(family)]
     candidates = list(sidecar.tokenizers) if sidecar is not None else []
     tools = [parent for parent in list(info.path.parents)[:5] if _has_part_folders(parent)]
     chosen = models_folder.models_dir()
@@ -1350,7 +1353,7 @@ def load(
     if family.name in _FULL_FAMILIES and not info.is_gguf:
         say(f"Loading {name} ({family.label})…", None)
         return _load_full(info, getattr(diffusers, family.checkpoint_class), dtype)
-    if family.name not in _DENOISERS:
+    if files_family(family) not in _DENOISERS:
         raise ModelError(
             f"{family.label} single files cannot be loaded yet: use a diffusers folder."
         )
@@ -1508,7 +1511,12 @@ def _load_denoiser(info: FileInfo, dtype: Any, say: Callable[[str, float | None]
     companion = find_companion(path, family, hub=False)
     missing: list[str] = []
     blind: str | None = None  # the parts' text encoder cannot see: said if nothing else serves
-    if companion is None and family.name in FAMILY_PARTS and variant is not None and info.matches:
+    if (
+        companion is None
+        and files_family(family) in FAMILY_PARTS
+        and variant is not None
+        and info.matches
+    ):
         folder = shipped_folder(variant)
         sidecar = read_sidecar(path)
         chosen, missing = choose_parts(info, folder, sidecar)
@@ -1520,7 +1528,7 @@ def _load_denoiser(info: FileInfo, dtype: Any, say: Callable[[str, float | None]
             if tokenizer is None:
                 raise ModelError(
                     f"'{printable(path.name)}' and its parts were found, but "
-                    + tokenizer_hint(path, FAMILY_TOKENIZER[family.name][1])
+                    + tokenizer_hint(path, FAMILY_TOKENIZER[files_family(family)][1])
                 )
             return _load_with_parts(info, folder, chosen, tokenizer, dtype, say)
     if companion is None:
@@ -1594,7 +1602,7 @@ def _denoiser(info: FileInfo, config: Path, dtype: Any) -> Any:
 
     family, path = info.family, info.path
     assert family is not None
-    denoiser_cls = getattr(diffusers, _DENOISERS[family.name])
+    denoiser_cls = getattr(diffusers, _DENOISERS[files_family(family)])
     kwargs: dict[str, Any] = {}
     if info.is_gguf:
         gguf_module()
@@ -1602,9 +1610,7 @@ def _denoiser(info: FileInfo, config: Path, dtype: Any) -> Any:
     source: Any = str(path)
     if denoiser_cls.__name__ in ("FluxTransformer2DModel", "ChromaTransformer2DModel"):
         source = flux_to_diffusers(_state_dict(path, dtype))
-    elif _SHARED_VARIANTS.get(family.name, family.name) == "qwen-image" and any(
-        k.startswith(UNET) for k in info.keys
-    ):
+    elif files_family(family) == "qwen-image" and any(k.startswith(UNET) for k in info.keys):
         # diffusers' names already, behind ComfyUI's prefix (which diffusers keeps)
         source = {k.removeprefix(UNET): v for k, v in _state_dict(path, dtype).items()}
     elif info.is_scaled:  # diffusers reads the file's names, but not its scales
@@ -1656,7 +1662,7 @@ def _load_with_parts(
             folder, subfolder="scheduler"
         ),
     }
-    roles = FAMILY_PARTS[family.name]
+    roles = FAMILY_PARTS[files_family(family)]
     for component, part in chosen.items():
         try:
             components[component] = load_part(part, roles[component], component, folder, dtype)
@@ -1673,7 +1679,7 @@ def _load_with_parts(
         components[slot] = transformers.CLIPTokenizer.from_pretrained(
             folder, subfolder=slot, local_files_only=True
         )
-    slot, kind = FAMILY_TOKENIZER[family.name]
+    slot, kind = FAMILY_TOKENIZER[files_family(family)]
     try:
         if kind == "t5":
             tokenizer = transformers.T5TokenizerFast.from_pretrained(

@@ -106,6 +106,17 @@ def test_a_mistyped_family_line_is_logged_and_refused_naming_the_valid_ones(
     )
 
 
+def test_the_edit_families_use_qwen_images_file_tables_through_one_helper() -> None:
+    """Their files are Qwen-Image's: the tables of file layouts hold no copies for them, and
+    each is looked up by the family it shares files with (single_file.files_family)."""
+    for name in PIPELINES:
+        family = families.by_name(name)
+        assert single_file.files_family(family) == "qwen-image"
+        for table in (single_file._DENOISERS, single_file.FAMILY_PARTS):
+            assert name not in table
+        assert name not in single_file.FAMILY_TOKENIZER
+
+
 # -- Edit mode on tiny files ---------------------------------------------------------------
 
 
