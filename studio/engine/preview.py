@@ -83,12 +83,12 @@ class PreviewCopy:
 
     def __init__(self, rgb: torch.Tensor) -> None:
         self._done: Any = None
-        if rgb.device.type == "cuda":
+        if rgb.is_cuda:
             self._host = rgb.to("cpu", non_blocking=True)  # into pinned memory, asynchronously
             self._done = torch.cuda.Event()
             self._done.record(torch.cuda.current_stream(rgb.device))
         else:
-            self._host = rgb.cpu()
+            self._host = rgb if rgb.is_cpu else rgb.cpu()
 
     @property
     def in_flight(self) -> bool:
@@ -171,13 +171,9 @@ class Previewer:
         if patch == 1:
             return rgb.to(torch.uint8).view(-1, rows, columns, 3)
         # to bytes and each token's p×p pixels into their rows, in one copy
-        out = torch.empty(
-            (rgb.shape[0] // (rows * columns), rows, patch, columns, patch, 3),
-            dtype=torch.uint8,
-            device=rgb.device,
-        )
-        out.transpose(2, 3).copy_(rgb.view(-1, rows, columns, patch, patch, 3))
-        return out.view(-1, rows * patch, columns * patch, 3)
+        tokens = rgb.view(-1, rows, columns, patch, patch, 3).transpose(2, 3)
+        pixels = tokens.to(torch.uint8, memory_format=torch.contiguous_format)
+        return pixels.view(-1, rows * patch, columns * patch, 3)
 
     def _decode(self, x0: torch.Tensor) -> torch.Tensor:
         assert self.decode is not None
