@@ -605,22 +605,24 @@ class Engine:
         Kept on the pipeline for its VAE: reading the projection and preparing its weights
         would cost every run what a tiny model's step costs."""
         method = method or self.settings.preview_method
-        kept: dict[tuple[Any, ...], Previewer] = pipe.__dict__.setdefault("_studio_previewers", {})
-        key = (method, width, height, id(pipe.vae))
-        found = kept.get(key)
-        if found is not None:
+        kept: dict[tuple[Any, ...], tuple[Any, Previewer]]
+        kept = pipe.__dict__.setdefault("_studio_previewers", {})
+        key = (method, width, height)
+        vae, found = kept.get(key, (None, None))
+        if found is not None and vae is pipe.vae:  # the VAE's projection: not another's
             return found
         coefficients = coefficients_for(pipe) if method == "linear" else None
         layout = family_of(pipe).layout
         if len(kept) > 8:  # sizes come and go: keep a few
             kept.clear()
-        found = kept[key] = Previewer(
+        found = Previewer(
             method,
             decode=lambda latents: family_runtime.vae_decode(pipe.vae, latents, layout),
             coefficients=coefficients,
             unpack=lambda latents: family_runtime.unpack(pipe, latents, width, height),
             tokens=family_runtime.token_grid(pipe, width, height),
         )
+        kept[key] = (pipe.vae, found)
         return found
 
     def _call_with_memory_fallback(

@@ -154,6 +154,34 @@ def test_the_linear_preview_of_tokens_is_the_preview_of_their_grid(
     assert np.abs(made[0].astype(int) - made[1].astype(int)).max() <= 1  # float rounding
 
 
+def test_a_pipeline_given_another_vae_previews_with_that_vaes_colours(engines, folders) -> None:
+    """The previewer is kept per pipeline, for its VAE: a VAE put in its place gets its own
+    projection, fitted from it (its encoder reads red as blue and blue as red here)."""
+    import copy
+
+    from studio.engine.preview import Previewer, fitted_coefficients
+
+    engine = engines["linear"]
+    engine.run(_request(folders["sd1"], steps=2))  # loads it
+    pipe = engine.models.pipeline(folders["sd1"], Mode.TEXT_TO_IMAGE)
+    first = engine._previewer(pipe, SIZE, SIZE)
+    assert engine._previewer(pipe, SIZE, SIZE) is first  # kept between runs
+    original = pipe.vae
+    swapped = copy.deepcopy(original)
+    with torch.no_grad():
+        swapped.encoder.conv_in.weight.copy_(original.encoder.conv_in.weight[:, [2, 1, 0]])
+    latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    try:
+        pipe.vae = swapped
+        shown = engine._previewer(pipe, SIZE, SIZE).start(latents).collect().astype(int)
+    finally:
+        pipe.vae = original
+    expected = Previewer("linear", coefficients=fitted_coefficients(swapped)).start(latents)
+    assert np.abs(shown - expected.collect().astype(int)).max() <= 1
+    old = first.start(latents).collect().astype(int)
+    assert np.abs(shown - old).mean() > 10  # the old VAE's colours are another picture
+
+
 @pytest.mark.parametrize("fixture", FAMILIES)
 def test_one_step_gives_a_picture(engines, folders, fixture: str) -> None:
     """A single step (distilled models, or a quick look): Qwen-Image's schedule stretched to
