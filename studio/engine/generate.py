@@ -764,6 +764,10 @@ def guidance_arguments(pipe: Any, scale: float, negative_prompt: str) -> dict[st
         if "true_cfg_scale" in call_parameters(pipe):
             return {"true_cfg_scale": scale, "negative_prompt": negative or " "}
         return {"guidance_scale": scale, "negative_prompt": negative}  # Chroma: CFG by name
+    if guidance.kind == "cfg_list":
+        # Z-Image's pipelines guide as cond + s·(cond − uncond), CFG only for s > 0: the
+        # artist's CFG scale (uncond + cfg·(cond − uncond), as every other tool) less one
+        return {"guidance_scale": max(0.0, scale - 1.0), "negative_prompt": negative}
     if guidance.kind == "distilled":
         return {"guidance_scale": scale}
     return {"guidance_scale": 0.0} if "guidance_scale" in call_parameters(pipe) else {}

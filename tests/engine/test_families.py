@@ -281,6 +281,14 @@ def test_the_guidance_controls_that_apply_change_the_picture(
         # (tiny random text encoders barely tell prompts apart: the change is small)
         rescaled = engine.run(request.replace(cfg_rescale=1.0)).images[0]
         assert not np.array_equal(np.asarray(rescaled, np.int16), plain)
+    # the CFG slider and the negative prompt do what the window says they do (Z-Image ran
+    # unguided whatever they said)
+    if family.guidance.negative_prompt:
+        other = engine.run(request.replace(negative_prompt="a blue square")).images[0]
+        assert not np.array_equal(np.asarray(other, np.int16), plain)
+    if family.guidance.scale:
+        weaker = engine.run(request.replace(cfg_scale=2.0)).images[0]
+        assert not np.array_equal(np.asarray(weaker, np.int16), plain)
 
 
 def test_deriving_a_mode_keeps_the_models_precision(folders) -> None:

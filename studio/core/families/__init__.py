@@ -36,6 +36,7 @@ class Guidance:
 
     kind: "cfg" — classifier-free guidance in one batched call ([uncond, cond]);
     "true_cfg" — CFG as two calls a step (cond, then uncond), only with a negative prompt;
+    "cfg_list" — CFG in one call on a list of latents (Z-Image), no CFG rescale;
     "distilled" — a guidance strength the model takes as an input (one call, no negative
     prompt); "none" — the model is not guided (timestep-distilled models).
     """
@@ -45,7 +46,7 @@ class Guidance:
 
     @property
     def negative_prompt(self) -> bool:
-        return self.kind in ("cfg", "true_cfg")
+        return self.kind in ("cfg", "true_cfg", "cfg_list")
 
     @property
     def scale(self) -> bool:
