@@ -89,3 +89,22 @@ def test_model_defaults_without_a_card(tiny_sd: Path, tmp_path: Path) -> None:
     not_a_model = tmp_path / "empty"
     not_a_model.mkdir()
     assert model_defaults(str(not_a_model)) == {}
+
+
+def test_the_negative_prompt_box_says_why_it_is_off(make_window, tmp_path: Path) -> None:  # noqa: ANN001
+    """A negative prompt kept from an SDXL job hides the box's placeholder: on a model that
+    takes none, the greyed text's tooltip says why, and Z-Image (CFG) takes one."""
+    from tests.engine.tiny_families import build
+
+    flux, z_image = (str(build(name, tmp_path / name)) for name in ("flux", "z_image"))
+    window = make_window()
+    box = window.prompt_panel.negative_edit
+    window.prompt_panel.set_prompts("a red circle", "blurry, lowres")
+    window.draft.edit({"model": flux})
+    assert not box.isEnabled() and box.toPlainText() == "blurry, lowres"
+    assert box.toolTip().startswith("Flux.1 dev takes no negative prompt")
+    assert "not used" in box.toolTip()
+    window.draft.edit({"model": z_image})
+    assert (
+        box.isEnabled() and box.toolTip() == "The negative prompt: what the image should not show."
+    )

@@ -35,6 +35,7 @@ from studio.ui.bind import bind, follow
 from studio.ui.settings import MAX_HISTORY
 
 NEGATIVE_PLACEHOLDER = "What to avoid (negative prompt)"
+NEGATIVE_TIP = "The negative prompt: what the image should not show."
 UNKNOWN_UNDERLINE = QColor(230, 80, 60)  # a spell checker's red, readable in both themes
 
 
@@ -116,7 +117,7 @@ class PromptPanel(QWidget):
         self.prompt_edit = PromptEdit("Describe the image: a large yellow star in the centre…")
         self.prompt_edit.setToolTip("The prompt. Ctrl+Up / Ctrl+Down: earlier prompts.")
         self.negative_edit = PromptEdit(NEGATIVE_PLACEHOLDER)
-        self.negative_edit.setToolTip("The negative prompt: what the image should not show.")
+        self.negative_edit.setToolTip(NEGATIVE_TIP)
         # Small when the controls are long (Inpaint), larger when there is room.
         self.prompt_edit.setMinimumHeight(60)
         self.prompt_edit.setMaximumHeight(200)
@@ -163,11 +164,18 @@ class PromptPanel(QWidget):
         """Guidance-distilled and unguided models take no negative prompt: say so in its box
         (what is typed stays, for the next model that uses one)."""
         applies = family is None or family.guidance.negative_prompt
-        self.negative_edit.setEnabled(applies)
-        self.negative_edit.setPlaceholderText(
-            NEGATIVE_PLACEHOLDER
+        why = (
+            ""
             if applies
             else f"{family.label} takes no negative prompt (its guidance is distilled)"
+        )
+        self.negative_edit.setEnabled(applies)
+        self.negative_edit.setPlaceholderText(why or NEGATIVE_PLACEHOLDER)
+        # the placeholder hides behind text kept from another model: the tooltip says it too
+        self.negative_edit.setToolTip(
+            f"{why}: what is typed here is not used, and is kept for the next model that takes one."
+            if why
+            else NEGATIVE_TIP
         )
 
     def _show_vocabulary(self, values: dict[str, Any], _source: Source) -> None:
