@@ -478,3 +478,34 @@ def test_the_models_folder_setting_lists_its_checkpoints(  # noqa: ANN001
     dialog = SettingsDialog(StudioSettings(tmp_path, engine, "dark", models_dir=tmp_path))
     assert dialog.values().models_dir == tmp_path
     dialog.deleteLater()
+
+
+def test_models_of_one_name_are_told_apart_in_the_picker(  # noqa: ANN001
+    make_window, tmp_path, monkeypatch
+):
+    """A GGUF beside its .safetensors, or one name in two subfolders, were listed as two
+    identical entries: each is listed by as much of its file name and folders as tells it
+    from the others."""
+    from studio.core import models_folder
+
+    monkeypatch.setattr(models_folder, "_chosen", {"command line": None, "setting": None})
+    monkeypatch.setenv(models_folder.ENV_VAR, str(tmp_path))
+    checkpoints = tmp_path / "checkpoints"
+    for name in (
+        "flux1-dev.safetensors",
+        "flux1-dev.gguf",
+        "SDXL/pony.safetensors",
+        "SD15/pony.safetensors",
+        "juggernautXL.safetensors",
+    ):
+        (checkpoints / name).parent.mkdir(parents=True, exist_ok=True)
+        (checkpoints / name).write_bytes(b"x")
+    combo = make_window().model_picker.combo
+    listed = {combo.itemText(i): combo.itemData(i) for i in range(combo.count())}
+    assert {name: path for name, path in listed.items() if "flux" in name or "pony" in name} == {
+        "flux1-dev.gguf": str(checkpoints / "flux1-dev.gguf"),
+        "flux1-dev.safetensors": str(checkpoints / "flux1-dev.safetensors"),
+        "SD15/pony.safetensors": str(checkpoints / "SD15" / "pony.safetensors"),
+        "SDXL/pony.safetensors": str(checkpoints / "SDXL" / "pony.safetensors"),
+    }
+    assert listed["juggernautXL"] == str(checkpoints / "juggernautXL.safetensors")

@@ -7,7 +7,9 @@ download progress happen on the engine thread and show in the status bar.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -34,6 +36,7 @@ from studio.ui.bind import follow
 log = logging.getLogger(__name__)
 
 ADD_MODEL = "__add__"
+MAX_NAME_FOLDERS = 4  # the folders a listed name may show (models_folder.MAX_DEPTH)
 HINT_LINES = 2
 
 
@@ -211,11 +214,11 @@ class ModelPicker(QWidget):
         folder = models_folder.current() if self.role == "generator" else None
         if folder is not None and folder.checkpoints:
             self.combo.insertSeparator(self.combo.count())
-            for path in folder.checkpoints:
+            for path, name in zip(
+                folder.checkpoints, listed_names(folder.checkpoints), strict=True
+            ):
                 if self.combo.findData(str(path)) < 0:
-                    self.combo.addItem(
-                        printable(path.stem if path.is_file() else path.name), str(path)
-                    )
+                    self.combo.addItem(printable(name), str(path))
                     self.combo.setItemData(
                         self.combo.count() - 1, printable(str(path)), Qt.ItemDataRole.ToolTipRole
                     )
@@ -256,6 +259,23 @@ class ModelPicker(QWidget):
             return
         if spec != self._current:
             self._choose(spec)
+
+
+def listed_names(paths: list[Path]) -> list[str]:
+    """The picker's name of each model of the models folder: its file name without the
+    suffix, as AUTOMATIC1111 lists them; where two share that name, the file name
+    (ponyV6.safetensors, ponyV6.gguf), and where they still do, with as many of the folders
+    it is in as tell them apart (SDXL/ponyV6.safetensors, SD15/ponyV6.safetensors)."""
+    names = [path.stem if path.is_file() else path.name for path in paths]
+    for depth in range(MAX_NAME_FOLDERS + 1):
+        counts = Counter(names)
+        shared = [n for n, name in enumerate(names) if counts[name] > 1]
+        if not shared:
+            break
+        for n in shared:
+            path = paths[n]
+            names[n] = "/".join([*path.parent.parts[len(path.parent.parts) - depth :], path.name])
+    return names
 
 
 def short_model_name(spec: str) -> str:
