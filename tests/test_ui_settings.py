@@ -509,3 +509,37 @@ def test_models_of_one_name_are_told_apart_in_the_picker(  # noqa: ANN001
         "SDXL/pony.safetensors": str(checkpoints / "SDXL" / "pony.safetensors"),
     }
     assert listed["juggernautXL"] == str(checkpoints / "juggernautXL.safetensors")
+
+
+def test_the_picker_says_a_damaged_model_is_damaged_when_it_is_picked(  # noqa: ANN001
+    make_window, tmp_path, monkeypatch
+):
+    """A half-downloaded file or a folder missing a part read as any model under the picker
+    ("A single-file checkpoint: …") until Generate failed: the hint now says what is wrong,
+    in the warning colour, as soon as it is picked."""
+    from studio.core import models_folder
+
+    monkeypatch.setattr(models_folder, "_chosen", {"command line": None, "setting": None})
+    monkeypatch.setenv(models_folder.ENV_VAR, str(tmp_path))
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    (checkpoints / "half.safetensors").write_bytes((10**6).to_bytes(8, "little") + b"{}")
+    (checkpoints / "half.gguf").write_bytes(b"GGUF\x03\x00\x00\x00")
+    incomplete = checkpoints / "incomplete"
+    incomplete.mkdir()
+    (incomplete / "model_index.json").write_text(
+        '{"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"]}'
+    )
+    window = make_window()
+    picker = window.model_picker
+    for name, says in (
+        ("half.safetensors", "'half.safetensors' is not a readable .safetensors file (damaged"),
+        ("half.gguf", "'half.gguf' is not a readable GGUF file (damaged"),
+        ("incomplete", "'incomplete' has no 'unet' folder, which its model_index.json lists"),
+    ):
+        index = picker.combo.findText(name)
+        picker.combo.activated.emit(index)
+        assert window.draft["model"] == picker.combo.itemData(index)
+        assert says in picker.hint.text() and picker.hint.objectName() == "warning"
+    picker.combo.activated.emit(picker.combo.findData("studio-tiny"))
+    assert picker.hint.objectName() == "hint"

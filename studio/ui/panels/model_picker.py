@@ -29,6 +29,7 @@ from superqt import QElidingLabel
 from studio.core import catalog, models_folder
 from studio.core.catalog import ModelError
 from studio.core.draft import Draft, Source
+from studio.core.model_files import check_model_folder, gguf_keys, safetensors_header
 from studio.core.request import DEFAULT_MODEL, DEFAULT_UPSCALE_MODEL
 from studio.core.text import printable
 from studio.ui.bind import follow
@@ -40,28 +41,61 @@ MAX_NAME_FOLDERS = 4  # the folders a listed name may show (models_folder.MAX_DE
 HINT_LINES = 2
 
 
-def describe_model(spec: str, role: str) -> str:
+def describe_model(spec: str, role: str) -> tuple[str, bool]:
     """One or two lines about a model for the hint under the picker: its family and size on
     disk, then what it is (an embedded model's card describes it: studio-tiny's lists the
-    words it understands)."""
+    words it understands), or why it cannot work; and whether it is that warning."""
     for info in catalog.embedded_models():
         if info.name == spec:  # its own card says what it is
             size = _size_label(spec)
             return (f"{size}. " if size else "") + (
                 printable(info.description) or f"Embedded {info.role}."
-            )
+            ), False
     facts = [part for part in (_family_label(spec), _size_label(spec)) if part]
     lead = " · ".join(facts) + ". " if facts else ""
     try:
         source = catalog.resolve(spec)
     except ModelError as e:
-        return str(e)
+        return str(e), True
+    problem = files_problem(source)
+    if problem:
+        return lead + problem, True
     return lead + {
         "hub": "A Hugging Face hub model: downloaded once on first use, then cached.",
         "folder": f"A diffusers folder: {printable(source.location)}",
         "checkpoint": f"A single-file checkpoint: {printable(source.location)}",
         "embedded": "Embedded model.",
-    }.get(source.kind, "")
+    }.get(source.kind, ""), False
+
+
+def files_problem(source: catalog.ModelSource) -> str:
+    """The sentence generating would end with when a model's files cannot work as they are
+    (a damaged or half-downloaded file, a folder missing a part), found from their headers
+    and configs alone, so the picker says it before the artist writes a prompt; "" when
+    nothing is wrong that can be seen without loading."""
+    if source.kind == "folder":
+        folder = Path(source.location)
+        try:
+            shared = catalog.shared_components(folder, catalog.read_model_card(folder))
+            check_model_folder(folder, provided=shared)
+        except ModelError as e:
+            return str(e)
+        return ""
+    path = Path(source.location)
+    kind = {".safetensors": ".safetensors", ".gguf": "GGUF"}.get(path.suffix.lower())
+    if source.kind != "checkpoint" or kind is None:
+        return ""
+    try:
+        if kind == "GGUF":
+            gguf_keys(path)
+        else:
+            safetensors_header(path)
+    except (OSError, ValueError, UnicodeDecodeError, OverflowError):
+        return (
+            f"'{printable(path.name)}' is not a readable {kind} file (damaged or incompletely "
+            "downloaded)."
+        )
+    return ""
 
 
 def _family_label(spec: str) -> str:
@@ -245,7 +279,11 @@ class ModelPicker(QWidget):
         self._current = spec
         self.combo.setToolTip(printable(spec))
         if self._show_hint:
-            text = describe_model(spec, self.role)
+            text, warning = describe_model(spec, self.role)
+            if self.hint.objectName() != ("warning" if warning else "hint"):
+                self.hint.setObjectName("warning" if warning else "hint")
+                self.hint.style().unpolish(self.hint)  # the theme's colour of the new name
+                self.hint.style().polish(self.hint)
             self.hint.setText(text)
             self.hint.setToolTip(text)
         if changed:
