@@ -451,9 +451,16 @@ def test_dropping_an_image_file_emits_its_path(canvas: ImageCanvas, tmp_path: Pa
     assert drop(canvas, mime)
     assert dropped == [(str(path),)]
 
+    # a file that is no image is taken too, to say why it does not open (not a refusing
+    # cursor and nothing else)
+    refused = counter(canvas.dropRefused)
     text_only = QMimeData()
     text_only.setUrls([QUrl.fromLocalFile(str(tmp_path / "notes.txt"))])
-    assert not drop(canvas, text_only) and len(dropped) == 1
+    assert drop(canvas, text_only) and len(dropped) == 1
+    assert refused == [
+        ("'notes.txt' is not an image the studio opens (PNG, JPG, WEBP, BMP, GIF, TIF).",)
+    ]
+    assert not drop(canvas, QMimeData())  # nothing to take
 
 
 def test_dropping_image_data_emits_the_image(canvas: ImageCanvas) -> None:

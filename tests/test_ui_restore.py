@@ -238,3 +238,37 @@ def test_the_open_dialog_starts_in_the_last_folder_used_else_the_output_folder(
     window.close()
     make_window().open_image_dialog()  # a restart remembers it
     assert starts == [str(out_dir), str(pictures), str(pictures)]
+
+
+def test_dropping_a_file_that_is_no_image_says_why(make_window, tmp_path):  # noqa: ANN001
+    """A checkpoint or a text file dropped on the window or the canvas showed a refusing
+    cursor and nothing else: it now gives one sentence, and the canvas keeps its picture."""
+    from PIL import Image
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    kept: list[QMimeData] = []  # an event does not own its data: keep it alive
+
+    def dropped(*paths: Path) -> QDropEvent:
+        mime = QMimeData()
+        mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+        kept.append(mime)
+        return QDropEvent(
+            QPointF(10, 10),
+            Qt.DropAction.CopyAction,
+            mime,
+            Qt.MouseButton.LeftButton,
+            Qt.KeyboardModifier.NoModifier,
+        )
+
+    window = make_window()
+    window.canvas.set_image(Image.new("RGB", (8, 8), (200, 0, 0)))
+    window.dropEvent(dropped(tmp_path / "ponyDiffusionV6XL.safetensors"))
+    assert window.banner.kind == "error"
+    assert window.banner.text() == (
+        "'ponyDiffusionV6XL.safetensors' is a model file, not an image: put it in your models "
+        "folder (Settings) or choose Add model… in the model picker."
+    )
+    window.canvas.dropEvent(dropped(tmp_path / "prompt.txt"))
+    assert window.banner.text().startswith("'prompt.txt' is not an image the studio opens (PNG")
+    assert window.canvas.image().getpixel((0, 0)) == (200, 0, 0)

@@ -10,6 +10,7 @@ Embedding::
     canvas = ImageCanvas()
     canvas.imageDropped.connect(intake.open_file)   # a dropped file's path: ui/intake.py
     canvas.imagePasted.connect(intake.take_pixels)  # dropped image data, as a QImage
+    canvas.dropRefused.connect(show_error)          # files dropped, none an image: why
     canvas.set_image(pil_image)
     canvas.set_mask_editing(mode == "inpaint")
     request = replace(request, mask=canvas.mask())
@@ -54,7 +55,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.mask_layer import Box, MaskLayer
-from studio.ui.image_input import dropped_image_path, dropped_pixels
+from studio.ui.image_input import dropped_image_path, dropped_pixels, refusal, takes_drop
 from studio.ui.qt_images import pil_to_qimage, qimage_to_pil, wrap_rgb_array
 
 __all__ = ["EMPTY_HINT", "ImageCanvas"]
@@ -261,6 +262,7 @@ class ImageCanvas(QGraphicsView):
     maskChanged = Signal()  # after each stroke, clear, invert, undo, redo, set_mask, reset
     imageDropped = Signal(str)  # an image file dropped: the window decides
     imagePasted = Signal(QImage)  # image data dropped
+    dropRefused = Signal(str)  # files dropped, none an image: the sentence why
     zoomChanged = Signal(float)  # 1.0 = 100%
     brushSizeChanged = Signal(int)
     brushRangeChanged = Signal(int, int)  # the smallest and largest brush for the picture
@@ -649,8 +651,7 @@ class ImageCanvas(QGraphicsView):
             event.ignore()
 
     def _judge_drag(self, event: QDragMoveEvent) -> None:
-        mime = event.mimeData()
-        if dropped_image_path(mime) is not None or mime.hasImage():
+        if takes_drop(event.mimeData()):
             event.acceptProposedAction()
         else:
             event.ignore()
@@ -664,7 +665,10 @@ class ImageCanvas(QGraphicsView):
         if image is not None:
             self.imagePasted.emit(image)
             return True
-        return False
+        refused = refusal(mime)
+        if refused:
+            self.dropRefused.emit(refused)
+        return bool(refused)
 
     # Input ---------------------------------------------------------------------------
 

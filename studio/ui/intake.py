@@ -23,7 +23,7 @@ from studio.core.text import printable
 from studio.metadata import ImageParameters
 from studio.ui.banner import Banner
 from studio.ui.canvas import ImageCanvas
-from studio.ui.image_input import dropped_image_path, dropped_pixels
+from studio.ui.image_input import dropped_image_path, dropped_pixels, refusal
 from studio.ui.parameter_reader import ParameterReader
 from studio.ui.qt_images import qimage_to_pil
 
@@ -94,7 +94,10 @@ class Intake(QObject):
             return self.open_file(path)
         image = dropped_pixels(mime)
         if image is None:
-            return False
+            refused = refusal(mime)  # files, none an image: say why nothing opens
+            if refused:
+                self.show_error(refused)
+            return bool(refused)
         self.take_pixels(image)
         return True
 

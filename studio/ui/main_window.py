@@ -59,7 +59,7 @@ from studio.ui.controller import JobController, fraction_or_none
 from studio.ui.dialogs import SettingsDialog, ShortcutsDialog, StudioSettings
 from studio.ui.gallery import GalleryPanel
 from studio.ui.icons import themed_section
-from studio.ui.image_input import dropped_image_path
+from studio.ui.image_input import takes_drop
 from studio.ui.intake import Intake
 from studio.ui.job_view import JobView
 from studio.ui.live_mode import LiveMode, LiveView
@@ -395,6 +395,7 @@ class MainWindow(QMainWindow):
         )
         self.canvas.imageDropped.connect(self.intake.open_file)
         self.canvas.imagePasted.connect(self.intake.take_pixels)
+        self.canvas.dropRefused.connect(self.show_error)
 
         self.gallery.selected.connect(self._on_gallery_selected)
         self.gallery.activated.connect(self._show_file_in_canvas)
@@ -573,8 +574,7 @@ class MainWindow(QMainWindow):
             self.intake.open_file(path)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt API
-        mime = event.mimeData()
-        if dropped_image_path(mime) is not None or (mime is not None and mime.hasImage()):
+        if takes_drop(event.mimeData()):
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt API
