@@ -543,3 +543,32 @@ def test_the_picker_says_a_damaged_model_is_damaged_when_it_is_picked(  # noqa: 
         assert says in picker.hint.text() and picker.hint.objectName() == "warning"
     picker.combo.activated.emit(picker.combo.findData("studio-tiny"))
     assert picker.hint.objectName() == "hint"
+
+
+def test_the_models_list_says_each_models_family_and_size(  # noqa: ANN001
+    make_window, tmp_path, monkeypatch
+):
+    """Only the chosen model's hint said its family: a list of fine-tunes of SD 1.5, SDXL
+    and Flux read as bare names. Opening the list gives each its family and size."""
+    from studio.core import models_folder
+    from tests.engine.tiny_families import build
+    from tests.sparse_files import sparse_safetensors
+
+    monkeypatch.setattr(models_folder, "_chosen", {"command line": None, "setting": None})
+    monkeypatch.setenv(models_folder.ENV_VAR, str(tmp_path))
+    build("sd1", tmp_path / "diffusers" / "dreamshaper")
+    sparse_safetensors(
+        tmp_path / "checkpoints" / "juggernautXL.safetensors",
+        {
+            "model.diffusion_model.input_blocks.0.0.weight": [320, 4, 3, 3],
+            "conditioner.embedders.1.model.ln_final.weight": [1280],
+        },
+    )
+    combo = make_window().model_picker.combo
+    names = [combo.itemText(i) for i in range(combo.count())]
+    assert "juggernautXL" in names and "dreamshaper" in names  # nothing read at start
+    combo.showPopup()
+    combo.hidePopup()
+    names = [combo.itemText(i) for i in range(combo.count())]
+    assert "juggernautXL · SDXL · 25.8 kB" in names
+    assert any(name.startswith("dreamshaper · SD 1.x · ") for name in names)

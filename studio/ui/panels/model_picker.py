@@ -169,6 +169,16 @@ class AddModelDialog(QDialog):
         self.accept()
 
 
+class _Combo(QComboBox):
+    """A combo that says when its list is about to open."""
+
+    aboutToShowPopup = Signal()
+
+    def showPopup(self) -> None:  # noqa: N802 - Qt API
+        self.aboutToShowPopup.emit()
+        super().showPopup()
+
+
 class ModelPicker(QWidget):
     """A combo of models for one role ("generator" or "upscaler") with a hint below it.
 
@@ -184,8 +194,12 @@ class ModelPicker(QWidget):
     ) -> None:
         super().__init__(parent)
         self.role = role
-        self.combo = QComboBox()
+        self.combo = _Combo()
         self.combo.setToolTip("The model; 'Add model…' takes a hub id, a folder or a file")
+        # the models folder's entries: their listed name, until the list first opens and
+        # each gets its family and size (read from headers: not at start, for many models)
+        self._undescribed: dict[str, str] = {}
+        self.combo.aboutToShowPopup.connect(self._describe_listed)
         # At most HINT_LINES lines (the rest elided, all of it in the tooltip), so a long
         # card does not push the controls below the fold.
         self.hint = QElidingLabel()
@@ -237,6 +251,7 @@ class ModelPicker(QWidget):
     def reload(self) -> None:
         self.combo.blockSignals(True)
         self.combo.clear()
+        self._undescribed = {}
         names = [m.name for m in catalog.embedded_models() if m.role == self.role]
         if self._default not in names:
             names.insert(0, self._default)
@@ -253,6 +268,7 @@ class ModelPicker(QWidget):
             ):
                 if self.combo.findData(str(path)) < 0:
                     self.combo.addItem(printable(name), str(path))
+                    self._undescribed[str(path)] = printable(name)
                     self.combo.setItemData(
                         self.combo.count() - 1, printable(str(path)), Qt.ItemDataRole.ToolTipRole
                     )
@@ -288,6 +304,17 @@ class ModelPicker(QWidget):
             self.hint.setToolTip(text)
         if changed:
             self.modelChanged.emit(spec)
+
+    def _describe_listed(self) -> None:
+        """Each models folder entry says its family and size in the list ("juggernautXL ·
+        SDXL · 6.9 GB"), as the hint does for the chosen one: looked up when the list first
+        opens, so that a large models folder does not slow the window's start."""
+        undescribed, self._undescribed = self._undescribed, {}
+        for spec, name in undescribed.items():
+            index = self.combo.findData(spec)
+            facts = [part for part in (_family_label(spec), _size_label(spec)) if part]
+            if index >= 0 and facts:
+                self.combo.setItemText(index, " · ".join([name, *facts]))
 
     def _on_activated(self, index: int) -> None:
         spec = self.combo.itemData(index)
