@@ -171,3 +171,32 @@ def test_a_fresh_install_scribbles_a_circle_and_gets_it_there(  # noqa: ANN001
 
     left, right = scribble_and_run(16), scribble_and_run(48)
     assert left[0] < 24 and right[0] > 40, (left, right)
+
+
+def test_a_model_without_controlnets_turns_the_section_off_and_says_why(  # noqa: ANN001
+    qtbot, make_window, tmp_path
+) -> None:
+    """On Flux.2 Klein or Chroma the section stayed on, and studio-tiny's own ControlNet
+    followed the artist to every other model: both only failed at Generate."""
+    from tests.engine.tiny_families import build
+
+    klein, flux = (str(build(name, tmp_path / name)) for name in ("flux2_klein", "flux"))
+    backend = ScriptedBackend()
+    window = make_window(backend=backend)
+    panel = window.controlnet
+    window.canvas.set_image(_picture())
+    panel.use_canvas_picture()  # on, with studio-tiny's ControlNet
+    assert panel.enabled.isChecked() and panel.model_spec() == "studio-tiny-controlnet"
+    assert panel.text() == "ControlNet (on)"
+
+    window.draft.edit({"model": klein})
+    says = "The studio runs no ControlNets on Flux.2 Klein models."
+    assert not panel.enabled.isEnabled() and panel.enabled.toolTip() == says
+    assert panel.state.text() == says and panel.text() == "ControlNet"
+    assert window.build_request().controls == ()  # nothing the window does not show
+
+    window.draft.edit({"model": flux})  # a family with ControlNets: on again, its own list
+    assert panel.enabled.isEnabled() and panel.enabled.isChecked()
+    assert panel.model_spec() == ""  # not studio-tiny's: the job asks for one
+    window.draft.edit({"model": "studio-tiny"})
+    assert panel.model_spec() == "studio-tiny-controlnet"

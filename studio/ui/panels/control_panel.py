@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 )
 from superqt import QFlowLayout, QLabeledDoubleRangeSlider, QLabeledDoubleSlider
 
-from studio.core import models_folder, preprocessors
+from studio.core import catalog, models_folder, preprocessors
 from studio.core.imaging import ImageLoadError, file_dialog_filter, open_image
 from studio.core.paths import EMBEDDED_MODELS_DIR
 from studio.core.request import CONTROL_TYPES, EMBEDDED_CONTROLNETS, Control
@@ -33,6 +33,7 @@ PREPROCESSOR_LABELS = {
     "lineart": "Line art",
 }
 OTHER = "__other__"
+ENABLED_TIP = "Conditions the picture on the control layer: lines, edges or a scribble"
 TYPE_LABELS = {
     "mlsd": "MLSD (straight lines)",
     "softedge": "Soft edge",
@@ -49,9 +50,7 @@ class ControlPanel(QWidget):
         self._title = "ControlNet"
         self.canvas = canvas
         self.enabled = QCheckBox("Steer the next jobs with a ControlNet")
-        self.enabled.setToolTip(
-            "Conditions the picture on the control layer: lines, edges or a scribble"
-        )
+        self.enabled.setToolTip(ENABLED_TIP)
         self.model = QComboBox()
         self.model.setToolTip("The ControlNet model: one for the generator's family")
         self.model.activated.connect(self._on_model_activated)
@@ -71,6 +70,8 @@ class ControlPanel(QWidget):
             "otherwise a scribble"
         )
         self._made_by = ""  # the preprocessor that made the layer, when it was one
+        self._by_hand: list[str] = []  # ControlNets picked with Other…, kept for every model
+        self._applies = ""  # "" while the generator's family runs ControlNets, else why not
         self.draw = QToolButton()
         self.draw.setText("Draw")
         self.draw.setCheckable(True)
@@ -133,13 +134,22 @@ class ControlPanel(QWidget):
 
     def set_generator(self, model: str) -> None:
         """List the ControlNets: the generator's embedded one, the models folder's, and any
-        picked by hand (kept at the end)."""
+        picked by hand (kept at the end); a generator of a family the studio runs no
+        ControlNets on turns the section off, saying why."""
+        family = catalog.model_family(model) if model else None
+        self._applies = (
+            f"The studio runs no ControlNets on {family.label} models."
+            if family is not None and not family.controlnet_pipelines
+            else ""
+        )
+        if self._applies:
+            self.draw.setChecked(False)  # the brush goes back to the mask
+        for widget in self.findChildren(QWidget):
+            if widget is not self.state:
+                widget.setEnabled(not self._applies)
+        self.enabled.setToolTip(self._applies or ENABLED_TIP)
         current = self.model.currentData()
-        picked = [
-            self.model.itemData(i)
-            for i in range(self.model.count())
-            if self.model.itemData(i) not in (None, OTHER) and self.model.itemData(i)
-        ]
+        picked = list(self._by_hand)
         self.model.clear()
         names: list[str] = []
         embedded = EMBEDDED_CONTROLNETS.get(model)
@@ -154,6 +164,7 @@ class ControlPanel(QWidget):
         self.model.addItem("Other… (a folder or file)", OTHER)
         index = self.model.findData(current)
         self.model.setCurrentIndex(index if index >= 0 and current != OTHER else 0)
+        self._show_state()
 
     def _on_model_activated(self, index: int) -> None:
         if self.model.itemData(index) != OTHER:
@@ -168,6 +179,8 @@ class ControlPanel(QWidget):
             self.model.setCurrentIndex(0)
             return
         spec = str(Path(path).parent if path.endswith(".json") else path)
+        if spec not in self._by_hand:
+            self._by_hand.append(spec)
         self.model.insertItem(self.model.count() - 1, _short(spec), spec)
         self.model.setCurrentIndex(self.model.findData(spec))
 
@@ -218,7 +231,7 @@ class ControlPanel(QWidget):
 
     def controls(self) -> tuple[Control, ...]:
         """The ControlNet of the next job, when on (its image is the control layer now)."""
-        if not self.enabled.isChecked():
+        if not self.enabled.isChecked() or self._applies:
             return ()
         start, end = self.range.value()
         return (
@@ -249,13 +262,17 @@ class ControlPanel(QWidget):
 
     def _show_state(self) -> None:
         empty = self.canvas.control_is_empty()
+        on = self.enabled.isChecked() and not self._applies
         self.state.setText(
-            "The control layer is empty: draw on it, or make it from a picture."
-            if empty and self.enabled.isChecked()
-            else ""
+            self._applies
+            or (
+                "The control layer is empty: draw on it, or make it from a picture."
+                if empty and on
+                else ""
+            )
         )
         self.state.setVisible(bool(self.state.text()))
-        title = "ControlNet (on)" if self.enabled.isChecked() else "ControlNet"
+        title = "ControlNet (on)" if on else "ControlNet"
         if title != self._title:
             self._title = title
             self.titleChanged.emit(title)
