@@ -967,6 +967,8 @@ class _StderrProgress:
         self._size = size
 
     def status(self, message: str, fraction: float | None) -> None:
+        if not message:  # the window's status line cleared: nothing to say here
+            return
         suffix = f" {fraction:.0%}" if fraction is not None and fraction < 1 else ""
         self._write(f"{message}{suffix}", final=fraction is None or fraction >= 1)
 
@@ -976,10 +978,19 @@ class _StderrProgress:
 
             prefix = "" if progress.stage == "generate" else f"{progress.stage}-"
             target = self._steps_dir / f"{prefix}step-{progress.step:03d}.png"
+            from studio.core.saving import write_atomically
+
             picture = Image.fromarray(progress.preview)
             if self._size and progress.stage == "generate":
                 picture = picture.resize(self._size, Image.Resampling.BILINEAR)
-            picture.save(target)
+            try:  # whole or not at all, as every image the studio writes
+                write_atomically(target, lambda handle: picture.save(handle, format="PNG"))
+            except OSError as e:
+                reason = (e.strerror or e.__class__.__name__).lower()
+                raise SaveError(
+                    f"A step's preview could not be saved in '{printable(str(target.parent))}' "
+                    f"({reason})."
+                ) from None
         line = (
             f"{progress.stage} {progress.step}/{progress.total} "
             f"{progress.steps_per_second:.1f} it/s {progress.seconds_left:.1f} s left"
@@ -1027,6 +1038,12 @@ def _run_and_save(request: Any, args: argparse.Namespace) -> int:
 
     request.validate()  # before loading torch, so bad input answers at once
     folder, stem, save_as = _destination(args.out, args.quality)
+    chosen = folder or output_dir()
+    # before any work: a result that cannot be saved is minutes lost
+    _writable_folder(chosen, "--out" if folder is not None else "The output folder")
+    if stem is not None:
+        images = 1 if request.mode is Mode.UPSCALE else request.batch_size
+        _never_replaced(chosen, stem, save_as, images)
     steps_dir = getattr(args, "save_steps", None)
     if steps_dir is not None:
         _writable_folder(steps_dir, "--save-steps")
@@ -1046,18 +1063,55 @@ def _run_and_save(request: Any, args: argparse.Namespace) -> int:
         result = run_on_cluster(backend, request, reporter, settings)
     if result.cancelled:
         return EXIT_INTERRUPTED
-    chosen = folder or output_dir()
-    for path in save_result(result, chosen, stem, overwrite=stem is not None, save_as=save_as):
-        print(path)
+    try:  # never over an existing file: one that appeared meanwhile gets a -1 name
+        save_result(result, chosen, stem, save_as=save_as, saved=lambda path: print(path))
+    except OSError as e:
+        reason = (e.strerror or e.__class__.__name__).lower()
+        raise SaveError(
+            f"The image could not be saved in '{printable(str(chosen))}' ({reason})."
+        ) from None
     return EXIT_OK
 
 
+class SaveError(UserError):
+    """A finished image that could not be written (a full disk): exit status 1."""
+
+
 def _writable_folder(folder: Path, option: str) -> None:
+    """`folder` made if need be, and a file written into it and removed again: a folder
+    that is read-only, or a file where a folder should be, is one sentence before any work."""
+    shown = printable(str(folder))
+    blocking = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise UsageError(
+            f"{option} names a folder inside '{printable(str(blocking))}', which is a file."
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         reason = (e.strerror or e.__class__.__name__).lower()
         raise UsageError(f"{option} names a folder that cannot be made ({reason}).") from None
+    import tempfile
+
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".partial-", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as e:
+        reason = (e.strerror or e.__class__.__name__).lower()
+        raise UsageError(f"{option}: '{shown}' cannot be written into ({reason}).") from None
+
+
+def _never_replaced(folder: Path, stem: str, save_as: SaveFormat, images: int) -> None:
+    """--out FILE names a file that does not exist yet (or, for a batch, FILE-1, FILE-2…
+    do not): the studio never replaces an image."""
+    names = [stem] if images == 1 else [f"{stem}-{n}" for n in range(1, images + 1)]
+    taken = [name + save_as.suffix for name in names if (folder / (name + save_as.suffix)).exists()]
+    if taken:
+        raise UsageError(
+            f"'{printable(taken[0])}' exists already and is never replaced: give --out another "
+            "name, or a folder."
+        )
 
 
 def _destination(out: Path | None, quality: int) -> tuple[Path | None, str | None, SaveFormat]:

@@ -174,9 +174,11 @@ def save_result(
     stem: str | None = None,
     overwrite: bool = False,
     save_as: SaveFormat = PNG,
+    saved: Callable[[Path], object] | None = None,
 ) -> list[Path]:
     """Every image of a job on disk, each with the request that makes exactly it; the
-    paths are also kept in `result.paths`. With a `stem`, a batch is stem-1, stem-2…"""
+    paths are also kept in `result.paths`. With a `stem`, a batch is stem-1, stem-2…
+    `saved` is told each path as it is written (a failure later leaves those saved)."""
     seeds = result.seeds
     paths = []
     for index, image in enumerate(result.images):
@@ -186,6 +188,8 @@ def save_result(
         paths.append(
             save_image(image, result.request, seed, folder, name, overwrite, result.stages, save_as)
         )
+        if saved is not None:
+            saved(paths[-1])
     result.paths = paths
     return paths
 

@@ -1,0 +1,99 @@
+"""Where the command line writes: a folder it cannot write into, a file where a folder should
+be, or a file that exists already is one sentence before any work; a save that fails at the
+end is one sentence too, and leaves no half-written file; nothing is ever replaced."""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from studio.cli import main
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _generate(model: str, target: Path, *extra: str) -> list[str]:
+    args = ["generate", "a red circle", "--model", model, "--steps", "1", "--seed", "3"]
+    return [*args, "--width", "32", "--height", "32", *extra, "--out", str(target)]
+
+
+def _one_line_before_any_work(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("studio: "), err
+    assert "Loading" not in err and "unexpectedly" not in err, err
+    return lines[0]
+
+
+def test_an_existing_file_is_never_replaced(tiny_sd, tmp_path, capsys) -> None:
+    target = tmp_path / "keep.png"
+    Image.new("RGB", (8, 8), "red").save(target)
+    before = target.read_bytes()
+    code, out, err = run(_generate(tiny_sd, target), capsys)
+    assert code == 2 and out == ""
+    line = _one_line_before_any_work(err)
+    assert "'keep.png' exists already and is never replaced" in line
+    assert target.read_bytes() == before
+    # a batch's names likewise: keep-2.png is taken
+    Image.new("RGB", (8, 8)).save(tmp_path / "keep-2.png")
+    code, _, err = run(_generate(tiny_sd, target, "--batch", "2"), capsys)
+    assert code == 2 and "'keep-2.png' exists already" in _one_line_before_any_work(err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep-2.png", "keep.png"]
+
+
+def test_a_file_where_the_folder_should_be_is_one_sentence(tiny_sd, tmp_path, capsys) -> None:
+    picture = tmp_path / "in.png"
+    Image.new("RGB", (8, 8)).save(picture)
+    code, out, err = run(_generate(tiny_sd, picture / "out.png"), capsys)
+    assert code == 2 and out == ""
+    assert "a folder inside" in _one_line_before_any_work(err) and "which is a file" in err
+
+
+def test_a_folder_that_cannot_be_written_into_is_one_sentence(
+    tiny_sd, tmp_path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = tempfile.mkstemp
+
+    def refused(*args, **kwargs):  # a read-only folder, whoever runs the test (root too)
+        if Path(kwargs.get("dir", "")) == locked:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    for out in (locked / "x.png", locked):
+        code, stdout, err = run(_generate(tiny_sd, out), capsys)
+        assert code == 2 and stdout == ""
+        line = _one_line_before_any_work(err)
+        assert line == f"studio: --out: '{locked}' cannot be written into (permission denied)."
+    steps = ["--save-steps", str(locked)]
+    code, _, err = run(_generate(tiny_sd, tmp_path / "fine.png", *steps), capsys)
+    assert code == 2 and "--save-steps: " in _one_line_before_any_work(err)
+    assert not (tmp_path / "fine.png").exists()
+
+
+def test_a_save_that_fails_at_the_end_is_one_sentence_and_leaves_nothing(
+    tiny_sd, tmp_path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "pictures"
+
+    def full(_fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)  # the disk fills while the image is written
+    code, out, err = run(_generate(tiny_sd, folder / "x.png"), capsys)
+    assert code == 1 and out == ""
+    assert err.strip().splitlines()[-1] == (
+        f"studio: The image could not be saved in '{folder}' (no space left on device)."
+    )
+    assert "unexpectedly" not in err
+    assert list(folder.iterdir()) == []  # no half-written file, no .partial- left
