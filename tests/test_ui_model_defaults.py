@@ -108,3 +108,29 @@ def test_the_negative_prompt_box_says_why_it_is_off(make_window, tmp_path: Path)
     assert (
         box.isEnabled() and box.toolTip() == "The negative prompt: what the image should not show."
     )
+
+
+def test_the_size_presets_lead_with_the_models_own_sizes(make_window, tmp_path: Path) -> None:  # noqa: ANN001
+    """Qwen-Image's 1328×1328 was in no preset: once changed, the model's own size could
+    not be chosen back. The list now opens with the model's size and its area's aspect
+    ratios (SDXL's training buckets for a 1024 model)."""
+    from tests.engine.tiny_families import build
+
+    window = make_window()
+    panel = window.guidance
+    menu = panel.presets.menu()
+
+    def offered() -> dict[str, object]:
+        menu.aboutToShow.emit()
+        return {action.text(): action for action in menu.actions()}
+
+    window.draft.edit({"model": str(build("qwen_image", tmp_path / "qwen"))})
+    panel.set_size(512, 768)
+    presets = offered()
+    assert "Qwen-Image: its size, then others of its area" in presets
+    presets["1328 × 1328 (its own)"].trigger()
+    assert panel.size() == (1328, 1328)
+    window.draft.edit({"model": str(build("flux", tmp_path / "flux"))})
+    presets = offered()
+    assert {"1024 × 1024 (its own)", "832 × 1216", "1216 × 832", "768 × 1344"} <= presets.keys()
+    assert "1024 × 1024 (SDXL)" in presets  # the common sizes follow

@@ -57,6 +57,26 @@ def input_size(size: tuple[int, int], native_side: int | None) -> tuple[int, int
     return snap_to_8(width * scale), snap_to_8(height * scale)
 
 
+PORTRAIT_RATIOS: tuple[tuple[int, int], ...] = ((2, 3), (3, 4), (9, 16))
+
+
+def sizes_at_area(native: tuple[int, int]) -> list[tuple[int, int]]:
+    """A model's own size, then portrait and landscape sizes of the common aspect ratios
+    at its area and no more pixels, each side a multiple of 64 (8 for a model under 512
+    pixels), as SDXL's training buckets are (832×1216 and 1216×832 for 1024×1024)."""
+    width, height = native
+    area = width * height
+    step = 64 if min(native) >= 512 else 8
+    sizes = [(width, height)]
+    for across, down in PORTRAIT_RATIOS:
+        w = max(step, round((area * across / down) ** 0.5 / step) * step)
+        h = max(step, area // w // step * step)
+        for size in ((w, h), (h, w)):
+            if size not in sizes:
+                sizes.append(size)
+    return sizes
+
+
 # How far from a model's native area a size may go before the artist is told: 1.5× each
 # side (SDXL's 1024 at 1536, studio-tiny's 64 at 96) and 0.63× each side.
 TOO_LARGE_AREA, TOO_SMALL_AREA = 2.25, 0.4

@@ -28,7 +28,7 @@ from superqt import QCollapsible, QLabeledDoubleSlider, QLabeledSlider, QLargeIn
 
 from studio.core.catalog import model_defaults, model_family
 from studio.core.draft import UPSCALE_METHOD, Draft, Source
-from studio.core.imaging import size_note
+from studio.core.imaging import size_note, sizes_at_area
 from studio.core.request import MAX_SEED, RANDOM_SEED, RANGES, SIDE_STEP, Mode, Upscaler, snap_to_8
 from studio.core.schedulers import SCHEDULER_NAMES, closest_scheduler
 from studio.core.text import printable
@@ -202,8 +202,8 @@ class GuidancePanel(QWidget):
         self.presets.setToolTip("Common sizes")
         self.presets.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         menu = QMenu(self.presets)
-        for label, w, h in SIZE_PRESETS:
-            menu.addAction(label).triggered.connect(lambda _=False, w=w, h=h: self.set_size(w, h))
+        self._fill_presets(menu, with_model=False)
+        menu.aboutToShow.connect(lambda: self._fill_presets(menu))
         self.presets.setMenu(menu)
         size_row = QHBoxLayout()
         size_row.setSpacing(4)
@@ -344,6 +344,25 @@ class GuidancePanel(QWidget):
 
     def set_size(self, width: int, height: int) -> None:
         self.draft.apply({"width": snap_to_8(width), "height": snap_to_8(height)}, Source.USER)
+
+    def _fill_presets(self, menu: QMenu, with_model: bool = True) -> None:
+        """The common sizes, after the picked model's own and its aspect ratios at the same
+        area: a Qwen-Image model's 1328×1328 was in no preset, so a size once changed could
+        not be chosen back."""
+        menu.clear()
+        defaults = self._native if with_model else {}
+        native = (defaults.get("width"), defaults.get("height"))
+        if isinstance(native[0], int) and isinstance(native[1], int):
+            model = self._family.label if self._family else short_model_name(self.draft["model"])
+            menu.addSection(f"{printable(model)}: its size, then others of its area")
+            for n, (w, h) in enumerate(sizes_at_area((native[0], native[1]))):
+                label = f"{w} × {h}" + (" (its own)" if n == 0 else "")
+                menu.addAction(label).triggered.connect(
+                    lambda _=False, w=w, h=h: self.set_size(w, h)
+                )
+            menu.addSection("Common sizes")
+        for label, w, h in SIZE_PRESETS:
+            menu.addAction(label).triggered.connect(lambda _=False, w=w, h=h: self.set_size(w, h))
 
     def swap_size(self) -> None:
         width, height = self.size()
