@@ -212,6 +212,33 @@ def _checkpoint_family(path: Path) -> Any:
     return _inpainting_only(family) if inpainting else family
 
 
+# The pipeline of the Stable Diffusion ×4 upscaler family, the one the studio's upscaler runs.
+X4_UPSCALER_CLASS = "StableDiffusionUpscalePipeline"
+
+
+def model_role(spec: str) -> str | None:
+    """What a model on this machine does, from its files alone: "x4 upscaler" (the family
+    the studio's upscaler runs), "upscaler" (another pipeline that enlarges an image, as
+    its model_index.json names it), "generator" (a model of a family the studio knows, or
+    a folder of another pipeline class), or None when that cannot be told without loading
+    it (not here, unreadable, a file of no known family)."""
+    try:
+        source = resolve(spec)
+    except ModelError:
+        return None
+    if source.kind == "checkpoint":
+        return "generator" if _checkpoint_family(Path(source.location)) is not None else None
+    folder = _local_folder(source)
+    if folder is None:
+        return None
+    name = _read_json(folder / "model_index.json").get("_class_name")
+    if not isinstance(name, str) or not name:
+        return None
+    if name == X4_UPSCALER_CLASS:
+        return "x4 upscaler"
+    return "upscaler" if "Upscale" in name else "generator"
+
+
 def is_installed(spec: str) -> bool:
     """Whether a model is on this machine (embedded, a folder or file that exists, or a hub
     model already in the local cache): using it downloads nothing."""

@@ -102,6 +102,8 @@ class Engine:
         self._reporter = reporter or NullReporter()
         self.models.status = self._reporter.status
         request = request.replace(seed=resolve_seed(request.seed))
+        if request.mode is Mode.UPSCALE or request.upscaler is Upscaler.X4:
+            self.models.check_upscaler(request.upscale_model)  # before any step runs
         seeds = batch_seeds(request.seed, request.batch_size)
         timings: dict[str, float] = {}
         self._stages: list[Stage] = []

@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from studio.core import families, memory_policy
-from studio.core.catalog import ModelError, read_model_card, resolve, shared_components
+from studio.core.catalog import (
+    ModelError,
+    model_role,
+    read_model_card,
+    resolve,
+    shared_components,
+)
 from studio.core.model_files import KNOWN_LIBRARIES, check_model_folder, safetensors_keys
 from studio.core.paths import log_file
 from studio.core.request import Mode
@@ -180,9 +186,21 @@ class ModelManager:
         self._upscaler = None
         from diffusers import StableDiffusionUpscalePipeline
 
+        self.check_upscaler(spec)
         pipe = self._load(spec, StableDiffusionUpscalePipeline)
         self._upscaler = (spec, pipe)
         return pipe
+
+    @staticmethod
+    def check_upscaler(spec: str) -> None:
+        """ModelError when `spec` is, by its files, no model of the ×4 upscaler family (said
+        before a job's first step, not after its picture is made)."""
+        if model_role(spec) in ("generator", "upscaler"):
+            raise ModelError(
+                f"'{printable(spec)}' is not a ×4 upscaler: upscaling takes a model of the "
+                "Stable Diffusion x4 upscaler family (studio-tiny-x4, "
+                "stabilityai/stable-diffusion-x4-upscaler)."
+            )
 
     def card(self, pipe: Any) -> dict[str, Any]:
         return getattr(pipe, "_studio_card", {})
@@ -209,6 +227,11 @@ class ModelManager:
         self._empty_cache()
         from diffusers import DiffusionPipeline
 
+        if model_role(spec) in ("x4 upscaler", "upscaler"):
+            raise ModelError(
+                f"'{printable(spec)}' is an upscaler: it enlarges images and makes none from a "
+                "prompt. Choose a model that makes images, and this one to upscale them."
+            )
         pipe = self._load(spec, DiffusionPipeline)
         self._base = (spec, pipe)
         # Derive the other modes now, while the user waits for the load anyway: building a
