@@ -134,3 +134,31 @@ def test_the_size_presets_lead_with_the_models_own_sizes(make_window, tmp_path: 
     presets = offered()
     assert {"1024 × 1024 (its own)", "832 × 1216", "1216 × 832", "768 × 1344"} <= presets.keys()
     assert "1024 × 1024 (SDXL)" in presets  # the common sizes follow
+
+
+def test_a_model_without_the_mode_in_use_leaves_it_and_says_so(  # noqa: ANN001
+    make_window, tmp_path: Path
+) -> None:
+    """Flux.2 Klein picked in Image→Image left the window on that greyed mode (and Ctrl+2
+    chose it again) until Generate refused: it now switches to a mode the model has."""
+    from studio.core.request import Mode
+    from tests.engine.tiny_families import build
+    from tests.test_ui_inpainting_model import _sd1_header
+
+    klein = str(build("flux2_klein", tmp_path / "klein"))
+    inpainting = str(_sd1_header(tmp_path / "sd-v1-5-inpainting.safetensors", 9))
+    window = make_window()
+    window.set_mode(Mode.IMAGE_TO_IMAGE)
+    window.draft.edit({"model": klein})
+    assert window.draft.mode is Mode.TEXT_TO_IMAGE
+    assert window.banner.text() == (
+        "Flux.2 Klein models have no Image→Image mode: switched to Text→Image."
+    )
+    assert not window.mode_actions[Mode.IMAGE_TO_IMAGE].isEnabled()
+    window.set_mode(Mode.IMAGE_TO_IMAGE)  # Ctrl+2 from before: refused in a sentence
+    assert window.draft.mode is Mode.TEXT_TO_IMAGE
+    assert window.status.text() == "Flux.2 Klein models have no Image→Image mode."
+    window.set_mode(Mode.EDIT)
+    assert window.draft.mode is Mode.EDIT
+    window.draft.edit({"model": inpainting})  # Inpaint is all it has
+    assert window.draft.mode is Mode.INPAINT and window.mode_bar.mode() is Mode.INPAINT

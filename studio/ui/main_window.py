@@ -167,6 +167,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self._restore_settings()
         self._show_family()
+        self._leave_a_mode_the_model_lacks()  # the last session's, with its model
         self._show_mode(self.draft.mode)
         self.prompt_panel.prompt_edit.setFocus()
         notices = take_notices()  # broken state set aside at start: said once
@@ -331,10 +332,12 @@ class MainWindow(QMainWindow):
         )
         self.cancel_action = self._action(image_menu, "&Cancel", self.cancel, "Esc")
         image_menu.addSeparator()
-        for index, mode in enumerate(Mode, start=1):
-            self._action(
+        self.mode_actions = {
+            mode: self._action(
                 image_menu, mode.label, lambda _=False, m=mode: self.set_mode(m), f"Ctrl+{index}"
             )
+            for index, mode in enumerate(Mode, start=1)
+        }
         self._action(image_menu, "&Live mode", lambda: self.live_button.toggle(), "Ctrl+L")
         image_menu.addSeparator()
         self._action(
@@ -435,7 +438,14 @@ class MainWindow(QMainWindow):
         return self.draft.mode
 
     def set_mode(self, mode: Mode) -> None:
-        self.draft.set("mode", Mode(mode).value)
+        """Switch to `mode`, unless the model has no pipeline for it (Ctrl+2 on Flux.2
+        Klein): then say so, and stay."""
+        mode = Mode(mode)
+        family = model_family(str(self.draft["model"]))
+        if family is not None and not family.offers(mode.value):
+            self.status.say(f"{family.label} models have no {mode.label} mode.")
+            return
+        self.draft.set("mode", mode.value)
 
     def build_request(self) -> GenerationRequest:
         """The draft frozen with the canvas's image and mask (the mode takes what it uses)."""
@@ -515,6 +525,7 @@ class MainWindow(QMainWindow):
     def _on_draft_changed(self, values: dict[str, Any], _source: Source) -> None:
         if "model" in values:
             self._show_family()
+            self._leave_a_mode_the_model_lacks()
         if {"mode", "model"} & values.keys():
             self._show_mode(self.draft.mode)
 
@@ -523,6 +534,23 @@ class MainWindow(QMainWindow):
         family = model_family(str(self.draft["model"]))
         label = family.label if family else ""
         self.references.set_limit(family.edit_references if family else 0, label)
+        for mode, action in self.mode_actions.items():
+            action.setEnabled(family is None or family.offers(mode.value))
+
+    def _leave_a_mode_the_model_lacks(self) -> None:
+        """A model picked with no pipeline for the mode in use (Flux.2 Klein in
+        Image→Image) leaves it for Text→Image, or the model's first mode, and says so:
+        the window would stay on a greyed mode that Generate refuses."""
+        family = model_family(str(self.draft["model"]))
+        mode = self.draft.mode
+        if family is None or family.offers(mode.value):
+            return
+        text = Mode.TEXT_TO_IMAGE.value
+        switched = Mode(text if family.offers(text) else family.modes[0])
+        self.draft.set("mode", switched.value, Source.MODEL)
+        self.banner.show_info(
+            f"{family.label} models have no {mode.label} mode: switched to {switched.label}."
+        )
 
     def _show_mode(self, mode: Mode) -> None:
         self.model_picker.setVisible(mode is not Mode.UPSCALE)
