@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     from studio.core.request import DEFAULT_UPSCALE_MODEL, RANGES, GenerationRequest
-    from studio.core.schedulers import SCHEDULER_NAMES
+    from studio.core.schedulers import FAST_SCHEDULERS, SCHEDULER_NAMES
 
     plain = GenerationRequest()
 
@@ -93,7 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         "prompt says what to change, on models that edit: Flux.1 Kontext, Flux.2 Klein, "
         "Qwen-Image-Edit). Values left out come from the model's own "
         "card (size, steps, CFG, sampler), else from the defaults shown.",
-        epilog="Samplers (any capitalisation): " + ", ".join(SCHEDULER_NAMES) + ".",
+        epilog="Samplers (any capitalisation, or as ComfyUI names them): "
+        + ", ".join(SCHEDULER_NAMES)
+        + "; for distilled models and their LoRAs: "
+        + ", ".join(FAST_SCHEDULERS)
+        + ". The flow-matching families (SD 3, Flux, Qwen-Image, Z-Image…) run samplers of "
+        "their own (Euler, DPM++ 2M, UniPC, and Heun on some): another runs as its closest "
+        "relative, with a note.",
         formatter_class=_Help,
     )
     gen.add_argument(
@@ -511,14 +517,47 @@ def _default_controlnet(model: str) -> str:
     return name
 
 
-def _scheduler(text: str) -> str:
-    """A sampler's name in any capitalisation, or one another tool writes for it."""
-    from studio.core.schedulers import closest_scheduler
+class _Sampler(str):
+    """The sampler that runs, and the one asked for where the studio has none of that name
+    (what `studio generate` says before it starts)."""
 
-    name = closest_scheduler(text)
+    asked: str = ""
+
+    def note(self) -> str:
+        if not self.asked:
+            return ""
+        return (
+            f"The studio has no sampler called '{printable(self.asked)}': {self} runs in its "
+            "place, its closest relative."
+        )
+
+
+def _scheduler(text: str) -> str:
+    """A sampler's name in any capitalisation, or one another tool writes for it (ComfyUI's
+    dpmpp_2m, euler_ancestral…); one the studio does not have runs as its closest relative,
+    with a note."""
+    from studio.core.schedulers import RUNNABLE_SCHEDULERS, closest_scheduler
+    from studio.metadata.samplers import normalise_sampler
+
+    spelled = normalise_sampler(text.strip())  # A1111's spelling of another tool's name
+    runnable = {name.lower(): name for name in RUNNABLE_SCHEDULERS}
+    if spelled.lower() in runnable:  # the picker's, and LCM and SGM Uniform's
+        return _Sampler(runnable[spelled.lower()])
+    name = closest_scheduler(spelled)
     if name is None:
         raise argparse.ArgumentTypeError(f"no sampler called '{printable(text)}'")
-    return name
+    sampler = _Sampler(name)
+    sampler.asked = spelled
+    return sampler
+
+
+def _say_sampler_note(sampler: Any) -> Any:
+    """The sampler option as the request takes it (a plain name), its note said first."""
+    if isinstance(sampler, _Sampler):
+        if sampler.note():
+            print(f"studio: {sampler.note()}", file=sys.stderr)
+        return str(sampler)
+    return sampler
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -650,7 +689,7 @@ def _generate(args: argparse.Namespace) -> int:
         threshold_percentile=args.threshold_percentile,
         threshold_max=args.threshold if args.threshold is not None else 2.5,
         **_classifier_guidance(args.classifier_guidance, model),
-        scheduler=args.scheduler or defaults.get("scheduler", "Euler a"),
+        scheduler=_say_sampler_note(args.scheduler) or defaults.get("scheduler", "Euler a"),
         seed=args.seed,
         batch_size=args.batch,
         init_image=init_image,
@@ -716,7 +755,7 @@ def _branch_request(args: argparse.Namespace) -> Any:
         cfg_scale=parent.cfg_scale if args.cfg is None else args.cfg,
         cfg_rescale=parent.cfg_rescale if args.cfg_rescale is None else args.cfg_rescale,
         upscaler=args.upscale or parent.upscaler,
-        scheduler=args.scheduler or parent.scheduler,  # one of its kind takes over
+        scheduler=_say_sampler_note(args.scheduler) or parent.scheduler,  # one of its kind
     )
     if args.threshold is not None:
         wanted = wanted.replace(

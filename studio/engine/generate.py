@@ -442,7 +442,13 @@ class Engine:
         if self._cancel.is_set():
             raise GenerationCancelled
         family = family_of(pipe)
-        request = request.replace(scheduler=sampler_for(family, request.scheduler))
+        runs = sampler_for(family, request.scheduler)
+        if runs != request.scheduler and stage == "generate":
+            self._note(
+                f"{family.label} does not run {request.scheduler}: {runs} runs in its place "
+                f"(its samplers: {', '.join(family.samplers or SCHEDULER_NAMES)})."
+            )
+        request = request.replace(scheduler=runs)
         steps = int(call["num_inference_steps"])
         pipe.scheduler = scheduler_for(pipe, request.scheduler, family.is_flow, steps)
         if wants_vae_tiling(self.settings, request.width, request.height):

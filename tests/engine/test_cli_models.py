@@ -49,3 +49,44 @@ def test_a_model_that_makes_pictures_is_not_taken_as_the_upscaler(
     code, out, err = run([*args, "--upscale-model", tiny_sd, "--width", "32"], capsys)
     assert _refused(code, out, err) == expected and "generate 1/1" not in err
     assert list(tmp_path.iterdir()) == [picture]
+
+
+# -- samplers ---------------------------------------------------------------------------------
+
+
+def _sampler_run(model: str, tmp_path, capsys, sampler: str, name: str) -> tuple[str, str]:
+    target = tmp_path / f"{name}.png"
+    args = ["generate", "a red circle", "--model", model, "--steps", "1", "--seed", "2"]
+    code, out, err = run([*args, "--width", "32", "--height", "32", "--sampler", sampler,
+                          "--out", str(target)], capsys)  # fmt: skip
+    assert code == 0 and out.strip() == str(target), err
+    from studio.metadata import read_parameters
+
+    return read_parameters(target).sampler, err
+
+
+def test_comfyuis_sampler_names_run_and_a_relative_is_said(tiny_sd, tmp_path, capsys) -> None:
+    ran, err = _sampler_run(tiny_sd, tmp_path, capsys, "dpmpp_2m", "comfy")
+    assert ran == "DPM++ 2M" and "studio: " not in err
+    ran, _ = _sampler_run(tiny_sd, tmp_path, capsys, "euler_ancestral", "comfy-a")
+    assert ran == "Euler a"
+    ran, _ = _sampler_run(tiny_sd, tmp_path, capsys, "LCM", "lcm")  # runnable: not a relative
+    assert ran == "LCM"
+    ran, err = _sampler_run(tiny_sd, tmp_path, capsys, "DPM++ SDE Karras", "relative")
+    assert ran == "DPM++ 2M SDE Karras"
+    assert (
+        "studio: The studio has no sampler called 'DPM++ SDE Karras': DPM++ 2M SDE Karras runs "
+        "in its place, its closest relative."
+    ) in err.splitlines()
+
+
+def test_a_sampler_the_family_does_not_run_is_said_and_recorded(tmp_path, capsys) -> None:
+    from tests.engine.tiny_families import build
+
+    flux = str(build("flux", tmp_path / "flux"))
+    ran, err = _sampler_run(flux, tmp_path, capsys, "Heun", "flux")
+    assert ran == "Euler"
+    assert (
+        "Flux.1 dev does not run Heun: Euler runs in its place (its samplers: Euler, DPM++ 2M, "
+        "UniPC)."
+    ) in err.splitlines()
