@@ -22,6 +22,9 @@ from studio.core.text import printable
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # a safetensors header (names and offsets)
 MAX_FILES = 20_000  # a model folder with more files than this is not a model
+# the components that are configs and vocabularies only (a scheduler, a tokenizer...): the
+# others are networks, whose folder holds weights
+WEIGHTLESS_CLASSES = ("Scheduler", "Tokenizer", "TokenizerFast", "Processor", "FeatureExtractor")
 KNOWN_LIBRARIES = ("diffusers", "transformers")  # what a component may be built by
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
 WEIGHT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
@@ -89,13 +92,14 @@ def gguf_keys(path: Path) -> list[str]:
         raise ValueError(f"not a GGUF file ({e.__class__.__name__})") from None
 
 
-def check_model_folder(folder: Path, provided: Collection[str] = ()) -> None:
+def check_model_folder(folder: Path, provided: Collection[str] = (), weights: bool = False) -> None:
     """Raise ModelFileError with one sentence for the first problem in a diffusers folder:
     a damaged model_index.json or config, a component it lists that is missing, a file
     that is not a regular file (a pipe, a device, a link in a loop), a damaged or
     truncated safetensors file, or pickled weights with no safetensors beside them.
     `provided`: components the folder takes from another (core.catalog.shared_components),
-    checked there."""
+    checked there. `weights`: each network's folder must hold its weights (a folder used
+    whole, not a single file's companion, whose denoiser is the file)."""
     name = printable(folder.name or str(folder))
     try:
         index = read_json_object(folder / "model_index.json", 1024 * 1024)
@@ -132,6 +136,15 @@ def check_model_folder(folder: Path, provided: Collection[str] = ()) -> None:
         if seen > MAX_FILES:
             raise ModelFileError(f"'{name}' holds too many files to be a model.")
         _check_component(files, name, shown)
+        if (
+            weights
+            and not str(value[1]).endswith(WEIGHTLESS_CLASSES)
+            and not any(f.suffix.lower() in WEIGHT_SUFFIXES for f in files)
+        ):
+            raise ModelFileError(
+                f"The '{shown}' of '{name}' has no weights file: the download or copy is "
+                "incomplete."
+            )
 
 
 def _files_of(part: Path, name: str, shown: str) -> list[Path]:

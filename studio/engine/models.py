@@ -259,7 +259,7 @@ class ModelManager:
                 )
                 shared = shared_components(folder, read_model_card(folder))
                 # before any library reads (or blocks on) a file
-                check_model_folder(folder, provided=shared)
+                check_model_folder(folder, provided=shared, weights=True)
                 for part in {p.parent for p in shared.values()}:
                     check_model_folder(part)
                 dtype = self._dtype_for(families.of_folder(folder))

@@ -86,6 +86,10 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
         lambda f: _truncate(f / "unet" / "diffusion_pytorch_model.safetensors"),
         "'unet/diffusion_pytorch_model.safetensors' in 'model' is damaged or incompletely",
     ),
+    "weights missing": (  # a copy of the configs only (an interrupted download)
+        lambda f: (f / "unet" / "diffusion_pytorch_model.safetensors").unlink(),
+        "The 'unet' of 'model' has no weights file: the download or copy is incomplete.",
+    ),
     "config not JSON": (
         lambda f: (f / "vae" / "config.json").write_text("[1, 2"),
         "'vae/config.json' in 'model' is damaged (not a valid JSON file)",

@@ -77,7 +77,7 @@ def files_problem(source: catalog.ModelSource) -> str:
         folder = Path(source.location)
         try:
             shared = catalog.shared_components(folder, catalog.read_model_card(folder))
-            check_model_folder(folder, provided=shared)
+            check_model_folder(folder, provided=shared, weights=True)
         except ModelError as e:
             return str(e)
         return ""
