@@ -108,6 +108,7 @@ class Engine:
         timings: dict[str, float] = {}
         self._stages: list[Stage] = []
         self._union_types: tuple[str, ...] | None = None  # the generate stage's ControlNets
+        self._unused: dict[str, str] = {}  # request fields the model does not use: their notes
         started = time.perf_counter()
         self.states.set_budget(self.settings.branch_memory_mb * 2**20)
         try:
@@ -119,6 +120,8 @@ class Engine:
                 ran = next((s.scheduler for s in self._stages if s.name == "generate"), None)
                 if ran is not None:
                     request = request.replace(scheduler=ran)
+                # nor a negative prompt or CFG rescale the model did not use
+                request = request.replace(**{f: _UNUSED_VALUES[f] for f in self._unused})
                 if request.upscaler is not None and request.mode is not Mode.UPSCALE:
                     images = self._upscale(request, images, seeds, timings)
         except GenerationCancelled:
@@ -244,6 +247,9 @@ class Engine:
         pipe = self._timed(
             timings, "load", lambda: self.models.pipeline(request.model, request.mode)
         )
+        self._unused = unused_guidance(family_of(pipe), request)
+        for message in self._unused.values():
+            self._note(message)
         text, tags = split_lora_tags(request.prompt)
         wanted = active_loras(tags)
         self._timed(timings, "loras", lambda: self.models.apply_loras(request.model, wanted))
@@ -779,6 +785,32 @@ def guidance_arguments(pipe: Any, scale: float, negative_prompt: str) -> dict[st
     if guidance.kind == "distilled":
         return {"guidance_scale": scale}
     return {"guidance_scale": 0.0} if "guidance_scale" in call_parameters(pipe) else {}
+
+
+_UNUSED_VALUES = {"negative_prompt": "", "cfg_rescale": 0.0}
+
+
+def unused_guidance(family: Any, request: GenerationRequest) -> dict[str, str]:
+    """The request's guidance fields that the model does not use, each with the sentence that
+    says so: a negative prompt (a family with no negative prompt, or CFG at 1 or below, which
+    runs without one) and CFG rescale (only batched CFG has the two halves it rescales). The
+    metadata leaves them out: it records what ran. A negative prompt the ×4 upscaler after
+    the model takes is used, and kept."""
+    unused: dict[str, str] = {}
+    guidance = family.guidance
+    if request.mode is Mode.UPSCALE:
+        return unused
+    if request.negative_prompt.strip() and request.upscaler is not Upscaler.X4:
+        if not guidance.negative_prompt:
+            unused["negative_prompt"] = f"{family.label} takes no negative prompt: it is not used."
+        elif request.cfg_scale <= 1:
+            unused["negative_prompt"] = (
+                f"At CFG scale {request.cfg_scale:g} the negative prompt does nothing (guidance "
+                "uses it above 1): it is not used."
+            )
+    if request.cfg_rescale and not guidance.cfg_rescale:
+        unused["cfg_rescale"] = f"{family.label} has no CFG rescale: it is not used."
+    return unused
 
 
 def sampler_for(family: Any, name: str) -> str:

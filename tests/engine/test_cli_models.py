@@ -68,8 +68,6 @@ def _sampler_run(model: str, tmp_path, capsys, sampler: str, name: str) -> tuple
 def test_comfyuis_sampler_names_run_and_a_relative_is_said(tiny_sd, tmp_path, capsys) -> None:
     ran, err = _sampler_run(tiny_sd, tmp_path, capsys, "dpmpp_2m", "comfy")
     assert ran == "DPM++ 2M" and "studio: " not in err
-    ran, _ = _sampler_run(tiny_sd, tmp_path, capsys, "euler_ancestral", "comfy-a")
-    assert ran == "Euler a"
     ran, _ = _sampler_run(tiny_sd, tmp_path, capsys, "LCM", "lcm")  # runnable: not a relative
     assert ran == "LCM"
     ran, err = _sampler_run(tiny_sd, tmp_path, capsys, "DPM++ SDE Karras", "relative")
@@ -80,13 +78,68 @@ def test_comfyuis_sampler_names_run_and_a_relative_is_said(tiny_sd, tmp_path, ca
     ) in err.splitlines()
 
 
-def test_a_sampler_the_family_does_not_run_is_said_and_recorded(tmp_path, capsys) -> None:
+@pytest.fixture(scope="module")
+def flux(tmp_path_factory: pytest.TempPathFactory) -> str:
     from tests.engine.tiny_families import build
 
-    flux = str(build("flux", tmp_path / "flux"))
+    return str(build("flux", tmp_path_factory.mktemp("flux") / "flux"))
+
+
+def test_a_sampler_the_family_does_not_run_is_said_and_recorded(flux, tmp_path, capsys) -> None:
     ran, err = _sampler_run(flux, tmp_path, capsys, "Heun", "flux")
     assert ran == "Euler"
     assert (
         "Flux.1 dev does not run Heun: Euler runs in its place (its samplers: Euler, DPM++ 2M, "
         "UniPC)."
     ) in err.splitlines()
+
+
+# -- guidance the model does not use ----------------------------------------------------------
+
+
+def _parameters_text(target) -> str:  # noqa: ANN001
+    with Image.open(target) as image:
+        return image.text["parameters"]
+
+
+def test_a_negative_prompt_or_cfg_rescale_that_does_not_run_is_said_and_not_recorded(
+    flux, tiny_sd, tmp_path, capsys
+) -> None:
+    base = [
+        "generate",
+        "a red circle",
+        "--steps",
+        "1",
+        "--seed",
+        "2",
+        "--width",
+        "32",
+        "--height",
+        "32",
+    ]
+    target = tmp_path / "flux.png"
+    args = [*base, "--model", flux, "--negative", "blurry", "--cfg-rescale", "0.7"]
+    code, _, err = run([*args, "--out", str(target)], capsys)
+    assert code == 0, err
+    lines = err.splitlines()
+    assert "Flux.1 dev takes no negative prompt: it is not used." in lines
+    assert "Flux.1 dev has no CFG rescale: it is not used." in lines
+    text = _parameters_text(target)
+    assert "Negative prompt" not in text and "CFG rescale" not in text, text
+    # CFG at 1 runs no guidance: the negative prompt does nothing there either
+    target = tmp_path / "sd.png"
+    args = [*base, "--model", tiny_sd, "--negative", "blurry", "--cfg", "1"]
+    code, _, err = run([*args, "--out", str(target)], capsys)
+    assert code == 0, err
+    assert (
+        "At CFG scale 1 the negative prompt does nothing (guidance uses it above 1): it is not "
+        "used."
+    ) in err.splitlines()
+    assert "Negative prompt" not in _parameters_text(target)
+    # where it runs, it is recorded, with no note
+    target = tmp_path / "sd-guided.png"
+    args = [*base, "--model", tiny_sd, "--negative", "blurry", "--cfg", "5"]
+    code, _, err = run([*args, "--cfg-rescale", "0.5", "--out", str(target)], capsys)
+    assert code == 0 and "not used" not in err, err
+    text = _parameters_text(target)
+    assert "Negative prompt: blurry" in text and "CFG rescale: 0.5" in text
