@@ -865,12 +865,35 @@ def _models(args: argparse.Namespace) -> int:
         except ModelError as e:
             rows.append((spec, "added, missing", str(e)))
     rows += [(m.name, "hub cache", m.location) for m in cached_hub_models()]
+    rows += _models_folder_rows()
     rows = [tuple(printable(str(field)) for field in row) for row in rows]
     width = max((len(name) for name, _, _ in rows), default=0)
     kind_width = max((len(kind) for _, kind, _ in rows), default=0)
     for name, kind, location in rows:
         print(f"{name:<{width}}  {kind:<{kind_width}}  {location}")
     return EXIT_OK
+
+
+def _models_folder_rows() -> list[tuple[str, str, str]]:
+    """What --model, --lora and --control-model take by name: the models folder's checkpoints
+    (with their family, from the files' headers), its ControlNets, and every LoRA found."""
+    from studio.core import loras, models_folder
+    from studio.core.catalog import model_family
+
+    rows: list[tuple[str, str, str]] = []
+    found = models_folder.current()
+    if found is not None:
+        for path in found.checkpoints:
+            family = model_family(str(path))
+            label = f"checkpoint, {family.label}" if family else "checkpoint"
+            rows.append((path.stem if path.is_file() else path.name, label, str(path)))
+        rows += [
+            (p.stem if p.is_file() else p.name, "ControlNet", str(p)) for p in found.controlnets
+        ]
+    for path in loras.available():
+        family = loras.family(path)
+        rows.append((path.stem, f"LoRA, {family}" if family else "LoRA", str(path)))
+    return rows
 
 
 def _bench(args: argparse.Namespace) -> int:

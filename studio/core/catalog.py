@@ -314,9 +314,19 @@ def resolve(spec: str) -> ModelSource:
         return ModelSource(spec, "checkpoint", str(path))
     if _HUB_ID.match(spec) and not path.exists():
         return ModelSource(spec, "hub", spec)
-    raise ModelError(
-        f"'{spec}' is not a known model, a diffusers folder, a checkpoint file or a hub id."
-    )
+    from studio.core import models_folder
+
+    folder = models_folder.models_dir()
+    known = "a known model, a diffusers folder, a checkpoint file or a hub id"
+    if folder is not None:
+        raise ModelError(f"'{spec}' is not in the models folder ({folder}), nor {known}.")
+    if "/" not in spec and "\\" not in spec:  # a name, as artists give their checkpoints
+        raise ModelError(
+            f"'{spec}' is not {known}; to take checkpoints by name from your models folder, "
+            "point the studio at it (--models-dir, $LATENT_STUDIO_MODELS_DIR or Settings → "
+            "Models folder)."
+        )
+    raise ModelError(f"'{spec}' is not {known}.")
 
 
 def _registry_path() -> Path:

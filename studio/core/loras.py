@@ -55,6 +55,14 @@ def lora_dirs() -> list[Path]:
     return folders
 
 
+def searched_folders() -> list[Path]:
+    """Every folder a LoRA's name is looked up in, for a sentence that names them: the
+    models folder's LoRA folders as well as `lora_dirs`."""
+    found = models_folder.current()
+    extra = models_folder.kind_folders(found.root, "loras") if found is not None else []
+    return [*lora_dirs(), *(folder for folder in extra if folder not in lora_dirs())]
+
+
 # what the LoRA folders held: (the models folder's scan, the folders' times, the files)
 _listed: tuple[object, object, list[Path]] | None = None
 

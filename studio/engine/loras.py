@@ -127,7 +127,7 @@ def active_loras(tags: list[LoraTag]) -> list[ActiveLora]:
         else:
             found.append(ActiveLora(path, tag.weight))
     if missing:
-        where = ", ".join(str(folder) for folder in loras.lora_dirs()) or "no LoRA folder is set"
+        where = ", ".join(str(f) for f in loras.searched_folders()) or "no LoRA folder is set"
         raise ModelError(
             f"No LoRA called {', '.join(repr(m) for m in missing)} in the LoRA folders "
             f"({where}): add the file there or remove its tag from the prompt."

@@ -143,3 +143,62 @@ def test_a_negative_prompt_or_cfg_rescale_that_does_not_run_is_said_and_not_reco
     assert code == 0 and "not used" not in err, err
     text = _parameters_text(target)
     assert "Negative prompt: blurry" in text and "CFG rescale: 0.5" in text
+
+
+# -- the models folder -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def webui(tmp_path):  # noqa: ANN001, ANN201
+    """An AUTOMATIC1111 folder with an SDXL checkpoint and an SD 1.x LoRA (headers only)."""
+    from studio.core import models_folder
+    from tests.sparse_files import sparse_safetensors
+
+    models = tmp_path / "webui" / "models"
+    sparse_safetensors(
+        models / "Stable-diffusion" / "ponyV6.safetensors",
+        {"conditioner.embedders.1.model.ln_final.weight": [8]},
+    )
+    lora = {"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": [4, 8]}
+    sparse_safetensors(models / "Lora" / "inkStyle_sd15.safetensors", lora)
+    yield tmp_path / "webui"
+    models_folder.use(None)
+
+
+def test_models_lists_the_models_folder_and_a_missing_name_says_where_it_looked(
+    webui, capsys
+) -> None:
+    folder = str(webui)
+    code, out, _ = run(["--models-dir", folder, "models"], capsys)
+    assert code == 0
+    rows = [line.split() for line in out.splitlines()]
+    assert [
+        "ponyV6",
+        "checkpoint,",
+        "SDXL",
+        f"{folder}/models/Stable-diffusion/ponyV6.safetensors",
+    ] in rows
+    assert [
+        "inkStyle_sd15",
+        "LoRA,",
+        "SD",
+        "1.x",
+        f"{folder}/models/Lora/inkStyle_sd15.safetensors",
+    ] in rows
+    # a name that is not there says where it was looked for
+    code, _, err = run(["--models-dir", folder, "generate", "x", "--model", "ponyV7"], capsys)
+    assert code == 2 and err.strip() == (
+        f"studio: 'ponyV7' is not in the models folder ({folder}), nor a known model, a "
+        "diffusers folder, a checkpoint file or a hub id."
+    )
+    args = ["generate", "x <lora:inkStyle:1>", "--steps", "1"]
+    code, _, err = run(["--models-dir", folder, *args], capsys)
+    assert code == 2 and f"{folder}/models/Lora)" in err.strip().splitlines()[-1], err
+
+
+def test_a_checkpoint_name_without_a_models_folder_says_how_to_set_one(
+    capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LATENT_STUDIO_MODELS_DIR", raising=False)
+    code, _, err = run(["generate", "x", "--model", "ponyV6"], capsys)
+    assert code == 2 and "point the studio at it (--models-dir" in err, err
