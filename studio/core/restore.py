@@ -61,6 +61,7 @@ def plan_restore(params: ImageParameters) -> RestorePlan:
     controls = controls_of(params.extras)
     if controls:
         values["controls"] = controls
+    values.update(_inpaint_settings(params.extras))
     if params.sampler:
         closest = closest_scheduler(params.sampler)
         if closest is None:
@@ -73,6 +74,20 @@ def plan_restore(params: ImageParameters) -> RestorePlan:
                     f"{closest}."
                 )
     return RestorePlan(params.source, values, notes=notes)
+
+
+def _inpaint_settings(extras: dict[str, str]) -> dict[str, Any]:
+    """An inpaint's mask blur, and its "only masked" area and padding, as A1111 writes them."""
+    found: dict[str, Any] = {}
+    for key, field_name in (("Mask blur", "mask_blur"), ("Masked area padding", "inpaint_padding")):
+        try:
+            found[field_name] = int(float(extras[key]))
+        except (KeyError, ValueError, OverflowError):
+            continue
+    area = extras.get("Inpaint area", "").strip().lower()
+    if area in ("only masked", "whole picture"):
+        found["inpaint_only_masked"] = area == "only masked"
+    return found
 
 
 def _with_loras_here(prompt: str, params: ImageParameters) -> tuple[str, list[str]]:

@@ -43,6 +43,11 @@ def parameters_of(
         extras["Classifier guidance"] = f"{target}, {request.classifier_scale:g}"
     if request.mode is not Mode.TEXT_TO_IMAGE:
         extras["Mode"] = request.mode.value
+    if request.mode is Mode.INPAINT:  # as A1111's img2img writes an inpaint
+        extras["Mask blur"] = str(request.mask_blur)
+        if request.inpaint_only_masked:
+            extras["Inpaint area"] = "Only masked"
+            extras["Masked area padding"] = str(request.inpaint_padding)
     if request.references:
         extras["Reference images"] = str(len(request.references))
     main = stages[0] if stages else None

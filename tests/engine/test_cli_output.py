@@ -97,3 +97,47 @@ def test_a_save_that_fails_at_the_end_is_one_sentence_and_leaves_nothing(
     )
     assert "unexpectedly" not in err
     assert list(folder.iterdir()) == []  # no half-written file, no .partial- left
+
+
+def test_an_inpaints_mask_settings_are_written_and_read_as_a1111_writes_them(
+    tmp_path: Path,
+) -> None:
+    from studio.core.request import GenerationRequest, Mode
+    from studio.core.restore import plan_restore
+    from studio.core.saving import save_image
+    from studio.metadata import read_parameters
+    from studio.metadata.a1111 import parse_a1111
+
+    picture, mask = Image.new("RGB", (32, 32), "blue"), Image.new("L", (32, 32), 255)
+    request = GenerationRequest(
+        mode=Mode.INPAINT, prompt="a red circle", init_image=picture, mask=mask, seed=4,
+        width=32, height=32, mask_blur=6, inpaint_only_masked=True, inpaint_padding=24,
+    )  # fmt: skip
+    path = save_image(picture, request, 4, tmp_path)
+    with Image.open(path) as saved:
+        text = saved.text["parameters"]
+    assert "Mask blur: 6, Inpaint area: Only masked, Masked area padding: 24" in text, text
+    assert read_parameters(path).request["inpaint_padding"] == 24
+    # an A1111 inpaint's file gives them back
+    a1111 = parse_a1111(
+        "a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, "
+        "Denoising strength: 0.75, Mask blur: 8, Inpaint area: Only masked, "
+        "Masked area padding: 48"
+    )
+    values = plan_restore(a1111).values
+    assert (values["mask_blur"], values["inpaint_only_masked"], values["inpaint_padding"]) == (
+        8,
+        True,
+        48,
+    )
+    whole = parse_a1111("a cat\nSteps: 20, Seed: 1, Mask blur: 4, Inpaint area: Whole picture")
+    assert plan_restore(whole).values["inpaint_only_masked"] is False
+
+
+def test_a_cleared_status_prints_no_blank_line(capsys) -> None:
+    from studio.cli import _StderrProgress
+
+    progress = _StderrProgress()
+    progress.status("Computing the first 3 steps of the parent again…", None)
+    progress.status("", None)  # the engine clears the window's status line after a replay
+    assert capsys.readouterr().err == "Computing the first 3 steps of the parent again…\n"
