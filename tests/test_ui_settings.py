@@ -572,3 +572,29 @@ def test_the_models_list_says_each_models_family_and_size(  # noqa: ANN001
     names = [combo.itemText(i) for i in range(combo.count())]
     assert "juggernautXL · SDXL · 25.8 kB" in names
     assert any(name.startswith("dreamshaper · SD 1.x · ") for name in names)
+
+
+def test_a_models_folder_that_lists_nothing_says_why(make_window, tmp_path, monkeypatch):  # noqa: ANN001
+    """A mistyped models folder, or one with no models where the tools keep them, left the
+    picker as it was without a word; a folder that has gone says so at the next start."""
+    from studio.core import models_folder
+
+    monkeypatch.setattr(models_folder, "_chosen", {"command line": None, "setting": None})
+    monkeypatch.delenv(models_folder.ENV_VAR, raising=False)
+    window = make_window()
+    engine = window.settings.engine_settings()
+    typo = tmp_path / "ComfyUl"
+    window.apply_settings(StudioSettings(tmp_path, engine, "dark", models_dir=typo))
+    assert window.banner.kind == "error"
+    assert window.banner.text() == (
+        f"The models folder '{typo}' is not there (moved, or on a drive not plugged in): its "
+        "models are not listed."
+    )
+    empty = tmp_path / "Documents"
+    empty.mkdir()
+    window.apply_settings(StudioSettings(tmp_path, engine, "dark", models_dir=empty))
+    assert window.banner.text().startswith(f"No models were found in '{empty}': the studio looks")
+    window.settings.set_models_dir(typo)  # and at the next start
+    window.settings.sync()
+    again = make_window()  # the same settings file
+    assert f"The models folder '{typo}' is not there" in again.banner.text()

@@ -150,9 +150,15 @@ def scan(folder: Path) -> ModelsFolder:
 
 
 def _models_root(folder: Path) -> Path:
-    """The tool's `models` folder when pointed at the tool's own folder."""
+    """The tool's `models` folder when pointed at the tool's own folder, and the folder
+    above when pointed at one of its kind folders (models/Stable-diffusion itself)."""
+    if _kind_dirs(folder):
+        return folder
     inner = folder / "models"
-    return inner if not _kind_dirs(folder) and inner.is_dir() else folder
+    if inner.is_dir():
+        return inner
+    is_kind = any(folder.name.lower() in names for names in KIND_FOLDERS.values())
+    return folder.parent if is_kind and folder.parent != folder else folder
 
 
 def kind_folders(root: Path, kind: str) -> list[Path]:

@@ -171,6 +171,9 @@ class MainWindow(QMainWindow):
         self._show_mode(self.draft.mode)
         self.prompt_panel.prompt_edit.setFocus()
         notices = take_notices()  # broken state set aside at start: said once
+        missing = models_folder_note(self.settings.models_dir())  # an unplugged drive
+        if missing:
+            notices.append(missing)
         if notices:
             self.banner.show_info(" ".join(notices))  # ready to type a prompt at once
 
@@ -709,6 +712,9 @@ class MainWindow(QMainWindow):
             models_folder.use(chosen.models_dir, "setting")
             self.model_picker.reload()
             self.loras.reload()
+            note = models_folder_note(chosen.models_dir, scan=True)
+            if note:  # a typo, or the folder one level off: not an empty list and silence
+                self.show_error(note)
         if chosen.lora_dir != self.settings.lora_dir():
             self.settings.set_lora_dir(chosen.lora_dir)
             lora_files.use_lora_dir(chosen.lora_dir)
@@ -814,3 +820,23 @@ class MainWindow(QMainWindow):
         if not ended:
             log.warning("the engine thread was still busy at exit")
         super().closeEvent(event)
+
+
+def models_folder_note(folder: Path | None, scan: bool = False) -> str:
+    """A sentence when the models folder setting lists nothing: the folder is not there, or
+    (with `scan`) it holds no model where AUTOMATIC1111, Forge and ComfyUI keep them."""
+    if folder is None:
+        return ""
+    shown = printable(str(folder))
+    if not folder.is_dir():
+        return (
+            f"The models folder '{shown}' is not there (moved, or on a drive not plugged in): "
+            "its models are not listed."
+        )
+    if scan and not models_folder.scan(folder).checkpoints:
+        return (
+            f"No models were found in '{shown}': the studio looks in its "
+            "models/Stable-diffusion, models/checkpoints, diffusion_models, unet or diffusers "
+            "folders, as AUTOMATIC1111, Forge and ComfyUI keep them."
+        )
+    return ""

@@ -124,3 +124,20 @@ def test_the_command_line_takes_a_models_folder(tiny_sd, tmp_path, capsys) -> No
     assert read_parameters(target).model is not None
     code = main(["--models-dir", str(tmp_path / "none"), "generate", "x"])
     assert code == 2 and "is not a folder" in capsys.readouterr().err
+
+
+def test_the_checkpoints_folder_itself_is_read_as_its_tools(tmp_path) -> None:
+    """Artists point at models/Stable-diffusion itself (where their checkpoints are), not
+    the folder above it: that listed nothing. Its tool's folder is read instead."""
+    webui = _webui(tmp_path)
+    for pointed in ("Stable-diffusion", "Lora"):
+        found = models_folder.scan(webui / "models" / pointed)
+        assert [p.name for p in found.checkpoints] == [
+            "ponyDiffusionV6XL.safetensors",
+            "v1-5-pruned-emaonly.safetensors",
+        ]
+        assert [p.name for p in found.loras] == [
+            "detail_slider.safetensors",
+            "style_loha.safetensors",
+        ]
+    assert models_folder.scan(tmp_path / "elsewhere").checkpoints == []
