@@ -154,14 +154,45 @@ def cut_note(label: str, count: int, limit: int, side: str = "") -> str:
     return f"The {side}prompt is {count} tokens; {label} reads {limit}: the rest is cut."
 
 
+# A1111's syntax that changes the prompt from step to step, which the studio does not run:
+# the innermost [...] holding "|" (alternating words), or ending in ":when" (prompt editing:
+# [from:to:when], [to:when], [from::when]).
+_BRACKETS = re.compile(r"(?<!\\)\[([^\[\]]*)(?<!\\)\]")
+_WHEN = re.compile(r":\s*[+-]?(\d+\.?\d*|\.\d+)\s*$")
+
+
+def unrun_syntax_note(text: str, side: str = "") -> str:
+    """A sentence when the prompt uses A1111's alternating words ([a|b]) or prompt editing
+    ([from:to:when]), which the studio does not run (the text inside is read as it stands, as
+    any [...] is: weighted ÷1.1 by the CLIP families); "" otherwise."""
+    text, _ = split_lora_tags(text)
+    for match in _BRACKETS.finditer(text):
+        inside = match.group(1)
+        if "|" in inside:
+            kind = "alternating words"
+        elif _WHEN.search(inside):
+            kind = "prompt editing"
+        else:
+            continue
+        return (
+            f"The {side}prompt's {match.group(0)} is A1111's {kind}, which the studio does "
+            "not run: the text inside is read as it stands, as any [...] is."
+        )
+    return ""
+
+
 def reading_note(family: Any, folder: Path | None, prompt: str, negative: str = "") -> str:
-    """What a plain-text family will not read of the prompts (weights, text past its
-    maximum), in a line or two; "" for the CLIP families, which read it all. The tokens are
-    counted with the model folder's tokenizer.json (the Rust tokenizer, loaded once)."""
+    """What the studio will not read of the prompts as A1111 would (alternating words and
+    prompt editing, in every family; weights and text past the maximum, in a plain-text
+    family), in a line or two; "" when it reads them all. The tokens are counted with the
+    model folder's tokenizer.json (the Rust tokenizer, loaded once)."""
+    unrun = [
+        unrun_syntax_note(text, side) for side, text in (("", prompt), ("negative ", negative))
+    ]
     if family is None or family.name not in PLAIN_ENCODERS:
-        return ""
+        return "\n".join(note for note in unrun if note)
     subfolder, limit = PLAIN_ENCODERS[family.name]
-    notes = []
+    notes = [note for note in unrun if note]
     for side, text in (("", prompt), ("negative ", negative)):
         if not text:
             continue

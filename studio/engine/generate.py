@@ -22,6 +22,7 @@ from studio.core.jobs import (
     Reporter,
     Stage,
 )
+from studio.core.prompt_syntax import unrun_syntax_note
 from studio.core.prompt_tags import split_lora_tags
 from studio.core.request import (
     MAX_STEPS,
@@ -250,6 +251,9 @@ class Engine:
         self._unused = unused_guidance(family_of(pipe), request)
         for message in self._unused.values():
             self._note(message)
+        for side, said in (("", request.prompt), ("negative ", request.negative_prompt)):
+            if note := unrun_syntax_note(said, side):
+                self._note(note)
         text, tags = split_lora_tags(request.prompt)
         wanted = active_loras(tags)
         self._timed(timings, "loras", lambda: self.models.apply_loras(request.model, wanted))

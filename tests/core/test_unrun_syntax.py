@@ -1,0 +1,47 @@
+"""A1111's alternating words ([a|b]) and prompt editing ([from:to:when]) change the prompt
+from step to step, which the studio does not do: a prompt using them is told so, under the
+prompt in the window and on the command line, instead of running the text as words."""
+
+from __future__ import annotations
+
+import pytest
+
+from studio.cli import main
+from studio.core.prompt_syntax import reading_note, unrun_syntax_note
+
+
+@pytest.mark.parametrize(
+    ("prompt", "said"),
+    [
+        ("a [red|blue] circle", "[red|blue] is A1111's alternating words"),
+        ("a [cat:dog:0.5] photo", "[cat:dog:0.5] is A1111's prompt editing"),
+        ("[cat::0.3] x", "[cat::0.3] is A1111's prompt editing"),
+        ("[cat:10] x", "[cat:10] is A1111's prompt editing"),
+        ("[ (cat:1.2) : dog : .4 ]", "[ (cat:1.2) : dog : .4 ] is A1111's prompt editing"),
+        ("(a:1.2) [b] [a:b]", ""),  # emphasis, and a colon with no step: plain brackets
+        (r"\[a|b\] x", ""),  # escaped: the characters themselves
+        ("x <lora:style:0.5>", ""),  # a LoRA tag is not prompt editing
+    ],
+)
+def test_unrun_syntax_is_named(prompt: str, said: str) -> None:
+    note = unrun_syntax_note(prompt)
+    assert (said in note) if said else note == ""
+    if said:
+        assert note.endswith("which the studio does not run: the text inside is read as it "
+                             "stands, as any [...] is.")  # fmt: skip
+        assert said in reading_note(None, None, "x", prompt)  # the window's line: any family
+        assert "The negative prompt's" in reading_note(None, None, "x", prompt)
+
+
+def test_the_command_line_says_it(tiny_sd, tmp_path, capsys) -> None:
+    args = ["generate", "a [red|blue] circle", "--model", tiny_sd, "--steps", "1"]
+    code = main([*args, "--width", "32", "--height", "32", "--out", str(tmp_path / "x.png")])
+    err = capsys.readouterr().err
+    assert (
+        code == 0
+        and (
+            "The prompt's [red|blue] is A1111's alternating words, which the studio does not run: "
+            "the text inside is read as it stands, as any [...] is."
+        )
+        in err.splitlines()
+    )
