@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -816,11 +817,20 @@ def _with_loras(prompt: str, options: list[str]) -> str:
         return prompt
     tags = split_lora_tags(prompt)[1]
     for option in options:
-        name, _, weight = option.rpartition(":")
+        name, colon, weight = option.rpartition(":")
+        if not colon:
+            tags.append(LoraTag(option))
+            continue
         try:
-            tags.append(LoraTag(name, float(weight)) if name else LoraTag(option))
+            value = float(weight)
         except ValueError:
-            tags.append(LoraTag(option))  # a path with a colon, no weight
+            value = math.nan
+        if not name.strip() or not math.isfinite(value):
+            raise UsageError(
+                f"--lora takes NAME[:WEIGHT], the weight a number such as 0.8: not "
+                f"'{printable(option)}'."
+            )
+        tags.append(LoraTag(name, value))
     return with_lora_tags(prompt, tags)
 
 

@@ -9,13 +9,16 @@ applies one weight to both, as diffusers' adapters do, and keeps the tag as writ
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
+# a weight as Python writes a float: 0.8, -.5, +1, 1e-05 (how "{:g}" writes a small one)
+_NUMBER = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 # <lora:name>, <lora:name:0.8>, <lora:name:0.8:0.5>; names may hold spaces and dots
-_TAG = re.compile(
-    r"<(lora|lyco):([^:<>]+?)(?::(-?[0-9]*\.?[0-9]+))?(?::(-?[0-9]*\.?[0-9]+))?>", re.I
-)
+_TAG = re.compile(rf"<(lora|lyco):([^:<>]+?)(?::\s*({_NUMBER})\s*)?(?::\s*({_NUMBER})\s*)?>", re.I)
+# anything written as a LoRA tag, read or not
+_ANY_TAG = re.compile(r"<(lora|lyco):[^<>]*>", re.I)
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,34 @@ def split_lora_tags(prompt: str) -> tuple[str, list[LoraTag]]:
     return text, list(tags.values())
 
 
+def unreadable_lora_tags(prompt: str) -> list[str]:
+    """The prompt's LoRA tags that name no LoRA with a weight the studio can use
+    (`<lora:x:abc>`, `<lora:x:nan>`, `<lora:>`, A1111's `te=` form): without this they would
+    be read as words and the LoRA left out."""
+    bad = []
+    for match in _ANY_TAG.finditer(prompt):
+        tag = _TAG.fullmatch(match.group(0))
+        weights = [w for w in (tag.group(3), tag.group(4)) if w is not None] if tag else []
+        if tag is None or not tag.group(2).strip() or not all(_finite(w) for w in weights):
+            bad.append(match.group(0))
+    return bad
+
+
+def unreadable_tag_sentence(tag: str) -> str:
+    """What to say of a tag `unreadable_lora_tags` found."""
+    return (
+        f"The LoRA tag {tag} cannot be read: write it as <lora:NAME:WEIGHT>, the weight a "
+        "number such as 0.8."
+    )
+
+
+def _finite(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
 def with_lora_tags(prompt: str, tags: list[LoraTag]) -> str:
     """The prompt with exactly these LoRA tags, at the end, replacing any it had (the LoRA
     panel writes the prompt this way when a weight is changed there)."""
@@ -50,7 +81,7 @@ def with_lora_tags(prompt: str, tags: list[LoraTag]) -> str:
 
 
 def _tag_of(name: str) -> re.Pattern[str]:
-    number = r"-?[0-9]*\.?[0-9]+"
+    number = rf"\s*{_NUMBER}\s*"
     return re.compile(rf"<(lora|lyco):{re.escape(name)}(?::{number})?(?::{number})?>", re.I)
 
 

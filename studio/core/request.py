@@ -19,6 +19,7 @@ from typing import Any
 from PIL import Image
 
 from studio.core.errors import BadInput
+from studio.core.prompt_tags import unreadable_lora_tags, unreadable_tag_sentence
 from studio.core.schedulers import RUNNABLE_SCHEDULERS, SCHEDULER_NAMES
 
 DEFAULT_MODEL = "studio-tiny"
@@ -389,6 +390,8 @@ def _validate(r: GenerationRequest) -> list[str]:
             problems.append(f"The {name} holds bytes that are not text (UTF-8): type it again.")
     if r.mode is not Mode.UPSCALE and not (str(r.prompt).strip() or str(r.negative_prompt).strip()):
         problems.append("The prompt is empty: describe the image you want.")
+    if isinstance(r.prompt, str):
+        problems.extend(unreadable_tag_sentence(tag) for tag in unreadable_lora_tags(r.prompt)[:1])
     for name in ("width", "height"):
         value = getattr(r, name)
         if RANGES[name].problem(value) is None and value % SIDE_STEP:
