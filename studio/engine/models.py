@@ -17,6 +17,7 @@ from typing import Any
 from studio.core import families, memory_policy
 from studio.core.catalog import (
     ModelError,
+    model_family,
     model_role,
     read_model_card,
     resolve,
@@ -119,6 +120,11 @@ class ModelManager:
 
     def pipeline(self, spec: str, mode: Mode) -> Any:
         """The pipeline for a mode, loading the model only if it is not the loaded one."""
+        if not (self._base and self._base[0] == spec):
+            # a mode its family has no pipeline for is said before minutes of loading
+            known = families.by_name(getattr(model_family(spec), "name", None))
+            if known is not None and not known.offers(mode.value):
+                raise ModelError(_no_such_mode(known, mode))
         base = self._load_base(spec)
         family = family_of(base)
         if family.name != "unknown" and not family.offers(mode.value):

@@ -202,3 +202,13 @@ def test_a_checkpoint_name_without_a_models_folder_says_how_to_set_one(
     monkeypatch.delenv("LATENT_STUDIO_MODELS_DIR", raising=False)
     code, _, err = run(["generate", "x", "--model", "ponyV6"], capsys)
     assert code == 2 and "point the studio at it (--models-dir" in err, err
+
+
+def test_a_mode_the_family_has_no_pipeline_for_is_said_before_loading(
+    tiny_sd, tmp_path, capsys
+) -> None:
+    picture = tmp_path / "in.png"
+    Image.new("RGB", (32, 32), "blue").save(picture)
+    args = ["generate", "make the circle red", "--model", tiny_sd, "--edit", str(picture)]
+    line = _refused(*run(args, capsys))  # one line: no "Loading…" before it
+    assert line.startswith("studio: SD 1.x models do not edit by instruction: use one that does")
