@@ -113,9 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--model",
         metavar="SPEC",
-        default="studio-tiny",
-        help="an embedded model's name, a hub id (org/name), a diffusers folder or a "
-        ".safetensors file",
+        help="an embedded model's name, a hub id (org/name), a diffusers folder, a "
+        ".safetensors or .gguf file, or a checkpoint's name in the models folder (default: "
+        "studio-tiny; with --from, the image's)",
     )
     gen.add_argument(
         "--steps",
@@ -155,8 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--seed",
         type=int,
-        default=-1,
-        help="the seed of the first image (image k of a batch is seed+k); -1 picks one at random",
+        help="the seed of the first image (image k of a batch is seed+k); -1 picks one at random "
+        "(default: -1; with --from, the image's)",
     )
     gen.add_argument(
         "--width",
@@ -245,10 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="from_image",
         type=Path,
         metavar="IMAGE.png",
-        help="continue an image the studio saved from one of its steps (--at-step), with "
-        "what you change: the prompt, --negative, --cfg, --cfg-rescale, --threshold, "
-        "--classifier-guidance, --lora, --control-scale, --upscale, --noise-seed; its "
-        "input images (--init-image, --mask, --control) are given again",
+        help="make an image again from the parameters saved in it (the studio's, or "
+        "AUTOMATIC1111's, ComfyUI's… as far as they go), with what the options change: the "
+        "prompt, --negative, --model, --seed, --steps, --cfg, --sampler, --width, --height, "
+        "--lora…; its input images (--init-image, --mask, --edit, --control) are given "
+        "again. With --at-step, continue a studio image from that step: the prompt, "
+        "--negative, --cfg, --cfg-rescale, --threshold, --classifier-guidance, --lora, "
+        "--control-scale, --upscale, --sampler and --noise-seed change the steps after it",
     )
     gen.add_argument(
         "--at-step",
@@ -641,10 +644,12 @@ def _one_line(error: Exception) -> str:
 def _generate(args: argparse.Namespace) -> int:
     from studio.core.catalog import model_defaults
     from studio.core.imaging import input_size, open_image
-    from studio.core.request import GenerationRequest, Mode
+    from studio.core.request import DEFAULT_MODEL, GenerationRequest, Mode
 
-    if args.from_image is not None or args.at_step is not None:
+    if args.at_step is not None:
         return _run_and_save(_branch_request(args), args)
+    if args.from_image is not None:
+        return _run_and_save(_rerun_request(args), args)
     if args.noise_seed is not None or args.vary:
         raise UsageError("--noise-seed and --vary go with --from and --at-step.")
     if args.prompt is None:
@@ -652,7 +657,7 @@ def _generate(args: argparse.Namespace) -> int:
             "the following arguments are required: prompt (what the image shows; or --from "
             "IMAGE.png --at-step K to continue a saved image)."
         )
-    model = args.model
+    model = args.model or DEFAULT_MODEL
     defaults = model_defaults(model)
     if args.edit and (args.init_image or args.mask):
         raise UsageError("--edit takes the place of --init-image and --mask: give one of them.")
@@ -691,7 +696,7 @@ def _generate(args: argparse.Namespace) -> int:
         threshold_max=args.threshold if args.threshold is not None else 2.5,
         **_classifier_guidance(args.classifier_guidance, model),
         scheduler=_say_sampler_note(args.scheduler) or defaults.get("scheduler", "Euler a"),
-        seed=args.seed,
+        seed=-1 if args.seed is None else args.seed,
         batch_size=args.batch,
         init_image=init_image,
         strength=args.strength,
@@ -773,6 +778,88 @@ def _branch_request(args: argparse.Namespace) -> Any:
     if plan.note():
         print(plan.note(), file=sys.stderr)
     return plan.request
+
+
+def _rerun_request(args: argparse.Namespace) -> Any:
+    """--from IMAGE alone: the request saved in the image (the studio's whole record, or what
+    another tool's parameters restore), with what the options change; its input images come
+    from the options again."""
+    from studio.core.imaging import open_image
+    from studio.core.request import PARAMETER_NAMES, GenerationRequest, Mode
+    from studio.core.restore import plan_restore
+    from studio.metadata import read_parameters
+
+    if args.noise_seed is not None or args.vary:
+        raise UsageError("--noise-seed and --vary go with --from and --at-step.")
+    shown = printable(str(args.from_image))
+    params = read_parameters(args.from_image)
+    plan = plan_restore(params)
+    for note in plan.notes:
+        print(f"studio: {note}", file=sys.stderr)
+    saved = {k: v for k, v in plan.values.items() if k in PARAMETER_NAMES and v is not None}
+    saved["batch_size"] = 1
+    images: dict[str, Any] = {"references": ()}
+    if args.init_image or args.edit:
+        images["init_image"] = open_image(args.init_image or args.edit)
+    if args.mask:
+        images["mask"] = open_image(args.mask).convert("L")
+    images["references"] = tuple(open_image(p).convert("RGB") for p in args.reference)
+    if not plan.complete:  # another tool's file: the mode is the inputs given
+        saved["mode"] = (
+            Mode.EDIT
+            if args.edit
+            else Mode.INPAINT
+            if args.mask
+            else Mode.IMAGE_TO_IMAGE
+            if args.init_image
+            else Mode.TEXT_TO_IMAGE
+        ).value
+    recorded = GenerationRequest.from_dict(saved, **images)
+    if recorded.mode.needs_image and recorded.init_image is None:
+        option = "--edit" if recorded.mode is Mode.EDIT else "--init-image"
+        raise UsageError(f"{shown} was made from an input image: give it again with {option}.")
+    if recorded.mode is Mode.INPAINT and recorded.mask is None:
+        raise UsageError(f"{shown} was inpainted: give its mask again with --mask.")
+    controls = recorded.controls
+    if args.controls:
+        controls = _controls(args.controls, args.model or recorded.model)
+    elif controls:
+        raise UsageError(
+            f"{shown} was made with {len(controls)} ControlNet(s): give each control image "
+            "again with --control (and its --control-model)."
+        )
+    changes: dict[str, Any] = {
+        "controls": controls,
+        "prompt": _with_loras(
+            args.prompt if args.prompt is not None else recorded.prompt, args.lora
+        ),
+    }
+    for field_name, value in (
+        ("negative_prompt", args.negative),
+        ("model", args.model),
+        ("seed", args.seed),
+        ("steps", args.steps),
+        ("cfg_scale", args.cfg),
+        ("cfg_rescale", args.cfg_rescale),
+        ("scheduler", _say_sampler_note(args.scheduler)),
+        ("width", args.width),
+        ("height", args.height),
+        ("upscaler", args.upscale),
+    ):
+        if value is not None:
+            changes[field_name] = value
+    if args.batch != 1:
+        changes["batch_size"] = args.batch
+    if args.threshold is not None:
+        changes.update(
+            dynamic_thresholding=True,
+            threshold_max=args.threshold,
+            threshold_percentile=args.threshold_percentile,
+        )
+    if args.classifier_guidance:
+        model = changes.get("model", recorded.model)
+        changes.update(_classifier_guidance(args.classifier_guidance, model))
+    return recorded.replace(**changes)
 
 
 def _steering(group: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,89 @@
+"""studio generate --from IMAGE (no --at-step): the parameters saved in an image make it again,
+the same pixels for the studio's own files; the options change what they name; another
+tool's file gives what it records; an input image the file was made from is asked for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, PngImagePlugin
+
+from studio.cli import main
+from studio.metadata import read_parameters
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), np.int16)
+
+
+def test_an_image_is_made_again_from_its_parameters(tiny_sd, tmp_path, capsys) -> None:
+    first, again, other = tmp_path / "first.png", tmp_path / "again.png", tmp_path / "other.png"
+    picture = tmp_path / "in.png"
+    Image.new("RGB", (32, 32), "blue").save(picture)
+    args = ["generate", "a red circle", "--model", tiny_sd, "--steps", "2", "--seed", "11"]
+    args += ["--negative", "green", "--init-image", str(picture), "--strength", "0.6"]
+    code, _, err = run([*args, "--sampler", "DPM++ 2M", "--out", str(first)], capsys)
+    assert code == 0, err
+    # its input image is asked for again, in a sentence
+    code, out, err = run(["generate", "--from", str(first)], capsys)
+    assert (
+        code == 2
+        and out == ""
+        and err
+        == f"studio: {first} was made from an input image: give it again with --init-image.\n"
+    )
+    code, out, err = run(
+        ["generate", "--from", str(first), "--init-image", str(picture), "--out", str(again)],
+        capsys,
+    )
+    assert code == 0 and out.strip() == str(again), err
+    assert np.array_equal(_pixels(again), _pixels(first))
+    assert read_parameters(again).request == read_parameters(first).request
+    # what an option names changes, the rest is the file's
+    code, _, err = run(
+        ["generate", "a blue square", "--from", str(first), "--init-image", str(picture),
+         "--seed", "12", "--out", str(other)],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    changed = read_parameters(other)
+    assert (changed.prompt, changed.seed, changed.negative_prompt) == ("a blue square", 12, "green")
+    assert (changed.steps, changed.sampler, changed.strength) == (2, "DPM++ 2M", 0.6)
+
+
+def test_another_tools_parameters_are_run_as_far_as_they_go(tiny_sd, tmp_path, capsys) -> None:
+    foreign = tmp_path / "a1111.png"
+    info = PngImagePlugin.PngInfo()
+    info.add_text(
+        "parameters",
+        "a cat\nNegative prompt: dog\nSteps: 3, Sampler: DPM++ SDE Karras, CFG scale: 5, "
+        "Seed: 77, Size: 32x40, Model hash: 0123456789, Model: realisticVision",
+    )
+    Image.new("RGB", (32, 40)).save(foreign, pnginfo=info)
+    target = tmp_path / "ours.png"
+    # the model it names is not here: one sentence; --model gives one
+    code, _, err = run(["generate", "--from", str(foreign)], capsys)
+    assert code == 2 and "'realisticVision' is not a known model" in err.splitlines()[-1]
+    code, _, err = run(
+        ["generate", "--from", str(foreign), "--model", tiny_sd, "--out", str(target)], capsys
+    )
+    assert code == 0, err
+    assert "runs as its close relative DPM++ 2M SDE Karras" in err
+    ran = read_parameters(target)
+    assert (ran.prompt, ran.negative_prompt, ran.seed, ran.steps, ran.cfg_scale) == (
+        "a cat",
+        "dog",
+        77,
+        3,
+        5.0,
+    )
+    assert (ran.width, ran.height, ran.sampler) == (32, 40, "DPM++ 2M SDE Karras")
