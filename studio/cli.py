@@ -481,6 +481,18 @@ def _control_range(text: str) -> tuple[float, float]:
         ) from None
 
 
+def _spec(spec: str | None) -> str | None:
+    """A model given as a path, as the absolute path: the saved parameters then name it from
+    any folder (--from, the window); names, hub ids and what is not here are kept as given."""
+    from studio.core.paths import EMBEDDED_MODELS_DIR
+
+    if not spec or Path(spec).is_absolute() or not Path(spec).expanduser().exists():
+        return spec
+    if "/" not in spec and (EMBEDDED_MODELS_DIR / spec / "model_index.json").is_file():
+        return spec  # the embedded model's name wins over a folder of that name here
+    return str(Path(spec).expanduser().absolute())
+
+
 def _controls(groups: list[dict[str, Any]], model: str) -> tuple[Any, ...]:
     """The ControlNets of the --control groups, each with its image opened."""
     from studio.core.imaging import open_image
@@ -491,7 +503,7 @@ def _controls(groups: list[dict[str, Any]], model: str) -> tuple[Any, ...]:
         start, end = group.get("range", (0.0, 1.0))
         controls.append(
             Control(
-                model=group.get("model") or _default_controlnet(model),
+                model=_spec(group.get("model")) or _default_controlnet(model),
                 image=open_image(group["image"]).convert("RGB"),
                 scale=group.get("scale", 1.0),
                 start=start,
@@ -657,7 +669,7 @@ def _generate(args: argparse.Namespace) -> int:
             "the following arguments are required: prompt (what the image shows; or --from "
             "IMAGE.png --at-step K to continue a saved image)."
         )
-    model = args.model or DEFAULT_MODEL
+    model = _spec(args.model) or DEFAULT_MODEL
     defaults = model_defaults(model)
     if args.edit and (args.init_image or args.mask):
         raise UsageError("--edit takes the place of --init-image and --mask: give one of them.")
@@ -706,7 +718,7 @@ def _generate(args: argparse.Namespace) -> int:
         inpaint_only_masked=args.only_masked,
         inpaint_padding=args.padding,
         upscaler=args.upscale,
-        upscale_model=args.upscale_model,
+        upscale_model=_spec(args.upscale_model),
         upscale_strength=args.upscale_strength,
         controls=_controls(args.controls, model),
     )
@@ -836,7 +848,7 @@ def _rerun_request(args: argparse.Namespace) -> Any:
     }
     for field_name, value in (
         ("negative_prompt", args.negative),
-        ("model", args.model),
+        ("model", _spec(args.model)),
         ("seed", args.seed),
         ("steps", args.steps),
         ("cfg_scale", args.cfg),
@@ -929,7 +941,7 @@ def _upscale(args: argparse.Namespace) -> int:
         mode=Mode.UPSCALE,
         prompt=args.prompt,
         init_image=open_image(args.image).convert("RGB"),
-        upscale_model=args.model,
+        upscale_model=_spec(args.model),
         upscale_noise_level=args.noise_level,
         seed=args.seed,
     )

@@ -87,3 +87,19 @@ def test_another_tools_parameters_are_run_as_far_as_they_go(tiny_sd, tmp_path, c
         5.0,
     )
     assert (ran.width, ran.height, ran.sampler) == (32, 40, "DPM++ 2M SDE Karras")
+
+
+def test_a_model_given_by_a_relative_path_is_recorded_to_be_found_from_anywhere(
+    tiny_sd, tmp_path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = Path(tiny_sd)
+    monkeypatch.chdir(model.parent)
+    first = tmp_path / "first.png"
+    args = ["generate", "a red circle", "--model", model.name, "--steps", "1", "--seed", "3"]
+    code, _, err = run([*args, "--width", "32", "--height", "32", "--out", str(first)], capsys)
+    assert code == 0, err
+    assert read_parameters(first).model == str(model)
+    monkeypatch.chdir(tmp_path)  # elsewhere, the file still names its model
+    code, _, err = run(["generate", "--from", str(first), "--out", str(tmp_path / "2.png")], capsys)
+    assert code == 0, err
+    assert np.array_equal(_pixels(tmp_path / "2.png"), _pixels(first))
