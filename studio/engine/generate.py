@@ -13,8 +13,9 @@ from typing import Any
 import torch
 from PIL import Image
 
-from studio.core import embeddings, imaging
+from studio.core import embeddings, families, imaging
 from studio.core.branches import parent_of
+from studio.core.catalog import model_family
 from studio.core.jobs import (
     GenerationError,
     GenerationResult,
@@ -28,6 +29,7 @@ from studio.core.request import (
     MAX_STEPS,
     GenerationRequest,
     Mode,
+    RequestError,
     Upscaler,
     batch_seeds,
     resolve_seed,
@@ -105,6 +107,15 @@ class Engine:
         request = request.replace(seed=resolve_seed(request.seed))
         if request.mode is Mode.UPSCALE or request.upscaler is Upscaler.X4:
             self.models.check_upscaler(request.upscale_model)  # before any step runs
+        if request.upscaler is Upscaler.HIRES and request.mode is not Mode.UPSCALE:
+            family = families.by_name(getattr(model_family(request.model), "name", None))
+            if family is not None and not family.offers(Mode.IMAGE_TO_IMAGE.value):
+                raise RequestError(  # said before the picture it would enlarge is made
+                    [
+                        f"Hires fix runs image→image, which {family.label} models do not "
+                        "have: upscale with the ×4 upscaler instead."
+                    ]
+                )
         seeds = batch_seeds(request.seed, request.batch_size)
         timings: dict[str, float] = {}
         self._stages: list[Stage] = []

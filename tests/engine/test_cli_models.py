@@ -212,3 +212,19 @@ def test_a_mode_the_family_has_no_pipeline_for_is_said_before_loading(
     args = ["generate", "make the circle red", "--model", tiny_sd, "--edit", str(picture)]
     line = _refused(*run(args, capsys))  # one line: no "Loading…" before it
     assert line.startswith("studio: SD 1.x models do not edit by instruction: use one that does")
+
+
+def test_a_hires_fix_the_family_cannot_run_is_said_before_the_picture_is_made(
+    tmp_path, capsys
+) -> None:
+    from tests.engine.tiny_families import build
+
+    klein = str(build("flux2_klein", tmp_path / "klein"))
+    capsys.readouterr()  # the builder's progress bars
+    args = ["generate", "a red circle", "--model", klein, "--steps", "1", "--upscale", "hires"]
+    line = _refused(*run([*args, "--out", str(tmp_path / "x.png")], capsys))
+    assert line == (
+        "studio: Hires fix runs image→image, which Flux.2 Klein models do not have: upscale "
+        "with the ×4 upscaler instead."
+    )
+    assert not (tmp_path / "x.png").exists()
