@@ -546,7 +546,7 @@ def test_the_picker_says_a_damaged_model_is_damaged_when_it_is_picked(  # noqa: 
 
 
 def test_the_models_list_says_each_models_family_and_size(  # noqa: ANN001
-    make_window, tmp_path, monkeypatch
+    qtbot, make_window, tmp_path, monkeypatch
 ):
     """Only the chosen model's hint said its family: a list of fine-tunes of SD 1.5, SDXL
     and Flux read as bare names. Opening the list gives each its family and size."""
@@ -564,14 +564,27 @@ def test_the_models_list_says_each_models_family_and_size(  # noqa: ANN001
             "conditioner.embedders.1.model.ln_final.weight": [1280],
         },
     )
+    from studio.ui.panels import model_picker
+
+    read_on_the_windows_thread = []
+    family_label = model_picker._family_label
+
+    def recording_family_label(spec: str) -> str:
+        read_on_the_windows_thread.append(threading.current_thread() is threading.main_thread())
+        return family_label(spec)
+
     combo = make_window().model_picker.combo
-    names = [combo.itemText(i) for i in range(combo.count())]
-    assert "juggernautXL" in names and "dreamshaper" in names  # nothing read at start
-    combo.showPopup()
+    monkeypatch.setattr(model_picker, "_family_label", recording_family_label)
+
+    def names() -> list[str]:
+        return [combo.itemText(i) for i in range(combo.count())]
+
+    assert "juggernautXL" in names() and "dreamshaper" in names()  # nothing read at start
+    combo.showPopup()  # read on a worker: the list opens at once, each name grows once read
     combo.hidePopup()
-    names = [combo.itemText(i) for i in range(combo.count())]
-    assert "juggernautXL · SDXL · 25.8 kB" in names
-    assert any(name.startswith("dreamshaper · SD 1.x · ") for name in names)
+    qtbot.waitUntil(lambda: "juggernautXL · SDXL · 25.8 kB" in names(), timeout=10_000)
+    assert any(name.startswith("dreamshaper · SD 1.x · ") for name in names())
+    assert read_on_the_windows_thread and not any(read_on_the_windows_thread)  # never frozen
 
 
 def test_a_models_folder_that_lists_nothing_says_why(make_window, tmp_path, monkeypatch):  # noqa: ANN001

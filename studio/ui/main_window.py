@@ -817,6 +817,8 @@ class MainWindow(QMainWindow):
         self.engine_stopped = ended
         self.gallery.shutdown()
         self.intake.reader.shutdown()
+        for picker in (self.model_picker, self.upscaler_picker, self.guidance.upscale_model):
+            picker.shutdown()
         if not ended:
             log.warning("the engine thread was still busy at exit")
         super().closeEvent(event)

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QRunnable, Qt, QThreadPool, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -169,6 +169,28 @@ class AddModelDialog(QDialog):
         self.accept()
 
 
+def _description(spec: str) -> str:
+    """A model's family and size ("SDXL · 6.9 GB"), from its headers and configs."""
+    try:
+        return " · ".join(part for part in (_family_label(spec), _size_label(spec)) if part)
+    except Exception:  # noqa: BLE001 - a file that cannot be read is listed by its name
+        log.warning("could not describe %s", spec, exc_info=True)
+        return ""
+
+
+class _Describe(QRunnable):
+    """Reads each listed model's family and size off the window's thread: a models folder
+    of a hundred checkpoints is a hundred headers to parse (about a second)."""
+
+    def __init__(self, ticket: int, specs: list[str], done: Signal) -> None:
+        super().__init__()
+        self.ticket, self.specs, self.done = ticket, specs, done
+
+    def run(self) -> None:
+        for spec in self.specs:
+            self.done.emit(self.ticket, spec, _description(spec))
+
+
 class _Combo(QComboBox):
     """A combo that says when its list is about to open."""
 
@@ -188,6 +210,7 @@ class ModelPicker(QWidget):
 
     modelChanged = Signal(str)  # the shown model changed, from anywhere
     addRequested = Signal()
+    _described = Signal(int, str, str)  # ticket, spec, its family and size
 
     def __init__(
         self, role: str = "generator", show_hint: bool = True, parent: QWidget | None = None
@@ -199,6 +222,11 @@ class ModelPicker(QWidget):
         # the models folder's entries: their listed name, until the list first opens and
         # each gets its family and size (read from headers: not at start, for many models)
         self._undescribed: dict[str, str] = {}
+        self._describing: dict[str, str] = {}  # those on the worker now
+        self._listing = 0  # the ticket of the list as now loaded: older descriptions drop
+        self._describer = QThreadPool(self)
+        self._describer.setMaxThreadCount(1)
+        self._described.connect(self._on_described)
         self.combo.aboutToShowPopup.connect(self._describe_listed)
         # At most HINT_LINES lines (the rest elided, all of it in the tooltip), so a long
         # card does not push the controls below the fold.
@@ -251,7 +279,8 @@ class ModelPicker(QWidget):
     def reload(self) -> None:
         self.combo.blockSignals(True)
         self.combo.clear()
-        self._undescribed = {}
+        self._undescribed, self._describing = {}, {}
+        self._listing += 1
         names = [m.name for m in catalog.embedded_models() if m.role == self.role]
         if self._default not in names:
             names.insert(0, self._default)
@@ -308,13 +337,25 @@ class ModelPicker(QWidget):
     def _describe_listed(self) -> None:
         """Each models folder entry says its family and size in the list ("juggernautXL ·
         SDXL · 6.9 GB"), as the hint does for the chosen one: looked up when the list first
-        opens, so that a large models folder does not slow the window's start."""
-        undescribed, self._undescribed = self._undescribed, {}
-        for spec, name in undescribed.items():
-            index = self.combo.findData(spec)
-            facts = [part for part in (_family_label(spec), _size_label(spec)) if part]
-            if index >= 0 and facts:
-                self.combo.setItemText(index, " · ".join([name, *facts]))
+        opens, so that a large models folder does not slow the window's start, and on a
+        worker, so that it does not hold up the list: each name grows as it is read."""
+        if not self._undescribed:
+            return
+        self._describing.update(self._undescribed)
+        specs, self._undescribed = list(self._undescribed), {}
+        self._describer.start(_Describe(self._listing, specs, self._described))
+
+    def _on_described(self, ticket: int, spec: str, description: str) -> None:
+        name = self._describing.pop(spec, None) if ticket == self._listing else None
+        index = self.combo.findData(spec)
+        if name is not None and description and index >= 0:
+            self.combo.setItemText(index, f"{name} · {description}")
+
+    def shutdown(self) -> None:
+        """Stop describing (the window is closing)."""
+        self._listing += 1
+        self._describer.clear()
+        self._describer.waitForDone(2000)
 
     def _on_activated(self, index: int) -> None:
         spec = self.combo.itemData(index)
