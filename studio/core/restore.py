@@ -62,6 +62,9 @@ def plan_restore(params: ImageParameters) -> RestorePlan:
     if controls:
         values["controls"] = controls
     values.update(_inpaint_settings(params.extras))
+    distilled = _finite_number(params.extras.get("Distilled CFG Scale"))
+    if distilled is not None:  # Forge's Flux: "CFG scale: 1" is no CFG; this is the scale
+        values["cfg_scale"] = distilled
     if params.sampler:
         closest = closest_scheduler(params.sampler)
         if closest is None:
@@ -74,6 +77,14 @@ def plan_restore(params: ImageParameters) -> RestorePlan:
                     f"{closest}."
                 )
     return RestorePlan(params.source, values, notes=notes)
+
+
+def _finite_number(text: str | None) -> float | None:
+    try:
+        value = float(str(text))
+    except ValueError:
+        return None
+    return value if value == value and abs(value) != float("inf") else None
 
 
 def _inpaint_settings(extras: dict[str, str]) -> dict[str, Any]:

@@ -98,6 +98,11 @@ def parameters_of(
     sampler, schedule = a1111_sampler(sampler)  # "Euler SGM Uniform": Euler, SGM Uniform
     if schedule:
         extras["Schedule type"] = schedule
+    if request.mode is not Mode.UPSCALE and _distilled(model):
+        # Flux.1 dev/Kontext take the scale as an input and run no CFG: as Forge writes it,
+        # so that a tool reading "CFG scale" does not run CFG at that scale
+        extras["Distilled CFG Scale"] = f"{cfg:g}"
+        cfg = 1.0
     return metadata.ImageParameters(
         source="studio",
         prompt=request.prompt,
@@ -112,6 +117,14 @@ def parameters_of(
         strength=strength,
         extras=extras,
     )
+
+
+def _distilled(model: str) -> bool:
+    """Whether the model, by its files, takes its guidance scale as an input (no CFG)."""
+    from studio.core.catalog import model_family
+
+    family = model_family(model)
+    return family is not None and family.guidance.kind == "distilled"
 
 
 def control_field(control: Control, union_type: str = "") -> str:

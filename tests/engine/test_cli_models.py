@@ -228,3 +228,23 @@ def test_a_hires_fix_the_family_cannot_run_is_said_before_the_picture_is_made(
         "with the ×4 upscaler instead."
     )
     assert not (tmp_path / "x.png").exists()
+
+
+def test_flux_guidance_is_written_and_read_as_forge_writes_it(flux, tmp_path, capsys) -> None:
+    """Flux.1 dev takes its scale as an input and runs no CFG: Forge writes "CFG scale: 1,
+    Distilled CFG Scale: 3.5"; "CFG scale: 3.5" would make another tool run CFG at 3.5, and
+    a Forge file read as CFG 1 would run Flux at guidance 1."""
+    from studio.core.restore import plan_restore
+    from studio.metadata.a1111 import parse_a1111
+
+    target = tmp_path / "flux.png"
+    args = ["generate", "a red circle", "--model", flux, "--steps", "1", "--cfg", "3.5"]
+    code, _, err = run([*args, "--width", "32", "--height", "32", "--out", str(target)], capsys)
+    assert code == 0, err
+    text = _parameters_text(target)
+    assert "CFG scale: 1.0," in text and "Distilled CFG Scale: 3.5" in text, text
+    forge = parse_a1111(
+        "a cat\nSteps: 20, Sampler: Euler, Schedule type: Simple, CFG scale: 1, "
+        "Distilled CFG Scale: 3.5, Seed: 1, Size: 896x1152, Model: flux1-dev-bnb-nf4-v2"
+    )
+    assert plan_restore(forge).values["cfg_scale"] == 3.5
