@@ -1231,6 +1231,7 @@ def _run_and_save(request: Any, args: argparse.Namespace) -> int:
     else:  # the engines of a Ray cluster; the images come back and are saved here
         from studio.remote.pool import run_on_cluster
 
+        _answers(backend)
         result = run_on_cluster(backend, request, reporter, settings)
     if result.cancelled:
         return EXIT_INTERRUPTED
@@ -1246,6 +1247,31 @@ def _run_and_save(request: Any, args: argparse.Namespace) -> int:
 
 class SaveError(UserError):
     """A finished image that could not be written (a full disk): exit status 1."""
+
+
+def _answers(backend: str, seconds: float = 5.0) -> None:
+    """A cluster's address that nothing answers at is one sentence, at once: Ray would retry
+    it for minutes, writing its own log lines to the terminal."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if backend.lower() in ("ray", "local", "auto"):
+        return
+    try:
+        parts = urlsplit(backend if "://" in backend else f"ray://{backend}")
+        host, port = parts.hostname, parts.port or 10001
+    except ValueError:
+        return  # Ray says what is wrong with it
+    if not host:
+        return
+    try:
+        socket.create_connection((host, port), timeout=seconds).close()
+    except OSError as e:
+        reason = (e.strerror or str(e) or e.__class__.__name__).lower()
+        raise UsageError(
+            f"No Ray cluster answers at {printable(backend)} ({reason}): start one there "
+            "('ray start --head'), or check the address."
+        ) from None
 
 
 def _writable_folder(folder: Path, option: str) -> None:

@@ -141,3 +141,21 @@ def test_a_cleared_status_prints_no_blank_line(capsys) -> None:
     progress.status("Computing the first 3 steps of the parent again…", None)
     progress.status("", None)  # the engine clears the window's status line after a replay
     assert capsys.readouterr().err == "Computing the first 3 steps of the parent again…\n"
+
+
+def test_a_cluster_address_nothing_answers_at_is_one_sentence_at_once(tmp_path, capsys) -> None:
+    import socket
+    import time
+
+    with socket.socket() as free:  # a port nothing listens on
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    started = time.monotonic()
+    args = ["generate", "a red circle", "--backend", f"127.0.0.1:{port}"]
+    code, out, err = run([*args, "--out", str(tmp_path / "x.png")], capsys)
+    assert time.monotonic() - started < 10  # Ray alone retries for minutes
+    assert code == 2 and out == ""
+    assert _one_line_before_any_work(err) == (
+        f"studio: No Ray cluster answers at 127.0.0.1:{port} (connection refused): start one "
+        "there ('ray start --head'), or check the address."
+    )
