@@ -756,6 +756,7 @@ def _branch_request(args: argparse.Namespace) -> Any:
         raise UsageError(f"{shown} was made from an input image: give it again with {option}.")
     if parent.mode is Mode.INPAINT and parent.mask is None:
         raise UsageError(f"{shown} was inpainted: give its mask again with --mask.")
+    _references_given(read_parameters(args.from_image), args, shown)
     if len(args.controls) < len(parent.controls):
         raise UsageError(
             f"{shown} was made with {len(parent.controls)} ControlNet(s): give each control "
@@ -832,6 +833,7 @@ def _rerun_request(args: argparse.Namespace) -> Any:
         raise UsageError(f"{shown} was made from an input image: give it again with {option}.")
     if recorded.mode is Mode.INPAINT and recorded.mask is None:
         raise UsageError(f"{shown} was inpainted: give its mask again with --mask.")
+    _references_given(params, args, shown)
     controls = recorded.controls
     if args.controls:
         controls = _controls(args.controls, args.model or recorded.model)
@@ -872,6 +874,20 @@ def _rerun_request(args: argparse.Namespace) -> Any:
         model = changes.get("model", recorded.model)
         changes.update(_classifier_guidance(args.classifier_guidance, model))
     return recorded.replace(**changes)
+
+
+def _references_given(params: Any, args: argparse.Namespace, shown: str) -> None:
+    """An edit made with reference images is made again with as many (the file records how
+    many, not the pictures): without them it would be another edit."""
+    try:
+        wanted = int(params.extras.get("Reference images", "0"))
+    except ValueError:
+        return
+    if len(args.reference) < wanted:
+        raise UsageError(
+            f"{shown} was edited with {wanted} reference image(s): give them again with "
+            f"--reference, in the same order (not {len(args.reference)})."
+        )
 
 
 def _steering(group: dict[str, Any]) -> dict[str, Any]:

@@ -317,6 +317,21 @@ class Engine:
             raise GenerationError(_too_many_references(family, len(request.references)))
         image = imaging.fit(request.init_image, request.width, request.height)
         references = [r.convert("RGB") for r in request.references]
+        # the pipeline's own limits on its input pictures (Flux.2: 64 pixels a side, an aspect
+        # ratio of 8 at most), said in a sentence before any step rather than as its error
+        check = getattr(getattr(pipe, "image_processor", None), "check_image_input", None)
+        named = [(f"at {image.width}×{image.height}", image)]
+        named += [
+            (f"with reference image {n} ({r.width}×{r.height})", r)
+            for n, r in enumerate(references, 1)
+        ]
+        for where, picture in named if callable(check) else ():
+            try:
+                check(picture)
+            except ValueError as e:
+                reason = str(e).split(". ", 1)[-1].rstrip(".")
+                reason = reason[:1].lower() + reason[1:]
+                raise RequestError([f"{family.label} cannot edit {where}: {reason}."]) from None
         call = {
             **common,
             "image": [image, *references] if family.edit_references else image,

@@ -103,3 +103,44 @@ def test_a_model_given_by_a_relative_path_is_recorded_to_be_found_from_anywhere(
     code, _, err = run(["generate", "--from", str(first), "--out", str(tmp_path / "2.png")], capsys)
     assert code == 0, err
     assert np.array_equal(_pixels(tmp_path / "2.png"), _pixels(first))
+
+
+def test_an_edit_with_references_asks_for_them_again(tmp_path, capsys) -> None:
+    from tests.engine.tiny_families import build
+
+    klein = str(build("flux2_klein", tmp_path / "klein"))
+    capsys.readouterr()
+    picture, other = tmp_path / "in.png", tmp_path / "ref.png"
+    Image.new("RGB", (64, 64), "blue").save(picture)
+    Image.new("RGB", (32, 32), "red").save(other)
+    first = tmp_path / "edit.png"
+    args = ["generate", "make it red", "--model", klein, "--edit", str(picture), "--steps", "1"]
+    args += ["--reference", str(other), "--width", "64", "--height", "64", "--seed", "5"]
+    # the pipeline's limit on its pictures is a sentence, not its ValueError
+    code, _, err = run([*args, "--out", str(first)], capsys)
+    assert code == 2 and err.strip().splitlines()[-1] == (
+        "studio: Flux.2 Klein cannot edit with reference image 1 (32×32): both dimensions must "
+        "be at least 64px."
+    )
+    Image.new("RGB", (64, 64), "red").save(other)
+    code, _, err = run([*args, "--out", str(first)], capsys)
+    assert code == 0, err
+    again = ["generate", "--from", str(first), "--edit", str(picture)]
+    code, out, err = run([*again, "--out", str(tmp_path / "x.png")], capsys)
+    assert (
+        code == 2
+        and out == ""
+        and err
+        == (
+            f"studio: {first} was edited with 1 reference image(s): give them again with "
+            "--reference, in the same order (not 0).\n"
+        )
+    )
+    branch = [*again, "--at-step", "1"]
+    code, _, err = run(branch, capsys)
+    assert code == 2 and "was edited with 1 reference image(s)" in err
+    code, _, err = run(
+        [*again, "--reference", str(other), "--out", str(tmp_path / "2.png")], capsys
+    )
+    assert code == 0, err
+    assert np.array_equal(_pixels(tmp_path / "2.png"), _pixels(first))
