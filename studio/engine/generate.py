@@ -107,9 +107,10 @@ class Engine:
         request = request.replace(seed=resolve_seed(request.seed))
         if request.mode is Mode.UPSCALE or request.upscaler is Upscaler.X4:
             self.models.check_upscaler(request.upscale_model)  # before any step runs
-        if request.upscaler is Upscaler.HIRES and request.mode is not Mode.UPSCALE:
-            family = families.by_name(getattr(model_family(request.model), "name", None))
-            if family is not None and not family.offers(Mode.IMAGE_TO_IMAGE.value):
+        family = families.by_name(getattr(model_family(request.model), "name", None))
+        if family is not None and request.mode is not Mode.UPSCALE:
+            request = self._in_size_steps(request, family)
+            if request.upscaler is Upscaler.HIRES and not family.offers("img2img"):
                 raise RequestError(  # said before the picture it would enlarge is made
                     [
                         f"Hires fix runs image→image, which {family.label} models do not "
@@ -148,6 +149,20 @@ class Engine:
         kept = self.states.kept(key)
         return GenerationResult(images, request, seeds, timings, stages=stages, kept=kept)
 
+    def _in_size_steps(self, request: GenerationRequest, family: Any) -> GenerationRequest:
+        """The request cut down to the sizes the family makes (a transformer family's sides
+        come in 16 pixels: SD 3 and Z-Image refuse others, Flux cuts them down unsaid), said
+        in a note; the metadata records the size that ran."""
+        step = family.size_step
+        width, height = (max(step, side // step * step) for side in (request.width, request.height))
+        if (width, height) == (request.width, request.height):
+            return request
+        self._note(
+            f"{family.label} makes pictures in steps of {step} pixels: "
+            f"{request.width}×{request.height} runs as {width}×{height}."
+        )
+        return request.replace(width=width, height=height)
+
     # -- the noising view ----------------------------------------------------------------
 
     def noising_view(self, request: GenerationRequest) -> Any:
@@ -173,6 +188,9 @@ class Engine:
             seed=resolve_seed(request.seed), batch_size=1, controls=(), upscaler=None, branch=None
         )
         request.validate()
+        family = families.by_name(getattr(model_family(request.model), "name", None))
+        if family is not None:
+            request = self._in_size_steps(request, family)
         pipe = self.models.pipeline(request.model, request.mode)
         network = family_runtime.denoiser(pipe)
         first: list[torch.Tensor] = []

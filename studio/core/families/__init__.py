@@ -111,6 +111,12 @@ class Family:
     def modes(self) -> tuple[str, ...]:
         return tuple(self.pipelines)
 
+    @property
+    def size_step(self) -> int:
+        """The pixels a picture's sides come in: the VAE's 8, times the 2×2 patches each
+        token of a transformer family covers (SD 3, Flux, Qwen-Image, Z-Image: 16)."""
+        return 16 if self.denoiser == "transformer" else 8
+
     def offers(self, mode: str) -> bool:
         """Whether a job of this mode ("txt2img", "edit", …) can run on the family's models;
         an upscale runs the upscaler, a model of its own, whatever the family."""
