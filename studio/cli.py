@@ -1265,29 +1265,14 @@ class SaveError(UserError):
     """A finished image that could not be written (a full disk): exit status 1."""
 
 
-def _answers(backend: str, seconds: float = 5.0) -> None:
-    """A cluster's address that nothing answers at is one sentence, at once: Ray would retry
-    it for minutes, writing its own log lines to the terminal."""
-    import socket
-    from urllib.parse import urlsplit
+def _answers(backend: str) -> None:
+    """A cluster's address that nothing answers at is a usage error, before any work."""
+    from studio.remote.pool import ClusterError, check_answers
 
-    if backend.lower() in ("ray", "local", "auto"):
-        return
     try:
-        parts = urlsplit(backend if "://" in backend else f"ray://{backend}")
-        host, port = parts.hostname, parts.port or 10001
-    except ValueError:
-        return  # Ray says what is wrong with it
-    if not host:
-        return
-    try:
-        socket.create_connection((host, port), timeout=seconds).close()
-    except OSError as e:
-        reason = (e.strerror or str(e) or e.__class__.__name__).lower()
-        raise UsageError(
-            f"No Ray cluster answers at {printable(backend)} ({reason}): start one there "
-            "('ray start --head'), or check the address."
-        ) from None
+        check_answers(backend)
+    except ClusterError as e:
+        raise UsageError(str(e)) from None
 
 
 def _writable_folder(folder: Path, option: str) -> None:

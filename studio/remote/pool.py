@@ -33,6 +33,7 @@ from studio.core.errors import UserError
 from studio.core.jobs import GenerationResult, StepProgress
 from studio.core.request import GenerationRequest, batch_seeds, resolve_seed
 from studio.core.settings import EngineSettings
+from studio.core.text import printable
 from studio.remote.actor import TERMINAL, EngineActor, Event, decode_result, studio_version
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ def connect(address: str, local_cpus: int | None = None) -> bool:
         "log_to_driver": False,
         "logging_level": logging.WARNING,
     }
+    check_answers(address)
     try:
         if is_local(address):
             # "local": a new cluster of this process even where another runs on this machine
@@ -105,6 +107,32 @@ def connect(address: str, local_cpus: int | None = None) -> bool:
     except Exception as e:  # noqa: BLE001 - every way of failing to connect is one sentence
         raise ClusterError(explain(e, address)) from None
     return True
+
+
+def check_answers(address: str, seconds: float = 5.0) -> None:
+    """ClusterError at once when nothing answers at a cluster's address (`host:port`,
+    `ray://host:port`): Ray itself would retry it for minutes, writing its own log lines to
+    the terminal, and the window would say "Connecting…" all that time."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if is_local(address) or address.strip().lower() == "auto":
+        return
+    try:
+        parts = urlsplit(address if "://" in address else f"ray://{address}")
+        host, port = parts.hostname, parts.port or 10001
+    except ValueError:
+        return  # Ray says what is wrong with it
+    if not host:
+        return
+    try:
+        socket.create_connection((host, port), timeout=seconds).close()
+    except OSError as e:
+        reason = (e.strerror or str(e) or e.__class__.__name__).lower()
+        raise ClusterError(
+            f"No Ray cluster answers at {printable(address.strip())} ({reason}): start one "
+            "there ('ray start --head'), or check the address."
+        ) from None
 
 
 def explain(error: BaseException, address: str) -> str:
