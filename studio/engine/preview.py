@@ -83,7 +83,7 @@ class PreviewCopy:
 
     def __init__(self, rgb: torch.Tensor) -> None:
         self._done: Any = None
-        if rgb.is_cuda:
+        if rgb.device.type == "cuda":
             self._host = rgb.to("cpu", non_blocking=True)  # into pinned memory, asynchronously
             self._done = torch.cuda.Event()
             self._done.record(torch.cuda.current_stream(rgb.device))
