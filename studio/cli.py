@@ -730,7 +730,7 @@ def _branch_request(args: argparse.Namespace) -> Any:
     what the options change; its input images come from the options again."""
     from studio.core.branches import branch_of
     from studio.core.imaging import open_image
-    from studio.core.request import GenerationRequest, Mode
+    from studio.core.request import GenerationRequest
     from studio.metadata import read_parameters
 
     if args.from_image is None or args.at_step is None:
@@ -751,11 +751,7 @@ def _branch_request(args: argparse.Namespace) -> Any:
         images["init_image"] = open_image(args.edit)
     images["references"] = tuple(open_image(p).convert("RGB") for p in args.reference)
     parent = GenerationRequest.from_dict(recorded, **images)
-    if parent.mode.needs_image and parent.init_image is None:
-        option = "--edit" if parent.mode is Mode.EDIT else "--init-image"
-        raise UsageError(f"{shown} was made from an input image: give it again with {option}.")
-    if parent.mode is Mode.INPAINT and parent.mask is None:
-        raise UsageError(f"{shown} was inpainted: give its mask again with --mask.")
+    _inputs_given(parent, shown)
     _references_given(read_parameters(args.from_image), args, shown)
     if len(args.controls) < len(parent.controls):
         raise UsageError(
@@ -828,11 +824,7 @@ def _rerun_request(args: argparse.Namespace) -> Any:
             else Mode.TEXT_TO_IMAGE
         ).value
     recorded = GenerationRequest.from_dict(saved, **images)
-    if recorded.mode.needs_image and recorded.init_image is None:
-        option = "--edit" if recorded.mode is Mode.EDIT else "--init-image"
-        raise UsageError(f"{shown} was made from an input image: give it again with {option}.")
-    if recorded.mode is Mode.INPAINT and recorded.mask is None:
-        raise UsageError(f"{shown} was inpainted: give its mask again with --mask.")
+    _inputs_given(recorded, shown)
     _references_given(params, args, shown)
     controls = recorded.controls
     if args.controls:
@@ -1263,6 +1255,18 @@ def _run_and_save(request: Any, args: argparse.Namespace) -> int:
 
 class SaveError(UserError):
     """A finished image that could not be written (a full disk): exit status 1."""
+
+
+def _inputs_given(request: Any, shown: str) -> None:
+    """The input picture and mask of a recorded job (a GenerationRequest), which its file
+    does not hold, given again on the command line."""
+    from studio.core.request import Mode
+
+    if request.mode.needs_image and request.init_image is None:
+        option = "--edit" if request.mode is Mode.EDIT else "--init-image"
+        raise UsageError(f"{shown} was made from an input image: give it again with {option}.")
+    if request.mode is Mode.INPAINT and request.mask is None:
+        raise UsageError(f"{shown} was inpainted: give its mask again with --mask.")
 
 
 def _answers(backend: str) -> None:
