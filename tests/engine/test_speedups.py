@@ -27,13 +27,29 @@ def base(tiny_sd: str) -> GenerationRequest:
     )
 
 
+@pytest.fixture
+def compiled_graphs() -> None:
+    """Asked for by the tests that compile for real: they keep what the compiler made for
+    each other (a graph compiled, even from the on-disk cache, costs seconds on two cores),
+    as the studio keeps it from one job to the next; their assertions hold with or without."""
+
+
 @pytest.fixture(autouse=True)
-def _fresh_compiler() -> Iterator[None]:
+def _fresh_compiler(request: pytest.FixtureRequest) -> Iterator[None]:
     # The compiler caches what it made (or failed to make) for the UNet's code: start and
-    # leave each test with none of it.
-    torch._dynamo.reset()
+    # leave each test with none of it, but for the tests that share compiled graphs.
+    shares = "compiled_graphs" in request.fixturenames
+    if not shares:
+        torch._dynamo.reset()
     yield
-    torch._dynamo.reset()
+    if not shares:
+        torch._dynamo.reset()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_compiled_graphs_after() -> Iterator[None]:
+    yield
+    torch._dynamo.reset()  # none of this module's graphs reach the next module
 
 
 def _pixels(engine: Engine, request: GenerationRequest, **kwargs) -> np.ndarray:
@@ -64,7 +80,9 @@ def test_fused_attention_and_channels_last_draw_the_same_picture(base, tiny_sd) 
     assert _largest_difference(plain, fast) <= 2  # rounding, not a different picture
 
 
-def test_a_compiled_unet_draws_the_same_pictures_with_every_preview(base, tiny_sd) -> None:
+def test_a_compiled_unet_draws_the_same_pictures_with_every_preview(
+    base, tiny_sd, compiled_graphs
+) -> None:
     eager = Engine()
     engine = Engine(EngineSettings(compile_unet=True))
     reporter = RecordingReporter()
@@ -84,7 +102,9 @@ def test_a_compiled_unet_draws_the_same_pictures_with_every_preview(base, tiny_s
 
 
 # A test of its own: a cold compile of each graph takes tens of seconds on two cores.
-def test_guidance_that_reshapes_the_output_works_through_a_compiled_unet(base) -> None:
+def test_guidance_that_reshapes_the_output_works_through_a_compiled_unet(
+    base, compiled_graphs
+) -> None:
     thresholded = base.replace(cfg_scale=12.0, dynamic_thresholding=True, cfg_rescale=0.5)
     # PNDM without CFG keeps the UNet's raw output across steps
     unguided = base.replace(cfg_scale=1.0, scheduler="PNDM")
