@@ -9,12 +9,16 @@ import pytest
 from PySide6.QtCore import QObject, Signal
 
 from studio.core.request import GenerationRequest, Mode
-from studio.ui.noising_view import SHOWN_MS, NoisingAsker
+from studio.ui import noising_view
+from studio.ui.noising_view import NoisingAsker
 from tests.pictures import yellow_square_on_blue as _input
+
+SHOWN_MS = 400  # the view's time on screen after the slider stops: the studio's 2.5 s, shorter
 
 
 @pytest.fixture
-def window(engine_window):  # noqa: ANN001, ANN201
+def window(engine_window, monkeypatch):  # noqa: ANN001, ANN201
+    monkeypatch.setattr(noising_view, "SHOWN_MS", SHOWN_MS)  # read as the view is made
     return engine_window("a yellow square", seed=5, steps=10)
 
 
