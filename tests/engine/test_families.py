@@ -76,7 +76,7 @@ def _small(image: Image.Image, like: np.ndarray) -> np.ndarray:
     return np.asarray(image.convert("RGB").resize(size, Image.Resampling.BOX), np.float32)
 
 
-@pytest.mark.parametrize("fixture", FAMILIES)
+@pytest.mark.parametrize("fixture", FAMILIES, scope="module")
 def test_each_family_is_recognised_with_its_defaults(folders, fixture: str) -> None:
     from pathlib import Path
 
@@ -89,7 +89,7 @@ def test_each_family_is_recognised_with_its_defaults(folders, fixture: str) -> N
     assert family.default_sampler in (offered or (family.default_sampler,))
 
 
-@pytest.mark.parametrize("fixture", FAMILIES)
+@pytest.mark.parametrize("fixture", FAMILIES, scope="module")
 def test_text_to_image_previews_every_step_and_ends_on_the_result(
     engines, folders, fixture: str
 ) -> None:
@@ -110,7 +110,7 @@ def test_text_to_image_previews_every_step_and_ends_on_the_result(
     assert result.request.scheduler == result.stages[0].scheduler
 
 
-@pytest.mark.parametrize("fixture", FAMILIES)
+@pytest.mark.parametrize("fixture", FAMILIES, scope="module")
 def test_the_linear_preview_is_fitted_for_a_family_of_no_known_projection(
     engines, folders, fixture: str
 ) -> None:
@@ -182,7 +182,7 @@ def test_a_pipeline_given_another_vae_previews_with_that_vaes_colours(engines, f
     assert np.abs(shown - old).mean() > 10  # the old VAE's colours are another picture
 
 
-@pytest.mark.parametrize("fixture", FAMILIES)
+@pytest.mark.parametrize("fixture", FAMILIES, scope="module")
 def test_one_step_gives_a_picture(engines, folders, fixture: str) -> None:
     """A single step (distilled models, or a quick look): Qwen-Image's schedule stretched to
     its terminal σ made diffusers' one σ NaN, and the job failed as out of range."""
@@ -190,7 +190,7 @@ def test_one_step_gives_a_picture(engines, folders, fixture: str) -> None:
     assert len(result.images) == 1 and result.stages[0].steps == 1
 
 
-@pytest.mark.parametrize("fixture", FAMILIES)
+@pytest.mark.parametrize("fixture", FAMILIES, scope="module")
 def test_same_seed_same_pixels_and_cancel_within_a_step(engines, folders, fixture: str) -> None:
     engine = engines["vae"]
     request = _request(folders[fixture], steps=4)
@@ -203,7 +203,7 @@ def test_same_seed_same_pixels_and_cancel_within_a_step(engines, folders, fixtur
     assert max(p.step for p in reporter.steps) == 2
 
 
-@pytest.mark.parametrize("fixture", FAMILIES)
+@pytest.mark.parametrize("fixture", FAMILIES, scope="module")
 def test_every_offered_sampler_runs_and_continues_exactly_from_a_step(
     engines, folders, fixture: str
 ) -> None:
@@ -220,7 +220,7 @@ def test_every_offered_sampler_runs_and_continues_exactly_from_a_step(
         assert np.array_equal(np.asarray(branch.images[0]), np.asarray(parent.images[0])), name
 
 
-@pytest.mark.parametrize("fixture", FAMILIES)
+@pytest.mark.parametrize("fixture", FAMILIES, scope="module")
 def test_image_to_image_and_inpaint_where_the_family_has_them(
     engines, folders, fixture: str
 ) -> None:
@@ -246,7 +246,7 @@ def test_image_to_image_and_inpaint_where_the_family_has_them(
     assert ran or fixture == "flux2_klein"  # Klein has inpaint only (and edit)
 
 
-@pytest.mark.parametrize("fixture", FAMILIES)
+@pytest.mark.parametrize("fixture", FAMILIES, scope="module")
 def test_the_engine_draws_what_the_bare_pipeline_draws(engines, folders, fixture: str) -> None:
     """The studio's guidance arguments, sampler and decode give the pipeline's own picture."""
     from studio.engine.generate import guidance_arguments
@@ -266,7 +266,7 @@ def test_the_engine_draws_what_the_bare_pipeline_draws(engines, folders, fixture
     assert np.abs(ours - np.asarray(bare, np.int16)).max() <= 2
 
 
-@pytest.mark.parametrize("fixture", FAMILIES)
+@pytest.mark.parametrize("fixture", FAMILIES, scope="module")
 def test_the_guidance_controls_that_apply_change_the_picture(
     engines, folders, fixture: str
 ) -> None:
