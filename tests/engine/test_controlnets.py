@@ -125,7 +125,7 @@ MODES = {
 }
 
 
-@pytest.mark.parametrize("family", ["sd1", "sdxl"])
+@pytest.mark.parametrize("family", ["sd1", "sdxl"], scope="module")
 @pytest.mark.parametrize("mode", list(MODES), ids=lambda m: m.value)
 def test_the_control_image_steers_and_weight_0_or_no_step_gives_the_plain_picture(
     engine, models, family: str, mode: Mode
