@@ -339,13 +339,32 @@ def test_the_real_engine_runs_a_job_on_its_thread(tmp_path, qtbot, tiny_sd):  # 
             controller.start_engine(str(tiny_sd))
         assert ready.args == ["Ready"]
         assert any(m.startswith("Loading") for m in statuses)
-        request = _request(model=str(tiny_sd), width=32, height=32, steps=2)
+        request = _request(model=str(tiny_sd), width=32, height=32, steps=6)
         with qtbot.waitSignal(controller.jobFinished, timeout=30000) as blocker:
             job_id = controller.submit(request)
         outcome = blocker.args[1]
         assert outcome.images[0].size == (32, 32)
         assert read_parameters(outcome.paths[0]).request["model"] == str(tiny_sd)
-        assert len(controller.job(job_id).frames) == 2
+        # the engine hands the window its steps in batches (30 frames a second): every
+        # step still reaches the timeline, in order, with its own preview
+        frames = controller.job(job_id).frames
+        assert [frame.step for frame in frames] == [1, 2, 3, 4, 5, 6]
+        assert all(frame.preview is not None for frame in frames)
+        assert not np.array_equal(frames[1].preview, frames[4].preview)
     finally:
         assert controller.shutdown(2000)
         controller.deleteLater()
+
+
+def test_the_window_takes_steps_at_its_repaint_rate() -> None:
+    """The reporters of a window's jobs (here and on a Ray cluster) ask for steps at the rate
+    the controller repaints at, so a tiny model's fast steps are previewed in batches."""
+    from studio.core.jobs import FRAMES_PER_SECOND, frame_interval_of
+    from studio.remote.actor import _QueueReporter
+    from studio.ui.backends.local import _SignalReporter
+    from studio.ui.controller import PROGRESS_INTERVAL_MS
+
+    for reporter in (_SignalReporter, _QueueReporter):
+        assert frame_interval_of(reporter) == 1 / FRAMES_PER_SECOND
+    assert PROGRESS_INTERVAL_MS == 1000 // FRAMES_PER_SECOND
+    assert frame_interval_of(object()) == 0.0  # anyone else: each step as it ends

@@ -56,10 +56,25 @@ class StepProgress:
         return (self.total - self.step) / rate if rate > 0 else 0.0
 
 
+# A window shows at most this many frames a second (its repaints are coalesced to it):
+# an engine may hand it several steps at once, each with its own preview, that often.
+FRAMES_PER_SECOND = 30
+
+
 class Reporter(Protocol):
+    """Where a running job reports. A reporter may say how often it can show a frame, as
+    `frame_interval` (seconds, see `frame_interval_of`): it then gets every step, with
+    every preview, in batches at most that often, the steps of a batch made in one go."""
+
     def status(self, message: str, fraction: float | None) -> None: ...
 
     def step(self, progress: StepProgress) -> None: ...
+
+
+def frame_interval_of(reporter: object) -> float:
+    """Seconds between the batches of steps a reporter wants: 0 (each step as it ends)
+    unless it says otherwise."""
+    return float(getattr(reporter, "frame_interval", 0.0))
 
 
 class NullReporter:

@@ -237,11 +237,17 @@ class GuidanceTap:
         self._last = (latents, prediction, timestep)
         return prediction
 
+    def latest_estimate(self) -> tuple[torch.Tensor, torch.Tensor, Any] | None:
+        """The last step's (latents, prediction, timestep), as references: `x0_of` makes
+        the denoised estimate of it when it is wanted. Neither diffusers' pipelines nor
+        their schedulers change these tensors in place after the step."""
+        return self._last
+
+    def x0_of(self, estimate: tuple[torch.Tensor, torch.Tensor, Any]) -> torch.Tensor:
+        return self.denoised.to_x0(*estimate)
+
     def latest_x0(self) -> torch.Tensor | None:
-        if self._last is None:
-            return None
-        latents, prediction, timestep = self._last
-        return self.denoised.to_x0(latents, prediction, timestep)
+        return None if self._last is None else self.x0_of(self._last)
 
 
 # Samplers whose scale_model_input divides by √(σ²+1) at σ = sigmas[step_index], and

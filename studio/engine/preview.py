@@ -97,10 +97,17 @@ class PreviewCopy:
 
     def collect(self) -> np.ndarray:
         """The batch side by side, (h, w·B, 3) uint8; waits for the copy if it is not done."""
+        return self.frames(1)[0]
+
+    def frames(self, count: int) -> list[np.ndarray]:
+        """The previews of `count` steps made in one go (their batches one after another):
+        each step's batch side by side; waits for the copy if it is not done."""
         if self._done is not None:
             self._done.synchronize()
         images = self._host.numpy()
-        return images[0] if len(images) == 1 else np.concatenate(list(images), axis=1)
+        size = len(images) // count
+        groups = [images[size * n : size * (n + 1)] for n in range(count)]
+        return [g[0] if size == 1 else np.concatenate(list(g), axis=1) for g in groups]
 
 
 class Previewer:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from studio.core.errors import UserError
-from studio.core.jobs import GenerationResult, StepProgress
+from studio.core.jobs import FRAMES_PER_SECOND, GenerationResult, StepProgress
 from studio.core.request import GenerationRequest
 from studio.core.settings import EngineSettings, needs_reload
 
@@ -62,7 +62,10 @@ class _RemoteJob:
 
 
 class _QueueReporter:
-    """The engine's reporter for one job: every report becomes an event, stamped."""
+    """The engine's reporter for one job: every report becomes an event, stamped. Its
+    steps go to a window: the engine may send them in batches, as to a local one."""
+
+    frame_interval = 1 / FRAMES_PER_SECOND
 
     def __init__(self, job: _RemoteJob) -> None:
         self._job = job

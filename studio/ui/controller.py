@@ -21,14 +21,21 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
 from studio.core.branches import branch_of
 from studio.core.formats import PNG
-from studio.core.jobs import GenerationResult, Job, JobRecord, JobState, StepProgress
+from studio.core.jobs import (
+    FRAMES_PER_SECOND,
+    GenerationResult,
+    Job,
+    JobRecord,
+    JobState,
+    StepProgress,
+)
 from studio.core.request import GenerationRequest
 from studio.core.settings import EngineSettings
 from studio.ui.backends import UNKNOWN_FRACTION, Backend, EngineFactory, LocalBackend
 
 log = logging.getLogger(__name__)
 
-PROGRESS_INTERVAL_MS = 33  # ~30 repaints a second at most
+PROGRESS_INTERVAL_MS = 1000 // FRAMES_PER_SECOND  # repaints a second at most
 MAX_TIMELINE_FRAMES = 1000  # a safety cap; previews are latent-sized, so this is small
 KEPT_JOBS = 20  # the jobs of a session whose steps stay in memory (the timeline of each)
 

@@ -116,10 +116,18 @@ def test_the_linear_preview_is_fitted_for_a_family_of_no_known_projection(
 ) -> None:
     engine = engines["linear"]
     reporter = RecordingReporter()
-    engine.run(_request(folders[fixture], steps=2), reporter)
+    engine.run(_request(folders[fixture], steps=4), reporter)
     preview = reporter.steps[-1].preview
     # at latent size (a projection, not a decode), for every family
     assert preview is not None and preview.shape[0] < SIZE
+    # A window takes its steps in batches (30 a second): the previews of steps 2–4, made
+    # in one go (two estimates and the last latents), are each step's own, as made alone.
+    batched = RecordingReporter()
+    batched.frame_interval = 3600.0
+    engine.run(_request(folders[fixture], steps=4), batched)
+    assert [p.step for p in batched.steps] == [1, 2, 3, 4]
+    for alone, together in zip(reporter.steps, batched.steps, strict=True):
+        assert np.array_equal(alone.preview, together.preview)
 
 
 @pytest.mark.parametrize("fixture", ["flux", "flux2_klein", "qwen_image", "chroma"])

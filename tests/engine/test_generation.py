@@ -267,6 +267,50 @@ def test_a_preview_still_on_its_way_from_the_gpu_is_reported_a_step_later(
     assert len(unet_calls) == 3
 
 
+def test_a_reporter_that_shows_frames_at_a_rate_gets_every_step_in_batches(engine, base) -> None:
+    """A window shows at most 30 frames a second: its reporter says so, and the steps
+    ending within one frame's time are reported together, each with its own preview (made
+    in one go). The first step shows at once; a cancel still stops the loop within a step."""
+    pipe = engine.models.pipeline(base.model, Mode.TEXT_TO_IMAGE)
+    unet_calls: list[int] = []
+    hook = pipe.unet.register_forward_hook(lambda *args: unet_calls.append(1))
+
+    class FrameReporter(RecordingReporter):
+        frame_interval = 3600.0  # never due by time: only the first, last and cancelled
+
+        def step(self, progress) -> None:
+            self.unet_calls_seen = [*getattr(self, "unet_calls_seen", []), len(unet_calls)]
+            super().step(progress)
+
+    def cancel_at_third_call(*args) -> None:
+        if len(unet_calls) == 3:
+            engine.cancel()
+
+    try:
+        at_once = RecordingReporter()
+        engine.run(base.replace(steps=5), at_once)
+        unet_calls.clear()
+        batched = FrameReporter()
+        engine.run(base.replace(steps=5), batched)
+        unet_calls.clear()
+        cancelling = pipe.unet.register_forward_hook(cancel_at_third_call)
+        try:
+            cancelled = FrameReporter()
+            result = engine.run(base.replace(steps=10), cancelled)
+        finally:
+            cancelling.remove()
+    finally:
+        hook.remove()
+    assert batched.unet_calls_seen == [1, 5, 5, 5, 5]
+    assert [p.step for p in batched.steps] == [1, 2, 3, 4, 5]
+    for alone, together in zip(at_once.steps, batched.steps, strict=True):
+        assert np.array_equal(alone.preview, together.preview)
+    # cancelled during step 3: the steps held back arrive with their previews, none after
+    assert result.cancelled and [p.step for p in cancelled.steps] == [1, 2, 3]
+    assert all(p.preview is not None for p in cancelled.steps)
+    assert len(unet_calls) == 3
+
+
 def test_nan_latents_fail_the_job_with_a_sentence_not_a_black_picture(engine, base) -> None:
     """Forced through the real pipeline: the UNet's prediction turns to NaN at the last step."""
     from studio.core.jobs import GenerationError

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from studio.core.errors import UserError, one_sentence
-from studio.core.jobs import GenerationResult, Job
+from studio.core.jobs import FRAMES_PER_SECOND, GenerationResult, Job
 from studio.core.request import GenerationRequest, Mode
 from studio.core.settings import EngineSettings, needs_reload
 from studio.core.text import printable
@@ -59,7 +59,10 @@ def real_engine(settings: EngineSettings) -> EngineLike:
 
 
 class _SignalReporter:
-    """The engine's reporter for one job: turns callbacks into queued signals."""
+    """The engine's reporter for one job: turns callbacks into queued signals. The window
+    shows at most FRAMES_PER_SECOND frames: the engine may send its steps in batches."""
+
+    frame_interval = 1 / FRAMES_PER_SECOND
 
     def __init__(self, worker: EngineWorker, job_id: int) -> None:
         self._worker = worker
