@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,7 +129,9 @@ def model_defaults(spec: str) -> dict[str, Any]:
 
 def model_family(spec: str) -> Any:
     """The family (`studio.core.families.Family`) of a model, from its files alone; None
-    when it is not on this machine or of no family the studio knows."""
+    when it is not on this machine or of no family the studio knows. A single file's is
+    kept while the file and its companion are unchanged: every run asks, and a large
+    file's header takes milliseconds to read where a look at its date takes microseconds."""
     from studio.core import families
 
     try:
@@ -136,13 +139,41 @@ def model_family(spec: str) -> Any:
     except ModelError:
         return None
     if source.kind == "checkpoint":
-        return _checkpoint_family(Path(source.location))
+        path = Path(source.location)
+        read_from = (path, path.with_name(path.name + ".companion"))
+        return _kept_while_unchanged(read_from, lambda: _checkpoint_family(path))
     folder = _local_folder(source)
     if folder is None:
         return None
     family = families.of_folder(folder)
     unet = _read_json(folder / "unet" / "config.json")
     return _inpainting_only(family) if unet.get("in_channels") == INPAINTING_INPUTS else family
+
+
+_families_read: dict[tuple[Path, ...], tuple[tuple[Any, ...], Any]] = {}
+
+
+def _kept_while_unchanged(files: tuple[Path, ...], read: Callable[[], Any]) -> Any:
+    """`read()`, kept until one of `files` changes, appears or goes."""
+    dates = tuple(_size_and_time(path) for path in files)
+    kept = _families_read.get(files)
+    if kept is not None and kept[0] == dates:
+        return kept[1]
+    if len(_families_read) > 256:  # models come and go: keep the recent ones
+        _families_read.clear()
+    found = read()
+    _families_read[files] = (dates, found)
+    return found
+
+
+def _size_and_time(path: Path) -> tuple[int, int, int] | None:
+    """What tells a file's versions apart: its size, time and inode (a file replaced whole,
+    as the studio writes them, is a new inode even within the clock's resolution)."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found.st_size, found.st_mtime_ns, found.st_ino
 
 
 # An SD inpainting UNet's inputs: the noisy latents, the mask and the masked picture's latents.

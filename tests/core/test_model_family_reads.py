@@ -1,0 +1,38 @@
+"""A single file's family is read from its header once, and again when the file changes:
+every run asks for it before loading, and a large checkpoint's header takes milliseconds."""
+
+from __future__ import annotations
+
+import os
+
+from studio.core import catalog, model_files
+from tests.sparse_files import sparse_safetensors
+
+SD1 = {"cond_stage_model.transformer.text_model.embeddings.position_ids": [1, 77]}
+SDXL = {"conditioner.embedders.1.model.ln_final.weight": [8]}
+
+
+def test_a_files_family_is_read_again_only_when_it_changes(tmp_path, monkeypatch) -> None:
+    reads: list[str] = []
+    header = model_files.safetensors_header
+
+    def counted(path, *args, **kwargs):  # noqa: ANN001, ANN202
+        reads.append(os.path.basename(path))
+        return header(path, *args, **kwargs)
+
+    monkeypatch.setattr(model_files, "safetensors_header", counted)
+    checkpoint = sparse_safetensors(tmp_path / "model.safetensors", SD1)
+    assert catalog.model_family(str(checkpoint)).label == "SD 1.x"
+    assert catalog.model_family(str(checkpoint)).label == "SD 1.x"
+    assert len(reads) == 1  # the second run looked at the file's date only
+
+    # the same name, downloaded again as another family (written whole, as tools do)
+    fresh = sparse_safetensors(tmp_path / "fresh.safetensors", SDXL)
+    os.replace(fresh, checkpoint)
+    assert catalog.model_family(str(checkpoint)).label == "SDXL"
+    assert len(reads) == 2
+
+    # a companion that appears beside it may name another family: read again
+    (tmp_path / "model.safetensors.companion").write_text("family: sdxl\n")
+    catalog.model_family(str(checkpoint))
+    assert len(reads) == 3
