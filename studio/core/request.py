@@ -81,6 +81,17 @@ class RequestError(BadInput):
         self.problems = problems
 
 
+_NO_FIELD = object()
+
+
+def _same(kept: Any, given: Any) -> bool:
+    """Whether a field's value is the one given: the very object, or an equal plain value
+    (pictures and tuples of controls are not compared: copied, as before)."""
+    return kept is given or (
+        type(kept) is type(given) and type(kept) in (int, float, str, bool) and kept == given
+    )
+
+
 def resolve_seed(seed: int) -> int:
     """The seed a job runs with: the one given, or a fresh random one for -1 (32 bits, as
     AUTOMATIC1111 draws them, so they stay short to read and type)."""
@@ -340,6 +351,11 @@ class GenerationRequest:
             object.__setattr__(self, "branch", Branch.from_dict(self.branch))
 
     def replace(self, **changes: Any) -> GenerationRequest:
+        """The request with `changes`; itself where they change nothing (it is frozen): a
+        run's replaces of its seed, sampler and unused fields mostly change nothing, and a
+        request's copy checks every field again."""
+        if all(_same(getattr(self, name, _NO_FIELD), value) for name, value in changes.items()):
+            return self
         return dataclasses.replace(self, **changes)
 
     def problems(self) -> list[str]:

@@ -1,5 +1,6 @@
-"""A single file's family is read from its header once, and again when the file changes:
-every run asks for it before loading, and a large checkpoint's header takes milliseconds."""
+"""What every run does before its steps costs little: a single file's family is read from its
+header once, and again when the file changes (a large checkpoint's header takes
+milliseconds); a request replaced by its own values is not copied."""
 
 from __future__ import annotations
 
@@ -36,3 +37,14 @@ def test_a_files_family_is_read_again_only_when_it_changes(tmp_path, monkeypatch
     (tmp_path / "model.safetensors.companion").write_text("family: sdxl\n")
     catalog.model_family(str(checkpoint))
     assert len(reads) == 3
+
+
+def test_a_request_replaced_by_its_own_values_is_itself() -> None:
+    """A run replaces its request's seed, sampler and unused fields, most often by the values
+    it has; each copy checks every field again, which a tiny model's run notices."""
+    from studio.core.request import GenerationRequest
+
+    request = GenerationRequest(prompt="a red circle", seed=5, scheduler="Euler")
+    assert request.replace(seed=5, scheduler="Euler") is request
+    changed = request.replace(seed=6)
+    assert changed is not request and changed.seed == 6 and request.seed == 5
