@@ -200,3 +200,33 @@ def test_a_model_without_controlnets_turns_the_section_off_and_says_why(  # noqa
     assert panel.model_spec() == ""  # not studio-tiny's: the job asks for one
     window.draft.edit({"model": "studio-tiny"})
     assert panel.model_spec() == "studio-tiny-controlnet"
+
+
+def test_a_mode_the_family_has_no_controlnet_for_turns_the_section_off(  # noqa: ANN001
+    qtbot, make_window, tmp_path
+) -> None:
+    """SD 3 runs ControlNets in Text→Image and Inpaint but diffusers has no image→image
+    ControlNet pipeline for it: the section stayed on there, and only Generate refused."""
+    from studio.core.request import Mode
+    from tests.engine.tiny_families import build
+
+    sd3 = str(build("sd3", tmp_path / "sd3"))
+    window = make_window(backend=ScriptedBackend())
+    panel = window.controlnet
+    window.canvas.set_image(_picture())
+    window.draft.edit({"model": sd3})
+    panel.use_canvas_picture()
+    assert panel.enabled.isEnabled() and panel.enabled.isChecked()
+
+    window.set_mode(Mode.IMAGE_TO_IMAGE)
+    says = (
+        "SD 3.x models have no ControlNet pipeline for Image→Image: generate without "
+        "ControlNets, or in another mode."
+    )
+    assert not panel.enabled.isEnabled() and panel.enabled.toolTip() == says
+    assert panel.state.text() == says and panel.text() == "ControlNet"
+    assert window.build_request().controls == ()
+
+    window.set_mode(Mode.INPAINT)  # SD 3 has an inpainting ControlNet pipeline: on again
+    assert panel.enabled.isEnabled() and panel.enabled.isChecked()
+    assert panel.state.text() != says

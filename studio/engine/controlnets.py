@@ -169,10 +169,8 @@ def check_fits(
     kind = config.get("_class_name", "")
     unions = {k for f in families.all_families() for k in f.controlnet_unions}
     union = kind in unions or bool(config.get("num_mode") or config.get("num_control_type"))
-    if not family.controlnet_pipelines:
-        raise ModelError(
-            f"The studio runs no ControlNets on {family.label} models: generate without them."
-        )
+    if refusal := family.controlnet_refusal():
+        raise ModelError(f"{refusal[:-1]}: generate without them.")
     if union and kind not in (*family.controlnet_models, *family.controlnet_unions):
         owners = [f.label for f in families.all_families() if kind in f.controlnet_unions]
         made_for = " or ".join(dict.fromkeys(owners)) or "another kind of model"
@@ -274,10 +272,8 @@ def _load_file(
         model.load_state_dict(_converted(kind, state, config), strict=True)
         return model.to(dtype)
     if "ControlNetModel" not in family.controlnet_models:
-        if not family.controlnet_pipelines:
-            raise ModelError(
-                f"The studio runs no ControlNets on {family.label} models: generate without them."
-            )
+        if refusal := family.controlnet_refusal():
+            raise ModelError(f"{refusal[:-1]}: generate without them.")
         raise ModelError(
             f"'{source.name}' is no ControlNet file the studio knows for {family.label} (its "
             f"tensors are none of a {family.label} ControlNet's): use the ControlNet's diffusers "
@@ -663,11 +659,13 @@ def derive(base: Any, mode_name: str, models: list[Any]) -> Any:
     import diffusers
 
     family = family_of(base)
-    name = family.controlnet_pipelines.get(mode_name)
-    if name is None or not hasattr(diffusers, name):
+    if refusal := family.controlnet_refusal(mode_name):
+        raise ModelError(refusal)
+    name = family.controlnet_pipelines[mode_name]
+    if not hasattr(diffusers, name):  # a diffusers older than the family's table
         raise ModelError(
             f"{family.label} models have no ControlNet pipeline for {_mode_label(mode_name)} in "
-            "diffusers: generate without ControlNets, or in another mode."
+            "this diffusers: generate without ControlNets, or in another mode."
         )
     unions = [type(m).__name__ in family.controlnet_unions for m in models]
     if any(unions):  # SDXL's union ControlNets have pipelines of their own

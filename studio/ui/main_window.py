@@ -531,9 +531,10 @@ class MainWindow(QMainWindow):
             self._leave_a_mode_the_model_lacks()
         if {"mode", "model"} & values.keys():
             self._show_mode(self.draft.mode)
+            self.controlnet.set_mode(self.draft.mode)
 
     def _show_family(self) -> None:
-        self.controlnet.set_generator(str(self.draft["model"]))
+        self.controlnet.set_generator(str(self.draft["model"]), self.draft.mode)
         family = model_family(str(self.draft["model"]))
         label = family.label if family else ""
         self.references.set_limit(family.edit_references if family else 0, label)

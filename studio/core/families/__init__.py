@@ -122,6 +122,21 @@ class Family:
         an upscale runs the upscaler, a model of its own, whatever the family."""
         return mode == "upscale" or mode in self.pipelines
 
+    def controlnet_refusal(self, mode: str | None = None) -> str:
+        """Why the family's models run no ControlNet (in `mode`, when given: "img2img", …),
+        in a sentence; "" where they do. The window's ControlNet section and the engine
+        both say it."""
+        from studio.core.request import Mode
+
+        if not self.controlnet_pipelines:
+            return f"The studio runs no ControlNets on {self.label} models."
+        if mode is not None and mode not in self.controlnet_pipelines:
+            return (
+                f"{self.label} models have no ControlNet pipeline for {Mode(mode).label}: "
+                "generate without ControlNets, or in another mode."
+            )
+        return ""
+
     def preview_fits(self, vae_config: Mapping[str, Any]) -> bool:
         blocks = tuple(vae_config.get("block_out_channels") or ())
         channels = vae_config.get("latent_channels")

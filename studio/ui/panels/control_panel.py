@@ -23,7 +23,7 @@ from superqt import QFlowLayout, QLabeledDoubleRangeSlider, QLabeledDoubleSlider
 from studio.core import catalog, models_folder, preprocessors
 from studio.core.imaging import ImageLoadError, file_dialog_filter, open_image
 from studio.core.paths import EMBEDDED_MODELS_DIR
-from studio.core.request import CONTROL_TYPES, EMBEDDED_CONTROLNETS, Control
+from studio.core.request import CONTROL_TYPES, EMBEDDED_CONTROLNETS, Control, Mode
 from studio.core.text import printable
 from studio.ui.canvas import ImageCanvas
 
@@ -72,6 +72,8 @@ class ControlPanel(QWidget):
         self._made_by = ""  # the preprocessor that made the layer, when it was one
         self._by_hand: list[str] = []  # ControlNets picked with Other…, kept for every model
         self._applies = ""  # "" while the generator's family runs ControlNets, else why not
+        self._family: Any = None  # the generator's family, when it has a known one
+        self._mode: Mode | None = None
         self.draw = QToolButton()
         self.draw.setText("Draw")
         self.draw.setCheckable(True)
@@ -132,22 +134,12 @@ class ControlPanel(QWidget):
 
     # -- the models -------------------------------------------------------------------------
 
-    def set_generator(self, model: str) -> None:
+    def set_generator(self, model: str, mode: Mode | None = None) -> None:
         """List the ControlNets: the generator's embedded one, the models folder's, and any
         picked by hand (kept at the end); a generator of a family the studio runs no
-        ControlNets on turns the section off, saying why."""
-        family = catalog.model_family(model) if model else None
-        self._applies = (
-            f"The studio runs no ControlNets on {family.label} models."
-            if family is not None and not family.controlnet_pipelines
-            else ""
-        )
-        if self._applies:
-            self.draw.setChecked(False)  # the brush goes back to the mask
-        for widget in self.findChildren(QWidget):
-            if widget is not self.state:
-                widget.setEnabled(not self._applies)
-        self.enabled.setToolTip(self._applies or ENABLED_TIP)
+        ControlNets on (in `mode`, when given) turns the section off, saying why."""
+        self._family = catalog.model_family(model) if model else None
+        self.set_mode(mode)
         current = self.model.currentData()
         picked = list(self._by_hand)
         self.model.clear()
@@ -164,6 +156,20 @@ class ControlPanel(QWidget):
         self.model.addItem("Other… (a folder or file)", OTHER)
         index = self.model.findData(current)
         self.model.setCurrentIndex(index if index >= 0 and current != OTHER else 0)
+        self._show_state()
+
+    def set_mode(self, mode: Mode | None) -> None:
+        """The window's mode: a family with no ControlNet pipeline for it (SD 3 in
+        Image→Image) turns the section off, saying why."""
+        self._mode = mode
+        family = self._family
+        self._applies = family.controlnet_refusal(mode and mode.value) if family else ""
+        if self._applies:
+            self.draw.setChecked(False)  # the brush goes back to the mask
+        for widget in self.findChildren(QWidget):
+            if widget is not self.state:
+                widget.setEnabled(not self._applies)
+        self.enabled.setToolTip(self._applies or ENABLED_TIP)
         self._show_state()
 
     def _on_model_activated(self, index: int) -> None:
