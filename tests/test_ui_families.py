@@ -68,3 +68,28 @@ def test_each_family_runs_in_the_window(  # noqa: ANN001
         window.prompt_panel.set_prompts("make the circle blue", "")
         edited = _generate(qtbot, window)
         assert read_parameters(edited.paths[0]).extras.get("Mode") == "edit"
+
+
+def test_the_size_boxes_step_in_the_familys_sizes(qtbot, make_window, folders) -> None:  # noqa: ANN001
+    """A transformer family's sides come in 16 pixels: the boxes stepped by 8, so every other
+    size the arrows gave ran cut down (with a note); they now go from one size it makes to
+    the next, and a size typed or restored off the step goes to the step first."""
+    window = make_window()
+    box = window.guidance.width_box
+    window.draft.edit({"model": folders["flux"], "width": 1024})
+    assert box.singleStep() == 16 and "multiple of 16" in box.toolTip()
+    qtbot.keyClick(box, Qt.Key.Key_Up)
+    assert window.draft["width"] == 1040
+    window.draft.edit({"width": 1032})  # a restored file's size, a multiple of 8 only
+    qtbot.keyClick(box, Qt.Key.Key_Down)
+    assert window.draft["width"] == 1024
+    window.draft.edit({"width": 1032})
+    qtbot.keyClick(box, Qt.Key.Key_Up)
+    assert window.draft["width"] == 1040
+    assert box.valueFromText("1030") == 1024  # typed: the nearest it makes
+
+    window.draft.edit({"model": folders["sd1"]})  # a UNet family: 8 pixels again
+    window.draft.edit({"width": 1024})
+    assert box.singleStep() == 8 and "multiple of 8" in box.toolTip()
+    qtbot.keyClick(box, Qt.Key.Key_Up)
+    assert window.draft["width"] == 1032

@@ -106,10 +106,16 @@ def batch_seeds(seed: int, count: int) -> list[int]:
 def snap_to_8(value: float) -> int:
     """The nearest side length a latent model can make (a multiple of 8, halves up), within
     the allowed sizes: a 60-pixel side becomes 64 everywhere."""
+    return snap_side(value, SIDE_STEP)
+
+
+def snap_side(value: float, step: int) -> int:
+    """The nearest multiple of `step` (halves up) within the allowed sizes: a family's
+    `size_step` (16 for the transformer families) or a latent model's 8."""
     if not math.isfinite(value):
-        return SIDE_STEP
-    snapped = math.floor(value / SIDE_STEP + 0.5) * SIDE_STEP
-    return max(SIDE_STEP, min(MAX_SIDE, snapped))
+        return step
+    snapped = math.floor(value / step + 0.5) * step
+    return max(step, min(MAX_SIDE // step * step, snapped))
 
 
 @dataclass(frozen=True)

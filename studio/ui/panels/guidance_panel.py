@@ -29,7 +29,16 @@ from superqt import QCollapsible, QLabeledDoubleSlider, QLabeledSlider, QLargeIn
 from studio.core.catalog import model_defaults, model_family
 from studio.core.draft import UPSCALE_METHOD, Draft, Source
 from studio.core.imaging import size_note, sizes_at_area
-from studio.core.request import MAX_SEED, RANDOM_SEED, RANGES, SIDE_STEP, Mode, Upscaler, snap_to_8
+from studio.core.request import (
+    MAX_SEED,
+    RANDOM_SEED,
+    RANGES,
+    SIDE_STEP,
+    Mode,
+    Upscaler,
+    snap_side,
+    snap_to_8,
+)
 from studio.core.schedulers import SCHEDULER_NAMES, closest_scheduler
 from studio.core.text import printable
 from studio.ui.bind import bind, follow
@@ -60,18 +69,32 @@ _UPSCALERS: tuple[tuple[str, Upscaler | None], ...] = (
 
 
 class SizeSpinBox(QSpinBox):
-    """A side length that is always a multiple of 8: typed values snap to the nearest."""
+    """A side length in the model's steps (8 pixels, 16 for a transformer family): typed
+    values snap to the nearest, and the arrows go from step to step."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, what: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._what = what
         limit = RANGES["width"]
         self.setRange(int(limit.low), int(limit.high))
-        self.setSingleStep(SIDE_STEP)
         self.setAccelerated(True)
+        self.set_side_step(SIDE_STEP)
+
+    def set_side_step(self, step: int) -> None:
+        """The model's step (`Family.size_step`); a value off it stays until changed (the
+        engine runs it cut down to the step and says so)."""
+        self.setSingleStep(step)
+        self.setToolTip(f"{self._what} in pixels (a multiple of {step} for this model)")
 
     def valueFromText(self, text: str) -> int:  # noqa: N802 - Qt API
         digits = "".join(c for c in text if c.isdigit())
-        return snap_to_8(int(digits)) if digits else self.minimum()
+        return snap_side(int(digits), self.singleStep()) if digits else self.minimum()
+
+    def stepBy(self, steps: int) -> None:  # noqa: N802 - Qt API
+        step, value = self.singleStep(), self.value()
+        below = value // step * step  # a value off the step goes to the step first
+        target = below + step * (steps + (1 if value != below and steps < 0 else 0))
+        self.setValue(max(self.minimum(), min(self.maximum(), target)))
 
 
 def _slider(field: str, tip: str, maximum: int | None = None) -> QLabeledSlider:
@@ -154,6 +177,7 @@ class GuidancePanel(QWidget):
         self._update_threshold_rows()
         self._native = model_defaults(str(draft["model"]))
         self._offer_samplers()
+        self._show_size_step()
         self._update_applicability()
         self._update_size_warning()
 
@@ -191,10 +215,8 @@ class GuidancePanel(QWidget):
         seed_row.addWidget(self.dice)
         seed_row.addWidget(self.reuse_seed)
 
-        self.width_box = SizeSpinBox()
-        self.height_box = SizeSpinBox()
-        self.width_box.setToolTip("Width in pixels (a multiple of 8)")
-        self.height_box.setToolTip("Height in pixels (a multiple of 8)")
+        self.width_box = SizeSpinBox("Width")
+        self.height_box = SizeSpinBox("Height")
         self.swap = _tool_button("swap", "Swap width and height")
         self.swap.clicked.connect(self.swap_size)
         self.presets = QToolButton()
@@ -383,10 +405,16 @@ class GuidancePanel(QWidget):
             self._native = model_defaults(str(self.draft["model"]))
             self._family = model_family(str(self.draft["model"]))
             self._offer_samplers()
+            self._show_size_step()
         if {"model", "mode"} & values.keys():
             self._update_applicability()
         if {"width", "height", "model", "mode"} & values.keys():
             self._update_size_warning()
+
+    def _show_size_step(self) -> None:
+        step = self._family.size_step if self._family else SIDE_STEP
+        for box in (self.width_box, self.height_box):
+            box.set_side_step(step)
 
     def _offer_samplers(self) -> None:
         """The samplers the model's family runs (flow models have their own); a chosen one
