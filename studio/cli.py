@@ -149,8 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--threshold-percentile",
         type=float,
-        default=plain.threshold_percentile,
-        help=f"thresholding's percentile of |x0|, {limits('threshold_percentile')}",
+        help=f"thresholding's percentile of |x0|, {limits('threshold_percentile')} "
+        f"(default: {plain.threshold_percentile}; with --from, the image's)",
     )
     gen.add_argument(
         "--seed",
@@ -177,8 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--strength",
         type=float,
-        default=plain.strength,
-        help=f"how much of the input changes, {limits('strength')}",
+        help=f"how much of the input changes, {limits('strength')} (default: {plain.strength}; "
+        "with --from, the image's)",
     )
     gen.add_argument(
         "--edit",
@@ -211,7 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="inpainting mask, white = repaint (needs --init-image)",
     )
     gen.add_argument(
-        "--mask-blur", type=int, default=plain.mask_blur, help="the mask's feather in pixels"
+        "--mask-blur",
+        type=int,
+        help=f"the mask's feather in pixels (default: {plain.mask_blur}; with --from, the image's)",
     )
     gen.add_argument(
         "--only-masked",
@@ -221,8 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--padding",
         type=int,
-        default=plain.inpaint_padding,
-        help="context around the mask for --only-masked, in pixels",
+        help="context around the mask for --only-masked, in pixels (default: "
+        f"{plain.inpaint_padding}; with --from, the image's)",
     )
     gen.add_argument(
         "--upscale",
@@ -232,11 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--upscale-strength",
         type=float,
-        default=plain.upscale_strength,
-        help="hires fix: how much the enlarged image may change",
+        help="hires fix: how much the enlarged image may change (default: "
+        f"{plain.upscale_strength}; with --from, the image's)",
     )
     gen.add_argument(
-        "--upscale-model", metavar="SPEC", default=DEFAULT_UPSCALE_MODEL, help="the ×4 upscaler"
+        "--upscale-model",
+        metavar="SPEC",
+        help=f"the ×4 upscaler (default: {DEFAULT_UPSCALE_MODEL}; with --from, the image's)",
     )
     _output_options(gen)
     _backend_option(gen)
@@ -481,6 +485,21 @@ def _control_range(text: str) -> tuple[float, float]:
         ) from None
 
 
+def _defaulted_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The request fields of the options given that have a default (`--strength`, …): with
+    --from, an option left out keeps the image's value, so their defaults are the request's
+    own, not argparse's, which could not be told from a value typed."""
+    given = {
+        "strength": args.strength,
+        "mask_blur": args.mask_blur,
+        "inpaint_padding": args.padding,
+        "upscale_strength": args.upscale_strength,
+        "upscale_model": _spec(args.upscale_model),
+        "threshold_percentile": args.threshold_percentile,
+    }
+    return {name: value for name, value in given.items() if value is not None}
+
+
 def _spec(spec: str | None) -> str | None:
     """A model given as a path, as the absolute path: the saved parameters then name it from
     any folder (--from, the window); names, hub ids and what is not here are kept as given."""
@@ -704,23 +723,18 @@ def _generate(args: argparse.Namespace) -> int:
         cfg_scale=args.cfg if args.cfg is not None else float(defaults.get("cfg_scale", 7.0)),
         cfg_rescale=args.cfg_rescale or 0.0,
         dynamic_thresholding=args.threshold is not None,
-        threshold_percentile=args.threshold_percentile,
         threshold_max=args.threshold if args.threshold is not None else 2.5,
         **_classifier_guidance(args.classifier_guidance, model),
         scheduler=_say_sampler_note(args.scheduler) or defaults.get("scheduler", "Euler a"),
         seed=-1 if args.seed is None else args.seed,
         batch_size=args.batch,
         init_image=init_image,
-        strength=args.strength,
         mask=mask,
         references=references,
-        mask_blur=args.mask_blur,
         inpaint_only_masked=args.only_masked,
-        inpaint_padding=args.padding,
         upscaler=args.upscale,
-        upscale_model=_spec(args.upscale_model),
-        upscale_strength=args.upscale_strength,
         controls=_controls(args.controls, model),
+        **_defaulted_options(args),  # the request's defaults where not given
     )
     return _run_and_save(request, args)
 
@@ -773,11 +787,9 @@ def _branch_request(args: argparse.Namespace) -> Any:
         scheduler=_say_sampler_note(args.scheduler) or parent.scheduler,  # one of its kind
     )
     if args.threshold is not None:
-        wanted = wanted.replace(
-            dynamic_thresholding=True,
-            threshold_max=args.threshold,
-            threshold_percentile=args.threshold_percentile,
-        )
+        wanted = wanted.replace(dynamic_thresholding=True, threshold_max=args.threshold)
+    if args.threshold_percentile is not None:
+        wanted = wanted.replace(threshold_percentile=args.threshold_percentile)
     if args.classifier_guidance:
         wanted = wanted.replace(**_classifier_guidance(args.classifier_guidance, parent.model))
     noise_seed = args.noise_seed
@@ -854,14 +866,13 @@ def _rerun_request(args: argparse.Namespace) -> Any:
     ):
         if value is not None:
             changes[field_name] = value
+    changes.update(_defaulted_options(args))
+    if args.only_masked:
+        changes["inpaint_only_masked"] = True
     if args.batch != 1:
         changes["batch_size"] = args.batch
     if args.threshold is not None:
-        changes.update(
-            dynamic_thresholding=True,
-            threshold_max=args.threshold,
-            threshold_percentile=args.threshold_percentile,
-        )
+        changes.update(dynamic_thresholding=True, threshold_max=args.threshold)
     if args.classifier_guidance:
         model = changes.get("model", recorded.model)
         changes.update(_classifier_guidance(args.classifier_guidance, model))
@@ -1226,6 +1237,7 @@ def _run_and_save(request: Any, args: argparse.Namespace) -> int:
     steps_dir = getattr(args, "save_steps", None)
     if steps_dir is not None:
         _writable_folder(steps_dir, "--save-steps")
+        _holds_no_steps(steps_dir)
     # previews cost a little per step: made only when they are written out
     preview = "linear" if steps_dir is not None else "none"
     settings = EngineSettings(device=args.device, dtype=args.dtype, preview_method=preview)
@@ -1277,6 +1289,17 @@ def _answers(backend: str) -> None:
         check_answers(backend)
     except ClusterError as e:
         raise UsageError(str(e)) from None
+
+
+def _holds_no_steps(folder: Path) -> None:
+    """--save-steps writes step-001.png, …: into a folder holding another run's, it would
+    replace them one by one (and leave the rest, a mix of two runs). Said before any work."""
+    earlier = sorted(folder.glob("*step-[0-9][0-9][0-9].png"))
+    if earlier:
+        raise UsageError(
+            f"--save-steps: '{printable(str(folder))}' already holds another run's steps "
+            f"({printable(earlier[0].name)}, …): name an empty folder, so that none is replaced."
+        )
 
 
 def _writable_folder(folder: Path, option: str) -> None:

@@ -349,7 +349,8 @@ def test_samplers_are_named_in_any_capitalisation_and_listed_in_the_help(
     with pytest.raises(SystemExit):
         main(["generate", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    assert "DPM++ 2M SDE Karras" in help_text and "(default: 0.75)" in help_text
+    assert "DPM++ 2M SDE Karras" in help_text
+    assert "(default: 0.75; with --from, the image's)" in help_text  # --strength
 
 
 def test_save_steps_writes_each_preview_as_the_window_shows_it(tmp_path: Path, capsys) -> None:
@@ -367,3 +368,9 @@ def test_save_steps_writes_each_preview_as_the_window_shows_it(tmp_path: Path, c
     result = np.asarray(Image.open(target).convert("RGB"), dtype=np.float32)
     assert last.shape == result.shape  # stretched to the picture, as the canvas shows it
     assert np.abs(last - result).mean() < 45  # the linear preview's bound
+    # a second run into the same folder would replace the first's steps: said, nothing run
+    before = {p.name: p.read_bytes() for p in steps.iterdir()}
+    code, _, err = run([*args, "--seed", "3", "--out", str(tmp_path / "again.png")], capsys)
+    assert code == 2 and err.startswith("studio: --save-steps: ") and "already holds" in err
+    assert {p.name: p.read_bytes() for p in steps.iterdir()} == before
+    assert not (tmp_path / "again.png").exists()

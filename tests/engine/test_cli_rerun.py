@@ -58,6 +58,15 @@ def test_an_image_is_made_again_from_its_parameters(tiny_sd, tmp_path, capsys) -
     changed = read_parameters(other)
     assert (changed.prompt, changed.seed, changed.negative_prompt) == ("a blue square", 12, "green")
     assert (changed.steps, changed.sampler, changed.strength) == (2, "DPM++ 2M", 0.6)
+    # an option with a default changes the file's value too, even typed as that default
+    stronger = tmp_path / "stronger.png"
+    code, _, err = run(
+        ["generate", "--from", str(first), "--init-image", str(picture), "--strength", "0.75",
+         "--out", str(stronger)],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert read_parameters(stronger).strength == 0.75
 
 
 def test_another_tools_parameters_are_run_as_far_as_they_go(tiny_sd, tmp_path, capsys) -> None:
