@@ -611,3 +611,7 @@ def test_a_models_folder_that_lists_nothing_says_why(make_window, tmp_path, monk
     window.settings.sync()
     again = make_window()  # the same settings file
     assert f"The models folder '{typo}' is not there" in again.banner.text()
+    # `studio --models-dir FOLDER` uses that folder: the setting's is not the one in use
+    models_folder.use(empty)
+    over = make_window()
+    assert "is not there" not in over.banner.text()

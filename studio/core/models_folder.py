@@ -83,6 +83,12 @@ def use(folder: str | Path | None, source: str = "command line") -> None:
     _chosen[source] = Path(folder).expanduser() if folder else None
 
 
+def chosen_over_setting() -> Path | None:
+    """The folder the command line chose (`--models-dir`), which the window's setting then
+    does not name; None when it chose none."""
+    return _chosen["command line"]
+
+
 def models_dir() -> Path | None:
     environment = os.environ.get(ENV_VAR)
     candidates = (*_chosen.values(), Path(environment).expanduser() if environment else None)

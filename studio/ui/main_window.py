@@ -171,7 +171,9 @@ class MainWindow(QMainWindow):
         self._show_mode(self.draft.mode)
         self.prompt_panel.prompt_edit.setFocus()
         notices = take_notices()  # broken state set aside at start: said once
-        missing = models_folder_note(self.settings.models_dir())  # an unplugged drive
+        # an unplugged drive; not the setting's when --models-dir chose another folder
+        over = models_folder.chosen_over_setting()
+        missing = "" if over is not None else models_folder_note(self.settings.models_dir())
         if missing:
             notices.append(missing)
         if notices:
