@@ -10,14 +10,13 @@ path. Restoring a file, a name that is not found may still be found by its hash.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio.core import models_folder
+from studio.core import file_hashes, models_folder
 from studio.core.files import is_regular_file
 from studio.core.model_files import safetensors_keys, safetensors_metadata
 from studio.core.paths import RESOURCES_DIR
@@ -30,7 +29,6 @@ LORA_DIR_ENV = "LATENT_STUDIO_LORA_DIR"
 PREVIEW_SUFFIXES = (".preview.png", ".png", ".preview.jpg", ".jpg", ".preview.webp", ".webp")
 
 _lora_dir: Path | None = None  # the window's setting
-_hashes: dict[tuple[str, int, float], str] = {}
 
 
 class LoraError(ValueError):
@@ -139,30 +137,11 @@ def short_hash(path: Path) -> str:
     """The hash A1111 writes in "Lora hashes": for a .safetensors file the SHA-256 of its
     tensors (the bytes after the header, so edited metadata keeps the hash), else of the
     whole file; the first 12 hex digits."""
-    return _cached(path, "tensors", lambda: _sha256(path, skip_header=_is_safetensors(path)))[:12]
+    return file_hashes.sha256(path, skip_header=_is_safetensors(path))[:12]
 
 
 def _file_sha256(path: Path) -> str:
-    return _cached(path, "file", lambda: _sha256(path, skip_header=False))
-
-
-def _cached(path: Path, kind: str, compute) -> str:  # noqa: ANN001
-    stat = path.stat()
-    key = (f"{kind}:{path.resolve()}", stat.st_size, stat.st_mtime)
-    if key not in _hashes:
-        _hashes[key] = compute()
-    return _hashes[key]
-
-
-def _sha256(path: Path, skip_header: bool) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        if skip_header:
-            length = int.from_bytes(handle.read(8), "little")
-            handle.seek(8 + length)
-        for block in iter(lambda: handle.read(1024 * 1024), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_hashes.sha256(path)
 
 
 def _is_safetensors(path: Path) -> bool:

@@ -3,6 +3,7 @@ are never taken twice, whoever else writes into the folder."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
@@ -14,12 +15,14 @@ from typing import BinaryIO
 from PIL import Image
 
 from studio import metadata
-from studio.core import loras
+from studio.core import file_hashes, loras
 from studio.core.formats import PNG, SaveFormat
 from studio.core.jobs import GenerationResult, Stage
 from studio.core.request import Control, GenerationRequest, Mode
 from studio.core.schedulers import a1111_sampler
 from studio.core.text import printable
+
+log = logging.getLogger(__name__)
 
 
 def parameters_of(
@@ -95,6 +98,9 @@ def parameters_of(
         extras["Upscaler"] = request.upscaler.value
     if image.size != (width, height):
         extras["Output size"] = f"{image.width}x{image.height}"
+    hashed = _model_hash(model)
+    if hashed:  # as A1111 writes a checkpoint's: Civitai finds the model by it
+        extras["Model hash"] = hashed
     sampler, schedule = a1111_sampler(sampler)  # "Euler SGM Uniform": Euler, SGM Uniform
     if schedule:
         extras["Schedule type"] = schedule
@@ -117,6 +123,21 @@ def parameters_of(
         strength=strength,
         extras=extras,
     )
+
+
+def _model_hash(model: str) -> str:
+    """A single-file model's "Model hash" (hashed once per file, then kept); "" for a
+    folder, a hub id, or a file that cannot be read here."""
+    from studio.core.catalog import ModelError, resolve
+
+    try:
+        source = resolve(model)
+        if source.kind != "checkpoint":
+            return ""
+        return file_hashes.model_hash(Path(source.location))
+    except (ModelError, OSError):
+        log.warning("no model hash for %s", model, exc_info=True)
+        return ""
 
 
 def _distilled(model: str) -> bool:

@@ -68,12 +68,14 @@ def _settings_items(p: ImageParameters) -> list[tuple[str, str]]:
         items.append(("Seed", str(p.seed)))
     if p.width is not None and p.height is not None:
         items.append(("Size", f"{p.width}x{p.height}"))
+    if p.extras.get("Model hash"):  # before the model, in A1111's order
+        items.append(("Model hash", str(p.extras["Model hash"])))
     if p.model:
         items.append(("Model", p.model))
     if p.strength is not None:
         items.append(("Denoising strength", _number_text(p.strength)))
     for key, value in p.extras.items():
-        if key not in _OWN_KEYS:
+        if key not in _OWN_KEYS and key != "Model hash":
             items.append((_safe_key(str(key)), str(value)))
     return items
 
