@@ -13,9 +13,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from studio.core import embeddings, families, imaging
+from studio.core import embeddings, imaging
 from studio.core.branches import parent_of
-from studio.core.catalog import model_family
 from studio.core.jobs import (
     GenerationError,
     GenerationResult,
@@ -107,7 +106,7 @@ class Engine:
         request = request.replace(seed=resolve_seed(request.seed))
         if request.mode is Mode.UPSCALE or request.upscaler is Upscaler.X4:
             self.models.check_upscaler(request.upscale_model)  # before any step runs
-        family = families.by_name(getattr(model_family(request.model), "name", None))
+        family = self.models.family(request.model)
         if family is not None and request.mode is not Mode.UPSCALE:
             request = self._in_size_steps(request, family)
             if request.upscaler is Upscaler.HIRES and not family.offers("img2img"):
@@ -188,7 +187,7 @@ class Engine:
             seed=resolve_seed(request.seed), batch_size=1, controls=(), upscaler=None, branch=None
         )
         request.validate()
-        family = families.by_name(getattr(model_family(request.model), "name", None))
+        family = self.models.family(request.model)
         if family is not None:
             request = self._in_size_steps(request, family)
         pipe = self.models.pipeline(request.model, request.mode)

@@ -374,3 +374,17 @@ def test_the_finite_check_sees_one_bad_value_and_no_overflow() -> None:
     both[0], both[1] = float("inf"), -float("inf")
     assert not _finite(both)
     assert _finite(torch.ones(1, 3, 1024, 1024, dtype=torch.float16))
+
+
+def test_a_run_of_the_loaded_model_reads_none_of_its_files(engine, base, monkeypatch) -> None:
+    """Every run asks its model's family before loading (size steps, the hires refusal):
+    for the loaded model it is the loaded pipeline's, not its files read again, which cost
+    a tiny model's run about a percent right after its steps."""
+    from studio.engine import models
+
+    engine.run(base)  # loaded
+    read: list[str] = []
+    real = models.model_family
+    monkeypatch.setattr(models, "model_family", lambda spec: read.append(spec) or real(spec))
+    result = engine.run(base.replace(seed=12))
+    assert read == [] and result.images[0].size == (32, 32)
