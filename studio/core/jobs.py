@@ -101,6 +101,9 @@ class Stage:
     # per ControlNet of the request: the type a union ControlNet ran it as, "" for one that
     # ran none (a ControlNet of one type, or none acting); None when the stage ran none
     union_types: tuple[str, ...] | None = None
+    # image→image: the schedule's length, of which the last `steps` ran (A1111 writes it as
+    # its "Hires steps" and runs int(it × strength) of it)
+    scheduled: int | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {k: v for k, v in self.__dict__.items() if v is not None}

@@ -83,7 +83,9 @@ def parameters_of(
         if stage.name == "hires":
             extras["Hires upscale"] = "2"
             extras["Hires upscaler"] = "Lanczos"
-            extras["Hires steps"] = str(stage.steps)
+            # A1111's "Hires steps" is the schedule, of which it runs int(steps × strength):
+            # the steps that ran would run fewer again there
+            extras["Hires steps"] = str(stage.scheduled or stage.steps)
             if strength is None:  # A1111's "Denoising strength" of a text→image job
                 strength = stage.strength
             else:

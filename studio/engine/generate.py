@@ -594,7 +594,7 @@ class Engine:
         """What ran, for the metadata (a batch's stages run once per image: kept once)."""
         if any(s.name == stage for s in self._stages) or not images:
             return
-        steps = int(call["num_inference_steps"])
+        scheduled = steps = int(call["num_inference_steps"])
         strength = call.get("strength")
         if strength is not None:  # image→image runs the tail of the schedule
             steps = max(1, min(int(steps * strength), steps))
@@ -610,6 +610,7 @@ class Engine:
                 strength=strength,
                 noise_level=call.get("noise_level"),
                 union_types=self._union_types if stage == "generate" else None,
+                scheduled=scheduled if strength is not None else None,
             )
         )
 

@@ -140,5 +140,6 @@ def test_metadata_records_what_every_stage_ran(tmp_path: Path) -> None:
 
     hires = base.replace(upscaler=Upscaler.HIRES, upscale_strength=0.5)
     ran = _ran(save_result(engine.run(hires), tmp_path)[0])
-    assert ran["Hires steps"] == "3" and ran["strength"] == 0.5  # A1111's Denoising strength
+    # A1111's Hires steps: the schedule (6), of which it runs int(6 × 0.5) = 3, as ran here
+    assert ran["Hires steps"] == "6" and ran["strength"] == 0.5  # A1111's Denoising strength
     assert ran["Hires upscale"] == "2" and ran["Output size"] == "128x128"
