@@ -42,6 +42,9 @@ PLAIN_ENCODERS = {
     "flux2-klein": ("tokenizer", 512),
     "flux2-klein-base": ("tokenizer", 512),
 }
+# The families whose prompts the studio encodes itself (CLIP), so that prompt editing and
+# alternating words (`prompt_schedule`) run: each step is handed its own prompt's embeddings.
+STEP_PROMPT_FAMILIES = frozenset({"sd1", "sd2", "sdxl"})
 ROUND = 1.1
 SQUARE = 1 / 1.1
 
@@ -163,8 +166,8 @@ _WHEN = re.compile(r":\s*[+-]?(\d+\.?\d*|\.\d+)\s*$")
 
 def unrun_syntax_note(text: str, side: str = "") -> str:
     """A sentence when the prompt uses A1111's alternating words ([a|b]) or prompt editing
-    ([from:to:when]), which the studio does not run (the text inside is read as it stands, as
-    any [...] is: weighted ÷1.1 by the CLIP families); "" otherwise."""
+    ([from:to:when]) where the studio does not run them (a family not in
+    STEP_PROMPT_FAMILIES: the text inside is read as it stands, as any [...] is); "" otherwise."""
     text, _ = split_lora_tags(text)
     for match in _BRACKETS.finditer(text):
         inside = match.group(1)
@@ -183,12 +186,13 @@ def unrun_syntax_note(text: str, side: str = "") -> str:
 
 def reading_note(family: Any, folder: Path | None, prompt: str, negative: str = "") -> str:
     """What the studio will not read of the prompts as A1111 would (alternating words and
-    prompt editing, in every family; weights and text past the maximum, in a plain-text
-    family), in a line or two; "" when it reads them all. The tokens are counted with the
-    model folder's tokenizer.json (the Rust tokenizer, loaded once)."""
-    unrun = [
-        unrun_syntax_note(text, side) for side, text in (("", prompt), ("negative ", negative))
-    ]
+    prompt editing, in a family not in STEP_PROMPT_FAMILIES; weights and text past the
+    maximum, in a plain-text family), in a line or two; "" when it reads them all. The
+    tokens are counted with the model folder's tokenizer.json (the Rust tokenizer, loaded
+    once)."""
+    runs = family is not None and family.name in STEP_PROMPT_FAMILIES
+    sides = (("", prompt), ("negative ", negative))
+    unrun = [] if runs else [unrun_syntax_note(text, side) for side, text in sides]
     if family is None or family.name not in PLAIN_ENCODERS:
         return "\n".join(note for note in unrun if note)
     subfolder, limit = PLAIN_ENCODERS[family.name]

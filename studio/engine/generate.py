@@ -61,7 +61,7 @@ from studio.engine.guidance import (
 from studio.engine.loras import active_loras
 from studio.engine.models import ModelManager
 from studio.engine.preview import Previewer, coefficients_for
-from studio.engine.prompt_encoding import prompt_arguments
+from studio.engine.prompt_encoding import prompt_arguments, runs_step_prompts, step_prompts
 from studio.engine.schedulers import scheduler_for
 from studio.engine.step_reports import StepReports
 
@@ -279,9 +279,10 @@ class Engine:
         self._unused = unused_guidance(family_of(pipe), request)
         for message in self._unused.values():
             self._note(message)
-        for side, said in (("", request.prompt), ("negative ", request.negative_prompt)):
-            if note := unrun_syntax_note(said, side):
-                self._note(note)
+        if not runs_step_prompts(pipe):  # prompt editing, alternating words
+            for side, said in (("", request.prompt), ("negative ", request.negative_prompt)):
+                if note := unrun_syntax_note(said, side):
+                    self._note(note)
         text, tags = split_lora_tags(request.prompt)
         wanted = active_loras(tags)
         self._timed(timings, "loras", lambda: self.models.apply_loras(request.model, wanted))
@@ -542,7 +543,21 @@ class Engine:
             call["callback"] = lambda i, t, latents: on_step(i, latents)
             call["callback_steps"] = 1
         else:
-            call["callback_on_step_end"] = lambda p, i, t, kw: on_step(i, kw.get("latents")) or {}
+            # prompt editing and alternating words: each step gets its own prompt, A1111's
+            # schedule over the sampler's steps (a second-order one's count twice, as there)
+            text, _ = split_lora_tags(request.prompt)
+            order = getattr(pipe.scheduler, "order", 1)
+            prompts = step_prompts(pipe, text, request.negative_prompt, call, steps * order)
+            if prompts is not None:
+                call["callback_on_step_end_tensor_inputs"] = ["latents", *prompts.tensor_inputs]
+
+            def on_step_end(p: Any, i: int, t: Any, given: dict[str, Any]) -> dict[str, Any]:
+                on_step(i, given.get("latents"))
+                if prompts is None:
+                    return {}
+                return prompts.after_step(i + 1, given, p.do_classifier_free_guidance)
+
+            call["callback_on_step_end"] = on_step_end
 
         self._announce_compilation(pipe, request)
         started = time.perf_counter()

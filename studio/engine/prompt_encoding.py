@@ -25,8 +25,10 @@ from typing import Any
 
 import torch
 
+from studio.core import prompt_schedule
 from studio.core.prompt_syntax import (
     PLAIN_ENCODERS,
+    STEP_PROMPT_FAMILIES,
     cut_note,
     has_weights,
     parse_weighted,
@@ -69,10 +71,7 @@ def prompt_arguments(
     # looked up once a job: diffusers walks every module to find it (ms on any pipeline)
     device = getattr(pipe, "_studio_device", None) or getattr(pipe, "_execution_device", None)
     positive = encode(pipe, prompt, device)
-    if kind == "sdxl" and not negative and pipe.config.get("force_zeros_for_empty_prompt"):
-        empty = Encoded(torch.zeros_like(positive.embeds), torch.zeros_like(positive.pooled))
-    else:
-        empty = encode(pipe, negative or "", device)
+    empty = encode_negative(pipe, negative, positive, device)
     positive, empty = pad_to_same_length(pipe, positive, empty)
     call.update(prompt_embeds=positive.embeds, negative_prompt_embeds=empty.embeds)
     if kind == "sdxl":
@@ -80,6 +79,15 @@ def prompt_arguments(
             pooled_prompt_embeds=positive.pooled, negative_pooled_prompt_embeds=empty.pooled
         )
     return call
+
+
+def encode_negative(pipe: Any, negative: str | None, positive: Encoded, device: Any) -> Encoded:
+    """The negative prompt's embeddings; SDXL's empty negative is zeros where the model asks
+    for it, as the pipeline does."""
+    zeros = encoder_kind(pipe) == "sdxl" and pipe.config.get("force_zeros_for_empty_prompt")
+    if zeros and not negative:
+        return Encoded(torch.zeros_like(positive.embeds), torch.zeros_like(positive.pooled))
+    return encode(pipe, negative or "", device)
 
 
 def encoder_kind(pipe: Any) -> str:
@@ -226,17 +234,123 @@ def emphasis(state: torch.Tensor, multipliers: torch.Tensor) -> torch.Tensor:
 def pad_to_same_length(pipe: Any, a: Encoded, b: Encoded) -> tuple[Encoded, Encoded]:
     """Both sides with as many chunks: the shorter padded with empty-prompt chunks (zeros when
     that side is SDXL's zeroed empty negative)."""
-    if a.embeds.shape[1] == b.embeds.shape[1]:
-        return a, b
-    short, long_ = (a, b) if a.embeds.shape[1] < b.embeds.shape[1] else (b, a)
-    missing = long_.embeds.shape[1] - short.embeds.shape[1]
-    if not short.embeds.any():
-        filler = torch.zeros_like(long_.embeds[:, :missing])
+    length = max(a.embeds.shape[1], b.embeds.shape[1])
+    return pad_to(pipe, a, length), pad_to(pipe, b, length)
+
+
+def pad_to(pipe: Any, encoded: Encoded, length: int) -> Encoded:
+    """`encoded` with empty-prompt chunks after it (zeros for SDXL's zeroed empty negative)
+    up to `length` positions."""
+    missing = length - encoded.embeds.shape[1]
+    if missing <= 0:
+        return encoded
+    if not encoded.embeds.any():
+        filler = encoded.embeds.new_zeros(
+            (*encoded.embeds.shape[:1], missing, encoded.embeds.shape[2])
+        )
     else:
-        empty = encode(pipe, "").embeds
+        empty = encode(pipe, "").embeds.to(encoded.embeds)
         filler = empty.repeat(1, missing // empty.shape[1], 1)
-    padded = Encoded(torch.cat([short.embeds, filler], dim=1), short.pooled)
-    return (padded, long_) if short is a else (long_, padded)
+    return Encoded(torch.cat([encoded.embeds, filler], dim=1), encoded.pooled)
+
+
+# -- prompts that change from step to step ---------------------------------------------------
+
+
+@dataclass
+class StepPrompts:
+    """A1111's prompt editing and alternating words on a CLIP family (`prompt_schedule`), in
+    the prompt and the negative prompt: each step's pair encoded, padded to one length (as
+    A1111 pads them step by step), and the step callback's output that hands the pipeline
+    the next step's where they change."""
+
+    ends: list[int]  # the last step (from 1) of each entry
+    pairs: list[tuple[Encoded, Encoded]]  # (prompt, negative) of each entry
+    tensor_inputs: tuple[str, ...]  # what the callback must be given to replace
+    # the entry the pipeline holds: the first at its call; a branch's loop passes over the
+    # parent's steps without a callback, so it holds the first until told otherwise
+    holds: int = 0
+    last_step: int = 0  # a step at or before the last one: the call began again (a retry)
+
+    def entry(self, step: int) -> int:
+        """The entry step `step` (from 1) runs with."""
+        for index, last in enumerate(self.ends):
+            if step <= last:
+                return index
+        return len(self.ends) - 1
+
+    def after_step(self, step: int, given: dict[str, Any], cfg: bool) -> dict[str, Any]:
+        """The callback's output once step `step` (from 1) is done: the next step's
+        embeddings where its prompts are others, in the pipeline's own layout (under CFG
+        `cfg`, [negative batch, prompt batch]; each prompt once per image); nothing
+        otherwise."""
+        if step <= self.last_step:
+            self.holds = 0
+        self.last_step = step
+        upcoming = self.entry(step + 1)
+        if upcoming == self.holds:
+            return {}
+        self.holds = upcoming
+        positive, negative = self.pairs[upcoming]
+        current = given["prompt_embeds"]
+        images = current.shape[0] // (2 if cfg else 1)
+        sides = [negative, positive] if cfg else [positive]
+        out = {"prompt_embeds": _batched([side.embeds for side in sides], images, current)}
+        if "add_text_embeds" in self.tensor_inputs and positive.pooled is not None:
+            pooled = [side.pooled for side in sides]
+            out["add_text_embeds"] = _batched(pooled, images, given["add_text_embeds"])
+        return out
+
+
+def _batched(sides: list[Any], images: int, like: torch.Tensor) -> torch.Tensor:
+    """Each side (one prompt's) once per image, the sides one after another, as `like`."""
+    return torch.cat([side.to(like).expand(images, *side.shape[1:]) for side in sides])
+
+
+def step_prompts(
+    pipe: Any, prompt: str, negative: str, call: dict[str, Any], steps: int
+) -> StepPrompts | None:
+    """The prompts of each step where the prompt or the negative prompt changes from step
+    to step, on a pipeline that runs it (a CLIP family's, with a step callback that can hand
+    it new embeddings); `call` is made to start with the first step's. None where neither
+    changes, or the pipeline cannot."""
+    texts = (prompt, negative or "")
+    if not any(map(prompt_schedule.changes, texts)) or not runs_step_prompts(pipe):
+        return None
+    schedules = [prompt_schedule.schedule(text, steps) for text in texts]
+    ends = sorted({last for entries in schedules for last, _ in entries})
+    wanted = [tuple(prompt_schedule.at_step(s, end) for s in schedules) for end in ends]
+    device = getattr(pipe, "_studio_device", None) or getattr(pipe, "_execution_device", None)
+    made: dict[tuple[str, str], tuple[Encoded, Encoded]] = {}
+    for pair in wanted:
+        if pair not in made:
+            positive = encode(pipe, pair[0], device)
+            made[pair] = pad_to_same_length(
+                pipe, positive, encode_negative(pipe, pair[1], positive, device)
+            )
+    pairs = [made[pair] for pair in wanted]
+    first, first_negative = pairs[0]
+    call.update(prompt_embeds=first.embeds, negative_prompt_embeds=first_negative.embeds)
+    if first.pooled is not None:
+        call.update(
+            pooled_prompt_embeds=first.pooled, negative_pooled_prompt_embeds=first_negative.pooled
+        )
+    sdxl = encoder_kind(pipe) == "sdxl"
+    return StepPrompts(
+        ends, pairs, ("prompt_embeds", "add_text_embeds") if sdxl else ("prompt_embeds",)
+    )
+
+
+def runs_step_prompts(pipe: Any) -> bool:
+    """Whether the pipeline runs prompt editing and alternating words: a family that reads
+    them (`prompt_syntax.STEP_PROMPT_FAMILIES`), encoded here, whose step callback can be
+    handed the embeddings of the next step."""
+    kind = encoder_kind(pipe)
+    if kind == "plain" or family_of(pipe).name not in STEP_PROMPT_FAMILIES:
+        return False
+    inputs = set(getattr(pipe, "_callback_tensor_inputs", ()))
+    wanted = {"prompt_embeds", "add_text_embeds"} if kind == "sdxl" else {"prompt_embeds"}
+    return wanted <= inputs and "callback_on_step_end" in call_parameters(pipe)
 
 
 def _ids(pipe: Any, tokenizer: Any, text: str) -> list[int]:

@@ -1,12 +1,14 @@
 """A1111's alternating words ([a|b]) and prompt editing ([from:to:when]) change the prompt
-from step to step, which the studio does not do: a prompt using them is told so, under the
-prompt in the window and on the command line, instead of running the text as words."""
+from step to step, which the studio runs for the CLIP families (tests/engine/
+test_prompt_editing.py) but not for the others: there it is told so, under the prompt in the
+window and on the command line."""
 
 from __future__ import annotations
 
 import pytest
 
 from studio.cli import main
+from studio.core import families
 from studio.core.prompt_syntax import reading_note, unrun_syntax_note
 
 
@@ -31,11 +33,18 @@ def test_unrun_syntax_is_named(prompt: str, said: str) -> None:
                              "stands, as any [...] is.")  # fmt: skip
         assert said in reading_note(None, None, "x", prompt)  # the window's line: any family
         assert "The negative prompt's" in reading_note(None, None, "x", prompt)
+        flux, sdxl = families.by_name("flux-dev"), families.by_name("sdxl")
+        assert said in reading_note(flux, None, prompt)  # a family that does not run it
+        assert reading_note(sdxl, None, prompt, prompt) == ""  # SDXL runs both
 
 
-def test_the_command_line_says_it(tiny_sd, tmp_path, capsys) -> None:
-    args = ["generate", "a [red|blue] circle", "--model", tiny_sd, "--steps", "1"]
-    code = main([*args, "--width", "32", "--height", "32", "--out", str(tmp_path / "x.png")])
+def test_the_command_line_says_it_for_a_family_that_does_not_run_it(tmp_path, capsys) -> None:
+    """Flux reads plain text: said. (SD 1.x runs it: tests/engine/test_prompt_editing.py.)"""
+    from tests.engine.tiny_families import build
+
+    flux = str(build("flux", tmp_path / "flux"))
+    args = ["generate", "a [red|blue] circle", "--model", flux, "--steps", "1"]
+    code = main([*args, "--width", "64", "--height", "64", "--out", str(tmp_path / "x.png")])
     err = capsys.readouterr().err
     assert (
         code == 0
