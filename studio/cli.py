@@ -134,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"CFG rescale, {limits('cfg_rescale')}; 0 is off (the default)",
     )
     gen.add_argument(
+        "--clip-skip",
+        type=int,
+        metavar="N",
+        help=f"A1111's Clip skip: read the prompt N layers from the text encoder's last, "
+        f"{limits('clip_skip')} (SD 1.x; default: 1; with --from, the image's)",
+    )
+    gen.add_argument(
         "--classifier-guidance",
         metavar="CLASS[:SCALE]",
         help="classifier guidance towards a class of the model's classifier: a shape, a "
@@ -496,6 +503,7 @@ def _defaulted_options(args: argparse.Namespace) -> dict[str, Any]:
         "upscale_strength": args.upscale_strength,
         "upscale_model": _spec(args.upscale_model),
         "threshold_percentile": args.threshold_percentile,
+        "clip_skip": args.clip_skip,
     }
     return {name: value for name, value in given.items() if value is not None}
 
@@ -790,6 +798,8 @@ def _branch_request(args: argparse.Namespace) -> Any:
         wanted = wanted.replace(dynamic_thresholding=True, threshold_max=args.threshold)
     if args.threshold_percentile is not None:
         wanted = wanted.replace(threshold_percentile=args.threshold_percentile)
+    if args.clip_skip is not None:
+        wanted = wanted.replace(clip_skip=args.clip_skip)
     if args.classifier_guidance:
         wanted = wanted.replace(**_classifier_guidance(args.classifier_guidance, parent.model))
     noise_seed = args.noise_seed

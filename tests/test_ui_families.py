@@ -93,3 +93,20 @@ def test_the_size_boxes_step_in_the_familys_sizes(qtbot, make_window, folders) -
     assert box.singleStep() == 8 and "multiple of 8" in box.toolTip()
     qtbot.keyClick(box, Qt.Key.Key_Up)
     assert window.draft["width"] == 1032
+
+
+def test_the_clip_skip_control_is_sd_1s(make_window, folders) -> None:  # noqa: ANN001
+    """A1111's Clip skip in Advanced guidance: it reaches the request on SD 1.x, and is off on
+    a family that reads none, saying why."""
+    window = make_window()
+    control = window.guidance.clip_skip
+    window.draft.edit({"model": folders["sd1"]})
+    control.setValue(2)
+    assert window.draft["clip_skip"] == 2 and window.build_request().clip_skip == 2
+    assert control.isEnabled()
+    window.draft.edit({"model": folders["sdxl"]})
+    assert not control.isEnabled()
+    assert (
+        control.toolTip()
+        == "SDXL reads no CLIP skip (A1111 applies it to SD 1.x): it does not apply."
+    )

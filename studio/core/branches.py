@@ -27,6 +27,7 @@ BRANCH_FIELDS: tuple[str, ...] = (
     "negative_prompt",
     "cfg_scale",
     "cfg_rescale",
+    "clip_skip",
     "dynamic_thresholding",
     "threshold_percentile",
     "threshold_max",

@@ -45,6 +45,9 @@ PLAIN_ENCODERS = {
 # The families whose prompts the studio encodes itself (CLIP), so that prompt editing and
 # alternating words (`prompt_schedule`) run: each step is handed its own prompt's embeddings.
 STEP_PROMPT_FAMILIES = frozenset({"sd1", "sd2", "sdxl"})
+# The families A1111 applies "Clip skip" to: SD 1.x's one CLIP encoder (SD 2.x's diffusers
+# encoder already ends a layer early; SDXL reads its penultimate layers whatever the setting).
+CLIP_SKIP_FAMILIES = frozenset({"sd1"})
 ROUND = 1.1
 SQUARE = 1 / 1.1
 

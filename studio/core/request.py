@@ -175,6 +175,7 @@ RANGES: dict[str, Range] = {
     "steps": Range("Steps", 1, MAX_STEPS, integer=True),
     "cfg_scale": Range("CFG scale", 0, 100),
     "cfg_rescale": Range("CFG rescale", 0, 1),
+    "clip_skip": Range("CLIP skip", 1, 12, integer=True),
     "threshold_percentile": Range("The thresholding percentile", 50, 100),
     "threshold_max": Range("The thresholding ceiling", 0, 100, above_low=True),
     "classifier_scale": Range("The classifier guidance scale", 0, 50),
@@ -321,6 +322,9 @@ class GenerationRequest:
     steps: int = 20
     cfg_scale: float = 7.0
     cfg_rescale: float = 0.0
+    # A1111's "Clip skip": the text encoder's layer the prompt is read from, counted from its
+    # last (1, the default) — 2 is the one before, which many SD 1.x anime models expect
+    clip_skip: int = 1
     dynamic_thresholding: bool = False
     threshold_percentile: float = 99.5
     threshold_max: float = 2.5
@@ -423,7 +427,7 @@ def _validate(r: GenerationRequest) -> list[str]:
             )
         else:
             check(name)
-    for name in ("steps", "cfg_scale", "cfg_rescale"):
+    for name in ("steps", "cfg_scale", "cfg_rescale", "clip_skip"):
         check(name)
     if r.dynamic_thresholding:
         check("threshold_percentile")

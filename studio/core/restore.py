@@ -62,6 +62,9 @@ def plan_restore(params: ImageParameters) -> RestorePlan:
     if controls:
         values["controls"] = controls
     values.update(_inpaint_settings(params.extras))
+    clip_skip = _finite_number(params.extras.get("Clip skip"))
+    if clip_skip is not None and clip_skip >= 1:  # A1111's, and ComfyUI's CLIPSetLastLayer
+        values["clip_skip"] = int(clip_skip)
     distilled = _finite_number(params.extras.get("Distilled CFG Scale"))
     if distilled is not None:  # Forge's Flux: "CFG scale: 1" is no CFG; this is the scale
         values["cfg_scale"] = distilled

@@ -37,6 +37,8 @@ def parameters_of(
     extras: dict[str, str] = {}
     if request.cfg_rescale:
         extras["CFG rescale"] = f"{request.cfg_rescale:g}"
+    if request.clip_skip > 1:  # as A1111 writes it (not at 1)
+        extras["Clip skip"] = str(request.clip_skip)
     if request.dynamic_thresholding:
         extras["Dynamic thresholding"] = (
             f"{request.threshold_percentile:g}% / {request.threshold_max:g}"

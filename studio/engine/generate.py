@@ -22,7 +22,7 @@ from studio.core.jobs import (
     Reporter,
     Stage,
 )
-from studio.core.prompt_syntax import unrun_syntax_note
+from studio.core.prompt_syntax import CLIP_SKIP_FAMILIES, unrun_syntax_note
 from studio.core.prompt_tags import split_lora_tags
 from studio.core.request import (
     MAX_STEPS,
@@ -300,7 +300,7 @@ class Engine:
         common = {
             "num_inference_steps": request.steps,
             "num_images_per_prompt": request.batch_size,
-            **prompt_arguments(pipe, text, guidance, self._note),
+            **prompt_arguments(pipe, text, guidance, self._note, self._clip_skip(request)),
             **(control.arguments(request.width, request.height) if control else {}),
         }
         if request.mode is Mode.TEXT_TO_IMAGE:
@@ -467,7 +467,9 @@ class Engine:
                 )
         guidance = guidance_arguments(pipe, request.cfg_scale, request.negative_prompt)
         call = {
-            **prompt_arguments(pipe, request.prompt, guidance, self._note),
+            **prompt_arguments(
+                pipe, request.prompt, guidance, self._note, self._clip_skip(request)
+            ),
             "image": enlarged,
             "strength": request.upscale_strength,
             "num_inference_steps": steps_for_strength(request.steps, request.upscale_strength),
@@ -477,6 +479,10 @@ class Engine:
             call.update(width=width, height=height)
         hires_request = request.replace(width=width, height=height)
         return self._denoise(pipe, hires_request, call, [seed], "hires", timings)
+
+    def _clip_skip(self, request: GenerationRequest) -> int:
+        """The request's CLIP skip where the model reads it (said otherwise: unused_guidance)."""
+        return 1 if "clip_skip" in self._unused else request.clip_skip
 
     def _note(self, message: str) -> None:
         """A note on how the prompt is read (weights a family ignores, text cut)."""
@@ -547,7 +553,9 @@ class Engine:
             # schedule over the sampler's steps (a second-order one's count twice, as there)
             text, _ = split_lora_tags(request.prompt)
             order = getattr(pipe.scheduler, "order", 1)
-            prompts = step_prompts(pipe, text, request.negative_prompt, call, steps * order)
+            prompts = step_prompts(
+                pipe, text, request.negative_prompt, call, steps * order, self._clip_skip(request)
+            )
             if prompts is not None:
                 call["callback_on_step_end_tensor_inputs"] = ["latents", *prompts.tensor_inputs]
 
@@ -850,7 +858,7 @@ def guidance_arguments(pipe: Any, scale: float, negative_prompt: str) -> dict[st
     return {"guidance_scale": 0.0} if "guidance_scale" in call_parameters(pipe) else {}
 
 
-_UNUSED_VALUES = {"negative_prompt": "", "cfg_rescale": 0.0}
+_UNUSED_VALUES = {"negative_prompt": "", "cfg_rescale": 0.0, "clip_skip": 1}
 
 
 def unused_guidance(family: Any, request: GenerationRequest) -> dict[str, str]:
@@ -873,6 +881,10 @@ def unused_guidance(family: Any, request: GenerationRequest) -> dict[str, str]:
             )
     if request.cfg_rescale and not guidance.cfg_rescale:
         unused["cfg_rescale"] = f"{family.label} has no CFG rescale: it is not used."
+    if request.clip_skip > 1 and family.name not in CLIP_SKIP_FAMILIES:
+        unused["clip_skip"] = (
+            f"{family.label} reads no CLIP skip (A1111 applies it to SD 1.x): it is not used."
+        )
     return unused
 
 

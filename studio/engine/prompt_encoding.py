@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from studio.core import prompt_schedule
+from studio.core.jobs import GenerationError
 from studio.core.prompt_syntax import (
     PLAIN_ENCODERS,
     STEP_PROMPT_FAMILIES,
@@ -54,11 +55,16 @@ class Encoded:
 
 
 def prompt_arguments(
-    pipe: Any, prompt: str, guidance: dict[str, Any], note: Note | None = None
+    pipe: Any,
+    prompt: str,
+    guidance: dict[str, Any],
+    note: Note | None = None,
+    clip_skip: int = 1,
 ) -> dict[str, Any]:
     """The call's prompt entries: `guidance` (from `guidance_arguments`, holding the negative
     prompt where the family takes one) with the prompt added as A1111 would have it read:
-    embeddings for the CLIP families, plain text for the others."""
+    embeddings for the CLIP families (from the layer `clip_skip` says), plain text for the
+    others."""
     note = note or (lambda _message: None)
     call = dict(guidance)
     kind = encoder_kind(pipe)
@@ -70,9 +76,14 @@ def prompt_arguments(
     negative = call.pop("negative_prompt", None)
     # looked up once a job: diffusers walks every module to find it (ms on any pipeline)
     device = getattr(pipe, "_studio_device", None) or getattr(pipe, "_execution_device", None)
-    positive = encode(pipe, prompt, device)
-    empty = encode_negative(pipe, negative, positive, device)
-    positive, empty = pad_to_same_length(pipe, positive, empty)
+    layers = getattr(getattr(pipe.text_encoder, "config", None), "num_hidden_layers", None)
+    if kind == "sd" and layers is not None and clip_skip > layers:
+        raise GenerationError(
+            f"This model's text encoder has {layers} layers: CLIP skip goes up to {layers}."
+        )
+    positive = encode(pipe, prompt, device, clip_skip)
+    empty = encode_negative(pipe, negative, positive, device, clip_skip)
+    positive, empty = pad_to_same_length(pipe, positive, empty, clip_skip)
     call.update(prompt_embeds=positive.embeds, negative_prompt_embeds=empty.embeds)
     if kind == "sdxl":
         call.update(
@@ -81,13 +92,15 @@ def prompt_arguments(
     return call
 
 
-def encode_negative(pipe: Any, negative: str | None, positive: Encoded, device: Any) -> Encoded:
+def encode_negative(
+    pipe: Any, negative: str | None, positive: Encoded, device: Any, clip_skip: int = 1
+) -> Encoded:
     """The negative prompt's embeddings; SDXL's empty negative is zeros where the model asks
     for it, as the pipeline does."""
     zeros = encoder_kind(pipe) == "sdxl" and pipe.config.get("force_zeros_for_empty_prompt")
     if zeros and not negative:
         return Encoded(torch.zeros_like(positive.embeds), torch.zeros_like(positive.pooled))
-    return encode(pipe, negative or "", device)
+    return encode(pipe, negative or "", device, clip_skip)
 
 
 def encoder_kind(pipe: Any) -> str:
@@ -113,8 +126,9 @@ def encoder_kind(pipe: Any) -> str:
 # -- A1111's chunks ---------------------------------------------------------------------------
 
 
-def encode(pipe: Any, prompt: str, device: Any = None) -> Encoded:
-    """The prompt's embeddings (and SDXL's pooled one) as A1111 computes them."""
+def encode(pipe: Any, prompt: str, device: Any = None, clip_skip: int = 1) -> Encoded:
+    """The prompt's embeddings (and SDXL's pooled one) as A1111 computes them; `clip_skip`
+    (SD 1.x's one encoder, A1111's "Clip skip") reads them that many layers from the last."""
     pairs = [
         (getattr(pipe, "tokenizer", None), getattr(pipe, "text_encoder", None)),
         (getattr(pipe, "tokenizer_2", None), getattr(pipe, "text_encoder_2", None)),
@@ -131,7 +145,7 @@ def encode(pipe: Any, prompt: str, device: Any = None) -> Encoded:
         states = []
         for i, (tokens, weights) in enumerate(chunks):
             state, pool = encode_chunk(
-                pipe, tokenizer, encoder, tokens, weights, sdxl, device or encoder.device
+                pipe, tokenizer, encoder, tokens, weights, sdxl, device or encoder.device, clip_skip
             )
             states.append(state)
             if i == 0 and pool is not None:
@@ -198,6 +212,7 @@ def encode_chunk(
     weights: list[float],
     sdxl: bool,
     device: Any = None,
+    clip_skip: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One chunk through one encoder, as the diffusers pipeline encodes a prompt of these
     tokens (layer, padding, mask), then A1111's emphasis on the hidden states."""
@@ -216,7 +231,14 @@ def encode_chunk(
         if getattr(encoder.config, "use_attention_mask", False):
             mask = torch.tensor([[1] * (len(tokens) + 2) + [0] * (length - len(tokens) - 2)])
             mask = mask.to(device)
-        state, pooled = encoder(input_ids, attention_mask=mask)[0], None
+        if clip_skip > 1:  # as A1111: that layer's states through the final layer norm
+            out = encoder(input_ids, attention_mask=mask, output_hidden_states=True)
+            # transformers 5's CLIPTextModel holds the norm itself (4.x: in its text_model)
+            norm = getattr(encoder, "text_model", encoder).final_layer_norm
+            state = norm(out.hidden_states[-clip_skip])
+        else:
+            state = encoder(input_ids, attention_mask=mask)[0]
+        pooled = None
     multipliers = [1.0, *weights, *[1.0] * (length - len(weights) - 1)]
     if any(m != 1.0 for m in multipliers):
         state = emphasis(state, torch.tensor(multipliers, device=state.device))
@@ -231,14 +253,16 @@ def emphasis(state: torch.Tensor, multipliers: torch.Tensor) -> torch.Tensor:
     return weighted * (original / weighted.mean())
 
 
-def pad_to_same_length(pipe: Any, a: Encoded, b: Encoded) -> tuple[Encoded, Encoded]:
+def pad_to_same_length(
+    pipe: Any, a: Encoded, b: Encoded, clip_skip: int = 1
+) -> tuple[Encoded, Encoded]:
     """Both sides with as many chunks: the shorter padded with empty-prompt chunks (zeros when
     that side is SDXL's zeroed empty negative)."""
     length = max(a.embeds.shape[1], b.embeds.shape[1])
-    return pad_to(pipe, a, length), pad_to(pipe, b, length)
+    return pad_to(pipe, a, length, clip_skip), pad_to(pipe, b, length, clip_skip)
 
 
-def pad_to(pipe: Any, encoded: Encoded, length: int) -> Encoded:
+def pad_to(pipe: Any, encoded: Encoded, length: int, clip_skip: int = 1) -> Encoded:
     """`encoded` with empty-prompt chunks after it (zeros for SDXL's zeroed empty negative)
     up to `length` positions."""
     missing = length - encoded.embeds.shape[1]
@@ -249,7 +273,7 @@ def pad_to(pipe: Any, encoded: Encoded, length: int) -> Encoded:
             (*encoded.embeds.shape[:1], missing, encoded.embeds.shape[2])
         )
     else:
-        empty = encode(pipe, "").embeds.to(encoded.embeds)
+        empty = encode(pipe, "", clip_skip=clip_skip).embeds.to(encoded.embeds)
         filler = empty.repeat(1, missing // empty.shape[1], 1)
     return Encoded(torch.cat([encoded.embeds, filler], dim=1), encoded.pooled)
 
@@ -308,7 +332,7 @@ def _batched(sides: list[Any], images: int, like: torch.Tensor) -> torch.Tensor:
 
 
 def step_prompts(
-    pipe: Any, prompt: str, negative: str, call: dict[str, Any], steps: int
+    pipe: Any, prompt: str, negative: str, call: dict[str, Any], steps: int, clip_skip: int = 1
 ) -> StepPrompts | None:
     """The prompts of each step where the prompt or the negative prompt changes from step
     to step, on a pipeline that runs it (a CLIP family's, with a step callback that can hand
@@ -324,10 +348,9 @@ def step_prompts(
     made: dict[tuple[str, str], tuple[Encoded, Encoded]] = {}
     for pair in wanted:
         if pair not in made:
-            positive = encode(pipe, pair[0], device)
-            made[pair] = pad_to_same_length(
-                pipe, positive, encode_negative(pipe, pair[1], positive, device)
-            )
+            positive = encode(pipe, pair[0], device, clip_skip)
+            negative_pair = encode_negative(pipe, pair[1], positive, device, clip_skip)
+            made[pair] = pad_to_same_length(pipe, positive, negative_pair, clip_skip)
     pairs = [made[pair] for pair in wanted]
     first, first_negative = pairs[0]
     call.update(prompt_embeds=first.embeds, negative_prompt_embeds=first_negative.embeds)

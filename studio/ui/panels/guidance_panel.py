@@ -29,6 +29,7 @@ from superqt import QCollapsible, QLabeledDoubleSlider, QLabeledSlider, QLargeIn
 from studio.core.catalog import model_defaults, model_family
 from studio.core.draft import UPSCALE_METHOD, Draft, Source
 from studio.core.imaging import size_note, sizes_at_area
+from studio.core.prompt_syntax import CLIP_SKIP_FAMILIES
 from studio.core.request import (
     MAX_SEED,
     RANDOM_SEED,
@@ -168,6 +169,7 @@ class GuidancePanel(QWidget):
         for widget in (self.steps, self.cfg_scale, self.scheduler, self.batch_size):
             widget.setProperty("usualTip", widget.toolTip())
         self.cfg_rescale.setProperty("usualTip", self.cfg_rescale.toolTip())
+        self.clip_skip.setProperty("usualTip", self.clip_skip.toolTip())
         self._family = model_family(str(draft["model"]))
         self._bind()
         follow(draft.changed, self, self._on_draft_changed)
@@ -328,6 +330,12 @@ class GuidancePanel(QWidget):
         )
         self.ceiling = _dslider("threshold_max", 0.1, 1, "The largest threshold allowed", 10)
         form.addRow("CFG rescale", self.cfg_rescale)
+        self.clip_skip = _slider(
+            "clip_skip",
+            "CLIP skip (A1111's Clip skip): read the prompt this many layers from the text "
+            "encoder's last; 2 for the many SD 1.x anime models made for it",
+        )
+        form.addRow("CLIP skip", self.clip_skip)
         form.addRow("", self.dynamic_thresholding)
         form.addRow("Percentile", self.percentile)
         form.addRow("Ceiling", self.ceiling)
@@ -352,6 +360,7 @@ class GuidancePanel(QWidget):
             ("upscale_strength", self.upscale_strength),
             ("upscale_noise_level", self.noise_level),
             ("cfg_rescale", self.cfg_rescale),
+            ("clip_skip", self.clip_skip),
             ("dynamic_thresholding", self.dynamic_thresholding),
             ("threshold_percentile", self.percentile),
             ("threshold_max", self.ceiling),
@@ -457,6 +466,13 @@ class GuidancePanel(QWidget):
             if rescale
             else f"CFG rescale needs CFG's two predictions in one call, which {label} does not "
             "make: it does not apply."
+        )
+        skips = self._family is None or self._family.name in CLIP_SKIP_FAMILIES
+        self.clip_skip.setEnabled(skips)
+        self.clip_skip.setToolTip(
+            self.clip_skip.property("usualTip")
+            if skips
+            else f"{label} reads no CLIP skip (A1111 applies it to SD 1.x): it does not apply."
         )
 
     def _update_size_warning(self) -> None:
