@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from studio.core.draft import Source
 from studio.core.request import GenerationRequest, Mode, Upscaler
 from studio.core.restore import plan_restore
 from studio.core.saving import save_image
@@ -272,3 +273,25 @@ def test_dropping_a_file_that_is_no_image_says_why(make_window, tmp_path):  # no
     window.canvas.dropEvent(dropped(tmp_path / "prompt.txt"))
     assert window.banner.text().startswith("'prompt.txt' is not an image the studio opens (PNG")
     assert window.canvas.image().getpixel((0, 0)) == (200, 0, 0)
+
+
+def test_an_a1111_hires_fix_is_restored_as_the_studios(make_window) -> None:  # noqa: ANN001
+    """A1111 writes a text→image job's hires pass as "Hires upscale" with its strength in
+    "Denoising strength": restored, the window's hires fix is on at that strength (it was
+    off, the strength taken as an image→image one); a scale other than ×2 is said."""
+    from studio.metadata import parse_a1111
+
+    text = (
+        "a castle\nSteps: 28, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 6.5, "
+        "Seed: 31, Size: 512x768, Denoising strength: 0.4, Hires upscale: 1.5, "
+        "Hires steps: 12, Hires upscaler: Latent, Clip skip: 2"
+    )
+    plan = plan_restore(parse_a1111(text))
+    assert plan.values["upscaler"] == "hires" and plan.values["upscale_strength"] == 0.4
+    assert "strength" not in plan.values and plan.values["clip_skip"] == 2
+    assert plan.notes == ["The hires fix enlarges ×2 here (the file's ×1.5)."]
+    window = make_window()
+    window.draft.apply(plan.values, Source.RESTORED)
+    request = window.build_request()
+    assert request.upscaler is Upscaler.HIRES and request.upscale_strength == 0.4
+    assert request.clip_skip == 2

@@ -62,6 +62,10 @@ def plan_restore(params: ImageParameters) -> RestorePlan:
     if controls:
         values["controls"] = controls
     values.update(_inpaint_settings(params.extras))
+    hires = _hires(params, notes)
+    if hires:  # the Denoising strength was the hires pass's, not an image→image one
+        values.pop("strength", None)
+        values.update(hires)
     clip_skip = _finite_number(params.extras.get("Clip skip"))
     if clip_skip is not None and clip_skip >= 1:  # A1111's, and ComfyUI's CLIPSetLastLayer
         values["clip_skip"] = int(clip_skip)
@@ -88,6 +92,21 @@ def _finite_number(text: str | None) -> float | None:
     except ValueError:
         return None
     return value if value == value and abs(value) != float("inf") else None
+
+
+def _hires(params: ImageParameters, notes: list[str]) -> dict[str, Any]:
+    """A1111's hires fix of a text→image job ("Hires upscale"): the studio's, whose strength
+    is then the file's "Denoising strength" (A1111 writes the hires pass's there); the studio
+    enlarges ×2 with Lanczos, which a note says when the file's scale is another."""
+    scale = _finite_number(params.extras.get("Hires upscale"))
+    if scale is None:
+        return {}
+    found: dict[str, Any] = {"upscaler": "hires"}
+    if params.strength is not None:
+        found["upscale_strength"] = params.strength
+    if abs(scale - 2) > 1e-6:
+        notes.append(f"The hires fix enlarges ×2 here (the file's ×{scale:g}).")
+    return found
 
 
 def _inpaint_settings(extras: dict[str, str]) -> dict[str, Any]:
