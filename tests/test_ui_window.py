@@ -281,6 +281,21 @@ def test_ctrl_v_offers_the_clipboards_image(qtbot, make_window) -> None:  # noqa
     assert window.canvas.image().getpixel((0, 0)) == (40, 50, 60)
 
 
+def test_the_canvas_shows_each_result_not_a_step_preview(qtbot, window) -> None:  # noqa: ANN001
+    """From the second job on, refilling the timeline moved its strip's current row, which
+    chose a frame: the canvas showed an early step's blurry preview over the result while the
+    timeline said "Result"."""
+    window.draft.edit({"steps": 4})
+    for seed in (1, 2):
+        window.draft.edit({"seed": seed})
+        result = _generate(qtbot, window)
+        qtbot.wait(50)
+        assert not window.canvas.has_preview(), f"job {seed}: a step's preview hides the result"
+        assert window.timeline.label.text() == "Result"
+        shown = np.asarray(window.canvas.image())
+        assert np.array_equal(shown, np.asarray(result.images[0]))
+
+
 @pytest.mark.parametrize("target", [Mode.IMAGE_TO_IMAGE, Mode.UPSCALE])
 def test_send_to_after_a_job_shows_the_image_sent_not_a_leftover_preview(
     qtbot, window, tmp_path, ui_models, target

@@ -125,7 +125,9 @@ class Timeline(QWidget):
     def clear(self, message: str = "") -> None:
         self._labels = []
         self._generate_steps = []
+        self.strip.blockSignals(True)  # emptying the strip moves its current row: no choice
         self.strip.clear()
+        self.strip.blockSignals(False)
         self.slider.blockSignals(True)
         self.slider.setRange(0, 0)
         self.slider.blockSignals(False)
@@ -146,6 +148,9 @@ class Timeline(QWidget):
     ) -> None:
         """frames: StepProgress objects with a preview; the result comes last. `shared`: how
         many of the first frames are a branch's parent's; `steps_kept`: see set_steps_kept."""
+        # Rebuilding the strip moves its current row; that is no frame the artist chose (it
+        # put the first steps' preview over the result on the canvas).
+        self.strip.blockSignals(True)
         self.strip.clear()
         self._labels = []
         self._generate_steps = []
@@ -169,7 +174,6 @@ class Timeline(QWidget):
         self.continue_button.setVisible(bool(self._labels))
         self.vary.setVisible(bool(self._labels))
         self.strip.setVisible(bool(self._labels))
-        self.strip.blockSignals(True)
         self.strip.setCurrentRow(last)
         self.strip.blockSignals(False)
         self.set_steps_kept(steps_kept)
