@@ -296,6 +296,21 @@ def test_the_canvas_shows_each_result_not_a_step_preview(qtbot, window) -> None:
         assert np.array_equal(shown, np.asarray(result.images[0]))
 
 
+def test_a_job_running_when_the_output_folder_changes_says_where_it_saved(
+    qtbot, window, out_dir, tmp_path
+):  # noqa: ANN001
+    """The running job keeps the folder it started with; the gallery already names the new
+    one, so "saved NAME" alone sent the artist looking in the wrong folder."""
+    with qtbot.waitSignal(window.controller.jobFinished, timeout=60000) as blocker:
+        window.generate()
+        window.controller.set_output_dir(tmp_path / "elsewhere")
+    saved = blocker.args[1].paths[0]
+    assert saved.parent == out_dir
+    assert window.status.text().endswith(f"saved {saved.name} in {out_dir}")
+    _generate(qtbot, window)  # the next job saves in the new folder, said as before
+    assert " in " not in window.status.text().split("saved")[-1]
+
+
 @pytest.mark.parametrize("target", [Mode.IMAGE_TO_IMAGE, Mode.UPSCALE])
 def test_send_to_after_a_job_shows_the_image_sent_not_a_leftover_preview(
     qtbot, window, tmp_path, ui_models, target

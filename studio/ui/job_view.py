@@ -138,6 +138,10 @@ class JobView(QObject):
         seconds = result.timings.get("total")
         took = f" in {seconds:.1f} s" if seconds else ""
         names = result.paths[0].name if len(result.paths) == 1 else f"{len(result.paths)} images"
+        folder = result.paths[0].parent if result.paths else None
+        if folder is not None and folder != self.controller.output_dir:
+            # a job that started before the output folder changed: not where the gallery says
+            names += f" in {folder}"
         self.status.say(f"Done{took} · saved {names}")
         self._finish()
 
