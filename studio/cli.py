@@ -886,7 +886,23 @@ def _rerun_request(args: argparse.Namespace) -> Any:
     if args.classifier_guidance:
         model = changes.get("model", recorded.model)
         changes.update(_classifier_guidance(args.classifier_guidance, model))
+    if args.model is None:
+        _model_here(recorded.model, shown)
     return recorded.replace(**changes)
+
+
+def _model_here(model: str, shown: str) -> None:
+    """The model an image was made with, when --model names none: if it is not here, one
+    sentence that says which options run the image with another (before loading anything)."""
+    from studio.core.catalog import ModelError, resolve
+
+    try:
+        resolve(model)
+    except ModelError:
+        raise UsageError(
+            f"{shown} was made with '{printable(model)}', which is not here: name another with "
+            "--model (studio-tiny is built in), or give your models folder with --models-dir."
+        ) from None
 
 
 def _references_given(params: Any, args: argparse.Namespace, shown: str) -> None:

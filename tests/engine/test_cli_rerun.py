@@ -81,7 +81,10 @@ def test_another_tools_parameters_are_run_as_far_as_they_go(tiny_sd, tmp_path, c
     target = tmp_path / "ours.png"
     # the model it names is not here: one sentence; --model gives one
     code, _, err = run(["generate", "--from", str(foreign)], capsys)
-    assert code == 2 and "'realisticVision' is not a known model" in err.splitlines()[-1]
+    assert code == 2 and err.splitlines()[-1] == (
+        f"studio: {foreign} was made with 'realisticVision', which is not here: name another "
+        "with --model (studio-tiny is built in), or give your models folder with --models-dir."
+    )
     code, _, err = run(
         ["generate", "--from", str(foreign), "--model", tiny_sd, "--out", str(target)], capsys
     )
