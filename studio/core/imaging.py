@@ -107,6 +107,17 @@ def fit(image: Image.Image, width: int, height: int) -> Image.Image:
     return image
 
 
+def pad_to_multiple(image: Image.Image, multiple: int) -> Image.Image:
+    """The picture with its right and bottom edges repeated up to sides that are multiples
+    of `multiple` (a network that cuts its input down to them then loses nothing of it)."""
+    extra = [(-side) % max(1, multiple) for side in image.size]
+    if not any(extra):
+        return image
+    pixels = np.asarray(image)
+    padding = [(0, extra[1]), (0, extra[0])] + [(0, 0)] * (pixels.ndim - 2)
+    return Image.fromarray(np.pad(pixels, padding, mode="edge"))
+
+
 def feathered(mask: Image.Image, blur: int) -> Image.Image:
     mask = mask.convert("L")
     return mask.filter(ImageFilter.GaussianBlur(blur)) if blur > 0 else mask

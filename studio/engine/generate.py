@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -429,9 +430,13 @@ class Engine:
         card = self.models.card(pipe)
         cfg = float(card.get("default_cfg", request.cfg_scale))
         negative = {"negative_prompt": request.negative_prompt or None}
+        wanted = (image.width * 4, image.height * 4)
+        # the pipeline cuts its input down to its VAE's multiple (a 30×21 picture gave
+        # 112×80): padded with its own edges instead, and the result cut back to ×4 exactly
+        image = imaging.pad_to_multiple(image.convert("RGB"), getattr(pipe, "vae_scale_factor", 1))
         call = {
             **prompt_arguments(pipe, request.prompt, negative, self._note),
-            "image": image.convert("RGB"),
+            "image": image,
             "num_inference_steps": int(card.get("default_steps", min(request.steps, 50))),
             "guidance_scale": cfg,
             "noise_level": min(request.upscale_noise_level, pipe.config.max_noise_level),
@@ -444,7 +449,16 @@ class Engine:
             width=image.width * 4,  # the decode's size decides VAE tiling
             height=image.height * 4,
         )
-        return self._denoise(pipe, upscale_request, call, [seed], "upscale", timings)
+        images = self._denoise(pipe, upscale_request, call, [seed], "upscale", timings)
+        if images and images[0].size != wanted:
+            images = [picture.crop((0, 0, *wanted)) for picture in images]
+            self._stages = [  # the metadata records the size given
+                dataclasses.replace(s, width=wanted[0], height=wanted[1])
+                if s.name == "upscale"
+                else s
+                for s in self._stages
+            ]
+        return images
 
     def _hires_fix(
         self, request: GenerationRequest, image: Image.Image, seed: int, timings: dict[str, float]

@@ -115,6 +115,18 @@ def test_inpaint_and_upscale_from_the_command_line(
     )
     assert code == 0, err
     assert Image.open(tmp_path / "big.png").size == (128, 128)
+    # a side that is no multiple of the upscaler's own: still exactly ×4, the picture's shape
+    # kept (the pipeline cut 30×21 down to 28×20: 112×80)
+    odd = tmp_path / "odd.png"
+    Image.new("RGB", (30, 21), "blue").save(odd)
+    code, out, err = run(
+        ["upscale", str(odd), "--model", tiny_upscaler, "--out", str(tmp_path / "odd4.png")],
+        capsys,
+    )
+    assert code == 0, err
+    enlarged = np.asarray(Image.open(tmp_path / "odd4.png").convert("RGB"))
+    assert enlarged.shape == (84, 120, 3) and read_parameters(tmp_path / "odd4.png").width == 120
+    assert enlarged[:, 112:].any() and enlarged[80:].any()  # upscaled there, not black filler
 
 
 @pytest.mark.parametrize(
