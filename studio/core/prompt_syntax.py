@@ -24,7 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from studio.core.prompt_tags import split_lora_tags
+from studio.core.prompt_tags import repeated_lora_note, split_lora_tags
 
 BREAK = ("BREAK", -1.0)  # the marker parse_weighted puts where a chunk ends, as A1111 does
 # The families whose text encoders read no weights (T5, language models): the tokenizer the
@@ -196,6 +196,7 @@ def reading_note(family: Any, folder: Path | None, prompt: str, negative: str = 
     runs = family is not None and family.name in STEP_PROMPT_FAMILIES
     sides = (("", prompt), ("negative ", negative))
     unrun = [] if runs else [unrun_syntax_note(text, side) for side, text in sides]
+    unrun.append(repeated_lora_note(prompt))
     if family is None or family.name not in PLAIN_ENCODERS:
         return "\n".join(note for note in unrun if note)
     subfolder, limit = PLAIN_ENCODERS[family.name]

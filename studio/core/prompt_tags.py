@@ -13,6 +13,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from studio.core.text import printable
+
 # a weight as Python writes a float: 0.8, -.5, +1, 1e-05 (how "{:g}" writes a small one)
 _NUMBER = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 # <lora:name>, <lora:name:0.8>, <lora:name:0.8:0.5>; names may hold spaces and dots
@@ -43,6 +45,22 @@ def split_lora_tags(prompt: str) -> tuple[str, list[LoraTag]]:
     text = re.sub(r"\s*,(\s*,)+", ",", text)  # "a, <lora:x>, b" → "a, b"
     text = re.sub(r"[ \t]{2,}", " ", text).strip().strip(",").strip()
     return text, list(tags.values())
+
+
+def repeated_lora_note(prompt: str) -> str:
+    """A sentence when the prompt names a LoRA twice (A1111 applies it twice: the weights
+    add up; the studio runs it once, at the last weight); "" otherwise."""
+    weights: dict[str, list[float]] = {}
+    for match in _TAG.finditer(prompt):
+        weight = float(match.group(3)) if match.group(3) is not None else 1.0
+        weights.setdefault(match.group(2).strip(), []).append(weight)
+    for name, said in weights.items():
+        if len(said) > 1:
+            return (
+                f"The LoRA '{printable(name)}' is named {len(said)} times: it runs once, at its "
+                f"last weight ({said[-1]:g}), where A1111 adds them up ({sum(said):g})."
+            )
+    return ""
 
 
 def unreadable_lora_tags(prompt: str) -> list[str]:

@@ -24,7 +24,7 @@ from studio.core.jobs import (
     Stage,
 )
 from studio.core.prompt_syntax import CLIP_SKIP_FAMILIES, unrun_syntax_note
-from studio.core.prompt_tags import split_lora_tags
+from studio.core.prompt_tags import repeated_lora_note, split_lora_tags
 from studio.core.request import (
     MAX_STEPS,
     GenerationRequest,
@@ -280,6 +280,8 @@ class Engine:
         self._unused = unused_guidance(family_of(pipe), request)
         for message in self._unused.values():
             self._note(message)
+        if note := repeated_lora_note(request.prompt):
+            self._note(note)
         if not runs_step_prompts(pipe):  # prompt editing, alternating words
             for side, said in (("", request.prompt), ("negative ", request.negative_prompt)):
                 if note := unrun_syntax_note(said, side):

@@ -40,3 +40,19 @@ def test_tags_are_edited_where_they_stand() -> None:
     assert remove_lora_tag(prompt, "x y") == "a cat, blue <lora:z>"
     assert remove_lora_tag(prompt, "z") == "a cat, <lora:x y:0.5>, blue"
     assert with_lora_tags(prompt, [LoraTag("q", 2)]) == "a cat, blue <lora:q:2>"
+
+
+def test_a_lora_named_twice_is_said() -> None:
+    """A1111 applies a LoRA named twice twice (the weights add up); the studio runs it once, at
+    the last weight: said under the prompt and by the engine, instead of silently."""
+    from studio.core.prompt_syntax import reading_note
+    from studio.core.prompt_tags import repeated_lora_note
+
+    prompt = "a red circle <lora:heart:0.8> <lora:heart:0.5>"
+    said = (
+        "The LoRA 'heart' is named 2 times: it runs once, at its last weight (0.5), where A1111 "
+        "adds them up (1.3)."
+    )
+    assert repeated_lora_note(prompt) == said
+    assert said in reading_note(None, None, prompt)
+    assert repeated_lora_note("a <lora:heart:0.8> <lora:star:0.5>") == ""

@@ -147,6 +147,20 @@ def test_a_lora_that_does_not_fit_is_refused_and_changes_nothing(
     assert np.array_equal(_run(engine, model), base)
 
 
+def test_a_lora_named_twice_runs_once_at_its_last_weight_and_says_so(engine, models) -> None:
+    from tests.engine.conftest import RecordingReporter
+
+    model = models["sd1"]
+    reporter = RecordingReporter()
+    request = GenerationRequest(
+        prompt="a red circle <lora:sd1-peft-1:0.3> <lora:sd1-peft-1:0.8>",
+        model=model, width=SIZE, height=SIZE, steps=2, seed=3,
+    )  # fmt: skip
+    twice = np.asarray(engine.run(request, reporter).images[0], np.int16)
+    assert np.array_equal(twice, _run(engine, model, "a red circle <lora:sd1-peft-1:0.8>"))
+    assert any("'sd1-peft-1' is named 2 times" in m for m, _ in reporter.statuses)
+
+
 def test_the_tag_is_not_read_by_the_text_encoder(engine, models) -> None:
     """The prompt with a LoRA at weight 0 is the prompt without the tag."""
     model = models["sd1"]
