@@ -10,9 +10,16 @@ import pytest
 import torch
 
 from studio.core.request import GenerationRequest, Mode
-from studio.engine.prompt_encoding import encode
+from studio.engine import prompt_encoding
 from tests.engine.conftest import RecordingReporter
 from tests.engine.tiny_families import build
+
+
+def encode(pipe, text: str) -> prompt_encoding.Encoded:  # noqa: ANN001
+    """The embeddings the engine makes of `text`, made as it makes them (in inference mode:
+    the model's weights may be inference tensors, which autograd may not record)."""
+    with torch.inference_mode():
+        return prompt_encoding.encode(pipe, text)
 
 
 def _conditions(engine, request: GenerationRequest) -> tuple:  # noqa: ANN001
