@@ -136,10 +136,13 @@ def _model_hash(model: str) -> str:
 
     try:
         source = resolve(model)
-        if source.kind != "checkpoint":
-            return ""
+    except ModelError:  # not on this machine (a cluster's job, say): nothing to hash
+        return ""
+    if source.kind != "checkpoint":
+        return ""
+    try:
         return file_hashes.model_hash(Path(source.location))
-    except (ModelError, OSError):
+    except OSError:
         log.warning("no model hash for %s", model, exc_info=True)
         return ""
 

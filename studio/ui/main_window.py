@@ -533,6 +533,7 @@ class MainWindow(QMainWindow):
             self._leave_a_mode_the_model_lacks()
         if {"mode", "model"} & values.keys():
             self._show_mode(self.draft.mode)
+        if "mode" in values and "model" not in values:  # a new model: _show_family told it
             self.controlnet.set_mode(self.draft.mode)
 
     def _show_family(self) -> None:

@@ -73,7 +73,6 @@ class ControlPanel(QWidget):
         self._by_hand: list[str] = []  # ControlNets picked with Other…, kept for every model
         self._applies = ""  # "" while the generator's family runs ControlNets, else why not
         self._family: Any = None  # the generator's family, when it has a known one
-        self._mode: Mode | None = None
         self.draw = QToolButton()
         self.draw.setText("Draw")
         self.draw.setCheckable(True)
@@ -161,7 +160,6 @@ class ControlPanel(QWidget):
     def set_mode(self, mode: Mode | None) -> None:
         """The window's mode: a family with no ControlNet pipeline for it (SD 3 in
         Image→Image) turns the section off, saying why."""
-        self._mode = mode
         family = self._family
         self._applies = family.controlnet_refusal(mode and mode.value) if family else ""
         if self._applies:
