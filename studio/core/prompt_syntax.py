@@ -68,6 +68,11 @@ _BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)
 def parse_weighted(text: str) -> list[tuple[str, float]]:
     """The prompt as (text, weight) pieces in order, runs of one weight merged, with `BREAK`
     where a chunk ends; `[("", 1.0)]` for an empty prompt. `<lora:…>` tags are removed."""
+    return list(_parse_weighted(text))
+
+
+@lru_cache(maxsize=64)  # a job parses its prompts several times (notes, encoding)
+def _parse_weighted(text: str) -> tuple[tuple[str, float], ...]:
     text, _ = split_lora_tags(text)
     pieces: list[list] = []
     rounds: list[int] = []  # where each open bracket started, in pieces
@@ -103,14 +108,14 @@ def parse_weighted(text: str) -> list[tuple[str, float]]:
         multiply(start, SQUARE)
 
     if not pieces:
-        return [("", 1.0)]
+        return (("", 1.0),)
     merged = [pieces[0]]
     for piece in pieces[1:]:
         if piece[1] == merged[-1][1]:
             merged[-1][0] += piece[0]
         else:
             merged.append(piece)
-    return [(str(t), float(w)) for t, w in merged]
+    return tuple((str(t), float(w)) for t, w in merged)
 
 
 def is_break(piece: tuple[str, float]) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from studio.core.text import printable
 
@@ -35,6 +36,14 @@ class LoraTag:
 def split_lora_tags(prompt: str) -> tuple[str, list[LoraTag]]:
     """The prompt without its LoRA tags (spaces and commas left tidy), and the tags in order;
     a LoRA named twice keeps its last weight, where A1111 would apply it twice."""
+    text, tags = _split_lora_tags(prompt)
+    return text, list(tags)
+
+
+# A prompt is split several times a job (the notes, the encoding, the LoRAs) and at every
+# keystroke in the window: the same few texts, each split once.
+@lru_cache(maxsize=64)
+def _split_lora_tags(prompt: str) -> tuple[str, tuple[LoraTag, ...]]:
     tags: dict[str, LoraTag] = {}
     for match in _TAG.finditer(prompt):
         name = match.group(2).strip()
@@ -44,7 +53,7 @@ def split_lora_tags(prompt: str) -> tuple[str, list[LoraTag]]:
     text = _TAG.sub("", prompt)
     text = re.sub(r"\s*,(\s*,)+", ",", text)  # "a, <lora:x>, b" → "a, b"
     text = re.sub(r"[ \t]{2,}", " ", text).strip().strip(",").strip()
-    return text, list(tags.values())
+    return text, tuple(tags.values())
 
 
 def repeated_lora_note(prompt: str) -> str:

@@ -50,7 +50,7 @@ def scheduler_for(pipe: Any, name: str, flow: bool = False, steps: int | None = 
 def make_scheduler(name: str, base_config: Any, flow: bool = False) -> Any:
     """A fresh scheduler instance for one run, built from the model's own scheduler config
     (`flow`: a rectified-flow model's, whose samplers are the flow-matching ones)."""
-    key = (name, flow, json.dumps(dict(base_config), sort_keys=True, default=repr))
+    key = (name, flow, _config_text(base_config))
     template = _TEMPLATES.get(key)
     if template is None:
         if len(_TEMPLATES) >= MAX_TEMPLATES:
@@ -61,6 +61,19 @@ def make_scheduler(name: str, base_config: Any, flow: bool = False) -> Any:
     if scheduler.config.get("use_flow_sigmas"):
         _sigmas_as_arrays(scheduler)
     return scheduler
+
+
+# The last config's text, with a copy to tell that config unchanged: every run asks with the
+# model's own config, and writing it out is a third of a run's scheduler set-up.
+_LAST_CONFIG: list[Any] = [None, None, ""]  # the config, its copy, its text
+
+
+def _config_text(config: Any) -> str:
+    kept, copied, text = _LAST_CONFIG
+    if config is not kept or dict(config) != copied:
+        text = json.dumps(dict(config), sort_keys=True, default=repr)
+        _LAST_CONFIG[:] = [config, dict(config), text]
+    return text
 
 
 def _build_scheduler(name: str, base_config: Any, flow: bool) -> Any:

@@ -56,3 +56,18 @@ def test_a_lora_named_twice_is_said() -> None:
     assert repeated_lora_note(prompt) == said
     assert said in reading_note(None, None, prompt)
     assert repeated_lora_note("a <lora:heart:0.8> <lora:star:0.5>") == ""
+
+
+def test_what_a_caller_does_to_a_split_does_not_reach_the_next_one() -> None:
+    """Splits and parses are kept for the prompts a job asks about again: a caller that
+    changes the lists it got (the LoRA panel edits its tags) changes nothing for the next."""
+    from studio.core.prompt_syntax import parse_weighted
+
+    prompt = "a (red:1.2) circle <lora:ink:0.5>"
+    text, tags = split_lora_tags(prompt)
+    tags.append(LoraTag("other", 1.0))
+    tags[0] = LoraTag("ink", 0.9)
+    pieces = parse_weighted(prompt)
+    pieces.clear()
+    assert split_lora_tags(prompt) == (text, [LoraTag("ink", 0.5)])
+    assert parse_weighted(prompt) == [("a ", 1.0), ("red", 1.2), (" circle", 1.0)]

@@ -53,6 +53,19 @@ def test_a_scheduler_does_not_depend_on_the_one_before() -> None:
                 assert after.get(key) == fresh.get(key), (before, name, key)
 
 
+def test_a_changed_scheduler_config_makes_a_scheduler_of_the_new_config() -> None:
+    """The same config object, changed in place between two runs (a plain dict: a family's
+    one-step config is one), gives a scheduler of its new values, not the first run's."""
+    import diffusers
+
+    from studio.engine.schedulers import make_scheduler
+
+    config = dict(diffusers.EulerDiscreteScheduler(beta_end=0.012).config)
+    assert make_scheduler("Euler", config).config.beta_end == 0.012
+    config["beta_end"] = 0.02
+    assert make_scheduler("Euler", config).config.beta_end == 0.02
+
+
 @pytest.mark.parametrize("name", SCHEDULER_NAMES)
 def test_the_taps_input_scaling_is_the_schedulers_own(name: str) -> None:
     """The guidance tap scales the latents as the scheduler does, at every step, to read the
