@@ -65,14 +65,27 @@ def _bench(*args: str, timeout: int, config: Path) -> dict:
     return json.loads(done.stdout)
 
 
-@pytest.mark.skipif(not _have_embedded(), reason="the embedded model is not built yet")
-def test_quick_bench_reports_every_figure_of_the_engine_and_the_window(tmp_path: Path) -> None:
+# One quick bench of every part the tests look at, for the module: each run of the command
+# starts Python, torch and the studio again (seconds each), and the parts are independent.
+QUICK_PARTS = "engine,window,memory,speedups,process,families"
+
+
+@pytest.fixture(scope="module")
+def quick_bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    if not _have_embedded():
+        pytest.skip("the embedded model is not built yet")
+    config = tmp_path_factory.mktemp("quick-bench")
     # without the compiled row: compiling takes most of a minute on this CPU, and the
-    # compiled UNet is held to its pictures in tests/engine/test_speedups.py
-    parts = "engine,window,memory,speedups"
-    results = _bench(
-        "bench", "--quick", "--no-compile", "--parts", parts, timeout=600, config=tmp_path
-    )
+    # compiled UNet is held to its pictures in tests/engine/test_speedups.py; two families
+    # (one UNet, one packed transformer): the full run does all
+    args = ("bench", "--quick", "--no-compile", "--parts", QUICK_PARTS, "--families", "flux,sd1")
+    return _bench(*args, timeout=600, config=config), config
+
+
+def test_quick_bench_reports_every_figure_of_the_engine_and_the_window(
+    quick_bench: tuple[dict, Path],
+) -> None:
+    results, config = quick_bench
     assert all_finite(results, [k for k in REQUIRED if k not in PROCESS]) == []
     assert set(results["event_loop_gap_ms"]) >= {"p50", "p99", "max"}
     live = results["live_latency_ms"]  # a brush stroke or prompt edit to the new picture
@@ -85,15 +98,14 @@ def test_quick_bench_reports_every_figure_of_the_engine_and_the_window(tmp_path:
     assert set(results["speedup_s_per_image_ratio"]) == {"channels_last", "fuse_qkv"}
     assert results["speedup_errors"] == {}
     # kept for Settings → Performance: what each speed-up bought on this CPU
-    figures = speedup_figures.load(tmp_path / speedup_figures.FILE_NAME)["cpu"].figures()
+    figures = speedup_figures.load(config / speedup_figures.FILE_NAME)["cpu"].figures()
     assert all(figures[row].time_ratio for row in ("channels_last", "fuse_qkv"))
     assert figures["fuse_qkv"].first_image_s is None  # only compiled rows pay a first image
     assert "compile_unet" not in results["speedup_first_run_s"]
 
 
-@pytest.mark.skipif(not _have_embedded(), reason="the embedded model is not built yet")
-def test_quick_bench_times_starting_and_quitting_the_studio(tmp_path: Path) -> None:
-    results = _bench("bench", "--quick", "--parts", "process", timeout=600, config=tmp_path)
+def test_quick_bench_times_starting_and_quitting_the_studio(quick_bench: tuple[dict, Path]) -> None:
+    results, _config = quick_bench
     assert all_finite(results, list(PROCESS)) == []
     assert 0 < results["exit_idle_s"] < 30 and 0 < results["exit_busy_s"] < 30
     assert results["startup_window_s"] < results["startup_first_image_s"]
@@ -171,11 +183,12 @@ def test_bench_options_that_cannot_work_get_one_sentence_before_anything_runs(
     assert len(done.stderr.strip().splitlines()) == 1
 
 
-def test_families_part_reports_a_row_per_family_with_sane_figures(tmp_path: Path) -> None:
+def test_families_part_reports_a_row_per_family_with_sane_figures(
+    quick_bench: tuple[dict, Path],
+) -> None:
     """The engine over bare diffusers and the preview's share of a step, on the tiny
     pipelines of two families (one UNet, one packed transformer); the full run does all."""
-    args = ("bench", "--quick", "--parts", "families", "--families", "flux,sd1")
-    results = _bench(*args, timeout=120, config=tmp_path)
+    results, _config = quick_bench
     names = ("sd1", "flux")  # the bench's order, whatever the order asked
     assert list(results["families"]["figures"]) == list(names)
     keys = [
