@@ -451,7 +451,9 @@ class Engine:
             width=image.width * 4,  # the decode's size decides VAE tiling
             height=image.height * 4,
         )
-        images = self._denoise(pipe, upscale_request, call, [seed], "upscale", timings)
+        made = (image.width * 4, image.height * 4)
+        shown = (wanted[0] / made[0], wanted[1] / made[1])
+        images = self._denoise(pipe, upscale_request, call, [seed], "upscale", timings, shown)
         if images and images[0].size != wanted:
             images = [picture.crop((0, 0, *wanted)) for picture in images]
             self._stages = [  # the metadata records the size given
@@ -514,7 +516,10 @@ class Engine:
         seeds: list[int],
         stage: str,
         timings: dict[str, float],
+        shown: tuple[float, float] = (1.0, 1.0),
     ) -> list[Image.Image]:
+        """`shown`: the share of each side of the picture the stage's result keeps, which
+        its previews show too."""
         if self._cancel.is_set():
             raise GenerationCancelled
         family = family_of(pipe)
@@ -560,6 +565,7 @@ class Engine:
             self._cancel,
             legacy_steps=call["num_inference_steps"] if legacy_callback else None,
             steps_before=recorder.resume_after - 1 if recorder and recorder.resume else 0,
+            shown=shown,
         )
         if legacy_callback:
             call["callback"] = lambda i, t, latents: on_step(i, latents)

@@ -57,12 +57,15 @@ class StepReports:
         cancel: threading.Event,
         legacy_steps: int | None = None,
         steps_before: int = 0,
+        shown: tuple[float, float] = (1.0, 1.0),
     ) -> None:
         """`legacy_steps`: for a pipeline with the legacy `callback` (the ×4 upscaler), its
         number of inference steps. That callback is called once per progress-bar step, not
         once per timestep: second-order schedulers run two timesteps a step, and PNDM's
         first call comes after a warm-up timestep, at index 1. `steps_before`: steps a
-        branch shares with its parent, which its loop passes over unreported."""
+        branch shares with its parent, which its loop passes over unreported. `shown`: the
+        share of the picture's width and height that the result keeps (the ×4 upscaler's
+        input is padded to its multiple and its result cut back): the previews show that."""
         self.pipe = pipe
         self.tap = tap
         self.previewer = previewer
@@ -71,6 +74,7 @@ class StepReports:
         self.reporter = reporter
         self.cancel = cancel
         self.legacy_steps = legacy_steps
+        self.shown = shown
         self.frame_interval = frame_interval_of(reporter)
         self._started = time.perf_counter()
         self._last_index = -1
@@ -149,7 +153,16 @@ class StepReports:
         frames: list[np.ndarray] = []
         for copy, count in copies:
             frames += copy.frames(count)
+        if self.shown != (1.0, 1.0):
+            frames = [_cut(frame, self.shown) for frame in frames]
         previews = iter(frames)
         for s in batch:
             preview = next(previews) if s.source is not None else None
             self.reporter.step(StepProgress(self.stage, s.step, s.total, s.elapsed, preview))
+
+
+def _cut(frame: np.ndarray, shown: tuple[float, float]) -> np.ndarray:
+    """The top left of a preview frame that the result keeps (its share of each side)."""
+    height, width = frame.shape[:2]
+    kept = frame[: max(1, math.ceil(height * shown[1])), : max(1, math.ceil(width * shown[0]))]
+    return np.ascontiguousarray(kept)

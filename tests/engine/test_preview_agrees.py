@@ -36,7 +36,7 @@ pytestmark = pytest.mark.skipif(
 
 BOUND = {"linear": 45.0, "vae": 2.0}
 STEPS = 6
-MODES = ("txt2img", "img2img", "inpaint", "hires", "x4")
+MODES = ("txt2img", "img2img", "inpaint", "hires", "x4", "x4-odd")
 PROMPT = "a large yellow square in the centre on a blue background"
 
 
@@ -52,6 +52,8 @@ def _request(mode: str, scheduler: str) -> tuple[GenerationRequest, str]:
         return base.replace(upscaler=Upscaler.HIRES, upscale_strength=0.5), "hires"
     if mode == "x4":
         return base.replace(mode=Mode.UPSCALE, init_image=_input().resize((32, 32))), "upscale"
+    if mode == "x4-odd":  # padded to the upscaler's multiple, and its result cut back
+        return base.replace(mode=Mode.UPSCALE, init_image=_input().resize((30, 21))), "upscale"
     return base, "generate"
 
 
@@ -75,6 +77,7 @@ SAMPLERS_OF_MODE = {
     **{mode: SCHEDULER_NAMES for mode in ("txt2img", "img2img", "inpaint")},
     "hires": ("Euler a", "DPM++ 2M", "PNDM", "LMS", "DPM2", "UniPC"),
     "x4": SCHEDULER_NAMES[:1],
+    "x4-odd": SCHEDULER_NAMES[:1],
 }
 CASES = [(s, mode) for mode in MODES for s in SAMPLERS_OF_MODE[mode]]
 
@@ -88,6 +91,9 @@ def test_the_last_preview_is_the_result(engines, scheduler: str, mode: str, meth
     previews = [p.preview for p in reporter.steps if p.stage == stage and p.preview is not None]
     assert previews, f"no preview in the {stage} stage"
     last = previews[-1].astype(np.float32)
+    # the picture the result is, not more: as wide for its height (a padded edge shows)
+    width, height = result.images[0].size
+    assert abs(last.shape[1] / last.shape[0] - width / height) < 0.05, (last.shape, (width, height))
     difference = np.abs(last - _small(result.images[0], last)).mean(axis=-1)
     if mode == "inpaint":  # inside the mask, one latent pixel away from its edge
         inside = np.asarray(box_mask().resize(last.shape[1::-1], Image.Resampling.BOX)) >= 255
