@@ -190,7 +190,7 @@ def test_a_model_without_controlnets_turns_the_section_off_and_says_why(  # noqa
     assert panel.text() == "ControlNet (on)"
 
     window.draft.edit({"model": klein})
-    says = "The studio runs no ControlNets on Flux.2 Klein models."
+    says = "The studio runs no ControlNets on Flux.2 Klein models: generate without them."
     assert not panel.enabled.isEnabled() and panel.enabled.toolTip() == says
     assert panel.state.text() == says and panel.text() == "ControlNet"
     assert window.build_request().controls == ()  # nothing the window does not show

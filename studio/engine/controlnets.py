@@ -170,7 +170,7 @@ def check_fits(
     unions = {k for f in families.all_families() for k in f.controlnet_unions}
     union = kind in unions or bool(config.get("num_mode") or config.get("num_control_type"))
     if refusal := family.controlnet_refusal():
-        raise ModelError(f"{refusal[:-1]}: generate without them.")
+        raise ModelError(refusal)
     if union and kind not in (*family.controlnet_models, *family.controlnet_unions):
         owners = [f.label for f in families.all_families() if kind in f.controlnet_unions]
         made_for = " or ".join(dict.fromkeys(owners)) or "another kind of model"
@@ -273,7 +273,7 @@ def _load_file(
         return model.to(dtype)
     if "ControlNetModel" not in family.controlnet_models:
         if refusal := family.controlnet_refusal():
-            raise ModelError(f"{refusal[:-1]}: generate without them.")
+            raise ModelError(refusal)
         raise ModelError(
             f"'{source.name}' is no ControlNet file the studio knows for {family.label} (its "
             f"tensors are none of a {family.label} ControlNet's): use the ControlNet's diffusers "

@@ -129,7 +129,7 @@ class Family:
         from studio.core.request import Mode
 
         if not self.controlnet_pipelines:
-            return f"The studio runs no ControlNets on {self.label} models."
+            return f"The studio runs no ControlNets on {self.label} models: generate without them."
         if mode is not None and mode not in self.controlnet_pipelines:
             return (
                 f"{self.label} models have no ControlNet pipeline for {Mode(mode).label}: "
