@@ -245,6 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
         f"{plain.upscale_strength}; with --from, the image's)",
     )
     gen.add_argument(
+        "--hires-steps",
+        type=int,
+        metavar="N",
+        help="hires fix: the steps of its pass, of which it runs N × strength, as A1111's "
+        "Hires steps (default: 0, as many as --steps; with --from, the image's)",
+    )
+    gen.add_argument(
         "--upscale-model",
         metavar="SPEC",
         help=f"the ×4 upscaler (default: {DEFAULT_UPSCALE_MODEL}; with --from, the image's)",
@@ -501,6 +508,7 @@ def _defaulted_options(args: argparse.Namespace) -> dict[str, Any]:
         "mask_blur": args.mask_blur,
         "inpaint_padding": args.padding,
         "upscale_strength": args.upscale_strength,
+        "upscale_steps": args.hires_steps,
         "upscale_model": _spec(args.upscale_model),
         "threshold_percentile": args.threshold_percentile,
         "clip_skip": args.clip_skip,

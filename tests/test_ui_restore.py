@@ -289,9 +289,14 @@ def test_an_a1111_hires_fix_is_restored_as_the_studios(make_window) -> None:  # 
     plan = plan_restore(parse_a1111(text))
     assert plan.values["upscaler"] == "hires" and plan.values["upscale_strength"] == 0.4
     assert "strength" not in plan.values and plan.values["clip_skip"] == 2
+    assert plan.values["upscale_steps"] == 12  # A1111's hires schedule, not the main 28
+    same = plan_restore(parse_a1111(text.replace("Hires steps: 12", "Hires steps: 28")))
+    assert same.values["upscale_steps"] == 0  # as many as the main steps: the studio's 0
     assert plan.notes == ["The hires fix enlarges ×2 here (the file's ×1.5)."]
     window = make_window()
     window.draft.apply(plan.values, Source.RESTORED)
     request = window.build_request()
     assert request.upscaler is Upscaler.HIRES and request.upscale_strength == 0.4
-    assert request.clip_skip == 2
+    assert request.clip_skip == 2 and request.upscale_steps == 12
+    assert window.guidance.upscale_steps.value() == 12 and window.guidance.upscale_steps.isVisible()
+    window.guidance.grab().save("/tmp/hires_steps_restored.png")

@@ -38,6 +38,7 @@ BRANCH_FIELDS: tuple[str, ...] = (
     "upscaler",
     "upscale_model",
     "upscale_strength",
+    "upscale_steps",
     "upscale_noise_level",
 )
 

@@ -187,6 +187,7 @@ RANGES: dict[str, Range] = {
     "mask_blur": Range("Mask blur", 0, 64, integer=True, unit=" pixels"),
     "inpaint_padding": Range("Inpaint padding", 0, MAX_SIDE, integer=True, unit=" pixels"),
     "upscale_strength": Range("The hires fix strength", 0.01, 1),
+    "upscale_steps": Range("Hires steps", 0, MAX_STEPS, integer=True),
     "upscale_noise_level": Range("The upscaler noise level", 0, 350, integer=True),
 }
 
@@ -346,6 +347,9 @@ class GenerationRequest:
     upscaler: Upscaler | None = None
     upscale_model: str = DEFAULT_UPSCALE_MODEL
     upscale_strength: float = 0.35  # image→image strength of the hires fix pass
+    # the hires fix pass's schedule, of which it runs int(it × strength), as A1111's "Hires
+    # steps" is; 0: the main steps' (A1111's 0 too)
+    upscale_steps: int = 0
     upscale_noise_level: int = 20  # noise added to the input of a diffusion ×4 upscaler
     controls: tuple[Control, ...] = ()  # ControlNets, each with its control image
     branch: Branch | None = None  # continues another job from one of its steps
@@ -463,6 +467,7 @@ def _validate(r: GenerationRequest) -> list[str]:
         check("inpaint_padding")
     if r.upscaler is Upscaler.HIRES:
         check("upscale_strength")
+        check("upscale_steps")
     check("upscale_noise_level")
     if r.controls and r.mode in (Mode.UPSCALE, Mode.EDIT):
         problems.append(f"ControlNets steer generation, not {r.mode.label}: remove them.")

@@ -104,6 +104,9 @@ def _hires(params: ImageParameters, notes: list[str]) -> dict[str, Any]:
     found: dict[str, Any] = {"upscaler": "hires"}
     if params.strength is not None:
         found["upscale_strength"] = params.strength
+    steps = _finite_number(params.extras.get("Hires steps"))
+    if steps is not None and steps >= 1 and steps.is_integer():
+        found["upscale_steps"] = 0 if steps == params.steps else int(steps)
     if abs(scale - 2) > 1e-6:
         notes.append(f"The hires fix enlarges ×2 here (the file's ×{scale:g}).")
     return found

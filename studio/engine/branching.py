@@ -123,7 +123,13 @@ def fingerprint(request: GenerationRequest) -> str:
     """What decides a one-image generate stage's steps: every parameter but what runs after
     generating, and the input images' pixels."""
     values = request.to_dict()
-    for name in ("upscaler", "upscale_model", "upscale_strength", "upscale_noise_level"):
+    for name in (
+        "upscaler",
+        "upscale_model",
+        "upscale_strength",
+        "upscale_steps",
+        "upscale_noise_level",
+    ):
         values.pop(name, None)
     values.update(batch_size=1, branch=None)
     digest = hashlib.blake2b(json.dumps(values, sort_keys=True, default=str).encode())

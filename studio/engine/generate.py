@@ -490,7 +490,9 @@ class Engine:
             ),
             "image": enlarged,
             "strength": request.upscale_strength,
-            "num_inference_steps": steps_for_strength(request.steps, request.upscale_strength),
+            "num_inference_steps": steps_for_strength(
+                request.upscale_steps or request.steps, request.upscale_strength
+            ),
             **(control.arguments(width, height) if control else {}),  # the maps at this size
         }
         if "width" in call_parameters(pipe):

@@ -11,6 +11,7 @@ from PIL import Image
 from studio.core.request import GenerationRequest
 from studio.core.saving import save_image
 from studio.metadata import read_parameters
+from tests.engine.conftest import RecordingReporter
 
 
 def test_round_trip_write_read_regenerate(engine, tiny_sd: str, tmp_path: Path) -> None:
@@ -143,3 +144,10 @@ def test_metadata_records_what_every_stage_ran(tmp_path: Path) -> None:
     # A1111's Hires steps: the schedule (6), of which it runs int(6 × 0.5) = 3, as ran here
     assert ran["Hires steps"] == "6" and ran["strength"] == 0.5  # A1111's Denoising strength
     assert ran["Hires upscale"] == "2" and ran["Output size"] == "128x128"
+
+    # Hires steps of their own (A1111's): a schedule of 10, of which it runs 5
+    reporter = RecordingReporter()
+    result = engine.run(hires.replace(upscale_steps=10), reporter)
+    assert max(p.step for p in reporter.steps if p.stage == "hires") == 5
+    ran = _ran(save_result(result, tmp_path)[0])
+    assert ran["Hires steps"] == "10" and ran["steps"] == 6

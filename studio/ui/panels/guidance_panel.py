@@ -295,6 +295,12 @@ class GuidancePanel(QWidget):
         self.upscale_strength = _dslider(
             "upscale_strength", 0.01, 2, "Hires fix: how much the enlarged image may change"
         )
+        self.upscale_steps = _slider(
+            "upscale_steps",
+            "Hires fix: the steps of its pass, of which it runs this × strength "
+            "(0: as many as Steps, as in A1111)",
+            150,
+        )
         self.noise_level = _slider(
             "upscale_noise_level", "×4 upscaler: noise added to the input (detail)"
         )
@@ -307,6 +313,7 @@ class GuidancePanel(QWidget):
         form.addRow("Model", self.upscale_model)
         form.addRow("", self.upscale_runs)
         form.addRow("Strength", self.upscale_strength)
+        form.addRow("Hires steps", self.upscale_steps)
         form.addRow("Noise", self.noise_level)
         self._upscale_form = form
         return self.upscale_box
@@ -358,6 +365,7 @@ class GuidancePanel(QWidget):
             ("upscaler", self.upscaler),
             (UPSCALE_METHOD, self.upscale_method),
             ("upscale_strength", self.upscale_strength),
+            ("upscale_steps", self.upscale_steps),
             ("upscale_noise_level", self.noise_level),
             ("cfg_rescale", self.cfg_rescale),
             ("clip_skip", self.clip_skip),
@@ -524,6 +532,7 @@ class GuidancePanel(QWidget):
             (self.upscaler, not upscaling),
             (self.upscale_method, upscaling),
             (self.upscale_strength, choice is Upscaler.HIRES),
+            (self.upscale_steps, choice is Upscaler.HIRES),
             (self.noise_level, choice is Upscaler.X4),
             # in the Upscale mode the upscaler is picked at the top, where the model is
             (self.upscale_model, choice is Upscaler.X4 and not upscaling),
