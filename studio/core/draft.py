@@ -168,7 +168,15 @@ class Draft:
         incoming = dict(values)
         upscale_job = incoming.get("mode") in (Mode.UPSCALE, Mode.UPSCALE.value)
         if source is Source.RESTORED:
-            incoming.pop("mode", None)  # the artist's mode stays
+            made_in = incoming.pop("mode", None)  # the artist's mode stays, which is said
+            try:
+                made_in = Mode(made_in) if made_in is not None else None
+            except ValueError:
+                made_in = None
+            if made_in is not None and made_in is not self.mode:
+                applied.notes.append(
+                    f"It was made in {made_in.label}: the mode stays {self.mode.label}."
+                )
         if upscale_job and UPSCALE_METHOD not in incoming and source <= Source.RESTORED:
             # a request of an Upscale job (a file, an older settings file) names that mode's
             # method in "upscaler": it is not an upscale-after for the generation modes

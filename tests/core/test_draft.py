@@ -81,9 +81,13 @@ def test_a_restored_file_never_switches_to_a_model_that_is_not_installed(draft: 
 
 
 def test_a_restored_file_keeps_the_artists_mode(draft: Draft) -> None:
+    """And says so, where the file was made in another mode (not "all parameters" quietly)."""
     draft.set("mode", Mode.INPAINT)
-    draft.apply({"mode": "txt2img", "steps": 5}, Source.RESTORED)
+    applied = draft.apply({"mode": "txt2img", "steps": 5}, Source.RESTORED)
     assert draft.mode is Mode.INPAINT and draft["steps"] == 5
+    assert applied.notes == ["It was made in Text→Image: the mode stays Inpaint."]
+    assert draft.apply({"mode": "inpaint", "steps": 6}, Source.RESTORED).notes == []
+    assert draft.apply({"mode": "sideways"}, Source.RESTORED).notes == []  # an odd file's
 
 
 def test_an_upscale_files_upscaler_is_the_upscale_modes_method(draft: Draft) -> None:
