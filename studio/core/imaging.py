@@ -41,20 +41,26 @@ def file_dialog_filter() -> str:
 
 
 UNKNOWN_MODEL_SIDE = 1024  # the largest native size of the families the studio runs
+# The thinnest picture a generation is made at: SDXL's and Flux's training buckets end near
+# 1:4, and a thinner job of the model's area has sides no model draws well (a 3×5000 strip
+# on a 64-pixel model gave 8×2616, five times its area). Thinner inputs are stretched to it.
+MOST_ASPECT = 4.0
 
 
 def input_size(size: tuple[int, int], native_side: int | None) -> tuple[int, int]:
     """The generation size for an input image: its shape at the model's native area (a
     512×400 photo on a 64-pixel model becomes 72×56, not a 512×400 job that gives noise),
-    or its own size up to a megapixel when the model's size is not known."""
+    or its own size up to a megapixel when the model's size is not known; never thinner
+    than 1:4."""
     from studio.core.request import snap_to_8
 
     width, height = max(1, size[0]), max(1, size[1])
     if native_side:
-        scale = native_side / (width * height) ** 0.5
+        area = float(native_side) ** 2
     else:  # a model of unknown size: the image's own, but never more than a megapixel
-        scale = min(1.0, UNKNOWN_MODEL_SIDE / (width * height) ** 0.5)
-    return snap_to_8(width * scale), snap_to_8(height * scale)
+        area = min(float(width * height), float(UNKNOWN_MODEL_SIDE) ** 2)
+    aspect = min(max(width / height, 1 / MOST_ASPECT), MOST_ASPECT)
+    return snap_to_8((area * aspect) ** 0.5), snap_to_8((area / aspect) ** 0.5)
 
 
 PORTRAIT_RATIOS: tuple[tuple[int, int], ...] = ((2, 3), (3, 4), (9, 16))

@@ -222,6 +222,10 @@ def test_an_inputs_size_follows_the_same_rule_as_in_the_window(tmp_path, capsys)
     if not is_installed("studio-tiny"):
         pytest.skip("the embedded model is not built yet")
     native = model_defaults("studio-tiny")["width"]
+    # a strip thinner than 1:4 is made at 1:4 of the model's area, not 8×2616
+    assert input_size((3, 5000), native) == (32, 128)
+    assert input_size((5000, 3), 1024) == (2048, 512)
+    assert input_size((6000, 1000), None) == (2048, 512)  # unknown model: a megapixel at most
     for size, expected in (((60, 60), (64, 64)), ((512, 400), (72, 56))):
         assert input_size(size, native) == expected
         picture = tmp_path / f"in-{size[0]}.png"
