@@ -35,7 +35,8 @@ class LoraTag:
 
 def split_lora_tags(prompt: str) -> tuple[str, list[LoraTag]]:
     """The prompt without its LoRA tags (spaces and commas left tidy), and the tags in order;
-    a LoRA named twice keeps its last weight, where A1111 would apply it twice."""
+    a LoRA named twice runs once at the sum of its weights, as A1111, which applies it
+    twice, draws it."""
     text, tags = _split_lora_tags(prompt)
     return text, list(tags)
 
@@ -48,7 +49,8 @@ def _split_lora_tags(prompt: str) -> tuple[str, tuple[LoraTag, ...]]:
     for match in _TAG.finditer(prompt):
         name = match.group(2).strip()
         weight = float(match.group(3)) if match.group(3) is not None else 1.0
-        tags.pop(name, None)
+        if name in tags:  # rounded: 0.8 + 0.5 is 1.3 to the metadata, not 1.3000000000000003
+            weight = round(tags[name].weight + weight, 6)
         tags[name] = LoraTag(name, weight)
     text = _TAG.sub("", prompt)
     text = re.sub(r"\s*,(\s*,)+", ",", text)  # "a, <lora:x>, b" → "a, b"
@@ -57,8 +59,8 @@ def _split_lora_tags(prompt: str) -> tuple[str, tuple[LoraTag, ...]]:
 
 
 def repeated_lora_note(prompt: str) -> str:
-    """A sentence when the prompt names a LoRA twice (A1111 applies it twice: the weights
-    add up; the studio runs it once, at the last weight); "" otherwise."""
+    """A sentence when the prompt names a LoRA twice (its weights add up, as in A1111: easily
+    written by mistake); "" otherwise."""
     weights: dict[str, list[float]] = {}
     for match in _TAG.finditer(prompt):
         weight = float(match.group(3)) if match.group(3) is not None else 1.0
@@ -66,8 +68,8 @@ def repeated_lora_note(prompt: str) -> str:
     for name, said in weights.items():
         if len(said) > 1:
             return (
-                f"The LoRA '{printable(name)}' is named {len(said)} times: it runs once, at its "
-                f"last weight ({said[-1]:g}), where A1111 adds them up ({sum(said):g})."
+                f"The LoRA '{printable(name)}' is named {len(said)} times: its weights add up "
+                f"to {round(sum(said), 6):g}, as in A1111."
             )
     return ""
 
@@ -113,16 +115,25 @@ def _tag_of(name: str) -> re.Pattern[str]:
 
 
 def set_lora_weight(prompt: str, name: str, weight: float) -> str:
-    """The prompt with that LoRA's tag at a new weight, where it stands; added at the end
-    when the prompt has no tag of it (as A1111's LoRA cards add one)."""
+    """The prompt with that LoRA's tag at a new weight, where its first tag stands (a
+    second tag of it goes: their weights would add up to another); added at the end when
+    the prompt has no tag of it (as A1111's LoRA cards add one)."""
     tag = LoraTag(name, weight).tag()
     pattern = _tag_of(name)
-    if pattern.search(prompt):
-        return pattern.sub(lambda _match: tag, prompt, count=1)
-    return f"{prompt.rstrip()} {tag}".strip()
+    first = pattern.search(prompt)
+    if first is None:
+        return f"{prompt.rstrip()} {tag}".strip()
+    rest = _tidy(pattern.sub("", prompt[first.end() :]), start=False)
+    return f"{prompt[: first.start()]}{tag}{rest}"
 
 
 def remove_lora_tag(prompt: str, name: str) -> str:
-    text = _tag_of(name).sub("", prompt)
+    return _tidy(_tag_of(name).sub("", prompt))
+
+
+def _tidy(text: str, start: bool = True) -> str:
+    """Text a tag was taken out of, without the doubled commas and spaces it left (`start`:
+    the text starts the prompt, so a comma or space it starts with goes too)."""
     text = re.sub(r"\s*,(\s*,)+", ",", text)
-    return re.sub(r"[ \t]{2,}", " ", text).strip().strip(",").strip()
+    text = re.sub(r"[ \t]{2,}", " ", text).rstrip().rstrip(",").rstrip()
+    return text.lstrip().lstrip(",").lstrip() if start else text

@@ -25,7 +25,7 @@ from studio.core.prompt_tags import (
             [LoraTag("detail slider v2", 0.8)],
         ),
         ("x <LORA:a:-1> <lyco:b:0.5:0.2>", "x", [LoraTag("a", -1.0), LoraTag("b", 0.5)]),
-        ("x <lora:a:0.2> <lora:a:0.9>", "x", [LoraTag("a", 0.9)]),  # the last weight wins
+        ("x <lora:a:0.2> <lora:a:0.9>", "x", [LoraTag("a", 1.1)]),  # added up, as in A1111
         ("(red:1.2) <notatag> x", "(red:1.2) <notatag> x", []),
     ],
 )
@@ -43,19 +43,25 @@ def test_tags_are_edited_where_they_stand() -> None:
 
 
 def test_a_lora_named_twice_is_said() -> None:
-    """A1111 applies a LoRA named twice twice (the weights add up); the studio runs it once, at
-    the last weight: said under the prompt and by the engine, instead of silently."""
+    """A1111 applies a LoRA named twice twice (the weights add up), and so does the studio;
+    easily written by mistake, it is said under the prompt and by the engine."""
     from studio.core.prompt_syntax import reading_note
     from studio.core.prompt_tags import repeated_lora_note
 
     prompt = "a red circle <lora:heart:0.8> <lora:heart:0.5>"
-    said = (
-        "The LoRA 'heart' is named 2 times: it runs once, at its last weight (0.5), where A1111 "
-        "adds them up (1.3)."
-    )
+    said = "The LoRA 'heart' is named 2 times: its weights add up to 1.3, as in A1111."
     assert repeated_lora_note(prompt) == said
     assert said in reading_note(None, None, prompt)
     assert repeated_lora_note("a <lora:heart:0.8> <lora:star:0.5>") == ""
+
+
+def test_setting_the_weight_of_a_lora_named_twice_leaves_one_tag_at_that_weight() -> None:
+    """The LoRA panel sets one weight per LoRA: the one that then runs, not one of two that
+    add up to another."""
+    prompt = "a red circle <lora:heart:0.8>, blue, <lora:heart:0.5> sky <lora:star:1>"
+    changed = set_lora_weight(prompt, "heart", 0.9)
+    assert changed == "a red circle <lora:heart:0.9>, blue, sky <lora:star:1>"
+    assert split_lora_tags(changed)[1] == [LoraTag("heart", 0.9), LoraTag("star", 1.0)]
 
 
 def test_what_a_caller_does_to_a_split_does_not_reach_the_next_one() -> None:

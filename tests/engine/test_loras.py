@@ -147,7 +147,8 @@ def test_a_lora_that_does_not_fit_is_refused_and_changes_nothing(
     assert np.array_equal(_run(engine, model), base)
 
 
-def test_a_lora_named_twice_runs_once_at_its_last_weight_and_says_so(engine, models) -> None:
+def test_a_lora_named_twice_runs_at_the_sum_of_its_weights_and_says_so(engine, models) -> None:
+    """As A1111, which applies it twice: the picture of the summed weight."""
     from tests.engine.conftest import RecordingReporter
 
     model = models["sd1"]
@@ -157,7 +158,7 @@ def test_a_lora_named_twice_runs_once_at_its_last_weight_and_says_so(engine, mod
         model=model, width=SIZE, height=SIZE, steps=2, seed=3,
     )  # fmt: skip
     twice = np.asarray(engine.run(request, reporter).images[0], np.int16)
-    assert np.array_equal(twice, _run(engine, model, "a red circle <lora:sd1-peft-1:0.8>"))
+    assert np.array_equal(twice, _run(engine, model, "a red circle <lora:sd1-peft-1:1.1>"))
     assert any("'sd1-peft-1' is named 2 times" in m for m, _ in reporter.statuses)
 
 
