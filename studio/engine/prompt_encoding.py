@@ -81,6 +81,8 @@ def prompt_arguments(
         raise GenerationError(
             f"This model's text encoder has {layers} layers: CLIP skip goes up to {layers}."
         )
+    if changes_by_step(pipe, prompt, negative):
+        return call  # `step_prompts` encodes each step's, the first into the call
     positive = encode(pipe, prompt, device, clip_skip)
     empty = encode_negative(pipe, negative, positive, device, clip_skip)
     positive, empty = pad_to_same_length(pipe, positive, empty, clip_skip)
@@ -331,6 +333,13 @@ def _batched(sides: list[Any], images: int, like: torch.Tensor) -> torch.Tensor:
     return torch.cat([side.to(like).expand(images, *side.shape[1:]) for side in sides])
 
 
+def changes_by_step(pipe: Any, prompt: str, negative: str | None) -> bool:
+    """Whether the prompts change from step to step on this pipeline (`step_prompts` then
+    encodes them, step by step)."""
+    texts = (prompt, negative or "")
+    return any(map(prompt_schedule.changes, texts)) and runs_step_prompts(pipe)
+
+
 def step_prompts(
     pipe: Any, prompt: str, negative: str, call: dict[str, Any], steps: int, clip_skip: int = 1
 ) -> StepPrompts | None:
@@ -339,7 +348,7 @@ def step_prompts(
     it new embeddings); `call` is made to start with the first step's. None where neither
     changes, or the pipeline cannot."""
     texts = (prompt, negative or "")
-    if not any(map(prompt_schedule.changes, texts)) or not runs_step_prompts(pipe):
+    if not changes_by_step(pipe, prompt, negative):
         return None
     schedules = [prompt_schedule.schedule(text, steps) for text in texts]
     ends = sorted({last for entries in schedules for last, _ in entries})

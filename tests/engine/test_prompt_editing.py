@@ -93,6 +93,24 @@ def test_alternating_words_switch_at_every_step_in_both_prompts(engine, tiny_sd)
     assert not any("does not run" in message for message, _ in reporter.statuses)
 
 
+def test_the_bracketed_prompt_itself_is_not_encoded(engine, tiny_sd) -> None:  # noqa: ANN001
+    """Only each step's prompts are: "a [red:blue:2] circle" and its negative once each
+    for "a red circle" and "a blue circle", not a third time as written."""
+    request = GenerationRequest(
+        prompt="a [red:blue:2] circle", model=tiny_sd, width=32, height=32, steps=4, seed=5,
+        scheduler="Euler",
+    )  # fmt: skip
+    pipe = engine.models.pipeline(tiny_sd, Mode.TEXT_TO_IMAGE)
+    engine.run(request)  # loaded, with whatever a first run prepares
+    read: list[int] = []
+    hook = pipe.text_encoder.register_forward_pre_hook(lambda *args: read.append(1))
+    try:
+        engine.run(request)
+    finally:
+        hook.remove()
+    assert len(read) == 4  # two steps' prompts and their negatives
+
+
 @pytest.mark.parametrize("at", [1, 3])  # before the prompt changes, and after
 def test_a_branch_continues_the_parents_schedule(engine, tiny_sd, at: int) -> None:  # noqa: ANN001
     """Continued from a step with nothing changed, an edited prompt's picture is its parent's:
