@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QKeySequence
 
 from studio.core.request import Mode
 from studio.metadata import read_parameters
@@ -352,3 +353,42 @@ def test_images_are_saved_in_the_format_chosen_in_settings(qtbot, window, out_di
     assert [p.suffix for p in result.paths] == [".jpg"]
     assert read_parameters(result.paths[0]).prompt == PROMPT
     assert window.settings.save_format() == SaveFormat("jpeg", 80)  # kept for next time
+
+
+def test_a_picture_that_cannot_be_saved_stays_on_the_canvas_to_export(
+    qtbot, window, out_dir, tmp_path
+):  # noqa: ANN001
+    """The folder the job saves in became a file (or a full disk, a lost mount): the job
+    used to fail and its picture was gone. It ends with the picture on the canvas, its
+    steps in the timeline to export, and one sentence of where it could not go."""
+    window.controller.set_output_dir(tmp_path / "taken")
+    (tmp_path / "taken").write_bytes(b"not a folder")
+    result = _generate(qtbot, window)
+    assert result.paths == [] and result.images
+    shown = np.asarray(window.canvas.image().convert("RGB"))
+    assert (shown == np.asarray(result.images[0].convert("RGB"))).all()
+    assert window.timeline.frame_count() == 3 and window.timeline.export_button.isEnabled()
+    assert window.banner.kind == "error" and window.banner.text() == (
+        f"The image could not be saved in {tmp_path / 'taken'} (that is a file, not a folder): "
+        "it is on the canvas, and File → Save image as… saves it elsewhere."
+    )
+    assert window.status.text().endswith("· not saved")
+    window.grab().save("/tmp/unsaved_window.png")
+    elsewhere = window.jobs.save_result_as(tmp_path / "kept.webp")  # as the dialog does
+    assert elsewhere == tmp_path / "kept.webp" and read_parameters(elsewhere).seed == 42
+    with Image.open(elsewhere) as saved:
+        assert saved.size == result.images[0].size
+    assert window.status.text() == "Saved kept.webp."
+    assert window.save_as_action.shortcut() == QKeySequence(QKeySequence.StandardKey.SaveAs)
+
+
+def test_settings_refuse_a_file_as_the_output_folder(qtbot, window, out_dir, tmp_path):  # noqa: ANN001
+    from studio.ui.dialogs import StudioSettings
+
+    taken = tmp_path / "t1.png"
+    taken.write_bytes(b"a picture")
+    window.apply_settings(StudioSettings(taken, window.engine_settings(), "dark"))
+    assert window.controller.output_dir == out_dir and window.settings.output_dir() == out_dir
+    assert window.banner.text() == (
+        f"{taken} is a file, not a folder: images are still saved in {out_dir}."
+    )

@@ -132,6 +132,9 @@ class GenerationResult:
     paths: list[Path] = field(default_factory=list)
     stages: list[Stage] = field(default_factory=list)  # in the order they ran
     kept: StepsKept | None = None  # what the engine keeps to continue from, after this job
+    # why its images are not on disk, in a sentence ("" once saved): the pictures are still
+    # shown, and can be exported elsewhere, rather than lost with the job
+    unsaved: str = ""
 
 
 class JobState(str, enum.Enum):

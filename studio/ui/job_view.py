@@ -16,8 +16,11 @@ from PySide6.QtWidgets import QFileDialog, QPushButton
 from studio.core.animation import write_animation
 from studio.core.draft import Draft
 from studio.core.errors import UserError
+from studio.core.formats import SaveFormat
 from studio.core.jobs import GenerationResult, JobRecord, StepProgress
 from studio.core.request import Mode
+from studio.core.saving import default_stem, save_image
+from studio.core.text import printable
 from studio.ui.canvas import ImageCanvas
 from studio.ui.controller import JobController
 from studio.ui.gallery import GalleryPanel
@@ -137,6 +140,11 @@ class JobView(QObject):
         self.draft.set_last_seed(result.request.seed)
         seconds = result.timings.get("total")
         took = f" in {seconds:.1f} s" if seconds else ""
+        if result.unsaved:  # shown and exportable, not lost: said where it could not go
+            self.show_error(result.unsaved)
+            self.status.say(f"Done{took} · not saved")
+            self._finish()
+            return
         names = result.paths[0].name if len(result.paths) == 1 else f"{len(result.paths)} images"
         folder = result.paths[0].parent if result.paths else None
         if folder is not None and folder != self.controller.output_dir:
@@ -191,11 +199,62 @@ class JobView(QObject):
         self.status.say(f"Saved the steps as {written.name}.")
         return written
 
+    def save_result_as(self, path: Path) -> Path | None:
+        """The shown job's picture, with its parameters, at `path` (.png, .jpg or .webp),
+        replacing a file there (the dialog asked): a result the output folder could not
+        take is saved this way."""
+        record = self.controller.job(self.shown_job) if self.shown_job else None
+        if record is None or record.result is None or not record.result.images:
+            self.show_error("No generated picture is shown: generate one, then save it.")
+            return None
+        save_as = SaveFormat.for_suffix(path.suffix)
+        if save_as is None:
+            self.show_error(f"{printable(path.name)}: save as .png, .jpg or .webp.")
+            return None
+        result = record.result
+        try:
+            written = save_image(
+                result.images[0], result.request, result.seeds[0], path.parent, path.stem,
+                overwrite=True, stages=result.stages, save_as=save_as,
+            )  # fmt: skip
+        except OSError as e:
+            reason = (e.strerror or e.__class__.__name__).lower()
+            self.show_error(f"{printable(path.name)} could not be saved ({reason}).")
+            return None
+        self.status.say(f"Saved {written.name}.")
+        return written
+
+    def ask_where_to_save(self) -> None:
+        record = self.controller.job(self.shown_job) if self.shown_job else None
+        if record is None or record.result is None or not record.result.images:
+            self.show_error("No generated picture is shown: generate one, then save it.")
+            return
+        path, _ = QFileDialog.getSaveFileName(
+            self.canvas.window(),
+            "Save the picture",
+            str(self._suggested(record, ".png")),
+            "PNG (*.png);;JPEG (*.jpg *.jpeg);;WebP (*.webp)",
+        )
+        if path:
+            self.save_result_as(Path(path))
+
+    def _suggested(self, record: JobRecord, suffix: str) -> Path:
+        """Where a save or export dialog starts: beside the job's file, or in the output
+        folder when it has none (it could not be saved)."""
+        result = record.result
+        assert result is not None
+        if result.paths:
+            return result.paths[0].with_suffix(suffix)
+        folder = self.controller.output_dir
+        folder = folder if folder.is_dir() else Path.home()
+        return folder / f"{default_stem(result.request, result.seeds[0])}{suffix}"
+
     def _ask_where_to_export(self) -> None:
         record = self.controller.job(self.shown_job) if self.shown_job else None
-        if record is None or not record.result or not record.result.paths:
+        if record is None or not record.result or not record.result.images:
             return
-        suggested = record.result.paths[0].with_name(record.result.paths[0].stem + "-steps.webp")
+        chosen = self._suggested(record, ".webp")
+        suggested = chosen.with_name(chosen.stem + "-steps.webp")
         path, _ = QFileDialog.getSaveFileName(
             self.canvas.window(),
             "Export the steps",

@@ -325,6 +325,13 @@ class MainWindow(QMainWindow):
             file_menu, "&Open image…", self.open_image_dialog, QKeySequence.StandardKey.Open
         )
         self._action(file_menu, "&Paste image", self.paste_image, QKeySequence.StandardKey.Paste)
+        self.save_as_action = self._action(
+            file_menu,
+            "&Save image as…",
+            lambda: self.jobs.ask_where_to_save(),
+            QKeySequence.StandardKey.SaveAs,
+            tip="The picture shown, with its parameters, where you choose",
+        )
         self._action(file_menu, "Open the output &folder", self.gallery.open_folder)
         file_menu.addSeparator()
         self._action(file_menu, "&Settings…", self.open_settings, "Ctrl+,")
@@ -708,6 +715,13 @@ class MainWindow(QMainWindow):
     def apply_settings(self, chosen: StudioSettings) -> None:
         """Persist the dialog's choices and apply them: the engine takes new settings between
         jobs (reloading its model only when placement changed), the gallery its folder."""
+        if chosen.output_dir.exists() and not chosen.output_dir.is_dir():
+            kept = self.controller.output_dir
+            self.show_error(
+                f"{printable(str(chosen.output_dir))} is a file, not a folder: images are "
+                f"still saved in {printable(str(kept))}."
+            )
+            chosen = dataclasses.replace(chosen, output_dir=kept)
         self.settings.set_output_dir(chosen.output_dir)
         self.settings.set_engine_settings(chosen.engine)
         self.settings.set_save_format(chosen.save_as)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
@@ -226,8 +227,9 @@ class EngineWorker(JobSignals):
 
 
 def save_job_result(result: GenerationResult, job: Job) -> None:
-    """Every image of a job on disk (before anyone hears it is done), or a sentence why not;
-    every backend saves its results here."""
+    """Every image of a job on disk (before anyone hears it is done), or, in
+    `result.unsaved`, a sentence why not: the job still ends with its pictures, to show and
+    export, not as a failure that loses them. Every backend saves its results here."""
     from studio.core.saving import save_result
 
     if not job.keep:  # a live mode draft: shown, then replaced by the next one
@@ -235,13 +237,21 @@ def save_job_result(result: GenerationResult, job: Job) -> None:
     try:
         save_result(result, job.output_dir, save_as=job.save_as)
     except OSError as e:
-        reason = e.strerror or e.__class__.__name__
-        where = printable(str(job.output_dir))
-        raise SaveError(f"The image could not be saved in {where}: {reason}.") from e
+        log.warning("saving job %d in %s failed", job.id, job.output_dir, exc_info=True)
+        result.paths = []
+        result.unsaved = _not_saved(job.output_dir, e)
 
 
-class SaveError(UserError):
-    """The result could not be written; str() says where and why."""
+def _not_saved(folder: Path, error: OSError) -> str:
+    where = printable(str(folder))
+    if folder.exists() and not folder.is_dir():
+        reason = "that is a file, not a folder"
+    else:
+        reason = (error.strerror or error.__class__.__name__).lower()
+    return (
+        f"The image could not be saved in {where} ({reason}): it is on the canvas, and "
+        "File → Save image as… saves it elsewhere."
+    )
 
 
 class LocalBackend(Backend):
