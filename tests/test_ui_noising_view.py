@@ -78,3 +78,25 @@ def test_only_the_latest_ask_is_shown(qtbot) -> None:  # noqa: ANN001
     backend.noised.emit(second, np.ones((2, 2, 3), np.uint8))
     backend.noised.emit(first, np.zeros((2, 2, 3), np.uint8))  # late and stale: dropped
     assert len(shown) == 1 and shown[0].max() == 1
+
+
+def test_a_job_started_right_after_the_slider_moved_is_not_covered_by_its_view(
+    qtbot, window
+) -> None:  # noqa: ANN001
+    """The ask for the view waits behind the job on the engine's thread: its answer came
+    after the result and covered its corner for seconds (helper-34's find)."""
+    view = window.noising
+    window.canvas.set_image(_input())
+    window.set_mode(Mode.IMAGE_TO_IMAGE)
+    started: list[int] = []
+    window.controller.jobStarted.connect(started.append)
+    late: list[object] = []  # pictures that came once the job had started
+    view.asker.shown.connect(lambda picture: started and picture is not None and late.append(1))
+    window.draft.edit({"strength": 0.9})  # the slider moved…
+    qtbot.wait(noising_view.ASK_DELAY_MS + 30)  # …its ask has gone to the engine…
+    with qtbot.waitSignal(window.controller.jobFinished, timeout=60000):
+        window.generate()  # …and Generate at once
+        assert window.controller.is_busy
+        window.draft.edit({"strength": 0.5})  # moved while the job runs: nothing asked
+    qtbot.wait(SHOWN_MS)
+    assert started and not view.isVisible() and late == []

@@ -400,6 +400,7 @@ class MainWindow(QMainWindow):
         self.generate_button.clicked.connect(self.generate)
         self.timeline.continueRequested.connect(self.continue_from_step)
         follow(self.draft.changed, self, self._refresh_noising)
+        self.controller.jobStarted.connect(lambda _job: self.noising.dismiss())
         self.cancel_button.clicked.connect(self.cancel)
         self.references.problem.connect(self.status.say)
         self.controlnet.problem.connect(self.status.say)
@@ -484,8 +485,10 @@ class MainWindow(QMainWindow):
         return self.controller.submit(request)
 
     def _refresh_noising(self, values: dict[str, Any], source: Source) -> None:
-        """While the artist moves the strength slider, the canvas shows what it means."""
-        if "strength" in values and source is Source.USER and self.draft.mode.uses_strength:
+        """While the artist moves the strength slider, the canvas shows what it means; not
+        while a job runs, which the answer would wait for and then cover."""
+        wanted = "strength" in values and source is Source.USER and self.draft.mode.uses_strength
+        if wanted and not self.controller.is_busy:
             self.noising.refresh()
 
     @Slot(int)

@@ -132,6 +132,11 @@ class NoisingView(QLabel):
     def refresh(self) -> None:
         self.show_for(self._build_request())
 
+    def dismiss(self) -> None:
+        """Out of the way, with any answer still on its way (a job is starting: the answer
+        would come after it and cover its result)."""
+        self.asker.ask(None)
+
     def _show(self, picture: Any) -> None:
         self.shown_picture = picture
         if picture is None:
