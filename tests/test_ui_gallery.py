@@ -59,6 +59,20 @@ def test_selecting_shows_the_image_and_its_parameters(qtbot, make_window, out_di
     assert window.guidance.seed.value() == 100
 
 
+def test_selecting_a_file_that_is_gone_does_not_show_another_picture(qtbot, make_window, out_dir):  # noqa: ANN001
+    """Deleted outside the studio, or unreadable: the viewer canvas empties (the panel says
+    why) instead of keeping the last picture as if it were this one."""
+    paths = _fill(out_dir, 2)
+    window = make_window()
+    gallery = _listed(qtbot, window)
+    gallery.select(paths[1])
+    assert window.canvas.image() is not None
+    paths[0].unlink()
+    gallery.select(paths[0])
+    assert window.canvas.image() is None and window.timeline.frame_count() == 0
+    qtbot.waitUntil(lambda: "does not exist" in gallery.params.text.toPlainText(), timeout=5000)
+
+
 def test_the_selected_thumbnail_is_framed_and_nothing_else_lights_up(  # noqa: ANN001
     qtbot, make_window, out_dir
 ):

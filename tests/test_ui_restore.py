@@ -300,3 +300,16 @@ def test_an_a1111_hires_fix_is_restored_as_the_studios(make_window) -> None:  # 
     assert request.clip_skip == 2 and request.upscale_steps == 12
     assert window.guidance.upscale_steps.value() == 12 and window.guidance.upscale_steps.isVisible()
     window.guidance.grab().save("/tmp/hires_steps_restored.png")
+
+
+def test_opening_a_file_with_parameters_says_what_it_opened_in_a_sentence(
+    qtbot, make_window, tmp_path
+):  # noqa: ANN001
+    """The status line read "Opened x.png (1×1) carries parameters from ComfyUI." (helper-34)."""
+    request = GenerationRequest(prompt="a red circle", width=40, height=24)
+    path = save_image(Image.new("RGB", (40, 24), "red"), request, 7, tmp_path, stem="made")
+    window = make_window()
+    assert window.load_image(path)
+    qtbot.waitUntil(lambda: window.banner.actions_shown()[:1] == ["Restore parameters"])
+    assert window.status.text() == "Opened made.png (40×24)."
+    assert window.banner.text() == "made.png (40×24) carries parameters from Latent Studio."

@@ -81,8 +81,7 @@ class Intake(QObject):
 
         def offer(parameters: ImageParameters | None, _why: str) -> None:
             plan = plan_restore(parameters) if parameters is not None else None
-            found = f" carries parameters from {plan.source_name}" if plan else ""
-            self._offer(image, about + found, plan, name)
+            self._offer(image, about, plan, name)
 
         self.reader.read(path, offer)  # at once for a small file, else when read
         return True
@@ -125,7 +124,10 @@ class Intake(QObject):
         uses = sorted(offered, key=lambda use: use[1] is not current)  # the current mode first
         for label, mode in uses:
             actions.append((label, lambda m=mode: self.use_as_input(image, m, name)))
-        self.banner.offer(f"{about}. Use it for:" if plan is None else f"{about}.", actions)
+        if plan is None:
+            self.banner.offer(f"{about}. Use it for:", actions)
+        else:
+            self.banner.offer(f"{about} carries parameters from {plan.source_name}.", actions)
         self.say(f"Opened {about}.")
 
     # -- uses -----------------------------------------------------------------------------

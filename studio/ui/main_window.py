@@ -636,10 +636,16 @@ class MainWindow(QMainWindow):
             self._show_file_in_canvas(path, quiet=True)
 
     def _show_file_in_canvas(self, path: Path, quiet: bool = False) -> None:
+        """`quiet`: the canvas is a viewer of the gallery's selection (Text→Image), which
+        an unreadable or vanished file empties (the panel beside it says why) rather than
+        leave another picture there as if it were this one."""
         try:
             image = open_image(path)
         except ImageLoadError as e:
-            if not quiet:
+            if quiet:
+                self.canvas.set_image(None)
+                self.jobs.show_timeline(None)
+            else:
                 self.show_error(str(e))
             return
         self.canvas.set_image(image)
