@@ -147,3 +147,25 @@ def test_a_finished_job_lands_in_the_gallery_and_the_timeline(  # noqa: ANN001
     assert window.canvas.has_preview() and timeline.label.text() == "Step 1/3 · continues at once"
     timeline.select(3)
     assert not window.canvas.has_preview() and timeline.label.text() == "Result"
+
+
+def test_the_gallery_follows_files_added_and_removed_outside_the_studio(
+    qtbot, make_window, out_dir, monkeypatch
+):  # noqa: ANN001
+    """Made on the command line or deleted in a file manager while the window is open: when
+    the window is active again the gallery shows the folder as it is, keeping the rows and
+    the selection of the images still there (helper-34's find: it never changed)."""
+    from PySide6.QtCore import QEvent
+    from PySide6.QtWidgets import QApplication
+
+    paths = _fill(out_dir, 3)
+    window = make_window()
+    gallery = _listed(qtbot, window)
+    gallery.select(paths[1])
+    paths[0].unlink()
+    request = GenerationRequest(prompt="made elsewhere", width=40, height=24)
+    made = save_image(Image.new("RGB", (40, 24), "red"), request, 9, out_dir, stem="cli")
+    monkeypatch.setattr(window, "isActiveWindow", lambda: True)
+    QApplication.sendEvent(window, QEvent(QEvent.Type.ActivationChange))
+    qtbot.waitUntil(lambda: gallery.model.paths() == [made, paths[2], paths[1]], timeout=5000)
+    assert gallery.selected_path() == paths[1] and "3 images" in gallery.count_label.text()

@@ -74,6 +74,11 @@ PathRole = Qt.ItemDataRole.UserRole + 1
 Index = QModelIndex | QPersistentModelIndex
 
 
+# Images gone from the folder that `sync` removes one by one; past it, the folder is listed
+# again (each removal renumbers the rows after it)
+MOST_REMOVED_IN_PLACE = 64
+
+
 def _key(path: Path | str) -> str:
     return str(Path(path))
 
@@ -110,6 +115,12 @@ class GalleryModel(QAbstractListModel):
         self.lister = FolderLister(self)
         self.lister.batch.connect(self._on_batch)
         self.lister.finished.connect(self._on_listed)
+        # `sync`'s own reading of the folder, beside the listing's
+        self.syncer = FolderLister(self)
+        self.syncer.batch.connect(self._on_sync_batch)
+        self.syncer.finished.connect(self._on_synced)
+        self._sync_ticket = 0  # the sync under way (0: none)
+        self._sync_found: list[str] = []
 
     # -- Qt model --------------------------------------------------------------------------
 
@@ -168,8 +179,19 @@ class GalleryModel(QAbstractListModel):
         self.folder = folder
         self.reload()
 
+    def sync(self) -> None:
+        """Read the folder again, off the UI thread, and bring the rows in line with it
+        without starting over: images added outside the studio (the command line, a file
+        manager) come first, newest first, and images gone go; the others keep their rows,
+        thumbnails and the selection. Nothing while the folder is being listed."""
+        if self._listing or self._sync_ticket:
+            return
+        self._sync_found = []
+        self._sync_ticket = self.syncer.start(self.folder)
+
     def reload(self) -> None:
         """List the folder again, off the UI thread; rows arrive in batches."""
+        self._sync_ticket = 0  # a sync under way answers for the old rows: dropped
         self.beginResetModel()
         self._added, self._listed, self._place = [], [], {}
         self.cache.clear()
@@ -226,7 +248,25 @@ class GalleryModel(QAbstractListModel):
         self._feed.stop()
         self._incoming.clear()
         self.lister.shutdown()
+        self.syncer.shutdown()
         self.loader.shutdown()
+
+    def _on_sync_batch(self, ticket: int, keys: list[str]) -> None:
+        if ticket == self._sync_ticket:
+            self._sync_found.extend(keys)
+
+    def _on_synced(self, ticket: int) -> None:
+        if ticket != self._sync_ticket:
+            return
+        found, self._sync_ticket, self._sync_found = self._sync_found, 0, []
+        there = set(found)
+        gone = [key for key in self._place if key not in there]
+        if len(gone) > MOST_REMOVED_IN_PLACE:  # each removal renumbers the rows after it
+            self.reload()
+            return
+        for key in gone:
+            self.remove(Path(key))
+        self.add([Path(key) for key in found if key not in self._place])
 
     def _on_batch(self, ticket: int, keys: list[str]) -> None:
         if ticket != self._ticket:
@@ -461,6 +501,10 @@ class GalleryPanel(QWidget):
 
     def set_folder(self, folder: Path) -> None:
         self.model.set_folder(folder)
+
+    def sync(self) -> None:
+        """Files added or removed outside the studio: see GalleryModel.sync."""
+        self.model.sync()
 
     def open_folder(self) -> None:
         folder = self.model.folder

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Slot
+from PySide6.QtCore import QEvent, Qt, Slot
 from PySide6.QtGui import (
     QAction,
     QActionGroup,
@@ -829,6 +829,12 @@ class MainWindow(QMainWindow):
             QMessageBox.StandardButton.Cancel,
         )
         return answer == QMessageBox.StandardButton.Discard
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt API
+        # back from the command line or a file manager: the gallery reads its folder again
+        if event.type() == QEvent.Type.ActivationChange and self.isActiveWindow():
+            self.gallery.sync()
+        super().changeEvent(event)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
         """Cancel any job and end the engine thread (within two seconds), then close."""
