@@ -850,7 +850,7 @@ def _rerun_request(args: argparse.Namespace) -> Any:
             else Mode.INPAINT
             if args.mask
             else Mode.IMAGE_TO_IMAGE
-            if args.init_image
+            if args.init_image or plan.from_image  # made from a picture: it is asked for
             else Mode.TEXT_TO_IMAGE
         ).value
     recorded = GenerationRequest.from_dict(saved, **images)

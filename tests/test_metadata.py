@@ -91,7 +91,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "height": None,
         "model": "v1-5-pruned-emaonly.ckpt",
         "strength": 0.8700000000000001,
-        "extras": {"Scheduler": "normal"},
+        # its strength is an image→image one: `studio generate --from` asks for the picture
+        "extras": {"Scheduler": "normal", "Input image": "yes"},
     },
     "ComfyUI/night_evening_day_morning_cropped.png": {
         "source": "comfyui",

@@ -313,3 +313,74 @@ def test_opening_a_file_with_parameters_says_what_it_opened_in_a_sentence(
     qtbot.waitUntil(lambda: window.banner.actions_shown()[:1] == ["Restore parameters"])
     assert window.status.text() == "Opened made.png (40×24)."
     assert window.banner.text() == "made.png (40×24) carries parameters from Latent Studio."
+
+
+def _a1111_png(folder: Path, name: str, settings: str) -> Path:
+    info = PngInfo()
+    text = f"a lighthouse\nSteps: 9, Sampler: Euler a, CFG scale: 6, {settings}"
+    info.add_text("parameters", text)
+    path = folder / name
+    Image.new("RGB", (64, 64)).save(path, pnginfo=info)
+    return path
+
+
+def test_another_tools_file_sets_what_it_leaves_out_as_that_tool_ran_it(
+    qtbot, make_window, tmp_path
+):  # noqa: ANN001
+    """A1111 writes "Clip skip" only when it is not 1 and its hires fields only for a hires
+    fix, and no other tool has CFG rescale or dynamic thresholding: a file without them was
+    made without them, so restoring it after a file with them (the studio's ×4 upscale with
+    clip skip 2, A1111's "Clip skip: 2") does not keep them; the window's mode and strength
+    stay, as for every restore."""
+    studio_file = save_image(
+        Image.new("RGB", (64, 64)),
+        GenerationRequest(
+            prompt="a harbour",
+            clip_skip=2,
+            upscaler=Upscaler.X4,
+            cfg_rescale=0.4,
+            dynamic_thresholding=True,
+        ),
+        3,
+        tmp_path / "ours",
+    )
+    skipped = _a1111_png(tmp_path, "skip2.png", "Seed: 5, Size: 64x64, Clip skip: 2")
+    plain = _a1111_png(tmp_path, "plain.png", "Seed: 6, Size: 64x64")
+    window = make_window()
+    window.restore_parameters_from(studio_file)
+    window.draft.edit({"strength": 0.35})
+    request = window.build_request()
+    assert request.upscaler is Upscaler.X4 and request.clip_skip == 2
+    assert request.cfg_rescale == pytest.approx(0.4) and request.dynamic_thresholding
+    window.restore_parameters_from(plain)
+    request = window.build_request()
+    assert (request.seed, request.steps, request.clip_skip, request.upscaler) == (6, 9, 1, None)
+    assert request.cfg_rescale == 0.0 and not request.dynamic_thresholding
+    assert request.mode is Mode.TEXT_TO_IMAGE and window.draft["strength"] == 0.35
+    window.restore_parameters_from(skipped)
+    assert window.build_request().clip_skip == 2
+    window.restore_parameters_from(plain)
+    assert window.build_request().clip_skip == 1
+    # a hires fix of its own is still the studio's hires fix
+    hires = _a1111_png(
+        tmp_path, "hires.png", "Seed: 7, Size: 64x64, Denoising strength: 0.45, Hires upscale: 2"
+    )
+    window.restore_parameters_from(hires)
+    request = window.build_request()
+    assert request.upscaler is Upscaler.HIRES and request.upscale_strength == 0.45
+
+
+def test_fooocus_clip_skip_is_restored(interop_dir) -> None:  # noqa: ANN001
+    params = read_parameters(interop_dir / "Fooocus" / "fooocus1_cropped.png")
+    assert params.extras["clip_skip"] == "2"
+    assert plan_restore(params).values["clip_skip"] == 2
+
+
+def test_novelais_own_cfg_rescale_is_restored(tmp_path) -> None:  # noqa: ANN001
+    info = PngInfo()
+    info.add_text("Software", "NovelAI")
+    info.add_text("Description", "a fox")
+    info.add_text("Comment", '{"steps": 28, "scale": 5, "seed": 2, "uc": "", "cfg_rescale": 0.3}')
+    Image.new("RGB", (8, 8)).save(tmp_path / "nai.png", pnginfo=info)
+    plan = plan_restore(read_parameters(tmp_path / "nai.png"))
+    assert plan.values["cfg_rescale"] == 0.3 and plan.values["clip_skip"] == 1

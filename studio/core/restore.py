@@ -30,6 +30,9 @@ class RestorePlan:
     values: dict[str, Any] = field(default_factory=dict)  # request fields, for Draft.apply
     complete: bool = False  # True for our own files: every parameter is known
     notes: list[str] = field(default_factory=list)  # sentences: what changed on the way
+    # another tool's file made from an input picture (an image→image strength): the picture
+    # is not in the file, so a re-run asks for it (our own files say so by their mode)
+    from_image: bool = False
 
     @property
     def source_name(self) -> str:
@@ -62,13 +65,23 @@ def plan_restore(params: ImageParameters) -> RestorePlan:
     if controls:
         values["controls"] = controls
     values.update(_inpaint_settings(params.extras))
+    # What the file leaves out is what its tool did without it, not the draft's value: A1111
+    # writes "Clip skip" only when it is not 1 and its hires fields only for a hires fix, and
+    # no other tool has CFG rescale or dynamic thresholding: they were off.
+    values.update(clip_skip=1, upscaler=None, cfg_rescale=0.0, dynamic_thresholding=False)
     hires = _hires(params, notes)
     if hires:  # the Denoising strength was the hires pass's, not an image→image one
         values.pop("strength", None)
         values.update(hires)
-    clip_skip = _finite_number(params.extras.get("Clip skip"))
-    if clip_skip is not None and clip_skip >= 1:  # A1111's, and ComfyUI's CLIPSetLastLayer
-        values["clip_skip"] = int(clip_skip)
+    for key in ("Clip skip", "clip_skip"):  # A1111's and ComfyUI's CLIPSetLastLayer; Fooocus's
+        clip_skip = _finite_number(params.extras.get(key))
+        if clip_skip is not None and clip_skip >= 1:
+            values["clip_skip"] = int(clip_skip)
+            break
+    if params.source == "novelai":  # NovelAI writes its CFG rescale
+        rescale = _finite_number(params.extras.get("cfg_rescale"))
+        if rescale is not None:
+            values["cfg_rescale"] = rescale
     distilled = _finite_number(params.extras.get("Distilled CFG Scale"))
     if distilled is not None:  # Forge's Flux: "CFG scale: 1" is no CFG; this is the scale
         values["cfg_scale"] = distilled
@@ -83,7 +96,17 @@ def plan_restore(params: ImageParameters) -> RestorePlan:
                     f"The sampler '{printable(params.sampler)}' runs as its close relative "
                     f"{closest}."
                 )
-    return RestorePlan(params.source, values, notes=notes)
+    return RestorePlan(params.source, values, notes=notes, from_image=_from_image(params, values))
+
+
+def _from_image(params: ImageParameters, values: dict[str, Any]) -> bool:
+    """Whether another tool's file was made from an input picture: it has an image→image
+    strength (A1111's "Denoising strength" without a hires fix, InvokeAI's and Fooocus's),
+    ComfyUI's only when the sampler's latent was encoded from a picture (below 1 over a
+    sampled latent it is a second pass), never NovelAI's (written with every picture)."""
+    if "strength" not in values or params.source == "novelai":
+        return False
+    return params.source != "comfyui" or "Input image" in params.extras
 
 
 def _finite_number(text: str | None) -> float | None:

@@ -219,6 +219,12 @@ def _latent_size(graph: Graph, link: Any) -> tuple[int | None, int | None]:
     return found
 
 
+def _input_image(graph: Graph, link: Any) -> bool:
+    """Whether a sampler's latent was encoded from a picture (a VAEEncode's "pixels", through
+    latent resizes): not one made empty or sampled before (a second pass)."""
+    return bool(_follow_chain(graph, link, "samples", lambda n: "pixels" in _inputs(n) or None))
+
+
 def _clip_skip(graph: Graph, encoder: dict[str, Any]) -> str | None:
     def layer(node: dict[str, Any]) -> int | None:
         return to_int(_inputs(node).get("stop_at_clip_layer"))
@@ -261,6 +267,8 @@ def _from_sampler(graph: Graph, node: dict[str, Any]) -> ImageParameters:
     clip_skip = _clip_skip(graph, encoders[0]) if encoders else None
     if clip_skip:
         p.extras["Clip skip"] = clip_skip
+    if _input_image(graph, _inputs(node).get("latent_image")):
+        p.extras["Input image"] = "yes"  # the strength is an image→image one: the file lacks it
     return p
 
 

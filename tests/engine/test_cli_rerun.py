@@ -156,3 +156,36 @@ def test_an_edit_with_references_asks_for_them_again(tmp_path, capsys) -> None:
     )
     assert code == 0, err
     assert np.array_equal(_pixels(tmp_path / "2.png"), _pixels(first))
+
+
+def test_another_tools_image_to_image_file_asks_for_its_input_image(
+    tiny_sd, interop_dir, tmp_path, capsys
+) -> None:
+    """ComfyUI's KSampler at denoise 0.87 over a VAEEncode of a loaded picture is an
+    image→image job: --from asks for the picture, as for the studio's own such files, and
+    runs image→image at the file's strength once it is given (it ran text→image, silently)."""
+    foreign = interop_dir / "ComfyUI" / "img2img_cropped.png"
+    args = ["generate", "--from", str(foreign), "--model", tiny_sd, "--steps", "1"]
+    args += ["--width", "32", "--height", "32"]
+    code, out, err = run([*args, "--out", str(tmp_path / "x.png")], capsys)
+    assert (code, out) == (2, "") and err.splitlines()[-1] == (
+        f"studio: {foreign} was made from an input image: give it again with --init-image."
+    )
+    assert not (tmp_path / "x.png").exists()
+    picture = tmp_path / "in.png"
+    Image.new("RGB", (32, 32), "blue").save(picture)
+    code, _, err = run(
+        [*args, "--init-image", str(picture), "--out", str(tmp_path / "y.png")], capsys
+    )
+    assert code == 0, err
+    ran = read_parameters(tmp_path / "y.png")
+    assert ran.request["mode"] == "img2img" and ran.strength == pytest.approx(0.87)
+    # a second pass over a sampled latent (denoise 0.54) is no input image: it runs
+    two_pass = interop_dir / "ComfyUI" / "noisy_latents_3_subjects_cropped.png"
+    code, _, err = run(
+        ["generate", "--from", str(two_pass), "--model", tiny_sd, "--steps", "1", "--width",
+         "32", "--height", "32", "--cfg", "1", "--out", str(tmp_path / "z.png")],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert read_parameters(tmp_path / "z.png").request["mode"] == "txt2img"

@@ -62,8 +62,8 @@ def test_the_command_line_writes_it_and_a_rerun_keeps_it(tiny_sd, tmp_path, caps
 def test_another_tools_clip_skip_is_restored() -> None:
     text = "a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, Clip skip: 2"
     assert plan_restore(parse_a1111(text)).values["clip_skip"] == 2
-    # and a file without one: the default
-    assert "clip_skip" not in plan_restore(parse_a1111(text.replace(", Clip skip: 2", ""))).values
+    # and a file without one: A1111's 1 (it writes none then), not the value the window had
+    assert plan_restore(parse_a1111(text.replace(", Clip skip: 2", ""))).values["clip_skip"] == 1
 
 
 def test_a_family_that_reads_none_says_so_and_records_none(engine, tmp_path) -> None:  # noqa: ANN001
