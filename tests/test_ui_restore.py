@@ -292,6 +292,8 @@ def test_an_a1111_hires_fix_is_restored_as_the_studios(make_window) -> None:  # 
     assert plan.values["upscale_steps"] == 12  # A1111's hires schedule, not the main 28
     same = plan_restore(parse_a1111(text.replace("Hires steps: 12", "Hires steps: 28")))
     assert same.values["upscale_steps"] == 0  # as many as the main steps: the studio's 0
+    unsaid = plan_restore(parse_a1111(text.replace("Hires steps: 12, ", "")))
+    assert unsaid.values["upscale_steps"] == 0  # A1111 leaves it out when it is 0
     assert plan.notes == ["The hires fix enlarges ×2 here (the file's ×1.5)."]
     window = make_window()
     window.draft.apply(plan.values, Source.RESTORED)

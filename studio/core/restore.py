@@ -66,9 +66,11 @@ def plan_restore(params: ImageParameters) -> RestorePlan:
         values["controls"] = controls
     values.update(_inpaint_settings(params.extras))
     # What the file leaves out is what its tool did without it, not the draft's value: A1111
-    # writes "Clip skip" only when it is not 1 and its hires fields only for a hires fix, and
-    # no other tool has CFG rescale or dynamic thresholding: they were off.
+    # writes "Clip skip" only when it is not 1 and its hires fields only for a hires fix
+    # ("Hires steps" only when not the main steps'), and no other tool has CFG rescale or
+    # dynamic thresholding: they were off.
     values.update(clip_skip=1, upscaler=None, cfg_rescale=0.0, dynamic_thresholding=False)
+    values.update(upscale_steps=0)
     hires = _hires(params, notes)
     if hires:  # the Denoising strength was the hires pass's, not an image→image one
         values.pop("strength", None)
