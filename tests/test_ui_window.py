@@ -392,3 +392,13 @@ def test_settings_refuse_a_file_as_the_output_folder(qtbot, window, out_dir, tmp
     assert window.banner.text() == (
         f"{taken} is a file, not a folder: images are still saved in {out_dir}."
     )
+
+
+def test_save_image_as_saves_the_batch_picture_shown(qtbot, window, tmp_path):  # noqa: ANN001
+    window.draft.edit({"batch_size": 2})
+    result = _generate(qtbot, window)
+    window.gallery.select(result.paths[1])  # the canvas shows the second picture
+    saved = window.jobs.save_result_as(tmp_path / "second.png")
+    assert saved is not None and read_parameters(saved).seed == result.seeds[1]
+    with Image.open(saved) as picture, Image.open(result.paths[1]) as shown:
+        assert np.array_equal(np.asarray(picture.convert("RGB")), np.asarray(shown.convert("RGB")))

@@ -212,9 +212,13 @@ class JobView(QObject):
             self.show_error(f"{printable(path.name)}: save as .png, .jpg or .webp.")
             return None
         result = record.result
+        # of a batch, the picture the gallery has selected (the canvas shows it), else the first
+        selected = self.gallery.selected_path()
+        index = result.paths.index(selected) if selected in result.paths else 0
+        seed = result.seeds[min(index, len(result.seeds) - 1)]
         try:
             written = save_image(
-                result.images[0], result.request, result.seeds[0], path.parent, path.stem,
+                result.images[index], result.request, seed, path.parent, path.stem,
                 overwrite=True, stages=result.stages, save_as=save_as,
             )  # fmt: skip
         except OSError as e:
