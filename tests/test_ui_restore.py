@@ -372,6 +372,17 @@ def test_another_tools_file_sets_what_it_leaves_out_as_that_tool_ran_it(
     assert request.upscaler is Upscaler.HIRES and request.upscale_strength == 0.45
 
 
+def test_the_studios_own_a1111_text_restores_its_guidance_controls(tmp_path) -> None:  # noqa: ANN001
+    """A studio JPEG whose XMP was too large keeps only the A1111 text: the CFG rescale and
+    dynamic thresholding written there are read back, not taken as off."""
+    path = _a1111_png(
+        tmp_path, "ours.png", "Seed: 5, CFG rescale: 0.7, Dynamic thresholding: 99% / 1.5"
+    )
+    values = plan_restore(read_parameters(path)).values
+    assert values["cfg_rescale"] == 0.7 and values["dynamic_thresholding"] is True
+    assert (values["threshold_percentile"], values["threshold_max"]) == (99.0, 1.5)
+
+
 def test_fooocus_clip_skip_is_restored(interop_dir) -> None:  # noqa: ANN001
     params = read_parameters(interop_dir / "Fooocus" / "fooocus1_cropped.png")
     assert params.extras["clip_skip"] == "2"

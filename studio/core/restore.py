@@ -67,8 +67,8 @@ def plan_restore(params: ImageParameters) -> RestorePlan:
     values.update(_inpaint_settings(params.extras))
     # What the file leaves out is what its tool did without it, not the draft's value: A1111
     # writes "Clip skip" only when it is not 1 and its hires fields only for a hires fix
-    # ("Hires steps" only when not the main steps'), and no other tool has CFG rescale or
-    # dynamic thresholding: they were off.
+    # ("Hires steps" only when not the main steps'), and CFG rescale and dynamic
+    # thresholding are written only when on (the studio's A1111 text, NovelAI's rescale).
     values.update(clip_skip=1, upscaler=None, cfg_rescale=0.0, dynamic_thresholding=False)
     values.update(upscale_steps=0)
     hires = _hires(params, notes)
@@ -80,10 +80,12 @@ def plan_restore(params: ImageParameters) -> RestorePlan:
         if clip_skip is not None and clip_skip >= 1:
             values["clip_skip"] = int(clip_skip)
             break
-    if params.source == "novelai":  # NovelAI writes its CFG rescale
-        rescale = _finite_number(params.extras.get("cfg_rescale"))
+    for key in ("CFG rescale", "cfg_rescale"):  # the studio's A1111 text; NovelAI's
+        rescale = _finite_number(params.extras.get(key))
         if rescale is not None:
             values["cfg_rescale"] = rescale
+            break
+    values.update(_thresholding(params.extras.get("Dynamic thresholding")))
     distilled = _finite_number(params.extras.get("Distilled CFG Scale"))
     if distilled is not None:  # Forge's Flux: "CFG scale: 1" is no CFG; this is the scale
         values["cfg_scale"] = distilled
@@ -109,6 +111,20 @@ def _from_image(params: ImageParameters, values: dict[str, Any]) -> bool:
     if "strength" not in values or params.source == "novelai":
         return False
     return params.source != "comfyui" or "Input image" in params.extras
+
+
+def _thresholding(text: str | None) -> dict[str, Any]:
+    """Dynamic thresholding as the studio writes it in A1111 text ("99.5% / 2.5"), when it
+    was on; {} when the text says nothing readable."""
+    percentile, _, ceiling = str(text or "").partition("/")
+    found = _finite_number(percentile.strip().removesuffix("%")), _finite_number(ceiling)
+    if None in found:
+        return {}
+    return {
+        "dynamic_thresholding": True,
+        "threshold_percentile": found[0],
+        "threshold_max": found[1],
+    }
 
 
 def _finite_number(text: str | None) -> float | None:

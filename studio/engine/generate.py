@@ -436,6 +436,7 @@ class Engine:
         # the pipeline cuts its input down to its VAE's multiple (a 30×21 picture gave
         # 112×80): padded with its own edges instead, and the result cut back to ×4 exactly
         image = imaging.pad_to_multiple(image.convert("RGB"), getattr(pipe, "vae_scale_factor", 1))
+        made = (image.width * 4, image.height * 4)  # the padded picture's: cut back to `wanted`
         call = {
             **prompt_arguments(pipe, request.prompt, negative, self._note),
             "image": image,
@@ -448,10 +449,9 @@ class Engine:
             cfg_scale=cfg,
             cfg_rescale=0.0,
             dynamic_thresholding=False,
-            width=image.width * 4,  # the decode's size decides VAE tiling
-            height=image.height * 4,
+            width=made[0],  # the decode's size decides VAE tiling
+            height=made[1],
         )
-        made = (image.width * 4, image.height * 4)
         shown = (wanted[0] / made[0], wanted[1] / made[1])
         images = self._denoise(pipe, upscale_request, call, [seed], "upscale", timings, shown)
         if images and images[0].size != wanted:
