@@ -848,7 +848,7 @@ def _rerun_request(args: argparse.Namespace) -> Any:
             Mode.EDIT
             if args.edit
             else Mode.INPAINT
-            if args.mask
+            if args.mask or plan.from_mask  # a painted mask: it is asked for with the picture
             else Mode.IMAGE_TO_IMAGE
             if args.init_image or plan.from_image  # made from a picture: it is asked for
             else Mode.TEXT_TO_IMAGE
@@ -1308,6 +1308,11 @@ def _inputs_given(request: Any, shown: str) -> None:
     does not hold, given again on the command line."""
     from studio.core.request import Mode
 
+    if request.mode is Mode.INPAINT and request.init_image is None and request.mask is None:
+        raise UsageError(
+            f"{shown} was inpainted: give its picture again with --init-image and its mask "
+            "with --mask."
+        )
     if request.mode.needs_image and request.init_image is None:
         option = "--edit" if request.mode is Mode.EDIT else "--init-image"
         raise UsageError(f"{shown} was made from an input image: give it again with {option}.")

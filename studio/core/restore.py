@@ -33,6 +33,8 @@ class RestorePlan:
     # another tool's file made from an input picture (an image→image strength): the picture
     # is not in the file, so a re-run asks for it (our own files say so by their mode)
     from_image: bool = False
+    # another tool's inpaint (a painted mask): the mask is not in the file either
+    from_mask: bool = False
 
     @property
     def source_name(self) -> str:
@@ -100,7 +102,24 @@ def plan_restore(params: ImageParameters) -> RestorePlan:
                     f"The sampler '{printable(params.sampler)}' runs as its close relative "
                     f"{closest}."
                 )
-    return RestorePlan(params.source, values, notes=notes, from_image=_from_image(params, values))
+    masked = _from_mask(params)
+    return RestorePlan(
+        params.source,
+        values,
+        notes=notes,
+        from_image=masked or _from_image(params, values),
+        from_mask=masked,
+    )
+
+
+def _from_mask(params: ImageParameters) -> bool:
+    """Whether another tool's file is an inpaint: A1111 writes "Mask blur" only with a mask,
+    InvokeAI names its generation mode, ComfyUI's sampler latent carries a mask."""
+    if params.source == "automatic1111":
+        return "Mask blur" in params.extras
+    if params.source == "invokeai":
+        return any(m in params.extras.get("generation_mode", "") for m in ("inpaint", "outpaint"))
+    return params.source == "comfyui" and "Input mask" in params.extras
 
 
 def _from_image(params: ImageParameters, values: dict[str, Any]) -> bool:

@@ -225,6 +225,12 @@ def _input_image(graph: Graph, link: Any) -> bool:
     return bool(_follow_chain(graph, link, "samples", lambda n: "pixels" in _inputs(n) or None))
 
 
+def _input_mask(graph: Graph, link: Any) -> bool:
+    """Whether a sampler's latent carries a painted mask (VAEEncodeForInpaint,
+    SetLatentNoiseMask, InpaintModelConditioning on its way): the job was an inpaint."""
+    return bool(_follow_chain(graph, link, "samples", lambda n: "mask" in _inputs(n) or None))
+
+
 def _clip_skip(graph: Graph, encoder: dict[str, Any]) -> str | None:
     def layer(node: dict[str, Any]) -> int | None:
         return to_int(_inputs(node).get("stop_at_clip_layer"))
@@ -267,8 +273,13 @@ def _from_sampler(graph: Graph, node: dict[str, Any]) -> ImageParameters:
     clip_skip = _clip_skip(graph, encoders[0]) if encoders else None
     if clip_skip:
         p.extras["Clip skip"] = clip_skip
-    if _input_image(graph, _inputs(node).get("latent_image")):
+    latent = _inputs(node).get("latent_image")
+    if _input_image(graph, latent):
         p.extras["Input image"] = "yes"  # the strength is an image→image one: the file lacks it
+    if _input_mask(graph, latent):
+        p.extras["Input mask"] = "yes"  # an inpaint: the file lacks the mask too
+        if denoise == 1:  # the whole masked area repainted: the studio's strength 1
+            p.strength = 1.0
     return p
 
 

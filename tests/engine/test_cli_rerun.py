@@ -189,3 +189,87 @@ def test_another_tools_image_to_image_file_asks_for_its_input_image(
     )  # fmt: skip
     assert code == 0, err
     assert read_parameters(tmp_path / "z.png").request["mode"] == "txt2img"
+
+
+def _comfy_inpaint(path: Path, denoise: float, noise_mask: bool) -> Path:
+    """A ComfyUI API graph of an inpaint: a loaded picture and its mask, encoded for
+    inpainting (or encoded, then masked with SetLatentNoiseMask), sampled at `denoise`."""
+    import json
+
+    graph = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd15.ckpt"}},
+        "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "a red apple", "clip": ["1", 1]}},
+        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["1", 1]}},
+        "4": {"class_type": "LoadImage", "inputs": {"image": "bowl.png"}},
+        "5": {
+            "class_type": "VAEEncode" if noise_mask else "VAEEncodeForInpaint",
+            "inputs": {"pixels": ["4", 0], "vae": ["1", 2]}
+            | ({} if noise_mask else {"mask": ["4", 1], "grow_mask_by": 6}),
+        },
+        "6": {
+            "class_type": "SetLatentNoiseMask",
+            "inputs": {"samples": ["5", 0], "mask": ["4", 1]},
+        },
+        "7": {
+            "class_type": "KSampler",
+            "inputs": {"seed": 5, "steps": 1, "cfg": 7.0, "sampler_name": "euler",
+                       "scheduler": "normal", "denoise": denoise, "model": ["1", 0],
+                       "positive": ["2", 0], "negative": ["3", 0],
+                       "latent_image": ["6" if noise_mask else "5", 0]},
+        },
+    }  # fmt: skip
+    info = PngImagePlugin.PngInfo()
+    info.add_text("prompt", json.dumps(graph))
+    Image.new("RGB", (32, 32), "gray").save(path, pnginfo=info)
+    return path
+
+
+def test_another_tools_inpaint_asks_for_its_picture_and_its_mask(tiny_sd, tmp_path, capsys) -> None:
+    """An inpaint made in ComfyUI (or A1111, InvokeAI) holds neither the picture nor the
+    mask: --from asks for both in one sentence, then for the mask alone, and once both are
+    given runs an inpaint at the file's strength (it ran text→image or image→image before,
+    the mask unasked for)."""
+    foreign = _comfy_inpaint(tmp_path / "comfy.png", denoise=1.0, noise_mask=False)
+    args = ["generate", "--from", str(foreign), "--model", tiny_sd, "--steps", "1"]
+    args += ["--width", "32", "--height", "32", "--out", str(tmp_path / "x.png")]
+    code, out, err = run(args, capsys)
+    assert (code, out) == (2, "") and err.splitlines()[-1] == (
+        f"studio: {foreign} was inpainted: give its picture again with --init-image and its "
+        "mask with --mask."
+    )
+    picture, mask = tmp_path / "in.png", tmp_path / "mask.png"
+    Image.new("RGB", (32, 32), "blue").save(picture)
+    Image.new("L", (32, 32), 255).save(mask)
+    code, _, err = run([*args, "--init-image", str(picture)], capsys)
+    assert code == 2 and err.splitlines()[-1] == (
+        f"studio: {foreign} was inpainted: give its mask again with --mask."
+    )
+    assert not (tmp_path / "x.png").exists()
+    code, _, err = run([*args, "--init-image", str(picture), "--mask", str(mask)], capsys)
+    assert code == 0, err
+    ran = read_parameters(tmp_path / "x.png")
+    assert ran.request["mode"] == "inpaint" and ran.strength == pytest.approx(1.0)
+    # a latent masked after encoding, at denoise 0.6: an inpaint at that strength
+    masked = _comfy_inpaint(tmp_path / "noise-mask.png", denoise=0.6, noise_mask=True)
+    again = [*args[:2], str(masked), *args[3:-1], str(tmp_path / "y.png")]
+    code, _, err = run([*again, "--init-image", str(picture), "--mask", str(mask)], capsys)
+    assert code == 0, err
+    ran = read_parameters(tmp_path / "y.png")
+    assert ran.request["mode"] == "inpaint" and ran.strength == pytest.approx(0.6)
+
+
+def test_a1111_and_invokeai_inpaints_are_known_by_what_they_write() -> None:
+    """A1111 writes "Mask blur" only for an inpaint, InvokeAI its generation mode; an
+    image→image job of either is no inpaint."""
+    from studio.core.restore import plan_restore
+    from studio.metadata import ImageParameters
+
+    def plan(source: str, **extras: str):
+        return plan_restore(ImageParameters(source=source, prompt="x", strength=0.6, extras=extras))
+
+    inpaint = plan("automatic1111", **{"Mask blur": "4"})
+    assert inpaint.from_mask and inpaint.from_image
+    assert not plan("automatic1111").from_mask and plan("automatic1111").from_image
+    assert plan("invokeai", generation_mode="inpaint").from_mask
+    assert plan("invokeai", generation_mode="sdxl_outpaint").from_mask
+    assert not plan("invokeai", generation_mode="img2img").from_mask
