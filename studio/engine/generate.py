@@ -406,6 +406,13 @@ class Engine:
                     f"{family_of(pipe).label}'s inpainting ControlNets repaint the masked area "
                     f"from noise: the strength ({request.strength:g}) does not apply."
                 )
+        if original.size != (request.width, request.height):  # else the size fields mislead
+            self._note(
+                "The inpaint keeps the input picture's size ({}×{}): it was painted at "
+                "{}×{} and the masked area pasted back.".format(
+                    *original.size, request.width, request.height
+                )
+            )
         painted = self._denoise(pipe, request, call, seeds, "generate", timings)
         return [imaging.paste_into(original, p, box, soft_mask) for p in painted]
 

@@ -109,6 +109,20 @@ def test_inpaint_and_upscale_from_the_command_line(
     )
     assert code == 0, err
     assert Image.open(tmp_path / "inpainted.png").size == (32, 32)
+    assert "keeps the input picture's size" not in err
+    # painted at another size: the picture keeps its own, which is said (it was silent)
+    code, out, err = run(
+        ["generate", "a red circle", "--model", tiny_sd, "--steps", "1", "--init-image",
+         str(image), "--mask", str(mask), "--width", "24", "--height", "16",
+         "--out", str(tmp_path / "other-size.png")],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert Image.open(tmp_path / "other-size.png").size == (32, 32)
+    assert (
+        "The inpaint keeps the input picture's size (32×32): it was painted at 24×16 and the "
+        "masked area pasted back." in err
+    )
     code, out, err = run(
         ["upscale", str(image), "--model", tiny_upscaler, "--out", str(tmp_path / "big.png")],
         capsys,
