@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 
 from studio.core.jobs import GenerationResult, Job, StepProgress
-from studio.core.saving import save_result
+from studio.core.saving import save_job_result
 from studio.core.settings import EngineSettings
 from studio.ui.backends import Backend
 
@@ -52,6 +52,6 @@ class ScriptedBackend(Backend):
     def finish(self, job: Job) -> GenerationResult:
         image = Image.new("RGB", (job.request.width, job.request.height), "red")
         result = GenerationResult([image], job.request.replace(seed=5), [5])
-        save_result(result, job.output_dir)  # a backend saves before it says finished
+        save_job_result(result, job)  # as every backend saves, before it says finished
         self.finished.emit(job.id, result)
         return result

@@ -17,7 +17,7 @@ from PIL import Image
 from studio import metadata
 from studio.core import file_hashes, loras
 from studio.core.formats import PNG, SaveFormat
-from studio.core.jobs import GenerationResult, Stage
+from studio.core.jobs import GenerationResult, Job, Stage
 from studio.core.request import Control, GenerationRequest, Mode
 from studio.core.schedulers import a1111_sampler
 from studio.core.text import printable
@@ -305,3 +305,29 @@ def default_stem(request: GenerationRequest, seed: int) -> str:
     words = re.sub(r"[^\w]+", "-", request.prompt.lower()).strip("-")[:40].rstrip("-")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{seed}-{words or request.mode.value}"
+
+
+def save_job_result(result: GenerationResult, job: Job) -> None:
+    """Every image of a job on disk (before anyone hears it is done), or, in
+    `result.unsaved`, a sentence why not: the job still ends with its pictures, to show and
+    export, not as a failure that loses them. Every backend saves its results here."""
+    if not job.keep:  # a live mode draft: shown, then replaced by the next one
+        return
+    try:
+        save_result(result, job.output_dir, save_as=job.save_as)
+    except OSError as e:
+        log.warning("saving job %d in %s failed", job.id, job.output_dir, exc_info=True)
+        result.paths = []
+        result.unsaved = _not_saved(job.output_dir, e)
+
+
+def _not_saved(folder: Path, error: OSError) -> str:
+    where = printable(str(folder))
+    if folder.exists() and not folder.is_dir():
+        reason = "that is a file, not a folder"
+    else:
+        reason = (error.strerror or error.__class__.__name__).lower()
+    return (
+        f"The image could not be saved in {where} ({reason}): it is on the canvas, and "
+        "File → Save image as… saves it elsewhere."
+    )

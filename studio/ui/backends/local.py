@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
@@ -27,8 +26,8 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from studio.core.errors import UserError, one_sentence
 from studio.core.jobs import FRAMES_PER_SECOND, GenerationResult, Job
 from studio.core.request import GenerationRequest, Mode
+from studio.core.saving import save_job_result
 from studio.core.settings import EngineSettings, needs_reload
-from studio.core.text import printable
 from studio.ui.backends.base import UNKNOWN_FRACTION, Backend, JobSignals
 
 if TYPE_CHECKING:
@@ -224,34 +223,6 @@ class EngineWorker(JobSignals):
     def _forget(self, job_id: int) -> None:
         with self._lock:
             self._cancels.pop(job_id, None)
-
-
-def save_job_result(result: GenerationResult, job: Job) -> None:
-    """Every image of a job on disk (before anyone hears it is done), or, in
-    `result.unsaved`, a sentence why not: the job still ends with its pictures, to show and
-    export, not as a failure that loses them. Every backend saves its results here."""
-    from studio.core.saving import save_result
-
-    if not job.keep:  # a live mode draft: shown, then replaced by the next one
-        return
-    try:
-        save_result(result, job.output_dir, save_as=job.save_as)
-    except OSError as e:
-        log.warning("saving job %d in %s failed", job.id, job.output_dir, exc_info=True)
-        result.paths = []
-        result.unsaved = _not_saved(job.output_dir, e)
-
-
-def _not_saved(folder: Path, error: OSError) -> str:
-    where = printable(str(folder))
-    if folder.exists() and not folder.is_dir():
-        reason = "that is a file, not a folder"
-    else:
-        reason = (error.strerror or error.__class__.__name__).lower()
-    return (
-        f"The image could not be saved in {where} ({reason}): it is on the canvas, and "
-        "File → Save image as… saves it elsewhere."
-    )
 
 
 class LocalBackend(Backend):

@@ -19,9 +19,9 @@ from PySide6.QtCore import QObject
 from studio.core.errors import one_sentence
 from studio.core.jobs import GenerationResult, Job, StepProgress
 from studio.core.request import GenerationRequest
+from studio.core.saving import save_job_result
 from studio.core.settings import EngineSettings
 from studio.ui.backends.base import UNKNOWN_FRACTION, Backend
-from studio.ui.backends.local import save_job_result
 
 if TYPE_CHECKING:
     from studio.remote.pool import EnginePool
