@@ -308,7 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--model", metavar="SPEC", default=DEFAULT_UPSCALE_MODEL, help="the upscaler model"
     )
-    up.add_argument("--prompt", default="", help="what the image shows (helps some upscalers)")
+    up.add_argument(
+        "--prompt",
+        help="what the image shows, which guides the upscaler (default: the prompt the image "
+        "carries, without its LoRA tags; none if it carries none)",
+    )
     up.add_argument("--seed", type=int, default=-1, help="-1 picks one at random")
     up.add_argument(
         "--noise-level",
@@ -992,13 +996,25 @@ def _upscale(args: argparse.Namespace) -> int:
 
     request = GenerationRequest(
         mode=Mode.UPSCALE,
-        prompt=args.prompt,
+        prompt=args.prompt if args.prompt is not None else _carried_prompt(args.image),
         init_image=open_image(args.image).convert("RGB"),
         upscale_model=_spec(args.model),
         upscale_noise_level=args.noise_level,
         seed=args.seed,
     )
     return _run_and_save(request, args)
+
+
+def _carried_prompt(image: Path) -> str:
+    """The prompt an image's parameters hold, its LoRA tags left out (they are the
+    generator's, not the upscaler's): what it shows, in its maker's words. "" without any."""
+    from studio.core.prompt_tags import split_lora_tags
+    from studio.metadata import MetadataError, read_parameters
+
+    try:
+        return split_lora_tags(read_parameters(image).prompt or "")[0]
+    except MetadataError:
+        return ""
 
 
 def _info(args: argparse.Namespace) -> int:

@@ -404,3 +404,31 @@ def test_save_steps_writes_each_preview_as_the_window_shows_it(tmp_path: Path, c
     assert code == 2 and err.startswith("studio: --save-steps: ") and "already holds" in err
     assert {p.name: p.read_bytes() for p in steps.iterdir()} == before
     assert not (tmp_path / "again.png").exists()
+
+
+def test_upscale_is_guided_by_the_prompt_the_picture_carries(
+    tiny_upscaler, tmp_path, capsys
+) -> None:
+    """`studio upscale` of a picture that carries its parameters tells the upscaler what it
+    shows, in its maker's words without the LoRA tags (it ran with an empty prompt, and the
+    ×4 file lost the prompt); --prompt still wins, and a bare picture gets none."""
+    from PIL import PngImagePlugin
+
+    carrying = tmp_path / "made.png"
+    info = PngImagePlugin.PngInfo()
+    info.add_text(
+        "parameters",
+        "a red circle, (sharp:1.2) <lora:detail:0.6>\nNegative prompt: blurry\n"
+        "Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 3, Size: 16x16",
+    )
+    Image.new("RGB", (16, 16), "blue").save(carrying, pnginfo=info)
+    bare = tmp_path / "bare.png"
+    Image.new("RGB", (16, 16), "blue").save(bare)
+    cases = [([], carrying, "a red circle, (sharp:1.2)"), (["--prompt", "a bowl"], carrying,
+             "a bowl"), ([], bare, "")]  # fmt: skip
+    for number, (extra, source, prompt) in enumerate(cases):
+        out = tmp_path / f"big{number}.png"
+        args = ["upscale", str(source), "--model", tiny_upscaler, "--out", str(out), *extra]
+        code, _, err = run(args, capsys)
+        assert code == 0, err
+        assert read_parameters(out).prompt == prompt
