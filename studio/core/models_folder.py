@@ -149,7 +149,7 @@ def scan(folder: Path) -> ModelsFolder:
             continue
         found = result.found.setdefault(kind, [])
         for directory in directories:
-            _walk(directory, 0, found, kind == "checkpoints", budget)
+            _walk(directory, 0, found, MODEL_FOLDER_MARKS.get(kind), budget)
         found.sort(key=lambda p: (p.name.lower(), p.as_posix()))  # as the picker lists them
     result.truncated = budget[0] <= 0
     return result
@@ -158,9 +158,13 @@ def scan(folder: Path) -> ModelsFolder:
 def _models_root(folder: Path) -> Path:
     """The tool's `models` folder when pointed at the tool's own folder, and the folder
     above when pointed at one of its kind folders (models/Stable-diffusion itself)."""
+    inner = folder / "models"
+    # A1111's and Forge's own folder holds models/ and, beside it, embeddings/ (a kind
+    # folder too): its models/ is the root when it holds any kind folder
+    if inner.is_dir() and _kind_dirs(inner):
+        return inner
     if _kind_dirs(folder):
         return folder
-    inner = folder / "models"
     if inner.is_dir():
         return inner
     is_kind = any(folder.name.lower() in names for names in KIND_FOLDERS.values())
@@ -188,8 +192,13 @@ def _kind_dirs(root: Path) -> dict[str, list[Path]]:
     return found
 
 
+# The file that makes a folder of a kind one model (a diffusers folder), listed by the
+# folder's name: not its weights, each called diffusion_pytorch_model.
+MODEL_FOLDER_MARKS = {"checkpoints": "model_index.json", "controlnets": "config.json"}
+
+
 def _walk(
-    directory: Path, depth: int, found: list[Path], folders_too: bool, budget: list[int]
+    directory: Path, depth: int, found: list[Path], mark: str | None, budget: list[int]
 ) -> None:
     if depth > MAX_DEPTH:
         return
@@ -209,7 +218,7 @@ def _walk(
         if stat.S_ISREG(mode) and entry.name.lower().endswith(WEIGHT_SUFFIXES):
             found.append(path)
         elif stat.S_ISDIR(mode) and not entry.is_symlink():  # links could loop
-            if folders_too and (path / "model_index.json").is_file():
+            if mark is not None and (path / mark).is_file():
                 found.append(path)  # a diffusers folder is one model
             else:
-                _walk(path, depth + 1, found, folders_too, budget)
+                _walk(path, depth + 1, found, mark, budget)

@@ -66,6 +66,46 @@ def test_automatic1111s_folder_is_read_as_it_is(tmp_path) -> None:
     assert _names(found.controlnets) == ["control_v11p_sd15_canny.safetensors"]
 
 
+def test_a_webui_folder_with_its_embeddings_beside_models_is_read_through_models(
+    tmp_path,
+) -> None:
+    """A1111 and Forge keep embeddings/ beside models/: the install folder found nothing
+    (embeddings/ made it look like the models folder itself); now models/ is read, and the
+    embeddings beside it too."""
+    webui = _webui(tmp_path)
+    _touch(webui / "embeddings" / "easynegative.safetensors")
+    found = models_folder.scan(webui)
+    assert _names(found.checkpoints) == [
+        "ponyDiffusionV6XL.safetensors",
+        "v1-5-pruned-emaonly.safetensors",
+    ]
+    assert _names(found.loras) == ["detail_slider.safetensors", "style_loha.safetensors"]
+    assert _names(found.embeddings) == ["easynegative.safetensors"]
+    models_folder.use(webui)
+    assert resolve("ponyDiffusionV6XL").location.endswith("ponyDiffusionV6XL.safetensors")
+
+
+def test_controlnets_kept_as_diffusers_folders_are_listed_by_their_folders_name(
+    tmp_path,
+) -> None:
+    """Two ControlNet folders (config.json and diffusion_pytorch_model.safetensors each) were
+    both listed as "diffusion_pytorch_model", and either could run under that name."""
+    webui = _webui(tmp_path)
+    for name in ("canny_cn", "scribble_cn"):
+        _touch(webui / "models" / "ControlNet" / name / "config.json", b"{}")
+        _touch(webui / "models" / "ControlNet" / name / "diffusion_pytorch_model.safetensors")
+    found = models_folder.scan(webui)
+    assert _names(found.controlnets) == [
+        "canny_cn",
+        "control_v11p_sd15_canny.safetensors",
+        "scribble_cn",
+    ]
+    models_folder.use(webui)
+    assert models_folder.find("scribble_cn", "controlnets") == (
+        webui / "models" / "ControlNet" / "scribble_cn"
+    )
+
+
 def test_comfyuis_folder_with_diffusers_folders_as_one_model(tmp_path) -> None:
     found = models_folder.scan(_comfyui(tmp_path))
     assert _names(found.checkpoints) == [
