@@ -1199,12 +1199,14 @@ class _StderrProgress:
     """Step progress on one rewritten stderr line (a line per step when not a terminal), and
     with --save-steps each step's preview written out as the window would show it."""
 
-    def __init__(self, steps_dir: Path | None = None, size: tuple[int, int] | None = None) -> None:
-        """`size`: the main stage's picture size (the batch side by side), which the window
-        stretches its previews to; the previews are written at it."""
+    def __init__(
+        self, steps_dir: Path | None = None, sizes: dict[str, tuple[int, int]] | None = None
+    ) -> None:
+        """`sizes`: each stage's picture size (`stage_sizes`), which the window stretches its
+        previews to; the previews are written at it."""
         self._tty = sys.stderr.isatty()
         self._steps_dir = steps_dir
-        self._size = size
+        self._sizes = sizes or {}
 
     def status(self, message: str, fraction: float | None) -> None:
         if not message:  # the window's status line cleared: nothing to say here
@@ -1221,8 +1223,9 @@ class _StderrProgress:
             from studio.core.saving import write_atomically
 
             picture = Image.fromarray(progress.preview)
-            if self._size and progress.stage == "generate":
-                picture = picture.resize(self._size, Image.Resampling.BILINEAR)
+            size = self._sizes.get(progress.stage)
+            if size is not None and picture.size != size:
+                picture = picture.resize(size, Image.Resampling.BILINEAR)
             try:  # whole or not at all, as every image the studio writes
                 write_atomically(target, lambda handle: picture.save(handle, format="PNG"))
             except OSError as e:
@@ -1272,7 +1275,7 @@ def _backend(text: str) -> str:
 
 def _run_and_save(request: Any, args: argparse.Namespace) -> int:
     from studio.core.paths import output_dir
-    from studio.core.request import Mode
+    from studio.core.request import Mode, stage_sizes
     from studio.core.saving import save_result
     from studio.core.settings import EngineSettings
 
@@ -1291,8 +1294,9 @@ def _run_and_save(request: Any, args: argparse.Namespace) -> int:
     # previews cost a little per step: made only when they are written out
     preview = "linear" if steps_dir is not None else "none"
     settings = EngineSettings(device=args.device, dtype=args.dtype, preview_method=preview)
-    shown = (request.width * request.batch_size, request.height)
-    reporter = _StderrProgress(steps_dir, shown if request.mode is not Mode.UPSCALE else None)
+    # an upscale job's previews are its input's, cut to the result's share: written as made
+    sizes = stage_sizes(request) if request.mode is not Mode.UPSCALE else None
+    reporter = _StderrProgress(steps_dir, sizes)
     backend = getattr(args, "backend", "local")
     if backend == "local":
         from studio.engine.generate import Engine

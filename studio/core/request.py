@@ -501,6 +501,18 @@ def _branch_problems(r: GenerationRequest) -> list[str]:
 
 
 UPSCALE_FACTOR = 4  # the diffusion upscaler's
+HIRES_FACTOR = 2  # the hires fix's enlargement before its image→image pass
+
+
+def stage_sizes(request: GenerationRequest) -> dict[str, tuple[int, int]]:
+    """Each stage's picture size, where its previews are shown (the main stage's: the batch
+    side by side; the hires and ×4 passes run one picture at a time)."""
+    width, height = request.width, request.height
+    return {
+        "generate": (width * request.batch_size, height),
+        "hires": (width * HIRES_FACTOR, height * HIRES_FACTOR),
+        "upscale": (width * UPSCALE_FACTOR, height * UPSCALE_FACTOR),
+    }
 
 
 def _upscale_input_problems(image: Image.Image) -> list[str]:

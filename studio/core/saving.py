@@ -18,7 +18,7 @@ from studio import metadata
 from studio.core import file_hashes, loras
 from studio.core.formats import PNG, SaveFormat
 from studio.core.jobs import GenerationResult, Job, Stage
-from studio.core.request import Control, GenerationRequest, Mode
+from studio.core.request import HIRES_FACTOR, Control, GenerationRequest, Mode
 from studio.core.schedulers import a1111_sampler
 from studio.core.text import printable
 
@@ -83,7 +83,7 @@ def parameters_of(
             extras["Noise level"] = str(main.noise_level)
     for stage in stages[1:] if request.mode is not Mode.UPSCALE else ():
         if stage.name == "hires":
-            extras["Hires upscale"] = "2"
+            extras["Hires upscale"] = str(HIRES_FACTOR)
             extras["Hires upscaler"] = "Lanczos"
             # A1111's "Hires steps" is the schedule, of which it runs int(steps × strength):
             # the steps that ran would run fewer again there

@@ -26,6 +26,7 @@ from studio.core.jobs import (
 from studio.core.prompt_syntax import CLIP_SKIP_FAMILIES, unrun_syntax_note
 from studio.core.prompt_tags import repeated_lora_note, split_lora_tags
 from studio.core.request import (
+    HIRES_FACTOR,
     MAX_STEPS,
     GenerationRequest,
     Mode,
@@ -474,7 +475,7 @@ class Engine:
     def _hires_fix(
         self, request: GenerationRequest, image: Image.Image, seed: int, timings: dict[str, float]
     ) -> list[Image.Image]:
-        width, height = image.width * 2, image.height * 2
+        width, height = image.width * HIRES_FACTOR, image.height * HIRES_FACTOR
         enlarged = image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
         pipe = self._timed(
             timings, "load", lambda: self.models.pipeline(request.model, Mode.IMAGE_TO_IMAGE)

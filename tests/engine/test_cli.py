@@ -404,6 +404,17 @@ def test_save_steps_writes_each_preview_as_the_window_shows_it(tmp_path: Path, c
     assert code == 2 and err.startswith("studio: --save-steps: ") and "already holds" in err
     assert {p.name: p.read_bytes() for p in steps.iterdir()} == before
     assert not (tmp_path / "again.png").exists()
+    # the hires pass's previews at its own picture's size, ×2 (they were a quarter of it)
+    hires_steps, hires = tmp_path / "hires-steps", tmp_path / "hires.png"
+    hires_args = [*args[:-1], str(hires_steps), "--steps", "2", "--upscale", "hires"]
+    code, _, err = run([*hires_args, "--out", str(hires)], capsys)
+    assert code == 0, err
+    made = sorted(hires_steps.glob("hires-step-*.png"))
+    assert made and Image.open(hires).size == (128, 128)
+    assert {Image.open(p).size for p in made} == {(128, 128)}
+    last = np.asarray(Image.open(made[-1]).convert("RGB"), dtype=np.float32)
+    hires_result = np.asarray(Image.open(hires).convert("RGB"), dtype=np.float32)
+    assert np.abs(last - hires_result).mean() < 45
 
 
 def test_upscale_is_guided_by_the_prompt_the_picture_carries(
