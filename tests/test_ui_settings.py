@@ -603,6 +603,12 @@ def test_a_models_folder_that_lists_nothing_says_why(make_window, tmp_path, monk
         f"The models folder '{typo}' is not there (moved, or on a drive not plugged in): its "
         "models are not listed."
     )
+    picture = tmp_path / "in.png"  # a file: not "not there", which it is
+    picture.write_bytes(b"x")
+    window.apply_settings(StudioSettings(tmp_path, engine, "dark", models_dir=picture))
+    assert window.banner.text() == (
+        f"The models folder '{picture}' is a file, not a folder: its models are not listed."
+    )
     empty = tmp_path / "Documents"
     empty.mkdir()
     window.apply_settings(StudioSettings(tmp_path, engine, "dark", models_dir=empty))

@@ -863,6 +863,8 @@ def models_folder_note(folder: Path | None, scan: bool = False) -> str:
     if folder is None:
         return ""
     shown = printable(str(folder))
+    if folder.exists() and not folder.is_dir():
+        return f"The models folder '{shown}' is a file, not a folder: its models are not listed."
     if not folder.is_dir():
         return (
             f"The models folder '{shown}' is not there (moved, or on a drive not plugged in): "
