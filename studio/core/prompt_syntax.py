@@ -165,17 +165,18 @@ def cut_note(label: str, count: int, limit: int, side: str = "") -> str:
     return f"The {side}prompt is {count} tokens; {label} reads {limit}: the rest is cut."
 
 
-# A1111's syntax that changes the prompt from step to step, which the studio does not run:
+# A1111's syntax that changes the prompt from step to step, which only the CLIP families run:
 # the innermost [...] holding "|" (alternating words), or ending in ":when" (prompt editing:
 # [from:to:when], [to:when], [from::when]).
 _BRACKETS = re.compile(r"(?<!\\)\[([^\[\]]*)(?<!\\)\]")
 _WHEN = re.compile(r":\s*[+-]?(\d+\.?\d*|\.\d+)\s*$")
 
 
-def unrun_syntax_note(text: str, side: str = "") -> str:
+def unrun_syntax_note(text: str, side: str = "", family: Any = None) -> str:
     """A sentence when the prompt uses A1111's alternating words ([a|b]) or prompt editing
     ([from:to:when]) where the studio does not run them (a family not in
-    STEP_PROMPT_FAMILIES: the text inside is read as it stands, as any [...] is); "" otherwise."""
+    STEP_PROMPT_FAMILIES): a plain-text family reads the words inside with the rest (its
+    weights note says the brackets go), another reads them as any [...]; "" otherwise."""
     text, _ = split_lora_tags(text)
     for match in _BRACKETS.finditer(text):
         inside = match.group(1)
@@ -185,10 +186,14 @@ def unrun_syntax_note(text: str, side: str = "") -> str:
             kind = "prompt editing"
         else:
             continue
-        return (
-            f"The {side}prompt's {match.group(0)} is A1111's {kind}, which the studio does "
-            "not run: the text inside is read as it stands, as any [...] is."
+        label = family.label if family is not None else "this model"
+        read = (
+            "its words are read as plain text"
+            if family is not None and family.name in PLAIN_ENCODERS
+            else "the text inside is read as it stands, as any [...] is"
         )
+        said = match.group(0)
+        return f"The {side}prompt's {said} is A1111's {kind}, which {label} does not run: {read}."
     return ""
 
 
@@ -200,7 +205,7 @@ def reading_note(family: Any, folder: Path | None, prompt: str, negative: str = 
     once)."""
     runs = family is not None and family.name in STEP_PROMPT_FAMILIES
     sides = (("", prompt), ("negative ", negative))
-    unrun = [] if runs else [unrun_syntax_note(text, side) for side, text in sides]
+    unrun = [] if runs else [unrun_syntax_note(text, side, family) for side, text in sides]
     unrun.append(repeated_lora_note(prompt))
     if family is None or family.name not in PLAIN_ENCODERS:
         return "\n".join(note for note in unrun if note)

@@ -285,7 +285,7 @@ class Engine:
             self._note(note)
         if not runs_step_prompts(pipe):  # prompt editing, alternating words
             for side, said in (("", request.prompt), ("negative ", request.negative_prompt)):
-                if note := unrun_syntax_note(said, side):
+                if note := unrun_syntax_note(said, side, family_of(pipe)):
                     self._note(note)
         text, tags = split_lora_tags(request.prompt)
         wanted = active_loras(tags)

@@ -29,7 +29,7 @@ def test_unrun_syntax_is_named(prompt: str, said: str) -> None:
     note = unrun_syntax_note(prompt)
     assert (said in note) if said else note == ""
     if said:
-        assert note.endswith("which the studio does not run: the text inside is read as it "
+        assert note.endswith("which this model does not run: the text inside is read as it "
                              "stands, as any [...] is.")  # fmt: skip
         assert said in reading_note(None, None, "x", prompt)  # the window's line: any family
         assert "The negative prompt's" in reading_note(None, None, "x", prompt)
@@ -39,7 +39,9 @@ def test_unrun_syntax_is_named(prompt: str, said: str) -> None:
 
 
 def test_the_command_line_says_it_for_a_family_that_does_not_run_it(tmp_path, capsys) -> None:
-    """Flux reads plain text: said. (SD 1.x runs it: tests/engine/test_prompt_editing.py.)"""
+    """Flux reads plain text: said, by its name, and in the words of its weights note (the
+    two contradicted each other: "read as it stands" beside "[…] are ignored"). (SD 1.x runs
+    it: tests/engine/test_prompt_editing.py.)"""
     from tests.engine.tiny_families import build
 
     flux = str(build("flux", tmp_path / "flux"))
@@ -49,8 +51,8 @@ def test_the_command_line_says_it_for_a_family_that_does_not_run_it(tmp_path, ca
     assert (
         code == 0
         and (
-            "The prompt's [red|blue] is A1111's alternating words, which the studio does not run: "
-            "the text inside is read as it stands, as any [...] is."
+            "The prompt's [red|blue] is A1111's alternating words, which Flux.1 dev does not "
+            "run: its words are read as plain text."
         )
         in err.splitlines()
     )
