@@ -397,3 +397,22 @@ def test_novelais_own_cfg_rescale_is_restored(tmp_path) -> None:  # noqa: ANN001
     Image.new("RGB", (8, 8)).save(tmp_path / "nai.png", pnginfo=info)
     plan = plan_restore(read_parameters(tmp_path / "nai.png"))
     assert plan.values["cfg_rescale"] == 0.3 and plan.values["clip_skip"] == 1
+
+
+def test_a_file_without_a_size_says_the_size_is_not_restored(make_window) -> None:  # noqa: ANN001
+    """NovelAI's older files record no size: restored after a file that had one, the window
+    kept that size without a word (the command line took the model's)."""
+    from studio.metadata import ImageParameters
+
+    window = make_window()
+    sized = ImageParameters(source="automatic1111", prompt="a", seed=1, width=96, height=64)
+    window.intake.restore(plan_restore(sized), "a.png")
+    assert "size" not in window.banner.text()
+    unsized = ImageParameters(source="novelai", prompt="a cat", seed=2, steps=28)
+    window.intake.restore(plan_restore(unsized), "nai.png")
+    assert window.banner.text() == (
+        "Restored the parameters from NovelAI of nai.png. The file records no size: the size "
+        "is not restored."
+    )
+    request = window.build_request()
+    assert (request.width, request.height, request.prompt) == (96, 64, "a cat")

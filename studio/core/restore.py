@@ -63,6 +63,9 @@ def plan_restore(params: ImageParameters) -> RestorePlan:
     ):
         if value is not None:
             values[key] = value
+    if params.width is None or params.height is None:  # NovelAI's older files, ComfyUI's
+        # image→image (its latent encoded from a picture): the draft's size stays, unsaid
+        notes.append("The file records no size: the size is not restored.")
     controls = controls_of(params.extras)
     if controls:
         values["controls"] = controls
