@@ -78,10 +78,13 @@ def test_the_panel_lists_loras_and_keeps_the_prompt_in_sync(make_window, lora_di
     assert list(panel.rows) == ["pixel-art-xl", "gone"]
     assert panel.rows["pixel-art-xl"].slider.value() == pytest.approx(0.7)
     assert panel.rows["gone"].label.objectName() == "warning"
-    assert panel.text() == "LoRAs (2 active)"
+    assert panel.text() == "LoRAs (1 active, 1 not found)"  # "2 active", though one runs
     panel.rows["gone"].remove.click()
     assert window.draft["prompt"] == "<lora:pixel-art-xl:0.7> a cat"
     assert list(panel.rows) == ["pixel-art-xl"]
+    assert panel.text() == "LoRAs (1 active)"
+    window.prompt_panel.set_prompts("a cat <lora:gone:1>", "")
+    assert panel.text() == "LoRAs (1 not found)"
 
 
 def test_the_panel_shows_the_family_a_loras_name_says_when_its_header_says_none(

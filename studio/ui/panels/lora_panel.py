@@ -39,6 +39,7 @@ class ActiveLoraRow(QWidget):
     def __init__(self, name: str, weight: float, found: bool, panel: LoraPanel) -> None:
         super().__init__()
         self.name = name
+        self.found = found
         self.label = QLabel(printable(name))
         self.label.setMinimumWidth(60)
         self.slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
@@ -182,7 +183,11 @@ class LoraPanel(QWidget):
                     slider.blockSignals(True)
                     slider.setValue(tag.weight)
                     slider.blockSignals(False)
-        title = f"LoRAs ({len(tags)} active)" if tags else "LoRAs"
+        # a tag whose file is not here runs nothing: not counted as active, said apart
+        missing = sum(not row.found for row in self.rows.values())
+        counts = [f"{len(self.rows) - missing} active"] if len(self.rows) > missing else []
+        counts += [f"{missing} not found"] if missing else []
+        title = f"LoRAs ({', '.join(counts)})" if counts else "LoRAs"
         if title != self._title:
             self._title = title
             self.titleChanged.emit(title)
