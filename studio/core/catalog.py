@@ -47,7 +47,7 @@ class ModelInfo:
     name: str
     kind: str
     location: str
-    role: str  # "generator" or "upscaler"
+    role: str  # "generator", "upscaler", "ControlNet" or "classifier"
     description: str = ""
 
 
@@ -65,6 +65,12 @@ def embedded_models() -> list[ModelInfo]:
                         folder.name, "embedded", str(folder), role, card.get("description", "")
                     )
                 )
+            elif (folder / "config.json").is_file():  # a network of its own, not a pipeline
+                config = _read_json(folder / "config.json")
+                if config.get("_class_name") == "ControlNetModel":
+                    found.append(ModelInfo(folder.name, "embedded", str(folder), "ControlNet"))
+                elif "classifier" in str(config.get("kind", "")):
+                    found.append(ModelInfo(folder.name, "embedded", str(folder), "classifier"))
     return found
 
 

@@ -212,6 +212,11 @@ def test_models_lists_added_models(tiny_sd, capsys) -> None:
     add_model(tiny_sd)
     code, out, _ = run(["models"], capsys)
     assert code == 0 and tiny_sd in out and "added folder" in out
+    # the embedded ControlNet and classifier too (they were left out: not pipelines)
+    rows = {line.split()[0]: " ".join(line.split()[1:3]) for line in out.splitlines()}
+    assert rows["studio-tiny-controlnet"] == "embedded ControlNet"
+    assert rows["studio-tiny-classifier"] == "embedded classifier"
+    assert rows["studio-tiny"] == "embedded generator"
 
 
 def test_a_real_process_never_prints_a_traceback(tmp_path) -> None:
