@@ -990,6 +990,22 @@ def _with_loras(prompt: str, options: list[str]) -> str:
     return with_lora_tags(prompt, tags)
 
 
+def _loras_here(options: list[str]) -> None:
+    """--lora names a file that is not here: said with the option to leave out (the
+    engine's sentence would ask to remove a tag from a prompt that has none). Only for this
+    machine's engine: a cluster's nodes look in their own folders."""
+    from studio.core import loras
+
+    names = [option.rpartition(":")[0] or option for option in options]
+    missing = [name for name in names if loras.find(name) is None]
+    if missing:
+        where = ", ".join(str(f) for f in loras.searched_folders()) or "no LoRA folder is set"
+        raise UsageError(
+            f"No LoRA called '{printable(missing[0])}' in the LoRA folders ({printable(where)}): "
+            f"add the file there or leave out --lora {printable(missing[0])}."
+        )
+
+
 def _upscale(args: argparse.Namespace) -> int:
     from studio.core.imaging import open_image
     from studio.core.request import GenerationRequest, Mode
@@ -1301,6 +1317,7 @@ def _run_and_save(request: Any, args: argparse.Namespace) -> int:
     if backend == "local":
         from studio.engine.generate import Engine
 
+        _loras_here(getattr(args, "lora", []))
         result = Engine(settings).run(request, reporter)
     else:  # the engines of a Ray cluster; the images come back and are saved here
         from studio.remote.pool import run_on_cluster

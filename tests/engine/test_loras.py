@@ -184,6 +184,15 @@ def test_the_command_line_and_the_metadata_name_each_lora_with_its_hash(  # noqa
     assert main([*args, "--lora", "sd1-kohya-2", *size, "--out", str(target)]) == 0, (
         capsys.readouterr().err
     )
+    # a --lora not here names the option to leave out (it asked to remove a prompt's tag)
+    missing = [*args, "--lora", "nowhere:0.5", *size, "--out", str(tmp_path / "no.png")]
+    assert main(missing) == 2
+    assert (
+        capsys.readouterr()
+        .err.splitlines()[-1]
+        .endswith("add the file there or leave out --lora nowhere.")
+    )
+    assert not (tmp_path / "no.png").exists()
     saved = read_parameters(target)
     # the prompt keeps its tags, and the hashes are A1111's: 12 digits of the tensors' SHA-256
     assert saved.prompt == "a red circle <lora:sd1-peft-1:0.7> <lora:sd1-kohya-2:1>"
