@@ -104,7 +104,8 @@ diffusers Stable Diffusion folder: `StableDiffusionPipeline.from_pretrained(this
 
 - VAE: AutoencoderKL, 3 levels of 48/96/96 channels (images are 4x the latent size),
   4 latent channels, latents standardised so that `scaling_factor` 0.08333 gives unit
-  variance. Trained with bf16 autocast on 32x32 crops of renders at 64, 128 and 256 pixels.
+  variance. Trained on 32x32 crops of renders at 64, 128 and 256 pixels (bf16 autocast
+  where the device computes bf16).
 - Text encoder: CLIPTextModel, 3 layers, width 128; tokenizer: CLIP BPE learned on the
   captions (`vocab.json`, `merges.txt`), at most 32 tokens.{_text_note(rec)}
 - UNet2DConditionModel, cross-attention at 8x8 and 4x4 latent resolution.
