@@ -410,6 +410,11 @@ class GalleryPanel(QWidget):
         self.view.selectionModel().currentChanged.connect(self._on_current)
         self.view.doubleClicked.connect(self._on_double_click)
         self.view.verticalScrollBar().valueChanged.connect(self._on_scrolled)
+        # the row `select` scrolled to, kept in view through later layout passes until the
+        # artist scrolls or picks another (see _keep_revealed)
+        self._revealed: QPersistentModelIndex | None = None
+        self.view.verticalScrollBar().rangeChanged.connect(self._keep_revealed)
+        self.view.verticalScrollBar().actionTriggered.connect(self._stop_revealing)
         self._pending: Path | None = None  # asked to select before it was listed
         self._scrolled_to = 0
         self.params = ParametersView()
@@ -473,6 +478,7 @@ class GalleryPanel(QWidget):
             self._lay_out_to(index)
             self.view.setCurrentIndex(index)
             self.view.scrollTo(index)
+            self._revealed = QPersistentModelIndex(index)
         elif self.model.is_listing():
             self._pending = Path(path)
 
@@ -543,7 +549,25 @@ class GalleryPanel(QWidget):
 
     # -- internals ---------------------------------------------------------------------------------
 
+    def _keep_revealed(self, *_range: int) -> None:
+        """A layout pass after `select` can start over (the batched layout does on a style
+        change): the scroll range shrinks to the rows laid out so far and the selected row
+        leaves the view. Each time the range changes it is scrolled to again, once laid
+        out (scrollTo only moves the view when the row is not in it)."""
+        target = self._revealed
+        if target is None or not target.isValid():
+            return
+        index = self.model.index(target.row(), 0)
+        if self.view.visualRect(index).isValid():
+            self.view.scrollTo(index)
+
+    def _stop_revealing(self, *_action: int) -> None:
+        self._revealed = None  # the artist scrolls: where they go is theirs
+
     def _on_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        target = self._revealed
+        if target is not None and (not target.isValid() or target.row() != current.row()):
+            self._revealed = None  # another row picked: that one's own
         path = Path(current.data(PathRole)) if current.isValid() else None
         self.params.show_file(path)
         self._update_state()
