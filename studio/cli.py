@@ -999,11 +999,8 @@ def _loras_here(options: list[str]) -> None:
     names = [option.rpartition(":")[0] or option for option in options]
     missing = [name for name in names if loras.find(name) is None]
     if missing:
-        where = ", ".join(str(f) for f in loras.searched_folders()) or "no LoRA folder is set"
-        raise UsageError(
-            f"No LoRA called '{printable(missing[0])}' in the LoRA folders ({printable(where)}): "
-            f"add the file there or leave out --lora {printable(missing[0])}."
-        )
+        leave_out = " ".join(f"--lora {printable(name)}" for name in missing)
+        raise UsageError(loras.not_found(missing, f"add the file there or leave out {leave_out}"))
 
 
 def _upscale(args: argparse.Namespace) -> int:

@@ -53,6 +53,16 @@ def lora_dirs() -> list[Path]:
     return folders
 
 
+def not_found(names: list[str], advice: str) -> str:
+    """The sentence for LoRAs named and not here: which, where they were looked for, and
+    `advice` (what the artist can do, as they named them: a prompt's tag, an option)."""
+    where = ", ".join(str(f) for f in searched_folders()) or "no LoRA folder is set"
+    return (
+        f"No LoRA called {', '.join(repr(printable(n)) for n in names)} in the LoRA folders "
+        f"({printable(where)}): {advice}."
+    )
+
+
 def searched_folders() -> list[Path]:
     """Every folder a LoRA's name is looked up in, for a sentence that names them: the
     models folder's LoRA folders as well as `lora_dirs`."""

@@ -123,14 +123,12 @@ def active_loras(tags: list[LoraTag]) -> list[ActiveLora]:
     for tag in tags:
         path = loras.find(tag.name)
         if path is None:
-            missing.append(printable(tag.name))
+            missing.append(tag.name)
         else:
             found.append(ActiveLora(path, tag.weight))
     if missing:
-        where = ", ".join(str(f) for f in loras.searched_folders()) or "no LoRA folder is set"
         raise ModelError(
-            f"No LoRA called {', '.join(repr(m) for m in missing)} in the LoRA folders "
-            f"({where}): add the file there or remove its tag from the prompt."
+            loras.not_found(missing, "add the file there or remove its tag from the prompt")
         )
     return found
 
