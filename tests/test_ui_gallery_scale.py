@@ -339,6 +339,37 @@ def test_sidecar_thumbnails_are_used_after_a_restart(  # noqa: ANN001
     assert sorted(os.listdir(tmp_path / "outputs")) == sorted(p.name for p in paths)
 
 
+def test_a_thumbnail_on_its_way_to_the_window_is_not_made_twice(  # noqa: ANN001
+    qtbot, tmp_path, monkeypatch
+):
+    """The view repaints (and asks again) between the worker's finishing a thumbnail and
+    the window's receiving it: the picture is decoded once (CI saw it decoded twice)."""
+    path = tmp_path / "small.png"
+    Image.new("RGB", (40, 30), (10, 200, 30)).save(path)
+    decoded: list[str] = []
+    make = gallery_thumbnails.make_thumbnail
+
+    def counting(path, size=gallery_thumbnails.THUMB_SIZE):  # noqa: ANN001, ANN202
+        decoded.append(Path(path).name)
+        return make(path, size)
+
+    monkeypatch.setattr(gallery_thumbnails, "make_thumbnail", counting)
+    loader = gallery_thumbnails.ThumbnailLoader()
+    received: list[str] = []
+    loader.loaded.connect(lambda key, image: received.append(key))
+    loader.request(str(path))
+    loader._pool.waitForDone(5000)  # made, not yet received: no event has been processed
+    assert decoded == ["small.png"] and received == []
+    loader.request(str(path))  # a repaint meanwhile
+    qtbot.waitUntil(lambda: received == [str(path)])
+    loader._pool.waitForDone(5000)
+    assert decoded == ["small.png"]
+    loader.request(str(path))  # received: asking again (the cache dropped it) makes it again
+    qtbot.waitUntil(lambda: len(received) == 2)
+    assert decoded == ["small.png", "small.png"]
+    loader.shutdown()
+
+
 def test_the_sidecar_cache_stays_small_and_deletes_only_its_own_files(tmp_path: Path) -> None:
     folder = tmp_path / "thumbnails"
     folder.mkdir()

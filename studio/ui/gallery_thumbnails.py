@@ -292,13 +292,14 @@ class _Drain(QRunnable):
             image = loader.produce(Path(key))
             if not loader._finish():
                 return
-            loader.loaded.emit(key, image)
+            loader._made.emit(key, image)
 
 
 class ThumbnailLoader(QObject):
     """Makes thumbnails on one worker thread and hands them back by queued signal."""
 
     loaded = Signal(str, QImage)  # key (the path as text), the thumbnail
+    _made = Signal(str, QImage)  # the worker's side of `loaded`, received on the UI thread
 
     def __init__(
         self,
@@ -315,7 +316,10 @@ class ThumbnailLoader(QObject):
         self._drain.setAutoDelete(False)
         self._lock = threading.Lock()
         self._queue: OrderedDict[str, None] = OrderedDict()
-        self._in_flight: str | None = None
+        # taken by the worker and not yet received on the UI thread: a repaint meanwhile
+        # (the view has no thumbnail until `loaded` is received) must not decode it again
+        self._unreceived: set[str] = set()
+        self._made.connect(self._hand_over)
         self._draining = False
         self._stopped = False
         self._hold_until = 0.0  # time.monotonic() before which no thumbnail is started
@@ -323,7 +327,7 @@ class ThumbnailLoader(QObject):
     def request(self, key: str) -> None:
         """Make the thumbnail of the file at `key` (ahead of earlier requests)."""
         with self._lock:
-            if self._stopped or key == self._in_flight:
+            if self._stopped or key in self._unreceived:
                 return
             if key in self._queue:
                 self._queue.move_to_end(key)
@@ -381,6 +385,12 @@ class ThumbnailLoader(QObject):
             store.put(key, image)
         return image
 
+    def _hand_over(self, key: str, image: QImage) -> None:
+        """On the UI thread: the thumbnail has arrived, so a later request is a new one."""
+        with self._lock:
+            self._unreceived.discard(key)
+        self.loaded.emit(key, image)
+
     # -- the worker's side ----------------------------------------------------------------
 
     def _next(self) -> str | None:
@@ -392,13 +402,12 @@ class ThumbnailLoader(QObject):
                 wait = self._hold_until - time.monotonic()
                 if wait <= 0:
                     key, _ = self._queue.popitem(last=True)
-                    self._in_flight = key
+                    self._unreceived.add(key)
                     return key
             time.sleep(min(wait, 0.005))  # the queue may be pruned meanwhile
 
     def _finish(self) -> bool:
         with self._lock:
-            self._in_flight = None
             if self._stopped:
                 self._draining = False
                 return False
