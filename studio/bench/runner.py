@@ -69,7 +69,7 @@ def run_bench(
 
     repeats = 3 if quick else 9
     runs = 1 if quick else 3
-    steps = 10 if quick else 25  # a quick run checks that every figure is made, not its value
+    steps = 4 if quick else 25  # a quick run checks that every figure is made, not its value
     request = engine_bench.bench_request(model, steps=steps)
     results: dict[str, Any] = {"machine": machine(), "model": model, "repeats": repeats}
     if "engine" in parts or "window" in parts:

@@ -361,22 +361,21 @@ class ModelManager:
         from huggingface_hub.errors import LocalEntryNotFoundError
 
         offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+        # "models/x" reads as a hub id too: say that it is no folder either
+        missing = "is not a folder here, nor in the local cache of the model hub"
 
         def fetch(action: Callable[..., str], *args: Any, **kwargs: Any) -> str:
             try:
                 return action(*args, local_files_only=True, **kwargs)
             except (LocalEntryNotFoundError, FileNotFoundError):
                 if offline:
-                    raise ModelError(
-                        f"'{repo_id}' is not in the local cache and the studio is offline."
-                    ) from None
+                    raise ModelError(f"'{repo_id}' {missing}, and the studio is offline.") from None
             try:
                 return action(*args, **kwargs)
             except Exception as e:  # noqa: BLE001 - any hub failure becomes one sentence
                 log.info("download of %s failed: %r", repo_id, e)
                 raise ModelError(
-                    f"'{repo_id}' is not in the local cache and could not be downloaded "
-                    f"({e.__class__.__name__})."
+                    f"'{repo_id}' {missing}, and could not be downloaded ({e.__class__.__name__})."
                 ) from None
 
         index = Path(fetch(hf_hub_download, repo_id, "model_index.json"))

@@ -147,7 +147,10 @@ def test_inpaint_and_upscale_from_the_command_line(
     ("args", "words"),
     [
         (["generate", "x", "--width", "33", "--model", "{sd}"], "Width must be a multiple of 8"),
-        (["generate", "x", "--model", "nobody/nothing"], "not in the local cache"),
+        (
+            ["generate", "x", "--model", "nobody/nothing"],
+            "is not a folder here, nor in the local cache",
+        ),
         (["generate", "x", "--model", "{sd}", "--mask", "{missing}"], "does not exist"),
         (
             ["generate", "x", "--model", "{sd}", "--mask", "{sd}/model_index.json"],
