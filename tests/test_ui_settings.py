@@ -132,9 +132,16 @@ def test_strength_and_mode_specific_controls(qtbot):  # noqa: ANN001
     # the Upscale mode's upscaler is picked where the model is, at the top of the window
     assert not panel.upscale_model.isVisible() and panel.upscale_runs.isVisible()
     assert panel.upscale_runs.text() == "Runs 20 steps, DPM++ 2M, CFG 1."
-    assert not panel.steps.isEnabled()  # the upscaler's own steps run
+    # the ×4 upscaler's own steps, sampler and CFG run: the generation's are not shown
+    # beside that line, nor a size or batch, which no upscale reads
+    shown = (panel.steps, panel.cfg_scale, panel.scheduler, panel.width_box, panel.batch_size)
+    assert [w.isVisible() for w in shown] == [False] * 5 and panel.seed.isVisible()
+    assert not panel.advanced.isEnabled()
     panel.upscale_method.setCurrentIndex(panel.upscale_method.findData("hires"))
     assert draft["upscale_method"] == "hires" and not panel.upscale_model.isVisible()
+    # the hires fix runs the generator with its steps (hires steps 0), sampler and CFG
+    assert [w.isVisible() and w.isEnabled() for w in shown[:3]] == [True] * 3
+    assert not panel.width_box.isVisible() and panel.advanced.isEnabled()
     draft.edit({"mode": Mode.TEXT_TO_IMAGE})  # the generation modes keep their own choice
     assert panel.upscaler.currentData() is None and draft.freeze().upscaler is None
 

@@ -159,6 +159,18 @@ def test_upscale_end_to_end(qtbot, window, out_dir, ui_models, tmp_path):  # noq
     assert outcome.request.upscaler.value == "x4"
 
 
+def test_the_upscale_mode_shows_the_model_that_will_run(make_window):  # noqa: ANN001
+    window = make_window()
+    window.set_mode(Mode.UPSCALE)
+    assert window.upscaler_picker.isVisible() and not window.model_picker.isVisible()
+    # the hires fix enlarges, then runs the generator over the picture: its picker shows
+    window.draft.edit({"upscale_method": "hires"})
+    assert window.model_picker.isVisible() and not window.upscaler_picker.isVisible()
+    assert window.model_picker.combo.currentData() == window.draft.freeze().model
+    window.draft.edit({"upscale_method": "x4"})
+    assert window.upscaler_picker.isVisible() and not window.model_picker.isVisible()
+
+
 def test_cancel_saves_nothing_and_the_next_job_runs(qtbot, window, out_dir):  # noqa: ANN001
     window.draft.edit({"steps": 150})
     steps: list[int] = []

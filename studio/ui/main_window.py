@@ -44,7 +44,7 @@ from superqt import QCollapsible
 from studio.core import loras as lora_files
 from studio.core import models_folder
 from studio.core.catalog import ModelError, model_defaults, model_family
-from studio.core.draft import Draft, Source
+from studio.core.draft import UPSCALE_METHOD, Draft, Source
 from studio.core.imaging import ImageLoadError, file_dialog_filter, open_image
 from studio.core.request import GenerationRequest, Mode
 from studio.core.settings import EngineSettings
@@ -541,7 +541,7 @@ class MainWindow(QMainWindow):
         if "model" in values:
             self._show_family()
             self._leave_a_mode_the_model_lacks()
-        if {"mode", "model"} & values.keys():
+        if {"mode", "model", UPSCALE_METHOD} & values.keys():
             self._show_mode(self.draft.mode)
         if "mode" in values and "model" not in values:  # a new model: _show_family told it
             self.controlnet.set_mode(self.draft.mode)
@@ -570,8 +570,10 @@ class MainWindow(QMainWindow):
         )
 
     def _show_mode(self, mode: Mode) -> None:
-        self.model_picker.setVisible(mode is not Mode.UPSCALE)
-        self.upscaler_picker.setVisible(mode is Mode.UPSCALE)
+        # the model that will run: the ×4 upscaler, or the generator (the hires fix)
+        upscaler = self.guidance.upscaler_runs_its_own_settings()
+        self.model_picker.setVisible(not upscaler)
+        self.upscaler_picker.setVisible(upscaler)
         inpaint = mode is Mode.INPAINT
         self.canvas.set_mask_editing(inpaint)
         self.mask_bar.setVisible(inpaint)

@@ -66,7 +66,8 @@ def test_a_plain_tensor_checkpoint_passes_the_safety_check(tmp_path: Path) -> No
 def test_hub_model_missing_offline_is_a_clear_error() -> None:
     with pytest.raises(
         ModelError,
-        match="is not a folder here, nor in the local cache of the model hub, and the studio is offline",
+        match="is not a folder here, nor in the local cache of the model hub, and the studio is "
+        "offline",
     ):
         ModelManager().pipeline("nobody/no-such-model", Mode.TEXT_TO_IMAGE)
 

@@ -137,9 +137,6 @@ def _form() -> QFormLayout:
     return form
 
 
-_UPSCALE_TIP = "The upscaler runs its own settings: they are shown in the Upscale section"
-
-
 def _what_it_runs(spec: str) -> str:
     """The settings an upscaler runs with (its card's), as the metadata will record them."""
     card = model_defaults(spec)
@@ -229,7 +226,7 @@ class GuidancePanel(QWidget):
         self._fill_presets(menu, with_model=False)
         menu.aboutToShow.connect(lambda: self._fill_presets(menu))
         self.presets.setMenu(menu)
-        size_row = QHBoxLayout()
+        size_row = self._size_row = QHBoxLayout()
         size_row.setSpacing(4)
         size_row.addWidget(self.width_box, 1)
         size_row.addWidget(QLabel("×"))
@@ -249,6 +246,7 @@ class GuidancePanel(QWidget):
             "strength", 0.01, 2, "How much the image may change: 0 keeps it, 1 replaces it"
         )
 
+        self._generation_form = form
         form.addRow("Steps", self.steps)
         form.addRow("CFG scale", self.cfg_scale)
         form.addRow("Sampler", self.scheduler)
@@ -423,7 +421,7 @@ class GuidancePanel(QWidget):
             self._family = model_family(str(self.draft["model"]))
             self._offer_samplers()
             self._show_size_step()
-        if {"model", "mode"} & values.keys():
+        if {"model", "mode", UPSCALE_METHOD} & values.keys():
             self._update_applicability()
         if {"width", "height", "model", "mode"} & values.keys():
             self._update_size_warning()
@@ -449,8 +447,12 @@ class GuidancePanel(QWidget):
             self.draft.apply({"scheduler": relative}, Source.MODEL)
 
     def _update_applicability(self) -> None:
-        """Controls the mode or the model's family does not use are disabled, and say why."""
+        """Controls the mode or the model's family does not use are hidden or disabled, and
+        say why. An upscale reads no size or batch (one picture in, one out, at the
+        picture's size); the ×4 upscaler runs its own steps, sampler and CFG (the line in
+        the Upscale section says which), while the hires fix runs the generator with them."""
         upscaling = self.draft.mode is Mode.UPSCALE
+        own_settings = self.upscaler_runs_its_own_settings()
         guidance = self._family.guidance if self._family else None
         label = self._family.label if self._family else ""
         cfg_note = ""
@@ -461,10 +463,16 @@ class GuidancePanel(QWidget):
             )
         elif guidance is not None and not guidance.scale:
             cfg_note = f"{label} is distilled to run unguided: a guidance scale does nothing."
-        for widget in (self.steps, self.cfg_scale, self.scheduler, self.batch_size):
-            widget.setEnabled(not upscaling)
-            widget.setToolTip(_UPSCALE_TIP if upscaling else widget.property("usualTip"))
-        if not upscaling and cfg_note:
+        form = self._generation_form
+        for widget in (self.steps, self.cfg_scale, self.scheduler):
+            form.setRowVisible(widget, not own_settings)
+            widget.setEnabled(True)
+            widget.setToolTip(widget.property("usualTip"))
+        form.setRowVisible(self.batch_size, not upscaling)
+        form.setRowVisible(self._size_row, not upscaling)
+        self.advanced.setEnabled(not own_settings)
+        self.classifier.setEnabled(not own_settings)  # it steers the hires pass too
+        if cfg_note:
             self.cfg_scale.setToolTip(cfg_note)
             self.cfg_scale.setEnabled(bool(guidance and guidance.scale))
         rescale = guidance is None or guidance.cfg_rescale
@@ -501,21 +509,16 @@ class GuidancePanel(QWidget):
         self.strength.setVisible(uses_strength)
         self._strength_label.setVisible(uses_strength)
         self.inpaint_box.setVisible(mode is Mode.INPAINT)
-        upscaling = mode is Mode.UPSCALE
-        # An upscale job enlarges the canvas image with the upscaler's own settings (its
-        # card's steps, sampler and CFG, which the metadata records): the generation knobs
-        # do not apply, and say so rather than seem to.
         self._update_applicability()
-        self.width_box.setEnabled(not upscaling)
-        for widget in (self.height_box, self.swap, self.presets):
-            widget.setEnabled(not upscaling)
-        self.advanced.setEnabled(not upscaling)
-        self.classifier.setEnabled(not upscaling)
         self._show_padding()
 
     def _show_padding(self) -> None:
         """The padding applies to 'only the masked area': shown only with it."""
         self._inpaint_form.setRowVisible(self.padding, bool(self.draft["inpaint_only_masked"]))
+
+    def upscaler_runs_its_own_settings(self) -> bool:
+        """The Upscale mode's ×4 upscaler: its card's steps, sampler and CFG run."""
+        return self.draft.mode is Mode.UPSCALE and self.upscaler_choice() is Upscaler.X4
 
     def upscaler_choice(self) -> Upscaler | None:
         """The upscaler the next job runs in the current mode."""
