@@ -114,6 +114,17 @@ def test_send_to_inpaint_sets_the_canvas_mode_and_size(qtbot, make_window, out_d
     assert window.canvas.image().size == (40, 24)
 
 
+def test_send_to_a_mode_the_model_has_not_says_so_and_changes_nothing(  # noqa: ANN001
+    qtbot, make_window, out_dir
+):
+    paths = _fill(out_dir, 1)
+    window = make_window()
+    _listed(qtbot, window).select(paths[0])
+    window.gallery.sendRequested.emit(paths[0], Mode.EDIT)  # the context menu's Send to Edit
+    assert window.mode() is Mode.TEXT_TO_IMAGE
+    assert window.status.text() == "SD 1.x models have no Edit mode."
+
+
 def test_delete_moves_the_file_to_the_trash(qtbot, make_window, out_dir, tmp_path):  # noqa: ANN001
     paths = _fill(out_dir, 2)
     window = make_window()

@@ -35,6 +35,14 @@ _USES = (
 )
 
 
+def mode_refusal(model: str, mode: Mode) -> str:
+    """Why `mode` cannot be used with `model` (its family has no pipeline for it), or ""."""
+    family = model_family(model)
+    if family is None or family.offers(mode.value):
+        return ""
+    return f"{family.label} models have no {mode.label} mode."
+
+
 class Intake(QObject):
     def __init__(
         self,
@@ -134,7 +142,12 @@ class Intake(QObject):
 
     def use_as_input(self, image: Image.Image, mode: Mode, name: str = "") -> None:
         """An image becomes the input of a mode: the canvas shows it, and the size keeps the
-        model's native area in the image's shape (a photo on a 64-pixel model stays small)."""
+        model's native area in the image's shape (a photo on a 64-pixel model stays small).
+        A mode the model has not (the gallery's "Send to Edit" on SD) is said, and nothing
+        changes: the window would sit on a greyed mode that Generate refuses."""
+        if why := mode_refusal(str(self.draft["model"]), mode):
+            self.say(why)
+            return
         values: dict[str, Any] = {"mode": mode.value}
         if mode is not Mode.UPSCALE:
             native = model_defaults(self.draft["model"]).get("width")

@@ -60,7 +60,7 @@ from studio.ui.dialogs import SettingsDialog, ShortcutsDialog, StudioSettings
 from studio.ui.gallery import GalleryPanel
 from studio.ui.icons import themed_section
 from studio.ui.image_input import takes_drop
-from studio.ui.intake import Intake
+from studio.ui.intake import Intake, mode_refusal
 from studio.ui.job_view import JobView
 from studio.ui.live_mode import LiveMode, LiveView
 from studio.ui.noising_view import NoisingView
@@ -454,9 +454,8 @@ class MainWindow(QMainWindow):
         """Switch to `mode`, unless the model has no pipeline for it (Ctrl+2 on Flux.2
         Klein): then say so, and stay."""
         mode = Mode(mode)
-        family = model_family(str(self.draft["model"]))
-        if family is not None and not family.offers(mode.value):
-            self.status.say(f"{family.label} models have no {mode.label} mode.")
+        if why := mode_refusal(str(self.draft["model"]), mode):
+            self.status.say(why)
             return
         self.draft.set("mode", mode.value)
 
