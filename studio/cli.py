@@ -18,7 +18,7 @@ from typing import Any
 
 from studio.core.errors import BadInput, UserError
 from studio.core.formats import SaveFormat
-from studio.core.text import printable, terminal_json
+from studio.core.text import os_reason, printable, terminal_json
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -1242,7 +1242,7 @@ class _StderrProgress:
             try:  # whole or not at all, as every image the studio writes
                 write_atomically(target, lambda handle: picture.save(handle, format="PNG"))
             except OSError as e:
-                reason = (e.strerror or e.__class__.__name__).lower()
+                reason = os_reason(e)
                 raise SaveError(
                     f"A step's preview could not be saved in '{printable(str(target.parent))}' "
                     f"({reason})."
@@ -1326,7 +1326,7 @@ def _run_and_save(request: Any, args: argparse.Namespace) -> int:
     try:  # never over an existing file: one that appeared meanwhile gets a -1 name
         save_result(result, chosen, stem, save_as=save_as, saved=lambda path: print(path))
     except OSError as e:
-        reason = (e.strerror or e.__class__.__name__).lower()
+        reason = os_reason(e)
         raise SaveError(
             f"The image could not be saved in '{printable(str(chosen))}' ({reason})."
         ) from None
@@ -1376,35 +1376,24 @@ def _holds_no_steps(folder: Path) -> None:
 
 
 def _writable_folder(folder: Path, option: str) -> None:
-    """`folder` made if need be, and a file written into it and removed again: a folder
-    that is read-only, or a file where a folder should be, is one sentence before any work."""
-    shown = printable(str(folder))
-    blocking = next((p for p in (folder, *folder.parents) if p.exists()), None)
-    if blocking is not None and not blocking.is_dir():
-        raise UsageError(
-            f"{option} names a folder inside '{printable(str(blocking))}', which is a file."
-        )
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        reason = (e.strerror or e.__class__.__name__).lower()
-        raise UsageError(f"{option} names a folder that cannot be made ({reason}).") from None
-    import tempfile
+    """A folder the images cannot be saved in is one sentence, before any work."""
+    from studio.core.saving import folder_problem
 
-    try:
-        handle, probe = tempfile.mkstemp(prefix=".partial-", dir=folder)
-        os.close(handle)
-        os.unlink(probe)
-    except OSError as e:
-        reason = (e.strerror or e.__class__.__name__).lower()
-        raise UsageError(f"{option}: '{shown}' cannot be written into ({reason}).") from None
+    if problem := folder_problem(folder):
+        raise UsageError(f"{option}: {problem}.")
 
 
 def _never_replaced(folder: Path, stem: str, save_as: SaveFormat, images: int) -> None:
     """--out FILE names a file that does not exist yet (or, for a batch, FILE-1, FILE-2…
     do not): the studio never replaces an image."""
     names = [stem] if images == 1 else [f"{stem}-{n}" for n in range(1, images + 1)]
-    taken = [name + save_as.suffix for name in names if (folder / (name + save_as.suffix)).exists()]
+    try:
+        taken = [n + save_as.suffix for n in names if (folder / (n + save_as.suffix)).exists()]
+    except OSError as e:  # a name longer than the file system takes
+        raise UsageError(
+            f"--out: '{printable(stem + save_as.suffix)}' cannot be a file's name here "
+            f"({os_reason(e)})."
+        ) from None
     if taken:
         raise UsageError(
             f"'{printable(taken[0])}' exists already and is never replaced: give --out another "

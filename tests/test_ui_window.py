@@ -3,8 +3,11 @@ thread (studio-tiny when shipped, else a random tiny pipeline), cancel, close, e
 
 from __future__ import annotations
 
+import errno
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -353,6 +356,9 @@ def test_the_timeline_exports_a_jobs_steps_as_an_animation(qtbot, window, tmp_pa
         assert animation.n_frames == 3  # two steps, then the result held
         assert animation.info.get("loop") == 0
     assert window.status.text() == f"Saved the steps as steps{suffix}."
+    # a folder that is not there is one sentence, not the system's error with a temporary name
+    assert window.jobs.export_steps(tmp_path / "gone" / f"steps{suffix}") is None
+    assert window.banner.text() == f"steps{suffix} could not be saved (no such file or directory)."
 
 
 def test_images_are_saved_in_the_format_chosen_in_settings(qtbot, window, out_dir):  # noqa: ANN001
@@ -394,7 +400,9 @@ def test_a_picture_that_cannot_be_saved_stays_on_the_canvas_to_export(
     assert window.save_as_action.shortcut() == QKeySequence(QKeySequence.StandardKey.SaveAs)
 
 
-def test_settings_refuse_a_file_as_the_output_folder(qtbot, window, out_dir, tmp_path):  # noqa: ANN001
+def test_settings_refuse_a_file_as_the_output_folder(  # noqa: ANN001
+    qtbot, window, out_dir, tmp_path, monkeypatch
+):
     from studio.ui.dialogs import StudioSettings
 
     taken = tmp_path / "t1.png"
@@ -402,7 +410,24 @@ def test_settings_refuse_a_file_as_the_output_folder(qtbot, window, out_dir, tmp
     window.apply_settings(StudioSettings(taken, window.engine_settings(), "dark"))
     assert window.controller.output_dir == out_dir and window.settings.output_dir() == out_dir
     assert window.banner.text() == (
-        f"{taken} is a file, not a folder: images are still saved in {out_dir}."
+        f"The output folder '{taken}' is a file, not a folder: images are still saved in "
+        f"'{out_dir}'."
+    )
+    # nor a folder it cannot write into: said when chosen, not after the first image
+    locked = tmp_path / "locked"
+    real = tempfile.mkstemp
+
+    def refused(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - read-only, even for root
+        if Path(kwargs.get("dir", "")) == locked:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    window.apply_settings(StudioSettings(locked, window.engine_settings(), "dark"))
+    assert window.controller.output_dir == out_dir
+    assert window.banner.text() == (
+        f"The output folder '{locked}' cannot be written into (permission denied): images are "
+        f"still saved in '{out_dir}'."
     )
 
 

@@ -20,7 +20,7 @@ from studio.core.formats import PNG, SaveFormat
 from studio.core.jobs import GenerationResult, Job, Stage
 from studio.core.request import HIRES_FACTOR, Control, GenerationRequest, Mode
 from studio.core.schedulers import a1111_sampler
-from studio.core.text import printable
+from studio.core.text import os_reason, printable
 
 log = logging.getLogger(__name__)
 
@@ -321,12 +321,36 @@ def save_job_result(result: GenerationResult, job: Job) -> None:
         result.unsaved = _not_saved(job.output_dir, e)
 
 
+def folder_problem(folder: Path) -> str:
+    """Why images cannot be saved in `folder`, as a clause naming it ("" when they can):
+    it is made if need be, and a file is written into it and removed again. Asked before
+    any work (the command line's --out, Settings' output folder): a result that cannot be
+    saved is minutes lost."""
+    shown = printable(str(folder))
+    try:
+        blocking = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if blocking == folder and not folder.is_dir():
+            return f"'{shown}' is a file, not a folder"
+        if blocking is not None and not blocking.is_dir():
+            return f"'{shown}' would be inside '{printable(str(blocking))}', which is a file"
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a name too long, a parent that may not be read
+        return f"'{shown}' cannot be made ({os_reason(e)})"
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".partial-", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as e:
+        return f"'{shown}' cannot be written into ({os_reason(e)})"
+    return ""
+
+
 def _not_saved(folder: Path, error: OSError) -> str:
     where = printable(str(folder))
     if folder.exists() and not folder.is_dir():
         reason = "that is a file, not a folder"
     else:
-        reason = (error.strerror or error.__class__.__name__).lower()
+        reason = os_reason(error)
     return (
         f"The image could not be saved in {where} ({reason}): it is on the canvas, and "
         "File → Save image as… saves it elsewhere."

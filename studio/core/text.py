@@ -34,6 +34,12 @@ def printable(text: str, limit: int = 2000) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def os_reason(error: OSError) -> str:
+    """Why the system refused, as words for the end of a sentence: "read-only file system",
+    "file name too long" (the error's class name when it has no text)."""
+    return (error.strerror or error.__class__.__name__).lower()
+
+
 # In JSON every C0 control is escaped already; DEL, the C1 controls (some terminals take
 # 0x9b as an escape) and bidirectional overrides are not.
 _JSON_UNSAFE = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")

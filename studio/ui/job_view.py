@@ -20,7 +20,7 @@ from studio.core.formats import SaveFormat
 from studio.core.jobs import GenerationResult, JobRecord, StepProgress
 from studio.core.request import Mode
 from studio.core.saving import default_stem, save_image
-from studio.core.text import printable
+from studio.core.text import os_reason, printable
 from studio.ui.canvas import ImageCanvas
 from studio.ui.controller import JobController
 from studio.ui.gallery import GalleryPanel
@@ -193,8 +193,11 @@ class JobView(QObject):
         previews = [frame.preview for frame in record.timeline() if frame.stage == "generate"]
         try:
             written = write_animation(previews, record.result.images[0], path)
-        except (UserError, OSError) as e:
-            self.show_error(str(e) if isinstance(e, UserError) else f"{path.name}: {e}")
+        except UserError as e:
+            self.show_error(str(e))
+            return None
+        except OSError as e:
+            self.show_error(f"{printable(path.name)} could not be saved ({os_reason(e)}).")
             return None
         self.status.say(f"Saved the steps as {written.name}.")
         return written
@@ -222,8 +225,7 @@ class JobView(QObject):
                 overwrite=True, stages=result.stages, save_as=save_as,
             )  # fmt: skip
         except OSError as e:
-            reason = (e.strerror or e.__class__.__name__).lower()
-            self.show_error(f"{printable(path.name)} could not be saved ({reason}).")
+            self.show_error(f"{printable(path.name)} could not be saved ({os_reason(e)}).")
             return None
         self.status.say(f"Saved {written.name}.")
         return written

@@ -47,6 +47,7 @@ from studio.core.catalog import ModelError, model_defaults, model_family
 from studio.core.draft import UPSCALE_METHOD, Draft, Source
 from studio.core.imaging import ImageLoadError, file_dialog_filter, open_image
 from studio.core.request import GenerationRequest, Mode
+from studio.core.saving import folder_problem
 from studio.core.settings import EngineSettings
 from studio.core.state import notice, take_notices
 from studio.core.text import printable
@@ -725,11 +726,11 @@ class MainWindow(QMainWindow):
     def apply_settings(self, chosen: StudioSettings) -> None:
         """Persist the dialog's choices and apply them: the engine takes new settings between
         jobs (reloading its model only when placement changed), the gallery its folder."""
-        if chosen.output_dir.exists() and not chosen.output_dir.is_dir():
+        changed = chosen.output_dir != self.controller.output_dir
+        if changed and (problem := folder_problem(chosen.output_dir)):
             kept = self.controller.output_dir
             self.show_error(
-                f"{printable(str(chosen.output_dir))} is a file, not a folder: images are "
-                f"still saved in {printable(str(kept))}."
+                f"The output folder {problem}: images are still saved in '{printable(str(kept))}'."
             )
             chosen = dataclasses.replace(chosen, output_dir=kept)
         self.settings.set_output_dir(chosen.output_dir)

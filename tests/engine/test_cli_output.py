@@ -54,7 +54,20 @@ def test_a_file_where_the_folder_should_be_is_one_sentence(tiny_sd, tmp_path, ca
     Image.new("RGB", (8, 8)).save(picture)
     code, out, err = run(_generate(tiny_sd, picture / "out.png"), capsys)
     assert code == 2 and out == ""
-    assert "a folder inside" in _one_line_before_any_work(err) and "which is a file" in err
+    line = _one_line_before_any_work(err)
+    assert line == f"studio: --out: '{picture}' is a file, not a folder."
+    code, _, err = run(_generate(tiny_sd, picture / "deeper" / "out.png"), capsys)
+    line = _one_line_before_any_work(err)
+    assert (
+        line
+        == f"studio: --out: '{picture / 'deeper'}' would be inside '{picture}', which is a file."
+    )
+    # a file name longer than the file system takes
+    code, out, err = run(_generate(tiny_sd, tmp_path / ("a" * 300 + ".png")), capsys)
+    assert code == 2 and out == ""
+    assert _one_line_before_any_work(err).endswith(
+        "cannot be a file's name here (file name too long)."
+    )
 
 
 def test_a_folder_that_cannot_be_written_into_is_one_sentence(
