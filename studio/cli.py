@@ -967,7 +967,13 @@ def _classifier_guidance(option: str | None, model: str) -> dict[str, object]:
 
 def _with_loras(prompt: str, options: list[str]) -> str:
     """--lora NAME[:WEIGHT] as the prompt tag A1111 writes, so the metadata keeps it."""
-    from studio.core.prompt_tags import LoraTag, split_lora_tags, with_lora_tags
+    from studio.core.prompt_tags import (
+        LoraTag,
+        split_lora_tags,
+        usable_weight,
+        weight_range_words,
+        with_lora_tags,
+    )
 
     if not options:
         return prompt
@@ -986,6 +992,8 @@ def _with_loras(prompt: str, options: list[str]) -> str:
                 f"--lora takes NAME[:WEIGHT], the weight a number such as 0.8: not "
                 f"'{printable(option)}'."
             )
+        if not usable_weight(value):
+            raise UsageError(f"--lora: {weight_range_words()}, not {value:g}.")
         tags.append(LoraTag(name, value))
     return with_lora_tags(prompt, tags)
 

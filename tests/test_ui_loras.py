@@ -77,6 +77,9 @@ def test_the_panel_lists_loras_and_keeps_the_prompt_in_sync(make_window, lora_di
     window.prompt_panel.set_prompts("<lora:pixel-art-xl:0.7> a cat <lora:gone:1>", "")
     assert list(panel.rows) == ["pixel-art-xl", "gone"]
     assert panel.rows["pixel-art-xl"].slider.value() == pytest.approx(0.7)
+    window.prompt_panel.set_prompts("<lora:pixel-art-xl:3.5> a cat <lora:gone:1>", "")
+    assert panel.rows["pixel-art-xl"].slider.value() == pytest.approx(3.5)  # beyond ±2 too
+    window.prompt_panel.set_prompts("<lora:pixel-art-xl:0.7> a cat <lora:gone:1>", "")
     assert panel.rows["gone"].label.objectName() == "warning"
     assert panel.text() == "LoRAs (1 active, 1 not found)"  # "2 active", though one runs
     panel.rows["gone"].remove.click()

@@ -22,6 +22,9 @@ _NUMBER = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 _TAG = re.compile(rf"<(lora|lyco):([^:<>]+?)(?::\s*({_NUMBER})\s*)?(?::\s*({_NUMBER})\s*)?>", re.I)
 # anything written as a LoRA tag, read or not
 _ANY_TAG = re.compile(r"<(lora|lyco):[^<>]*>", re.I)
+# the weights a LoRA is drawn at: artists go to ±2 or 3; far beyond, the denoising goes out
+# of range (not a number) after minutes, with advice about the CFG scale
+WEIGHT_LIMIT = 10.0
 
 
 @dataclass(frozen=True)
@@ -76,23 +79,35 @@ def repeated_lora_note(prompt: str) -> str:
 
 def unreadable_lora_tags(prompt: str) -> list[str]:
     """The prompt's LoRA tags that name no LoRA with a weight the studio can use
-    (`<lora:x:abc>`, `<lora:x:nan>`, `<lora:>`, A1111's `te=` form): without this they would
-    be read as words and the LoRA left out."""
+    (`<lora:x:abc>`, `<lora:x:nan>`, `<lora:x:1e9>`, `<lora:>`, A1111's `te=` form): without
+    this they would be read as words and the LoRA left out, or run into a black picture."""
     bad = []
     for match in _ANY_TAG.finditer(prompt):
         tag = _TAG.fullmatch(match.group(0))
         weights = [w for w in (tag.group(3), tag.group(4)) if w is not None] if tag else []
-        if tag is None or not tag.group(2).strip() or not all(_finite(w) for w in weights):
+        if tag is None or not tag.group(2).strip() or not all(_usable(w) for w in weights):
             bad.append(match.group(0))
     return bad
 
 
 def unreadable_tag_sentence(tag: str) -> str:
     """What to say of a tag `unreadable_lora_tags` found."""
+    read = _TAG.fullmatch(tag)
+    weights = [w for w in (read.group(3), read.group(4)) if w is not None] if read else []
+    if read and read.group(2).strip() and all(_finite(w) for w in weights):
+        return f"The LoRA tag {tag} has a weight out of range: {weight_range_words()}."
     return (
         f"The LoRA tag {tag} cannot be read: write it as <lora:NAME:WEIGHT>, the weight a "
         "number such as 0.8."
     )
+
+
+def weight_range_words() -> str:
+    return f"a LoRA's weight is between {-WEIGHT_LIMIT:g} and {WEIGHT_LIMIT:g}"
+
+
+def usable_weight(weight: float) -> bool:
+    return math.isfinite(weight) and abs(weight) <= WEIGHT_LIMIT
 
 
 def _finite(text: str) -> bool:
@@ -100,6 +115,10 @@ def _finite(text: str) -> bool:
         return math.isfinite(float(text))
     except ValueError:
         return False
+
+
+def _usable(text: str) -> bool:
+    return _finite(text) and usable_weight(float(text))
 
 
 def with_lora_tags(prompt: str, tags: list[LoraTag]) -> str:

@@ -16,7 +16,7 @@ from studio.core.request import GenerationRequest
     ("prompt", "weight"),
     [
         ("x <lora:ink:1e-05>", 1e-05),  # how "{:g}" writes a small weight: LoraTag.tag() does
-        ("x <lora:ink:1e+09>", 1e9),
+        ("x <lora:ink:1e+01>", 10.0),  # the largest weight drawn
         ("x <lora:ink:+0.5>", 0.5),
         ("x <lora:ink: 0.3>", 0.3),
         ("x <lora:ink:-.5:0.2>", -0.5),
@@ -50,5 +50,22 @@ def test_lora_with_a_weight_that_is_not_one_is_refused_before_any_work(
     err = capsys.readouterr().err
     assert code == 2 and err == (
         f"studio: --lora takes NAME[:WEIGHT], the weight a number such as 0.8: not '{option}'.\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("tag", ["<lora:ink:1e9>", "<lora:ink:-10.5>", "<lora:ink:1:-1e6>"])
+def test_a_weight_out_of_range_is_one_sentence_before_any_work(tag: str, tmp_path, capsys) -> None:
+    """Far beyond ±2 the denoising goes out of range after minutes, with advice about the
+    CFG scale: said before, naming the weight."""
+    expected = (
+        f"The LoRA tag {tag} has a weight out of range: a LoRA's weight is between -10 and 10."
+    )
+    with pytest.raises(BadInput, match="out of range") as refused:
+        GenerationRequest(prompt=f"a cat {tag}").validate()
+    assert str(refused.value) == expected
+    code = main(["generate", "a cat", "--lora", "ink:-11", "--out", str(tmp_path / "x.png")])
+    assert code == 2 and capsys.readouterr().err == (
+        "studio: --lora: a LoRA's weight is between -10 and 10, not -11.\n"
     )
     assert list(tmp_path.iterdir()) == []

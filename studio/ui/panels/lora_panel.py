@@ -24,7 +24,12 @@ from superqt import QLabeledDoubleSlider
 
 from studio.core import loras
 from studio.core.draft import Draft, Source
-from studio.core.prompt_tags import remove_lora_tag, set_lora_weight, split_lora_tags
+from studio.core.prompt_tags import (
+    WEIGHT_LIMIT,
+    remove_lora_tag,
+    set_lora_weight,
+    split_lora_tags,
+)
 from studio.core.text import printable
 from studio.ui.bind import follow
 
@@ -43,10 +48,9 @@ class ActiveLoraRow(QWidget):
         self.label = QLabel(printable(name))
         self.label.setMinimumWidth(60)
         self.slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
-        self.slider.setRange(*WEIGHT_RANGE)
         self.slider.setSingleStep(0.05)
         self.slider.setDecimals(2)
-        self.slider.setValue(weight)
+        self.show_weight(weight)
         self.slider.setToolTip("The LoRA's weight: 0 leaves the model as it is, below 0 inverts it")
         self.remove = QToolButton()
         self.remove.setText("✕")
@@ -61,6 +65,13 @@ class ActiveLoraRow(QWidget):
         layout.addWidget(self.remove)
         self.slider.valueChanged.connect(lambda value: panel.set_weight(name, value))
         self.remove.clicked.connect(lambda: panel.remove(name))
+
+    def show_weight(self, weight: float) -> None:
+        """The weight on the slider: its usual range, widened to a weight the prompt gives
+        beyond it (up to the weights a LoRA is drawn at), so that it shows as it is."""
+        low = max(-WEIGHT_LIMIT, min(WEIGHT_RANGE[0], weight))
+        self.slider.setRange(low, min(WEIGHT_LIMIT, max(WEIGHT_RANGE[1], weight)))
+        self.slider.setValue(weight)
 
 
 class LoraPanel(QWidget):
@@ -178,11 +189,11 @@ class LoraPanel(QWidget):
             self._rebuild(tags)
         else:  # the same LoRAs: only weights move (no rebuild under a dragged slider)
             for tag in tags:
-                slider = self.rows[tag.name].slider
-                if abs(slider.value() - tag.weight) > 1e-6:
-                    slider.blockSignals(True)
-                    slider.setValue(tag.weight)
-                    slider.blockSignals(False)
+                row = self.rows[tag.name]
+                if abs(row.slider.value() - tag.weight) > 1e-6:
+                    row.slider.blockSignals(True)
+                    row.show_weight(tag.weight)
+                    row.slider.blockSignals(False)
         # a tag whose file is not here runs nothing: not counted as active, said apart
         missing = sum(not row.found for row in self.rows.values())
         counts = [f"{len(self.rows) - missing} active"] if len(self.rows) > missing else []
