@@ -1027,13 +1027,12 @@ def _upscale(args: argparse.Namespace) -> int:
 
 
 def _carried_prompt(image: Path) -> str:
-    """The prompt an image's parameters hold, its LoRA tags left out (they are the
-    generator's, not the upscaler's): what it shows, in its maker's words. "" without any."""
-    from studio.core.prompt_tags import split_lora_tags
+    """What the picture carries to guide its upscale (core.restore.carried_prompt)."""
+    from studio.core.restore import carried_prompt
     from studio.metadata import MetadataError, read_parameters
 
     try:
-        return split_lora_tags(read_parameters(image).prompt or "")[0]
+        return carried_prompt(read_parameters(image))
     except MetadataError:
         return ""
 

@@ -125,6 +125,28 @@ def test_send_to_a_mode_the_model_has_not_says_so_and_changes_nothing(  # noqa: 
     assert window.status.text() == "SD 1.x models have no Edit mode."
 
 
+def test_an_upscale_is_guided_by_the_prompt_the_picture_carries(  # noqa: ANN001
+    qtbot, make_window, out_dir
+):
+    """As `studio upscale` is: the same file upscales alike from the window and the command
+    line. Its LoRA tags are the generator's, left out; a prompt written is kept."""
+    request = GenerationRequest(prompt="a red circle <lora:ink:0.5>", width=40, height=24)
+    path = save_image(Image.new("RGB", (40, 24)), request, 1, out_dir, stem="carried")
+    window = make_window()
+    window.prompt_panel.set_prompts("", "")
+    _listed(qtbot, window).select(path)
+    window.gallery.buttons["upscale"].click()
+    assert window.mode() is Mode.UPSCALE and window.draft["prompt"] == "a red circle"
+    assert window.status.text() == (
+        "carried.png is the input of Upscale (the prompt it carries guides the upscale)."
+    )
+    window.set_mode(Mode.TEXT_TO_IMAGE)
+    window.prompt_panel.set_prompts("a blue square", "")
+    window.intake.open_file(path)  # opened, then "Upscale" on the banner
+    window.banner.buttons[window.banner.actions_shown().index("Upscale")].click()
+    assert window.mode() is Mode.UPSCALE and window.draft["prompt"] == "a blue square"
+
+
 def test_delete_moves_the_file_to_the_trash(qtbot, make_window, out_dir, tmp_path):  # noqa: ANN001
     paths = _fill(out_dir, 2)
     window = make_window()

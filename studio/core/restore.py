@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from studio.core.prompt_tags import split_lora_tags
 from studio.core.schedulers import closest_scheduler
 from studio.core.text import printable
 from studio.metadata import ImageParameters
@@ -22,6 +23,12 @@ SOURCE_NAMES = {
     "fooocus": "Fooocus",
     "novelai": "NovelAI",
 }
+
+
+def carried_prompt(parameters: ImageParameters | None) -> str:
+    """The prompt a picture carries, its LoRA tags left out (they are the generator's, not
+    an upscaler's): what an upscale of it is guided by when no prompt is given. "" if none."""
+    return split_lora_tags(parameters.prompt or "")[0] if parameters is not None else ""
 
 
 @dataclass

@@ -18,7 +18,7 @@ from studio.core.catalog import ModelError, model_defaults, model_family, resolv
 from studio.core.draft import Applied, Draft, Source
 from studio.core.imaging import ImageLoadError, input_size, open_image
 from studio.core.request import Mode
-from studio.core.restore import RestorePlan, plan_restore
+from studio.core.restore import RestorePlan, carried_prompt, plan_restore
 from studio.core.text import printable
 from studio.metadata import ImageParameters
 from studio.ui.banner import Banner
@@ -89,7 +89,7 @@ class Intake(QObject):
 
         def offer(parameters: ImageParameters | None, _why: str) -> None:
             plan = plan_restore(parameters) if parameters is not None else None
-            self._offer(image, about, plan, name)
+            self._offer(image, about, plan, name, carried_prompt(parameters))
 
         self.reader.read(path, offer)  # at once for a small file, else when read
         return True
@@ -122,7 +122,14 @@ class Intake(QObject):
         about = f"A pasted image ({image.width()}×{image.height()})"
         self._offer(picture, about, None, "")
 
-    def _offer(self, image: Image.Image, about: str, plan: RestorePlan | None, name: str) -> None:
+    def _offer(
+        self,
+        image: Image.Image,
+        about: str,
+        plan: RestorePlan | None,
+        name: str,
+        carried: str = "",
+    ) -> None:
         actions: list[tuple[str, Callable[[], Any]]] = []
         if plan is not None:
             actions.append(("Restore parameters", lambda: self.restore(plan, name)))
@@ -131,7 +138,7 @@ class Intake(QObject):
         offered = [use for use in _USES if family is None or family.offers(use[1].value)]
         uses = sorted(offered, key=lambda use: use[1] is not current)  # the current mode first
         for label, mode in uses:
-            actions.append((label, lambda m=mode: self.use_as_input(image, m, name)))
+            actions.append((label, lambda m=mode: self.use_as_input(image, m, name, carried)))
         if plan is None:
             self.banner.offer(f"{about}. Use it for:", actions)
         else:
@@ -140,15 +147,22 @@ class Intake(QObject):
 
     # -- uses -----------------------------------------------------------------------------
 
-    def use_as_input(self, image: Image.Image, mode: Mode, name: str = "") -> None:
+    def use_as_input(
+        self, image: Image.Image, mode: Mode, name: str = "", carried: str = ""
+    ) -> None:
         """An image becomes the input of a mode: the canvas shows it, and the size keeps the
         model's native area in the image's shape (a photo on a 64-pixel model stays small).
-        A mode the model has not (the gallery's "Send to Edit" on SD) is said, and nothing
-        changes: the window would sit on a greyed mode that Generate refuses."""
+        An upscale with no prompt written is guided by the prompt the picture carries
+        (`carried`), as `studio upscale` is. A mode the model has not (the gallery's "Send
+        to Edit" on SD) is said, and nothing changes: the window would sit on a greyed mode
+        that Generate refuses."""
         if why := mode_refusal(str(self.draft["model"]), mode):
             self.say(why)
             return
         values: dict[str, Any] = {"mode": mode.value}
+        guided = mode is Mode.UPSCALE and bool(carried) and not str(self.draft["prompt"]).strip()
+        if guided:
+            values["prompt"] = carried
         if mode is not Mode.UPSCALE:
             native = model_defaults(self.draft["model"]).get("width")
             values["width"], values["height"] = input_size(image.size, native)
@@ -157,7 +171,8 @@ class Intake(QObject):
         self.canvas.fit_to_view()
         self.input_changed()
         what = f"{name} is" if name else "The image is"
-        self.say(f"{what} the input of {mode.label}.")
+        also = " (the prompt it carries guides the upscale)" if guided else ""
+        self.say(f"{what} the input of {mode.label}{also}.")
 
     def send(self, path: Path, mode: Mode) -> None:
         """The gallery's "send to": that file as the input of that mode."""
@@ -166,7 +181,11 @@ class Intake(QObject):
         except ImageLoadError as e:
             self.show_error(str(e))
             return
-        self.use_as_input(image, mode, printable(path.name))
+
+        def use(parameters: ImageParameters | None, _why: str) -> None:
+            self.use_as_input(image, mode, printable(path.name), carried_prompt(parameters))
+
+        self.reader.read(path, use)  # at once for a small file, else when read
 
     # -- parameters -------------------------------------------------------------------------
 
