@@ -174,6 +174,16 @@ def test_the_upscale_mode_shows_the_model_that_will_run(make_window):  # noqa: A
     assert window.upscaler_picker.isVisible() and not window.model_picker.isVisible()
 
 
+def test_the_window_keeps_to_900_pixels_after_a_job(qtbot, window):  # noqa: ANN001
+    """README: at 900×600 the canvas keeps its room. The timeline's controls, shown after
+    the first job, made the window 1000 pixels wide at least."""
+    _generate(qtbot, window)
+    assert window.timeline.continue_button.isVisible()
+    window.resize(900, 600)
+    qtbot.waitUntil(lambda: window.width() <= 900 and window.height() <= 600, timeout=2000)
+    assert window.timeline.slider.width() >= 150
+
+
 def test_cancel_saves_nothing_and_the_next_job_runs(qtbot, window, out_dir):  # noqa: ANN001
     window.draft.edit({"steps": 150})
     steps: list[int] = []

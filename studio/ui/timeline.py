@@ -95,12 +95,14 @@ class Timeline(QWidget):
         # the label on a line of its own: what a step is and whether a branch from it
         # continues at once is the one thing here worth reading, and beside the slider and
         # the branch controls it was cut to "Step 3/6 · co…"
+        # The vary amount sits on that line too: beside the slider and "Continue from here"
+        # it made the row 420 px at least, and a 900-px window 1000 px wide after a job.
         top = QHBoxLayout()
         top.addWidget(self.label, 1)
+        top.addWidget(self.vary)
         top.addWidget(self.export_button)
         row = QHBoxLayout()
         row.addWidget(self.slider, 1)
-        row.addWidget(self.vary)
         row.addWidget(self.continue_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
