@@ -194,6 +194,22 @@ def test_the_settings_dialog_shows_the_stored_values(qtbot, tmp_path):  # noqa: 
     assert dialog.values().engine == replace(CHANGED, compile_unet=False, cuda_graphs=False)
 
 
+def test_the_settings_dialog_fits_a_laptop_screen(qtbot):  # noqa: ANN001
+    """On a 1366×768 screen OK and Cancel stay on it: what does not fit above them scrolls
+    (the dialog could not be made shorter than 787 pixels)."""
+    from PySide6.QtWidgets import QDialogButtonBox, QScrollArea
+
+    dialog = SettingsDialog(StudioSettings(Path("."), EngineSettings(), "dark"))
+    qtbot.addWidget(dialog)
+    dialog.show()
+    dialog.resize(1060, 700)  # 768 less the desktop's panel and the title bar
+    qtbot.waitUntil(lambda: dialog.height() == 700, timeout=2000)
+    ok = dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.StandardButton.Ok)
+    corner = ok.mapTo(dialog, ok.rect().bottomRight())
+    assert ok.isVisible() and dialog.rect().contains(corner)
+    assert dialog.findChild(QScrollArea).verticalScrollBar().maximum() > 0  # the rest scrolls
+
+
 def test_the_dialog_shows_what_each_speed_up_bought_when_benched_here(qtbot):  # noqa: ANN001
     from studio.core.speedup_figures import from_ladder, record
 

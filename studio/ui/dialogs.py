@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -14,12 +15,14 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -197,7 +200,9 @@ class SettingsDialog(QDialog):
         performance_box = self._build_performance(engine)
         _align_labels(studio_form, preview_form, backend_box.layout(), performance_box.layout())
         layout = QVBoxLayout(self)
-        columns = QHBoxLayout()
+        content = QWidget()
+        columns = QHBoxLayout(content)
+        columns.setContentsMargins(0, 0, 0, 0)
         left = QVBoxLayout()
         left.addWidget(studio_box)
         left.addWidget(preview_box)
@@ -206,15 +211,36 @@ class SettingsDialog(QDialog):
         left.addStretch(1)
         columns.addLayout(left, 5)
         columns.addWidget(self._build_memory_table(), 4)
-        layout.addLayout(columns)
+        # in a scroll area: the settings are taller than a 768-pixel laptop screen, and OK
+        # and Cancel below them must stay on it
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(content)
+        layout.addWidget(scroll, 1)
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
-        # The wrapped hint needs its height for this width, which a plain resize ignores.
-        self.resize(1060, layout.totalHeightForWidth(1060))
+        # The wrapped hint needs its height for this width, which a plain resize ignores;
+        # no taller than the screen has room for.
+        width = 1060
+        margins = layout.contentsMargins()
+        inner = width - margins.left() - margins.right()
+        height = (
+            columns.totalHeightForWidth(inner)
+            + buttons.sizeHint().height()
+            + layout.spacing()
+            + margins.top()
+            + margins.bottom()
+        )
+        screen = parent.screen() if parent is not None else QGuiApplication.primaryScreen()
+        if screen is not None:
+            room = screen.availableGeometry()
+            width, height = min(width, room.width()), min(height, room.height() - 40)
+        self.resize(width, height)
 
     def _build_backend(self, values: StudioSettings) -> QGroupBox:
         """Where jobs run: this machine, or the engines of a Ray cluster at an address."""
