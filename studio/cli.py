@@ -693,7 +693,7 @@ def _one_line(error: Exception) -> str:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from studio.core.catalog import model_defaults
+    from studio.core.catalog import model_defaults, model_family
     from studio.core.imaging import input_size, open_image
     from studio.core.request import DEFAULT_MODEL, GenerationRequest, Mode
 
@@ -731,7 +731,9 @@ def _generate(args: argparse.Namespace) -> int:
 
     default_w, default_h = defaults.get("width", 512), defaults.get("height", 512)
     if init_image is not None:  # the window's rule: the input's shape at the model's area
-        default_w, default_h = input_size(init_image.size, defaults.get("width"))
+        family = model_family(model)
+        step = family.size_step if family else None
+        default_w, default_h = input_size(init_image.size, defaults.get("width"), step)
     request = GenerationRequest(
         mode=mode,
         prompt=_with_loras(args.prompt, args.lora),

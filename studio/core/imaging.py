@@ -47,12 +47,15 @@ UNKNOWN_MODEL_SIDE = 1024  # the largest native size of the families the studio 
 MOST_ASPECT = 4.0
 
 
-def input_size(size: tuple[int, int], native_side: int | None) -> tuple[int, int]:
+def input_size(
+    size: tuple[int, int], native_side: int | None, step: int | None = None
+) -> tuple[int, int]:
     """The generation size for an input image: its shape at the model's native area (a
     512×400 photo on a 64-pixel model becomes 72×56, not a 512×400 job that gives noise),
     or its own size up to a megapixel when the model's size is not known; never thinner
-    than 1:4."""
-    from studio.core.request import snap_to_8
+    than 1:4; each side in the model's steps (`Family.size_step`: 16 for the transformer
+    families, whose size note would otherwise be about a size the studio chose itself)."""
+    from studio.core.request import SIDE_STEP, snap_side
 
     width, height = max(1, size[0]), max(1, size[1])
     if native_side:
@@ -60,7 +63,8 @@ def input_size(size: tuple[int, int], native_side: int | None) -> tuple[int, int
     else:  # a model of unknown size: the image's own, but never more than a megapixel
         area = min(float(width * height), float(UNKNOWN_MODEL_SIDE) ** 2)
     aspect = min(max(width / height, 1 / MOST_ASPECT), MOST_ASPECT)
-    return snap_to_8((area * aspect) ** 0.5), snap_to_8((area / aspect) ** 0.5)
+    step = step or SIDE_STEP
+    return snap_side((area * aspect) ** 0.5, step), snap_side((area / aspect) ** 0.5, step)
 
 
 PORTRAIT_RATIOS: tuple[tuple[int, int], ...] = ((2, 3), (3, 4), (9, 16))

@@ -165,7 +165,9 @@ class Intake(QObject):
             values["prompt"] = carried
         if mode is not Mode.UPSCALE:
             native = model_defaults(self.draft["model"]).get("width")
-            values["width"], values["height"] = input_size(image.size, native)
+            family = model_family(str(self.draft["model"]))
+            step = family.size_step if family else None
+            values["width"], values["height"] = input_size(image.size, native, step)
         self.draft.apply(values, Source.USER)
         self.canvas.set_image(image)
         self.canvas.fit_to_view()

@@ -253,17 +253,26 @@ def test_flux_guidance_is_written_and_read_as_forge_writes_it(flux, tmp_path, ca
 def test_a_size_the_family_does_not_make_runs_at_the_one_below_and_says_so(
     tmp_path, capsys
 ) -> None:
-    """SD 3 (and Z-Image) refuse sides that are not multiples of 16 in a ValueError; the
-    default size of an input image (its shape at the model's area, in steps of 8) could be one."""
+    """SD 3 (and Z-Image) refuse sides that are not multiples of 16 in a ValueError: a size
+    given off the steps runs at the one below, said; the size the studio derives from an
+    input image (its shape at the model's area) is in the family's steps already, with no
+    note about a size the artist never gave (helper-37)."""
     from tests.engine.tiny_families import build
 
     sd3 = str(build("sd3", tmp_path / "sd3"))
     capsys.readouterr()
     picture, target = tmp_path / "in.png", tmp_path / "out.png"
-    Image.new("RGB", (60, 44), "blue").save(picture)  # 72×56 at the model's 64-pixel area
+    Image.new("RGB", (60, 44), "blue").save(picture)  # 72×56 at the model's area in 8s
     args = ["generate", "a red circle", "--model", sd3, "--init-image", str(picture)]
     code, _, err = run([*args, "--steps", "2", "--out", str(target)], capsys)
     assert code == 0, err
-    assert "SD 3.x makes pictures in steps of 16 pixels: 72×56 runs as 64×48." in err.splitlines()
+    assert "steps of 16" not in err
     with Image.open(target) as image:
+        assert image.size == (80, 48) and "Size: 80x48" in image.text["parameters"]
+    given = tmp_path / "given.png"
+    sized = [*args, "--width", "72", "--height", "56", "--steps", "2"]
+    code, _, err = run([*sized, "--out", str(given)], capsys)
+    assert code == 0, err
+    assert "SD 3.x makes pictures in steps of 16 pixels: 72×56 runs as 64×48." in err.splitlines()
+    with Image.open(given) as image:
         assert image.size == (64, 48) and "Size: 64x48" in image.text["parameters"]
