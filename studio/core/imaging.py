@@ -117,6 +117,22 @@ def fit(image: Image.Image, width: int, height: int) -> Image.Image:
     return image
 
 
+STRETCH_TOLERANCE = 0.05  # shapes this close are a side's rounding to the model's steps
+
+
+def stretch_note(size: tuple[int, int], width: int, height: int) -> str:
+    """A sentence when `fit` stretches a picture of `size` to width×height out of its shape
+    (a 10:1 strip made at 1:4, the most a job takes; another size given); "" otherwise."""
+    given_w, given_h = max(1, size[0]), max(1, size[1])
+    change = (width / height) / (given_w / given_h)
+    if abs(change - 1) <= STRETCH_TOLERANCE:
+        return ""
+    return (
+        f"The input picture ({given_w}×{given_h}) is stretched to {width}×{height}: its shape "
+        "is not the job's."
+    )
+
+
 def pad_to_multiple(image: Image.Image, multiple: int) -> Image.Image:
     """The picture with its right and bottom edges repeated up to sides that are multiples
     of `multiple` (a network that cuts its input down to them then loses nothing of it)."""

@@ -312,6 +312,10 @@ class Engine:
             return self._denoise(pipe, request, call, seeds, "generate", timings)
 
         assert request.init_image is not None
+        if request.mode is not Mode.INPAINT:  # an inpaint keeps its picture's size
+            size = (request.width, request.height)
+            if note := imaging.stretch_note(request.init_image.size, *size):
+                self._note(note)
         if request.mode is Mode.EDIT:
             return self._edit(pipe, request, common, seeds, timings)
         if request.mode is Mode.IMAGE_TO_IMAGE:

@@ -259,6 +259,31 @@ def test_an_inputs_size_follows_the_same_rule_as_in_the_window(tmp_path, capsys)
         assert Image.open(out).size == expected
 
 
+def test_an_input_stretched_out_of_its_shape_is_said(tmp_path, capsys) -> None:
+    """A 10:1 strip is made at 1:4 (the most a job takes), and a size given of another
+    shape stretches the picture too: said, where a picture of the job's shape is not."""
+    from studio.core.catalog import is_installed
+
+    if not is_installed("studio-tiny"):
+        pytest.skip("the embedded model is not built yet")
+    strip, square = tmp_path / "strip.png", tmp_path / "square.png"
+    Image.new("RGB", (1000, 100), "blue").save(strip)
+    Image.new("RGB", (60, 60), "blue").save(square)
+    said = "The input picture (1000×100) is stretched to 128×32: its shape is not the job's."
+    args = ["generate", "a red circle", "--steps", "1"]
+    code, _, err = run(
+        [*args, "--init-image", str(strip), "--out", str(tmp_path / "a.png")], capsys
+    )
+    assert code == 0 and said in err.splitlines(), err
+    code, _, err = run(
+        [*args, "--init-image", str(square), "--out", str(tmp_path / "b.png")], capsys
+    )
+    assert code == 0 and "stretched" not in err, err
+    wide = ["--width", "128", "--height", "64", "--out", str(tmp_path / "c.png")]
+    code, _, err = run([*args, "--init-image", str(square), *wide], capsys)
+    assert code == 0 and "(60×60) is stretched to 128×64" in err, err
+
+
 def _studio(*args: str | bytes, tmp_path: Path) -> subprocess.CompletedProcess:
     """The command line in a process of its own, as a user runs it: real stderr, real exit."""
     env = {
