@@ -294,7 +294,14 @@ def test_an_a1111_hires_fix_is_restored_as_the_studios(make_window) -> None:  # 
     assert same.values["upscale_steps"] == 0  # as many as the main steps: the studio's 0
     unsaid = plan_restore(parse_a1111(text.replace("Hires steps: 12, ", "")))
     assert unsaid.values["upscale_steps"] == 0  # A1111 leaves it out when it is 0
-    assert plan.notes == ["The hires fix enlarges ×2 here (the file's ×1.5)."]
+    assert plan.notes == [
+        "The hires fix enlarges ×2 here (the file's ×1.5).",
+        "The hires fix enlarges with Lanczos here (the file's Latent).",
+    ]
+    lanczos = plan_restore(
+        parse_a1111(text.replace("Hires upscaler: Latent", "Hires upscaler: Lanczos"))
+    )
+    assert lanczos.notes == ["The hires fix enlarges ×2 here (the file's ×1.5)."]
     window = make_window()
     window.draft.apply(plan.values, Source.RESTORED)
     request = window.build_request()

@@ -167,7 +167,8 @@ def _finite_number(text: str | None) -> float | None:
 def _hires(params: ImageParameters, notes: list[str]) -> dict[str, Any]:
     """A1111's hires fix of a text→image job ("Hires upscale"): the studio's, whose strength
     is then the file's "Denoising strength" (A1111 writes the hires pass's there); the studio
-    enlarges ×2 with Lanczos, which a note says when the file's scale is another."""
+    enlarges ×2 with Lanczos, which a note says when the file's scale or upscaler is
+    another."""
     scale = _finite_number(params.extras.get("Hires upscale"))
     if scale is None:
         return {}
@@ -179,6 +180,11 @@ def _hires(params: ImageParameters, notes: list[str]) -> dict[str, Any]:
         found["upscale_steps"] = 0 if steps == params.steps else int(steps)
     if abs(scale - 2) > 1e-6:
         notes.append(f"The hires fix enlarges ×2 here (the file's ×{scale:g}).")
+    upscaler = " ".join(str(params.extras.get("Hires upscaler", "")).split())
+    if upscaler and upscaler.lower() != "lanczos":  # "Latent", "R-ESRGAN 4x+", "4x-UltraSharp"
+        notes.append(
+            f"The hires fix enlarges with Lanczos here (the file's {printable(upscaler, 60)})."
+        )
     return found
 
 
