@@ -706,7 +706,7 @@ def _generate(args: argparse.Namespace) -> int:
     if args.prompt is None:
         raise UsageError(
             "the following arguments are required: prompt (what the image shows; or --from "
-            "IMAGE.png --at-step K to continue a saved image)."
+            "IMAGE.png to make a saved image again, with --at-step K to continue it)."
         )
     model = _spec(args.model) or DEFAULT_MODEL
     defaults = model_defaults(model)

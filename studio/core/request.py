@@ -418,7 +418,13 @@ def _validate(r: GenerationRequest) -> list[str]:
     for name, text in (("prompt", r.prompt), ("negative prompt", r.negative_prompt)):
         if not isinstance(text, str) or not _is_text(text):
             problems.append(f"The {name} holds bytes that are not text (UTF-8): type it again.")
-    if r.mode is not Mode.UPSCALE and not (str(r.prompt).strip() or str(r.negative_prompt).strip()):
+    # An image→image or inpaint with no prompt is a way of working (A1111's: an object
+    # painted out is filled from what surrounds it); an edit needs its instruction.
+    if r.mode is Mode.EDIT and not str(r.prompt).strip():
+        problems.append("The instruction is empty: say what to change in the picture.")
+    elif r.mode is Mode.TEXT_TO_IMAGE and not (
+        str(r.prompt).strip() or str(r.negative_prompt).strip()
+    ):
         problems.append("The prompt is empty: describe the image you want.")
     if isinstance(r.prompt, str):
         problems.extend(unreadable_tag_sentence(tag) for tag in unreadable_lora_tags(r.prompt)[:1])

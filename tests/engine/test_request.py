@@ -23,10 +23,18 @@ def test_default_request_with_a_prompt_is_valid() -> None:
     assert GenerationRequest(prompt="a red circle").problems() == []
 
 
+def test_an_image_to_image_or_inpaint_may_have_no_prompt() -> None:
+    """As in A1111: an object painted out is filled from what surrounds it."""
+    assert GenerationRequest(mode=Mode.IMAGE_TO_IMAGE, init_image=IMAGE).problems() == []
+    inpaint = GenerationRequest(mode=Mode.INPAINT, init_image=IMAGE, mask=MASK)
+    assert inpaint.problems() == []
+
+
 @pytest.mark.parametrize(
     ("changes", "words"),
     [
         ({"prompt": "  "}, "prompt is empty"),
+        ({"mode": Mode.EDIT, "init_image": IMAGE, "prompt": " "}, "The instruction is empty"),
         ({"width": 100}, "Width must be a multiple of 8 (got 100; try 104)"),
         ({"height": 61}, "Height must be a multiple of 8"),
         ({"width": 0}, "Width must be between 8 and 4096"),
