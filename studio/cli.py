@@ -1412,14 +1412,15 @@ def _never_replaced(folder: Path, stem: str, save_as: SaveFormat, images: int) -
 
 def _destination(out: Path | None, quality: int) -> tuple[Path | None, str | None, SaveFormat]:
     """--out as (folder, file stem, format): a .png, .jpg or .webp path names the file,
-    anything without a suffix a folder (its images are PNG)."""
+    anything without a suffix, or an existing folder, a folder (its images are PNG)."""
+    from studio.core.files import is_folder
     from studio.core.formats import PNG, SaveFormat
 
     if not 1 <= quality <= 100:
         raise UsageError(f"--quality must be between 1 and 100, not {quality}.")
     if out is None:
         return None, None, PNG
-    if not out.suffix:
+    if not out.suffix or is_folder(out):  # a folder, even one named like a file ("v1.5")
         return out, None, PNG
     save_as = SaveFormat.for_suffix(out.suffix, quality)
     if save_as is None:

@@ -20,6 +20,15 @@ def is_regular_file(path: Path) -> bool:
         return False
 
 
+def is_folder(path: Path) -> bool:
+    """A folder (through links); False for a path that cannot be looked at (a name too
+    long), where Path.is_dir raises."""
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
 def read_json_object(path: Path, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
     """A JSON object from a regular file of at most `limit` bytes; ValueError otherwise."""
     if not is_regular_file(path):

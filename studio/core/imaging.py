@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
 from studio.core.errors import BadInput
-from studio.core.files import is_regular_file
+from studio.core.files import is_folder, is_regular_file
 from studio.core.text import printable
 
 Box = tuple[int, int, int, int]
@@ -236,7 +236,9 @@ def open_image(path: str | Path) -> Image.Image:
     name = printable(path.name)
     if not path.exists():
         raise ImageLoadError(f"'{name}' does not exist.")
-    if not is_regular_file(path):  # a folder, or a pipe or device that would block the read
+    if is_folder(path):
+        raise ImageLoadError(f"'{printable(str(path))}' is a folder, not an image file.")
+    if not is_regular_file(path):  # a pipe or device that would block the read
         raise ImageLoadError(f"'{name}' is not an image file (not a regular file).")
     if path.stat().st_size == 0:
         raise ImageLoadError(f"'{name}' is empty (0 bytes), so it holds no image.")

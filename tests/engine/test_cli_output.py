@@ -49,6 +49,19 @@ def test_an_existing_file_is_never_replaced(tiny_sd, tmp_path, capsys) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep-2.png", "keep.png"]
 
 
+def test_an_existing_folder_named_like_a_file_is_the_folder_out_names(
+    tiny_sd, tmp_path, capsys
+) -> None:
+    """--out v1.5.png, an existing folder: its images go into it (it was refused as a file
+    that exists already, and no name could reach the folder)."""
+    folder = tmp_path / "v1.5.png"
+    folder.mkdir()
+    code, out, err = run(_generate(tiny_sd, folder), capsys)
+    assert code == 0, err
+    saved = [Path(line) for line in out.splitlines()]
+    assert len(saved) == 1 and saved[0].parent == folder and saved[0].is_file()
+
+
 def test_a_file_where_the_folder_should_be_is_one_sentence(tiny_sd, tmp_path, capsys) -> None:
     picture = tmp_path / "in.png"
     Image.new("RGB", (8, 8)).save(picture)
