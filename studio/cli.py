@@ -394,7 +394,7 @@ def _output_options(command: argparse.ArgumentParser) -> None:
         help="a .png, .jpg or .webp file (a batch adds -1, -2…) or a folder (default: the "
         "studio's output folder); every format carries the parameters as A1111 writes them",
     )
-    command.add_argument("--quality", type=int, default=95, help="JPEG and WebP quality, 1-100")
+    command.add_argument("--quality", type=int, help="JPEG and WebP quality, 1-100 (default: 95)")
 
 
 class _ControlGroup(argparse.Action):
@@ -758,7 +758,34 @@ def _generate(args: argparse.Namespace) -> int:
         controls=_controls(args.controls, model),
         **_defaulted_options(args),  # the request's defaults where not given
     )
+    _say_options_not_used(args, request)
     return _run_and_save(request, args)
+
+
+def _say_options_not_used(args: argparse.Namespace, request: Any) -> None:
+    """An option given that this job does not read is said, not silently dropped."""
+    from studio.core.request import Mode, Upscaler
+
+    unread = []
+    if args.strength is not None and not request.mode.uses_strength:
+        unread.append("--strength changes an input image (--init-image)")
+    if request.mode is not Mode.INPAINT:
+        unread += [
+            f"{option} shapes a mask (--mask)"
+            for option, value in (("--mask-blur", args.mask_blur), ("--padding", args.padding))
+            if value is not None
+        ]
+    if request.upscaler is not Upscaler.HIRES:
+        unread += [
+            f"{option} is the hires fix's (--upscale hires)"
+            for option, value in (
+                ("--upscale-strength", args.upscale_strength),
+                ("--hires-steps", args.hires_steps),
+            )
+            if value is not None
+        ]
+    for sentence in unread:
+        print(f"studio: {sentence}: not used in this job.", file=sys.stderr)
 
 
 def _branch_request(args: argparse.Namespace) -> Any:
@@ -1410,24 +1437,30 @@ def _never_replaced(folder: Path, stem: str, save_as: SaveFormat, images: int) -
         )
 
 
-def _destination(out: Path | None, quality: int) -> tuple[Path | None, str | None, SaveFormat]:
+def _destination(
+    out: Path | None, quality: int | None
+) -> tuple[Path | None, str | None, SaveFormat]:
     """--out as (folder, file stem, format): a .png, .jpg or .webp path names the file,
     anything without a suffix, or an existing folder, a folder (its images are PNG)."""
     from studio.core.files import is_folder
     from studio.core.formats import PNG, SaveFormat
 
-    if not 1 <= quality <= 100:
+    if quality is not None and not 1 <= quality <= 100:
         raise UsageError(f"--quality must be between 1 and 100, not {quality}.")
-    if out is None:
-        return None, None, PNG
-    if not out.suffix or is_folder(out):  # a folder, even one named like a file ("v1.5")
-        return out, None, PNG
-    save_as = SaveFormat.for_suffix(out.suffix, quality)
-    if save_as is None:
-        raise UsageError(
-            f"--out must be a folder or a .png, .jpg or .webp file, not '{printable(out.name)}'."
-        )
-    return out.parent if str(out.parent) else Path("."), out.stem, save_as
+    if out is None or not out.suffix or is_folder(out):  # a folder, even one named "v1.5"
+        save_as = PNG
+        folder, stem = out, None
+    else:
+        found = SaveFormat.for_suffix(out.suffix, 95 if quality is None else quality)
+        if found is None:
+            raise UsageError(
+                f"--out must be a folder or a .png, .jpg or .webp file, not "
+                f"'{printable(out.name)}'."
+            )
+        save_as, folder, stem = found, out.parent if str(out.parent) else Path("."), out.stem
+    if quality is not None and save_as.kind == "png":
+        print("studio: --quality is for .jpg and .webp files: not used for a PNG.", file=sys.stderr)
+    return folder, stem, save_as
 
 
 if __name__ == "__main__":

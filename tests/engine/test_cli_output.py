@@ -62,6 +62,23 @@ def test_an_existing_folder_named_like_a_file_is_the_folder_out_names(
     assert len(saved) == 1 and saved[0].parent == folder and saved[0].is_file()
 
 
+def test_options_the_job_does_not_read_are_said(tiny_sd, tmp_path, capsys) -> None:
+    """--strength with no input image, --mask-blur with no mask, --quality for a PNG were
+    dropped without a word (helper-37): each is said, and the job runs."""
+    extra = ["--strength", "0.5", "--mask-blur", "3", "--hires-steps", "2", "--quality", "80"]
+    code, out, err = run([*_generate(tiny_sd, tmp_path / "a.png"), *extra], capsys)
+    assert code == 0 and Path(out.strip()).is_file(), err
+    said = [line for line in err.splitlines() if "not used" in line]
+    assert said == [
+        "studio: --strength changes an input image (--init-image): not used in this job.",
+        "studio: --mask-blur shapes a mask (--mask): not used in this job.",
+        "studio: --hires-steps is the hires fix's (--upscale hires): not used in this job.",
+        "studio: --quality is for .jpg and .webp files: not used for a PNG.",
+    ]
+    code, _, err = run([*_generate(tiny_sd, tmp_path / "b.jpg"), "--quality", "80"], capsys)
+    assert code == 0 and "not used" not in err, err
+
+
 def test_a_file_where_the_folder_should_be_is_one_sentence(tiny_sd, tmp_path, capsys) -> None:
     picture = tmp_path / "in.png"
     Image.new("RGB", (8, 8)).save(picture)
