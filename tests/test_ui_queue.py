@@ -32,8 +32,8 @@ def test_waiting_jobs_are_listed_and_can_be_reordered_and_cancelled(make_window,
     assert queue.isVisible() and queue.title.text() == "2 jobs waiting"
     rows = [queue.list.item(r).text() for r in range(queue.list.count())]
     assert rows == [
-        "second blue star · Text→Image · 64×64",
-        "third green ring · Text→Image · 64×64",
+        f"#{second}  second blue star · Text→Image · 64×64",
+        f"#{third}  third green ring · Text→Image · 64×64",
     ]
     # the third should run next: select it, move it up
     queue.list.setCurrentRow(1)

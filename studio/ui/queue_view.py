@@ -139,7 +139,8 @@ class QueueView(QWidget):
             record = self.controller.job(job_id)
             if record is None:
                 continue
-            item = QListWidgetItem(describe_job(record.request))
+            # numbered: two jobs of the same prompt and size are told apart to cancel one
+            item = QListWidgetItem(f"#{job_id}  {describe_job(record.request)}")
             item.setData(Qt.ItemDataRole.UserRole, job_id)
             item.setToolTip(printable(record.request.prompt))
             item.setSizeHint(QSize(0, self._row_height()))
