@@ -298,19 +298,25 @@ def _large_images(folder: Path, count: int) -> list[Path]:
     return paths
 
 
-def test_sidecar_thumbnails_are_used_after_a_restart(  # noqa: ANN001
-    qtbot, make_panel, tmp_path, monkeypatch
-):
-    paths = _large_images(tmp_path / "outputs", 3)
-    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
-    decoded: list[str] = []
+@pytest.fixture
+def decoded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the pictures decoded into thumbnails, in order."""
+    names: list[str] = []
     make = gallery_thumbnails.make_thumbnail
 
     def counting(path, size=gallery_thumbnails.THUMB_SIZE):  # noqa: ANN001, ANN202
-        decoded.append(Path(path).name)
+        names.append(Path(path).name)
         return make(path, size)
 
     monkeypatch.setattr(gallery_thumbnails, "make_thumbnail", counting)
+    return names
+
+
+def test_sidecar_thumbnails_are_used_after_a_restart(  # noqa: ANN001
+    qtbot, make_panel, tmp_path, decoded
+):
+    paths = _large_images(tmp_path / "outputs", 3)
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
     first = make_panel(tmp_path / "outputs")
     _in_view_shown(qtbot, _listed(qtbot, first))
     assert sorted(decoded) == sorted(p.name for p in paths)
@@ -340,20 +346,12 @@ def test_sidecar_thumbnails_are_used_after_a_restart(  # noqa: ANN001
 
 
 def test_a_thumbnail_on_its_way_to_the_window_is_not_made_twice(  # noqa: ANN001
-    qtbot, tmp_path, monkeypatch
+    qtbot, tmp_path, decoded
 ):
     """The view repaints (and asks again) between the worker's finishing a thumbnail and
     the window's receiving it: the picture is decoded once (CI saw it decoded twice)."""
     path = tmp_path / "small.png"
     Image.new("RGB", (40, 30), (10, 200, 30)).save(path)
-    decoded: list[str] = []
-    make = gallery_thumbnails.make_thumbnail
-
-    def counting(path, size=gallery_thumbnails.THUMB_SIZE):  # noqa: ANN001, ANN202
-        decoded.append(Path(path).name)
-        return make(path, size)
-
-    monkeypatch.setattr(gallery_thumbnails, "make_thumbnail", counting)
     loader = gallery_thumbnails.ThumbnailLoader()
     received: list[str] = []
     loader.loaded.connect(lambda key, image: received.append(key))
