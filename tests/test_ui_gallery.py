@@ -182,6 +182,39 @@ def test_a_finished_job_lands_in_the_gallery_and_the_timeline(  # noqa: ANN001
     assert not window.canvas.has_preview() and timeline.label.text() == "Result"
 
 
+def test_a_file_made_while_the_folder_is_read_is_not_missed(  # noqa: ANN001
+    qtbot, make_window, out_dir, monkeypatch
+):
+    """The window came back (a sync) while an earlier reading of the folder was under way
+    (the window's own activation as it showed, in CI): that reading predates the change and
+    the second was dropped, so the new file never showed. It is read again once done."""
+    import threading
+
+    from studio.ui import gallery_listing
+
+    paths = _fill(out_dir, 2)
+    window = make_window()
+    gallery = _listed(qtbot, window)
+    read, carry_on = threading.Event(), threading.Event()
+    scan = gallery_listing.scan_images
+
+    def stale_scan(folder, stop):  # noqa: ANN001, ANN202 - read, then held back
+        found = scan(folder, stop)
+        read.set()
+        carry_on.wait(5)
+        return found
+
+    monkeypatch.setattr(gallery_listing, "scan_images", stale_scan)
+    gallery.sync()
+    assert read.wait(5)  # the folder is read; its answer is on its way
+    monkeypatch.setattr(gallery_listing, "scan_images", scan)
+    request = GenerationRequest(prompt="made elsewhere", width=40, height=24)
+    made = save_image(Image.new("RGB", (40, 24), "red"), request, 9, out_dir, stem="cli")
+    gallery.sync()  # the window is active again
+    carry_on.set()
+    qtbot.waitUntil(lambda: gallery.model.paths() == [made, paths[1], paths[0]], timeout=5000)
+
+
 def test_the_gallery_follows_files_added_and_removed_outside_the_studio(
     qtbot, make_window, out_dir, monkeypatch
 ):  # noqa: ANN001

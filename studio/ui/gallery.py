@@ -121,6 +121,7 @@ class GalleryModel(QAbstractListModel):
         self.syncer.finished.connect(self._on_synced)
         self._sync_ticket = 0  # the sync under way (0: none)
         self._sync_found: list[str] = []
+        self._sync_again = False  # asked for while listing or syncing: once that is done
 
     # -- Qt model --------------------------------------------------------------------------
 
@@ -183,9 +184,13 @@ class GalleryModel(QAbstractListModel):
         """Read the folder again, off the UI thread, and bring the rows in line with it
         without starting over: images added outside the studio (the command line, a file
         manager) come first, newest first, and images gone go; the others keep their rows,
-        thumbnails and the selection. Nothing while the folder is being listed."""
+        thumbnails and the selection. Asked while the folder is being listed or read, it
+        reads it again once that is done: what changed meanwhile may have been read before
+        the change."""
         if self._listing or self._sync_ticket:
+            self._sync_again = True
             return
+        self._sync_again = False
         self._sync_found = []
         self._sync_ticket = self.syncer.start(self.folder)
 
@@ -267,6 +272,8 @@ class GalleryModel(QAbstractListModel):
         for key in gone:
             self.remove(Path(key))
         self.add([Path(key) for key in found if key not in self._place])
+        if self._sync_again:
+            self.sync()
 
     def _on_batch(self, ticket: int, keys: list[str]) -> None:
         if ticket != self._ticket:
@@ -293,6 +300,8 @@ class GalleryModel(QAbstractListModel):
         if self._listing:
             self._listing = False
             self.listingFinished.emit()
+            if self._sync_again:
+                self.sync()
 
     def _insert_listed(self, keys: list[str]) -> None:
         new = [key for key in keys if key not in self._place]  # already added: kept there
