@@ -651,3 +651,32 @@ def test_connecting_to_a_cluster_nothing_answers_at_says_so_at_once(monkeypatch)
         f"No Ray cluster answers at 127.0.0.1:{port} (connection refused): start one "
         "there ('ray start --head'), or check the address."
     )
+
+
+def test_an_engine_that_dies_as_the_pool_starts_is_asked_again(monkeypatch) -> None:  # noqa: ANN001
+    """Ray starting an engine again (its worker lost) as the pool asks where it runs: asked
+    again, not "the cluster could not be used" (CI saw it once in five runs)."""
+    from types import SimpleNamespace
+
+    ray = pytest.importorskip("ray")
+    from studio.remote import pool
+
+    asked: list[int] = []
+
+    def get(refs, timeout):  # noqa: ANN001, ANN202, ARG001
+        asked.append(len(refs))
+        if len(asked) == 1:
+            raise ray.exceptions.RayActorError()
+        return [{"node": "n1", "name": "e-0"}]
+
+    engine = SimpleNamespace(where=SimpleNamespace(remote=lambda: "ref"))
+    monkeypatch.setattr(pool.time, "sleep", lambda _s: None)
+    fake = SimpleNamespace(get=get, exceptions=ray.exceptions)
+    assert pool._places(fake, [engine]) == [{"node": "n1", "name": "e-0"}] and asked == [1, 1]
+    asked.clear()
+    always = SimpleNamespace(
+        get=lambda refs, timeout: (_ for _ in ()).throw(ray.exceptions.RayActorError()),
+        exceptions=ray.exceptions,
+    )
+    with pytest.raises(ray.exceptions.RayActorError):
+        pool._places(always, [engine])

@@ -42,6 +42,7 @@ NAMESPACE = "latent-studio"
 ENGINE_PREFIX = "studio-engine"
 DEFAULT_CPUS_PER_ENGINE = 4  # on a cluster without GPUs: one engine per this many CPUs
 MAX_CONCURRENCY = 4  # a running job, its cancel, a poll and a question at once
+START_ATTEMPTS = 3  # asking the engines where they run, when one dies as it is asked
 MAX_RESTARTS = 2  # Ray starts a dead engine again (its model loads again on its next job)
 START_TIMEOUT_S = 300.0  # engines start a Python, import torch and the engine
 ATTEMPTS = 2  # a job whose engine died runs once more
@@ -83,6 +84,22 @@ def import_ray() -> Any:
 def is_local(address: str) -> bool:
     """Whether the address asks for a cluster of this process alone ("ray", "local")."""
     return address.strip().lower() in ("", "ray", "local")
+
+
+def _places(ray: Any, handles: list[Any]) -> list[dict[str, Any]]:
+    """Where each engine runs (its node, its model). An engine that died as it was asked
+    (Ray starting it again: its worker lost, or stopped by the node's memory monitor) is
+    asked again, a second later, before the cluster is said to be unusable (CI saw "The
+    actor died unexpectedly before finishing this task" once in five runs)."""
+    for attempt in range(START_ATTEMPTS):
+        try:
+            return ray.get([h.where.remote() for h in handles], timeout=START_TIMEOUT_S)
+        except ray.exceptions.RayActorError as e:
+            if attempt == START_ATTEMPTS - 1:
+                raise
+            log.warning("an engine died as it started (%s): asking again", e)
+            time.sleep(1.0)
+    raise AssertionError("unreachable")
 
 
 def connect(address: str, local_cpus: int | None = None) -> bool:
@@ -424,7 +441,7 @@ class EnginePool:
                     **resources,
                 ).remote(name, threads)
             )
-        wheres = ray.get([h.where.remote() for h in handles], timeout=START_TIMEOUT_S)
+        wheres = _places(ray, handles)
         ours = studio_version()
         for where in wheres:
             if where["studio"] != ours:
