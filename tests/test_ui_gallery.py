@@ -205,8 +205,8 @@ def test_a_file_made_while_the_folder_is_read_is_not_missed(  # noqa: ANN001
         return found
 
     monkeypatch.setattr(gallery_listing, "scan_images", stale_scan)
-    gallery.sync()
-    assert read.wait(5)  # the folder is read; its answer is on its way
+    gallery.sync()  # (waits for a reading the window's own activation may have started)
+    qtbot.waitUntil(read.is_set, timeout=5000)  # the folder is read; its answer on its way
     monkeypatch.setattr(gallery_listing, "scan_images", scan)
     request = GenerationRequest(prompt="made elsewhere", width=40, height=24)
     made = save_image(Image.new("RGB", (40, 24), "red"), request, 9, out_dir, stem="cli")
